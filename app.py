@@ -1,0 +1,24 @@
+"""Streamlit entry: sign-in and role-filtered navigation. No logic here."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import _shared
+from app_pages.registry import ADMIN_SECTIONS
+
+st.set_page_config(page_title="Billing Ops Console", page_icon=":material/credit_card:", layout="wide")
+
+identity = _shared.current_user()
+if identity is None:
+    navigation = st.navigation([st.Page(_shared.render_sign_in, title="Sign in", url_path="sign-in")])
+elif not _shared.user_is_admin(identity):
+    _shared.render_account_sidebar(identity)
+    navigation = st.navigation([st.Page(_shared.render_no_access, title="No access", url_path="no-access")])
+else:
+    _shared.render_account_sidebar(identity)
+    navigation = st.navigation(
+        {section: [st.Page(path, title=title, url_path=slug) for path, title, slug in pages]
+         for section, pages in ADMIN_SECTIONS.items()}
+    )
+navigation.run()

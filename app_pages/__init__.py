@@ -1,0 +1,1 @@
+"""One module per page; widgets only. Every admin page calls require_admin() itself."""

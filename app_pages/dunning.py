@@ -1,0 +1,8 @@
+"""Dunning & SCA page (admin only)."""
+
+import streamlit as st
+
+from app_pages._shared import require_admin
+
+identity = require_admin()
+st.title("Dunning & SCA")

@@ -1,0 +1,33 @@
+"""The admin pages, grouped by who uses them. app.py builds st.navigation from this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_HERE = Path(__file__).parent
+
+
+def _page(name: str) -> str:
+    return str(_HERE / f"{name}.py")
+
+
+# section -> [(page file, title, url path)]
+ADMIN_SECTIONS: dict[str, list[tuple[str, str, str]]] = {
+    "Ops": [
+        (_page("disputes"), "Disputes", "disputes"),
+        (_page("fraud_warnings"), "Early fraud warnings", "fraud-warnings"),
+    ],
+    "Engineering": [
+        (_page("first_24h"), "First 24 hours", "first-24h"),
+        (_page("webhooks"), "Webhooks", "webhooks"),
+        (_page("reconciliation"), "Reconciliation", "reconciliation"),
+        (_page("plan_changes"), "Plan changes", "plan-changes"),
+        (_page("dunning"), "Dunning & SCA", "dunning"),
+    ],
+    "Go-live": [
+        (_page("golive"), "Preflight & checklist", "go-live"),
+        (_page("qa_matrix"), "QA matrix", "qa-matrix"),
+        (_page("signoff"), "Sign-off", "sign-off"),
+        (_page("audit"), "Audit log", "audit"),
+    ],
+}

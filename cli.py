@@ -1,0 +1,255 @@
+"""`billing-ops`: the console's commands. Each parses options, calls one service
+function and prints the result; a bad setting is one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from services.config import SettingsError, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_CONSOLE_PORT = 8501
+DEFAULT_WEBHOOK_PORT = 8502
+DEFAULT_EMULATOR_PORT = 12111
+
+
+def friendly_errors(fn: F) -> F:
+    """Settings and Stripe errors end the command with one plain line, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from services.stripe_gateway import StripeGatewayError
+
+        try:
+            return fn(*args, **kwargs)
+        except SettingsError as error:
+            click.echo(f"Configuration error: {error}", err=True)
+            sys.exit(2)
+        except StripeGatewayError as error:
+            click.echo(f"Stripe error: {error.message}", err=True)
+            sys.exit(3)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _runtime() -> Any:
+    from services.observability import configure_logging, init_sentry
+    from services.runtime import Runtime, set_runtime
+
+    runtime = Runtime(load_settings())
+    configure_logging()
+    init_sentry(runtime.settings)
+    set_runtime(runtime)
+    return runtime
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, sort_keys=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Billing Ops Console: disputes, fraud warnings, webhooks, reconciliation and go-live on Stripe."""
+
+
+# --- database -----------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Run migrations up to the latest revision."""
+    from db.migrate import current_revision, upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    click.echo(f"Database at revision {current_revision(settings.database_url)}.")
+
+
+# --- console, demo, emulator ----------------------------------------------------------
+@main.command()
+@click.option("--port", default=DEFAULT_CONSOLE_PORT, show_default=True)
+@click.option("--webhook-port", default=DEFAULT_WEBHOOK_PORT, show_default=True)
+@click.option("--emulator-port", default=DEFAULT_EMULATOR_PORT, show_default=True)
+@click.option("--data-dir", default="demo_data", show_default=True, help="Where the demo keeps its SQLite DB.")
+@click.option("--customers", default=300, show_default=True, help="How many customers the seeded month has.")
+@click.option("--headless/--no-headless", default=True, help="Do not open a browser.")
+@friendly_errors
+def demo(port: int, webhook_port: int, emulator_port: int, data_dir: str, customers: int, headless: bool) -> None:
+    """Emulator + seeded month + webhook receiver + console on SQLite; no Stripe account needed."""
+    from services.demo import run_demo
+
+    run_demo(
+        console_port=port,
+        webhook_port=webhook_port,
+        emulator_port=emulator_port,
+        data_dir=data_dir,
+        customers=customers,
+        headless=headless,
+    )
+
+
+@main.command()
+@click.option("--port", default=DEFAULT_CONSOLE_PORT, show_default=True)
+@friendly_errors
+def run(port: int) -> None:
+    """The console against the configured Stripe account (test or live)."""
+    from services.demo import run_console
+
+    settings = load_settings()
+    from db.migrate import upgrade
+
+    upgrade(settings.database_url)
+    sys.exit(run_console(port=port, env={}, wait=True))
+
+
+@main.command()
+@click.option("--port", default=DEFAULT_EMULATOR_PORT, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--state", "state_file", default=None, help="Persist the emulator's state in this JSON file.")
+@click.option("--rate-limit", default=25.0, show_default=True, help="Requests per second before 429.")
+def emulator(port: int, host: str, state_file: str | None, rate_limit: float) -> None:
+    """The Stripe emulator alone."""
+    from emulator.server import serve_forever
+
+    click.echo(f"Stripe emulator on http://{host}:{port} (use STRIPE_API_BASE=http://{host}:{port})")
+    serve_forever(host, port, state_file, rate_limit)
+
+
+@main.command("serve-webhooks")
+@click.option("--port", default=DEFAULT_WEBHOOK_PORT, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@friendly_errors
+def serve_webhooks(port: int, host: str) -> None:
+    """The webhook receiver: POST /billing/webhook, GET /healthz, GET /metrics."""
+    import uvicorn
+
+    from webhooks.app import create_app
+
+    runtime = _runtime()
+    uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Do one round of work and exit.")
+@friendly_errors
+def worker(once: bool) -> None:
+    """Event processing and reconciliation on its cron (safe with several workers)."""
+    from services.worker import run_worker
+
+    run_worker(_runtime(), once=once, echo=click.echo)
+
+
+# --- reconciliation, sync, prune ---------------------------------------------------------
+@main.command()
+@click.option("--apply", "apply_changes", is_flag=True, help="Apply due downgrades (default: dry-run).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON (schema in docs/reconcile.schema.json).")
+@friendly_errors
+def reconcile(apply_changes: bool, as_json: bool) -> None:
+    """One reconciliation run; dry-run by default."""
+    from services.reconciliation import format_run_table, run_reconciliation, run_to_json
+
+    runtime = _runtime()
+    report = run_reconciliation(
+        settings=runtime.settings,
+        uow=runtime.uow(),
+        gateway=runtime.gateway,
+        apply=apply_changes,
+        actor="cli",
+        trigger="manual",
+    )
+    if as_json:
+        _print_json(run_to_json(report))
+    else:
+        click.echo(format_run_table(report))
+
+
+@main.command()
+@click.option("--since", default=None, help="ISO date/time to backfill from (max 30 days back).")
+@click.option("--days", default=None, type=int, help="Backfill this many days (max 30).")
+@friendly_errors
+def sync(since: str | None, days: int | None) -> None:
+    """Backfill from the Events API and list endpoints (missed webhooks, first install)."""
+    from services.sync import run_sync
+
+    runtime = _runtime()
+    summary = run_sync(runtime, since=since, days=days, progress=click.echo)
+    _print_json(summary)
+
+
+@main.command("prune-webhooks")
+@click.option("--url", required=True, help="The console's webhook URL (the endpoint to keep).")
+@click.option("--apply", "apply_changes", is_flag=True, help="Delete the listed endpoints (default: dry-run).")
+@friendly_errors
+def prune_webhooks(url: str, apply_changes: bool) -> None:
+    """Remove stale/duplicate webhook endpoints; dry-run by default."""
+    from services.webhooks import prune_webhook_endpoints
+
+    runtime = _runtime()
+    for line in prune_webhook_endpoints(runtime, url=url, apply=apply_changes, actor="cli"):
+        click.echo(line)
+
+
+# --- go-live -------------------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result for CI.")
+@friendly_errors
+def check(as_json: bool) -> None:
+    """The go-live preflight; exit 1 on any blocking failure."""
+    from services.preflight import format_report, has_blocking_failure, run_preflight
+
+    runtime = _runtime()
+    results = run_preflight(runtime)
+    if as_json:
+        _print_json([result.to_dict() for result in results])
+    else:
+        click.echo(format_report(results))
+    sys.exit(1 if has_blocking_failure(results) else 0)
+
+
+@main.command()
+@click.option("--out", "out_file", default=None, help="Also write the snapshot JSON to this file.")
+@click.option("--hours", default=24, show_default=True, help="Window length from the go-live time.")
+@friendly_errors
+def snapshot(out_file: str | None, hours: int) -> None:
+    """Freeze the first-24h metrics into an immutable snapshot used by sign-off."""
+    from services.metrics import take_snapshot
+
+    runtime = _runtime()
+    record = take_snapshot(runtime, actor="cli", hours=hours)
+    if out_file:
+        with open(out_file, "w") as handle:
+            json.dump(record, handle, indent=2, default=str)
+    _print_json({"snapshot_id": record["id"], "window": record["window"], "sha256": record["sha256"]})
+
+
+@main.group()
+def qa() -> None:
+    """The 8-case plan-change QA matrix (test mode only)."""
+
+
+@qa.command("run")
+@click.option("--case", "case_ids", multiple=True, help="Run only these case ids.")
+@click.option("--actor", default="cli", show_default=True)
+@friendly_errors
+def qa_run(case_ids: tuple[str, ...], actor: str) -> None:
+    """Run the QA matrix against Stripe test mode (or the emulator)."""
+    from services.qa_matrix import run_matrix_cli
+
+    runtime = _runtime()
+    ok = run_matrix_cli(runtime, case_ids=list(case_ids) or None, actor=actor, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

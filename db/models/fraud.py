@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.models.base import Base, utcnow
+
+
+class FraudWarning(Base):
+    """A Radar early fraud warning and the ops decision on it.
+
+    `status` is ours (open | refunded | ignored); a later
+    radar.early_fraud_warning.updated event refreshes Stripe's fields only.
+    """
+
+    __tablename__ = "fraud_warnings"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # issfr_...
+    charge_id: Mapped[str] = mapped_column(String(255), index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    amount: Mapped[int] = mapped_column(default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    fraud_type: Mapped[str | None] = mapped_column(String(64), index=True)
+    actionable: Mapped[bool] = mapped_column(default=True, index=True)
+    created: Mapped[datetime | None] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    action: Mapped[str | None] = mapped_column(String(32))  # refund | ignore | reopen
+    actor: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    refund_amount: Mapped[int | None]
+    dispute_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_updated: Mapped[int] = mapped_column(default=0)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

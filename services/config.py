@@ -1,0 +1,340 @@
+"""Typed settings from the environment (and `.env`), validated once at start-up.
+
+Both go-live runbooks' variable names are accepted. A bad value raises
+`SettingsError` whose message is one line naming the variable and the fix; it
+never contains the value itself, because several of these values are secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Stripe's documented per-mode rate limits (requests/second), see
+# https://docs.stripe.com/rate-limits ; the gateway stays under 80 % of them.
+STRIPE_RATE_LIMITS = {"live": 100, "test": 25}
+RATE_LIMIT_SHARE = 0.8
+
+# The runbook's reconciliation cadence: every 420 s, looking 900 s ahead.
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 420
+DEFAULT_RECONCILE_LOOKAHEAD_SECONDS = 900
+
+# Plans the console cannot go live without (go-live checklist section 2).
+REQUIRED_PLAN_INTERVALS = (("basic", "monthly"), ("pro", "monthly"))
+KNOWN_INTERVALS = ("monthly", "yearly")
+
+# Events the console handles; the webhook endpoint must be subscribed to them.
+CONSOLE_EVENT_TYPES = (
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "radar.early_fraud_warning.created",
+    "radar.early_fraud_warning.updated",
+)
+
+_PRICE_ENV = re.compile(r"^STRIPE_PRICE_([A-Z0-9]+)_(MONTHLY|YEARLY)$")
+
+PriceMapping = dict[str, dict[str, str]]
+
+# What to tell the user for each variable when its value is rejected.
+_FIXES: dict[str, str] = {
+    "DATABASE_URL": "use sqlite:///path.db or postgresql+psycopg://user@host/db",
+    "STRIPE_API_KEY": "set STRIPE_API_KEY (or STRIPE_SECRET_KEY) to a key starting sk_test_/rk_test_ or sk_live_/rk_live_",
+    "STRIPE_MODE": "set STRIPE_MODE=test or STRIPE_MODE=live, matching the key prefix",
+    "STRIPE_WEBHOOK_SECRETS": "use comma-separated signing secrets that each start with whsec_",
+    "STRIPE_PLAN_PRICE_MAPPING": 'use JSON like {"basic":{"monthly":"price_..."}}',
+    "DISABLE_AUTH": "unset DISABLE_AUTH (it is refused in live mode)",
+    "RECONCILE_CRON_INTERVAL_SECONDS": "use a whole number of seconds, e.g. 420",
+    "RECONCILE_CRON_LOOKAHEAD_SECONDS": "use a whole number of seconds, e.g. 900",
+    "ADMIN_EMAIL_DOMAIN": "use a bare domain such as example.com",
+}
+
+
+class SettingsError(Exception):
+    """A configuration value is wrong; the message is safe to print."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field("sqlite:///billing_ops.db", validation_alias="DATABASE_URL")
+    stripe_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("STRIPE_API_KEY", "STRIPE_SECRET_KEY")
+    )
+    stripe_api_base: str | None = Field(None, validation_alias="STRIPE_API_BASE")
+    stripe_mode: Literal["test", "live"] = Field("test", validation_alias="STRIPE_MODE")
+    stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET")
+    )
+    stripe_webhook_allowed_events: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(CONSOLE_EVENT_TYPES), validation_alias="STRIPE_WEBHOOK_ALLOWED_EVENTS"
+    )
+    # Optional override of the client-side limit (the emulator may be set lower).
+    stripe_rate_limit_per_second: float | None = Field(None, validation_alias="STRIPE_RATE_LIMIT_PER_SECOND")
+    stripe_max_retries: int = Field(4, ge=0, le=10, validation_alias="STRIPE_MAX_RETRIES")
+    stripe_timeout_seconds: float = Field(30.0, gt=0, validation_alias="STRIPE_TIMEOUT_SECONDS")
+    price_mapping: PriceMapping = Field(default_factory=dict)
+
+    admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="ADMIN_EMAILS")
+    admin_email_domain: str | None = Field(None, validation_alias="ADMIN_EMAIL_DOMAIN")
+    disable_auth: bool = Field(False, validation_alias="DISABLE_AUTH")
+    auth_credentials_file: str = Field("credentials.yaml", validation_alias="AUTH_CREDENTIALS_FILE")
+    session_idle_timeout_seconds: int = Field(1800, gt=0, validation_alias="SESSION_IDLE_TIMEOUT_SECONDS")
+    session_max_lifetime_seconds: int = Field(
+        12 * 3600, gt=0, validation_alias="SESSION_MAX_LIFETIME_SECONDS"
+    )
+
+    reconcile_cron_enabled: bool = Field(False, validation_alias="RECONCILE_CRON_ENABLED")
+    reconcile_cron_interval_seconds: int = Field(
+        DEFAULT_RECONCILE_INTERVAL_SECONDS,
+        gt=0,
+        validation_alias=AliasChoices("RECONCILE_CRON_INTERVAL_SECONDS", "RECONCILE_CRON_INTERVAL"),
+    )
+    reconcile_cron_lookahead_seconds: int = Field(
+        DEFAULT_RECONCILE_LOOKAHEAD_SECONDS,
+        gt=0,
+        validation_alias=AliasChoices("RECONCILE_CRON_LOOKAHEAD_SECONDS", "RECONCILE_CRON_LOOKAHEAD"),
+    )
+
+    sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
+    sentry_environment: str | None = Field(None, validation_alias="SENTRY_ENVIRONMENT")
+    sentry_dashboard_url: str | None = Field(None, validation_alias="SENTRY_DASHBOARD_URL")
+    signoff_eng_leads: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="SIGNOFF_ENG_LEADS"
+    )
+    signoff_product_owners: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="SIGNOFF_PRODUCT_OWNERS"
+    )
+
+    # Where Stripe should deliver events; the preflight looks for an endpoint with this URL.
+    console_webhook_url: str | None = Field(None, validation_alias="CONSOLE_WEBHOOK_URL")
+    # Process events right after storing them (demo) instead of leaving them to `worker`.
+    webhook_process_inline: bool = Field(False, validation_alias="WEBHOOK_PROCESS_INLINE")
+    # Policy text used to draft dispute evidence.
+    refund_policy_text: str = Field(
+        "Refunds are available within 14 days of a charge on request to support.",
+        validation_alias="REFUND_POLICY_TEXT",
+    )
+    cancellation_policy_text: str = Field(
+        "Subscriptions can be cancelled at any time from the billing portal; access continues "
+        "until the end of the paid period and no further charges are made.",
+        validation_alias="CANCELLATION_POLICY_TEXT",
+    )
+
+    # Alert thresholds (runbook section 8).
+    alert_change_error_rate: float = Field(0.05, ge=0, le=1, validation_alias="ALERT_CHANGE_ERROR_RATE")
+    alert_reconcile_applied_max: int = Field(50, ge=0, validation_alias="ALERT_RECONCILE_APPLIED_MAX")
+    alert_invoice_failure_margin: float = Field(
+        0.05, ge=0, le=1, validation_alias="ALERT_INVOICE_FAILURE_MARGIN"
+    )
+    alert_invoice_failure_baseline: float | None = Field(
+        None, ge=0, le=1, validation_alias="ALERT_INVOICE_FAILURE_BASELINE"
+    )
+    alert_webhook_silence_minutes: int = Field(30, gt=0, validation_alias="ALERT_WEBHOOK_SILENCE_MINUTES")
+    alert_invalid_signatures_per_hour: int = Field(
+        10, ge=0, validation_alias="ALERT_INVALID_SIGNATURES_PER_HOUR"
+    )
+
+    @field_validator(
+        "stripe_webhook_allowed_events",
+        "admin_emails",
+        "signoff_eng_leads",
+        "signoff_product_owners",
+        mode="before",
+    )
+    @classmethod
+    def _split_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("stripe_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for secret in value or []:
+            raw = secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret)
+            if not raw.startswith("whsec_"):
+                raise ValueError("every webhook signing secret must start with whsec_")
+        return value
+
+    @field_validator("admin_emails", "signoff_eng_leads", "signoff_product_owners")
+    @classmethod
+    def _normalise_emails(cls, value: list[str]) -> list[str]:
+        return [email.strip().lower() for email in value]
+
+    @field_validator("admin_email_domain")
+    @classmethod
+    def _check_domain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        domain = value.strip().lower()
+        if "@" in domain or "." not in domain or " " in domain:
+            raise ValueError("must be a bare domain such as example.com")
+        return domain
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("only SQLite and PostgreSQL URLs are supported")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
+        if key is not None:
+            key_mode = stripe_key_mode(key)
+            if key_mode is None:
+                raise ValueError("STRIPE_API_KEY|the key must start with sk_test_, rk_test_, sk_live_ or rk_live_")
+            if key_mode != self.stripe_mode:
+                raise ValueError(
+                    f"STRIPE_MODE|STRIPE_MODE is {self.stripe_mode} but the key is a {key_mode}-mode key"
+                )
+        if self.disable_auth and self.stripe_mode == "live":
+            raise ValueError("DISABLE_AUTH|DISABLE_AUTH=true is refused in live mode")
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def, override]
+        # load_settings() merges os.environ and .env itself, so only init values count here.
+        return (init_settings,)
+
+    # --- derived values -------------------------------------------------
+    @property
+    def stripe_secret(self) -> str | None:
+        return self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
+
+    @property
+    def webhook_secret_values(self) -> list[str]:
+        return [secret.get_secret_value() for secret in self.stripe_webhook_secrets]
+
+    @property
+    def stripe_requests_per_second(self) -> float:
+        if self.stripe_rate_limit_per_second is not None:
+            return self.stripe_rate_limit_per_second
+        return STRIPE_RATE_LIMITS[self.stripe_mode] * RATE_LIMIT_SHARE
+
+    def price_id(self, plan: str, interval: str) -> str | None:
+        return self.price_mapping.get(plan.lower(), {}).get(interval.lower())
+
+    def plan_for_price(self, price_id: str) -> tuple[str, str] | None:
+        for plan, intervals in self.price_mapping.items():
+            for interval, mapped in intervals.items():
+                if mapped == price_id:
+                    return plan, interval
+        return None
+
+
+def stripe_key_mode(key: str) -> Literal["test", "live"] | None:
+    if key.startswith(("sk_test_", "rk_test_")):
+        return "test"
+    if key.startswith(("sk_live_", "rk_live_")):
+        return "live"
+    return None
+
+
+def _parse_price_mapping(environ: Mapping[str, str], mode: str) -> PriceMapping:
+    """Merge the JSON mapping for the mode with STRIPE_PRICE_<PLAN>_<INTERVAL> variables."""
+    mapping: PriceMapping = {}
+    json_var = f"STRIPE_PLAN_PRICE_MAPPING_{mode.upper()}"
+    for name in ("STRIPE_PLAN_PRICE_MAPPING", json_var):
+        raw = environ.get(name)
+        if not raw:
+            continue
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            raise SettingsError(f"{name}: not valid JSON; fix: {_FIXES['STRIPE_PLAN_PRICE_MAPPING']}") from None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(intervals, dict) and all(isinstance(p, str) for p in intervals.values())
+            for intervals in parsed.values()
+        ):
+            raise SettingsError(
+                f"{name}: must map plan -> interval -> price id; fix: {_FIXES['STRIPE_PLAN_PRICE_MAPPING']}"
+            )
+        for plan, intervals in parsed.items():
+            mapping.setdefault(plan.lower(), {}).update({k.lower(): v for k, v in intervals.items()})
+    for name, price in environ.items():
+        match = _PRICE_ENV.match(name)
+        if match and price:
+            mapping.setdefault(match.group(1).lower(), {})[match.group(2).lower()] = price
+    for plan, intervals in mapping.items():
+        for interval, price in intervals.items():
+            if interval not in KNOWN_INTERVALS:
+                raise SettingsError(
+                    f"price mapping: unknown interval '{interval}' for plan '{plan}'; fix: use monthly or yearly"
+                )
+            if not price.startswith("price_"):
+                raise SettingsError(
+                    f"price mapping: the price for {plan}.{interval} is not a price id; fix: use price_... ids"
+                )
+    return mapping
+
+
+def _env_name_for(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        return first if isinstance(first, str) else field.upper()
+    return field.upper()
+
+
+def _explain(error: ValidationError) -> str:
+    first = error.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if "|" in message:  # cross-field checks name their variable themselves
+        variable, message = message.split("|", 1)
+    else:
+        loc = first.get("loc") or ("settings",)
+        variable = _env_name_for(str(loc[0]))
+    fix = _FIXES.get(variable) or _FIXES.get(variable.removesuffix("_SECRET") + "_SECRETS", "")
+    return f"{variable}: {message}" + (f"; fix: {fix}" if fix else "")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
+    """Build and validate settings. `environ` replaces os.environ (tests)."""
+    merged: dict[str, str] = {}
+    if env_file and os.path.exists(env_file):
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    mode = (merged.get("STRIPE_MODE") or "test").strip().lower()
+    if mode not in STRIPE_RATE_LIMITS:
+        raise SettingsError(f"STRIPE_MODE: unknown mode; fix: {_FIXES['STRIPE_MODE']}")
+    merged["STRIPE_MODE"] = mode
+    price_mapping = _parse_price_mapping(merged, mode)
+    known = {_env_name_for(name) for name in Settings.model_fields} | {
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "RECONCILE_CRON_INTERVAL",
+        "RECONCILE_CRON_LOOKAHEAD",
+    }
+    values = {k: v for k, v in merged.items() if k in known}
+    try:
+        return Settings(_env_file=None, price_mapping=price_mapping, **values)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SettingsError(_explain(error)) from None

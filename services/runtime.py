@@ -1,0 +1,44 @@
+"""Wiring: settings, the DB engine and the Stripe gateway, built once per process."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from db.session import UnitOfWork, get_engine
+from services.config import Settings, load_settings
+from services.stripe_gateway import StripeGateway
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = get_engine(self.settings.database_url)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    @functools.cached_property
+    def gateway(self) -> StripeGateway:
+        return StripeGateway(self.settings)
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(load_settings())
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Tests and the demo install their own runtime."""
+    global _runtime
+    _runtime = runtime

@@ -1,0 +1,445 @@
+"""The only module that talks to Stripe.
+
+Everything goes through `StripeGateway._call`, which applies, in order: a
+client-side rate limit under 80 % of the mode's limit, retries of 429/5xx and
+connection errors with jittered exponential backoff, and translation of
+Stripe's errors into `StripeGatewayError` whose message is plain words and
+never contains a key. Mutating calls take an idempotency key derived from the
+intent by the caller (e.g. `refund:efw:<id>`); retries reuse it, so a retried
+POST can never act twice. Results are plain dicts, so services never see SDK
+types. List reads paginate with limit=100; search endpoints are never used
+(they are eventually consistent, unfit for read-after-write).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, TypeVar
+
+import stripe
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from services.config import Settings
+from services.observability import scrub_text
+
+# The API version the installed SDK pins (stripe 16.1: 2026-10-28.endive). The
+# emulator answers in it; basil-era shapes (periods on items, invoice.parent).
+PINNED_API_VERSION: str = stripe.api_version
+LIST_PAGE_SIZE = 100
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 8.0
+
+T = TypeVar("T")
+
+
+# Plain words for the errors ops will meet; anything else falls back to Stripe's own message.
+_PLAIN_MESSAGES = {
+    "charge_disputed": "This charge has been disputed, so it can no longer be refunded.",
+    "charge_already_refunded": "This charge has already been fully refunded.",
+    "amount_too_large": "The amount is more than what is left to refund on this charge.",
+    "resource_missing": "Stripe has no such object (it may belong to the other mode or was deleted).",
+    "idempotency_error": "This action was already sent with different details; reload and try again.",
+    "rate_limit": "Stripe is rate limiting us; the request was retried and still refused. Try again shortly.",
+    "card_declined": "The card was declined.",
+    "expired_card": "The card has expired.",
+}
+
+
+class StripeGatewayError(Exception):
+    """A Stripe call failed. `message` is safe to show on a page or in a log."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
+        self.retryable = retryable
+        self.param = param
+
+
+def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, stripe.RateLimitError | stripe.APIConnectionError):
+        return True
+    if isinstance(error, stripe.StripeError):
+        status = error.http_status or 0
+        return status == 429 or status >= 500
+    return False
+
+
+def translate_error(error: stripe.StripeError) -> StripeGatewayError:
+    code = getattr(error, "code", None)
+    status = error.http_status
+    if isinstance(error, stripe.AuthenticationError):
+        message = "Stripe rejected the API key (check STRIPE_API_KEY and STRIPE_MODE)."
+    elif isinstance(error, stripe.APIConnectionError):
+        message = "Could not reach Stripe (network error); nothing was changed. Try again."
+    elif code and code in _PLAIN_MESSAGES:
+        message = _PLAIN_MESSAGES[code]
+    else:
+        message = error.user_message or str(getattr(error, "_message", "") or "") or "Stripe returned an error."
+    return StripeGatewayError(
+        scrub_text(message),
+        code=code or (error.__class__.__name__ if status is None else None),
+        http_status=status,
+        request_id=error.request_id,
+        retryable=_is_retryable(error),
+        param=getattr(error, "param", None),
+    )
+
+
+class RateLimiter:
+    """Token bucket shared by every gateway in the process for one mode."""
+
+    def __init__(self, per_second: float, burst: float | None = None) -> None:
+        self.per_second = per_second
+        self.capacity = burst if burst is not None else max(1.0, per_second)
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping as needed; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.per_second)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return waited
+                delay = (1 - self._tokens) / self.per_second
+            time.sleep(delay)
+            waited += delay
+
+
+_limiters: dict[tuple[str, float], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_rate_limiter(key: str, per_second: float) -> RateLimiter:
+    with _limiters_lock:
+        limiter = _limiters.get((key, per_second))
+        if limiter is None:
+            limiter = _limiters[(key, per_second)] = RateLimiter(per_second)
+        return limiter
+
+
+@dataclass
+class GatewayStats:
+    requests: int = 0
+    retries: int = 0
+    list_calls: int = 0
+    throttled_seconds: float = 0.0
+    request_times: list[float] = field(default_factory=list)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, stripe.StripeObject):
+        result: dict[str, Any] = obj.to_dict()
+        return result
+    return dict(obj)
+
+
+class StripeGateway:
+    """Typed access to the Stripe calls the console makes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: stripe.StripeClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        record_request_times: bool = False,
+    ) -> None:
+        key = settings.stripe_secret
+        if client is None and not key:
+            raise StripeGatewayError("No Stripe API key is configured (set STRIPE_API_KEY).", code="no_key")
+        self.mode = settings.stripe_mode
+        self.max_retries = settings.stripe_max_retries
+        self._sleep = sleep
+        self.stats = GatewayStats()
+        self._record_times = record_request_times
+        self.limiter = shared_rate_limiter(
+            f"{settings.stripe_mode}:{settings.stripe_api_base or 'stripe'}", settings.stripe_requests_per_second
+        )
+        if client is None:
+            base = settings.stripe_api_base
+            addresses: dict[str, str] = (
+                {"api": base, "files": base, "connect": base, "meter_events": base} if base else {}
+            )
+            client = stripe.StripeClient(
+                key or "",
+                stripe_version=PINNED_API_VERSION,
+                base_addresses=addresses,  # type: ignore[arg-type]
+                # Retries are ours (below), so the SDK must not add its own on top.
+                max_network_retries=0,
+                http_client=stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds, allow_sync_methods=True),
+            )
+        self.client = client
+
+    # --- the one choke point ------------------------------------------------
+    def _call(self, operation: Callable[[], T], *, is_list: bool = False) -> T:
+        def wait(state: RetryCallState) -> float:
+            # Full jitter (AWS architecture blog) keeps retrying workers from synchronising.
+            ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * (2 ** (state.attempt_number - 1)))
+            return random.uniform(0, ceiling)
+
+        def attempt() -> T:
+            self.stats.throttled_seconds += self.limiter.acquire()
+            self.stats.requests += 1
+            if is_list:
+                self.stats.list_calls += 1
+            if self._record_times:
+                self.stats.request_times.append(time.monotonic())
+            return operation()
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait,
+            retry=retry_if_exception(_is_retryable),
+            sleep=self._sleep,
+            before_sleep=lambda _state: setattr(self.stats, "retries", self.stats.retries + 1),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except stripe.StripeError as error:
+            raise translate_error(error) from None
+
+    @staticmethod
+    def _options(idempotency_key: str | None) -> dict[str, Any]:
+        return {"idempotency_key": idempotency_key} if idempotency_key else {}
+
+    def _paginate(self, list_page: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        query = {**params, "limit": LIST_PAGE_SIZE}
+        while True:
+            page = self._call(lambda q=dict(query): list_page(q), is_list=True)
+            items = [_to_dict(item) for item in page.data]
+            yield from items
+            if not page.has_more or not items:
+                return
+            query["starting_after"] = items[-1]["id"]
+
+    # --- account / health ---------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        """A cheap authenticated read: proves the key works and Stripe is reachable."""
+        return _to_dict(self._call(lambda: self.client.v1.balance.retrieve()))
+
+    # --- customers, products, prices ------------------------------------------
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.customers.retrieve(customer_id)))
+
+    def create_customer(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(lambda: self.client.v1.customers.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
+    def list_customers(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.customers.list(q), params)  # type: ignore[arg-type]
+
+    def retrieve_price(self, price_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.prices.retrieve(price_id, {"expand": ["product"]})))
+
+    def list_prices(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.prices.list(q), params)  # type: ignore[arg-type]
+
+    def attach_payment_method(self, payment_method: str, customer_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.payment_methods.attach(
+                    payment_method, {"customer": customer_id}, self._options(idempotency_key)  # type: ignore[arg-type]
+                )
+            )
+        )
+
+    def update_customer(self, customer_id: str, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.customers.update(customer_id, params, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
+        )
+
+    # --- subscriptions ------------------------------------------------------------
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id)))
+
+    def list_subscriptions(self, **params: Any) -> Iterator[dict[str, Any]]:
+        params.setdefault("status", "all")
+        return self._paginate(lambda q: self.client.v1.subscriptions.list(q), params)  # type: ignore[arg-type]
+
+    def create_subscription(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(lambda: self.client.v1.subscriptions.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
+    def update_subscription(
+        self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.subscriptions.update(
+                    subscription_id, params, self._options(idempotency_key)  # type: ignore[arg-type]
+                )
+            )
+        )
+
+    def cancel_subscription(self, subscription_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.subscriptions.cancel(subscription_id, None, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
+        )
+
+    def preview_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        """invoices/create_preview (the upcoming-invoice API was removed in basil)."""
+        return _to_dict(self._call(lambda: self.client.v1.invoices.create_preview(params)))  # type: ignore[arg-type]
+
+    # --- invoices, charges, refunds -----------------------------------------------
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.invoices.retrieve(invoice_id)))
+
+    def list_invoices(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.invoices.list(q), params)  # type: ignore[arg-type]
+
+    def pay_invoice(self, invoice_id: str, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.invoices.pay(invoice_id, params, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
+        )
+
+    def retrieve_charge(self, charge_id: str, *, expand: list[str] | None = None) -> dict[str, Any]:
+        params = {"expand": expand} if expand else {}
+        return _to_dict(self._call(lambda: self.client.v1.charges.retrieve(charge_id, params)))  # type: ignore[arg-type]
+
+    def list_charges(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.charges.list(q), params)  # type: ignore[arg-type]
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id)))
+
+    def confirm_payment_intent(
+        self, payment_intent_id: str, params: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.payment_intents.confirm(
+                    payment_intent_id, params, self._options(idempotency_key)  # type: ignore[arg-type]
+                )
+            )
+        )
+
+    def create_refund(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(lambda: self.client.v1.refunds.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
+    # --- disputes and files -------------------------------------------------------
+    def retrieve_dispute(self, dispute_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.disputes.retrieve(dispute_id)))
+
+    def list_disputes(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.disputes.list(q), params)  # type: ignore[arg-type]
+
+    def update_dispute(self, dispute_id: str, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.disputes.update(dispute_id, params, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
+        )
+
+    def close_dispute(self, dispute_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.disputes.close(dispute_id, None, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
+        )
+
+    def upload_file(
+        self, content: IO[bytes], *, filename: str, purpose: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        def create() -> Any:
+            content.seek(0)
+            return self.client.v1.files.create(
+                {"file": (filename, content), "purpose": purpose},  # type: ignore[typeddict-item]
+                self._options(idempotency_key),  # type: ignore[arg-type]
+            )
+
+        return _to_dict(self._call(create))
+
+    # --- radar early fraud warnings ----------------------------------------------
+    def retrieve_early_fraud_warning(self, efw_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.radar.early_fraud_warnings.retrieve(efw_id)))
+
+    def list_early_fraud_warnings(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.radar.early_fraud_warnings.list(q), params)  # type: ignore[arg-type]
+
+    # --- events and webhook endpoints ---------------------------------------------
+    def retrieve_event(self, event_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.events.retrieve(event_id)))
+
+    def list_events(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.events.list(q), params)  # type: ignore[arg-type]
+
+    def list_webhook_endpoints(self) -> list[dict[str, Any]]:
+        return list(self._paginate(lambda q: self.client.v1.webhook_endpoints.list(q), {}))  # type: ignore[arg-type]
+
+    def create_webhook_endpoint(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(lambda: self.client.v1.webhook_endpoints.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.webhook_endpoints.delete(endpoint_id)))
+
+    # --- billing portal, checkout, test clocks ------------------------------------
+    def list_portal_configurations(self) -> list[dict[str, Any]]:
+        return list(
+            self._paginate(lambda q: self.client.v1.billing_portal.configurations.list(q), {})  # type: ignore[arg-type]
+        )
+
+    def create_checkout_session(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(lambda: self.client.v1.checkout.sessions.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
+    def create_test_clock(self, frozen_time: int, name: str, *, idempotency_key: str) -> dict[str, Any]:
+        if self.mode != "test":
+            raise StripeGatewayError("Test clocks exist only in test mode.", code="live_mode")
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.test_helpers.test_clocks.create(
+                    {"frozen_time": frozen_time, "name": name}, self._options(idempotency_key)  # type: ignore[arg-type]
+                )
+            )
+        )
+
+    def advance_test_clock(self, clock_id: str, frozen_time: int, *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.test_helpers.test_clocks.advance(
+                    clock_id, {"frozen_time": frozen_time}, self._options(idempotency_key)  # type: ignore[arg-type]
+                )
+            )
+        )
+
+    def retrieve_test_clock(self, clock_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.test_helpers.test_clocks.retrieve(clock_id)))
+
+    def delete_test_clock(self, clock_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.test_helpers.test_clocks.delete(clock_id)))
