@@ -1,0 +1,81 @@
+"""Recording the runbook's metrics (e.g. `invoice.failed`) as rows in metric_points.
+
+The first-24h board aggregates these rows in SQL; the webhook receiver also
+exposes Prometheus counters (webhooks/app.py). A `dedupe_key` (usually
+"<event id>:<metric>") makes recording idempotent, so a replayed event or a
+retried run never counts twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from db.models import MetricPoint
+from db.models.base import utcnow
+from db.session import UnitOfWork
+
+# The metric names the go-live runbook (section 7) asks engineers to watch.
+WEBHOOK_RECEIVED = "stripe.webhook.received"
+WEBHOOK_DUPLICATE = "stripe.webhook.duplicate"
+WEBHOOK_IGNORED = "stripe.webhook.ignored"
+WEBHOOK_INVALID_SIGNATURE = "stripe.webhook.invalid_signature"
+SUBSCRIPTION_PREVIEW = "stripe.subscription.preview"
+SUBSCRIPTION_CHANGE = "stripe.subscription.change"
+PLAN_CHANGED = "stripe.subscription.plan.changed"
+DOWNGRADE_SCHEDULED = "stripe.subscription.downgrade_scheduled"
+DOWNGRADE_APPLIED = "stripe.subscription.downgrade.applied"
+RECONCILE_RUN = "stripe.subscription.reconcile.run"
+CHANGE_ERROR = "stripe.subscription.change.error"
+INVOICE_PAID = "invoice.paid"
+INVOICE_FAILED = "invoice.failed"
+INVOICE_ACTION_REQUIRED = "invoice.action_required"
+DUNNING_ENTERED = "stripe.dunning.entered"
+DUNNING_RECOVERED = "stripe.dunning.recovered"
+SCA_ENTERED = "stripe.sca.entered"
+SCA_COMPLETED = "stripe.sca.completed"
+
+ALL_METRICS = (
+    WEBHOOK_RECEIVED,
+    WEBHOOK_DUPLICATE,
+    WEBHOOK_IGNORED,
+    WEBHOOK_INVALID_SIGNATURE,
+    SUBSCRIPTION_PREVIEW,
+    SUBSCRIPTION_CHANGE,
+    PLAN_CHANGED,
+    DOWNGRADE_SCHEDULED,
+    DOWNGRADE_APPLIED,
+    RECONCILE_RUN,
+    CHANGE_ERROR,
+    INVOICE_PAID,
+    INVOICE_FAILED,
+    INVOICE_ACTION_REQUIRED,
+    DUNNING_ENTERED,
+    DUNNING_RECOVERED,
+    SCA_ENTERED,
+    SCA_COMPLETED,
+)
+
+
+def record_metric(
+    uow: UnitOfWork,
+    name: str,
+    *,
+    at: datetime | None = None,
+    value: int = 1,
+    tags: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Add one point inside the caller's transaction; False if `dedupe_key` was already counted."""
+    if dedupe_key is not None:
+        exists = uow.session.execute(
+            select(MetricPoint.id).where(MetricPoint.dedupe_key == dedupe_key)
+        ).first()
+        if exists:
+            return False
+    uow.session.add(
+        MetricPoint(name=name, at=at or utcnow(), value=value, tags=tags or {}, dedupe_key=dedupe_key)
+    )
+    return True
