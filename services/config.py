@@ -57,7 +57,9 @@ PriceMapping = dict[str, dict[str, str]]
 # What to tell the user for each variable when its value is rejected.
 _FIXES: dict[str, str] = {
     "DATABASE_URL": "use sqlite:///path.db or postgresql+psycopg://user@host/db",
-    "STRIPE_API_KEY": "set STRIPE_API_KEY (or STRIPE_SECRET_KEY) to a key starting sk_test_/rk_test_ or sk_live_/rk_live_",
+    "STRIPE_API_KEY": (
+        "set STRIPE_API_KEY (or STRIPE_SECRET_KEY) to a key starting sk_test_/rk_test_ or sk_live_/rk_live_"
+    ),
     "STRIPE_MODE": "set STRIPE_MODE=test or STRIPE_MODE=live, matching the key prefix",
     "STRIPE_WEBHOOK_SECRETS": "use comma-separated signing secrets that each start with whsec_",
     "STRIPE_PLAN_PRICE_MAPPING": 'use JSON like {"basic":{"monthly":"price_..."}}',
@@ -217,7 +219,7 @@ class Settings(BaseSettings):
         return self
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def, override]
+    def settings_customise_sources(cls, settings_cls, init_settings, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         # load_settings() merges os.environ and .env itself, so only init values count here.
         return (init_settings,)
 
@@ -335,6 +337,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
     }
     values = {k: v for k, v in merged.items() if k in known}
     try:
-        return Settings(_env_file=None, price_mapping=price_mapping, **values)  # type: ignore[call-arg]
+        values_any: dict[str, Any] = dict(values)
+        return Settings(price_mapping=price_mapping, **values_any)
     except ValidationError as error:
         raise SettingsError(_explain(error)) from None

@@ -13,6 +13,7 @@ types. List reads paginate with limit=100; search endpoints are never used
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -228,7 +229,7 @@ class StripeGateway:
     def _paginate(self, list_page: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         query = {**params, "limit": LIST_PAGE_SIZE}
         while True:
-            page = self._call(lambda q=dict(query): list_page(q), is_list=True)
+            page = self._call(functools.partial(list_page, dict(query)), is_list=True)
             items = [_to_dict(item) for item in page.data]
             yield from items
             if not page.has_more or not items:
@@ -376,7 +377,7 @@ class StripeGateway:
         def create() -> Any:
             content.seek(0)
             return self.client.v1.files.create(
-                {"file": (filename, content), "purpose": purpose},  # type: ignore[typeddict-item]
+                {"file": (filename, content), "purpose": purpose},
                 self._options(idempotency_key),  # type: ignore[arg-type]
             )
 

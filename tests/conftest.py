@@ -9,10 +9,10 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from pathlib import Path
 
 from db.session import dispose_engines
 

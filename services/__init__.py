@@ -1,0 +1,1 @@
+"""The service layer: plain Python, no streamlit import."""
