@@ -1,0 +1,166 @@
+"""`billing-ops demo` in a subprocess on free ports, and a headless Chromium to drive it.
+
+Browser tests use Debian's /usr/bin/chromium (never a downloaded browser);
+they are skipped with a printed reason when it is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.demo import DEMO_USERS
+from tests.conftest import REPO_ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEMO_START_TIMEOUT_S = 420
+ARTIFACTS = REPO_ROOT / "artifacts" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DemoServer:
+    console_url: str
+    emulator_url: str
+    webhook_url: str
+    data_dir: Path
+    log_file: Path
+    admin_email: str = "ops@example.com"
+    eng_lead_email: str = "eng.lead@example.com"
+    product_owner_email: str = "product.owner@example.com"
+    viewer_email: str = "viewer@outside.io"
+    users: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEMO_USERS))
+
+    @property
+    def admin_password(self) -> str:
+        return self.password_for(self.admin_email)
+
+    @property
+    def viewer_password(self) -> str:
+        return self.password_for(self.viewer_email)
+
+    def password_for(self, email: str) -> str:
+        return self.users[email]["password"]
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); browser tests skipped")
+    data_dir = tmp_path_factory.mktemp("demo")
+    ports = {name: _free_port() for name in ("console", "webhook", "emulator")}
+    log_file = data_dir / "demo.log"
+    command = [
+        sys.executable, "-m", "cli", "demo",
+        "--port", str(ports["console"]),
+        "--webhook-port", str(ports["webhook"]),
+        "--emulator-port", str(ports["emulator"]),
+        "--data-dir", str(data_dir),
+        "--customers", "60",
+    ]
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + DEMO_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if b"DEMO READY" in log_file.read_bytes():
+            break
+        if process.poll() is not None:
+            pytest.fail(f"billing-ops demo exited early:\n{log_file.read_text()[-4000:]}")
+        time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"billing-ops demo not ready in {DEMO_START_TIMEOUT_S} s:\n{log_file.read_text()[-4000:]}")
+    yield DemoServer(
+        console_url=f"http://127.0.0.1:{ports['console']}",
+        emulator_url=f"http://127.0.0.1:{ports['emulator']}",
+        webhook_url=f"http://127.0.0.1:{ports['webhook']}/billing/webhook",
+        data_dir=data_dir,
+        log_file=log_file,
+    )
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed; browser tests skipped")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def sign_in(page: Any, demo: DemoServer, email: str) -> None:
+    """Sign in through the real sign-in form and wait for the console to render."""
+    page.goto(demo.console_url)
+    page.get_by_label("Username").fill(email)
+    page.get_by_label("Password").fill(demo.password_for(email))
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("[data-testid='stSidebarNav'], h1:has-text('No access')", timeout=60_000)
+
+
+def open_page(page: Any, demo: DemoServer, url_path: str) -> None:
+    page.goto(f"{demo.console_url}/{url_path}")
+    page.wait_for_selector("[data-testid='stAppViewContainer']")
+    wait_until_idle(page)
+
+
+def wait_until_idle(page: Any, timeout_ms: int = 60_000) -> None:
+    """Streamlit shows a 'running' status widget while the script reruns."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
+    )
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def admin_of(demo: DemoServer) -> str:
+    return demo.admin_email
+
+
+__all__ = ["DemoServer", "open_page", "screenshot", "shutil", "sign_in", "wait_until_idle"]
