@@ -78,7 +78,8 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.rollback()
+        # close() rolls back anything uncommitted but, unlike rollback(), leaves
+        # already-loaded rows readable (detached), so services can return them.
         self.session.close()
 
     def commit(self) -> None:

@@ -306,6 +306,16 @@ def _env_name_for(field: str) -> str:
     return field.upper()
 
 
+def _canonical_variable(name: str) -> str:
+    """The primary env name for any accepted alias (e.g. RECONCILE_CRON_INTERVAL)."""
+    for field_name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        if name in choices or name == field_name:
+            return _env_name_for(field_name)
+    return name
+
+
 def _explain(error: ValidationError) -> str:
     first = error.errors()[0]
     message = str(first["msg"]).removeprefix("Value error, ")
@@ -313,8 +323,9 @@ def _explain(error: ValidationError) -> str:
         variable, message = message.split("|", 1)
     else:
         loc = first.get("loc") or ("settings",)
-        variable = _env_name_for(str(loc[0]))
-    fix = _FIXES.get(variable) or _FIXES.get(variable.removesuffix("_SECRET") + "_SECRETS", "")
+        variable = str(loc[0])
+        variable = variable if variable.isupper() else _env_name_for(variable)
+    fix = _FIXES.get(variable) or _FIXES.get(_canonical_variable(variable), "")
     return f"{variable}: {message}" + (f"; fix: {fix}" if fix else "")
 
 

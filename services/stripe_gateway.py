@@ -107,7 +107,9 @@ class RateLimiter:
 
     def __init__(self, per_second: float, burst: float | None = None) -> None:
         self.per_second = per_second
-        self.capacity = burst if burst is not None else max(1.0, per_second)
+        # No burst by default: with capacity c, a one-second window can hold c + rate
+        # requests, and the rate is already the 80 % ceiling.
+        self.capacity = burst if burst is not None else 1.0
         self._tokens = self.capacity
         self._updated = time.monotonic()
         self._lock = threading.Lock()

@@ -1,0 +1,128 @@
+"""The shell: signed-out users see only the sign-in, non-admins only "no access",
+admins the navigation; no admin page renders for anyone else, even opened directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app_pages.registry import ADMIN_SECTIONS
+from tests.conftest import ADMIN_EMAIL, VIEWER_EMAIL, app_test_for, identity_for, page_direct_test, page_text
+
+PAGES = sorted({path.rsplit("/", 1)[-1].removesuffix(".py") for pages in ADMIN_SECTIONS.values()
+                for path, _t, _s in pages})
+TITLES = [title for pages in ADMIN_SECTIONS.values() for _p, title, _s in pages]
+
+
+@pytest.fixture
+def shell_runtime(migrated_sqlite_url: str, tmp_path: Any) -> Any:
+    """No Stripe needed: the shell must render (and gate) with an empty billing DB."""
+    from services.config import load_settings
+    from services.demo import write_credentials_file
+    from services.runtime import Runtime, set_runtime
+
+    credentials = tmp_path / "credentials.yaml"
+    write_credentials_file(credentials, {ADMIN_EMAIL: {"name": "Ada", "password": "pw-admin"},
+                                         VIEWER_EMAIL: {"name": "Vic", "password": "pw-viewer"}})
+    settings = load_settings(
+        {"DATABASE_URL": migrated_sqlite_url, "ADMIN_EMAILS": ADMIN_EMAIL, "STRIPE_API_KEY": "sk_test_shell",
+         "STRIPE_API_BASE": "http://127.0.0.1:9", "STRIPE_MAX_RETRIES": "0",
+         "AUTH_CREDENTIALS_FILE": str(credentials)},
+        env_file=None,
+    )
+    runtime = Runtime(settings)
+    set_runtime(runtime)
+    yield runtime
+    set_runtime(None)
+
+
+def test_signed_out_sees_only_sign_in(shell_runtime: Any) -> None:
+    at = app_test_for(None, "signed_out")
+    text = page_text(at)
+    assert not at.exception
+    assert "Billing Ops Console" in text
+    assert [field.label for field in at.text_input][:2] == ["Username", "Password"]
+    for title in TITLES:
+        assert title not in text
+
+
+def test_sign_in_form_signs_an_admin_in(shell_runtime: Any) -> None:
+    at = app_test_for(None, "signed_out")
+    at.text_input[0].input(ADMIN_EMAIL)
+    at.text_input[1].input("pw-admin")
+    at.button[0].click()
+    at.run()
+    at.run()
+    assert at.session_state["identity"].email == ADMIN_EMAIL
+    assert "No access" not in page_text(at)
+
+
+def test_wrong_password_is_refused(shell_runtime: Any) -> None:
+    at = app_test_for(None, "signed_out")
+    at.text_input[0].input(ADMIN_EMAIL)
+    at.text_input[1].input("wrong")
+    at.button[0].click()
+    at.run()
+    assert "identity" not in at.session_state
+    assert "incorrect" in page_text(at)
+
+
+def test_non_admin_sees_only_no_access(shell_runtime: Any) -> None:
+    at = app_test_for(None, "non_admin")
+    text = page_text(at)
+    assert "No access" in text and VIEWER_EMAIL in text
+    for title in TITLES:
+        assert title not in text
+
+
+def test_admin_gets_every_page(shell_runtime: Any) -> None:
+    at = app_test_for(None, "admin")
+    assert not at.exception
+    for page in PAGES:
+        at.switch_page(f"app_pages/{page}.py")
+        at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert "No access" not in page_text(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("role", ["signed_out", "non_admin"])
+def test_admin_page_opened_directly_shows_nothing(shell_runtime: Any, page: str, role: str) -> None:
+    at = page_direct_test(page, role)
+    text = page_text(at)
+    assert "No access" in text
+    assert not at.dataframe and not at.button and not at.get("plotly_chart")
+    assert not at.exception
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_deep_link_signed_out_cannot_switch_to_admin_page(shell_runtime: Any, page: str) -> None:
+    at = app_test_for(page, "signed_out")
+    text = page_text(at)
+    assert "Username" in [f.label for f in at.text_input]
+    assert "No access" not in text  # the sign-in page, not a half-rendered admin page
+
+
+def test_idle_session_is_signed_out(shell_runtime: Any) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO_ROOT
+
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=30)
+    stale = identity_for(ADMIN_EMAIL)
+    at.session_state["identity"] = type(stale)(email=stale.email, signed_in_at=stale.signed_in_at - 4000,
+                                               last_seen_at=stale.last_seen_at - 1801)
+    at.run()
+    assert "identity" not in at.session_state
+    assert "without activity" in page_text(at)
+
+
+def test_sign_out_clears_the_session(shell_runtime: Any) -> None:
+    at = app_test_for(None, "admin")
+    at.session_state["scratch"] = "something"
+    sign_out = [b for b in at.button if b.label == "Sign out"][0]
+    sign_out.click()
+    at.run()
+    assert "identity" not in at.session_state and "scratch" not in at.session_state
+    assert "Username" in [f.label for f in at.text_input]
