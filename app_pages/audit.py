@@ -1,8 +1,71 @@
-"""Audit log page (admin only)."""
+"""Audit log (admin): the append-only record of every privileged action and denial."""
 
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pandas as pd
 import streamlit as st
 
-from app_pages._shared import require_admin
+from app_pages._shared import require_admin, runtime
+from services import audit
 
 identity = require_admin()
+rt = runtime()
+
 st.title("Audit log")
+st.caption("Every refund, evidence submission, acceptance, ignore, reconcile apply, replay and sign-off, "
+           "and every denied attempt. Rows are hash-chained: an edit or deletion breaks the chain.")
+
+verification = audit.verify_chain(rt.uow())
+if verification.ok:
+    st.success(f"Chain verified: {verification.rows_checked} rows, no edits or deletions.")
+else:
+    st.error(f"Chain broken at row {verification.first_broken_id}: {verification.problem}. "
+             f"{verification.rows_checked} rows before it verified.")
+
+choices = audit.distinct_values(rt.uow())
+with st.form("audit_filters"):
+    col1, col2, col3 = st.columns(3)
+    actor = col1.text_input("Actor contains")
+    action = col2.selectbox("Action", ["(any)", *choices["actions"]])
+    result = col3.selectbox("Result", ["(any)", *choices["results"]])
+    col4, col5, col6 = st.columns(3)
+    target = col4.text_input("Target contains")
+    today = datetime.now(UTC).date()
+    since = col5.date_input("From", value=today - timedelta(days=30))
+    until = col6.date_input("To", value=today)
+    st.form_submit_button("Apply filters")
+
+if since > until:
+    st.error("'From' must be on or before 'To'.")
+    st.stop()
+
+entries = audit.list_entries(
+    rt.uow(),
+    audit.AuditFilter(
+        actor=actor or None,
+        action=None if action == "(any)" else action,
+        target=target or None,
+        result=None if result == "(any)" else result,
+        since=datetime.combine(since, time.min, UTC),
+        until=datetime.combine(until, time.max, UTC),
+        limit=2000,
+    ),
+)
+if not entries:
+    st.info("No audit entries match these filters yet.")
+    st.stop()
+
+rows = pd.DataFrame(audit.entries_as_rows(entries))
+denied = int((rows["result"] == "denied").sum())
+st.metric("Entries shown", len(rows), help="Newest first; at most 2,000 per view.")
+if denied:
+    st.warning(f"{denied} denied attempt(s) in this view.")
+st.dataframe(rows, hide_index=True, width="stretch")
+st.download_button(
+    "Download CSV",
+    rows.to_csv(index=False).encode(),
+    file_name=f"audit-log-{today.isoformat()}.csv",
+    mime="text/csv",
+)

@@ -122,6 +122,22 @@ class AuditFilter:
     offset: int = 0
 
 
+AUDIT_CSV_COLUMNS = ("id", "at", "actor", "action", "target", "idempotency_key", "result", "error", "row_hash")
+
+
+def entries_as_rows(entries: list[AuditLog]) -> list[dict[str, Any]]:
+    """Plain rows for tables and CSV export, in AUDIT_CSV_COLUMNS order."""
+    return [{column: getattr(entry, column) for column in AUDIT_CSV_COLUMNS} for entry in entries]
+
+
+def distinct_values(uow: UnitOfWork) -> dict[str, list[str]]:
+    """Actions and results present, for the page's filter choices."""
+    with uow:
+        actions = uow.session.execute(select(AuditLog.action).distinct().order_by(AuditLog.action)).scalars()
+        results = uow.session.execute(select(AuditLog.result).distinct().order_by(AuditLog.result)).scalars()
+        return {"actions": list(actions), "results": list(results)}
+
+
 def list_entries(uow: UnitOfWork, flt: AuditFilter) -> list[AuditLog]:
     with uow:
         query = select(AuditLog).order_by(AuditLog.id.desc())

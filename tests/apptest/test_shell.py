@@ -15,28 +15,6 @@ PAGES = sorted({path.rsplit("/", 1)[-1].removesuffix(".py") for pages in ADMIN_S
 TITLES = [title for pages in ADMIN_SECTIONS.values() for _p, title, _s in pages]
 
 
-@pytest.fixture
-def shell_runtime(migrated_sqlite_url: str, tmp_path: Any) -> Any:
-    """No Stripe needed: the shell must render (and gate) with an empty billing DB."""
-    from services.config import load_settings
-    from services.demo import write_credentials_file
-    from services.runtime import Runtime, set_runtime
-
-    credentials = tmp_path / "credentials.yaml"
-    write_credentials_file(credentials, {ADMIN_EMAIL: {"name": "Ada", "password": "pw-admin"},
-                                         VIEWER_EMAIL: {"name": "Vic", "password": "pw-viewer"}})
-    settings = load_settings(
-        {"DATABASE_URL": migrated_sqlite_url, "ADMIN_EMAILS": ADMIN_EMAIL, "STRIPE_API_KEY": "sk_test_shell",
-         "STRIPE_API_BASE": "http://127.0.0.1:9", "STRIPE_MAX_RETRIES": "0",
-         "AUTH_CREDENTIALS_FILE": str(credentials)},
-        env_file=None,
-    )
-    runtime = Runtime(settings)
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(None)
-
-
 def test_signed_out_sees_only_sign_in(shell_runtime: Any) -> None:
     at = app_test_for(None, "signed_out")
     text = page_text(at)
