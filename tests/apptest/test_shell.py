@@ -104,3 +104,18 @@ def test_sign_out_clears_the_session(shell_runtime: Any) -> None:
     at.run()
     assert "identity" not in at.session_state and "scratch" not in at.session_state
     assert "Username" in [f.label for f in at.text_input]
+
+
+def test_session_past_its_absolute_lifetime_is_signed_out(shell_runtime: Any) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO_ROOT
+
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=30)
+    fresh = identity_for(ADMIN_EMAIL)
+    # Active a minute ago, but signed in 13 hours ago: the 12 h lifetime ends it.
+    at.session_state["identity"] = type(fresh)(email=fresh.email, signed_in_at=fresh.signed_in_at - 13 * 3600,
+                                               last_seen_at=fresh.last_seen_at - 60)
+    at.run()
+    assert "identity" not in at.session_state
+    assert "maximum length" in page_text(at)
