@@ -1,0 +1,591 @@
+"""Plan changes the runbook describes: preview, upgrade now, downgrade at period end.
+
+The runbook's choices (go-live runbook sections 5-6):
+- an upgrade is immediate and invoiced at once with proration
+  (`proration_behavior=always_invoice`);
+- a downgrade gives no mid-cycle credit: it is scheduled by setting
+  `cancel_at_period_end=true` plus `metadata.pending_plan` (and
+  `metadata.pending_interval`), and reconciliation swaps the price shortly
+  before the period ends (services/reconciliation.py).
+
+Prices are resolved only through the settings' plan mapping; an unknown plan
+or interval is refused before anything is sent to Stripe. Every mutating call
+carries an idempotency key derived from the intent and writes one audit row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from db.models import Customer, PlanChange, UserSubscription
+from db.models.base import from_unix, utcnow
+from db.session import UnitOfWork
+from services import audit
+from services.audit import privileged
+from services.config import Settings
+from services.metric_points import (
+    CHANGE_ERROR,
+    DOWNGRADE_SCHEDULED,
+    PLAN_CHANGED,
+    SUBSCRIPTION_CHANGE,
+    SUBSCRIPTION_PREVIEW,
+    record_metric,
+)
+from services.stripe_gateway import StripeGateway, StripeGatewayError
+from services.stripe_mapping import subscription_period, upsert_subscription
+
+# Upgrades are invoiced at once; scheduled downgrades never prorate (runbook section 5).
+UPGRADE_PRORATION = "always_invoice"
+DOWNGRADE_PRORATION = "none"
+CHANGEABLE_STATUSES = frozenset({"active", "trialing", "past_due"})
+_MONTHS_PER_INTERVAL = {"month": 1, "year": 12, "week": 12 / 52, "day": 12 / 365}
+
+
+class PlanChangeError(Exception):
+    """A change was refused before reaching Stripe; `message` is safe to show."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    description: str
+    amount: int
+    proration: bool
+
+
+@dataclass(frozen=True)
+class ChangePreview:
+    subscription_id: str
+    customer_id: str
+    current_plan: str | None
+    current_interval: str | None
+    current_price_id: str | None
+    target_plan: str
+    target_interval: str
+    target_price_id: str
+    direction: str  # upgrade | downgrade | same
+    currency: str
+    proration_amount: int  # minor units: what the upgrade invoices now (0 for a scheduled downgrade)
+    amount_due: int  # the preview invoice's amount due, minor units
+    period_end: int | None
+    lines: list[PreviewLine] = field(default_factory=list)
+
+    @property
+    def effective(self) -> str:
+        return "now" if self.direction == "upgrade" else "at period end"
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    subscription_id: str
+    kind: str
+    from_plan: str | None
+    to_plan: str | None
+    idempotency_key: str
+    cancel_at_period_end: bool
+    pending_plan: str | None
+    period_end: int | None
+
+
+# --- small pure helpers (also used by reconciliation) ----------------------------
+def resolve_price(settings: Settings, plan: str, interval: str) -> str:
+    plan_name, interval_name = (plan or "").strip().lower(), (interval or "").strip().lower()
+    price_id = settings.price_id(plan_name, interval_name) if plan_name and interval_name else None
+    if price_id is None:
+        known = ", ".join(
+            f"{p} {i}" for p, intervals in sorted(settings.price_mapping.items()) for i in sorted(intervals)
+        )
+        raise PlanChangeError(
+            f"Unknown plan or interval '{plan} {interval}'. Known: {known or 'none configured'}."
+        )
+    return price_id
+
+
+def subscription_item(subscription: dict[str, Any]) -> dict[str, Any]:
+    items = (subscription.get("items") or {}).get("data") or []
+    if not items:
+        raise PlanChangeError(f"Subscription {subscription.get('id')} has no items to change.")
+    item: dict[str, Any] = items[0]
+    return item
+
+
+def item_price_id(subscription: dict[str, Any]) -> str | None:
+    items = (subscription.get("items") or {}).get("data") or []
+    if not items:
+        return None
+    price = items[0].get("price")
+    return str(price.get("id")) if isinstance(price, dict) else (str(price) if price else None)
+
+
+def monthly_amount(price: dict[str, Any]) -> float:
+    """A price's amount per month, to tell an upgrade from a downgrade across intervals."""
+    recurring = price.get("recurring") or {}
+    months = _MONTHS_PER_INTERVAL.get(recurring.get("interval") or "month", 1) * (
+        recurring.get("interval_count") or 1
+    )
+    return float(price.get("unit_amount") or 0) / months
+
+
+def record_plan_change(
+    uow: UnitOfWork,
+    subscription_id: str,
+    *,
+    kind: str,
+    actor: str,
+    from_plan: str | None,
+    to_plan: str | None,
+    details: dict[str, Any] | None = None,
+) -> PlanChange:
+    """One history row per change. `upsert_subscription` adds an "observed" row when
+    the stored plan changes; when the change is ours, relabel that row instead."""
+    for pending in list(uow.session.new):
+        if (
+            isinstance(pending, PlanChange)
+            and pending.stripe_subscription_id == subscription_id
+            and pending.kind == "observed"
+        ):
+            pending.kind = kind
+            pending.actor = actor
+            pending.from_plan = from_plan
+            pending.details = {**(pending.details or {}), **(details or {})}
+            return pending
+    change = PlanChange(
+        stripe_subscription_id=subscription_id,
+        from_plan=from_plan,
+        to_plan=to_plan,
+        kind=kind,
+        at=utcnow(),
+        actor=actor,
+        details=details or {},
+    )
+    uow.session.add(change)
+    return change
+
+
+def _now_unix() -> int:
+    return int(utcnow().timestamp())
+
+
+def _changes_so_far(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...]) -> int:
+    """How many such changes were made before: part of the idempotency key, so the
+    same intent retried replays, while a later, separate request is a new one."""
+    count = uow.session.execute(
+        select(func.count(PlanChange.id)).where(
+            PlanChange.stripe_subscription_id == subscription_id, PlanChange.kind.in_(kinds)
+        )
+    ).scalar()
+    return int(count or 0)
+
+
+def _retrieve(gateway: StripeGateway, subscription_id: str) -> dict[str, Any]:
+    subscription_id = (subscription_id or "").strip()
+    if not subscription_id.startswith("sub_"):
+        raise PlanChangeError("Enter a Stripe subscription id (it starts with sub_).")
+    return gateway.retrieve_subscription(subscription_id)
+
+
+def _direction(gateway: StripeGateway, subscription: dict[str, Any], target_price_id: str) -> str:
+    item = subscription_item(subscription)
+    current = item.get("price") if isinstance(item.get("price"), dict) else None
+    current_id = item_price_id(subscription)
+    if current_id == target_price_id:
+        return "same"
+    if current is None and current_id:
+        current = gateway.retrieve_price(current_id)
+    target = gateway.retrieve_price(target_price_id)
+    return "upgrade" if monthly_amount(target) > monthly_amount(current or {}) else "downgrade"
+
+
+# --- preview -----------------------------------------------------------------------
+def _line_is_proration(line: dict[str, Any]) -> bool:
+    if line.get("proration") is not None:  # pre-basil shape
+        return bool(line.get("proration"))
+    parent = line.get("parent") or {}
+    details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+    return bool(details.get("proration"))
+
+
+def preview_change(
+    subscription_id: str,
+    plan: str,
+    interval: str,
+    *,
+    settings: Settings,
+    uow: UnitOfWork,
+    gateway: StripeGateway,
+) -> ChangePreview:
+    """What the change would invoice: Stripe's invoice preview with the new price."""
+    target_price_id = resolve_price(settings, plan, interval)
+    subscription = _retrieve(gateway, subscription_id)
+    item = subscription_item(subscription)
+    direction = _direction(gateway, subscription, target_price_id)
+    current_price_id = item_price_id(subscription)
+    current = settings.plan_for_price(current_price_id) if current_price_id else None
+    customer_id = str(subscription.get("customer") or "")
+    # Upgrades prorate and invoice now; a downgrade waits for the period end, so
+    # its preview is the renewal invoice at the lower price with no proration.
+    proration = UPGRADE_PRORATION if direction == "upgrade" else DOWNGRADE_PRORATION
+    invoice = gateway.preview_invoice(
+        {
+            "customer": customer_id,
+            "subscription": subscription["id"],
+            "subscription_details": {
+                "items": [{"id": item["id"], "price": target_price_id}],
+                "proration_behavior": proration,
+            },
+        }
+    )
+    lines = [
+        PreviewLine(
+            description=str(line.get("description") or ""),
+            amount=int(line.get("amount") or 0),
+            proration=_line_is_proration(line),
+        )
+        for line in ((invoice.get("lines") or {}).get("data") or [])
+    ]
+    proration_amount = sum(line.amount for line in lines if line.proration) if direction == "upgrade" else 0
+    with uow:
+        record_metric(
+            uow,
+            SUBSCRIPTION_PREVIEW,
+            tags={"direction": direction, "to_plan": plan.lower(), "interval": interval.lower()},
+        )
+        uow.commit()
+    return ChangePreview(
+        subscription_id=subscription["id"],
+        customer_id=customer_id,
+        current_plan=current[0] if current else None,
+        current_interval=current[1] if current else None,
+        current_price_id=current_price_id,
+        target_plan=plan.strip().lower(),
+        target_interval=interval.strip().lower(),
+        target_price_id=target_price_id,
+        direction=direction,
+        currency=str(invoice.get("currency") or "usd"),
+        proration_amount=proration_amount,
+        amount_due=int(invoice.get("amount_due") or invoice.get("total") or 0),
+        period_end=subscription_period(subscription)[1],
+        lines=lines,
+    )
+
+
+# --- mutations ----------------------------------------------------------------------
+def _apply(
+    *,
+    kind: str,
+    subscription: dict[str, Any],
+    params: dict[str, Any],
+    idempotency_key: str,
+    actor: str,
+    settings: Settings,
+    uow: UnitOfWork,
+    gateway: StripeGateway,
+    metrics: tuple[str, ...],
+    to_plan: str | None,
+    details: dict[str, Any],
+) -> ChangeResult:
+    """Send one update to Stripe, then store the new state, history, metrics and
+    one audit row in one transaction. A Stripe error is audited and re-raised."""
+    subscription_id = subscription["id"]
+    before_price = item_price_id(subscription)
+    before = settings.plan_for_price(before_price) if before_price else None
+    from_plan = before[0] if before else None
+    try:
+        updated = gateway.update_subscription(subscription_id, params, idempotency_key=idempotency_key)
+    except StripeGatewayError as error:
+        with uow:
+            record_metric(uow, CHANGE_ERROR, tags={"kind": kind, "code": error.code or "unknown"})
+            audit.record(
+                uow, actor=actor, action=f"plan.{kind}", result="error", target=subscription_id,
+                idempotency_key=idempotency_key, details=details, error=error.message,
+            )
+            uow.commit()
+        raise
+    with uow:
+        upsert_subscription(uow, updated, observed_at=_now_unix(), settings=settings)
+        record_plan_change(
+            uow, subscription_id, kind=kind, actor=actor, from_plan=from_plan, to_plan=to_plan,
+            details={**details, "idempotency_key": idempotency_key},
+        )
+        for name in metrics:
+            record_metric(
+                uow, name, tags={"kind": kind, "to_plan": to_plan or ""}, dedupe_key=f"{idempotency_key}:{name}"
+            )
+        audit.record(
+            uow, actor=actor, action=f"plan.{kind}", result="ok", target=subscription_id,
+            idempotency_key=idempotency_key, details=details,
+        )
+        uow.commit()
+    metadata = updated.get("metadata") or {}
+    return ChangeResult(
+        subscription_id=subscription_id,
+        kind=kind,
+        from_plan=from_plan,
+        to_plan=to_plan,
+        idempotency_key=idempotency_key,
+        cancel_at_period_end=bool(updated.get("cancel_at_period_end")),
+        pending_plan=metadata.get("pending_plan") or None,
+        period_end=subscription_period(updated)[1],
+    )
+
+
+def _require_changeable(subscription: dict[str, Any]) -> None:
+    status = subscription.get("status")
+    if status not in CHANGEABLE_STATUSES:
+        raise PlanChangeError(
+            f"Subscription {subscription.get('id')} is {status}; only live subscriptions change plan."
+        )
+
+
+def _change_count(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...]) -> int:
+    with uow:
+        return _changes_so_far(uow, subscription_id, kinds)
+
+
+def upgrade_as_system(
+    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
+    gateway: StripeGateway,
+) -> ChangeResult:
+    target_price_id = resolve_price(settings, plan, interval)
+    subscription = _retrieve(gateway, subscription_id)
+    _require_changeable(subscription)
+    item = subscription_item(subscription)
+    direction = _direction(gateway, subscription, target_price_id)
+    if direction != "upgrade":
+        raise PlanChangeError(
+            "This is not an upgrade (the new price is not higher); schedule a downgrade instead."
+            if direction == "downgrade" else "The subscription is already on this price."
+        )
+    key = f"upgrade:{subscription['id']}:{item_price_id(subscription)}:{target_price_id}"
+    params = {
+        "items": [{"id": item["id"], "price": target_price_id}],
+        "proration_behavior": UPGRADE_PRORATION,
+        # An upgrade supersedes any scheduled downgrade.
+        "cancel_at_period_end": False,
+        "metadata": {"pending_plan": "", "pending_interval": "", "plan": plan.lower(), "interval": interval.lower()},
+    }
+    return _apply(
+        kind="upgrade", subscription=subscription, params=params, idempotency_key=key, actor=actor,
+        settings=settings, uow=uow, gateway=gateway, metrics=(SUBSCRIPTION_CHANGE, PLAN_CHANGED),
+        to_plan=plan.lower(), details={"price": target_price_id, "interval": interval.lower(),
+                                       "proration_behavior": UPGRADE_PRORATION},
+    )
+
+
+def schedule_downgrade_as_system(
+    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
+    gateway: StripeGateway,
+) -> ChangeResult:
+    target_price_id = resolve_price(settings, plan, interval)
+    subscription = _retrieve(gateway, subscription_id)
+    _require_changeable(subscription)
+    direction = _direction(gateway, subscription, target_price_id)
+    if direction != "downgrade":
+        raise PlanChangeError(
+            "This is not a downgrade (the new price is not lower); upgrade instead."
+            if direction == "upgrade" else "The subscription is already on this price."
+        )
+    period_end = subscription_period(subscription)[1]
+    count = _change_count(uow, subscription["id"], ("downgrade_scheduled",))
+    key = f"schedule-downgrade:{subscription['id']}:{plan.lower()}:{interval.lower()}:{period_end}:{count}"
+    params = {
+        "cancel_at_period_end": True,
+        "metadata": {"pending_plan": plan.lower(), "pending_interval": interval.lower()},
+    }
+    return _apply(
+        kind="downgrade_scheduled", subscription=subscription, params=params, idempotency_key=key, actor=actor,
+        settings=settings, uow=uow, gateway=gateway, metrics=(SUBSCRIPTION_CHANGE, DOWNGRADE_SCHEDULED),
+        to_plan=plan.lower(), details={"pending_plan": plan.lower(), "pending_interval": interval.lower(),
+                                       "period_end": period_end},
+    )
+
+
+def _clear_schedule(
+    kind: str, subscription_id: str, *, cancel: bool, actor: str, settings: Settings, uow: UnitOfWork,
+    gateway: StripeGateway,
+) -> ChangeResult:
+    subscription = _retrieve(gateway, subscription_id)
+    _require_changeable(subscription)
+    metadata = subscription.get("metadata") or {}
+    if kind == "downgrade_canceled" and not metadata.get("pending_plan"):
+        raise PlanChangeError("This subscription has no scheduled downgrade.")
+    if kind == "resume" and not subscription.get("cancel_at_period_end"):
+        raise PlanChangeError("This subscription is not set to cancel; nothing to resume.")
+    if kind == "cancel" and subscription.get("cancel_at_period_end") and not metadata.get("pending_plan"):
+        raise PlanChangeError("This subscription is already set to cancel at period end.")
+    period_end = subscription_period(subscription)[1]
+    count = _change_count(uow, subscription["id"], (kind,))
+    key = f"{kind.replace('_', '-')}:{subscription['id']}:{period_end}:{count}"
+    # Stripe removes a metadata key that is set to an empty string.
+    params = {"cancel_at_period_end": cancel, "metadata": {"pending_plan": "", "pending_interval": ""}}
+    price_id = item_price_id(subscription)
+    current = settings.plan_for_price(price_id) if price_id else None
+    return _apply(
+        kind=kind, subscription=subscription, params=params, idempotency_key=key, actor=actor, settings=settings,
+        uow=uow, gateway=gateway, metrics=(SUBSCRIPTION_CHANGE,), to_plan=current[0] if current else None,
+        details={"period_end": period_end, "cleared_pending_plan": metadata.get("pending_plan")},
+    )
+
+
+def cancel_scheduled_downgrade_as_system(
+    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> ChangeResult:
+    return _clear_schedule(
+        "downgrade_canceled", subscription_id, cancel=False, actor=actor, settings=settings, uow=uow, gateway=gateway
+    )
+
+
+def cancel_at_period_end_as_system(
+    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> ChangeResult:
+    return _clear_schedule(
+        "cancel", subscription_id, cancel=True, actor=actor, settings=settings, uow=uow, gateway=gateway
+    )
+
+
+def resume_as_system(
+    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> ChangeResult:
+    return _clear_schedule(
+        "resume", subscription_id, cancel=False, actor=actor, settings=settings, uow=uow, gateway=gateway
+    )
+
+
+# --- page-facing, admin only -------------------------------------------------------------
+@privileged("plan.upgrade")
+def upgrade(
+    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
+    gateway: StripeGateway,
+) -> ChangeResult:
+    return upgrade_as_system(
+        subscription_id, plan, interval, actor=actor, settings=settings, uow=uow, gateway=gateway
+    )
+
+
+@privileged("plan.schedule_downgrade")
+def schedule_downgrade(
+    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
+    gateway: StripeGateway,
+) -> ChangeResult:
+    return schedule_downgrade_as_system(
+        subscription_id, plan, interval, actor=actor, settings=settings, uow=uow, gateway=gateway
+    )
+
+
+@privileged("plan.cancel_scheduled_downgrade")
+def cancel_scheduled_downgrade(
+    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> ChangeResult:
+    return cancel_scheduled_downgrade_as_system(
+        subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway
+    )
+
+
+@privileged("plan.cancel_at_period_end")
+def cancel_at_period_end(
+    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> ChangeResult:
+    return cancel_at_period_end_as_system(subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway)
+
+
+@privileged("plan.resume")
+def resume(
+    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> ChangeResult:
+    return resume_as_system(subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway)
+
+
+# --- read queries for the page ----------------------------------------------------------
+@dataclass(frozen=True)
+class SubscriptionSummary:
+    subscription_id: str
+    customer_id: str
+    email: str | None
+    status: str
+    plan: str | None
+    interval: str | None
+    cancel_at_period_end: bool
+    pending_plan: str | None
+    current_period_end: str | None
+
+
+def _summaries(rows: list[tuple[UserSubscription, str | None]]) -> list[SubscriptionSummary]:
+    return [
+        SubscriptionSummary(
+            subscription_id=sub.stripe_subscription_id,
+            customer_id=sub.stripe_customer_id,
+            email=email,
+            status=sub.status,
+            plan=sub.plan,
+            interval=sub.interval,
+            cancel_at_period_end=sub.cancel_at_period_end,
+            pending_plan=sub.pending_plan,
+            current_period_end=sub.current_period_end.isoformat(timespec="minutes") if sub.current_period_end else None,
+        )
+        for sub, email in rows
+    ]
+
+
+def find_subscriptions(uow: UnitOfWork, query: str, *, limit: int = 50) -> list[SubscriptionSummary]:
+    """Look a customer up by email, customer id or subscription id (billing DB)."""
+    term = (query or "").strip()
+    if not term:
+        return []
+    with uow:
+        statement = (
+            select(UserSubscription, Customer.email)
+            .outerjoin(Customer, Customer.id == UserSubscription.stripe_customer_id)
+            .where(
+                or_(
+                    UserSubscription.stripe_subscription_id == term,
+                    UserSubscription.stripe_customer_id == term,
+                    Customer.email.ilike(f"%{term}%"),
+                )
+            )
+            .order_by(UserSubscription.id.desc())
+            .limit(limit)
+        )
+        return _summaries([(row[0], row[1]) for row in uow.session.execute(statement)])
+
+
+def pending_downgrades(uow: UnitOfWork, *, limit: int = 200) -> list[SubscriptionSummary]:
+    """Subscriptions with a scheduled downgrade, soonest period end first."""
+    with uow:
+        statement = (
+            select(UserSubscription, Customer.email)
+            .outerjoin(Customer, Customer.id == UserSubscription.stripe_customer_id)
+            .where(UserSubscription.pending_plan.is_not(None))
+            .order_by(UserSubscription.current_period_end)
+            .limit(limit)
+        )
+        return _summaries([(row[0], row[1]) for row in uow.session.execute(statement)])
+
+
+def plan_history(uow: UnitOfWork, subscription_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    with uow:
+        rows = uow.session.execute(
+            select(PlanChange)
+            .where(PlanChange.stripe_subscription_id == subscription_id)
+            .order_by(PlanChange.at.desc(), PlanChange.id.desc())
+            .limit(limit)
+        ).scalars()
+        return [
+            {"at": row.at, "kind": row.kind, "from_plan": row.from_plan, "to_plan": row.to_plan, "actor": row.actor}
+            for row in rows
+        ]
+
+
+def plan_choices(settings: Settings) -> dict[str, list[str]]:
+    """plan -> intervals with a mapped price, for the page's selects."""
+    return {plan: sorted(intervals) for plan, intervals in sorted(settings.price_mapping.items())}
+
+
+def period_end_text(period_end: int | None) -> str:
+    moment = from_unix(period_end)
+    return moment.isoformat(timespec="minutes") if moment else "unknown"
