@@ -168,8 +168,14 @@ def record_plan_change(
     return change
 
 
-def _now_unix() -> int:
-    return int(utcnow().timestamp())
+def fresh_observed_at(uow: UnitOfWork, subscription_id: str) -> int:
+    """`observed_at` for a subscription Stripe just returned to our own call: it is
+    the newest state there is, so it must win even over events stamped with a test
+    clock's (future) time."""
+    stored = uow.session.execute(
+        select(UserSubscription.stripe_updated).where(UserSubscription.stripe_subscription_id == subscription_id)
+    ).scalar()
+    return max(int(utcnow().timestamp()), int(stored or 0) + 1)
 
 
 def _changes_so_far(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...]) -> int:
@@ -308,7 +314,7 @@ def _apply(
             uow.commit()
         raise
     with uow:
-        upsert_subscription(uow, updated, observed_at=_now_unix(), settings=settings)
+        upsert_subscription(uow, updated, observed_at=fresh_observed_at(uow, subscription_id), settings=settings)
         record_plan_change(
             uow, subscription_id, kind=kind, actor=actor, from_plan=from_plan, to_plan=to_plan,
             details={**details, "idempotency_key": idempotency_key},

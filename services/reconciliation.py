@@ -40,7 +40,7 @@ from services.config import Settings
 from services.leases import acquire_lease
 from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN, record_metric
 from services.observability import capture_alert
-from services.plan_changes import DOWNGRADE_PRORATION, item_price_id, record_plan_change
+from services.plan_changes import DOWNGRADE_PRORATION, fresh_observed_at, item_price_id, record_plan_change
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import subscription_period, upsert_subscription
 
@@ -322,7 +322,7 @@ def _finish_downgrade(
             after["stripe_state"] = _state(updated, settings)
             action.result = "applied"
             action.error = None
-            upsert_subscription(uow, updated, observed_at=int(time.time()), settings=settings)
+            upsert_subscription(uow, updated, observed_at=fresh_observed_at(uow, subscription_id), settings=settings)
             before_plan = (action.before or {}).get("plan")
             record_plan_change(uow, subscription_id, kind="downgrade_applied", actor=actor,
                                from_plan=before_plan, to_plan=after.get("plan"),
@@ -663,7 +663,9 @@ def apply_drift_fix(
         row = uow.session.get(ReconcileAction, int(action_id))
         assert row is not None
         before_plan = (row.before or {}).get("plan")
-        upsert_subscription(uow, subscription, observed_at=int(time.time()), settings=settings)
+        upsert_subscription(
+            uow, subscription, observed_at=fresh_observed_at(uow, subscription_id), settings=settings
+        )
         if kind == DRIFT_PENDING_PAST_PERIOD_END:
             state = _state(subscription, settings)
             record_plan_change(uow, subscription_id, kind="downgrade_applied", actor=actor, from_plan=before_plan,
