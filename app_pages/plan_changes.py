@@ -1,8 +1,171 @@
-"""Plan changes page (admin only)."""
+"""Plan changes page (admin only): look a customer up, preview a change with its
+proration, apply it (upgrade now / downgrade at period end), see pending downgrades."""
 
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
-from app_pages._shared import require_admin
+from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
+from services import plan_changes
+from services.auth import AccessDenied
+from services.plan_changes import ChangePreview, PlanChangeError
+from services.stripe_gateway import StripeGatewayError
 
 identity = require_admin()
+rt = runtime()
+ERRORS = (AccessDenied, PlanChangeError, StripeGatewayError)
 st.title("Plan changes")
+st.caption("Upgrades are immediate and invoiced with proration; downgrades are scheduled for the period end "
+           "(cancel_at_period_end + metadata.pending_plan) and applied by reconciliation.")
+
+
+def _money(amount: int, currency: str) -> str:
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{abs(amount) / 100:,.2f} {currency.upper()}"
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _lookup(term: str) -> list[dict[str, Any]]:
+    return [vars(s) for s in plan_changes.find_subscriptions(runtime().uow(), term)]
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _pending() -> list[dict[str, Any]]:
+    return [vars(s) for s in plan_changes.pending_downgrades(runtime().uow())]
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _history(subscription_id: str) -> list[dict[str, Any]]:
+    return plan_changes.plan_history(runtime().uow(), subscription_id)
+
+
+def _refresh() -> None:
+    st.session_state.pop("confirming", None)
+    _lookup.clear()
+    _pending.clear()
+    _history.clear()
+    st.session_state.pop("preview", None)
+
+
+message = st.session_state.pop("plan_message", None)
+if message:
+    st.success(message)
+plan_error = st.session_state.pop("plan_error", None)
+if plan_error:
+    st.error(f"Nothing was changed: {plan_error}")
+
+with st.form("lookup"):
+    term = st.text_input("Customer email, customer id (cus_…) or subscription id (sub_…)")
+    st.form_submit_button("Look up")
+
+subscription_id: str | None = None
+if term.strip():
+    found = _lookup(term.strip())
+    if not found:
+        st.info(f"No subscription in the billing DB matches “{term.strip()}”.")
+    else:
+        st.dataframe(pd.DataFrame(found), hide_index=True, width="stretch")
+        subscription_id = st.selectbox("Subscription", [row["subscription_id"] for row in found])
+
+if subscription_id:
+    current = next(row for row in _lookup(term.strip()) if row["subscription_id"] == subscription_id)
+    dashboard = stripe_dashboard_url(f"subscriptions/{subscription_id}")
+    st.markdown(f"[Open {subscription_id} in the Stripe Dashboard]({dashboard})")
+    if current["pending_plan"]:
+        st.warning(f"Pending downgrade to **{current['pending_plan']}** at the period end "
+                   f"({current['current_period_end']}).")
+    choices = plan_changes.plan_choices(rt.settings)
+    if not choices:
+        st.error("No plan prices are configured (STRIPE_PRICE_<PLAN>_<INTERVAL>).")
+    else:
+        with st.form("change"):
+            col1, col2 = st.columns(2)
+            plan = col1.selectbox("New plan", list(choices))
+            interval = col2.selectbox("Interval", sorted({i for intervals in choices.values() for i in intervals}))
+            preview_clicked = st.form_submit_button("Preview change")
+        if preview_clicked:
+            try:
+                st.session_state["preview"] = plan_changes.preview_change(
+                    subscription_id, plan, interval, settings=rt.settings, uow=rt.uow(), gateway=rt.gateway
+                )
+            except ERRORS as error:
+                st.session_state.pop("preview", None)
+                show_error(error)
+
+    preview: ChangePreview | None = st.session_state.get("preview")
+    if preview is not None and preview.subscription_id == subscription_id:
+        st.subheader(f"Preview: {preview.current_plan or '?'} {preview.current_interval or ''} → "
+                     f"{preview.target_plan} {preview.target_interval} ({preview.direction}, {preview.effective})")
+        col1, col2 = st.columns(2)
+        col1.metric("Proration invoiced now", _money(preview.proration_amount, preview.currency))
+        col2.metric("Preview invoice amount due", _money(preview.amount_due, preview.currency))
+        if preview.lines:
+            st.dataframe(pd.DataFrame([vars(line) for line in preview.lines]), hide_index=True, width="stretch")
+
+        @st.dialog("Confirm plan change")
+        def _confirm(p: ChangePreview) -> None:
+            if p.direction == "upgrade":
+                st.write(f"Upgrade **{p.subscription_id}** to **{p.target_plan} {p.target_interval}** now. Stripe "
+                         f"invoices the proration of **{_money(p.proration_amount, p.currency)}** immediately "
+                         f"({rt.settings.stripe_mode} mode).")
+            else:
+                st.write(f"Schedule a downgrade of **{p.subscription_id}** to **{p.target_plan} "
+                         f"{p.target_interval}** at the period end "
+                         f"({plan_changes.period_end_text(p.period_end)}); no proration credit "
+                         f"({rt.settings.stripe_mode} mode).")
+            col1, col2 = st.columns(2)
+            if col1.button("Confirm", type="primary", key="confirm_change"):
+                st.session_state.pop("confirming", None)
+                try:
+                    change = plan_changes.upgrade if p.direction == "upgrade" else plan_changes.schedule_downgrade
+                    result = change(p.subscription_id, p.target_plan, p.target_interval, actor=identity.email,
+                                    settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
+                    _refresh()
+                    st.session_state["plan_message"] = (
+                        f"{result.kind.replace('_', ' ').capitalize()}: {result.subscription_id} → {result.to_plan}."
+                    )
+                except ERRORS as error:
+                    st.session_state["plan_error"] = getattr(error, "message", str(error))
+                st.rerun()
+            if col2.button("Cancel", key="cancel_change"):
+                st.session_state.pop("confirming", None)
+                st.rerun()
+
+        if preview.direction == "same":
+            st.info("The subscription is already on this price.")
+        elif st.button("Apply this change…", type="primary"):
+            st.session_state["confirming"] = True
+        if st.session_state.get("confirming"):
+            _confirm(preview)
+
+    st.subheader("Schedule and cancellation")
+    col1, col2, col3 = st.columns(3)
+    actions = {
+        "Cancel the scheduled downgrade": (col1, plan_changes.cancel_scheduled_downgrade),
+        "Cancel at period end": (col2, plan_changes.cancel_at_period_end),
+        "Resume (undo cancellation)": (col3, plan_changes.resume),
+    }
+    for label, (column, action) in actions.items():
+        if column.button(label, key=f"act_{label}"):
+            try:
+                result = action(subscription_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                gateway=rt.gateway)
+                _refresh()
+                st.session_state["plan_message"] = f"{label}: done for {result.subscription_id}."
+                st.rerun()
+            except ERRORS as error:
+                show_error(error)
+    history = _history(subscription_id)
+    if history:
+        st.caption("Plan history")
+        st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+
+st.subheader("Pending downgrades")
+pending = _pending()
+if pending:
+    st.dataframe(pd.DataFrame(pending), hide_index=True, width="stretch")
+else:
+    st.caption("No downgrades are scheduled.")

@@ -110,6 +110,10 @@ class FakeGateway:
     def retrieve_price(self, price_id: str) -> dict[str, Any]:
         return price_object(price_id)
 
+    def preview_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.stats.requests += 1
+        return preview_invoice_for(self, params)
+
     def update_subscription(self, subscription_id: str, params: dict[str, Any], *, idempotency_key: str) -> Any:
         if self.update_delay:
             time.sleep(self.update_delay)
@@ -139,3 +143,26 @@ class FakeGateway:
             response = copy.deepcopy(sub)
             self._responses[idempotency_key] = (fingerprint, response)
             return copy.deepcopy(response)
+
+
+def preview_invoice_for(gateway: FakeGateway, params: dict[str, Any]) -> dict[str, Any]:
+    """A preview shaped like basil's invoices/create_preview: proration lines carry
+    parent.subscription_item_details.proration."""
+    sub = gateway.subscriptions[params["subscription"]]
+    old = sub["items"]["data"][0]["price"]
+    new = price_object(params["subscription_details"]["items"][0]["price"])
+    prorate = params["subscription_details"].get("proration_behavior") != "none"
+    lines = []
+    if prorate:
+        lines = [
+            {"description": "Unused time", "amount": -old["unit_amount"] // 2,
+             "parent": {"subscription_item_details": {"proration": True}}},
+            {"description": "Remaining time", "amount": new["unit_amount"] // 2,
+             "parent": {"subscription_item_details": {"proration": True}}},
+        ]
+    lines.append({"description": "Next period", "amount": new["unit_amount"],
+                  "parent": {"subscription_item_details": {"proration": False}}})
+    total = sum(line["amount"] for line in lines)
+    return {"object": "invoice", "currency": "usd", "amount_due": max(total, 0), "total": total,
+            "lines": {"object": "list", "data": lines}}
+
