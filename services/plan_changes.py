@@ -41,6 +41,14 @@ from services.stripe_mapping import subscription_period, upsert_subscription
 UPGRADE_PRORATION = "always_invoice"
 DOWNGRADE_PRORATION = "none"
 CHANGEABLE_STATUSES = frozenset({"active", "trialing", "past_due"})
+# Audit action per change kind: the same names the privileged guards use.
+AUDIT_ACTIONS = {
+    "upgrade": "plan.upgrade",
+    "downgrade_scheduled": "plan.schedule_downgrade",
+    "downgrade_canceled": "plan.cancel_scheduled_downgrade",
+    "cancel": "plan.cancel_at_period_end",
+    "resume": "plan.resume",
+}
 _MONTHS_PER_INTERVAL = {"month": 1, "year": 12, "week": 12 / 52, "day": 12 / 365}
 
 
@@ -308,7 +316,7 @@ def _apply(
         with uow:
             record_metric(uow, CHANGE_ERROR, tags={"kind": kind, "code": error.code or "unknown"})
             audit.record(
-                uow, actor=actor, action=f"plan.{kind}", result="error", target=subscription_id,
+                uow, actor=actor, action=AUDIT_ACTIONS[kind], result="error", target=subscription_id,
                 idempotency_key=idempotency_key, details=details, error=error.message,
             )
             uow.commit()
@@ -324,7 +332,7 @@ def _apply(
                 uow, name, tags={"kind": kind, "to_plan": to_plan or ""}, dedupe_key=f"{idempotency_key}:{name}"
             )
         audit.record(
-            uow, actor=actor, action=f"plan.{kind}", result="ok", target=subscription_id,
+            uow, actor=actor, action=AUDIT_ACTIONS[kind], result="ok", target=subscription_id,
             idempotency_key=idempotency_key, details=details,
         )
         uow.commit()
