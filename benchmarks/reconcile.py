@@ -26,6 +26,7 @@ from db.session import UnitOfWork  # noqa: E402
 from services.config import RATE_LIMIT_SHARE, STRIPE_RATE_LIMITS, load_settings  # noqa: E402
 from services.reconciliation import run_reconciliation  # noqa: E402
 from services.stripe_gateway import StripeGateway  # noqa: E402
+from services.stripe_mapping import subscription_period, upsert_subscription  # noqa: E402
 
 API_KEY = "sk_test_benchmark0123456789"
 
@@ -46,7 +47,7 @@ def peak_rate(times: list[float]) -> int:
     return max((bisect_right(ordered, start + 1.0) - i for i, start in enumerate(ordered)), default=0)
 
 
-def seed(base_url: str, count: int, workers: int) -> tuple[dict[str, str], float]:
+def seed(base_url: str, count: int, workers: int) -> tuple[dict[str, str], StripeGateway, float]:
     """Create `count` subscriptions through the API (unthrottled), a tenth with a due downgrade."""
     settings = load_settings({"STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": base_url,
                               "STRIPE_RATE_LIMIT_PER_SECOND": "100000", "STRIPE_MAX_RETRIES": "3"}, env_file=None)
@@ -76,7 +77,20 @@ def seed(base_url: str, count: int, workers: int) -> tuple[dict[str, str], float
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(create, range(count)))
-    return prices, time.monotonic() - started
+    return prices, gateway, time.monotonic() - started
+
+
+def sync_billing_db(database_url: str, gateway: StripeGateway, settings: Any) -> int:
+    """Mirror Stripe into the billing DB (steady state), untimed; returns the earliest
+    period end among the scheduled downgrades."""
+    earliest = 2**62
+    with UnitOfWork(database_url) as uow:
+        for sub in gateway.list_subscriptions():
+            upsert_subscription(uow, sub, observed_at=int(time.time()), settings=settings)
+            if (sub.get("metadata") or {}).get("pending_plan"):
+                earliest = min(earliest, subscription_period(sub)[1] or earliest)
+        uow.commit()
+    return earliest
 
 
 def main() -> None:
@@ -90,11 +104,8 @@ def main() -> None:
     server = EmulatorServer(host="127.0.0.1", port=0, rate_limit_per_second=100_000)
     server.start()
     try:
-        prices, seed_seconds = seed(server.base_url, args.subscriptions, args.workers)
+        prices, seed_gateway, seed_seconds = seed(server.base_url, args.subscriptions, args.workers)
         print(f"seeded {args.subscriptions} subscriptions in {seed_seconds:.1f} s")
-        # The run itself against Stripe's test-mode limit, enforced by the emulator too.
-        limit = STRIPE_RATE_LIMITS["test"]
-        emulator_admin(server.base_url, "rate_limit", {"per_second": limit})
         with tempfile.TemporaryDirectory() as tmp:
             database_url = f"sqlite:///{tmp}/bench.db"
             upgrade(database_url)
@@ -102,22 +113,26 @@ def main() -> None:
                 "DATABASE_URL": database_url, "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": server.base_url,
                 "STRIPE_PRICE_BASIC_MONTHLY": prices["basic"], "STRIPE_PRICE_PRO_MONTHLY": prices["pro"],
             }, env_file=None)
+            # Ten minutes before the first scheduled downgrade ends: all of them are due.
+            now = sync_billing_db(database_url, seed_gateway, settings) - 600
+            # The run itself at Stripe's test-mode limit, which the emulator now enforces too.
+            limit = STRIPE_RATE_LIMITS["test"]
+            emulator_admin(server.base_url, "rate_limit", {"per_second": limit})
             gateway = StripeGateway(settings, record_request_times=True)
             started = time.monotonic()
             report = run_reconciliation(settings=settings, uow=UnitOfWork(database_url), gateway=gateway,
-                                        apply=False, actor="benchmark", trigger="manual",
-                                        now=int(time.time()) + 40 * 86400)
+                                        apply=False, actor="benchmark", trigger="manual", now=now)
             wall = time.monotonic() - started
         ceiling = limit * RATE_LIMIT_SHARE
         peak = peak_rate(gateway.stats.request_times)
-        print(f"dry-run wall time:     {wall:.1f} s")
+        print(f"dry-run wall time:      {wall:.1f} s")
         print(f"subscriptions examined: {report.examined}")
-        print(f"list calls:            {report.list_calls} (target <= 110)")
-        print(f"requests / retries:    {gateway.stats.requests} / {gateway.stats.retries}")
-        print(f"peak request rate:     {peak} req/s in any 1 s window "
+        print(f"list calls:             {report.list_calls} (target <= 110)")
+        print(f"requests / retries:     {gateway.stats.requests} / {gateway.stats.retries}")
+        print(f"peak request rate:      {peak} req/s in any 1 s window "
               f"(ceiling {ceiling:.0f} = 80 % of {limit} req/s)")
-        print(f"findings:              drift {report.drift}, planned {report.planned}, errors {report.errors}")
-        print(f"run error:             {report.error or 'none'}")
+        print(f"findings:               planned {report.planned}, drift {report.drift}, errors {report.errors}")
+        print(f"run error:              {report.error or 'none'}")
     finally:
         server.stop()
 
