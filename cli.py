@@ -171,6 +171,8 @@ def reconcile(apply_changes: bool, as_json: bool) -> None:
         _print_json(run_to_json(report))
     else:
         click.echo(format_run_table(report))
+    if report.error:  # the run stopped early (e.g. Stripe unreachable): fail the cron/CI step
+        sys.exit(1)
 
 
 @main.command()
