@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from app_pages._shared import require_admin, runtime, show_error
@@ -76,7 +77,12 @@ runs = _runs()
 if not runs:
     st.info("No reconciliation runs yet. Use “Run now (dry-run)” or start the worker with RECONCILE_CRON_ENABLED.")
 else:
-    st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch")
+    history = pd.DataFrame(runs)
+    if len(history) > 1:
+        chart = px.bar(history.sort_values("run"), x="run", y=["applied", "drift", "errors"], barmode="group",
+                       labels={"value": "count", "variable": ""}, height=240)
+        st.plotly_chart(chart, use_container_width=True)
+    st.dataframe(history, hide_index=True, width="stretch")
     run_ids = [run["run"] for run in runs]
     chosen = st.selectbox("Show the actions of run", run_ids, index=0, key="run_choice")
     actions = _actions(int(chosen)) if chosen is not None else []

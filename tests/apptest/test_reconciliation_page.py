@@ -48,12 +48,15 @@ def _run(runtime: Any, *, apply: bool) -> Any:
 
 
 def test_admin_sees_history_actions_and_drift(page_runtime: Any) -> None:
+    dry = _run(page_runtime, apply=False)
     report = _run(page_runtime, apply=True)
     at = app_test_for("reconciliation", "admin")
     assert not at.exception
     history = at.dataframe[0].value
-    assert list(history["run"]) == [report.run_id]
-    assert list(history["applied"]) == [1] and list(history["status"]) == ["completed"]
+    assert list(history["run"]) == [report.run_id, dry.run_id]
+    assert list(history["mode"]) == ["apply", "dry-run"]
+    assert list(history["applied"]) == [1, 0] and list(history["status"]) == ["completed", "completed"]
+    assert at.get("plotly_chart")  # applied/drift/errors per run
     actions = at.dataframe[1].value
     assert set(actions["kind"]) == {"apply_downgrade", "drift_pending_without_cancel", "drift_unknown_price"}
     applied = actions[actions["kind"] == "apply_downgrade"].iloc[0]
