@@ -23,6 +23,9 @@ from services.runtime import Runtime
 from services.stripe_mapping import subscription_period, upsert_subscription
 from tests.conftest import ADMIN_EMAIL
 
+# Skips (rather than errors) until the emulator package (issue 4) is in the tree.
+pytest.importorskip("emulator.server")
+
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "reconcile.schema.json").read_text())
 
 
