@@ -314,3 +314,22 @@ def test_cli_json_output_validates_against_the_schema(
     assert document["mode"] == "dry-run" and document["counts"]["examined"] == 1
     table = CliRunner().invoke(main, ["reconcile"])
     assert table.exit_code == 0 and "examined 1" in table.output and "drift_missing_in_db" in table.output
+
+
+def test_preview_then_upgrade_invoices_the_proration_now(emulator: Any, runtime_factory: Callable[..., Any]) -> None:
+    world = World(runtime_factory)
+    sub_id = world.subscribe("basic")
+    world.advance(world.start + 15 * 86400)  # half-way through the period
+    kw = {"settings": world.runtime.settings, "uow": world.runtime.uow(), "gateway": world.gateway}
+    preview = plan_changes.preview_change(sub_id, "pro", "monthly", **kw)
+    assert preview.direction == "upgrade" and preview.current_plan == "basic"
+    assert 0 < preview.proration_amount < 3000 - 1000 + 1  # about half of the 20.00 difference
+    result = plan_changes.upgrade(sub_id, "pro", "monthly", actor=ADMIN_EMAIL, **kw)
+    assert result.to_plan == "pro"
+    stripe_sub = world.gateway.retrieve_subscription(sub_id)
+    assert stripe_sub["items"]["data"][0]["price"]["id"] == world.prices["pro"]
+    invoices = list(world.gateway.list_invoices(subscription=sub_id))
+    assert len(invoices) == 2  # the first period's, and the upgrade's proration invoice
+    with world.runtime.uow() as uow:
+        row = uow.session.execute(select(UserSubscription).filter_by(stripe_subscription_id=sub_id)).scalar_one()
+        assert row.plan == "pro"
