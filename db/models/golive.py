@@ -80,4 +80,6 @@ class Signoff(Base):
     preflight: Mapped[dict[str, Any]] = mapped_column(default=dict)
     qa_results: Mapped[dict[str, Any]] = mapped_column(default=dict)
     snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("metrics_snapshots.id"))
+    # The metrics snapshot as frozen at signing (id, window, sha256, figures).
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     note: Mapped[str | None] = mapped_column(Text)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:39:43.741256
+Create Date: 2026-11-22 23:20:10.545042
 """
 from collections.abc import Sequence
 
@@ -430,6 +430,7 @@ def upgrade() -> None:
     sa.Column('preflight', sa.JSON(), nullable=False),
     sa.Column('qa_results', sa.JSON(), nullable=False),
     sa.Column('snapshot_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('metrics', sa.JSON(), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['snapshot_id'], ['metrics_snapshots.id'], name=op.f('fk_signoffs_snapshot_id_metrics_snapshots')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_signoffs'))
