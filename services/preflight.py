@@ -60,7 +60,8 @@ def check_stripe_key(settings: Any) -> CheckResult:
     key = settings.stripe_secret
     if not key:
         return _fail("stripe.key", "No Stripe secret key is set.",
-                     f"Set STRIPE_API_KEY to your {settings.stripe_mode}-mode secret key (sk_{settings.stripe_mode}_…).")
+                     f"Set STRIPE_API_KEY to your {settings.stripe_mode}-mode secret key "
+                     f"(sk_{settings.stripe_mode}_…).")
     mode = stripe_key_mode(key)
     if mode != settings.stripe_mode:
         return _fail("stripe.key", f"STRIPE_MODE is {settings.stripe_mode} but the key is {key_hint(key)}.",

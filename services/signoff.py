@@ -1,0 +1,228 @@
+"""Two-person launch sign-off: an engineering lead and a product owner.
+
+A signature is accepted only when, at that moment, the preflight has no
+blocking failure and every QA case's latest result for the running code
+version passed; the signer must be named for the role and must not have
+signed this launch already. Each signature freezes what the signer saw: the
+preflight, the QA results and a metrics snapshot. A completed record is never
+edited; a later blocking failure is shown beside it, not written into it.
+Every attempt is audited, refusals included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from db.models import Signoff
+from db.session import UnitOfWork
+from services.audit import privileged, record
+from services.auth import normalise_email
+from services.config import Settings
+
+ROLES = {"eng_lead": "Engineering lead", "product_owner": "Product owner"}
+ROLE_SETTINGS = {"eng_lead": "SIGNOFF_ENG_LEADS", "product_owner": "SIGNOFF_PRODUCT_OWNERS"}
+SNAPSHOT_HOURS = 24
+
+
+class SignoffRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def launch_key_for(version: str) -> str:
+    """One launch record per code version: a new build needs fresh QA and fresh signatures."""
+    return f"go-live@{version}"
+
+
+def signers_for(role: str, settings: Settings) -> list[str]:
+    return list(settings.signoff_eng_leads if role == "eng_lead" else settings.signoff_product_owners)
+
+
+def take_metrics_snapshot(runtime: Any, *, actor: str) -> dict[str, Any]:
+    """The first-24h metrics snapshot frozen with the signature (services.metrics, issue 9)."""
+    try:
+        from services.metrics import take_snapshot
+    except ImportError:
+        return {"unavailable": "services.metrics.take_snapshot is not installed"}
+    snapshot: dict[str, Any] = take_snapshot(runtime, actor=actor, hours=SNAPSHOT_HOURS)
+    return snapshot
+
+
+def signature_row(row: Signoff) -> dict[str, Any]:
+    return {
+        "id": row.id, "launch_key": row.launch_key, "role": row.role, "signer": row.signer,
+        "signed_at": row.signed_at, "code_version": row.code_version, "preflight": row.preflight,
+        "qa_results": row.qa_results, "snapshot_id": row.snapshot_id, "metrics": row.metrics, "note": row.note,
+    }
+
+
+def _signatures(uow: UnitOfWork, launch_key: str) -> list[Signoff]:
+    return list(uow.session.execute(
+        select(Signoff).where(Signoff.launch_key == launch_key).order_by(Signoff.id)).scalars())
+
+
+def _is_complete(signatures: list[Signoff]) -> bool:
+    return {s.role for s in signatures} >= set(ROLES)
+
+
+def _preflight_problems(runtime: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    from services.preflight import blocking_failures, run_preflight
+
+    results = run_preflight(runtime)
+    return [r.to_dict() for r in results], [f"{r.id}: {r.message}" for r in blocking_failures(results)]
+
+
+def _refusal(uow: UnitOfWork, *, actor: str, role: str, launch_key: str, reason: str) -> SignoffRefused:
+    with uow:
+        record(uow, actor=actor, action="golive.signoff", result="refused", target=launch_key,
+               idempotency_key=f"signoff:{launch_key}:{role}", details={"role": role}, error=reason)
+        uow.commit()
+    return SignoffRefused(reason)
+
+
+def sign_as_system(
+    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None
+) -> dict[str, Any]:
+    """Record one signature or raise SignoffRefused (audited either way)."""
+    from services.qa_matrix import code_version, latest_results, matrix_problems
+
+    signer = normalise_email(actor) or str(actor)
+    version = code_version()
+    launch_key = launch_key_for(version)
+    if role not in ROLES:
+        raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                       reason=f"Unknown role {role!r}: sign as eng_lead or product_owner.")
+    if signer not in signers_for(role, settings):
+        raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                       reason=f"{signer} is not listed in {ROLE_SETTINGS[role]}, so cannot sign as "
+                              f"{ROLES[role].lower()}.")
+    with uow:
+        existing = _signatures(uow, launch_key)
+        by_role = {s.role: s.signer for s in existing}
+    if _is_complete_roles(by_role):
+        raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                       reason="This launch is already signed off by both roles; the record is frozen.")
+    if role in by_role:
+        raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                       reason=f"{ROLES[role]} already signed this launch ({by_role[role]}).")
+    if signer in by_role.values():
+        raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                       reason="You already signed this launch in the other role; sign-off needs two different "
+                              "people.")
+    preflight, blocking = _preflight_problems(runtime)
+    if blocking:
+        raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                       reason="The preflight has blocking failures: " + "; ".join(blocking))
+    problems = matrix_problems(runtime.uow(), version=version)
+    if problems:
+        raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                       reason="The QA matrix is not green for this code version: " + "; ".join(problems))
+    qa = latest_results(runtime.uow(), version=version)
+    snapshot = take_metrics_snapshot(runtime, actor=signer)
+    with uow:
+        # Re-check under the write transaction: two people clicking at once must not both take a role.
+        current = {s.role: s.signer for s in _signatures(uow, launch_key)}
+        if role in current or signer in current.values():
+            record(uow, actor=signer, action="golive.signoff", result="refused", target=launch_key,
+                   idempotency_key=f"signoff:{launch_key}:{role}", details={"role": role},
+                   error="someone signed at the same moment")
+            uow.commit()
+            raise SignoffRefused("Someone signed this launch at the same moment; reload and check the record.")
+        snapshot_id = snapshot.get("id") if isinstance(snapshot.get("id"), int) else None
+        row = Signoff(launch_key=launch_key, role=role, signer=signer, code_version=version,
+                      preflight={"results": preflight},
+                      qa_results={"code_version": version,
+                                  "cases": {case_id: _frozen_result(r) for case_id, r in qa.items()}},
+                      snapshot_id=snapshot_id, metrics=_json_safe(snapshot),
+                      note=(note or "").strip()[:2000] or None)
+        uow.session.add(row)
+        uow.session.flush()
+        record(uow, actor=signer, action="golive.signoff", result="ok", target=launch_key,
+               idempotency_key=f"signoff:{launch_key}:{role}",
+               details={"role": role, "signoff_id": row.id, "snapshot_id": snapshot_id,
+                        "complete": _is_complete_roles({**current, role: signer})})
+        uow.commit()
+        return signature_row(row)
+
+
+def _is_complete_roles(by_role: dict[str, str]) -> bool:
+    return set(by_role) >= set(ROLES)
+
+
+def _json_safe(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _frozen_result(result: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "run_id", "status", "manual", "failed_expectation", "notes", "actor", "duration_ms", "at")
+    return _json_safe({k: result[k] for k in keep})  # type: ignore[no-any-return]
+
+
+@privileged("golive.signoff")
+def sign(
+    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None
+) -> dict[str, Any]:
+    """The sign-off page's button (admins only; the role lists decide who may sign what)."""
+    return sign_as_system(role, actor=actor, settings=settings, uow=uow, runtime=runtime, note=note)
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    launch_key: str
+    code_version: str | None
+    complete: bool
+    signatures: list[dict[str, Any]]
+
+
+def launch_record(uow: UnitOfWork, *, version: str) -> LaunchRecord | None:
+    """The completed launch record if there is one (it stays shown), else this version's in-progress one."""
+    with uow:
+        rows = list(uow.session.execute(select(Signoff).order_by(Signoff.id)).scalars())
+    by_launch: dict[str, list[Signoff]] = {}
+    for row in rows:
+        by_launch.setdefault(row.launch_key, []).append(row)
+    complete = [key for key, signatures in by_launch.items() if _is_complete(signatures)]
+    key = complete[0] if complete else launch_key_for(version)
+    signatures = by_launch.get(key, [])
+    if not signatures:
+        return None
+    return LaunchRecord(key, signatures[0].code_version, _is_complete(signatures),
+                        [signature_row(s) for s in signatures])
+
+
+def summary_markdown(launch: LaunchRecord) -> str:
+    """A printable summary of the frozen record."""
+    lines = [f"# Go-live sign-off — {launch.launch_key}", "",
+             f"Status: {'SIGNED OFF' if launch.complete else 'awaiting the second signature'}",
+             f"Code version: {launch.code_version}", "", "## Signatures", ""]
+    for s in launch.signatures:
+        lines.append(f"- {ROLES.get(s['role'], s['role'])}: {s['signer']} at {s['signed_at']}"
+                     + (f" — {s['note']}" if s["note"] else ""))
+    first = launch.signatures[0]
+    lines += ["", "## Preflight (frozen at the first signature)", "", "| Check | Severity | Result | Message |",
+              "|---|---|---|---|"]
+    for check in first["preflight"].get("results", []):
+        result = "pass" if check["passed"] else "FAIL"
+        lines.append(f"| {check['id']} | {check['severity']} | {result} | {check['message']} |")
+    lines += ["", "## QA matrix", "", "| Case | Result | Run | Duration |", "|---|---|---|---|"]
+    for case_id, result in (first["qa_results"].get("cases") or {}).items():
+        duration = f"{(result.get('duration_ms') or 0) / 1000:.1f} s" if result.get("duration_ms") else "manual"
+        lines.append(f"| {case_id} | {result['status']} | {result.get('run_id') or '-'} | {duration} |")
+    lines += ["", "## Metrics snapshot", ""]
+    for s in launch.signatures:
+        metrics = s["metrics"] or {}
+        if "unavailable" in metrics:
+            lines.append(f"- {s['signer']}: unavailable ({metrics['unavailable']})")
+        else:
+            lines.append(f"- {s['signer']}: snapshot {metrics.get('id')} window {metrics.get('window')} "
+                         f"sha256 {metrics.get('sha256')}")
+            for name, value in sorted((metrics.get("figures") or {}).items()):
+                if isinstance(value, int | float | str):
+                    lines.append(f"  - {name}: {value}")
+    return "\n".join(lines) + "\n"
