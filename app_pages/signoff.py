@@ -1,8 +1,93 @@
-"""Sign-off page (admin only)."""
+"""Sign-off page (admin only): readiness, the two signatures, and the frozen
+record shown read-only with a printable summary; a later blocking failure is
+shown beside the record, never written into it."""
 
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
-from app_pages._shared import require_admin
+from app_pages._shared import require_admin, runtime, show_error
+from services import preflight, qa_matrix, signoff
+from services.auth import AccessDenied, signoff_roles
+from services.signoff import SignoffRefused
 
 identity = require_admin()
-st.title("Sign-off")
+rt = runtime()
+st.title("Launch sign-off")
+version = qa_matrix.code_version()
+st.caption(f"Code version {version}: an engineering lead and a product owner, two different people.")
+
+
+@st.cache_data(ttl=60, show_spinner="Checking readiness ...")
+def _blocking_now() -> list[dict[str, Any]]:
+    return [r.to_dict() for r in preflight.blocking_failures(preflight.run_preflight(runtime()))]
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _qa_problems(code: str) -> list[str]:
+    return qa_matrix.matrix_problems(runtime().uow(), version=code)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _record(code: str) -> signoff.LaunchRecord | None:
+    return signoff.launch_record(runtime().uow(), version=code)
+
+
+blocking = _blocking_now()
+qa_problems = _qa_problems(version)
+record = _record(version)
+
+if record is not None and record.complete:
+    st.success(f"Signed off: {record.launch_key}. This record is frozen.")
+    if blocking:
+        st.error("Since sign-off, the preflight reports blocking failures (shown beside the record; the record is "
+                 "unchanged): " + "; ".join(f"{b['id']}: {b['message']}" for b in blocking))
+else:
+    st.header("Readiness")
+    if blocking:
+        st.error("Preflight has blocking failures: " + "; ".join(f"{b['id']}: {b['message']}" for b in blocking))
+    else:
+        st.success("Preflight: no blocking failures.")
+    if qa_problems:
+        st.error("QA matrix not green at this code version: " + "; ".join(qa_problems))
+    else:
+        st.success("QA matrix: all 8 cases passed at this code version.")
+    roles = signoff_roles(identity.email, rt.settings)
+    if not roles:
+        st.info(f"{identity.email} is not named in SIGNOFF_ENG_LEADS or SIGNOFF_PRODUCT_OWNERS; you can read "
+                "the record but not sign.")
+    with st.form("sign"):
+        role = st.selectbox("Sign as", list(signoff.ROLES), format_func=lambda r: signoff.ROLES[r])
+        note = st.text_input("Note (optional)")
+        if st.form_submit_button("Sign off", type="primary"):
+            try:
+                signoff.sign(role, actor=identity.email, settings=rt.settings, uow=rt.uow(), runtime=rt, note=note)
+            except (SignoffRefused, AccessDenied) as error:
+                show_error(error)
+            else:
+                _record.clear()
+                st.success(f"Signed as {signoff.ROLES[role].lower()}.")
+                record = _record(version)
+
+if record is not None:
+    st.header("Record")
+    st.dataframe(pd.DataFrame([{"role": signoff.ROLES.get(s["role"], s["role"]), "signer": s["signer"],
+                                "signed at": s["signed_at"], "code version": s["code_version"],
+                                "snapshot": (s["metrics"] or {}).get("id") or (s["metrics"] or {}).get("unavailable"),
+                                "note": s["note"] or ""} for s in record.signatures]),
+                 hide_index=True, use_container_width=True)
+    first = record.signatures[0]
+    st.subheader("Frozen QA results")
+    st.dataframe(pd.DataFrame([{"case": case_id, "result": r["status"], "run": r.get("run_id"),
+                                "by": r.get("actor")} for case_id, r in
+                               (first["qa_results"].get("cases") or {}).items()]),
+                 hide_index=True, use_container_width=True)
+    st.subheader("Frozen preflight")
+    st.dataframe(pd.DataFrame([{"check": c["id"], "severity": c["severity"], "passed": c["passed"],
+                                "message": c["message"]} for c in first["preflight"].get("results", [])]),
+                 hide_index=True, use_container_width=True)
+    st.download_button("Download summary (markdown)", signoff.summary_markdown(record),
+                       file_name=f"{record.launch_key.replace('@', '-')}.md", mime="text/markdown")
