@@ -14,6 +14,7 @@ types. List reads paginate with limit=100; search endpoints are never used
 from __future__ import annotations
 
 import functools
+import io
 import random
 import threading
 import time
@@ -378,8 +379,11 @@ class StripeGateway:
     ) -> dict[str, Any]:
         def create() -> Any:
             content.seek(0)
+            # The SDK sends any object with read() as a multipart file part named after `.name`.
+            upload = io.BytesIO(content.read())
+            upload.name = filename
             return self.client.v1.files.create(
-                {"file": (filename, content), "purpose": purpose},
+                {"file": upload, "purpose": purpose},
                 self._options(idempotency_key),  # type: ignore[arg-type]
             )
 

@@ -1,0 +1,1 @@
+"""A stateful Stripe API emulator the real stripe SDK talks to (see DESIGN.md)."""

@@ -1,0 +1,1231 @@
+"""The emulator's state and Stripe's billing behaviour: objects, payments, test
+cards, subscriptions and invoices, disputes, EFWs, refunds, test clocks, events.
+
+All mutation happens under one re-entrant lock. Time is per customer: a
+customer on a test clock lives at the clock's frozen time, everyone else at
+wall-clock time. Shapes follow API version 2025-03-31.basil and later
+(billing periods on subscription items, invoice.parent.subscription_details).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
+
+API_VERSION = "2026-10-28.endive"
+DAY = 86_400
+INTERVAL_SECONDS = {"day": DAY, "week": 7 * DAY, "month": 30 * DAY, "year": 365 * DAY}
+# Smart-Retries-like schedule after a failed renewal: +3 d, +5 d, +7 d, then give up.
+RETRY_SCHEDULE_DAYS = (3, 5, 7)
+DISPUTE_RESPONSE_DAYS = 7
+FILE_MAX_BYTES = 5 * 1024 * 1024
+EVIDENCE_TEXT_LIMIT = 150_000
+
+EVIDENCE_TEXT_FIELDS = {
+    "access_activity_log", "billing_address", "cancellation_policy_disclosure", "cancellation_rebuttal",
+    "customer_email_address", "customer_name", "customer_purchase_ip", "duplicate_charge_explanation",
+    "duplicate_charge_id", "product_description", "refund_policy_disclosure", "refund_refusal_explanation",
+    "service_date", "shipping_address", "shipping_carrier", "shipping_date", "shipping_tracking_number",
+    "uncategorized_text",
+}
+EVIDENCE_FILE_FIELDS = {
+    "cancellation_policy", "customer_communication", "customer_signature", "duplicate_charge_documentation",
+    "receipt", "refund_policy", "service_documentation", "shipping_documentation", "uncategorized_file",
+}
+
+# Stripe's documented test payment methods: token -> (number, brand, behaviour).
+TEST_CARDS: dict[str, tuple[str, str, str]] = {
+    "pm_card_visa": ("4242424242424242", "visa", "ok"),
+    "pm_card_mastercard": ("5555555555554444", "mastercard", "ok"),
+    "pm_card_amex": ("378282246310005", "amex", "ok"),
+    "pm_card_chargeDeclined": ("4000000000000002", "visa", "declined"),
+    "pm_card_chargeCustomerFail": ("4000000000000341", "visa", "fail_later"),
+    "pm_card_createDispute": ("4000000000000259", "visa", "dispute"),
+    "pm_card_createDisputeInquiry": ("4000000000001976", "visa", "inquiry"),
+    "pm_card_createEarlyFraudWarning": ("4000000000005423", "visa", "efw"),
+    "pm_card_authenticationRequired": ("4000002760003184", "visa", "sca"),
+    "pm_card_threeDSecure2Required": ("4000000000003220", "visa", "sca"),
+}
+CARD_NUMBERS = {number: token for token, (number, _brand, _b) in TEST_CARDS.items()}
+
+Json = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.objects: dict[str, dict[str, Json]] = {}
+            self.events: list[Json] = []
+            self.misbehave: Json = {}
+            self.on_event: Callable[[Json], None] | None = getattr(self, "on_event", None)
+            self.pending_prorations: dict[str, list[Json]] = {}
+            self._current_request: Json = {"id": None, "idempotency_key": None}
+
+    # --- storage -----------------------------------------------------------------
+    def put(self, kind: str, obj: Json) -> Json:
+        if "_seq" not in obj:  # insertion order breaks ties between objects created in the same second
+            self._seq = getattr(self, "_seq", 0) + 1
+            obj["_seq"] = self._seq
+        self.objects.setdefault(kind, {})[obj["id"]] = obj
+        return obj
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        """Run `action` under the lock shortly after this request, like Stripe's async work."""
+
+        def run() -> None:
+            with self.lock:
+                action()
+
+        timer = threading.Timer(delay_s, run)
+        timer.daemon = True
+        timer.start()
+
+    def get(self, kind: str, object_id: str, name: str | None = None, param: str = "id") -> Json:
+        obj = self.objects.get(kind, {}).get(object_id)
+        if obj is None or obj.get("deleted"):
+            raise missing(name or kind, object_id, param)
+        return obj
+
+    def all(self, kind: str) -> list[Json]:
+        return [o for o in self.objects.get(kind, {}).values() if not o.get("deleted")]
+
+    def find(self, object_id: str) -> Json | None:
+        """Resolve any id (for expand)."""
+        for kind in self.objects.values():
+            if object_id in kind and not kind[object_id].get("deleted"):
+                return kind[object_id]
+        return None
+
+    # --- time ----------------------------------------------------------------------
+    def now_for(self, customer_id: str | None) -> int:
+        if customer_id:
+            customer = self.objects.get("customer", {}).get(customer_id)
+            clock_id = customer.get("test_clock") if customer else None
+            if clock_id and clock_id in self.objects.get("test_clock", {}):
+                return int(self.objects["test_clock"][clock_id]["frozen_time"])
+        return int(time.time())
+
+    # --- events --------------------------------------------------------------------
+    def emit(self, event_type: str, obj: Json, *, created: int, previous: Json | None = None) -> Json | None:
+        if event_type in set(self.misbehave.get("suppress_events") or []):
+            return None
+        data: Json = {"object": copy.deepcopy(obj)}
+        if previous:
+            data["previous_attributes"] = copy.deepcopy(previous)
+        event = {
+            "id": new_id("evt"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": created,
+            "data": data,
+            "livemode": False,
+            "pending_webhooks": 0,
+            "request": dict(self._current_request),
+            "type": event_type,
+            "delivery_success": None,
+        }
+        self.events.append(event)
+        self.put("event", event)
+        if self.on_event is not None:
+            self.on_event(event)
+        return event
+
+    # --- customers and payment methods -----------------------------------------------
+    def create_customer(self, params: Json, *, created: int | None = None) -> Json:
+        clock = params.get("test_clock")
+        if clock:
+            self.get("test_clock", clock, "test clock", "test_clock")
+        now = created or (int(self.objects["test_clock"][clock]["frozen_time"]) if clock else int(time.time()))
+        customer = {
+            "id": new_id("cus"),
+            "object": "customer",
+            "address": None,
+            "balance": 0,
+            "created": now,
+            "currency": None,
+            "default_source": None,
+            "delinquent": False,
+            "description": params.get("description"),
+            "email": params.get("email"),
+            "invoice_settings": {"default_payment_method": None, "custom_fields": None, "footer": None},
+            "livemode": False,
+            "metadata": dict(params.get("metadata") or {}),
+            "name": params.get("name"),
+            "phone": params.get("phone"),
+            "test_clock": clock,
+        }
+        self.put("customer", customer)
+        self.emit("customer.created", customer, created=now)
+        payment_method = params.get("payment_method")
+        if payment_method:
+            pm = self.attach_payment_method(payment_method, customer["id"])
+            customer["invoice_settings"]["default_payment_method"] = pm["id"]
+        default_pm = (params.get("invoice_settings") or {}).get("default_payment_method")
+        if default_pm:
+            customer["invoice_settings"]["default_payment_method"] = self._resolve_pm(default_pm, customer["id"])["id"]
+        return customer
+
+    def update_customer(self, customer_id: str, params: Json) -> Json:
+        customer = self.get("customer", customer_id, "customer")
+        previous: Json = {}
+        for field in ("email", "name", "description", "phone"):
+            if field in params:
+                previous[field] = customer.get(field)
+                customer[field] = params[field] or None
+        if "metadata" in params:
+            previous["metadata"] = dict(customer["metadata"])
+            self._merge_metadata(customer, params["metadata"])
+        settings = params.get("invoice_settings") or {}
+        if "default_payment_method" in settings:
+            previous["invoice_settings"] = dict(customer["invoice_settings"])
+            pm_id = settings["default_payment_method"]
+            customer["invoice_settings"]["default_payment_method"] = (
+                self._resolve_pm(pm_id, customer_id)["id"] if pm_id else None
+            )
+        self.emit("customer.updated", customer, created=self.now_for(customer_id), previous=previous)
+        return customer
+
+    def card_payment_method(self, token_or_number: str) -> Json:
+        """A new PaymentMethod object for a test token (pm_card_*) or a test card number."""
+        token = CARD_NUMBERS.get(token_or_number.replace(" ", ""), token_or_number)
+        if token not in TEST_CARDS:
+            raise missing("PaymentMethod", token_or_number, "payment_method")
+        number, brand, behaviour = TEST_CARDS[token]
+        return {
+            "id": new_id("pm"),
+            "object": "payment_method",
+            "type": "card",
+            "billing_details": {"address": None, "email": None, "name": None, "phone": None},
+            "card": {
+                "brand": brand,
+                "country": "US",
+                "exp_month": 12,
+                "exp_year": 2034,
+                "fingerprint": hashlib.sha256(number.encode()).hexdigest()[:16],
+                "funding": "credit",
+                "last4": number[-4:],
+                "three_d_secure_usage": {"supported": True},
+                "networks": {"available": [brand], "preferred": None},
+            },
+            "created": int(time.time()),
+            "customer": None,
+            "livemode": False,
+            "metadata": {},
+            "_behaviour": behaviour,
+        }
+
+    def _resolve_pm(self, pm_id: str, customer_id: str | None) -> Json:
+        if pm_id in TEST_CARDS or pm_id in CARD_NUMBERS:
+            pm = self.card_payment_method(pm_id)
+            self.put("payment_method", pm)
+            if customer_id:
+                self._attach(pm, customer_id)
+            return pm
+        return self.get("payment_method", pm_id, "PaymentMethod", "payment_method")
+
+    def _attach(self, pm: Json, customer_id: str) -> None:
+        if pm["_behaviour"] == "declined":
+            raise StripeApiError(
+                402, "Your card was declined.", type_="card_error", code="card_declined",
+                decline_code="generic_decline", param="",
+            )
+        pm["customer"] = customer_id
+        self.emit("payment_method.attached", pm, created=self.now_for(customer_id))
+
+    def attach_payment_method(self, pm_id: str, customer_id: str) -> Json:
+        self.get("customer", customer_id, "customer", "customer")
+        if pm_id in TEST_CARDS or pm_id in CARD_NUMBERS:
+            return self._resolve_pm(pm_id, customer_id)
+        pm = self.get("payment_method", pm_id, "PaymentMethod")
+        self._attach(pm, customer_id)
+        return pm
+
+    def create_payment_method(self, params: Json) -> Json:
+        card = params.get("card") or {}
+        number = card.get("number") if isinstance(card, dict) else None
+        token = card.get("token") if isinstance(card, dict) else None
+        if not number and not token:
+            raise StripeApiError(400, "Missing required param: card.", code="parameter_missing", param="card")
+        pm = self.card_payment_method(str(number or token))
+        return self.put("payment_method", pm)
+
+    def default_payment_method(self, customer_id: str, subscription: Json | None = None) -> Json | None:
+        pm_id = (subscription or {}).get("default_payment_method")
+        if not pm_id:
+            customer = self.get("customer", customer_id, "customer")
+            pm_id = customer["invoice_settings"].get("default_payment_method")
+        if not pm_id:
+            attached = [pm for pm in self.all("payment_method") if pm.get("customer") == customer_id]
+            pm_id = attached[-1]["id"] if attached else None
+        return self.objects.get("payment_method", {}).get(pm_id) if pm_id else None
+
+    @staticmethod
+    def _merge_metadata(obj: Json, metadata: Any) -> None:
+        if metadata == "":
+            obj["metadata"] = {}
+            return
+        if not isinstance(metadata, dict):
+            raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param="metadata")
+        for key, value in metadata.items():
+            if value == "":
+                obj["metadata"].pop(key, None)
+            else:
+                obj["metadata"][key] = str(value)
+
+    # --- products and prices ------------------------------------------------------------
+    def create_product(self, params: Json, *, created: int | None = None) -> Json:
+        product = {
+            "id": params.get("id") or new_id("prod"),
+            "object": "product",
+            "active": to_bool(params.get("active", True), "active"),
+            "created": created or int(time.time()),
+            "description": params.get("description"),
+            "livemode": False,
+            "metadata": dict(params.get("metadata") or {}),
+            "name": params["name"],
+            "type": "service",
+            "updated": created or int(time.time()),
+        }
+        self.put("product", product)
+        self.emit("product.created", product, created=product["created"])
+        return product
+
+    def create_price(self, params: Json, *, created: int | None = None) -> Json:
+        product_id = params.get("product")
+        if not product_id:
+            product_data = params.get("product_data") or {}
+            if not product_data.get("name"):
+                raise StripeApiError(400, "Missing required param: product.", code="parameter_missing", param="product")
+            product_id = self.create_product({"name": product_data["name"]}, created=created)["id"]
+        else:
+            self.get("product", product_id, "product", "product")
+        recurring = params.get("recurring")
+        if recurring:
+            interval = recurring.get("interval")
+            if interval not in INTERVAL_SECONDS:
+                raise StripeApiError(
+                    400, "Invalid recurring[interval]: must be one of day, week, month, or year",
+                    code="parameter_invalid_string", param="recurring[interval]",
+                )
+            recurring = {
+                "interval": interval,
+                "interval_count": to_int(recurring.get("interval_count", 1), "recurring[interval_count]", minimum=1),
+                "usage_type": "licensed",
+                "aggregate_usage": None,
+                "meter": None,
+                "trial_period_days": None,
+            }
+        price = {
+            "id": params.get("id") or new_id("price"),
+            "object": "price",
+            "active": to_bool(params.get("active", True), "active"),
+            "billing_scheme": "per_unit",
+            "created": created or int(time.time()),
+            "currency": str(params.get("currency", "usd")).lower(),
+            "livemode": False,
+            "lookup_key": params.get("lookup_key"),
+            "metadata": dict(params.get("metadata") or {}),
+            "nickname": params.get("nickname"),
+            "product": product_id,
+            "recurring": recurring,
+            "tax_behavior": "unspecified",
+            "type": "recurring" if recurring else "one_time",
+            "unit_amount": to_int(params.get("unit_amount", 0), "unit_amount", minimum=0),
+            "unit_amount_decimal": str(params.get("unit_amount", 0)),
+        }
+        self.put("price", price)
+        self.emit("price.created", price, created=price["created"])
+        return price
+
+    # --- payments -------------------------------------------------------------------------
+    def _new_payment_intent(self, customer_id: str | None, amount: int, currency: str, created: int,
+                            description: str | None = None) -> Json:
+        intent = {
+            "id": new_id("pi"),
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_received": 0,
+            "capture_method": "automatic",
+            "client_secret": f"pi_secret_{secrets.token_hex(8)}",
+            "confirmation_method": "automatic",
+            "created": created,
+            "currency": currency,
+            "customer": customer_id,
+            "description": description,
+            "last_payment_error": None,
+            "latest_charge": None,
+            "livemode": False,
+            "metadata": {},
+            "next_action": None,
+            "payment_method": None,
+            "payment_method_types": ["card"],
+            "status": "requires_payment_method",
+            "_authenticated": False,
+        }
+        return self.put("payment_intent", intent)
+
+    def attempt_payment(self, intent: Json, pm: Json | None, now: int) -> str:
+        """Try to collect `intent` with `pm`: returns succeeded | failed | requires_action."""
+        if pm is None:
+            intent["status"] = "requires_payment_method"
+            intent["last_payment_error"] = {"code": "payment_method_missing", "message": "No payment method."}
+            return "failed"
+        intent["payment_method"] = pm["id"]
+        behaviour = pm.get("_behaviour", "ok")
+        if self.misbehave.get("dunning_never_recovers") and intent.get("_dunning"):
+            behaviour = "fail_later"
+        if behaviour == "sca" and not intent.get("_authenticated"):
+            intent["status"] = "requires_action"
+            intent["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}}
+            self.emit("payment_intent.requires_action", intent, created=now)
+            return "requires_action"
+        charge = self._new_charge(intent, pm, now, succeeded=behaviour not in ("fail_later", "declined"))
+        if charge["status"] == "failed":
+            intent["status"] = "requires_payment_method"
+            intent["last_payment_error"] = {
+                "type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
+                "message": "Your card was declined.", "payment_method": {"id": pm["id"]},
+            }
+            intent["_dunning"] = True
+            self.emit("charge.failed", charge, created=now)
+            self.emit("payment_intent.payment_failed", intent, created=now)
+            return "failed"
+        intent["status"] = "succeeded"
+        intent["amount_received"] = intent["amount"]
+        intent["next_action"] = None
+        intent["last_payment_error"] = None
+        self.emit("charge.succeeded", charge, created=now)
+        self.emit("payment_intent.succeeded", intent, created=now)
+        if behaviour in ("dispute", "inquiry"):
+            self.create_dispute_for(charge, now + 60, inquiry=behaviour == "inquiry")
+        if behaviour == "efw":
+            self.create_efw_for(charge, now + 60)
+        return "succeeded"
+
+    def _new_charge(self, intent: Json, pm: Json, now: int, *, succeeded: bool) -> Json:
+        card = pm["card"]
+        three_d = {"result": "authenticated", "version": "2.2.0"} if intent.get("_authenticated") else None
+        risk_score = int(hashlib.sha256(intent["id"].encode()).hexdigest()[:2], 16) % 60
+        if pm.get("_behaviour") == "efw":
+            risk_score = 78
+        charge = {
+            "id": new_id("ch"),
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_captured": intent["amount"] if succeeded else 0,
+            "amount_refunded": 0,
+            "balance_transaction": new_id("txn") if succeeded else None,
+            "billing_details": pm.get("billing_details"),
+            "captured": succeeded,
+            "created": now,
+            "currency": intent["currency"],
+            "customer": intent.get("customer"),
+            "description": intent.get("description"),
+            "disputed": False,
+            "failure_code": None if succeeded else "card_declined",
+            "failure_message": None if succeeded else "Your card was declined.",
+            "fraud_details": {},
+            "livemode": False,
+            "metadata": {},
+            "outcome": {
+                "network_status": "approved_by_network" if succeeded else "declined_by_network",
+                "reason": None if succeeded else "generic_decline",
+                "risk_level": "elevated" if risk_score >= 65 else "normal",
+                "risk_score": risk_score,
+                "seller_message": "Payment complete." if succeeded else "The bank did not return any further details.",
+                "type": "authorized" if succeeded else "issuer_declined",
+            },
+            "paid": succeeded,
+            "payment_intent": intent["id"],
+            "payment_method": pm["id"],
+            "payment_method_details": {
+                "type": "card",
+                "card": {
+                    "brand": card["brand"],
+                    "country": card["country"],
+                    "exp_month": card["exp_month"],
+                    "exp_year": card["exp_year"],
+                    "fingerprint": card["fingerprint"],
+                    "funding": card["funding"],
+                    "last4": card["last4"],
+                    "network": card["brand"],
+                    "three_d_secure": three_d,
+                    "checks": {"cvc_check": "pass", "address_postal_code_check": None},
+                },
+            },
+            "refunded": False,
+            "refunds": {"object": "list", "data": [], "has_more": False, "url": "/v1/refunds"},
+            "status": "succeeded" if succeeded else "failed",
+        }
+        intent["latest_charge"] = charge["id"]
+        return self.put("charge", charge)
+
+    def create_payment_intent(self, params: Json) -> Json:
+        amount = to_int(params.get("amount"), "amount", minimum=50)
+        customer_id = params.get("customer")
+        if customer_id:
+            self.get("customer", customer_id, "customer", "customer")
+        now = self.now_for(customer_id)
+        intent = self._new_payment_intent(customer_id, amount, str(params.get("currency", "usd")).lower(), now,
+                                          params.get("description"))
+        self._merge_metadata(intent, params.get("metadata") or {})
+        pm_id = params.get("payment_method")
+        if pm_id:
+            intent["payment_method"] = self._resolve_pm(pm_id, customer_id)["id"] if pm_id in TEST_CARDS or \
+                pm_id in CARD_NUMBERS else self.get("payment_method", pm_id, "PaymentMethod")["id"]
+            intent["status"] = "requires_confirmation"
+        self.emit("payment_intent.created", intent, created=now)
+        if to_bool(params.get("confirm", False), "confirm"):
+            self.confirm_payment_intent(intent["id"], {})
+        return intent
+
+    def confirm_payment_intent(self, intent_id: str, params: Json) -> Json:
+        intent = self.get("payment_intent", intent_id, "payment_intent")
+        if intent["status"] == "succeeded":
+            raise StripeApiError(
+                400, "This PaymentIntent's payment has already succeeded.", code="payment_intent_unexpected_state"
+            )
+        now = self.now_for(intent.get("customer"))
+        pm_id = params.get("payment_method") or intent.get("payment_method")
+        pm = self._resolve_pm(pm_id, intent.get("customer")) if pm_id else None
+        if pm is not None and pm.get("_behaviour") != "sca":
+            intent["_authenticated"] = False
+        outcome = self.attempt_payment(intent, pm, now)
+        self._after_intent_outcome(intent, outcome, now)
+        return intent
+
+    def authenticate_payment_intent(self, intent_id: str) -> Json:
+        """What the customer's 3-D Secure challenge does in a browser (emulator helper)."""
+        intent = self.get("payment_intent", intent_id, "payment_intent")
+        if self.misbehave.get("sca_never_completes"):
+            return intent
+        if intent["status"] != "requires_action":
+            raise StripeApiError(400, "This PaymentIntent does not require action.",
+                                 code="payment_intent_unexpected_state")
+        intent["_authenticated"] = True
+        now = self.now_for(intent.get("customer"))
+        pm = self.objects["payment_method"].get(intent["payment_method"])
+        outcome = self.attempt_payment(intent, pm, now)
+        self._after_intent_outcome(intent, outcome, now)
+        return intent
+
+    def _after_intent_outcome(self, intent: Json, outcome: str, now: int) -> None:
+        invoice_id = intent.get("_invoice")
+        if invoice_id:
+            self._settle_invoice(self.objects["invoice"][invoice_id], intent, outcome, now)
+
+    # --- refunds ----------------------------------------------------------------------
+    def create_refund(self, params: Json) -> Json:
+        charge_id = params.get("charge")
+        if not charge_id and params.get("payment_intent"):
+            intent = self.get("payment_intent", params["payment_intent"], "payment_intent", "payment_intent")
+            charge_id = intent.get("latest_charge")
+        if not charge_id:
+            raise StripeApiError(400, "One of the following params should be provided for this request: "
+                                      "payment_intent or charge.", code="parameter_missing", param="charge")
+        charge = self.get("charge", charge_id, "charge", "charge")
+        if charge["disputed"]:
+            raise StripeApiError(400, f"Charge {charge_id} has been charged back; cannot issue a refund.",
+                                 code="charge_disputed", param="charge")
+        remaining = charge["amount"] - charge["amount_refunded"]
+        if remaining <= 0:
+            raise StripeApiError(400, f"Charge {charge_id} has already been refunded.",
+                                 code="charge_already_refunded", param="charge")
+        amount = to_int(params.get("amount", remaining), "amount", minimum=1)
+        if amount > remaining:
+            raise StripeApiError(
+                400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
+                code="amount_too_large", param="amount",
+            )
+        reason = params.get("reason")
+        if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
+            raise StripeApiError(400, "Invalid reason", code="parameter_invalid_string", param="reason")
+        now = self.now_for(charge.get("customer"))
+        refund = {
+            "id": new_id("re"),
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": new_id("txn"),
+            "charge": charge_id,
+            "created": now,
+            "currency": charge["currency"],
+            "metadata": dict(params.get("metadata") or {}),
+            "payment_intent": charge.get("payment_intent"),
+            "reason": reason,
+            "status": "succeeded",
+        }
+        self.put("refund", refund)
+        previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        charge["refunds"]["data"].insert(0, refund)
+        self.emit("refund.created", refund, created=now)
+        self.emit("charge.refunded", charge, created=now, previous=previous)
+        if charge["refunded"]:
+            self._efw_no_longer_actionable(charge_id, now)
+        return refund
+
+    # --- disputes and early fraud warnings ---------------------------------------------------
+    def create_dispute_for(self, charge: Json, now: int, *, inquiry: bool = False, reason: str = "fraudulent",
+                           due_in_days: float = DISPUTE_RESPONSE_DAYS) -> Json:
+        dispute = {
+            "id": new_id("dp"),
+            "object": "dispute",
+            "amount": charge["amount"],
+            "balance_transactions": [],
+            "charge": charge["id"],
+            "created": now,
+            "currency": charge["currency"],
+            "evidence": {field: None for field in sorted(EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS)},
+            "evidence_details": {
+                "due_by": int(now + due_in_days * DAY),
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+            "is_charge_refundable": False,
+            "livemode": False,
+            "metadata": {},
+            "payment_intent": charge.get("payment_intent"),
+            "reason": "general" if inquiry else reason,
+            "status": "warning_needs_response" if inquiry else "needs_response",
+        }
+        self.put("dispute", dispute)
+        charge["disputed"] = True
+        self.emit("charge.dispute.created", dispute, created=now)
+        if not inquiry:
+            dispute["balance_transactions"] = [{"id": new_id("txn"), "amount": -charge["amount"], "type": "adjustment"}]
+            self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
+        self._efw_no_longer_actionable(charge["id"], now)
+        return dispute
+
+    def update_dispute(self, dispute_id: str, params: Json) -> Json:
+        dispute = self.get("dispute", dispute_id, "dispute")
+        now = self.now_for(self.objects["charge"][dispute["charge"]].get("customer"))
+        evidence = params.get("evidence") or {}
+        if evidence == "":
+            evidence = {}
+        if not isinstance(evidence, dict):
+            raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param="evidence")
+        for field in evidence:
+            if field not in EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS:
+                raise StripeApiError(400, f"Received unknown parameter: evidence[{field}]",
+                                     code="parameter_unknown", param=f"evidence[{field}]")
+        if dispute["status"] not in ("needs_response", "warning_needs_response"):
+            raise StripeApiError(
+                400, "This dispute is already closed or its evidence was already submitted; "
+                     "evidence can no longer be updated.", code="dispute_already_submitted" if dispute["status"]
+                == "under_review" else "dispute_closed")
+        if now > dispute["evidence_details"]["due_by"]:
+            dispute["evidence_details"]["past_due"] = True
+            raise StripeApiError(400, "The deadline to respond to this dispute has passed.", code="dispute_past_due")
+        for field, value in evidence.items():
+            if field in EVIDENCE_FILE_FIELDS and value:
+                file = self.get("file", value, "file", f"evidence[{field}]")
+                if file["purpose"] != "dispute_evidence":
+                    raise StripeApiError(400, f"The file {value} has purpose {file['purpose']}; "
+                                              "dispute evidence needs purpose dispute_evidence.",
+                                         param=f"evidence[{field}]")
+        merged = {**dispute["evidence"], **{k: (v or None) for k, v in evidence.items()}}
+        text = sum(len(str(merged[f] or "")) for f in EVIDENCE_TEXT_FIELDS)
+        if text > EVIDENCE_TEXT_LIMIT:
+            raise StripeApiError(400, "The combined length of the evidence text fields exceeds 150000 characters.",
+                                 param="evidence")
+        previous = {"evidence": dict(dispute["evidence"]), "status": dispute["status"]}
+        dispute["evidence"] = merged
+        dispute["evidence_details"]["has_evidence"] = any(v for v in merged.values())
+        if "metadata" in params:
+            self._merge_metadata(dispute, params["metadata"])
+        submit = to_bool(params.get("submit", True), "submit")  # Stripe submits unless submit=false
+        if submit:
+            dispute["evidence_details"]["submission_count"] += 1
+            dispute["status"] = "under_review" if dispute["status"] == "needs_response" else "warning_under_review"
+        self.emit("charge.dispute.updated", dispute, created=now, previous=previous)
+        if submit:
+            all_text = " ".join(str(v) for v in merged.values() if v)
+            # Stripe decides test-mode disputes shortly after submission, by the evidence text.
+            if "winning_evidence" in all_text:
+                self.later(0.2, lambda: self._close_dispute(dispute, "won", now + 1))
+            elif "losing_evidence" in all_text:
+                self.later(0.2, lambda: self._close_dispute(dispute, "lost", now + 1))
+        return dispute
+
+    def close_dispute(self, dispute_id: str) -> Json:
+        dispute = self.get("dispute", dispute_id, "dispute")
+        if dispute["status"] not in ("needs_response", "warning_needs_response"):
+            raise StripeApiError(400, "This dispute is already closed or under review and cannot be closed.",
+                                 code="dispute_closed" if dispute["status"] in ("won", "lost") else
+                                 "dispute_already_submitted")
+        now = self.now_for(self.objects["charge"][dispute["charge"]].get("customer"))
+        self._close_dispute(dispute, "lost" if dispute["status"] == "needs_response" else "warning_closed", now)
+        return dispute
+
+    def _close_dispute(self, dispute: Json, status: str, now: int) -> None:
+        previous = {"status": dispute["status"]}
+        dispute["status"] = status
+        self.emit("charge.dispute.closed", dispute, created=now, previous=previous)
+        if status == "won":
+            dispute["balance_transactions"].append({"id": new_id("txn"), "amount": dispute["amount"],
+                                                    "type": "adjustment"})
+            self.emit("charge.dispute.funds_reinstated", dispute, created=now)
+
+    def create_efw_for(self, charge: Json, now: int, fraud_type: str = "made_with_stolen_card") -> Json:
+        efw = {
+            "id": new_id("issfr"),
+            "object": "radar.early_fraud_warning",
+            "actionable": not charge["disputed"] and not charge["refunded"],
+            "charge": charge["id"],
+            "created": now,
+            "fraud_type": fraud_type,
+            "livemode": False,
+            "payment_intent": charge.get("payment_intent"),
+        }
+        self.put("radar.early_fraud_warning", efw)
+        self.emit("radar.early_fraud_warning.created", efw, created=now)
+        return efw
+
+    def _efw_no_longer_actionable(self, charge_id: str, now: int) -> None:
+        for efw in self.all("radar.early_fraud_warning"):
+            if efw["charge"] == charge_id and efw["actionable"]:
+                efw["actionable"] = False
+                self.emit("radar.early_fraud_warning.updated", efw, created=now, previous={"actionable": True})
+
+    # --- files --------------------------------------------------------------------------
+    def create_file(self, content: bytes, filename: str, purpose: str) -> Json:
+        purposes = {"dispute_evidence", "identity_document", "business_logo", "customer_signature",
+                    "additional_verification", "tax_document_user_upload", "business_icon"}
+        if purpose not in purposes:
+            raise StripeApiError(400, f"Invalid purpose: {purpose}", code="parameter_invalid_string", param="purpose")
+        file_type = sniff_file_type(content)
+        if purpose == "dispute_evidence":
+            if len(content) > FILE_MAX_BYTES:
+                raise StripeApiError(400, "File size must be less than 5MB for purpose dispute_evidence.",
+                                     code="parameter_invalid_string", param="file")
+            if file_type not in ("pdf", "jpg", "png"):
+                raise StripeApiError(
+                    400, "Invalid file type for purpose dispute_evidence: must be one of pdf, jpg or png.",
+                    code="parameter_invalid_string", param="file",
+                )
+        file = {
+            "id": new_id("file"),
+            "object": "file",
+            "created": int(time.time()),
+            "expires_at": None,
+            "filename": filename,
+            "purpose": purpose,
+            "size": len(content),
+            "title": None,
+            "type": file_type,
+            "url": f"https://files.stripe.com/v1/files/{filename}/contents",
+            "_content_sha256": hashlib.sha256(content).hexdigest(),
+        }
+        return self.put("file", file)
+
+    # --- subscriptions and invoices ----------------------------------------------------------
+    def _price(self, price_id: str, param: str) -> Json:
+        price = self.get("price", price_id, "price", param)
+        if not price.get("recurring"):
+            raise StripeApiError(400, "The price specified is set to `type=one_time` but this field only accepts "
+                                      "prices with `type=recurring`.", param=param)
+        return price
+
+    @staticmethod
+    def period_length(price: Json) -> int:
+        recurring = price["recurring"]
+        return int(INTERVAL_SECONDS[recurring["interval"]] * recurring.get("interval_count", 1))
+
+    def create_subscription(self, params: Json, *, now: int | None = None) -> Json:
+        customer_id = params["customer"]
+        customer = self.get("customer", customer_id, "customer", "customer")
+        items_in = params.get("items") or []
+        if not isinstance(items_in, list) or not items_in:
+            raise StripeApiError(400, "Missing required param: items.", code="parameter_missing", param="items")
+        now = now or self.now_for(customer_id)
+        subscription_id = new_id("sub")
+        items: list[Json] = []
+        for index, item in enumerate(items_in):
+            price = self._price(str(item.get("price")), f"items[{index}][price]")
+            items.append(self._new_item(subscription_id, price, to_int(item.get("quantity", 1), "quantity", minimum=1),
+                                        now, now + self.period_length(price)))
+        pm_param = params.get("default_payment_method")
+        default_pm = self._resolve_pm(pm_param, customer_id)["id"] if pm_param else None
+        subscription = {
+            "id": subscription_id,
+            "object": "subscription",
+            "billing_cycle_anchor": now,
+            "cancel_at": None,
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+            "collection_method": "charge_automatically",
+            "created": now,
+            "currency": items[0]["price"]["currency"],
+            "customer": customer["id"],
+            "default_payment_method": default_pm,
+            "ended_at": None,
+            "items": {"object": "list", "data": items, "has_more": False,
+                      "url": f"/v1/subscription_items?subscription={subscription_id}"},
+            "latest_invoice": None,
+            "livemode": False,
+            "metadata": dict(params.get("metadata") or {}),
+            "pending_update": None,
+            "start_date": now,
+            "status": "incomplete",
+            "test_clock": customer.get("test_clock"),
+            "trial_end": None,
+            "trial_start": None,
+        }
+        self.put("subscription", subscription)
+        invoice = self._invoice_for(subscription, "subscription_create", self._item_lines(subscription, now), now)
+        behaviour = params.get("payment_behavior", "allow_incomplete")
+        outcome = self._collect(invoice, subscription, now)
+        if outcome != "succeeded" and behaviour == "error_if_incomplete":
+            raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
+                                 decline_code="generic_decline")
+        self.emit("customer.subscription.created", subscription, created=now)
+        return subscription
+
+    def _new_item(self, subscription_id: str, price: Json, quantity: int, start: int, end: int) -> Json:
+        return {
+            "id": new_id("si"),
+            "object": "subscription_item",
+            "created": start,
+            "current_period_end": end,
+            "current_period_start": start,
+            "metadata": {},
+            "price": copy.deepcopy(price),
+            "quantity": quantity,
+            "subscription": subscription_id,
+        }
+
+    def _item_lines(self, subscription: Json, now: int) -> list[Json]:
+        lines = []
+        for item in subscription["items"]["data"]:
+            price = item["price"]
+            lines.append(self._line(subscription, item, price, price["unit_amount"] * item["quantity"],
+                                    item["current_period_start"], item["current_period_end"], proration=False,
+                                    description=f"{item['quantity']} × {self._product_name(price)}"))
+        return lines
+
+    def _product_name(self, price: Json) -> str:
+        product = self.objects.get("product", {}).get(price["product"])
+        return str(product["name"]) if product else "Subscription"
+
+    def _line(self, subscription: Json, item: Json, price: Json, amount: int, start: int, end: int, *,
+              proration: bool, description: str) -> Json:
+        return {
+            "id": new_id("il"),
+            "object": "line_item",
+            "amount": amount,
+            "currency": price["currency"],
+            "description": description,
+            "livemode": False,
+            "metadata": {},
+            "parent": {
+                "type": "subscription_item_details",
+                "subscription_item_details": {
+                    "invoice_item": None,
+                    "proration": proration,
+                    "proration_details": {"credited_items": None},
+                    "subscription": subscription["id"],
+                    "subscription_item": item["id"],
+                },
+            },
+            "period": {"start": start, "end": end},
+            "pricing": {
+                "price_details": {"price": price["id"], "product": price["product"]},
+                "type": "price_details",
+                "unit_amount_decimal": price["unit_amount_decimal"],
+            },
+            "quantity": item["quantity"],
+        }
+
+    def _invoice_for(self, subscription: Json, billing_reason: str, lines: list[Json], now: int) -> Json:
+        total = sum(line["amount"] for line in lines)
+        invoice_id = new_id("in")
+        invoice = {
+            "id": invoice_id,
+            "object": "invoice",
+            "account_country": "US",
+            "amount_due": max(total, 0),
+            "amount_paid": 0,
+            "amount_remaining": max(total, 0),
+            "attempt_count": 0,
+            "attempted": False,
+            "auto_advance": True,
+            "billing_reason": billing_reason,
+            "collection_method": "charge_automatically",
+            "created": now,
+            "currency": subscription["currency"],
+            "customer": subscription["customer"],
+            "customer_email": self.objects["customer"][subscription["customer"]].get("email"),
+            "hosted_invoice_url": f"https://invoice.stripe.com/i/{invoice_id}",
+            "lines": {"object": "list", "data": lines, "has_more": False, "url": f"/v1/invoices/{invoice_id}/lines"},
+            "livemode": False,
+            "metadata": {},
+            "next_payment_attempt": None,
+            "number": f"EMU-{len(self.objects.get('invoice', {})) + 1:05d}",
+            "parent": {
+                "quote_details": None,
+                "subscription_details": {"metadata": dict(subscription["metadata"]),
+                                         "subscription": subscription["id"]},
+                "type": "subscription_details",
+            },
+            "payments": {"object": "list", "data": [], "has_more": False},
+            "period_end": now,
+            "period_start": now,
+            "status": "draft",
+            "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
+                                   "voided_at": None},
+            "subtotal": total,
+            "total": total,
+            "test_clock": subscription.get("test_clock"),
+        }
+        self.put("invoice", invoice)
+        subscription["latest_invoice"] = invoice_id
+        self.emit("invoice.created", invoice, created=now)
+        self.finalize_invoice(invoice, now)
+        return invoice
+
+    def finalize_invoice(self, invoice: Json, now: int) -> None:
+        if invoice["status"] != "draft":
+            raise StripeApiError(400, "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                                 code="invoice_not_editable")
+        invoice["status"] = "open"
+        invoice["status_transitions"]["finalized_at"] = now
+        self.emit("invoice.finalized", invoice, created=now)
+        if invoice["amount_due"] == 0:
+            self._mark_paid(invoice, now)
+
+    def _collect(self, invoice: Json, subscription: Json | None, now: int, pm: Json | None = None) -> str:
+        if invoice["status"] == "paid":
+            return "succeeded"
+        intent_id = invoice.get("_payment_intent")
+        intent = self.objects.get("payment_intent", {}).get(intent_id) if intent_id else None
+        if intent is None:
+            intent = self._new_payment_intent(invoice["customer"], invoice["amount_due"], invoice["currency"], now,
+                                              f"Invoice {invoice['number']}")
+            intent["_invoice"] = invoice["id"]
+            invoice["_payment_intent"] = intent["id"]
+            invoice["payments"]["data"].append({
+                "id": new_id("inpay"), "object": "invoice_payment", "amount_paid": None,
+                "amount_requested": invoice["amount_due"], "currency": invoice["currency"],
+                "invoice": invoice["id"], "is_default": True,
+                "payment": {"type": "payment_intent", "payment_intent": intent["id"]}, "status": "open",
+                "created": now,
+            })
+        if invoice.get("_failed_once"):
+            intent["_dunning"] = True
+        pm = pm or self.default_payment_method(invoice["customer"], subscription)
+        outcome = self.attempt_payment(intent, pm, now)
+        self._settle_invoice(invoice, intent, outcome, now)
+        return outcome
+
+    def _settle_invoice(self, invoice: Json, intent: Json, outcome: str, now: int) -> None:
+        subscription = self.objects.get("subscription", {}).get(
+            invoice["parent"]["subscription_details"]["subscription"]
+        ) if invoice.get("parent") else None
+        invoice["attempted"] = True
+        if outcome != "requires_action" or not invoice.get("_action_reported"):
+            invoice["attempt_count"] += 1
+        if outcome == "succeeded":
+            self._mark_paid(invoice, now)
+            if subscription is not None and subscription["status"] in ("incomplete", "past_due", "unpaid"):
+                previous = {"status": subscription["status"]}
+                subscription["status"] = "active"
+                self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+            return
+        if outcome == "requires_action":
+            invoice["_action_reported"] = True
+            self.emit("invoice.payment_action_required", invoice, created=now)
+        else:
+            invoice["_failed_once"] = True
+            failures = int(invoice.get("_failures", 0)) + 1
+            invoice["_failures"] = failures
+            if subscription is not None and failures <= len(RETRY_SCHEDULE_DAYS) and invoice["billing_reason"] != \
+                    "subscription_create":
+                invoice["next_payment_attempt"] = now + RETRY_SCHEDULE_DAYS[failures - 1] * DAY
+            else:
+                invoice["next_payment_attempt"] = None
+            self.emit("invoice.payment_failed", invoice, created=now)
+        if subscription is not None and subscription["status"] == "active":
+            previous = {"status": "active"}
+            subscription["status"] = "past_due"
+            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+        if subscription is not None and invoice["next_payment_attempt"] is None and outcome == "failed" and \
+                subscription["status"] == "past_due":
+            previous = {"status": "past_due"}
+            subscription["status"] = "unpaid"
+            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+
+    def _mark_paid(self, invoice: Json, now: int) -> None:
+        invoice["status"] = "paid"
+        invoice["amount_paid"] = invoice["amount_due"]
+        invoice["amount_remaining"] = 0
+        invoice["next_payment_attempt"] = None
+        invoice["status_transitions"]["paid_at"] = now
+        for payment in invoice["payments"]["data"]:
+            payment["status"] = "paid"
+            payment["amount_paid"] = invoice["amount_due"]
+        self.emit("invoice.paid", invoice, created=now)
+        self.emit("invoice.payment_succeeded", invoice, created=now)
+
+    def pay_invoice(self, invoice_id: str, params: Json) -> Json:
+        invoice = self.get("invoice", invoice_id, "invoice")
+        if invoice["status"] == "paid":
+            raise StripeApiError(400, "Invoice is already paid", code="invoice_not_editable")
+        if invoice["status"] in ("void", "uncollectible", "draft"):
+            raise StripeApiError(400, f"This invoice can't be paid because it is {invoice['status']}.",
+                                 code="invoice_not_editable")
+        now = self.now_for(invoice["customer"])
+        subscription = self.objects.get("subscription", {}).get(
+            invoice["parent"]["subscription_details"]["subscription"])
+        pm = self._resolve_pm(params["payment_method"], invoice["customer"]) if params.get("payment_method") else None
+        outcome = self._collect(invoice, subscription, now, pm)
+        if outcome == "failed":
+            raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
+                                 decline_code="generic_decline")
+        return invoice
+
+    def void_invoice(self, invoice_id: str) -> Json:
+        invoice = self.get("invoice", invoice_id, "invoice")
+        if invoice["status"] != "open":
+            raise StripeApiError(400, "You can only void open invoices.", code="invoice_not_editable")
+        now = self.now_for(invoice["customer"])
+        invoice["status"] = "void"
+        invoice["status_transitions"]["voided_at"] = now
+        invoice["next_payment_attempt"] = None
+        self.emit("invoice.voided", invoice, created=now)
+        return invoice
+
+    def _prorations(self, subscription: Json, item: Json, new_price: Json, at: int) -> list[Json]:
+        start, end = item["current_period_start"], item["current_period_end"]
+        fraction = max(0.0, min(1.0, (end - at) / max(1, end - start)))
+        old_price = item["price"]
+        unused = -round(old_price["unit_amount"] * item["quantity"] * fraction)
+        remaining = round(new_price["unit_amount"] * item["quantity"] * fraction)
+        return [
+            self._line(subscription, item, old_price, unused, at, end, proration=True,
+                       description=f"Unused time on {self._product_name(old_price)}"),
+            self._line(subscription, item, new_price, remaining, at, end, proration=True,
+                       description=f"Remaining time on {self._product_name(new_price)}"),
+        ]
+
+    def update_subscription(self, subscription_id: str, params: Json) -> Json:
+        subscription = self.get("subscription", subscription_id, "subscription")
+        if subscription["status"] in ("canceled", "incomplete_expired"):
+            raise StripeApiError(400, "A canceled subscription can only update its cancellation_details and "
+                                      "metadata.")
+        now = self.now_for(subscription["customer"])
+        previous: Json = {}
+        proration_behavior = params.get("proration_behavior", "create_prorations")
+        if proration_behavior not in ("create_prorations", "none", "always_invoice"):
+            raise StripeApiError(400, "Invalid proration_behavior", code="parameter_invalid_string",
+                                 param="proration_behavior")
+        proration_at = to_int(params.get("proration_date", now), "proration_date")
+        items_in = params.get("items") or []
+        price_changed = False
+        ignore_price = bool(self.misbehave.get("downgrade_cancels"))
+        proration_lines: list[Json] = []
+        for index, change in enumerate(items_in):
+            item = next((i for i in subscription["items"]["data"] if i["id"] == change.get("id")), None)
+            if item is None and change.get("id"):
+                raise missing("subscription_item", str(change.get("id")), f"items[{index}][id]")
+            if item is None:
+                item = subscription["items"]["data"][0]
+            if change.get("price") and change["price"] != item["price"]["id"]:
+                new_price = self._price(change["price"], f"items[{index}][price]")
+                if ignore_price:
+                    continue
+                previous.setdefault("items", copy.deepcopy(subscription["items"]))
+                if proration_behavior != "none":
+                    proration_lines.extend(self._prorations(subscription, item, new_price, proration_at))
+                item["price"] = copy.deepcopy(new_price)
+                price_changed = True
+            if change.get("quantity"):
+                previous.setdefault("items", copy.deepcopy(subscription["items"]))
+                item["quantity"] = to_int(change["quantity"], f"items[{index}][quantity]", minimum=1)
+        if "cancel_at_period_end" in params:
+            value = to_bool(params["cancel_at_period_end"], "cancel_at_period_end")
+            if not (ignore_price and value is False and subscription["cancel_at_period_end"]):
+                if value != subscription["cancel_at_period_end"]:
+                    previous["cancel_at_period_end"] = subscription["cancel_at_period_end"]
+                    previous["cancel_at"] = subscription["cancel_at"]
+                subscription["cancel_at_period_end"] = value
+                end = subscription["items"]["data"][0]["current_period_end"]
+                subscription["cancel_at"] = end if value else None
+                subscription["canceled_at"] = now if value else None
+        if "metadata" in params:
+            previous["metadata"] = dict(subscription["metadata"])
+            self._merge_metadata(subscription, params["metadata"])
+        if params.get("default_payment_method"):
+            previous["default_payment_method"] = subscription["default_payment_method"]
+            subscription["default_payment_method"] = self._resolve_pm(params["default_payment_method"],
+                                                                      subscription["customer"])["id"]
+        if proration_lines:
+            if proration_behavior == "always_invoice":
+                invoice = self._invoice_for(subscription, "subscription_update", proration_lines, now)
+                self._collect(invoice, subscription, now)
+            else:
+                self.pending_prorations.setdefault(subscription_id, []).extend(proration_lines)
+        if previous or price_changed:
+            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+        return subscription
+
+    def cancel_subscription(self, subscription_id: str, *, at: int | None = None) -> Json:
+        subscription = self.get("subscription", subscription_id, "subscription")
+        if subscription["status"] == "canceled":
+            raise StripeApiError(400, "This subscription is already canceled.")
+        now = at or self.now_for(subscription["customer"])
+        subscription["status"] = "canceled"
+        subscription["canceled_at"] = subscription["canceled_at"] or now
+        subscription["ended_at"] = now
+        self.emit("customer.subscription.deleted", subscription, created=now)
+        return subscription
+
+    def preview_invoice(self, params: Json) -> Json:
+        subscription_id = params.get("subscription")
+        details = params.get("subscription_details") or {}
+        if subscription_id:
+            subscription = copy.deepcopy(self.get("subscription", subscription_id, "subscription", "subscription"))
+        else:
+            customer_id = params.get("customer")
+            if not customer_id:
+                raise StripeApiError(400, "Missing required param: customer or subscription.",
+                                     code="parameter_missing", param="customer")
+            items = details.get("items") or []
+            if not items:
+                raise StripeApiError(400, "Missing required param: subscription_details[items].",
+                                     code="parameter_missing", param="subscription_details[items]")
+            now = self.now_for(customer_id)
+            price = self._price(str(items[0].get("price")), "subscription_details[items][0][price]")
+            subscription = {"id": "sub_preview", "customer": customer_id, "currency": price["currency"],
+                            "metadata": {}, "test_clock": None,
+                            "items": {"data": [self._new_item("sub_preview", price, 1, now,
+                                                              now + self.period_length(price))]}}
+        now = self.now_for(subscription["customer"])
+        at = to_int(details.get("proration_date", now), "subscription_details[proration_date]")
+        behaviour = details.get("proration_behavior", "create_prorations")
+        lines: list[Json] = []
+        if subscription_id:
+            lines.extend(copy.deepcopy(self.pending_prorations.get(subscription_id, [])))
+            for index, change in enumerate(details.get("items") or []):
+                item = next((i for i in subscription["items"]["data"] if i["id"] == change.get("id")),
+                            subscription["items"]["data"][0])
+                if change.get("price") and change["price"] != item["price"]["id"]:
+                    new_price = self._price(change["price"], f"subscription_details[items][{index}][price]")
+                    if behaviour != "none":
+                        lines.extend(self._prorations(subscription, item, new_price, at))
+                    item["price"] = copy.deepcopy(new_price)
+        immediate = behaviour == "always_invoice"
+        if not immediate:
+            for item in subscription["items"]["data"]:
+                length = self.period_length(item["price"])
+                start = item["current_period_end"] if subscription_id else item["current_period_start"]
+                lines.append(self._line(subscription, item, item["price"], item["price"]["unit_amount"] *
+                                        item["quantity"], start, start + length, proration=False,
+                                        description=f"{item['quantity']} × {self._product_name(item['price'])}"))
+        total = sum(line["amount"] for line in lines)
+        return {
+            "id": None,
+            "object": "invoice",
+            "amount_due": max(0, total),
+            "amount_paid": 0,
+            "amount_remaining": max(0, total),
+            "billing_reason": "upcoming" if not immediate else "subscription_update",
+            "created": now,
+            "currency": subscription["currency"],
+            "customer": subscription["customer"],
+            "lines": {"object": "list", "data": lines, "has_more": False, "url": "/v1/invoices/upcoming/lines"},
+            "livemode": False,
+            "parent": {"type": "subscription_details",
+                       "subscription_details": {"subscription": subscription_id, "metadata": {}}},
+            "period_end": subscription["items"]["data"][0]["current_period_end"],
+            "period_start": subscription["items"]["data"][0]["current_period_start"],
+            "status": "draft",
+            "subtotal": total,
+            "total": total,
+        }
+
+    # --- the passage of time ---------------------------------------------------------------
+    def advance_subscription(self, subscription: Json, until: int) -> None:
+        """Run renewals, period-end cancellations and payment retries due up to `until`."""
+        for _ in range(1000):  # bounded: a year of daily prices at most
+            if subscription["status"] in ("canceled", "incomplete_expired", "incomplete"):
+                return
+            item = subscription["items"]["data"][0]
+            period_end = item["current_period_end"]
+            retries = [inv for inv in self.all("invoice")
+                       if inv["customer"] == subscription["customer"] and inv["status"] == "open"
+                       and inv.get("next_payment_attempt") and inv["parent"]["subscription_details"]["subscription"]
+                       == subscription["id"] and inv["next_payment_attempt"] <= until]
+            next_retry = min(retries, key=lambda inv: inv["next_payment_attempt"]) if retries else None
+            if next_retry is not None and next_retry["next_payment_attempt"] < period_end:
+                at = next_retry["next_payment_attempt"]
+                self._collect(next_retry, subscription, at)
+                continue
+            if period_end > until:
+                return
+            if subscription["cancel_at_period_end"]:
+                self.cancel_subscription(subscription["id"], at=period_end)
+                return
+            for each in subscription["items"]["data"]:
+                each["current_period_start"] = period_end
+                each["current_period_end"] = period_end + self.period_length(each["price"])
+            self.emit("customer.subscription.updated", subscription, created=period_end,
+                      previous={"items": {"data": [{"current_period_start": item["current_period_start"]}]}})
+            lines = self.pending_prorations.pop(subscription["id"], []) + self._item_lines(subscription, period_end)
+            invoice = self._invoice_for(subscription, "subscription_cycle", lines, period_end)
+            self._collect(invoice, subscription, period_end)
+
+    def advance_clock(self, clock_id: str, frozen_time: int) -> Json:
+        clock = self.get("test_clock", clock_id, "test_helpers.test_clock")
+        if frozen_time <= clock["frozen_time"]:
+            raise StripeApiError(400, "The test clock can only be advanced forward in time.",
+                                 code="parameter_invalid_integer", param="frozen_time")
+        clock["status"] = "advancing"
+        customers = {c["id"] for c in self.all("customer") if c.get("test_clock") == clock_id}
+        subscriptions = [s for s in self.all("subscription") if s["customer"] in customers]
+        # Step through each subscription's due work in time order (renewals, retries, period ends).
+        clock["frozen_time"] = frozen_time
+        for subscription in sorted(subscriptions, key=lambda s: s["created"]):
+            self.advance_subscription(subscription, frozen_time)
+        clock["status"] = "ready"
+        self.emit("test_helpers.test_clock.ready", clock, created=frozen_time)
+        return clock
+
+    def tick_realtime(self) -> None:
+        """Subscriptions not on a test clock live in real time (renewals, cancellations)."""
+        now = int(time.time())
+        for subscription in self.all("subscription"):
+            if subscription.get("test_clock"):
+                continue
+            self.advance_subscription(subscription, now)
+
+
+def sniff_file_type(content: bytes) -> str:
+    """Decide a file's type by its magic bytes, never by its name."""
+    if content.startswith(b"%PDF-"):
+        return "pdf"
+    if content.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if content.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if content.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    return "unknown"
