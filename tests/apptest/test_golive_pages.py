@@ -1,0 +1,155 @@
+"""The Go-live, QA matrix and sign-off pages per role: admins see the preflight,
+checklist, QA results and sign-off record and can act; signed-out users and
+non-admins see none of it, through navigation or a direct page run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+
+from db.models import ChecklistItem, QaResult, Signoff
+from services.qa_matrix import CASE_IDS, code_version
+from services.runtime import Runtime, set_runtime
+from tests.conftest import REPO_ROOT, app_test_for, identity_for, page_direct_test, page_text
+from tests.integration.golive_fixtures import ENG_LEAD, PRODUCT_OWNER, FakePreflightGateway, golive_settings
+
+PAGES = ("golive", "qa_matrix", "signoff")
+ADMIN_ONLY_WORDS = {"golive": "Preflight", "qa_matrix": "Cases passed", "signoff": "Readiness"}
+
+
+@pytest.fixture
+def golive_page_runtime(migrated_sqlite_url: str) -> Iterator[Runtime]:
+    runtime = Runtime(golive_settings(migrated_sqlite_url))
+    runtime.__dict__["gateway"] = FakePreflightGateway()
+    set_runtime(runtime)
+    st.cache_data.clear()
+    yield runtime
+    st.cache_data.clear()
+    set_runtime(None)
+
+
+def _as(email: str, page: str) -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO_ROOT / "app_pages" / f"{page}.py"), default_timeout=30)
+    at.session_state["identity"] = identity_for(email)
+    at.run()
+    return at
+
+
+def _passed_results(runtime: Runtime) -> None:
+    with runtime.uow() as uow:
+        for case_id in CASE_IDS:
+            uow.session.add(QaResult(case_id=case_id, status="passed", manual=False, evidence={},
+                                     actor="qa@example.com",
+                                     code_version=code_version(), duration_ms=900))
+        uow.commit()
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("role", ["signed_out", "non_admin"])
+def test_others_see_nothing(golive_page_runtime: Runtime, page: str, role: str) -> None:
+    for at in (app_test_for(page, role), page_direct_test(page, role)):
+        assert not at.exception
+        text = page_text(at)
+        assert ADMIN_ONLY_WORDS[page] not in text
+        assert "webhook.endpoint" not in text and "Sign off" not in [b.label for b in at.button]
+
+
+def test_golive_page_shows_preflight_and_edits_checklist(golive_page_runtime: Runtime) -> None:
+    at = app_test_for("golive", "admin")
+    assert not at.exception
+    text = page_text(at)
+    assert "Ready: no blocking failures" in text
+    assert "webhook.endpoint" in text and "Support macros ready" in text and "Halt automated downgrades" in text
+    assert "SECRETCANARY" not in text
+    next(s for s in at.selectbox if s.label == "Item").set_value("rollback_owner")
+    at.run()
+    next(t for t in at.text_input if t.label == "Owner").input("Riley")
+    next(s for s in at.selectbox if s.label == "Status").set_value("done")
+    next(b for b in at.button if b.label == "Save item").click()
+    at.run()
+    assert not at.exception
+    with golive_page_runtime.uow() as uow:
+        item = uow.session.execute(select(ChecklistItem).where(ChecklistItem.key == "rollback_owner")).scalar_one()
+        assert (item.owner, item.status, item.updated_by) == ("Riley", "done", "admin@example.com")
+
+
+def test_golive_page_names_a_blocking_failure_and_its_fix(golive_page_runtime: Runtime) -> None:
+    golive_page_runtime.gateway.endpoints.append(  # type: ignore[attr-defined]
+        dict(golive_page_runtime.gateway.endpoints[0], id="we_dup"))  # type: ignore[attr-defined]
+    at = app_test_for("golive", "admin")
+    text = page_text(at)
+    assert "Not ready" in text and "webhook.duplicates" in text and "billing-ops prune-webhooks" in text
+
+
+def test_qa_page_lists_cases_and_records_a_manual_result(golive_page_runtime: Runtime) -> None:
+    at = app_test_for("qa_matrix", "admin")
+    assert not at.exception
+    text = page_text(at)
+    assert "0/8" in text and "Portal downgrade" in text and "not run" in text
+    next(s for s in at.selectbox if s.label == "Case ").set_value("portal_downgrade")
+    next(t for t in at.text_area if t.label.startswith("Notes")).input("Switched plan in the hosted portal.")
+    next(b for b in at.button if b.label == "Record result").click()
+    at.run()
+    assert not at.exception
+    assert "Recorded a manual pass" in page_text(at)
+    with golive_page_runtime.uow() as uow:
+        row = uow.session.execute(select(QaResult)).scalar_one()
+        assert (row.case_id, row.status, row.actor) == ("portal_downgrade", "manual_pass", "admin@example.com")
+
+
+def test_qa_page_refuses_to_run_in_live_mode(migrated_sqlite_url: str) -> None:
+    runtime = Runtime(golive_settings(migrated_sqlite_url, STRIPE_API_KEY="sk_live_SECRETCANARY0123456789ab",
+                                      STRIPE_MODE="live"))
+    runtime.__dict__["gateway"] = FakePreflightGateway()
+    set_runtime(runtime)
+    try:
+        at = app_test_for("qa_matrix", "admin")
+        assert "refused here" in page_text(at)
+        run_button = next(b for b in at.button if b.label == "Run QA matrix")
+        assert run_button.disabled
+    finally:
+        set_runtime(None)
+
+
+def test_signoff_page_refuses_until_green_then_freezes(golive_page_runtime: Runtime) -> None:
+    at = _as(ENG_LEAD, "signoff")
+    assert not at.exception
+    assert "QA matrix not green" in page_text(at)
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    assert "not green" in " ".join(e.value for e in at.error)
+    _passed_results(golive_page_runtime)
+    st.cache_data.clear()
+    at = _as(ENG_LEAD, "signoff")
+    assert "all 8 cases passed" in page_text(at)
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    assert not at.exception
+    assert "Signed as engineering lead" in page_text(at)
+    at = _as(PRODUCT_OWNER, "signoff")
+    next(s for s in at.selectbox if s.label == "Sign as").set_value("product_owner")
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    st.cache_data.clear()
+    at = _as(PRODUCT_OWNER, "signoff")
+    text = page_text(at)
+    assert "Signed off" in text and ENG_LEAD in text and PRODUCT_OWNER in text
+    assert "Sign off" not in [b.label for b in at.button]  # read-only now
+    # A later blocking failure is shown beside the record, which is unchanged.
+    golive_page_runtime.gateway.endpoints = []  # type: ignore[attr-defined]
+    st.cache_data.clear()
+    at = _as(ENG_LEAD, "signoff")
+    assert "Since sign-off, the preflight reports blocking failures" in page_text(at)
+    with golive_page_runtime.uow() as uow:
+        assert len(uow.session.execute(select(Signoff)).scalars().all()) == 2
+
+
+def test_signoff_page_tells_an_admin_outside_the_role_lists(golive_page_runtime: Runtime) -> None:
+    at = app_test_for("signoff", "admin")
+    assert "is not named in SIGNOFF_ENG_LEADS" in page_text(at)
