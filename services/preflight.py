@@ -251,6 +251,11 @@ def check_webhook_endpoints(gateway: Any, settings: Any) -> list[CheckResult]:
     return results
 
 
+def _enabled(feature: Any) -> bool:
+    value = (feature or {}).get("enabled")
+    return value is True or value == "true"
+
+
 def check_portal(gateway: Any, settings: Any) -> CheckResult:
     try:
         configurations = gateway.list_portal_configurations()
@@ -265,7 +270,7 @@ def check_portal(gateway: Any, settings: Any) -> CheckResult:
     features = configuration.get("features") or {}
     problems = []
     update = features.get("subscription_update") or {}
-    if not update.get("enabled"):
+    if not _enabled(update):
         problems.append("plan switching is off")
     else:
         offered = {price for product in update.get("products") or [] for price in product.get("prices") or []}
@@ -276,7 +281,7 @@ def check_portal(gateway: Any, settings: Any) -> CheckResult:
     for feature, words in (("payment_method_update", "card updates are off"),
                            ("invoice_history", "invoice history is off"),
                            ("subscription_cancel", "cancellation is off")):
-        if not (features.get(feature) or {}).get("enabled"):
+        if not _enabled(features.get(feature)):
             problems.append(words)
     if problems:
         return _fail("portal.configured", f"Portal configuration {configuration.get('id')}: " + "; ".join(problems)

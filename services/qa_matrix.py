@@ -237,15 +237,15 @@ def _invoices(ctx: CaseContext, subscription_id: str) -> list[dict[str, Any]]:
     return sorted(invoices, key=lambda i: int(i.get("created") or 0))
 
 
-def _emulator_complete_checkout(ctx: CaseContext, session_id: str) -> dict[str, Any] | None:
-    """Checkout is a hosted page; the emulator has a helper that completes it as a
-    customer would. Against real Stripe there is none, so the caller falls back."""
+def _emulator_helper(ctx: CaseContext, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Checkout and 3-D Secure are steps a person does in a browser; the emulator
+    has helpers that do them as a customer would. Against real Stripe there are
+    none (None is returned) and the caller takes the API route instead."""
     base = ctx.settings.stripe_api_base
     if not base:
         return None
     request = urllib.request.Request(  # noqa: S310 (the configured emulator's http URL)
-        f"{base.rstrip('/')}/_emulator/checkout/sessions/{session_id}/complete",
-        data=json.dumps({"payment_method": "pm_card_visa"}).encode(), method="POST",
+        f"{base.rstrip('/')}/_emulator/{path}", data=json.dumps(payload).encode(), method="POST",
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -253,7 +253,24 @@ def _emulator_complete_checkout(ctx: CaseContext, session_id: str) -> dict[str, 
             body = response.read()
     except OSError:
         return None
-    return json.loads(body) if body else {}
+    result = json.loads(body) if body else {}
+    return result if isinstance(result, dict) else {}
+
+
+def _invoice_payment_intent(invoice: dict[str, Any]) -> str | None:
+    """basil: an invoice's PaymentIntent is under invoice.payments, not invoice.payment_intent."""
+    for payment in ((invoice.get("payments") or {}).get("data")) or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent:
+            return str(intent.get("id") if isinstance(intent, dict) else intent)
+    return None
+
+
+def _pay(ctx: CaseContext, invoice_id: str, payment_method: str, expectation: str) -> None:
+    try:
+        ctx.gateway.pay_invoice(invoice_id, {"payment_method": payment_method}, idempotency_key=ctx.key("pay"))
+    except StripeGatewayError as error:
+        ctx.expect(False, expectation, error.message)
 
 
 # --- events and the billing DB -----------------------------------------------------------
@@ -368,7 +385,8 @@ def _case_new_subscription(ctx: CaseContext) -> None:
         ctx.ids["checkout_session"] = session["id"]
         ctx.object_ids.add(session["id"])
         ctx.expect(bool(session.get("url")), "Checkout returns a payment page URL")
-        completed = _emulator_complete_checkout(ctx, session["id"])
+        completed = _emulator_helper(ctx, f"checkout/sessions/{session['id']}/complete",
+                                     {"payment_method": "pm_card_visa"})
     subscription_id = (completed or {}).get("subscription")
     if isinstance(subscription_id, dict):
         subscription_id = subscription_id.get("id")
@@ -513,9 +531,15 @@ def _case_sca_required(ctx: CaseContext) -> None:
     row = _db_invoice(ctx, invoice_id)
     ctx.expect(bool(row and row["action_required_at"]), "billing DB invoice records action_required_at")
     with ctx.step("complete_authentication"):
-        method = ctx.gateway.attach_payment_method("pm_card_visa", ctx.customer_id,
-                                                   idempotency_key=ctx.key("attach:completion"))
-        ctx.gateway.pay_invoice(invoice_id, {"payment_method": method["id"]}, idempotency_key=ctx.key("pay"))
+        intent_id = _invoice_payment_intent(ctx.gateway.retrieve_invoice(invoice_id))
+        ctx.ids["payment_intent"] = intent_id
+        authenticated = _emulator_helper(ctx, f"payment_intents/{intent_id}/authenticate", {}) if intent_id else None
+        if authenticated is None:
+            # Real Stripe: the 3DS challenge needs a browser; complete with a card that needs none.
+            ctx.notes.append("completed by paying with pm_card_visa (3DS challenge needs a browser on real Stripe)")
+            method = ctx.gateway.attach_payment_method("pm_card_visa", ctx.customer_id,
+                                                       idempotency_key=ctx.key("attach:completion"))
+            _pay(ctx, invoice_id, method["id"], "the invoice is paid after completing authentication")
     paid = ctx.gateway.retrieve_invoice(invoice_id)
     ctx.expect(paid.get("status") == "paid", "the invoice is paid after completion", paid.get("status"))
     after = ctx.gateway.retrieve_subscription(subscription["id"])
@@ -550,7 +574,7 @@ def _case_past_due_recovered(ctx: CaseContext) -> None:
     _expect_db_subscription(ctx, subscription["id"], status="past_due")
     with ctx.step("update_card_and_pay"):
         new_card = _set_card(ctx, "pm_card_visa", "updated")
-        ctx.gateway.pay_invoice(invoice_id, {"payment_method": new_card}, idempotency_key=ctx.key("pay"))
+        _pay(ctx, invoice_id, new_card, "the renewal invoice is paid with the updated card")
     recovered = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(recovered.get("status") == "active", "Stripe subscription is active again", recovered.get("status"))
     expect_events(ctx, {"invoice.paid"})
