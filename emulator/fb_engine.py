@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import secrets
 import threading
 import time
@@ -74,6 +75,7 @@ class Engine:
             self.misbehave: Json = {}
             self.on_event: Callable[[Json], None] | None = getattr(self, "on_event", None)
             self.pending_prorations: dict[str, list[Json]] = {}
+            self.invoices_by_subscription: dict[str, list[str]] = {}
             self._current_request: Json = {"id": None, "idempotency_key": None}
 
     # --- storage -----------------------------------------------------------------
@@ -124,9 +126,10 @@ class Engine:
     def emit(self, event_type: str, obj: Json, *, created: int, previous: Json | None = None) -> Json | None:
         if event_type in set(self.misbehave.get("suppress_events") or []):
             return None
-        data: Json = {"object": copy.deepcopy(obj)}
+        # A JSON round trip snapshots the object several times faster than deepcopy.
+        data: Json = {"object": json.loads(json.dumps(obj))}
         if previous:
-            data["previous_attributes"] = copy.deepcopy(previous)
+            data["previous_attributes"] = json.loads(json.dumps(previous))
         event = {
             "id": new_id("evt"),
             "object": "event",
@@ -897,6 +900,7 @@ class Engine:
             "test_clock": subscription.get("test_clock"),
         }
         self.put("invoice", invoice)
+        self.invoices_by_subscription.setdefault(subscription["id"], []).append(invoice_id)
         subscription["latest_invoice"] = invoice_id
         self.emit("invoice.created", invoice, created=now)
         self.finalize_invoice(invoice, now)
@@ -1170,10 +1174,10 @@ class Engine:
                 return
             item = subscription["items"]["data"][0]
             period_end = item["current_period_end"]
-            retries = [inv for inv in self.all("invoice")
-                       if inv["customer"] == subscription["customer"] and inv["status"] == "open"
-                       and inv.get("next_payment_attempt") and inv["parent"]["subscription_details"]["subscription"]
-                       == subscription["id"] and inv["next_payment_attempt"] <= until]
+            invoices = self.objects.get("invoice", {})
+            retries = [invoices[i] for i in self.invoices_by_subscription.get(subscription["id"], [])
+                       if invoices[i]["status"] == "open" and invoices[i].get("next_payment_attempt")
+                       and invoices[i]["next_payment_attempt"] <= until]
             next_retry = min(retries, key=lambda inv: inv["next_payment_attempt"]) if retries else None
             if next_retry is not None and next_retry["next_payment_attempt"] < period_end:
                 at = next_retry["next_payment_attempt"]

@@ -263,7 +263,8 @@ class EmulatorServer:
     def save_state(self, path: str) -> None:
         with self.engine.lock:
             state = {"objects": self.engine.objects, "events": [e["id"] for e in self.engine.events],
-                     "pending_prorations": self.engine.pending_prorations}
+                     "pending_prorations": self.engine.pending_prorations,
+                     "invoices_by_subscription": self.engine.invoices_by_subscription}
             with open(path, "w") as handle:
                 json.dump(state, handle)
 
@@ -277,6 +278,7 @@ class EmulatorServer:
             self.engine.objects = state["objects"]
             self.engine.events = [self.engine.objects["event"][i] for i in state["events"]]
             self.engine.pending_prorations = state.get("pending_prorations", {})
+            self.engine.invoices_by_subscription = state.get("invoices_by_subscription", {})
 
     def key_lock(self, key: str) -> threading.Lock:
         with self.key_locks_guard:
@@ -287,6 +289,9 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "stripe-emulator"
+        # Headers and body go out in two writes; without TCP_NODELAY, Nagle plus delayed
+        # ACKs add ~40 ms to every keep-alive response.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             return
