@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import IO, Any, TypeVar
 
 import stripe
@@ -152,9 +153,21 @@ class GatewayStats:
     request_times: list[float] = field(default_factory=list)
 
 
+def _wire_values(value: Any) -> Any:
+    """The SDK parses decimal_string fields (e.g. unit_amount_decimal) into Decimal;
+    give them back as the wire's strings so results stay JSON-safe (stored raw payloads)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _wire_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire_values(v) for v in value]
+    return value
+
+
 def _to_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, stripe.StripeObject):
-        result: dict[str, Any] = obj.to_dict()
+        result: dict[str, Any] = _wire_values(obj.to_dict())
         return result
     return dict(obj)
 
