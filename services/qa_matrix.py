@@ -311,10 +311,10 @@ def _related(ctx: CaseContext, event: dict[str, Any]) -> bool:
     return bool(ctx.customer_id) and customer_id == ctx.customer_id
 
 
-def pull_events(ctx: CaseContext, wanted: set[str], *, wait: float = EVENT_WAIT_SECONDS) -> set[str]:
+def pull_events(ctx: CaseContext, wanted: set[str], *, wait: float | None = None) -> set[str]:
     """Ingest this case's new events until every wanted type was seen (or time is up).
     Returns the wanted types that never arrived."""
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + (EVENT_WAIT_SECONDS if wait is None else wait)
     with ctx.step("pull_events_" + "_".join(sorted(wanted)) if wanted else "pull_events"):
         while True:
             fresh = [e for e in ctx.gateway.list_events(created={"gte": ctx.started_ts - 5})
