@@ -319,7 +319,9 @@ def pull_events(ctx: CaseContext, wanted: set[str], *, wait: float | None = None
         while True:
             fresh = [e for e in ctx.gateway.list_events(created={"gte": ctx.started_ts - 5})
                      if e["id"] not in ctx.events and _related(ctx, e)]
-            for event in sorted(fresh, key=lambda e: (int(e.get("created") or 0), e["id"])):
+            # The Events API lists newest first; reversed then stably sorted keeps Stripe's order
+            # for events created in the same second (a renewal and its failure share a clock second).
+            for event in sorted(reversed(fresh), key=lambda e: int(e.get("created") or 0)):
                 ctx.events[event["id"]] = event["type"]
                 obj = (event.get("data") or {}).get("object") or {}
                 if obj.get("id"):
