@@ -1,0 +1,65 @@
+"""Go-live in a real browser against `billing-ops demo`: the engineering lead runs
+the QA matrix and sees 8 passes, signs off; the product owner signs off; both
+then see the frozen, read-only record with its printable summary."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS, sign_in
+
+pytestmark = pytest.mark.e2e
+
+QA_RUN_TIMEOUT_MS = 300_000
+
+
+PAGE_HEADINGS = {"QA matrix": "Plan-change QA matrix", "Sign-off": "Launch sign-off"}
+
+
+def _open(page: Any, title: str) -> None:
+    page.get_by_role("link", name=title).click()
+    page.wait_for_selector(f"h1:has-text('{PAGE_HEADINGS[title]}')")
+
+
+def _sign(page: Any, role_label: str) -> None:
+    _open(page, "Sign-off")
+    if role_label != "Engineering lead":
+        page.locator("[data-testid='stSelectbox']").first.click()
+        page.get_by_role("option", name=role_label).click()
+    page.get_by_role("button", name="Sign off").click()
+    page.wait_for_selector(f"text=Signed as {role_label.lower()}", timeout=120_000)
+
+
+def _sign_out(page: Any) -> None:
+    page.get_by_role("button", name="Sign out").first.click()
+    page.wait_for_selector("text=Password", timeout=60_000)
+
+
+def test_qa_matrix_then_two_person_signoff(demo_server: Any, page: Any) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    sign_in(page, demo_server, demo_server.eng_lead_email)
+    _open(page, "QA matrix")
+    page.get_by_role("button", name="Run QA matrix").click()
+    page.wait_for_selector("text=/QA run \\d+: \\d\\/8 passed/", timeout=QA_RUN_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "golive_qa_matrix.png"), full_page=True)
+    body = page.inner_text("body")
+    assert re.search(r"QA run \d+: 8/8 passed", body), body[-3000:]
+    assert "8/8" in body
+
+    _sign(page, "Engineering lead")
+    _sign_out(page)
+
+    sign_in(page, demo_server, demo_server.product_owner_email)
+    _sign(page, "Product owner")
+    page.reload()  # a fresh session: the record must come from the DB
+    sign_in(page, demo_server, demo_server.product_owner_email)
+    _open(page, "Sign-off")
+    page.wait_for_selector("text=This record is frozen")
+    body = page.inner_text("body")
+    assert demo_server.eng_lead_email in body and demo_server.product_owner_email in body
+    assert page.get_by_role("button", name="Sign off").count() == 0  # read-only now
+    assert page.get_by_role("button", name="Download summary (markdown)").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "golive_signed_off.png"), full_page=True)
