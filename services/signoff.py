@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from db.models import Signoff
 from db.session import UnitOfWork
@@ -140,7 +141,15 @@ def sign_as_system(
                       snapshot_id=snapshot_id, metrics=_json_safe(snapshot),
                       note=(note or "").strip()[:2000] or None)
         uow.session.add(row)
-        uow.session.flush()
+        try:
+            uow.session.flush()
+        except IntegrityError:  # the (launch, role) constraint: another signature won the race
+            uow.rollback()
+            reason = f"{ROLES[role]} signed this launch at the same moment; reload the record."
+            record(uow, actor=signer, action="golive.signoff", result="refused", target=launch_key,
+                   idempotency_key=f"signoff:{launch_key}:{role}", details={"role": role}, error=reason)
+            uow.commit()
+            raise SignoffRefused(reason) from None
         record(uow, actor=signer, action="golive.signoff", result="ok", target=launch_key,
                idempotency_key=f"signoff:{launch_key}:{role}",
                details={"role": role, "signoff_id": row.id, "snapshot_id": snapshot_id,

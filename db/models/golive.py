@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, utcnow
@@ -69,6 +69,8 @@ class MetricsSnapshot(Base):
 
 class Signoff(Base):
     __tablename__ = "signoffs"
+    # One signature per role per launch, even when two people click at the same moment.
+    __table_args__ = (UniqueConstraint("launch_key", "role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     # One launch record; both signatures point at it.

@@ -152,3 +152,15 @@ def test_unknown_case_and_empty_notes_are_refused(golive_runtime: Runtime) -> No
                              uow=golive_runtime.uow())
     with UnitOfWork(golive_runtime.engine) as uow:
         assert uow.session.execute(select(func.count()).select_from(QaResult)).scalar_one() == 0
+
+
+def test_the_database_allows_one_signature_per_role(golive_runtime: Runtime) -> None:
+    """Two people racing for one role: the unique (launch, role) constraint keeps one."""
+    from sqlalchemy.exc import IntegrityError
+
+    with golive_runtime.uow() as uow:
+        uow.session.add(Signoff(launch_key="go-live@x", role="eng_lead", signer=ENG_LEAD))
+        uow.commit()
+    with golive_runtime.uow() as uow, pytest.raises(IntegrityError):
+        uow.session.add(Signoff(launch_key="go-live@x", role="eng_lead", signer="other.lead@example.com"))
+        uow.commit()

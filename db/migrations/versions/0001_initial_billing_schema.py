@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 23:20:10.545042
+Create Date: 2026-11-22 23:32:28.488025
 """
 from collections.abc import Sequence
 
@@ -433,7 +433,8 @@ def upgrade() -> None:
     sa.Column('metrics', sa.JSON(), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['snapshot_id'], ['metrics_snapshots.id'], name=op.f('fk_signoffs_snapshot_id_metrics_snapshots')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_signoffs'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_signoffs')),
+    sa.UniqueConstraint('launch_key', 'role', name=op.f('uq_signoffs_launch_key'))
     )
     with op.batch_alter_table('signoffs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_signoffs_launch_key'), ['launch_key'], unique=False)
