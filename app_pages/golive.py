@@ -45,7 +45,7 @@ for result in blocking + warnings:
     box(f"**{result['id']}** — {result['message']}  \nFix: {result['fix']}")
 table = pd.DataFrame([{"check": r["id"], "severity": r["severity"], "result": preflight.status_word(
     preflight.CheckResult(**r)), "message": r["message"]} for r in results])
-st.dataframe(table, hide_index=True, use_container_width=True)
+st.dataframe(table, hide_index=True)
 
 st.header("Checklist")
 items = _items()
@@ -55,7 +55,7 @@ for section, section_title in checklist.SECTIONS.items():
     st.dataframe(pd.DataFrame([{"item": i["title"], "status": i["status"], "owner": i["owner"] or "",
                                 "note": i["note"] or "", "updated by": i["updated_by"] or "",
                                 "updated at": i["updated_at"]} for i in section_items]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True)
 
 st.subheader("Update an item")
 titles = {i["key"]: f"{checklist.SECTIONS[i['section']]}: {i['title']}" for i in items}

@@ -42,16 +42,6 @@ if rt.settings.stripe_mode == "live":
     st.warning("Live mode: the QA matrix is refused here (it creates customers and charges test cards). "
                "Record manual results below instead.")
 
-latest = _latest(version)
-passed = sum(1 for r in latest.values() if r["status"] in qa_matrix.PASSED_STATUSES)
-st.metric("Cases passed at this code version", f"{passed}/{len(qa_matrix.CASES)}")
-st.dataframe(pd.DataFrame([{
-    "case": case.title, "steps": case.steps, "expected": case.expected,
-    "result": latest[case.id]["status"] if case.id in latest else "not run",
-    "failed expectation": (latest.get(case.id) or {}).get("failed_expectation") or "",
-    "by": (latest.get(case.id) or {}).get("actor") or "",
-} for case in qa_matrix.CASES]), hide_index=True, use_container_width=True)
-
 with st.form("qa_run"):
     chosen = st.multiselect("Cases to run (empty = all 8)", list(qa_matrix.CASE_IDS),
                             format_func=lambda c: qa_matrix.CASES_BY_ID[c].title)
@@ -79,6 +69,16 @@ if run_clicked:
             if outcome.failed_expectation:
                 st.error(f"{qa_matrix.CASES_BY_ID[outcome.case_id].title}: expected {outcome.failed_expectation}")
 
+latest = _latest(version)
+passed = sum(1 for r in latest.values() if r["status"] in qa_matrix.PASSED_STATUSES)
+st.metric("Cases passed at this code version", f"{passed}/{len(qa_matrix.CASES)}")
+st.dataframe(pd.DataFrame([{
+    "case": case.title, "steps": case.steps, "expected": case.expected,
+    "result": latest[case.id]["status"] if case.id in latest else "not run",
+    "failed expectation": (latest.get(case.id) or {}).get("failed_expectation") or "",
+    "by": (latest.get(case.id) or {}).get("actor") or "",
+} for case in qa_matrix.CASES]), hide_index=True)
+
 st.header("Evidence")
 if latest:
     case_id = st.selectbox("Case", [c for c in qa_matrix.CASE_IDS if c in latest],
@@ -93,7 +93,7 @@ if latest:
     evidence = result["evidence"] or {}
     if evidence.get("expectations"):
         st.dataframe(pd.DataFrame(evidence["expectations"]).astype(str), hide_index=True,
-                     use_container_width=True)
+                     width="stretch")
     with st.expander("Ids, events and timings"):
         st.json({k: evidence.get(k) for k in ("ids", "events", "timings_ms", "notes") if k in evidence})
 else:
@@ -117,4 +117,4 @@ with st.form("qa_manual"):
 st.header("Recent runs")
 runs = _runs()
 if runs:
-    st.dataframe(pd.DataFrame(runs), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(runs), hide_index=True)

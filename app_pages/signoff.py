@@ -78,16 +78,16 @@ if record is not None:
                                 "signed at": s["signed_at"], "code version": s["code_version"],
                                 "snapshot": (s["metrics"] or {}).get("id") or (s["metrics"] or {}).get("unavailable"),
                                 "note": s["note"] or ""} for s in record.signatures]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True)
     first = record.signatures[0]
     st.subheader("Frozen QA results")
     st.dataframe(pd.DataFrame([{"case": case_id, "result": r["status"], "run": r.get("run_id"),
                                 "by": r.get("actor")} for case_id, r in
                                (first["qa_results"].get("cases") or {}).items()]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True)
     st.subheader("Frozen preflight")
     st.dataframe(pd.DataFrame([{"check": c["id"], "severity": c["severity"], "passed": c["passed"],
                                 "message": c["message"]} for c in first["preflight"].get("results", [])]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True)
     st.download_button("Download summary (markdown)", signoff.summary_markdown(record),
                        file_name=f"{record.launch_key.replace('@', '-')}.md", mime="text/markdown")

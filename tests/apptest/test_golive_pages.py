@@ -153,3 +153,24 @@ def test_signoff_page_refuses_until_green_then_freezes(golive_page_runtime: Runt
 def test_signoff_page_tells_an_admin_outside_the_role_lists(golive_page_runtime: Runtime) -> None:
     at = app_test_for("signoff", "admin")
     assert "is not named in SIGNOFF_ENG_LEADS" in page_text(at)
+
+
+def test_admin_runs_a_case_from_the_page_against_the_emulator(emulator: Any, runtime_factory: Any) -> None:
+    """The page's button runs through the real service on the emulator and shows the outcome."""
+    import json
+
+    seeded = emulator.admin("seed", {"customers": 0})
+    runtime = runtime_factory(STRIPE_PLAN_PRICE_MAPPING_TEST=json.dumps(seeded["prices"]))
+    st.cache_data.clear()
+    at = app_test_for("qa_matrix", "admin")
+    next(m for m in at.multiselect if m.label.startswith("Cases to run")).set_value(["upgrade"])
+    next(b for b in at.button if b.label == "Run QA matrix").click()
+    at.run()
+    assert not at.exception
+    text = page_text(at)
+    assert "QA run 1: 1/1 passed." in text
+    assert "1/8" in text  # the summary metric counts the new pass
+    with runtime.uow() as uow:
+        row = uow.session.execute(select(QaResult)).scalar_one()
+        assert (row.case_id, row.status, row.actor) == ("upgrade", "passed", "admin@example.com")
+    st.cache_data.clear()
