@@ -64,14 +64,19 @@ with st.form("lookup"):
 subscription_id: str | None = None
 if term.strip():
     found = _lookup(term.strip())
-    if not found:
+    if not found and term.strip().startswith("sub_"):
+        # Not mirrored yet (e.g. a missed webhook): Stripe is still the source of truth.
+        st.info(f"{term.strip()} is not in the billing DB yet; changes go to Stripe and store it.")
+        subscription_id = term.strip()
+    elif not found:
         st.info(f"No subscription in the billing DB matches “{term.strip()}”.")
     else:
         st.dataframe(pd.DataFrame(found), hide_index=True, width="stretch")
         subscription_id = st.selectbox("Subscription", [row["subscription_id"] for row in found])
 
 if subscription_id:
-    current = next(row for row in _lookup(term.strip()) if row["subscription_id"] == subscription_id)
+    current = next((row for row in _lookup(term.strip()) if row["subscription_id"] == subscription_id),
+                   {"pending_plan": None, "current_period_end": None})
     dashboard = stripe_dashboard_url(f"subscriptions/{subscription_id}")
     st.markdown(f"[Open {subscription_id} in the Stripe Dashboard]({dashboard})")
     if current["pending_plan"]:

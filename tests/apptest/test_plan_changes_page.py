@@ -123,3 +123,19 @@ def test_non_admin_and_signed_out_see_nothing(page_runtime: Any) -> None:
         assert "No access" in page_text(page_direct_test("plan_changes", role))
     with UnitOfWork(page_runtime.settings.database_url) as uow:
         assert uow.session.execute(select(Customer)).scalars().all()  # data existed, and was not shown
+
+
+def test_a_subscription_missing_from_the_db_can_still_be_changed(page_runtime: Any) -> None:
+    page_runtime.gateway.subscriptions["sub_new"] = subscription("sub_new", price="price_basic_monthly")
+    at = app_test_for("plan_changes", "admin")
+    _look_up(at, "sub_new")
+    assert "not in the billing DB yet" in page_text(at)
+    _preview(at, "pro")
+    next(b for b in at.button if b.label == "Apply this change…").click()
+    at.run()
+    next(b for b in at.button if b.label == "Confirm").click()
+    at.run()
+    assert not at.exception
+    with page_runtime.uow() as uow:
+        row = uow.session.execute(select(UserSubscription).filter_by(stripe_subscription_id="sub_new")).scalar_one()
+        assert row.plan == "pro"
