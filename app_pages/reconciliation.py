@@ -15,6 +15,8 @@ from services.auth import AccessDenied
 from services.reconciliation import ReconcileError
 from services.stripe_gateway import StripeGatewayError
 
+HISTORY_REFRESH_SECONDS = 30
+
 identity = require_admin()
 rt = runtime()
 st.title("Reconciliation")
@@ -73,10 +75,16 @@ if st.button("Run now (dry-run)", type="primary", help="Reads every subscription
         show_error(error)
 
 st.subheader("Run history")
-runs = _runs()
-if not runs:
-    st.info("No reconciliation runs yet. Use “Run now (dry-run)” or start the worker with RECONCILE_CRON_ENABLED.")
-else:
+
+
+# The cron adds runs every few minutes; refresh just this part, not the page.
+@st.fragment(run_every=HISTORY_REFRESH_SECONDS)
+def _history() -> None:
+    runs = _runs()
+    if not runs:
+        st.info("No reconciliation runs yet. Use “Run now (dry-run)” or start the worker with "
+                "RECONCILE_CRON_ENABLED.")
+        return
     history = pd.DataFrame(runs)
     if len(history) > 1:
         chart = px.bar(history.sort_values("run"), x="run", y=["applied", "drift", "errors"], barmode="group",
@@ -90,6 +98,9 @@ else:
         st.dataframe(pd.DataFrame(actions), hide_index=True, width="stretch")
     else:
         st.caption(f"Run {chosen} had no actions: no downgrade was due and nothing drifted.")
+
+
+_history()
 
 st.subheader("Drift findings (latest run)")
 drift = _drift()
