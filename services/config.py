@@ -40,6 +40,7 @@ CONSOLE_EVENT_TYPES = (
     "invoice.payment_succeeded",
     "invoice.payment_failed",
     "invoice.payment_action_required",
+    "charge.succeeded",
     "charge.refunded",
     "charge.dispute.created",
     "charge.dispute.updated",

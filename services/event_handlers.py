@@ -1,0 +1,213 @@
+"""What each Stripe event does to the billing DB. Every handler is idempotent and
+order-safe: objects that later events may have changed are re-read from Stripe
+(the freshest state wins), immutable facts come from the event itself, and
+metrics carry a dedupe key so a replay never counts twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from db.models import Charge, Customer, Invoice, UserSubscription
+from db.models.base import from_unix, utcnow
+from db.session import UnitOfWork
+from services import metric_points as m
+from services import stripe_mapping
+from services.stripe_gateway import StripeGatewayError
+
+Event = dict[str, Any]
+Handler = Callable[[UnitOfWork, Event, Any], None]
+
+
+def _fresh_observed_at(stored: int | None) -> int:
+    """A state Stripe just returned to us is the newest there is: it must win even
+    over events stamped with a test clock's future time."""
+    return max(int(utcnow().timestamp()), int(stored or 0) + 1)
+
+
+def _refetch(fetch: Callable[[], dict[str, Any]], fallback: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Re-read an object from Stripe; a deleted object falls back to the event's copy."""
+    try:
+        return fetch(), True
+    except StripeGatewayError as error:
+        if error.code == "resource_missing":
+            return fallback, False
+        raise
+
+
+def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> None:
+    if not customer_id or uow.session.get(Customer, customer_id) is not None:
+        return
+    customer, fresh = _refetch(lambda: runtime.gateway.retrieve_customer(customer_id), {"id": customer_id})
+    if fresh and not customer.get("deleted"):
+        stripe_mapping.upsert_customer(uow, customer, observed_at=_fresh_observed_at(None))
+
+
+def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
+                       runtime: Any) -> None:
+    existing = uow.session.execute(
+        select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
+    ).scalar_one_or_none()
+    before = existing.plan if existing else None
+    subscription, fresh = _refetch(lambda: runtime.gateway.retrieve_subscription(subscription_id), fallback)
+    _ensure_customer(uow, stripe_mapping._id(subscription.get("customer")), runtime)
+    observed_at = _fresh_observed_at(existing.stripe_updated if existing else None) if fresh else event["created"]
+    row = stripe_mapping.upsert_subscription(
+        uow, subscription, observed_at=observed_at, settings=runtime.settings, source_event_id=event["id"]
+    )
+    if existing is not None and before != row.plan and row.plan is not None:
+        m.record_metric(uow, m.PLAN_CHANGED, at=from_unix(event["created"]),
+                        tags={"from": before, "to": row.plan}, dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
+
+
+def on_subscription(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+    obj = event["data"]["object"]
+    _sync_subscription(uow, obj["id"], obj, event, runtime)
+
+
+def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+    session = event["data"]["object"]
+    _ensure_customer(uow, stripe_mapping._id(session.get("customer")), runtime)
+    subscription_id = stripe_mapping._id(session.get("subscription"))
+    if subscription_id:
+        _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime)
+
+
+def _payment_intent_id(invoice: dict[str, Any]) -> str | None:
+    for payment in ((invoice.get("payments") or {}).get("data") or []):
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent:
+            return stripe_mapping._id(intent)
+    return stripe_mapping._id(invoice.get("payment_intent"))
+
+
+def _recovery_method(row: Invoice, runtime: Any) -> str:
+    """customer_action when it needed SCA; card_update when the paying card is not the
+    one that failed; otherwise a retry of the same card recovered it."""
+    if row.action_required_at is not None:
+        return "customer_action"
+    if row.payment_intent_id:
+        charges = list(runtime.gateway.list_charges(payment_intent=row.payment_intent_id))
+        failed = {c.get("payment_method") for c in charges if c.get("status") == "failed"}
+        paid = {c.get("payment_method") for c in charges if c.get("status") == "succeeded"}
+        if failed and paid and not paid <= failed:
+            return "card_update"
+    return "retry"
+
+
+def _derive_recovery(uow: UnitOfWork, row: Invoice, runtime: Any) -> None:
+    """Same result whatever order the failed/paid events arrive in."""
+    entered = [t for t in (row.payment_failed_at, row.action_required_at) if t is not None]
+    if not entered or row.paid_at is None or row.recovered_at is not None:
+        return
+    row.recovered_at = row.paid_at
+    row.recovery_method = _recovery_method(row, runtime)
+    tags = {"plan": row.plan or "unknown", "method": row.recovery_method}
+    if row.payment_failed_at is not None:
+        m.record_metric(uow, m.DUNNING_RECOVERED, at=row.paid_at, tags=tags,
+                        dedupe_key=f"invoice:{row.id}:{m.DUNNING_RECOVERED}")
+    if row.action_required_at is not None:
+        m.record_metric(uow, m.SCA_COMPLETED, at=row.paid_at, tags=tags,
+                        dedupe_key=f"invoice:{row.id}:{m.SCA_COMPLETED}")
+
+
+def _earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    if current is None:
+        return candidate
+    if candidate is None:
+        return current
+    return min(current, candidate)
+
+
+def on_invoice(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+    invoice = event["data"]["object"]
+    _ensure_customer(uow, stripe_mapping._id(invoice.get("customer")), runtime)
+    row = stripe_mapping.upsert_invoice(uow, invoice, observed_at=event["created"], settings=runtime.settings)
+    row.payment_intent_id = row.payment_intent_id or _payment_intent_id(invoice)
+    at = from_unix(event["created"])
+    tags = {"plan": row.plan or "unknown"}
+    kind = event["type"]
+    if kind == "invoice.payment_failed":
+        row.payment_failed_at = _earliest(row.payment_failed_at, at)
+        m.record_metric(uow, m.INVOICE_FAILED, at=at, tags=tags, dedupe_key=f"{event['id']}:{m.INVOICE_FAILED}")
+        m.record_metric(uow, m.DUNNING_ENTERED, at=row.payment_failed_at, tags=tags,
+                        dedupe_key=f"invoice:{row.id}:{m.DUNNING_ENTERED}")
+    elif kind == "invoice.payment_action_required":
+        row.action_required_at = _earliest(row.action_required_at, at)
+        m.record_metric(uow, m.INVOICE_ACTION_REQUIRED, at=at, tags=tags,
+                        dedupe_key=f"{event['id']}:{m.INVOICE_ACTION_REQUIRED}")
+        m.record_metric(uow, m.SCA_ENTERED, at=row.action_required_at, tags=tags,
+                        dedupe_key=f"invoice:{row.id}:{m.SCA_ENTERED}")
+    elif kind in ("invoice.paid", "invoice.payment_succeeded"):
+        paid_at = from_unix((invoice.get("status_transitions") or {}).get("paid_at")) or at
+        row.paid_at = row.paid_at or paid_at
+        # Both events arrive for every paid invoice: count the invoice once.
+        m.record_metric(uow, m.INVOICE_PAID, at=row.paid_at, tags=tags, dedupe_key=f"invoice:{row.id}:{m.INVOICE_PAID}")
+    uow.session.flush()
+    _derive_recovery(uow, row, runtime)
+
+
+def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Any,
+                 payload: dict[str, Any] | None = None) -> None:
+    if not charge_id:
+        return
+    charge, fresh = _refetch(lambda: runtime.gateway.retrieve_charge(charge_id), payload or {"id": charge_id})
+    if not charge.get("amount") and not fresh:
+        return
+    _ensure_customer(uow, stripe_mapping._id(charge.get("customer")), runtime)
+    stored = uow.session.get(Charge, charge_id)
+    stripe_mapping.upsert_charge(
+        uow, charge, observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh
+        else event["created"],
+    )
+    for refund in ((charge.get("refunds") or {}).get("data") or []):
+        stripe_mapping.upsert_refund(uow, refund, observed_at=event["created"])
+
+
+def on_charge(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+    charge = event["data"]["object"]
+    _sync_charge(uow, charge["id"], event, runtime, charge)
+
+
+def on_dispute(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+    dispute = event["data"]["object"]
+    _sync_charge(uow, stripe_mapping._id(dispute.get("charge")), event, runtime)
+    uow.session.flush()
+    stripe_mapping.upsert_dispute(uow, dispute, observed_at=event["created"])
+
+
+def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+    warning = event["data"]["object"]
+    _sync_charge(uow, stripe_mapping._id(warning.get("charge")), event, runtime)
+    uow.session.flush()
+    stripe_mapping.upsert_fraud_warning(uow, warning, observed_at=event["created"])
+
+
+HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": on_checkout_completed,
+    "customer.subscription.created": on_subscription,
+    "customer.subscription.updated": on_subscription,
+    "customer.subscription.deleted": on_subscription,
+    "invoice.paid": on_invoice,
+    "invoice.payment_succeeded": on_invoice,
+    "invoice.payment_failed": on_invoice,
+    "invoice.payment_action_required": on_invoice,
+    "charge.succeeded": on_charge,
+    "charge.refunded": on_charge,
+    "charge.dispute.created": on_dispute,
+    "charge.dispute.updated": on_dispute,
+    "charge.dispute.closed": on_dispute,
+    "charge.dispute.funds_withdrawn": on_dispute,
+    "charge.dispute.funds_reinstated": on_dispute,
+    "radar.early_fraud_warning.created": on_early_fraud_warning,
+    "radar.early_fraud_warning.updated": on_early_fraud_warning,
+}
+
+
+def handle_event(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+    handler = HANDLERS.get(event["type"])
+    if handler is not None:
+        handler(uow, event, runtime)

@@ -1,0 +1,23 @@
+"""Prometheus counters for the webhook receiver and event processing (GET /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+WEBHOOK_DELIVERIES = Counter(
+    "stripe_webhook_deliveries", "Webhook deliveries by outcome (received, duplicate, ignored, invalid_signature, "
+    "rejected)", ["outcome"], registry=REGISTRY,
+)
+EVENTS_PROCESSED = Counter(
+    "stripe_events_processed", "Stored events processed, by result (processed, failed)", ["result"], registry=REGISTRY
+)
+ACK_SECONDS = Histogram(
+    "stripe_webhook_ack_seconds", "Time from request to acknowledgement",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=REGISTRY,
+)
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)

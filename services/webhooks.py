@@ -1,0 +1,395 @@
+"""Webhook intake, dj-stripe style: verify, store once, then process.
+
+A verified event is inserted into `stripe_events` by id in its own
+transaction before anything acknowledges it; processing is separate and
+claims the row with a conditional UPDATE, so several workers (or a replay
+racing a retry) never apply an event twice, and a crash at any point leaves
+the row pending or failed, never "seen and dropped". Handlers live in
+`event_handlers.py` and are idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from db.models import MetricPoint, StripeEvent
+from db.models.base import from_unix, utcnow
+from db.session import UnitOfWork
+from services import audit, metric_points, prometheus
+from services.audit import privileged
+from services.config import CONSOLE_EVENT_TYPES, Settings
+from services.observability import scrub_text_and_emails
+
+logger = logging.getLogger(__name__)
+
+# Stripe's default tolerance for Stripe-Signature timestamps (stripe.Webhook.DEFAULT_TOLERANCE).
+SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_BODY_BYTES = 1024 * 1024
+# A claimed event whose worker died is retried once this lease runs out.
+PROCESSING_LEASE = timedelta(minutes=5)
+BACKOFF_BASE_SECONDS = 10
+BACKOFF_MAX_SECONDS = 3600
+ERROR_TEXT_LIMIT = 500
+
+
+class SignatureError(Exception):
+    """The request is not a genuine, fresh Stripe event; `reason` is safe to return."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def verify_signature(
+    payload: bytes,
+    header: str | None,
+    secrets: Sequence[str],
+    *,
+    now: float | None = None,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+) -> dict[str, Any]:
+    """Check `Stripe-Signature: t=..,v1=..` against every secret (rotation) and
+    every v1 (Stripe may send several), then parse the event."""
+    if not secrets:
+        raise SignatureError("no webhook signing secret is configured")
+    if len(payload) > MAX_BODY_BYTES:
+        raise SignatureError("body too large")
+    if not header:
+        raise SignatureError("missing Stripe-Signature header")
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise SignatureError("malformed Stripe-Signature header") from None
+        elif key == "v1" and value:
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise SignatureError("malformed Stripe-Signature header")
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise SignatureError("timestamp outside the tolerance")
+    signed = f"{timestamp}.".encode() + payload
+    expected = [hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets]
+    if not any(hmac.compare_digest(e, s) for e in expected for s in signatures):
+        raise SignatureError("no signature matches")
+    try:
+        event = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise SignatureError("body is not JSON") from None
+    if not (
+        isinstance(event, dict)
+        and isinstance(event.get("id"), str)
+        and event["id"]
+        and isinstance(event.get("type"), str)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
+        and isinstance(event.get("created"), int)
+    ):
+        raise SignatureError("body is not a Stripe event")
+    return event
+
+
+def _object_id(event: dict[str, Any]) -> str | None:
+    obj = event["data"]["object"]
+    value = obj.get("id")
+    return str(value) if value else None
+
+
+def ingest_event(runtime: Any, event: dict[str, Any], *, source: str = "webhook", process: bool | None = None) -> str:
+    """Store a verified event once. Returns stored | duplicate | ignored.
+
+    `process` runs its effects right after the commit; by default webhooks do so only
+    in inline mode (the demo) and backfilled events always do."""
+    settings: Settings = runtime.settings
+    allowed = event["type"] in settings.stripe_webhook_allowed_events
+    with runtime.uow() as uow:
+        uow.session.add(
+            StripeEvent(
+                id=event["id"],
+                type=event["type"],
+                created=from_unix(event["created"]) or utcnow(),
+                livemode=bool(event.get("livemode")),
+                api_version=event.get("api_version"),
+                payload=event,
+                source=source,
+                status="pending" if allowed else "ignored",
+                object_id=_object_id(event),
+            )
+        )
+        metric_points.record_metric(
+            uow, metric_points.WEBHOOK_RECEIVED, tags={"type": event["type"], "source": source},
+            dedupe_key=f"{event['id']}:received",
+        )
+        if not allowed:
+            metric_points.record_metric(
+                uow, metric_points.WEBHOOK_IGNORED, tags={"type": event["type"]}, dedupe_key=f"{event['id']}:ignored"
+            )
+        try:
+            uow.commit()
+        except IntegrityError:
+            uow.rollback()
+            _count_duplicate(runtime, event["id"])
+            prometheus.WEBHOOK_DELIVERIES.labels("duplicate").inc()
+            return "duplicate"
+    prometheus.WEBHOOK_DELIVERIES.labels("received" if allowed else "ignored").inc()
+    if process is None:
+        process = settings.webhook_process_inline or source != "webhook"
+    if allowed and process:
+        process_event(runtime, event["id"])
+    return "stored" if allowed else "ignored"
+
+
+def _count_duplicate(runtime: Any, event_id: str) -> None:
+    with runtime.uow() as uow:
+        uow.session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.id == event_id)
+            .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + 1)
+        )
+        metric_points.record_metric(uow, metric_points.WEBHOOK_DUPLICATE, tags={"event": event_id})
+        uow.commit()
+
+
+def record_invalid_signature(runtime: Any, reason: str) -> None:
+    prometheus.WEBHOOK_DELIVERIES.labels("invalid_signature").inc()
+    with runtime.uow() as uow:
+        metric_points.record_metric(uow, metric_points.WEBHOOK_INVALID_SIGNATURE, tags={"reason": reason})
+        uow.commit()
+
+
+def _claim(runtime: Any, event_id: str, now: datetime) -> bool:
+    """Take the event for processing; False if another worker has it or it is done."""
+    with runtime.uow() as uow:
+        claimed = uow.session.execute(
+            update(StripeEvent)
+            .where(
+                StripeEvent.id == event_id,
+                or_(
+                    StripeEvent.status.in_(("pending", "failed")),
+                    (StripeEvent.status == "processing") & (StripeEvent.next_attempt_at <= now),
+                ),
+            )
+            .values(status="processing", attempts=StripeEvent.attempts + 1, next_attempt_at=now + PROCESSING_LEASE)
+        ).rowcount
+        uow.commit()
+    return bool(claimed)
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def process_event(runtime: Any, event_id: str, *, now: datetime | None = None) -> bool:
+    """Apply one stored event's effects; True when it is processed."""
+    from services.event_handlers import handle_event
+
+    moment = now or utcnow()
+    if not _claim(runtime, event_id, moment):
+        return False
+    try:
+        with runtime.uow() as uow:
+            row = uow.session.get(StripeEvent, event_id)
+            assert row is not None
+            handle_event(uow, row.payload, runtime)
+            row.status = "processed"
+            row.processed_at = utcnow()
+            row.last_error = None
+            row.next_attempt_at = None
+            uow.commit()
+    except Exception as error:  # any handler failure keeps the event for a retry
+        message = scrub_text_and_emails(f"{error.__class__.__name__}: {getattr(error, 'message', None) or error}")
+        logger.warning("processing %s failed: %s", event_id, message)
+        with runtime.uow() as uow:
+            row = uow.session.get(StripeEvent, event_id)
+            if row is not None:
+                row.status = "failed"
+                row.last_error = message[:ERROR_TEXT_LIMIT]
+                row.next_attempt_at = utcnow() + _backoff(row.attempts)
+                uow.commit()
+        prometheus.EVENTS_PROCESSED.labels("failed").inc()
+        return False
+    prometheus.EVENTS_PROCESSED.labels("processed").inc()
+    return True
+
+
+def process_pending(runtime: Any, *, limit: int = 100, now: datetime | None = None) -> int:
+    """Process due events oldest first (pending, failed past their backoff, expired claims)."""
+    moment = now or utcnow()
+    with runtime.uow() as uow:
+        due = list(
+            uow.session.execute(
+                select(StripeEvent.id)
+                .where(
+                    or_(
+                        StripeEvent.status == "pending",
+                        StripeEvent.status.in_(("failed", "processing")) & (StripeEvent.next_attempt_at <= moment),
+                    )
+                )
+                .order_by(StripeEvent.created, StripeEvent.id)
+                .limit(limit)
+            ).scalars()
+        )
+    return sum(1 for event_id in due if process_event(runtime, event_id, now=moment))
+
+
+@privileged("webhooks.replay")
+def replay_event(event_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any) -> bool:
+    """Run a stored event's handlers again (failed ones, or any on request). Handlers are
+    idempotent, so replaying a processed event changes nothing."""
+    with uow:
+        row = uow.session.get(StripeEvent, event_id)
+        if row is None:
+            audit.record(uow, actor=actor, action="webhooks.replay", result="refused", target=event_id,
+                         error="no such event")
+            uow.commit()
+            raise LookupError(f"No stored event {event_id}.")
+        if row.status == "ignored":
+            audit.record(uow, actor=actor, action="webhooks.replay", result="refused", target=event_id,
+                         error="event type not in STRIPE_WEBHOOK_ALLOWED_EVENTS")
+            uow.commit()
+            raise ValueError("This event type is not in the allow-list, so it has no effects to replay.")
+        row.status = "pending"
+        row.next_attempt_at = None
+        uow.commit()
+    processed = process_event(runtime, event_id)
+    with uow:
+        row = uow.session.get(StripeEvent, event_id)
+        audit.record(uow, actor=actor, action="webhooks.replay", target=event_id,
+                     idempotency_key=f"replay:{event_id}:{row.attempts if row else 0}",
+                     result="ok" if processed else "error",
+                     error=None if processed or row is None else row.last_error)
+        uow.commit()
+    return processed
+
+
+# --- endpoint housekeeping ------------------------------------------------------------------
+def _same_path(a: str, b: str) -> bool:
+    return urlsplit(a).path.rstrip("/") == urlsplit(b).path.rstrip("/")
+
+
+def prune_webhook_endpoints(runtime: Any, *, url: str, apply: bool, actor: str) -> list[str]:
+    """Endpoints that duplicate or shadow the console's: the same URL registered twice,
+    or the same path on another host/scheme (an old deployment)."""
+    endpoints = sorted(runtime.gateway.list_webhook_endpoints(), key=lambda e: e.get("created", 0))
+    keep = next((e for e in endpoints if e["url"] == url), None)
+    stale = [e for e in endpoints if e is not keep and (e["url"] == url or _same_path(e["url"], url))]
+    lines = [f"Keeping {keep['id']} {keep['url']}" if keep else f"No endpoint is registered for {url}."]
+    if not stale:
+        lines.append("Nothing to prune.")
+        return lines
+    for endpoint in stale:
+        why = "duplicate of the console URL" if endpoint["url"] == url else "same path on another host"
+        if not apply:
+            lines.append(f"Would delete {endpoint['id']} {endpoint['url']} ({why})")
+            continue
+        runtime.gateway.delete_webhook_endpoint(endpoint["id"])
+        with runtime.uow() as uow:
+            audit.record(uow, actor=actor, action="webhooks.prune", target=endpoint["id"], result="ok",
+                         details={"url": endpoint["url"], "why": why})
+            uow.commit()
+        lines.append(f"Deleted {endpoint['id']} {endpoint['url']} ({why})")
+    if not apply:
+        lines.append("Dry run: nothing deleted. Re-run with --apply to delete.")
+    return lines
+
+
+@dataclass(frozen=True)
+class EndpointCheck:
+    url: str | None
+    endpoint_id: str | None
+    enabled: bool
+    missing_events: list[str]
+    duplicates: int
+    error: str | None = None
+
+
+def endpoint_registration_check(runtime: Any) -> EndpointCheck:
+    settings: Settings = runtime.settings
+    url = settings.console_webhook_url
+    needed = sorted(set(CONSOLE_EVENT_TYPES) | set(settings.stripe_webhook_allowed_events))
+    try:
+        endpoints = runtime.gateway.list_webhook_endpoints()
+    except Exception as error:  # the page shows the reason instead of failing
+        return EndpointCheck(url, None, False, needed, 0, getattr(error, "message", str(error)))
+    matching = [e for e in endpoints if url and e["url"] == url]
+    if not matching:
+        return EndpointCheck(url, None, False, needed, 0, "no endpoint is registered for this URL")
+    endpoint = matching[0]
+    enabled_events = set(endpoint.get("enabled_events") or [])
+    missing = [] if "*" in enabled_events else [e for e in needed if e not in enabled_events]
+    return EndpointCheck(url, endpoint["id"], endpoint.get("status") == "enabled", missing, len(matching) - 1)
+
+
+# --- read models for the page and /healthz ------------------------------------------------------
+def last_event_age_seconds(uow: UnitOfWork, now: datetime | None = None) -> float | None:
+    with uow:
+        last = uow.session.execute(select(func.max(StripeEvent.received_at))).scalar()
+    if last is None:
+        return None
+    return ((now or utcnow()) - last).total_seconds()
+
+
+def deliveries_per_hour(uow: UnitOfWork, *, since: datetime) -> list[dict[str, Any]]:
+    """Stored events per hour and type, grouped in SQL (portable hour bucket)."""
+    with uow:
+        dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
+        if dialect == "postgresql":
+            hour = func.date_trunc("hour", StripeEvent.received_at)
+        else:
+            hour = func.strftime("%Y-%m-%d %H:00", StripeEvent.received_at)
+        rows = uow.session.execute(
+            select(hour.label("hour"), StripeEvent.type, func.count())
+            .where(StripeEvent.received_at >= since)
+            .group_by("hour", StripeEvent.type)
+            .order_by("hour")
+        ).all()
+    return [{"hour": str(h)[:16], "type": t, "events": int(n)} for h, t, n in rows]
+
+
+def metric_totals(uow: UnitOfWork, names: Sequence[str], *, since: datetime) -> dict[str, int]:
+    with uow:
+        rows = uow.session.execute(
+            select(MetricPoint.name, func.coalesce(func.sum(MetricPoint.value), 0))
+            .where(MetricPoint.name.in_(list(names)), MetricPoint.at >= since)
+            .group_by(MetricPoint.name)
+        ).all()
+    totals = {name: 0 for name in names}
+    totals.update({name: int(total) for name, total in rows})
+    return totals
+
+
+def status_counts(uow: UnitOfWork) -> dict[str, int]:
+    with uow:
+        rows = uow.session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status)).all()
+    return {status: int(count) for status, count in rows}
+
+
+def unprocessed_events(uow: UnitOfWork, *, limit: int = 200) -> list[dict[str, Any]]:
+    with uow:
+        rows = uow.session.execute(
+            select(StripeEvent)
+            .where(StripeEvent.status.in_(("failed", "pending", "processing")))
+            .order_by(StripeEvent.created.desc())
+            .limit(limit)
+        ).scalars()
+        return [
+            {"id": r.id, "type": r.type, "status": r.status, "attempts": r.attempts, "last_error": r.last_error,
+             "created": r.created, "next_attempt_at": r.next_attempt_at}
+            for r in rows
+        ]

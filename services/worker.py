@@ -1,0 +1,39 @@
+"""`billing-ops worker`: processes stored events (with backoff) and runs reconciliation
+on its cron when RECONCILE_CRON_ENABLED. Safe to run several: events are claimed
+row by row and reconciliation holds a DB lease."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.webhooks import process_pending
+
+POLL_SECONDS = 1.0
+
+
+def run_worker(runtime: Any, *, once: bool, echo: Callable[[str], None] = print,
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    from services.reconciliation import run_reconcile_cron
+
+    settings = runtime.settings
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    next_reconcile = 0.0
+    echo(f"worker {holder}: processing events"
+         + (f"; reconciliation every {settings.reconcile_cron_interval_seconds} s"
+            if settings.reconcile_cron_enabled else "; reconciliation cron disabled"))
+    while True:
+        processed = process_pending(runtime)
+        if processed:
+            echo(f"processed {processed} event(s)")
+        if settings.reconcile_cron_enabled and time.monotonic() >= next_reconcile:
+            report = run_reconcile_cron(runtime, holder=holder)
+            next_reconcile = time.monotonic() + settings.reconcile_cron_interval_seconds
+            if report is not None:
+                echo(f"reconcile run: examined {report.examined}, applied {report.applied}, drift {report.drift}")
+        if once:
+            return
+        sleep(POLL_SECONDS)
