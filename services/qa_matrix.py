@@ -41,6 +41,7 @@ POLL_SECONDS = 0.25
 # Stripe finalizes a renewal invoice about an hour after the period ends, then charges it.
 RENEWAL_GRACE_SECONDS = 2 * 3600
 PASSED_STATUSES = ("passed", "manual_pass")
+PAST_CLOCK_OFFSET_SECONDS = 400 * 24 * 3600
 ProgressCallback = Callable[[int, int, str, str], None]
 
 
@@ -115,6 +116,8 @@ class CaseContext:
     actor: str
     started_ts: int = field(default_factory=lambda: int(time.time()))
     clock_id: str | None = None
+    clock_started_ts: int | None = None
+    clock_time: int | None = None  # the clock's frozen time now
     customer_id: str | None = None
     object_ids: set[str] = field(default_factory=set)
     events: dict[str, str] = field(default_factory=dict)  # event id -> type, in arrival order
@@ -170,12 +173,13 @@ def _clock_now(ctx: CaseContext) -> int:
     return int(ctx.gateway.retrieve_test_clock(ctx.clock_id)["frozen_time"])
 
 
-def _start(ctx: CaseContext, card: str = "pm_card_visa") -> None:
+def _start(ctx: CaseContext, card: str = "pm_card_visa", *, frozen_time: int | None = None) -> None:
     """A fresh test clock and customer whose default card is a Stripe test token."""
     with ctx.step("create_clock_and_customer"):
-        clock = ctx.gateway.create_test_clock(ctx.started_ts, f"QA {ctx.run_id} {ctx.case_id}",
+        clock = ctx.gateway.create_test_clock(frozen_time or ctx.started_ts, f"QA {ctx.run_id} {ctx.case_id}",
                                               idempotency_key=ctx.key("clock"))
         ctx.clock_id = clock["id"]
+        ctx.clock_time = ctx.clock_started_ts = int(clock["frozen_time"])
         customer = ctx.gateway.create_customer(
             {"email": f"qa+{ctx.run_id}-{ctx.case_id.replace('_', '-')}@example.com",
              "name": f"QA {ctx.case_id}", "test_clock": ctx.clock_id, "payment_method": card,
@@ -217,6 +221,7 @@ def _advance(ctx: CaseContext, to: int, intent: str) -> None:
             if time.monotonic() > deadline:
                 raise ExpectationFailed("the test clock finishes advancing within 90 s")
             time.sleep(POLL_SECONDS)
+        ctx.clock_time = to
 
 
 def _period_end(subscription: dict[str, Any]) -> int:
@@ -311,13 +316,22 @@ def _related(ctx: CaseContext, event: dict[str, Any]) -> bool:
     return bool(ctx.customer_id) and customer_id == ctx.customer_id
 
 
+def _event_windows(ctx: CaseContext) -> list[dict[str, int]]:
+    """Since the case started in real time, plus the clock's own span when it lies in
+    the past (events caused by a clock may carry its time rather than the wall clock)."""
+    windows = [{"gte": ctx.started_ts - 5}]
+    if ctx.clock_started_ts is not None and ctx.clock_time is not None and ctx.clock_started_ts < ctx.started_ts - 5:
+        windows.append({"gte": ctx.clock_started_ts - 5, "lte": min(ctx.clock_time + 5, ctx.started_ts - 6)})
+    return windows
+
+
 def pull_events(ctx: CaseContext, wanted: set[str], *, wait: float | None = None) -> set[str]:
     """Ingest this case's new events until every wanted type was seen (or time is up).
     Returns the wanted types that never arrived."""
     deadline = time.monotonic() + (EVENT_WAIT_SECONDS if wait is None else wait)
     with ctx.step("pull_events_" + "_".join(sorted(wanted)) if wanted else "pull_events"):
         while True:
-            fresh = [e for e in ctx.gateway.list_events(created={"gte": ctx.started_ts - 5})
+            fresh = [e for window in _event_windows(ctx) for e in ctx.gateway.list_events(created=window)
                      if e["id"] not in ctx.events and _related(ctx, e)]
             # The Events API lists newest first; reversed then stably sorted keeps Stripe's order
             # for events created in the same second (a renewal and its failure share a clock second).
@@ -469,13 +483,15 @@ def _case_reconciliation_applies(ctx: CaseContext) -> None:
     from services.plan_changes import schedule_downgrade_as_system
     from services.reconciliation import run_reconciliation
 
-    _start(ctx)
+    # Reconciliation runs over the whole account at the `now` we give it; a clock far in
+    # the past puts this case's renewal where no real subscription's period end can be due.
+    _start(ctx, frozen_time=ctx.started_ts - PAST_CLOCK_OFFSET_SECONDS)
     subscription = _subscribe(ctx, "pro")
     schedule_downgrade_as_system(subscription["id"], "basic", "monthly", actor=ctx.actor, settings=ctx.settings,
                                  uow=ctx.runtime.uow(), gateway=ctx.gateway)
     pull_events(ctx, {"customer.subscription.updated"})
     period_end = _period_end(ctx.gateway.retrieve_subscription(subscription["id"]))
-    ctx.expect(period_end > ctx.started_ts, "the subscription has a period end", period_end)
+    ctx.expect(period_end > (ctx.clock_started_ts or 0), "the subscription has a period end", period_end)
     # Near renewal: inside the cron's lookahead window, before the period ends.
     near_renewal = period_end - ctx.settings.reconcile_cron_lookahead_seconds // 2
     _advance(ctx, near_renewal, "near-renewal")
