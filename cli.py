@@ -133,6 +133,7 @@ def emulator(port: int, host: str, state_file: str | None, rate_limit: float) ->
 def serve_webhooks(port: int, host: str) -> None:
     """The webhook receiver: POST /billing/webhook, GET /healthz, GET /metrics."""
     import uvicorn
+
     from webhooks.app import create_app
 
     runtime = _runtime()
