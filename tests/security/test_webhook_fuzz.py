@@ -1,0 +1,135 @@
+"""Property-based fuzzing of the webhook receiver: forged, truncated, replayed-outside-
+tolerance and malformed requests are never accepted, never crash it, never write a row."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from db.models import StripeEvent
+from tests.conftest import TEST_WEBHOOK_SECRETS
+
+# 4 strategies x 2,500 examples = 10,000 fuzzed requests per run.
+EXAMPLES_PER_STRATEGY = 2_500
+TOLERANCE_S = 300
+PATHS = ("/billing/webhook", "/api/subscription/webhook")
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES_PER_STRATEGY,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
+tally = {"requests": 0, "accepted": 0, "server_errors": 0}
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def event_body(event_id: str) -> bytes:
+    return json.dumps(
+        {"id": event_id, "object": "event", "type": "invoice.paid", "created": int(time.time()),
+         "api_version": "2026-10-28.endive", "livemode": False,
+         "data": {"object": {"id": "in_fuzz", "object": "invoice"}}}
+    ).encode()
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    from starlette.testclient import TestClient
+
+    from db.migrate import upgrade
+    from services.config import load_settings
+    from services.runtime import Runtime
+    from webhooks.app import create_app
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/fuzz.db"
+    upgrade(url)
+    runtime = Runtime(load_settings({"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_fuzz",
+                                     "STRIPE_API_BASE": "http://127.0.0.1:9",
+                                     "STRIPE_WEBHOOK_SECRETS": ",".join(TEST_WEBHOOK_SECRETS)}, env_file=None))
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        yield client, runtime
+
+
+def _post(receiver: tuple[Any, Any], path: str, body: bytes, header: str | None) -> None:
+    client, _ = receiver
+    headers = {"Content-Type": "application/json"}
+    if header is not None:
+        headers["Stripe-Signature"] = header
+    response = client.post(path, content=body, headers=headers)
+    tally["requests"] += 1
+    if 200 <= response.status_code < 300:
+        tally["accepted"] += 1
+    if response.status_code >= 500:
+        tally["server_errors"] += 1
+    assert response.status_code < 500, response.text
+    assert not 200 <= response.status_code < 300, (header, body[:80])
+
+
+header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=200)
+
+
+@FUZZ_SETTINGS
+@given(path=st.sampled_from(PATHS), event_id=st.text(min_size=1, max_size=30), header=header_text,
+       forged_secret=st.text(min_size=1, max_size=40))
+def test_forged_signatures_are_refused(receiver: Any, path: str, event_id: str, header: str,
+                                       forged_secret: str) -> None:
+    body = event_body(f"evt_{event_id}")
+    forged = sign(body, "whsec_" + forged_secret, int(time.time()))
+    _post(receiver, path, body, header if len(header) % 2 else forged)
+
+
+@FUZZ_SETTINGS
+@given(path=st.sampled_from(PATHS), cut=st.integers(min_value=1, max_value=400),
+       secret=st.sampled_from(TEST_WEBHOOK_SECRETS))
+def test_truncated_or_extended_bodies_are_refused(receiver: Any, path: str, cut: int, secret: str) -> None:
+    body = event_body(f"evt_trunc_{cut}")
+    header = sign(body, secret, int(time.time()))
+    tampered = body[:-cut] if cut < len(body) else body + b" " * (cut - len(body) + 1)
+    _post(receiver, path, tampered, header)
+
+
+@FUZZ_SETTINGS
+@given(path=st.sampled_from(PATHS),
+       skew=st.one_of(st.integers(TOLERANCE_S + 1, 10**8), st.integers(-(10**8), -(TOLERANCE_S + 1))),
+       secret=st.sampled_from(TEST_WEBHOOK_SECRETS))
+def test_replays_outside_tolerance_are_refused(receiver: Any, path: str, skew: int, secret: str) -> None:
+    body = event_body(f"evt_replay_{abs(skew)}")
+    _post(receiver, path, body, sign(body, secret, int(time.time()) - skew))
+
+
+@FUZZ_SETTINGS
+@given(path=st.sampled_from(PATHS), body=st.binary(max_size=600), header=st.one_of(st.none(), header_text),
+       secret=st.sampled_from(TEST_WEBHOOK_SECRETS), sign_it=st.booleans())
+def test_malformed_requests_are_refused(receiver: Any, path: str, body: bytes, header: str | None, secret: str,
+                                        sign_it: bool) -> None:
+    try:
+        parsed = json.loads(body)
+        is_event = isinstance(parsed, dict) and isinstance(parsed.get("id"), str) and isinstance(
+            parsed.get("type"), str)
+    except (ValueError, UnicodeDecodeError):
+        is_event = False
+    if sign_it and not is_event:
+        header = sign(body, secret, int(time.time()))  # validly signed garbage is still garbage
+    _post(receiver, path, body, header)
+
+
+def test_zz_no_row_was_written_and_tally(receiver: Any) -> None:
+    _, runtime = receiver
+    with runtime.uow() as uow:
+        rows = uow.session.execute(select(func.count()).select_from(StripeEvent)).scalar()
+    print(f"\nwebhook fuzz: {tally['requests']} requests, {tally['accepted']} accepted, "
+          f"{tally['server_errors']} 5xx, {rows} rows written")
+    assert rows == 0
+    assert tally["accepted"] == 0 and tally["server_errors"] == 0
