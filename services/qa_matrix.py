@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from db.models import Invoice, PlanChange, QaResult, QaRun, UserSubscription
 from db.models.base import utcnow
@@ -38,6 +39,7 @@ PACKAGE_NAME = "billing-ops-console"
 EVENT_WAIT_SECONDS = 30.0
 CLOCK_WAIT_SECONDS = 90.0
 POLL_SECONDS = 0.25
+DB_SETTLE_SECONDS = 5.0
 # Stripe finalizes a renewal invoice about an hour after the period ends, then charges it.
 RENEWAL_GRACE_SECONDS = 2 * 3600
 PASSED_STATUSES = ("passed", "manual_pass")
@@ -285,7 +287,11 @@ def _ingest(ctx: CaseContext, event: dict[str, Any]) -> None:
     except ImportError:  # the webhook service is not installed: map the object like a sync would
         _map_event_object(ctx, event)
         return
-    ingest_event(ctx.runtime, event, source="sync")
+    try:
+        ingest_event(ctx.runtime, event, source="sync")
+    except IntegrityError:
+        # The webhook receiver stored the same delivery at this moment; now it is a duplicate.
+        ingest_event(ctx.runtime, event, source="sync")
 
 
 def _map_event_object(ctx: CaseContext, event: dict[str, Any]) -> None:
@@ -379,8 +385,24 @@ def _db_change_kinds(ctx: CaseContext, subscription_id: str) -> list[str]:
             PlanChange.stripe_subscription_id == subscription_id).order_by(PlanChange.id)).scalars())
 
 
+def _settled(read: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
+    """Read until `ok` or DB_SETTLE_SECONDS pass: the webhook receiver may be processing
+    the same event in parallel, and its transaction commits a moment later."""
+    deadline = time.monotonic() + DB_SETTLE_SECONDS
+    value = read()
+    while not ok(value) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        value = read()
+    return value
+
+
+def _is_recovered(invoice: dict[str, Any] | None) -> bool:
+    return bool(invoice and invoice["recovered_at"] and invoice["recovery_method"])
+
+
 def _expect_db_subscription(ctx: CaseContext, subscription_id: str, **expected: Any) -> None:
-    row = _db_subscription(ctx, subscription_id)
+    row = _settled(lambda: _db_subscription(ctx, subscription_id),
+                   lambda r: r is not None and all(r[k] == v for k, v in expected.items()))
     ctx.expect(row is not None, f"the billing DB has subscription {subscription_id}")
     assert row is not None
     for column, value in expected.items():
@@ -429,7 +451,7 @@ def _case_new_subscription(ctx: CaseContext) -> None:
                [i.get("status") for i in invoices])
     ctx.ids["invoice"] = invoices[0]["id"]
     _expect_db_subscription(ctx, str(subscription_id), status="active", plan="pro", is_active=True)
-    db_invoice = _db_invoice(ctx, invoices[0]["id"])
+    db_invoice = _settled(lambda: _db_invoice(ctx, invoices[0]["id"]), lambda r: bool(r) and r["status"] == "paid")
     ctx.expect(db_invoice is not None and db_invoice["status"] == "paid", "billing DB invoice is paid",
                db_invoice and db_invoice["status"])
 
@@ -454,7 +476,7 @@ def _case_upgrade(ctx: CaseContext) -> None:
                "the prorated upgrade invoice is paid", (invoice.get("status"), invoice.get("amount_paid")))
     expect_events(ctx, {"customer.subscription.updated", "invoice.paid"})
     _expect_db_subscription(ctx, subscription["id"], plan="pro", status="active")
-    kinds = _db_change_kinds(ctx, subscription["id"])
+    kinds = _settled(lambda: _db_change_kinds(ctx, subscription["id"]), lambda k: "upgrade" in k)
     ctx.expect("upgrade" in kinds, "the billing DB records the upgrade in plan history", kinds)
 
 
@@ -524,7 +546,7 @@ def _case_reconciliation_applies(ctx: CaseContext) -> None:
     ctx.expect("customer.subscription.deleted" not in ctx.events.values(), "no customer.subscription.deleted event")
     _expect_db_subscription(ctx, subscription["id"], plan="basic", pending_plan=None, cancel_at_period_end=False,
                             status="active")
-    kinds = _db_change_kinds(ctx, subscription["id"])
+    kinds = _settled(lambda: _db_change_kinds(ctx, subscription["id"]), lambda k: "downgrade_applied" in k)
     ctx.expect("downgrade_applied" in kinds, "the billing DB records downgrade_applied", kinds)
 
 
@@ -546,7 +568,7 @@ def _case_sca_required(ctx: CaseContext) -> None:
     invoice_id = invoices[-1]["id"]
     ctx.ids["invoice"] = invoice_id
     expect_events(ctx, {"invoice.payment_action_required"})
-    row = _db_invoice(ctx, invoice_id)
+    row = _settled(lambda: _db_invoice(ctx, invoice_id), lambda r: bool(r and r["action_required_at"]))
     ctx.expect(bool(row and row["action_required_at"]), "billing DB invoice records action_required_at")
     with ctx.step("complete_authentication"):
         intent_id = _invoice_payment_intent(ctx.gateway.retrieve_invoice(invoice_id))
@@ -563,7 +585,7 @@ def _case_sca_required(ctx: CaseContext) -> None:
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(after.get("status") == "active", "Stripe subscription becomes active", after.get("status"))
     expect_events(ctx, {"invoice.paid"})
-    row = _db_invoice(ctx, invoice_id)
+    row = _settled(lambda: _db_invoice(ctx, invoice_id), _is_recovered)
     ctx.expect(bool(row and row["recovered_at"]), "billing DB invoice records recovered_at")
     assert row is not None
     ctx.expect(row["recovery_method"] == "customer_action", "billing DB recovery_method is customer_action",
@@ -587,7 +609,7 @@ def _case_past_due_recovered(ctx: CaseContext) -> None:
     invoice_id = cycle[-1]["id"]
     ctx.ids["invoice"] = invoice_id
     expect_events(ctx, {"invoice.payment_failed"})
-    row = _db_invoice(ctx, invoice_id)
+    row = _settled(lambda: _db_invoice(ctx, invoice_id), lambda r: bool(r and r["payment_failed_at"]))
     ctx.expect(bool(row and row["payment_failed_at"]), "billing DB invoice records payment_failed_at")
     _expect_db_subscription(ctx, subscription["id"], status="past_due")
     with ctx.step("update_card_and_pay"):
@@ -596,7 +618,7 @@ def _case_past_due_recovered(ctx: CaseContext) -> None:
     recovered = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(recovered.get("status") == "active", "Stripe subscription is active again", recovered.get("status"))
     expect_events(ctx, {"invoice.paid"})
-    row = _db_invoice(ctx, invoice_id)
+    row = _settled(lambda: _db_invoice(ctx, invoice_id), _is_recovered)
     ctx.expect(bool(row and row["recovered_at"]), "billing DB invoice records recovered_at")
     assert row is not None
     ctx.expect(row["recovery_method"] == "card_update", "billing DB recovery_method is card_update",
@@ -620,7 +642,7 @@ def _case_portal_downgrade(ctx: CaseContext) -> None:
     ctx.expect(after.get("status") == "active", "Stripe subscription stays active", after.get("status"))
     expect_events(ctx, {"customer.subscription.updated"})
     _expect_db_subscription(ctx, subscription["id"], plan="basic", status="active")
-    kinds = _db_change_kinds(ctx, subscription["id"])
+    kinds = _settled(lambda: _db_change_kinds(ctx, subscription["id"]), bool)
     ctx.expect(bool(kinds), "the billing DB records the plan change in history", kinds)
 
 
