@@ -74,11 +74,12 @@ else:
 
 if record is not None:
     st.header("Record")
-    st.dataframe(pd.DataFrame([{"role": signoff.ROLES.get(s["role"], s["role"]), "signer": s["signer"],
-                                "signed at": s["signed_at"], "code version": s["code_version"],
-                                "snapshot": (s["metrics"] or {}).get("id") or (s["metrics"] or {}).get("unavailable"),
-                                "note": s["note"] or ""} for s in record.signatures]),
-                 hide_index=True)
+    for signature in record.signatures:
+        metrics = signature["metrics"] or {}
+        snapshot = f"snapshot {metrics['id']}" if metrics.get("id") else metrics.get("unavailable", "no snapshot")
+        st.markdown(f"- **{signoff.ROLES.get(signature['role'], signature['role'])}**: {signature['signer']} at "
+                    f"{signature['signed_at']:%Y-%m-%d %H:%M UTC} · code {signature['code_version']} · {snapshot}"
+                    + (f" · {signature['note']}" if signature["note"] else ""))
     first = record.signatures[0]
     st.subheader("Frozen QA results")
     st.dataframe(pd.DataFrame([{"case": case_id, "result": r["status"], "run": r.get("run_id"),
