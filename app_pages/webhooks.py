@@ -1,8 +1,109 @@
-"""Webhooks page (admin only)."""
+"""Webhooks (admin): delivery health, failed events with Replay, endpoint registration."""
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import require_admin
+from app_pages._shared import require_admin, runtime, show_error
+from db.models.base import utcnow
+from services import metric_points, webhooks
 
 identity = require_admin()
+rt = runtime()
+SILENCE_WARNING_MINUTES = rt.settings.alert_webhook_silence_minutes
+
 st.title("Webhooks")
+st.caption("Every verified event is stored once before Stripe gets its 200; failed events stay here until "
+           "they are processed.")
+
+
+@st.fragment(run_every=30)
+def health() -> None:
+    since = utcnow() - timedelta(hours=24)
+    age = webhooks.last_event_age_seconds(rt.uow())
+    totals = webhooks.metric_totals(
+        rt.uow(),
+        [metric_points.WEBHOOK_RECEIVED, metric_points.WEBHOOK_DUPLICATE, metric_points.WEBHOOK_IGNORED,
+         metric_points.WEBHOOK_INVALID_SIGNATURE],
+        since=since,
+    )
+    statuses = webhooks.status_counts(rt.uow())
+    cols = st.columns(5)
+    cols[0].metric("Last event", "never" if age is None else f"{age / 60:.0f} min ago")
+    cols[1].metric("Received (24 h)", totals[metric_points.WEBHOOK_RECEIVED])
+    cols[2].metric("Duplicates (24 h)", totals[metric_points.WEBHOOK_DUPLICATE])
+    cols[3].metric("Invalid signatures (24 h)", totals[metric_points.WEBHOOK_INVALID_SIGNATURE])
+    cols[4].metric("Failed / pending", statuses.get("failed", 0) + statuses.get("pending", 0))
+    if age is None:
+        st.info("No events received yet. Check the endpoint registration below.")
+    elif age > SILENCE_WARNING_MINUTES * 60:
+        st.warning(f"No event for {age / 60:.0f} minutes (threshold {SILENCE_WARNING_MINUTES} min): "
+                   "is the endpoint enabled and reachable?")
+    per_hour = webhooks.deliveries_per_hour(rt.uow(), since=since)
+    if per_hour:
+        figure = px.bar(pd.DataFrame(per_hour), x="hour", y="events", color="type",
+                        title="Stored events per hour by type (last 24 h)")
+        st.plotly_chart(figure, width="stretch")
+
+
+health()
+
+st.subheader("Failed and unprocessed events")
+pending = webhooks.unprocessed_events(rt.uow())
+if not pending:
+    st.success("Every stored event has been processed.")
+else:
+    st.dataframe(pd.DataFrame(pending), hide_index=True, width="stretch")
+    choice = st.selectbox("Event to replay", [row["id"] for row in pending])
+
+    def _close_replay() -> None:
+        st.session_state.pop("replay_target", None)
+
+    @st.dialog("Replay this event?", on_dismiss=_close_replay)
+    def confirm_replay(event_id: str) -> None:
+        row = next((r for r in pending if r["id"] == event_id), None)
+        if row is None:
+            _close_replay()
+            return
+        st.write(f"Run the handlers for **{row['type']}** `{event_id}` again "
+                 f"(attempt {row['attempts'] + 1}). Handlers are idempotent: nothing is applied twice.")
+        if st.button("Replay now", type="primary"):
+            _close_replay()
+            try:
+                done = webhooks.replay_event(event_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                             runtime=rt)
+            except Exception as error:  # shown in plain words, nothing else changes
+                show_error(error)
+                return
+            st.session_state["replay_result"] = (event_id, done)
+            st.rerun()
+
+    if st.button("Replay…"):
+        st.session_state["replay_target"] = choice
+    # The dialog stays open across reruns until confirmed or dismissed.
+    if st.session_state.get("replay_target"):
+        confirm_replay(st.session_state["replay_target"])
+result = st.session_state.pop("replay_result", None)
+if result:
+    event_id, done = result
+    (st.success if done else st.error)(
+        f"Replayed {event_id}: " + ("processed." if done else "it failed again; the error is in the table.")
+    )
+
+st.subheader("Endpoint registration")
+check = webhooks.endpoint_registration_check(rt)
+if check.error:
+    st.warning(f"{check.url or 'CONSOLE_WEBHOOK_URL is not set'}: {check.error}.")
+else:
+    st.write(f"`{check.url}` → endpoint `{check.endpoint_id}`, "
+             + ("enabled." if check.enabled else "**disabled**."))
+    if check.missing_events:
+        st.error("Not subscribed to: " + ", ".join(check.missing_events))
+    else:
+        st.success("Subscribed to every event the console needs.")
+    if check.duplicates:
+        st.warning(f"{check.duplicates} duplicate endpoint(s) for this URL: run `billing-ops prune-webhooks`.")

@@ -41,6 +41,7 @@ CONSOLE_EVENT_TYPES = (
     "invoice.payment_failed",
     "invoice.payment_action_required",
     "charge.succeeded",
+    "charge.failed",
     "charge.refunded",
     "charge.dispute.created",
     "charge.dispute.updated",

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from db.models import Charge, Customer, Invoice, UserSubscription
+from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
 from db.models.base import from_unix, utcnow
 from db.session import UnitOfWork
 from services import metric_points as m
@@ -19,7 +19,7 @@ from services import stripe_mapping
 from services.stripe_gateway import StripeGatewayError
 
 Event = dict[str, Any]
-Handler = Callable[[UnitOfWork, Event, Any], None]
+Handler = Callable[[UnitOfWork, Event, Any, bool], None]
 
 
 def _fresh_observed_at(stored: int | None) -> int:
@@ -47,12 +47,15 @@ def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> 
 
 
 def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
-                       runtime: Any) -> None:
+                       runtime: Any, refetch: bool) -> None:
     existing = uow.session.execute(
         select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
     ).scalar_one_or_none()
     before = existing.plan if existing else None
-    subscription, fresh = _refetch(lambda: runtime.gateway.retrieve_subscription(subscription_id), fallback)
+    subscription, fresh = (
+        _refetch(lambda: runtime.gateway.retrieve_subscription(subscription_id), fallback) if refetch
+        else (fallback, False)
+    )
     _ensure_customer(uow, stripe_mapping._id(subscription.get("customer")), runtime)
     observed_at = _fresh_observed_at(existing.stripe_updated if existing else None) if fresh else event["created"]
     row = stripe_mapping.upsert_subscription(
@@ -63,17 +66,17 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
                         tags={"from": before, "to": row.plan}, dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
 
 
-def on_subscription(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+def on_subscription(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
     obj = event["data"]["object"]
-    _sync_subscription(uow, obj["id"], obj, event, runtime)
+    _sync_subscription(uow, obj["id"], obj, event, runtime, refetch)
 
 
-def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
     session = event["data"]["object"]
     _ensure_customer(uow, stripe_mapping._id(session.get("customer")), runtime)
     subscription_id = stripe_mapping._id(session.get("subscription"))
     if subscription_id:
-        _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime)
+        _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime, True)
 
 
 def _payment_intent_id(invoice: dict[str, Any]) -> str | None:
@@ -122,10 +125,19 @@ def _earliest(current: datetime | None, candidate: datetime | None) -> datetime 
     return min(current, candidate)
 
 
-def on_invoice(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
     invoice = event["data"]["object"]
     _ensure_customer(uow, stripe_mapping._id(invoice.get("customer")), runtime)
-    row = stripe_mapping.upsert_invoice(uow, invoice, observed_at=event["created"], settings=runtime.settings)
+    # The status can change several times in one second (action required, then paid):
+    # the current state comes from Stripe, the dunning facts from the event itself.
+    current, fresh = (
+        _refetch(lambda: runtime.gateway.retrieve_invoice(invoice["id"]), invoice) if refetch else (invoice, False)
+    )
+    stored = uow.session.get(Invoice, invoice["id"])
+    row = stripe_mapping.upsert_invoice(
+        uow, current, settings=runtime.settings,
+        observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh else event["created"],
+    )
     row.payment_intent_id = row.payment_intent_id or _payment_intent_id(invoice)
     at = from_unix(event["created"])
     tags = {"plan": row.plan or "unknown"}
@@ -150,11 +162,16 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Any) -> None:
     _derive_recovery(uow, row, runtime)
 
 
-def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Any,
+def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Any, refetch: bool,
                  payload: dict[str, Any] | None = None) -> None:
     if not charge_id:
         return
-    charge, fresh = _refetch(lambda: runtime.gateway.retrieve_charge(charge_id), payload or {"id": charge_id})
+    if not refetch and payload is None:
+        return  # a backfill lists every charge afterwards
+    charge, fresh = (
+        _refetch(lambda: runtime.gateway.retrieve_charge(charge_id), payload or {"id": charge_id}) if refetch
+        else (payload or {"id": charge_id}, False)
+    )
     if not charge.get("amount") and not fresh:
         return
     _ensure_customer(uow, stripe_mapping._id(charge.get("customer")), runtime)
@@ -167,23 +184,38 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
         stripe_mapping.upsert_refund(uow, refund, observed_at=event["created"])
 
 
-def on_charge(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+def on_charge(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
     charge = event["data"]["object"]
-    _sync_charge(uow, charge["id"], event, runtime, charge)
+    _sync_charge(uow, charge["id"], event, runtime, refetch, charge)
 
 
-def on_dispute(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+def on_dispute(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
     dispute = event["data"]["object"]
-    _sync_charge(uow, stripe_mapping._id(dispute.get("charge")), event, runtime)
+    _sync_charge(uow, stripe_mapping._id(dispute.get("charge")), event, runtime, refetch)
     uow.session.flush()
-    stripe_mapping.upsert_dispute(uow, dispute, observed_at=event["created"])
+    current, fresh = (
+        _refetch(lambda: runtime.gateway.retrieve_dispute(dispute["id"]), dispute) if refetch else (dispute, False)
+    )
+    stored = uow.session.get(Dispute, dispute["id"])
+    stripe_mapping.upsert_dispute(
+        uow, current,
+        observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh else event["created"],
+    )
 
 
-def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
     warning = event["data"]["object"]
-    _sync_charge(uow, stripe_mapping._id(warning.get("charge")), event, runtime)
+    _sync_charge(uow, stripe_mapping._id(warning.get("charge")), event, runtime, refetch)
     uow.session.flush()
-    stripe_mapping.upsert_fraud_warning(uow, warning, observed_at=event["created"])
+    current, fresh = (
+        _refetch(lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), warning) if refetch
+        else (warning, False)
+    )
+    stored = uow.session.get(FraudWarning, warning["id"])
+    stripe_mapping.upsert_fraud_warning(
+        uow, current,
+        observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh else event["created"],
+    )
 
 
 HANDLERS: dict[str, Handler] = {
@@ -196,6 +228,7 @@ HANDLERS: dict[str, Handler] = {
     "invoice.payment_failed": on_invoice,
     "invoice.payment_action_required": on_invoice,
     "charge.succeeded": on_charge,
+    "charge.failed": on_charge,
     "charge.refunded": on_charge,
     "charge.dispute.created": on_dispute,
     "charge.dispute.updated": on_dispute,
@@ -207,7 +240,9 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def handle_event(uow: UnitOfWork, event: Event, runtime: Any) -> None:
+def handle_event(uow: UnitOfWork, event: Event, runtime: Any, *, refetch: bool = True) -> None:
+    """Apply one event. `refetch` re-reads mutable objects from Stripe so the newest
+    state wins even when several changes share one second and arrive out of order."""
     handler = HANDLERS.get(event["type"])
     if handler is not None:
-        handler(uow, event, runtime)
+        handler(uow, event, runtime, refetch)

@@ -119,28 +119,30 @@ def ingest_event(runtime: Any, event: dict[str, Any], *, source: str = "webhook"
     settings: Settings = runtime.settings
     allowed = event["type"] in settings.stripe_webhook_allowed_events
     with runtime.uow() as uow:
-        uow.session.add(
-            StripeEvent(
-                id=event["id"],
-                type=event["type"],
-                created=from_unix(event["created"]) or utcnow(),
-                livemode=bool(event.get("livemode")),
-                api_version=event.get("api_version"),
-                payload=event,
-                source=source,
-                status="pending" if allowed else "ignored",
-                object_id=_object_id(event),
-            )
-        )
-        metric_points.record_metric(
-            uow, metric_points.WEBHOOK_RECEIVED, tags={"type": event["type"], "source": source},
-            dedupe_key=f"{event['id']}:received",
-        )
-        if not allowed:
-            metric_points.record_metric(
-                uow, metric_points.WEBHOOK_IGNORED, tags={"type": event["type"]}, dedupe_key=f"{event['id']}:ignored"
-            )
         try:
+            uow.session.add(
+                StripeEvent(
+                    id=event["id"],
+                    type=event["type"],
+                    created=from_unix(event["created"]) or utcnow(),
+                    livemode=bool(event.get("livemode")),
+                    api_version=event.get("api_version"),
+                    payload=event,
+                    source=source,
+                    status="pending" if allowed else "ignored",
+                    object_id=_object_id(event),
+                )
+            )
+            uow.session.flush()  # the unique id decides here: first delivery wins
+            metric_points.record_metric(
+                uow, metric_points.WEBHOOK_RECEIVED, tags={"type": event["type"], "source": source},
+                dedupe_key=f"{event['id']}:received",
+            )
+            if not allowed:
+                metric_points.record_metric(
+                    uow, metric_points.WEBHOOK_IGNORED, tags={"type": event["type"]},
+                    dedupe_key=f"{event['id']}:ignored",
+                )
             uow.commit()
         except IntegrityError:
             uow.rollback()
@@ -206,7 +208,8 @@ def process_event(runtime: Any, event_id: str, *, now: datetime | None = None) -
         with runtime.uow() as uow:
             row = uow.session.get(StripeEvent, event_id)
             assert row is not None
-            handle_event(uow, row.payload, runtime)
+            # Backfilled events are followed by a full list pass, so they skip the re-reads.
+            handle_event(uow, row.payload, runtime, refetch=row.source != "sync")
             row.status = "processed"
             row.processed_at = utcnow()
             row.last_error = None
@@ -286,7 +289,8 @@ def _same_path(a: str, b: str) -> bool:
 def prune_webhook_endpoints(runtime: Any, *, url: str, apply: bool, actor: str) -> list[str]:
     """Endpoints that duplicate or shadow the console's: the same URL registered twice,
     or the same path on another host/scheme (an old deployment)."""
-    endpoints = sorted(runtime.gateway.list_webhook_endpoints(), key=lambda e: e.get("created", 0))
+    # Stripe lists newest first; keep the oldest registration for the URL.
+    endpoints = sorted(reversed(runtime.gateway.list_webhook_endpoints()), key=lambda e: e.get("created", 0))
     keep = next((e for e in endpoints if e["url"] == url), None)
     stale = [e for e in endpoints if e is not keep and (e["url"] == url or _same_path(e["url"], url))]
     lines = [f"Keeping {keep['id']} {keep['url']}" if keep else f"No endpoint is registered for {url}."]
