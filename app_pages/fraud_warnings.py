@@ -1,8 +1,203 @@
-"""Early fraud warnings page (admin only)."""
+"""Early fraud warnings (admin): the queue, refund or ignore one or many, and the funnel."""
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import require_admin
+from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
+from db.models.base import utcnow
+from services import fraud_warnings as efw
 
 identity = require_admin()
+rt = runtime()
+mode = rt.settings.stripe_mode.upper()
+
+
+def money(amount: int, currency: str) -> str:
+    return f"{amount / 100:,.2f} {currency.upper()}"
+
+
 st.title("Early fraud warnings")
+st.caption("Issuers warn before most fraud disputes. Refunding an actionable warning in time avoids the dispute "
+           "and its fee; each refund is re-checked live at Stripe first and sent exactly once.")
+
+flash = st.session_state.pop("efw_flash", None)
+if flash:
+    (st.success if flash[0] else st.error)(flash[1])
+
+with st.form("efw_filters"):
+    cols = st.columns(4)
+    statuses = cols[0].multiselect("Status", list(efw.STATUSES), default=["open", "refunding"])
+    types = cols[1].multiselect("Fraud type", efw.fraud_types(rt.uow()))
+    actionable_choice = cols[2].selectbox("Actionable", ["any", "actionable only", "not actionable"])
+    max_age = cols[3].selectbox("Age", ["any", "last 7 days", "last 30 days"])
+    st.form_submit_button("Apply filters")
+
+queue = efw.list_queue(rt.uow(), efw.EfwFilter(
+    statuses=tuple(statuses), fraud_types=tuple(types),
+    actionable={"any": None, "actionable only": True, "not actionable": False}[actionable_choice],
+    max_age_days={"any": None, "last 7 days": 7, "last 30 days": 30}[max_age],
+))
+top = st.columns(3)
+top[0].metric("Open", queue.open_count)
+top[1].metric("Open and actionable", queue.actionable_open_count)
+top[2].metric("Amount at risk", ", ".join(money(a, c) for c, a in queue.at_risk.items()) or "0.00")
+
+if not queue.rows:
+    st.info("No early fraud warnings match these filters.")
+else:
+    st.dataframe(pd.DataFrame([{
+        "created": r.created, "warning": r.id, "charge": r.charge_id, "customer": r.customer_email,
+        "amount": money(r.amount, r.currency), "refundable": money(r.remaining, r.currency),
+        "fraud type": r.fraud_type, "actionable": r.actionable, "status": r.status, "decided by": r.actor,
+        "decided at": r.decided_at, "dispute": f"{r.dispute_id} ({r.dispute_status})" if r.dispute_id else "",
+    } for r in queue.rows]), hide_index=True, width="stretch")
+    st.caption(f"Showing {len(queue.rows)} of {queue.total}; open and actionable first, oldest first.")
+
+    # --- one warning ------------------------------------------------------------------------
+    st.subheader("Decide one warning")
+    chosen = st.selectbox("Warning", [r.id for r in queue.rows],
+                          format_func=lambda i: next(f"{r.id} · {r.customer_email or 'unknown'} · "
+                                                     f"{money(r.amount, r.currency)} · {r.status}"
+                                                     for r in queue.rows if r.id == i))
+    row = next(r for r in queue.rows if r.id == chosen)
+    detail = st.columns(4)
+    detail[0].write(f"**Issuer fraud type:** {row.fraud_type or 'n/a'}")
+    detail[1].write(f"**Actionable (Stripe):** {'yes' if row.actionable else 'no'}")
+    detail[2].write(f"**Internal status:** {row.status}" + (f" by {row.actor}" if row.actor else ""))
+    detail[3].link_button("Open charge in Stripe", stripe_dashboard_url(f"payments/{row.charge_id}"))
+    if row.reason:
+        st.caption(f"Reason: {row.reason}")
+
+    def _close_refund() -> None:
+        st.session_state.pop("efw_refund_target", None)
+
+    @st.dialog("Refund the full amount?", on_dismiss=_close_refund)
+    def confirm_refund(target: efw.EfwRow) -> None:
+        st.write(f"Refund **{money(target.remaining, target.currency)}** on charge `{target.charge_id}` "
+                 f"({target.customer_email or 'unknown customer'}) in Stripe **{mode}** mode, reason "
+                 f"*fraudulent*. The charge and warning are re-checked at Stripe first.")
+        if st.button(f"Refund {money(target.remaining, target.currency)}", type="primary"):
+            _close_refund()
+            try:
+                result = efw.refund_fraud_warning(target.id, confirmed_amount=target.remaining, actor=identity.email,
+                                                  settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
+            except Exception as error:  # refused or failed: plain words, nothing changed locally
+                st.session_state["efw_flash"] = (False, getattr(error, "message", str(error)))
+            else:
+                st.session_state["efw_flash"] = (True, f"Refunded {money(result.amount, result.currency)} "
+                                                       f"({result.refund_id}).")
+            st.rerun()
+
+    actions = st.columns(3)
+    if row.status == "open":
+        if actions[0].button("Refund full amount…", type="primary"):
+            st.session_state["efw_refund_target"] = row.id
+        with actions[1].form("efw_ignore"):
+            reason = st.text_area("Reason for ignoring", placeholder="e.g. long-standing customer, verified by phone")
+            if st.form_submit_button("Mark as ignored"):
+                try:
+                    efw.ignore_fraud_warning(row.id, reason=reason, actor=identity.email, settings=rt.settings,
+                                             uow=rt.uow())
+                except Exception as error:
+                    show_error(error)
+                else:
+                    st.session_state["efw_flash"] = (True, f"Marked {row.id} as ignored.")
+                    st.rerun()
+    elif row.status == "ignored" and actions[0].button("Reopen"):
+        try:
+            efw.reopen_fraud_warning(row.id, actor=identity.email, settings=rt.settings, uow=rt.uow())
+        except Exception as error:
+            show_error(error)
+        else:
+            st.session_state["efw_flash"] = (True, f"Reopened {row.id}.")
+            st.rerun()
+    if st.session_state.get("efw_refund_target") == row.id:
+        confirm_refund(row)
+
+    # --- many warnings ----------------------------------------------------------------------
+    st.subheader("Bulk")
+    open_rows = {r.id: r for r in queue.rows if r.status == "open"}
+    picked = st.multiselect("Open warnings", list(open_rows))
+    bulk_action = st.radio("Action", ["Refund full amounts", "Mark as ignored"], horizontal=True)
+    bulk_reason = st.text_input("Reason (for ignoring)")
+
+    def _close_bulk() -> None:
+        st.session_state.pop("efw_bulk", None)
+
+    @st.dialog("Confirm bulk action", on_dismiss=_close_bulk)
+    def confirm_bulk(ids: list[str], action: str, reason: str) -> None:
+        chosen_rows = [open_rows[i] for i in ids if i in open_rows]
+        totals: dict[str, int] = {}
+        for r in chosen_rows:
+            totals[r.currency] = totals.get(r.currency, 0) + r.remaining
+        verb = "Refund" if action.startswith("Refund") else "Ignore"
+        st.write(f"{verb} **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode"
+                 + (f", refunding {', '.join(money(a, c) for c, a in totals.items())} in total." if verb == "Refund"
+                    else f" with the reason: *{reason}*."))
+        st.dataframe(pd.DataFrame([{"warning": r.id, "customer": r.customer_email,
+                                    "refundable": money(r.remaining, r.currency)} for r in chosen_rows]),
+                     hide_index=True)
+        if st.button(f"{verb} {len(chosen_rows)} warning(s)", type="primary"):
+            _close_bulk()
+            bar = st.progress(0.0, text="Working…")
+
+            def progress(done: int, total: int) -> None:
+                bar.progress(done / total, text=f"{done} of {total}")
+
+            try:
+                if verb == "Refund":
+                    outcomes = efw.bulk_refund({r.id: r.remaining for r in chosen_rows}, actor=identity.email,
+                                               settings=rt.settings, uow=rt.uow(), gateway=rt.gateway,
+                                               progress=progress)
+                else:
+                    outcomes = efw.bulk_ignore([r.id for r in chosen_rows], reason=reason, actor=identity.email,
+                                               settings=rt.settings, uow=rt.uow(), progress=progress)
+            except Exception as error:
+                st.session_state["efw_flash"] = (False, getattr(error, "message", str(error)))
+            else:
+                st.session_state["efw_bulk_results"] = [
+                    {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
+                    for o in outcomes
+                ]
+            st.rerun()
+
+    if st.button("Review bulk action…", disabled=not picked):
+        st.session_state["efw_bulk"] = {"ids": picked, "action": bulk_action, "reason": bulk_reason}
+    pending_bulk = st.session_state.get("efw_bulk")
+    if pending_bulk:
+        confirm_bulk(pending_bulk["ids"], pending_bulk["action"], pending_bulk["reason"])
+
+bulk_results = st.session_state.pop("efw_bulk_results", None)
+if bulk_results:
+    st.write("**Bulk results**")
+    st.dataframe(pd.DataFrame(bulk_results), hide_index=True, width="stretch")
+
+# --- the funnel ---------------------------------------------------------------------------------
+st.subheader("Funnel")
+days = st.selectbox("Period", [7, 30, 90], index=1, format_func=lambda d: f"last {d} days")
+until = utcnow()
+result = efw.funnel(rt.uow(), since=until - timedelta(days=days), until=until + timedelta(seconds=1))
+if result.total == 0:
+    st.info("No early fraud warnings in this period.")
+else:
+    figure = go.Figure(go.Bar(
+        x=["warnings", "refunded", "ignored", "still open", "became disputes", "disputes lost"],
+        y=[result.total, result.refunded, result.ignored, result.open, result.became_disputes, result.disputes_lost],
+    ))
+    figure.update_layout(title=f"Early fraud warnings, last {days} days", height=320)
+    st.plotly_chart(figure, width="stretch")
+    stats = st.columns(4)
+    stats[0].metric("Became disputes", result.became_disputes,
+                    help=f"won {result.disputes_won}, lost {result.disputes_lost}, pending {result.disputes_pending}")
+    stats[1].metric("Cost of lost disputes",
+                    ", ".join(money(a, c) for c, a in result.dispute_cost.items()) or "0.00",
+                    help="Disputed amount plus a 15.00 network fee per lost dispute.")
+    stats[2].metric("Median time to decision", "n/a" if result.hours_to_decision_median is None
+                    else f"{result.hours_to_decision_median} h")
+    stats[3].metric("90th percentile", "n/a" if result.hours_to_decision_p90 is None
+                    else f"{result.hours_to_decision_p90} h")

@@ -87,3 +87,8 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self.session.rollback()
+
+
+def rows_affected(result: Any) -> int:
+    """Rows matched by an UPDATE/DELETE (a CursorResult's rowcount; typed loosely by SQLAlchemy)."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -522,6 +522,21 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
     if len(parts) == 3 and parts[0] == "payment_intents" and parts[2] == "authenticate":
         with engine.lock:
             return fb_api.public(engine.authenticate_payment_intent(parts[1]))
+    if len(parts) == 3 and parts[0] == "charges" and parts[2] == "dispute":
+        # Test helper: the cardholder disputes an existing charge.
+        with engine.lock:
+            charge = engine.get("charge", parts[1], "charge")
+            return fb_api.public(engine.create_dispute_for(charge, engine.now_for(charge.get("customer")),
+                                                           reason=str(payload.get("reason", "fraudulent"))))
+    if len(parts) == 3 and parts[0] == "early_fraud_warnings" and parts[2] == "set":
+        with engine.lock:
+            warning = engine.get("radar.early_fraud_warning", parts[1], "radar.early_fraud_warning")
+            if "actionable" in payload:
+                previous = {"actionable": warning["actionable"]}
+                warning["actionable"] = bool(payload["actionable"])
+                engine.emit("radar.early_fraud_warning.updated", warning, created=engine.now_for(None),
+                            previous=previous)
+            return fb_api.public(copy.deepcopy(warning))
     if len(parts) == 3 and parts[0] == "disputes" and parts[2] == "set":
         # Test helper: move a dispute's deadline or status (e.g. to test "past due_by").
         with engine.lock:

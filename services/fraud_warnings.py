@@ -1,0 +1,425 @@
+"""Early fraud warnings: the queue, and the two decisions ops make on each one.
+
+Refunding is guarded three ways: the EFW is claimed locally with a conditional
+UPDATE (a double click or a second admin cannot both refund), the EFW and its
+charge are re-read live from Stripe right before the refund (not actionable,
+disputed, already refunded, or an amount other than the one confirmed: refuse,
+nothing sent), and the refund carries the idempotency key `refund:efw:<id>`,
+so even a retry after a crash refunds once.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+
+from db.models import Charge, Dispute, FraudWarning
+from db.models.base import utcnow
+from db.session import UnitOfWork, rows_affected
+from services import audit, stripe_mapping
+from services.audit import privileged
+from services.config import Settings
+from services.stripe_gateway import StripeGateway, StripeGatewayError
+
+MIN_IGNORE_REASON_CHARS = 10
+# A claim older than this belonged to a request that died; the idempotency key makes retrying it safe.
+STALE_CLAIM = timedelta(minutes=2)
+# What a lost dispute costs beyond the amount: the network fee Stripe charges (USD 15 by default).
+DISPUTE_FEE_MINOR_UNITS = 1500
+STATUSES = ("open", "refunding", "refunded", "ignored")
+
+
+class EfwActionError(Exception):
+    """A refused or failed decision; `message` is plain words for the page."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def refund_key(efw_id: str) -> str:
+    return f"refund:efw:{efw_id}"
+
+
+# --- the queue ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EfwFilter:
+    statuses: tuple[str, ...] = ("open", "refunding")
+    fraud_types: tuple[str, ...] = ()
+    actionable: bool | None = None
+    max_age_days: int | None = None
+    limit: int = 500
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class EfwRow:
+    id: str
+    created: datetime | None
+    charge_id: str
+    customer_email: str | None
+    amount: int
+    amount_refunded: int
+    currency: str
+    fraud_type: str | None
+    actionable: bool
+    status: str
+    actor: str | None
+    decided_at: datetime | None
+    reason: str | None
+    refund_id: str | None
+    dispute_id: str | None
+    dispute_status: str | None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.amount - self.amount_refunded)
+
+
+@dataclass
+class EfwQueue:
+    rows: list[EfwRow]
+    total: int
+    open_count: int
+    actionable_open_count: int
+    at_risk: dict[str, int] = field(default_factory=dict)  # currency -> minor units still refundable
+
+
+def _dispute_on_charge() -> Any:
+    return (
+        select(Dispute.id, Dispute.status, Dispute.charge_id)
+        .order_by(Dispute.created.desc())
+        .subquery()
+    )
+
+
+def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) -> EfwQueue:
+    """Open and actionable first, oldest first; filtering and paging in SQL."""
+    moment = now or utcnow()
+    disputes = _dispute_on_charge()
+    with uow:
+        conditions: list[ColumnElement[bool]] = []
+        if flt.statuses:
+            conditions.append(FraudWarning.status.in_(flt.statuses))
+        if flt.fraud_types:
+            conditions.append(FraudWarning.fraud_type.in_(flt.fraud_types))
+        if flt.actionable is not None:
+            conditions.append(FraudWarning.actionable.is_(flt.actionable))
+        if flt.max_age_days is not None:
+            conditions.append(FraudWarning.created >= moment - timedelta(days=flt.max_age_days))
+        where = and_(*conditions) if conditions else and_(True)
+        query = (
+            select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
+            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
+            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
+            .where(where)
+            .order_by(
+                case((FraudWarning.status == "open", 0), else_=1),
+                case((FraudWarning.actionable.is_(True), 0), else_=1),
+                FraudWarning.created.asc(),
+            )
+        )
+        total = uow.session.execute(select(func.count()).select_from(FraudWarning).where(where)).scalar() or 0
+        seen: set[str] = set()
+        rows: list[EfwRow] = []
+        for efw, refunded, dispute_id, dispute_status in uow.session.execute(
+            query.limit(flt.limit * 2).offset(flt.offset)
+        ):
+            if efw.id in seen:  # several disputes on one charge: show the newest once
+                continue
+            seen.add(efw.id)
+            rows.append(_row(efw, refunded, dispute_id, dispute_status))
+            if len(rows) >= flt.limit:
+                break
+        open_rows = uow.session.execute(
+            select(FraudWarning.actionable, FraudWarning.currency,
+                   func.count(), func.sum(FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)))
+            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
+            .where(FraudWarning.status == "open")
+            .group_by(FraudWarning.actionable, FraudWarning.currency)
+        ).all()
+    at_risk: dict[str, int] = {}
+    open_count = actionable = 0
+    for is_actionable, currency, n, amount in open_rows:
+        open_count += int(n)
+        if is_actionable:
+            actionable += int(n)
+            at_risk[currency] = at_risk.get(currency, 0) + int(amount or 0)
+    return EfwQueue(rows, int(total), open_count, actionable, at_risk)
+
+
+def _row(efw: FraudWarning, refunded: int | None, dispute_id: str | None, dispute_status: str | None) -> EfwRow:
+    return EfwRow(
+        id=efw.id, created=efw.created, charge_id=efw.charge_id, customer_email=efw.customer_email,
+        amount=efw.amount, amount_refunded=int(refunded or 0), currency=efw.currency, fraud_type=efw.fraud_type,
+        actionable=efw.actionable, status=efw.status, actor=efw.actor, decided_at=efw.decided_at,
+        reason=efw.reason, refund_id=efw.refund_id, dispute_id=dispute_id, dispute_status=dispute_status,
+    )
+
+
+def get_fraud_warning(uow: UnitOfWork, efw_id: str) -> EfwRow | None:
+    disputes = _dispute_on_charge()
+    with uow:
+        found = uow.session.execute(
+            select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
+            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
+            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
+            .where(FraudWarning.id == efw_id)
+            .limit(1)
+        ).first()
+    return _row(*found) if found else None
+
+
+def fraud_types(uow: UnitOfWork) -> list[str]:
+    with uow:
+        return [t for t in uow.session.execute(
+            select(FraudWarning.fraud_type).distinct().order_by(FraudWarning.fraud_type)).scalars() if t]
+
+
+# --- decisions ---------------------------------------------------------------------------------
+def _claim_for_refund(uow: UnitOfWork, efw_id: str) -> bool:
+    now = utcnow()
+    with uow:
+        if uow.session.get(FraudWarning, efw_id) is None:
+            raise EfwActionError(f"There is no early fraud warning {efw_id}.")
+        claimed = rows_affected(uow.session.execute(
+            update(FraudWarning)
+            .where(
+                FraudWarning.id == efw_id,
+                or_(
+                    FraudWarning.status == "open",
+                    and_(FraudWarning.status == "refunding", FraudWarning.updated_at < now - STALE_CLAIM),
+                ),
+            )
+            .values(status="refunding", updated_at=now)
+        ))
+        uow.commit()
+    return bool(claimed)
+
+
+def _release_claim(uow: UnitOfWork, efw_id: str) -> None:
+    with uow:
+        uow.session.execute(
+            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "refunding")
+            .values(status="open", updated_at=utcnow())
+        )
+        uow.commit()
+
+
+def _refuse(uow: UnitOfWork, efw_id: str, actor: str, reason: str, result: str = "refused",
+            details: dict[str, Any] | None = None) -> EfwActionError:
+    _release_claim(uow, efw_id)
+    with uow:
+        audit.record(uow, actor=actor, action="efw.refund", target=efw_id, idempotency_key=refund_key(efw_id),
+                     result=result, error=reason, details=details)
+        uow.commit()
+    return EfwActionError(reason)
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    efw_id: str
+    refund_id: str
+    amount: int
+    currency: str
+
+
+@privileged("efw.refund")
+def refund_fraud_warning(
+    efw_id: str, *, confirmed_amount: int, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> RefundResult:
+    """Refund what is left on the charge, after re-checking it live; exactly once."""
+    if not _claim_for_refund(uow, efw_id):
+        with uow:
+            current = uow.session.get(FraudWarning, efw_id)
+            status = current.status if current else "missing"
+        # A second click or a second admin: not an action of its own, so no audit row.
+        raise EfwActionError(
+            "This warning is being refunded right now." if status == "refunding"
+            else f"This warning is already {status}; nothing was sent."
+        )
+    try:
+        warning = gateway.retrieve_early_fraud_warning(efw_id)
+        charge = gateway.retrieve_charge(stripe_mapping._id(warning.get("charge")) or "")
+    except StripeGatewayError as error:
+        raise _refuse(uow, efw_id, actor, f"Could not re-check the warning at Stripe: {error.message}",
+                      result="error") from None
+    remaining = int(charge.get("amount") or 0) - int(charge.get("amount_refunded") or 0)
+    currency = str(charge.get("currency") or "usd")
+    if charge.get("disputed"):
+        raise _refuse(uow, efw_id, actor, "The charge is disputed now, so it cannot be refunded; answer the dispute "
+                                          "instead.")
+    if remaining <= 0 or charge.get("refunded"):
+        raise _refuse(uow, efw_id, actor, "The charge is already fully refunded; nothing was sent.")
+    if not warning.get("actionable"):
+        raise _refuse(uow, efw_id, actor, "Stripe no longer marks this warning actionable; nothing was sent.")
+    if remaining != confirmed_amount:
+        raise _refuse(uow, efw_id, actor,
+                      f"The refundable amount changed to {remaining / 100:.2f} {currency.upper()} since you confirmed "
+                      f"{confirmed_amount / 100:.2f}; review it and confirm again.",
+                      details={"remaining": remaining, "confirmed": confirmed_amount})
+    try:
+        refund = gateway.create_refund(
+            {"charge": charge["id"], "amount": remaining, "reason": "fraudulent", "metadata": {"efw": efw_id}},
+            idempotency_key=refund_key(efw_id),
+        )
+    except StripeGatewayError as error:
+        raise _refuse(uow, efw_id, actor, error.message, result="error") from None
+    with uow:
+        row = uow.session.get(FraudWarning, efw_id)
+        assert row is not None
+        row.status, row.action, row.actor, row.decided_at = "refunded", "refund", actor, utcnow()
+        row.refund_id, row.refund_amount, row.reason = refund["id"], remaining, None
+        refreshed = {**charge, "amount_refunded": int(charge.get("amount_refunded") or 0) + remaining,
+                     "refunded": True}
+        stored = uow.session.get(Charge, charge["id"])
+        stripe_mapping.upsert_charge(uow, refreshed, observed_at=max(int(utcnow().timestamp()),
+                                                                     (stored.stripe_updated if stored else 0) + 1))
+        stripe_mapping.upsert_refund(uow, refund, observed_at=int(utcnow().timestamp()))
+        audit.record(uow, actor=actor, action="efw.refund", target=efw_id, idempotency_key=refund_key(efw_id),
+                     result="ok", details={"refund": refund["id"], "amount": remaining, "currency": currency})
+        uow.commit()
+    return RefundResult(efw_id, refund["id"], remaining, currency)
+
+
+@privileged("efw.ignore")
+def ignore_fraud_warning(efw_id: str, *, reason: str, actor: str, settings: Settings, uow: UnitOfWork) -> None:
+    cleaned = (reason or "").strip()
+    if len(cleaned) < MIN_IGNORE_REASON_CHARS:
+        raise EfwActionError(f"Say why in at least {MIN_IGNORE_REASON_CHARS} characters; nothing was changed.")
+    with uow:
+        changed = rows_affected(uow.session.execute(
+            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "open")
+            .values(status="ignored", action="ignore", actor=actor, reason=cleaned, decided_at=utcnow(),
+                    updated_at=utcnow())
+        ))
+        if not changed:
+            current = uow.session.get(FraudWarning, efw_id)
+            raise EfwActionError(f"There is no early fraud warning {efw_id}." if current is None
+                                 else f"This warning is already {current.status}; nothing was changed.")
+        audit.record(uow, actor=actor, action="efw.ignore", target=efw_id, result="ok", details={"reason": cleaned})
+        uow.commit()
+
+
+@privileged("efw.reopen")
+def reopen_fraud_warning(efw_id: str, *, actor: str, settings: Settings, uow: UnitOfWork) -> None:
+    """Undo an ignore. A refund cannot be undone here: money already left."""
+    with uow:
+        changed = rows_affected(uow.session.execute(
+            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "ignored")
+            .values(status="open", action="reopen", actor=actor, decided_at=None, updated_at=utcnow())
+        ))
+        if not changed:
+            current = uow.session.get(FraudWarning, efw_id)
+            raise EfwActionError(f"There is no early fraud warning {efw_id}." if current is None
+                                 else f"Only ignored warnings can be reopened; this one is {current.status}.")
+        audit.record(uow, actor=actor, action="efw.reopen", target=efw_id, result="ok")
+        uow.commit()
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    efw_id: str
+    ok: bool
+    message: str
+
+
+def _bulk(items: Sequence[str], run: Callable[[str], str],
+          progress: Callable[[int, int], None] | None) -> list[BulkOutcome]:
+    """One transaction per row: a failure never stops or rolls back the others."""
+    outcomes: list[BulkOutcome] = []
+    for index, efw_id in enumerate(items, start=1):
+        try:
+            outcomes.append(BulkOutcome(efw_id, True, run(efw_id)))
+        except (EfwActionError, StripeGatewayError) as error:
+            outcomes.append(BulkOutcome(efw_id, False, error.message))
+        if progress:
+            progress(index, len(items))
+    return outcomes
+
+
+@privileged("efw.bulk_refund")
+def bulk_refund(confirmed_amounts: dict[str, int], *, actor: str, settings: Settings, uow: UnitOfWork,
+                gateway: StripeGateway, progress: Callable[[int, int], None] | None = None) -> list[BulkOutcome]:
+    def run(efw_id: str) -> str:
+        result = refund_fraud_warning(efw_id, confirmed_amount=confirmed_amounts[efw_id], actor=actor,
+                                      settings=settings, uow=uow, gateway=gateway)
+        return f"refunded {result.amount / 100:.2f} {result.currency.upper()} ({result.refund_id})"
+
+    return _bulk(list(confirmed_amounts), run, progress)
+
+
+@privileged("efw.bulk_ignore")
+def bulk_ignore(efw_ids: Sequence[str], *, reason: str, actor: str, settings: Settings, uow: UnitOfWork,
+                progress: Callable[[int, int], None] | None = None) -> list[BulkOutcome]:
+    def run(efw_id: str) -> str:
+        ignore_fraud_warning(efw_id, reason=reason, actor=actor, settings=settings, uow=uow)
+        return "ignored"
+
+    return _bulk(list(efw_ids), run, progress)
+
+
+# --- the funnel ----------------------------------------------------------------------------------
+@dataclass
+class Funnel:
+    total: int = 0
+    refunded: int = 0
+    ignored: int = 0
+    open: int = 0
+    became_disputes: int = 0
+    disputes_won: int = 0
+    disputes_lost: int = 0
+    disputes_pending: int = 0
+    dispute_cost: dict[str, int] = field(default_factory=dict)  # currency -> amount lost + fees
+    hours_to_decision_median: float | None = None
+    hours_to_decision_p90: float | None = None
+
+
+def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
+    """Of the EFWs created in [since, until): what was decided, and which became disputes."""
+    disputes = _dispute_on_charge()
+    with uow:
+        rows = uow.session.execute(
+            select(FraudWarning.status, FraudWarning.created, FraudWarning.decided_at, FraudWarning.currency,
+                   disputes.c.id, disputes.c.status, Dispute.amount)
+            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
+            .outerjoin(Dispute, Dispute.id == disputes.c.id)
+            .where(FraudWarning.created >= since, FraudWarning.created < until)
+        ).all()
+    result = Funnel()
+    seen: set[Any] = set()
+    waits: list[float] = []
+    for status, created, decided_at, currency, dispute_id, dispute_status, dispute_amount in rows:
+        key = (status, created, decided_at, currency, dispute_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        result.total += 1
+        if status == "refunded":
+            result.refunded += 1
+        elif status == "ignored":
+            result.ignored += 1
+        else:
+            result.open += 1
+        if decided_at is not None and created is not None and status in ("refunded", "ignored"):
+            waits.append((decided_at - created).total_seconds() / 3600)
+        if dispute_id:
+            result.became_disputes += 1
+            if dispute_status == "won":
+                result.disputes_won += 1
+            elif dispute_status == "lost":
+                result.disputes_lost += 1
+                result.dispute_cost[currency] = (result.dispute_cost.get(currency, 0) + int(dispute_amount or 0)
+                                                 + DISPUTE_FEE_MINOR_UNITS)
+            else:
+                result.disputes_pending += 1
+    if waits:
+        ordered = sorted(waits)
+        result.hours_to_decision_median = round(statistics.median(ordered), 1)
+        result.hours_to_decision_p90 = round(ordered[max(0, int(len(ordered) * 0.9) - 1)], 1)
+    return result

@@ -1,0 +1,78 @@
+"""The EFW page per role: queue, refund with confirmation, ignore with reason, bulk with a failing row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from db.models import FraudWarning
+from services import fraud_warnings as efw
+from tests.conftest import EmulatorHandle, app_test_for, page_direct_test, page_text
+from tests.integration.test_fraud_warnings import _sync, _warning
+
+
+def _click(at: Any, label: str) -> None:
+    [b for b in at.button if b.label.startswith(label)][0].click()
+    at.run()
+
+
+def test_queue_refund_with_confirmation(runtime: Any, emulator: EmulatorHandle) -> None:
+    efw_id, _ = _warning(runtime, 4200, "page@example.io")
+    _sync(runtime)
+    at = app_test_for("fraud_warnings", "admin")
+    text = page_text(at)
+    assert not at.exception
+    assert "page@example.io" in at.dataframe[0].value.to_string() and "42.00 USD" in text
+    assert "Issuer fraud type:** made_with_stolen_card" in text.replace("**Issuer", "Issuer")
+    _click(at, "Refund full amount")
+    assert "Refund **42.00 USD**" in page_text(at) and "TEST" in page_text(at)
+    _click(at, "Refund 42.00 USD")
+    assert "Refunded 42.00 USD" in page_text(at)
+    assert efw.get_fraud_warning(runtime.uow(), efw_id).status == "refunded"  # type: ignore[union-attr]
+
+
+def test_ignore_needs_a_reason(runtime: Any) -> None:
+    efw_id, _ = _warning(runtime, 1500, "ignore@example.io")
+    _sync(runtime)
+    at = app_test_for("fraud_warnings", "admin")
+    _click(at, "Mark as ignored")
+    assert "at least 10 characters" in page_text(at)
+    assert efw.get_fraud_warning(runtime.uow(), efw_id).status == "open"  # type: ignore[union-attr]
+    at.text_area[0].input("Customer confirmed the purchase by phone")
+    _click(at, "Mark as ignored")
+    assert "Marked" in page_text(at)
+    row = efw.get_fraud_warning(runtime.uow(), efw_id)
+    assert row is not None and row.status == "ignored" and row.reason == "Customer confirmed the purchase by phone"
+
+
+def test_bulk_refund_shows_a_failing_row(runtime: Any, emulator: EmulatorHandle) -> None:
+    good, _ = _warning(runtime, 1000, "g@example.io")
+    bad, bad_charge = _warning(runtime, 2000, "b@example.io")
+    _sync(runtime)
+    emulator.admin(f"charges/{bad_charge}/dispute")
+    at = app_test_for("fraud_warnings", "admin")
+    at.multiselect[-1].set_value([good, bad])
+    at.run()
+    _click(at, "Review bulk action")
+    assert "Refund **2** warning(s)" in page_text(at) and "30.00 USD" in page_text(at)
+    _click(at, "Refund 2 warning(s)")
+    results = at.dataframe[-1].value
+    assert dict(zip(results["warning"], results["result"], strict=True)) == {good: "done", bad: "refused"}
+    assert "disputed" in results.to_string()
+
+
+def test_queue_is_oldest_first_among_open_actionable(runtime: Any) -> None:
+    with runtime.uow() as uow:
+        for i, day in enumerate((3, 1, 2)):
+            uow.session.add(FraudWarning(id=f"issfr_{i}", charge_id=f"ch_{i}", amount=100, currency="usd",
+                                         actionable=True, created=datetime(2026, 11, day, tzinfo=UTC)))
+        uow.commit()
+    assert [r.id for r in efw.list_queue(runtime.uow(), efw.EfwFilter()).rows] == ["issfr_1", "issfr_2", "issfr_0"]
+
+
+def test_empty_queue_and_roles(runtime: Any) -> None:
+    at = app_test_for("fraud_warnings", "admin")
+    assert "No early fraud warnings match" in page_text(at) and not at.exception
+    for role in ("non_admin", "signed_out"):
+        direct = page_direct_test("fraud_warnings", role)
+        assert "No access" in page_text(direct) and not direct.button and not direct.dataframe
