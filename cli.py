@@ -129,15 +129,15 @@ def emulator(port: int, host: str, state_file: str | None, rate_limit: float) ->
 @main.command("serve-webhooks")
 @click.option("--port", default=DEFAULT_WEBHOOK_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Receiver processes (events are stored once anyway).")
 @friendly_errors
-def serve_webhooks(port: int, host: str) -> None:
+def serve_webhooks(port: int, host: str, workers: int) -> None:
     """The webhook receiver: POST /billing/webhook, GET /healthz, GET /metrics."""
     import uvicorn
 
-    from webhooks.app import create_app
-
-    runtime = _runtime()
-    uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+    load_settings()  # fail fast, with one line, before any worker starts
+    uvicorn.run("webhooks.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
 
 
 @main.command()

@@ -60,6 +60,18 @@ def create_app(runtime: Any) -> Starlette:
     return Starlette(routes=routes)
 
 
+def create_app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory` with several worker processes (settings from the environment)."""
+    from services.config import load_settings
+    from services.observability import configure_logging, init_sentry
+    from services.runtime import Runtime
+
+    runtime = Runtime(load_settings())
+    configure_logging()
+    init_sentry(runtime.settings)
+    return create_app(runtime)
+
+
 def _rejected(reason: str, runtime: Any) -> Response:
     if reason in ("no signature matches", "timestamp outside the tolerance", "missing Stripe-Signature header",
                   "malformed Stripe-Signature header"):
