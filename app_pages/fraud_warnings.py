@@ -191,6 +191,10 @@ else:
     ))
     figure.update_layout(title=f"Early fraud warnings, last {days} days", height=320)
     st.plotly_chart(figure, width="stretch")
+    decided = st.columns(3)
+    decided[0].metric("Refunded", result.refunded)
+    decided[1].metric("Ignored", result.ignored)
+    decided[2].metric("Still open", result.open)
     stats = st.columns(4)
     stats[0].metric("Became disputes", result.became_disputes,
                     help=f"won {result.disputes_won}, lost {result.disputes_lost}, pending {result.disputes_pending}")

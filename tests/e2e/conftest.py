@@ -7,7 +7,6 @@ they are skipped with a printed reason when it is not installed.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -132,15 +131,17 @@ def page(browser: Any) -> Iterator[Any]:
 def sign_in(page: Any, demo: DemoServer, email: str) -> None:
     """Sign in through the real sign-in form and wait for the console to render."""
     page.goto(demo.console_url)
-    page.get_by_label("Username").fill(email)
-    page.get_by_label("Password").fill(demo.password_for(email))
+    # The password field is matched by role: its "Show password" toggle shares the label.
+    page.get_by_role("textbox", name="Username").fill(email)
+    page.get_by_role("textbox", name="Password").fill(demo.password_for(email))
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector("[data-testid='stSidebarNav'], h1:has-text('No access')", timeout=60_000)
 
 
-def open_page(page: Any, demo: DemoServer, url_path: str) -> None:
-    page.goto(f"{demo.console_url}/{url_path}")
-    page.wait_for_selector("[data-testid='stAppViewContainer']")
+def open_page(page: Any, title: str, heading: str | None = None) -> None:
+    """Follow the sidebar link (a fresh page load would start a new, signed-out session)."""
+    page.get_by_role("link", name=title, exact=True).click()
+    page.wait_for_selector(f"h1:has-text('{heading or title}')", timeout=120_000)
     wait_until_idle(page)
 
 
@@ -159,8 +160,7 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
-def admin_of(demo: DemoServer) -> str:
-    return demo.admin_email
-
-
-__all__ = ["DemoServer", "open_page", "screenshot", "shutil", "sign_in", "wait_until_idle"]
+def metric_value(page: Any, label: str) -> str:
+    """The value of an st.metric by its label."""
+    metric = page.locator("[data-testid='stMetric']", has_text=label).first
+    return str(metric.locator("[data-testid='stMetricValue']").inner_text()).strip()
