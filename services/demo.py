@@ -194,6 +194,11 @@ def run_console(*, port: int, env: Mapping[str, str], wait: bool) -> int:
         return process.wait()
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM (a supervisor, a test fixture) stops the console and worker too, like Ctrl-C."""
+    raise KeyboardInterrupt
+
+
 def run_demo(
     *,
     console_port: int,
@@ -206,6 +211,7 @@ def run_demo(
 ) -> None:
     from emulator.server import EmulatorServer
 
+    signal.signal(signal.SIGTERM, _interrupt)
     emulator = EmulatorServer(host="127.0.0.1", port=emulator_port, rate_limit_per_second=25)
     emulator.start()
     echo(f"Stripe emulator on {emulator.base_url}")

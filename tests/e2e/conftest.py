@@ -7,6 +7,7 @@ they are skipped with a printed reason when it is not installed.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -82,7 +83,9 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         "--customers", "60",
     ]
     with open(log_file, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        # Its own process group, so the console and worker it starts are stopped with it.
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     deadline = time.monotonic() + DEMO_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if b"DEMO READY" in log_file.read_bytes():
@@ -91,7 +94,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
             pytest.fail(f"billing-ops demo exited early:\n{log_file.read_text()[-4000:]}")
         time.sleep(0.5)
     else:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         pytest.fail(f"billing-ops demo not ready in {DEMO_START_TIMEOUT_S} s:\n{log_file.read_text()[-4000:]}")
     yield DemoServer(
         console_url=f"http://127.0.0.1:{ports['console']}",
@@ -100,11 +103,11 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         data_dir=data_dir,
         log_file=log_file,
     )
-    process.terminate()
+    os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
