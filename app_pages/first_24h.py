@@ -1,8 +1,108 @@
-"""First 24 hours page (admin only)."""
+"""First 24 hours (admin): the runbook's metrics per hour from go-live, alerts, snapshots."""
 
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import require_admin
+from app_pages._shared import require_admin, runtime, show_error
+from db.models.base import utcnow
+from services import metric_points as m
+from services import metrics
 
 identity = require_admin()
+rt = runtime()
+
 st.title("First 24 hours")
+st.caption("The go-live runbook's metrics (section 7), hourly from the go-live time, with its alerts (section 8).")
+
+flash = st.session_state.pop("board_flash", None)
+if flash:
+    st.success(flash)
+
+golive = metrics.get_golive_time(rt.uow())
+with st.expander("Go-live time: " + (golive.strftime("%Y-%m-%d %H:%M UTC") if golive else "not set"),
+                 expanded=golive is None):
+    with st.form("golive_time"):
+        default = golive or utcnow()
+        day = st.date_input("Date (UTC)", value=default.date())
+        clock = st.time_input("Time (UTC)", value=default.time().replace(second=0, microsecond=0))
+        if st.form_submit_button("Save go-live time"):
+            try:
+                metrics.set_golive_time(datetime.combine(day, clock, UTC), actor=identity.email,
+                                        settings=rt.settings, uow=rt.uow())
+            except Exception as error:
+                show_error(error)
+            else:
+                st.session_state["board_flash"] = "Go-live time saved."
+                st.rerun()
+
+RANGES = {"1 h": timedelta(hours=1), "6 h": timedelta(hours=6), "24 h": timedelta(hours=24),
+          "7 d": timedelta(days=7), "custom": None}
+choice = st.radio("Range", list(RANGES), index=2, horizontal=True)
+if RANGES[choice] is None:
+    cols = st.columns(2)
+    first = cols[0].date_input("From (UTC)", value=(golive or utcnow()).date())
+    last = cols[1].date_input("To (UTC)", value=utcnow().date())
+    if first > last:
+        st.error("'From' must be on or before 'To'.")
+        st.stop()
+    start, end = datetime.combine(first, time.min, UTC), datetime.combine(last, time.max, UTC)
+else:
+    span = RANGES[choice]
+    assert span is not None
+    anchor = golive if golive and golive + span <= utcnow() else None
+    start, end = (anchor, anchor + span) if anchor else (utcnow() - span, utcnow())
+
+alerts = metrics.active_alerts(rt.uow(), settings=rt.settings)
+metrics.send_alerts(rt.uow(), alerts)
+for alert in alerts:
+    st.error(f"**{alert.title}**: {alert.detail}")
+
+GROUPS = {
+    "Webhooks": [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.WEBHOOK_INVALID_SIGNATURE],
+    "Subscriptions": [m.SUBSCRIPTION_PREVIEW, m.SUBSCRIPTION_CHANGE, m.PLAN_CHANGED, m.DOWNGRADE_SCHEDULED,
+                      m.DOWNGRADE_APPLIED, m.RECONCILE_RUN, m.CHANGE_ERROR],
+    "Invoices": [m.INVOICE_PAID, m.INVOICE_FAILED, m.INVOICE_ACTION_REQUIRED],
+    "Dunning and SCA": [m.DUNNING_ENTERED, m.DUNNING_RECOVERED, m.SCA_ENTERED, m.SCA_COMPLETED],
+}
+
+
+@st.fragment(run_every=60)
+def charts() -> None:
+    data = metrics.board(rt.uow(), start=start, end=end)
+    if data.empty:
+        st.info("No data yet for this range: metrics appear as webhooks arrive and reconciliation runs.")
+        return
+    for group, names in GROUPS.items():
+        st.subheader(group)
+        cols = st.columns(len(names))
+        for col, name in zip(cols, names, strict=True):
+            col.metric(name, data.totals[name])
+        frame = pd.DataFrame([{"hour": hour, "metric": name, "count": count}
+                              for name in names for hour, count in data.series[name]])
+        st.plotly_chart(px.line(frame, x="hour", y="count", color="metric", markers=True), width="stretch")
+    st.download_button("Download CSV", pd.DataFrame(data.rows()).to_csv(index=False).encode(),
+                       file_name=f"first-24h-{start:%Y%m%dT%H}.csv", mime="text/csv")
+
+
+charts()
+
+st.subheader("Snapshots")
+st.caption("A snapshot freezes the board from the go-live time (24 h) for sign-off; it never changes afterwards.")
+if st.button("Take snapshot"):
+    try:
+        record = metrics.create_snapshot(hours=24, actor=identity.email, settings=rt.settings, uow=rt.uow())
+    except Exception as error:
+        show_error(error)
+    else:
+        st.session_state["board_flash"] = f"Snapshot {record['id']} saved (sha256 {record['sha256'][:12]}…)."
+        st.rerun()
+snapshots = metrics.list_snapshots(rt.uow())
+if snapshots:
+    st.dataframe(pd.DataFrame([{"id": s.id, "taken": s.created_at, "by": s.created_by, "from": s.window_start,
+                                "to": s.window_end, "sha256": s.sha256[:16]} for s in snapshots]),
+                 hide_index=True, width="stretch")

@@ -14,6 +14,7 @@ import json
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -174,6 +175,9 @@ RECIPES: dict[str, Recipe] = {
     "checklist.update": lambda w: _call("update_item", "services.checklist", _checklist_key(w), owner="Ops lead",
                                         status="done", note="ready", **_ctx(w)),
     "golive.signoff": lambda w: _call("sign", "services.signoff", "eng_lead", **_ctx(w, runtime=True)),
+    "metrics.set_golive_time": lambda w: _call("set_golive_time", "services.metrics",
+                                               datetime(2026, 11, 20, 9, 0, tzinfo=UTC), **_ctx(w)),
+    "metrics.snapshot": lambda w: _call("create_snapshot", "services.metrics", hours=24, **_ctx(w)),
 }
 # Business rules that may still refuse an authorised admin in this world (e.g. sign-off needs a
 # green preflight and 8/8 QA); for these, "succeeds" means: past the guard, refused in plain words.

@@ -1,0 +1,123 @@
+"""Dunning and SCA recovery, from the invoices the webhook pipeline keeps.
+
+Definitions (shown on the page):
+- entered dunning: an invoice's payment failed at least once (payment_failed_at);
+- entered SCA: a payment needed the customer's authentication (action_required_at);
+- recovered: the invoice was paid afterwards (recovered_at), by a retry of the same card,
+  a card update, or the customer's action (3-D Secure);
+- still open: entered and not paid yet; its age counts from when it entered.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from db.models import Invoice
+from db.models.base import utcnow
+from db.session import UnitOfWork
+
+
+@dataclass
+class RecoverySummary:
+    dunning_entered: int = 0
+    dunning_recovered: int = 0
+    sca_entered: int = 0
+    sca_completed: int = 0
+    open_cases: int = 0
+    open_amount: dict[str, int] = field(default_factory=dict)
+    recovery_rate: float | None = None
+    hours_to_recover_median: float | None = None
+    hours_to_recover_p90: float | None = None
+    by_method: dict[str, int] = field(default_factory=dict)
+
+
+def _entered_at(invoice: Invoice) -> datetime | None:
+    times = [t for t in (invoice.payment_failed_at, invoice.action_required_at) if t is not None]
+    return min(times) if times else None
+
+
+def _cases(uow: UnitOfWork, since: datetime, until: datetime) -> list[Invoice]:
+    with uow:
+        return list(uow.session.execute(
+            select(Invoice).where(
+                or_(Invoice.payment_failed_at.between(since, until), Invoice.action_required_at.between(since, until))
+            )
+        ).scalars())
+
+
+def recovery_summary(uow: UnitOfWork, *, since: datetime, until: datetime) -> RecoverySummary:
+    """Cases that entered in [since, until] and what became of them."""
+    cases = _cases(uow, since, until)
+    result = RecoverySummary()
+    waits: list[float] = []
+    for invoice in cases:
+        entered = _entered_at(invoice)
+        if invoice.payment_failed_at is not None:
+            result.dunning_entered += 1
+            result.dunning_recovered += invoice.recovered_at is not None
+        if invoice.action_required_at is not None:
+            result.sca_entered += 1
+            result.sca_completed += invoice.recovered_at is not None
+        if invoice.recovered_at is not None and entered is not None:
+            waits.append((invoice.recovered_at - entered).total_seconds() / 3600)
+            method = invoice.recovery_method or "retry"
+            result.by_method[method] = result.by_method.get(method, 0) + 1
+        elif invoice.status not in ("void", "uncollectible", "paid"):
+            result.open_cases += 1
+            result.open_amount[invoice.currency] = result.open_amount.get(invoice.currency, 0) + invoice.amount_due
+    if cases:
+        result.recovery_rate = round(sum(1 for c in cases if c.recovered_at is not None) / len(cases), 4)
+    if waits:
+        ordered = sorted(waits)
+        result.hours_to_recover_median = round(statistics.median(ordered), 2)
+        result.hours_to_recover_p90 = round(ordered[max(0, int(len(ordered) * 0.9) - 1)], 2)
+    return result
+
+
+def open_cases(uow: UnitOfWork, *, now: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    moment = now or utcnow()
+    with uow:
+        rows = uow.session.execute(
+            select(Invoice)
+            .where(or_(Invoice.payment_failed_at.is_not(None), Invoice.action_required_at.is_not(None)),
+                   Invoice.recovered_at.is_(None), Invoice.status.notin_(("void", "uncollectible", "paid")))
+            .order_by(func.coalesce(Invoice.payment_failed_at, Invoice.action_required_at))
+            .limit(limit)
+        ).scalars()
+        return [{
+            "invoice": r.id, "customer": r.stripe_customer_id, "plan": r.plan or "unknown",
+            "kind": "SCA" if r.action_required_at and not r.payment_failed_at else "dunning",
+            "amount": r.amount_due, "currency": r.currency, "attempts": r.attempt_count,
+            "age_hours": round((moment - (_entered_at(r) or moment)).total_seconds() / 3600, 1),
+        } for r in rows]
+
+
+def by_plan(uow: UnitOfWork, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    plans: dict[str, dict[str, Any]] = {}
+    for invoice in _cases(uow, since, until):
+        entry = plans.setdefault(invoice.plan or "unknown", {"plan": invoice.plan or "unknown", "entered": 0,
+                                                             "recovered": 0})
+        entry["entered"] += 1
+        entry["recovered"] += invoice.recovered_at is not None
+    for entry in plans.values():
+        entry["recovery_rate"] = round(entry["recovered"] / entry["entered"], 4)
+    return sorted(plans.values(), key=lambda e: str(e["plan"]))
+
+
+def weekly_cohorts(uow: UnitOfWork, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Cases by the ISO week they entered in, with how many recovered."""
+    weeks: dict[str, dict[str, Any]] = {}
+    for invoice in _cases(uow, since, until):
+        entered = _entered_at(invoice)
+        if entered is None:
+            continue
+        week_start = (entered - timedelta(days=entered.weekday())).date().isoformat()
+        entry = weeks.setdefault(week_start, {"week": week_start, "entered": 0, "recovered": 0})
+        entry["entered"] += 1
+        entry["recovered"] += invoice.recovered_at is not None
+    return [weeks[k] for k in sorted(weeks)]

@@ -1,0 +1,262 @@
+"""The first-24h board: the runbook's metrics per hour from a go-live time, its alerts,
+and frozen snapshots for sign-off. Every aggregate runs in SQL (grouped by hour)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, cast, func, select
+
+from db.models import AppSetting, MetricPoint, MetricsSnapshot, ReconcileRun, StripeEvent
+from db.models.base import utcnow
+from db.session import UnitOfWork
+from services import audit
+from services import metric_points as m
+from services.audit import privileged
+from services.config import Settings
+from services.observability import capture_alert
+
+GOLIVE_KEY = "golive_at"
+ALERTS_SENT_KEY = "alerts_sent"
+BASELINE_DAYS = 7
+BOARD_METRICS = m.ALL_METRICS
+
+
+def _hour_bucket(dialect: str, column: Any) -> Any:
+    """Seconds since the epoch, floored to the hour, in SQL on both databases."""
+    epoch: Any = func.extract("epoch", column) if dialect == "postgresql" else func.strftime("%s", column)
+    seconds = cast(epoch, Integer)
+    return seconds - seconds % 3600  # floor to the hour; `/` is true division in SQLAlchemy 2
+
+
+@dataclass
+class Board:
+    start: datetime
+    end: datetime
+    totals: dict[str, int]
+    # metric -> [(hour start, count)] with every hour of the window present
+    series: dict[str, list[tuple[datetime, int]]]
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.totals.values())
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"hour": hour.isoformat(), "metric": name, "count": count}
+                for name, points in self.series.items() for hour, count in points]
+
+
+def board(uow: UnitOfWork, *, start: datetime, end: datetime) -> Board:
+    with uow:
+        dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
+        bucket = _hour_bucket(dialect, MetricPoint.at).label("bucket")
+        rows = uow.session.execute(
+            select(MetricPoint.name, bucket, func.sum(MetricPoint.value))
+            .where(MetricPoint.at >= start, MetricPoint.at < end, MetricPoint.name.in_(BOARD_METRICS))
+            .group_by(MetricPoint.name, bucket)
+        ).all()
+    first_hour = int(start.timestamp()) // 3600 * 3600
+    hours = list(range(first_hour, int(end.timestamp()), 3600))
+    counts = {(name, int(b)): int(total or 0) for name, b, total in rows}
+    series = {name: [(datetime.fromtimestamp(h, UTC), counts.get((name, h), 0)) for h in hours]
+              for name in BOARD_METRICS}
+    totals = {name: sum(c for _h, c in points) for name, points in series.items()}
+    return Board(start, end, totals, series)
+
+
+# --- go-live time ---------------------------------------------------------------------------------
+def get_golive_time(uow: UnitOfWork) -> datetime | None:
+    with uow:
+        row = uow.session.get(AppSetting, GOLIVE_KEY)
+        return datetime.fromisoformat(row.value["at"]) if row else None
+
+
+@privileged("metrics.set_golive_time")
+def set_golive_time(when: datetime, *, actor: str, settings: Settings, uow: UnitOfWork) -> None:
+    if when.tzinfo is None:
+        raise ValueError("The go-live time needs a time zone.")
+    with uow:
+        row = uow.session.get(AppSetting, GOLIVE_KEY)
+        before = row.value["at"] if row else None
+        if row is None:
+            row = AppSetting(key=GOLIVE_KEY, value={})
+            uow.session.add(row)
+        row.value = {"at": when.astimezone(UTC).isoformat()}
+        row.updated_by = actor
+        audit.record(uow, actor=actor, action="metrics.set_golive_time", target=GOLIVE_KEY, result="ok",
+                     details={"before": before, "after": row.value["at"]})
+        uow.commit()
+
+
+# --- alerts -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Alert:
+    key: str
+    title: str
+    detail: str
+    value: float
+    threshold: float
+
+
+def _count(uow: UnitOfWork, name: str, start: datetime, end: datetime) -> int:
+    return int(uow.session.execute(
+        select(func.coalesce(func.sum(MetricPoint.value), 0))
+        .where(MetricPoint.name == name, MetricPoint.at >= start, MetricPoint.at < end)
+    ).scalar() or 0)
+
+
+def _failure_share(uow: UnitOfWork, start: datetime, end: datetime) -> float | None:
+    failed = _count(uow, m.INVOICE_FAILED, start, end)
+    paid = _count(uow, m.INVOICE_PAID, start, end)
+    return None if failed + paid == 0 else failed / (failed + paid)
+
+
+def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None = None,
+                  window: timedelta = timedelta(hours=1)) -> list[Alert]:
+    """The runbook's alerts (section 8) plus webhook silence and invalid signatures.
+    Each fires at its threshold, never below it."""
+    moment = now or utcnow()
+    start = moment - window
+    alerts: list[Alert] = []
+    with uow:
+        errors = _count(uow, m.CHANGE_ERROR, start, moment)
+        changes = _count(uow, m.SUBSCRIPTION_CHANGE, start, moment) + errors
+        if errors and round(errors / changes, 6) >= round(settings.alert_change_error_rate, 6):
+            alerts.append(Alert("change_error_rate", "Plan-change errors",
+                                f"{errors} of {changes} plan changes failed in the last hour",
+                                errors / changes, settings.alert_change_error_rate))
+        biggest = uow.session.execute(
+            select(func.max(ReconcileRun.applied)).where(ReconcileRun.started_at >= moment - timedelta(hours=24))
+        ).scalar()
+        if biggest is not None and biggest > settings.alert_reconcile_applied_max:
+            alerts.append(Alert("reconcile_applied_spike", "Reconciliation applied a spike",
+                                f"one run applied {biggest} changes (alert above "
+                                f"{settings.alert_reconcile_applied_max})",
+                                float(biggest), float(settings.alert_reconcile_applied_max)))
+        share = _failure_share(uow, moment - timedelta(hours=24), moment)
+        golive = uow.session.get(AppSetting, GOLIVE_KEY)
+        golive_at = datetime.fromisoformat(golive.value["at"]) if golive else moment
+        baseline = settings.alert_invoice_failure_baseline
+        if baseline is None:
+            baseline = _failure_share(uow, golive_at - timedelta(days=BASELINE_DAYS), golive_at)
+        # Rounded so "at the threshold" is not lost to float error (0.10 + 0.05 != 0.15).
+        if share is not None and baseline is not None and \
+                round(share, 6) >= round(baseline + settings.alert_invoice_failure_margin, 6):
+            alerts.append(Alert("invoice_failure_share", "Invoice failures above baseline",
+                                f"{share:.1%} of invoices failed in 24 h vs a baseline of {baseline:.1%} "
+                                f"(+{settings.alert_invoice_failure_margin:.0%} allowed)",
+                                share, baseline + settings.alert_invoice_failure_margin))
+        last = uow.session.execute(select(func.max(StripeEvent.received_at))).scalar()
+        silence = settings.alert_webhook_silence_minutes
+        if last is not None and moment - last >= timedelta(minutes=silence):
+            minutes = (moment - last).total_seconds() / 60
+            alerts.append(Alert("webhook_silence", "Webhooks are silent",
+                                f"no event for {minutes:.0f} minutes (alert at {silence})", minutes, float(silence)))
+        invalid = _count(uow, m.WEBHOOK_INVALID_SIGNATURE, moment - timedelta(hours=1), moment)
+        limit = settings.alert_invalid_signatures_per_hour
+        if limit and invalid >= limit:
+            alerts.append(Alert("invalid_signatures", "Invalid webhook signatures",
+                                f"{invalid} in the last hour (alert at {limit})", float(invalid), float(limit)))
+    return alerts
+
+
+def send_alerts(uow: UnitOfWork, alerts: list[Alert], *, now: datetime | None = None) -> int:
+    """Send each alert to Sentry at most once per hour (the page refreshes far more often)."""
+    moment = now or utcnow()
+    hour = moment.strftime("%Y-%m-%dT%H")
+    sent = 0
+    with uow:
+        row = uow.session.get(AppSetting, ALERTS_SENT_KEY)
+        if row is None:
+            row = AppSetting(key=ALERTS_SENT_KEY, value={})
+            uow.session.add(row)
+        already = dict(row.value)
+        for alert in alerts:
+            if already.get(alert.key) == hour:
+                continue
+            capture_alert(f"{alert.title}: {alert.detail}", {"alert": alert.key, "threshold": str(alert.threshold)})
+            already[alert.key] = hour
+            sent += 1
+        row.value = already
+        uow.commit()
+    return sent
+
+
+# --- snapshots ------------------------------------------------------------------------------------------
+def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings: Settings) -> dict[str, Any]:
+    frozen = board(uow, start=start, end=end)
+    from services.dunning import recovery_summary
+
+    return {
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "totals": frozen.totals,
+        "series": frozen.rows(),
+        "alerts": [asdict(a) for a in active_alerts(uow, settings=settings, now=end)],
+        "dunning": asdict(recovery_summary(uow, since=start, until=end)),
+    }
+
+
+def _freeze(uow: UnitOfWork, actor: str, start: datetime, end: datetime, settings: Settings) -> dict[str, Any]:
+    figures = _snapshot_figures(uow, start, end, settings)
+    canonical = json.dumps(figures, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    with uow:
+        row = MetricsSnapshot(created_by=actor, window_start=start, window_end=end, figures=figures,
+                              content_sha256=digest)
+        uow.session.add(row)
+        uow.session.flush()
+        audit.record(uow, actor=actor, action="metrics.snapshot", target=f"snapshot:{row.id}", result="ok",
+                     details={"sha256": digest})
+        uow.commit()
+        return {"id": row.id, "window": figures["window"], "sha256": digest, "figures": figures}
+
+
+def snapshot_window(uow: UnitOfWork, hours: int, start: datetime | None, now: datetime | None = None) -> tuple[
+        datetime, datetime]:
+    moment = now or utcnow()
+    begin = start or get_golive_time(uow) or moment - timedelta(hours=hours)
+    return begin, min(moment, begin + timedelta(hours=hours))
+
+
+def take_snapshot(runtime: Any, *, actor: str, hours: int = 24, start: datetime | None = None) -> dict[str, Any]:
+    """`billing-ops snapshot` and sign-off: freeze the board for [go-live, go-live + hours)."""
+    begin, end = snapshot_window(runtime.uow(), hours, start)
+    return _freeze(runtime.uow(), actor, begin, end, runtime.settings)
+
+
+@privileged("metrics.snapshot")
+def create_snapshot(*, hours: int, actor: str, settings: Settings, uow: UnitOfWork) -> dict[str, Any]:
+    begin, end = snapshot_window(uow, hours, None)
+    return _freeze(uow, actor, begin, end, settings)
+
+
+def verify_snapshot(uow: UnitOfWork, snapshot_id: int) -> bool:
+    with uow:
+        row = uow.session.get(MetricsSnapshot, snapshot_id)
+        if row is None:
+            return False
+        canonical = json.dumps(row.figures, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest() == row.content_sha256
+
+
+@dataclass
+class SnapshotSummary:
+    id: int
+    created_at: datetime
+    created_by: str | None
+    window_start: datetime
+    window_end: datetime
+    sha256: str
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+def list_snapshots(uow: UnitOfWork, limit: int = 20) -> list[SnapshotSummary]:
+    with uow:
+        rows = uow.session.execute(select(MetricsSnapshot).order_by(MetricsSnapshot.id.desc()).limit(limit)).scalars()
+        return [SnapshotSummary(r.id, r.created_at, r.created_by, r.window_start, r.window_end, r.content_sha256,
+                                dict(r.figures.get("totals", {}))) for r in rows]
+

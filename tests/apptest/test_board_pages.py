@@ -1,0 +1,77 @@
+"""The first-24h board and the dunning page per role, incl. an empty DB."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from db.models import Invoice, MetricsSnapshot
+from db.models.base import utcnow
+from services import metric_points as m
+from tests.conftest import app_test_for, page_direct_test, page_text
+
+
+def _data(runtime: Any) -> None:
+    now = utcnow()
+    with runtime.uow() as uow:
+        for minutes in (5, 70, 130):
+            m.record_metric(uow, m.INVOICE_PAID, at=now - timedelta(minutes=minutes))
+        for _ in range(12):
+            m.record_metric(uow, m.WEBHOOK_INVALID_SIGNATURE, at=now - timedelta(minutes=3))
+        uow.session.add(Invoice(id="in_open", stripe_customer_id="cus_1", status="open", amount_due=2900,
+                                currency="usd", plan="pro", payment_failed_at=now - timedelta(hours=3)))
+        uow.session.add(Invoice(id="in_done", stripe_customer_id="cus_2", status="paid", amount_due=900,
+                                currency="usd", plan="basic", action_required_at=now - timedelta(hours=5),
+                                recovered_at=now - timedelta(hours=4), recovery_method="customer_action",
+                                paid_at=now - timedelta(hours=4)))
+        uow.commit()
+
+
+def test_board_with_data_alert_and_snapshot(runtime: Any) -> None:
+    _data(runtime)
+    at = app_test_for("first_24h", "admin")
+    text = page_text(at)
+    assert not at.exception
+    assert "Invalid webhook signatures" in text  # 12 in the last hour, alert at 10
+    assert at.get("plotly_chart") and at.get("download_button")
+    assert "invoice.paid" in text
+    [b for b in at.button if b.label == "Take snapshot"][0].click()
+    at.run()
+    assert "Snapshot 1 saved" in page_text(at)
+    with runtime.uow() as uow:
+        assert uow.session.get(MetricsSnapshot, 1) is not None
+
+
+def test_board_range_picker(runtime: Any) -> None:
+    _data(runtime)
+    at = app_test_for("first_24h", "admin")
+    at.radio[0].set_value("1 h")
+    at.run()
+    metric = [x for x in at.metric if x.label == m.INVOICE_PAID][0]
+    assert metric.value == "1"  # only the point 5 minutes ago is inside the last hour
+
+
+def test_empty_db_says_no_data_yet(runtime: Any) -> None:
+    board = app_test_for("first_24h", "admin")
+    assert "No data yet" in page_text(board) and not board.exception
+    dunning = app_test_for("dunning", "admin")
+    assert "No dunning or SCA cases" in page_text(dunning) and not dunning.exception
+
+
+def test_dunning_page_figures(runtime: Any) -> None:
+    _data(runtime)
+    at = app_test_for("dunning", "admin")
+    text = page_text(at)
+    assert not at.exception and "Entered dunning" in text
+    values = {x.label: x.value for x in at.metric}
+    assert (values["Entered dunning"], values["Entered SCA"], values["SCA completed"]) == ("1", "1", "1")
+    assert values["Recovery rate"] == "50%" and values["Still open"] == "1"
+    assert "in_open" in at.dataframe[-1].value.to_string()
+
+
+def test_other_roles_see_nothing(runtime: Any) -> None:
+    _data(runtime)
+    for page in ("first_24h", "dunning"):
+        for role in ("non_admin", "signed_out"):
+            at = page_direct_test(page, role)
+            assert "No access" in page_text(at) and not at.dataframe and not at.get("plotly_chart")
