@@ -1,0 +1,89 @@
+"""First-24h board at scale: bulk-load N metric points, then time the board's aggregate query.
+
+Prints import time and p50/p95 of the board query on SQLite and on PostgreSQL (when reachable).
+Targets: import of 1M points < 5 min, board p95 < 500 ms. Usage: python benchmarks/metrics.py [points]
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert  # noqa: E402
+
+from db.migrate import upgrade  # noqa: E402
+from db.models import MetricPoint  # noqa: E402
+from db.session import UnitOfWork, dispose_engines, get_engine  # noqa: E402
+from services import metric_points as m  # noqa: E402
+from services.metrics import board  # noqa: E402
+
+CHUNK = 50_000
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def load(url: str, points: int) -> float:
+    upgrade(url)
+    engine = get_engine(url)
+    rng = random.Random(1)
+    names = list(m.ALL_METRICS)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        for offset in range(0, points, CHUNK):
+            rows = [{"name": rng.choice(names), "at": START + timedelta(seconds=rng.randint(0, 14 * 86400)),
+                     "value": 1, "tags": {"plan": rng.choice(("basic", "pro", "business"))}}
+                    for _ in range(min(CHUNK, points - offset))]
+            conn.execute(insert(MetricPoint), rows)
+    return time.perf_counter() - started
+
+
+def query_times(url: str, span: timedelta, runs: int = 20) -> list[float]:
+    times = []
+    for i in range(runs):
+        start = START + timedelta(hours=i * 6)
+        began = time.perf_counter()
+        board(UnitOfWork(url), start=start, end=start + span)
+        times.append(time.perf_counter() - began)
+    return sorted(times)
+
+
+def report(label: str, url: str, points: int) -> None:
+    seconds = load(url, points)
+    print(f"{label}: imported {points:,} points in {seconds:.1f} s ({points / seconds:,.0f}/s)")
+    for name, span in (("24 h", timedelta(hours=24)), ("7 d", timedelta(days=7))):
+        times = query_times(url, span)
+        p95 = times[int(len(times) * 0.95) - 1]
+        print(f"{label}: board {name} p50 {statistics.median(times) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+
+
+def main() -> None:
+    points = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    with tempfile.TemporaryDirectory() as scratch:
+        report("SQLite", f"sqlite:///{scratch}/metrics.db", points)
+        dispose_engines()
+    try:
+        import psycopg
+
+        name = f"bo_metrics_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as error:  # noqa: BLE001
+        print(f"PostgreSQL skipped: {error.__class__.__name__}")
+        return
+    try:
+        report("PostgreSQL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", points)
+    finally:
+        dispose_engines()
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
