@@ -10,6 +10,7 @@ so even a retry after a crash refunds once.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -287,39 +288,57 @@ def refund_fraud_warning(
     return RefundResult(efw_id, refund["id"], remaining, currency)
 
 
+def _refused_decision(uow: UnitOfWork, action: str, efw_id: str, actor: str, reason: str) -> EfwActionError:
+    """A refused ignore/reopen still leaves its one audit row (result "refused"), and changes nothing else."""
+    with uow:
+        audit.record(uow, actor=actor, action=action, target=efw_id, result="refused", error=reason)
+        uow.commit()
+    return EfwActionError(reason)
+
+
 @privileged("efw.ignore")
 def ignore_fraud_warning(efw_id: str, *, reason: str, actor: str, settings: Settings, uow: UnitOfWork) -> None:
     cleaned = (reason or "").strip()
     if len(cleaned) < MIN_IGNORE_REASON_CHARS:
-        raise EfwActionError(f"Say why in at least {MIN_IGNORE_REASON_CHARS} characters; nothing was changed.")
+        raise _refused_decision(uow, "efw.ignore", efw_id, actor,
+                                f"Say why in at least {MIN_IGNORE_REASON_CHARS} characters; nothing was changed.")
+    refusal: str | None = None
     with uow:
         changed = rows_affected(uow.session.execute(
             update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "open")
             .values(status="ignored", action="ignore", actor=actor, reason=cleaned, decided_at=utcnow(),
                     updated_at=utcnow())
         ))
-        if not changed:
+        if changed:
+            audit.record(uow, actor=actor, action="efw.ignore", target=efw_id, result="ok",
+                         details={"reason": cleaned})
+            uow.commit()
+        else:
             current = uow.session.get(FraudWarning, efw_id)
-            raise EfwActionError(f"There is no early fraud warning {efw_id}." if current is None
-                                 else f"This warning is already {current.status}; nothing was changed.")
-        audit.record(uow, actor=actor, action="efw.ignore", target=efw_id, result="ok", details={"reason": cleaned})
-        uow.commit()
+            refusal = (f"There is no early fraud warning {efw_id}." if current is None
+                       else f"This warning is already {current.status}; nothing was changed.")
+    if refusal:
+        raise _refused_decision(uow, "efw.ignore", efw_id, actor, refusal)
 
 
 @privileged("efw.reopen")
 def reopen_fraud_warning(efw_id: str, *, actor: str, settings: Settings, uow: UnitOfWork) -> None:
     """Undo an ignore. A refund cannot be undone here: money already left."""
+    refusal: str | None = None
     with uow:
         changed = rows_affected(uow.session.execute(
             update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "ignored")
             .values(status="open", action="reopen", actor=actor, decided_at=None, updated_at=utcnow())
         ))
-        if not changed:
+        if changed:
+            audit.record(uow, actor=actor, action="efw.reopen", target=efw_id, result="ok")
+            uow.commit()
+        else:
             current = uow.session.get(FraudWarning, efw_id)
-            raise EfwActionError(f"There is no early fraud warning {efw_id}." if current is None
-                                 else f"Only ignored warnings can be reopened; this one is {current.status}.")
-        audit.record(uow, actor=actor, action="efw.reopen", target=efw_id, result="ok")
-        uow.commit()
+            refusal = (f"There is no early fraud warning {efw_id}." if current is None
+                       else f"Only ignored warnings can be reopened; this one is {current.status}.")
+    if refusal:
+        raise _refused_decision(uow, "efw.reopen", efw_id, actor, refusal)
 
 
 @dataclass(frozen=True)
@@ -338,6 +357,9 @@ def _bulk(items: Sequence[str], run: Callable[[str], str],
             outcomes.append(BulkOutcome(efw_id, True, run(efw_id)))
         except (EfwActionError, StripeGatewayError) as error:
             outcomes.append(BulkOutcome(efw_id, False, error.message))
+        except Exception as error:  # noqa: BLE001 - one broken row must not stop the rest of the batch
+            outcomes.append(BulkOutcome(efw_id, False, f"Failed unexpectedly ({type(error).__name__}); "
+                                                       "the other rows were not affected."))
         if progress:
             progress(index, len(items))
     return outcomes
@@ -385,8 +407,8 @@ def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
     disputes = _dispute_on_charge()
     with uow:
         rows = uow.session.execute(
-            select(FraudWarning.status, FraudWarning.created, FraudWarning.decided_at, FraudWarning.currency,
-                   disputes.c.id, disputes.c.status, Dispute.amount)
+            select(FraudWarning.id, FraudWarning.status, FraudWarning.created, FraudWarning.decided_at,
+                   FraudWarning.currency, disputes.c.id, disputes.c.status, Dispute.amount)
             .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
             .outerjoin(Dispute, Dispute.id == disputes.c.id)
             .where(FraudWarning.created >= since, FraudWarning.created < until)
@@ -394,11 +416,11 @@ def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
     result = Funnel()
     seen: set[Any] = set()
     waits: list[float] = []
-    for status, created, decided_at, currency, dispute_id, dispute_status, dispute_amount in rows:
-        key = (status, created, decided_at, currency, dispute_id)
-        if key in seen:
+    for efw_id, status, created, decided_at, currency, dispute_id, dispute_status, dispute_amount in rows:
+        # A charge with more than one dispute row would repeat its EFW; count each EFW once.
+        if efw_id in seen:
             continue
-        seen.add(key)
+        seen.add(efw_id)
         result.total += 1
         if status == "refunded":
             result.refunded += 1
@@ -419,7 +441,15 @@ def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
             else:
                 result.disputes_pending += 1
     if waits:
-        ordered = sorted(waits)
-        result.hours_to_decision_median = round(statistics.median(ordered), 1)
-        result.hours_to_decision_p90 = round(ordered[max(0, int(len(ordered) * 0.9) - 1)], 1)
+        result.hours_to_decision_median = round(statistics.median(waits), 1)
+        result.hours_to_decision_p90 = round(nearest_rank(waits, 90), 1)
     return result
+
+
+def nearest_rank(values: Sequence[float], percentile: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least `percentile`% of values at or below it."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+    return ordered[rank - 1]

@@ -151,8 +151,28 @@ def test_ignore_needs_a_reason_and_reopen_undoes_it(runtime: Any) -> None:
         _refund(runtime, efw_id, 7000)  # decided already
     efw.reopen_fraud_warning(efw_id, actor=ADMIN_EMAIL, settings=runtime.settings, uow=runtime.uow())
     assert efw.get_fraud_warning(runtime.uow(), efw_id).status == "open"  # type: ignore[union-attr]
-    assert [a.action for a in _audits(runtime, "efw.ignore") + _audits(runtime, "efw.reopen")] == \
-        ["efw.ignore", "efw.reopen"]
+    with pytest.raises(efw.EfwActionError, match="Only ignored"):
+        efw.reopen_fraud_warning(efw_id, actor=ADMIN_EMAIL, settings=runtime.settings, uow=runtime.uow())
+    # Each attempt leaves exactly one audit row: three refused reasons, the ignore, the reopen, the refused reopen.
+    assert [a.result for a in _audits(runtime, "efw.ignore")] == ["refused", "refused", "refused", "ok"]
+    assert [a.result for a in _audits(runtime, "efw.reopen")] == ["ok", "refused"]
+    assert all(a.actor == ADMIN_EMAIL and a.target == efw_id
+               for a in _audits(runtime, "efw.ignore") + _audits(runtime, "efw.reopen"))
+
+
+def test_funnel_counts_each_warning_once_and_p90_is_nearest_rank(runtime: Any) -> None:
+    start = utcnow() - timedelta(hours=30)
+    with runtime.uow() as uow:
+        # Identical apart from their ids: both must be counted.
+        for i in range(10):
+            uow.session.add(FraudWarning(id=f"issfr_same{i}", charge_id=f"ch_same{i}", amount=500, currency="usd",
+                                         actionable=True, created=start, status="ignored", action="ignore",
+                                         actor=ADMIN_EMAIL, reason="checked by phone",
+                                         decided_at=start + timedelta(hours=i + 1)))
+        uow.commit()
+    result = efw.funnel(runtime.uow(), since=start - timedelta(minutes=1), until=utcnow())
+    assert (result.total, result.ignored, result.open) == (10, 10, 0)
+    assert (result.hours_to_decision_median, result.hours_to_decision_p90) == (5.5, 9.0)
 
 
 def test_bulk_refund_continues_past_a_failing_row(runtime: Any, emulator: EmulatorHandle) -> None:
