@@ -1,8 +1,203 @@
-"""Disputes page (admin only)."""
+"""Disputes (admin): the queue by deadline, one dispute's context, evidence, submit or accept."""
 
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import require_admin
+from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
+from db.models.base import utcnow
+from services import dispute_evidence as ev
+from services import disputes
 
 identity = require_admin()
+rt = runtime()
+mode = rt.settings.stripe_mode.upper()
+PAGE_SIZE = 50
+
+
+def money(amount: int, currency: str) -> str:
+    return f"{amount / 100:,.2f} {currency.upper()}"
+
+
 st.title("Disputes")
+flash = st.session_state.pop("dispute_flash", None)
+if flash:
+    (st.success if flash[0] else st.error)(flash[1])
+
+with st.form("dispute_filters"):
+    cols = st.columns(3)
+    statuses = cols[0].multiselect("Status", list(disputes.ALL_STATUSES), default=list(disputes.OPEN_STATUSES))
+    reason_choice = cols[1].multiselect("Reason", disputes.reasons(rt.uow()))
+    email = cols[2].text_input("Customer email contains")
+    cols = st.columns(3)
+    currency = cols[0].text_input("Currency", placeholder="usd")
+    min_amount = cols[1].number_input("Min amount", min_value=0.0, value=0.0, step=10.0)
+    max_amount = cols[2].number_input("Max amount (0 = any)", min_value=0.0, value=0.0, step=10.0)
+    page_number = st.number_input("Page", min_value=1, value=1, step=1)
+    st.form_submit_button("Apply filters")
+
+queue = disputes.list_queue(rt.uow(), disputes.DisputeFilter(
+    statuses=tuple(statuses), reasons=tuple(reason_choice), currency=currency or None,
+    min_amount=int(min_amount * 100) or None, max_amount=int(max_amount * 100) or None,
+    customer_email=email or None, limit=PAGE_SIZE, offset=(int(page_number) - 1) * PAGE_SIZE,
+))
+top = st.columns(5)
+top[0].metric("Open", queue.open_count)
+top[1].metric("Overdue", queue.overdue)
+top[2].metric("Due in 24 h", queue.due_24h)
+top[3].metric("Due in 72 h", queue.due_72h)
+top[4].metric("Amount at risk", ", ".join(money(a, c) for c, a in queue.at_risk.items()) or "0.00")
+
+now = utcnow()
+if not queue.rows:
+    st.info("No disputes match these filters.")
+    st.stop()
+table = pd.DataFrame([{
+    "urgency": disputes.urgency(d.due_by, d.status, now), "due by": d.due_by, "dispute": d.id,
+    "status": d.status, "reason": d.reason, "amount": money(d.amount, d.currency), "customer": d.customer_email,
+} for d in queue.rows])
+st.dataframe(table.style.apply(lambda row: ["background-color: #fde2e1" if row["urgency"] == "overdue" else
+                                            "background-color: #fff4d6" if row["urgency"] else ""] * len(row),
+                               axis=1), hide_index=True, width="stretch")
+st.caption(f"{len(queue.rows)} of {queue.total} on this page; open disputes by deadline first.")
+
+chosen = st.selectbox("Dispute", [d.id for d in queue.rows],
+                      format_func=lambda i: next(f"{d.id} · {d.status} · {money(d.amount, d.currency)} · "
+                                                 f"{d.customer_email or 'unknown'}" for d in queue.rows if d.id == i))
+context = disputes.get_context(rt.uow(), chosen, rt.gateway)
+dispute = context.dispute
+st.subheader(f"{money(dispute.amount, dispute.currency)} · {dispute.reason or 'general'} · {dispute.status}")
+st.link_button("Open in Stripe", stripe_dashboard_url(f"disputes/{dispute.id}"))
+info = st.columns(3)
+charge = context.charge or {}
+card = (charge.get("payment_method_details") or {}).get("card") or {}
+outcome = charge.get("outcome") or {}
+info[0].markdown(f"**Charge** `{dispute.charge_id}`  \nCard: {card.get('brand', '?')} ···{card.get('last4', '?')} "
+                 f"({card.get('country', '?')})  \n3DS: {(card.get('three_d_secure') or {}).get('result', 'none')}"
+                 f"  \nRadar risk: {outcome.get('risk_level', '?')} ({outcome.get('risk_score', '?')})")
+if context.charge_error:
+    info[0].caption(f"Live charge unavailable: {context.charge_error}")
+customer = context.customer
+info[1].markdown(f"**Customer** {customer.name if customer else 'unknown'}  \n"
+                 f"{customer.email if customer else dispute.customer_email or ''}  \n"
+                 + ", ".join(f"{s.plan or '?'} ({s.status})" for s in context.subscriptions))
+info[2].markdown(f"**Due by** {dispute.due_by:%Y-%m-%d %H:%M} UTC  \n"
+                 f"{disputes.urgency(dispute.due_by, dispute.status, now) or 'on time'}"
+                 if dispute.due_by else "**Due by** n/a")
+with st.expander(f"Billing history: {len(context.invoices)} invoices, {len(context.refunds)} refunds, "
+                 f"{len(context.plan_history)} plan changes, {len(context.other_disputes)} other disputes, "
+                 f"{len(context.fraud_warnings)} early fraud warnings"):
+    if context.invoices:
+        st.dataframe(pd.DataFrame([{"invoice": i.id, "created": i.created, "status": i.status,
+                                    "amount": money(i.amount_due, i.currency), "plan": i.plan}
+                                   for i in context.invoices]), hide_index=True)
+    for other in context.other_disputes:
+        st.write(f"Other dispute {other.id}: {other.status}, {money(other.amount, other.currency)}")
+    for warning in context.fraud_warnings:
+        st.write(f"Early fraud warning {warning.id}: {warning.fraud_type}, {warning.status}")
+
+read_only = dispute.status not in disputes.OPEN_STATUSES or dispute.submitted_at is not None
+advice, key_fields = ev.guidance_for(dispute.reason)
+st.info(f"**{(dispute.reason or 'general').replace('_', ' ')}**: {advice} Most useful: "
+        + ", ".join(ev.ALL_FIELDS[f].label for f in key_fields))
+saved = dict(context.draft.fields) if context.draft else {}
+files = dict(context.draft.files) if context.draft else {}
+initial = saved or disputes.auto_draft(context, rt.settings)
+if not saved and not read_only:
+    st.caption("First draft filled in from the billing DB; review it before saving.")
+
+with st.form(f"evidence_{dispute.id}"):
+    values: dict[str, str] = {}
+    for group, fields in ev.GROUPS.items():
+        st.markdown(f"**{group}**")
+        for evidence_field in fields:
+            if evidence_field.is_file:
+                attached = files.get(evidence_field.name)
+                if attached:
+                    st.caption(f"{evidence_field.label}: {attached['filename']} ({attached['file_id']})")
+                continue
+            widget = st.text_area if evidence_field.multiline else st.text_input
+            values[evidence_field.name] = widget(evidence_field.label, value=initial.get(evidence_field.name, ""),
+                                                 key=f"{dispute.id}_{evidence_field.name}", disabled=read_only)
+    st.caption(f"{ev.text_length(values):,} of {ev.TEXT_LIMIT:,} characters")
+    if st.form_submit_button("Save draft", disabled=read_only):
+        try:
+            disputes.save_draft(dispute.id, values, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                gateway=rt.gateway)
+        except Exception as error:
+            show_error(error)
+        else:
+            st.session_state["dispute_flash"] = (True, "Draft saved and staged at Stripe (not submitted).")
+            st.rerun()
+
+if not read_only:
+    with st.form(f"evidence_file_{dispute.id}", clear_on_submit=True):
+        file_field = st.selectbox("Attach a file to", ev.FILE_FIELDS, format_func=lambda f: ev.ALL_FIELDS[f].label)
+        upload = st.file_uploader("PDF, JPEG or PNG, up to 5 MB", type=["pdf", "jpg", "jpeg", "png"])
+        if st.form_submit_button("Upload file") and upload is not None:
+            try:
+                disputes.upload_evidence_file(dispute.id, file_field, upload.name, upload.getvalue(),
+                                              actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                              gateway=rt.gateway)
+            except Exception as error:
+                show_error(error)
+            else:
+                st.session_state["dispute_flash"] = (True, f"Attached {upload.name}.")
+                st.rerun()
+
+    def _close() -> None:
+        st.session_state.pop("dispute_confirm", None)
+
+    @st.dialog("Submit this evidence?", on_dismiss=_close)
+    def confirm_submit() -> None:
+        preview = disputes.submission_preview(rt.uow(), dispute.id)
+        st.write(f"This sends the saved evidence for `{dispute.id}` to the card network in Stripe **{mode}** "
+                 "mode. It can be submitted only once; the form becomes read-only.")
+        st.json(preview)
+        if st.button("Submit evidence", type="primary"):
+            _close()
+            try:
+                disputes.submit_evidence(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                         gateway=rt.gateway)
+            except Exception as error:
+                st.session_state["dispute_flash"] = (False, getattr(error, "message", str(error)))
+            else:
+                st.session_state["dispute_flash"] = (True, "Evidence submitted; the dispute is under review.")
+            st.rerun()
+
+    @st.dialog("Accept this dispute?", on_dismiss=_close)
+    def confirm_accept() -> None:
+        st.write(f"Accepting closes `{dispute.id}` in Stripe **{mode}** mode and gives up "
+                 f"**{money(dispute.amount, dispute.currency)}** to the cardholder. This cannot be undone.")
+        if st.button(f"Accept and lose {money(dispute.amount, dispute.currency)}", type="primary"):
+            _close()
+            try:
+                disputes.accept_dispute(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                        gateway=rt.gateway)
+            except Exception as error:
+                st.session_state["dispute_flash"] = (False, getattr(error, "message", str(error)))
+            else:
+                st.session_state["dispute_flash"] = (True, "Dispute accepted and closed.")
+            st.rerun()
+
+    actions = st.columns(2)
+    if actions[0].button("Submit evidence…", type="primary", disabled=not saved and not files):
+        st.session_state["dispute_confirm"] = ("submit", dispute.id)
+    if actions[1].button("Accept dispute…"):
+        st.session_state["dispute_confirm"] = ("accept", dispute.id)
+    pending = st.session_state.get("dispute_confirm")
+    if pending and pending[1] == dispute.id:
+        (confirm_submit if pending[0] == "submit" else confirm_accept)()
+else:
+    st.caption("Read-only: this dispute's evidence was submitted or the dispute is closed.")
+
+st.subheader("Dispute rate")
+series = disputes.dispute_rate_series(rt.uow(), days=30)
+figure = go.Figure(go.Scatter(x=[p["day"] for p in series], y=[p["rate"] * 100 for p in series],
+                              mode="lines+markers", name="disputes / charges (30 days)"))
+for label, threshold in disputes.RATE_THRESHOLDS.items():
+    figure.add_hline(y=threshold * 100, line_dash="dot", annotation_text=label)
+figure.update_layout(yaxis_title="%", height=320)
+st.plotly_chart(figure, width="stretch")

@@ -121,6 +121,28 @@ def _drift_action(world: World) -> int:
     return int(action_id)
 
 
+def _open_dispute(world: World) -> str:
+    from db.models import Dispute
+    from db.models.base import utcnow
+
+    with world.runtime.uow() as uow:
+        used = world.__dict__.setdefault("used", set())
+        for dispute_id in uow.session.execute(select(Dispute.id).where(
+                Dispute.status == "needs_response", Dispute.due_by > utcnow()).order_by(Dispute.id)).scalars():
+            if dispute_id not in used:
+                used.add(dispute_id)
+                return str(dispute_id)
+    raise AssertionError("no open dispute in the seeded world")
+
+
+def _drafted_then_submit(world: World) -> Callable[[Any], Any]:
+    from services.disputes import save_draft
+
+    dispute_id = _open_dispute(world)
+    save_draft(dispute_id, {"uncategorized_text": "Service delivered"}, actor=ADMIN, **_ctx(world, gateway=True))
+    return _call("submit_evidence", "services.disputes", dispute_id, **_ctx(world, gateway=True))
+
+
 def _checklist_key(world: World) -> str:
     from services.checklist import list_items, seed_checklist
 
@@ -178,6 +200,13 @@ RECIPES: dict[str, Recipe] = {
     "metrics.set_golive_time": lambda w: _call("set_golive_time", "services.metrics",
                                                datetime(2026, 11, 20, 9, 0, tzinfo=UTC), **_ctx(w)),
     "metrics.snapshot": lambda w: _call("create_snapshot", "services.metrics", hours=24, **_ctx(w)),
+    "disputes.save_draft": lambda w: _call("save_draft", "services.disputes", _open_dispute(w),
+                                           {"uncategorized_text": "Service delivered"}, **_ctx(w, gateway=True)),
+    "disputes.upload_file": lambda w: _call("upload_evidence_file", "services.disputes", _open_dispute(w), "receipt",
+                                            "receipt.pdf", b"%PDF-1.4 receipt", **_ctx(w, gateway=True)),
+    "disputes.submit": lambda w: _drafted_then_submit(w),
+    "disputes.accept": lambda w: _call("accept_dispute", "services.disputes", _open_dispute(w),
+                                       **_ctx(w, gateway=True)),
 }
 # Business rules that may still refuse an authorised admin in this world (e.g. sign-off needs a
 # green preflight and 8/8 QA); for these, "succeeds" means: past the guard, refused in plain words.

@@ -1,0 +1,441 @@
+"""The disputes workspace: a queue by deadline, each dispute's context, evidence drafted
+from the billing DB, staged to Stripe any number of times (submit=false) and submitted
+exactly once (submit=true), or accepted. Local checks run before any Stripe call."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+
+from db.models import (
+    Charge,
+    Customer,
+    Dispute,
+    DisputeEvidenceDraft,
+    FraudWarning,
+    Invoice,
+    PlanChange,
+    Refund,
+    UserSubscription,
+)
+from db.models.base import utcnow
+from db.session import UnitOfWork, rows_affected
+from services import audit, stripe_mapping
+from services import dispute_evidence as ev
+from services.audit import privileged
+from services.config import Settings
+from services.stripe_gateway import StripeGateway, StripeGatewayError
+
+OPEN_STATUSES = ("warning_needs_response", "needs_response")
+ALL_STATUSES = ("warning_needs_response", "needs_response", "warning_under_review", "under_review",
+                "warning_closed", "won", "lost")
+# Card networks' monitoring thresholds for dispute rate (disputes / charges): Visa's early
+# warning around 0.75 %, and the 0.9 % / 1 % programme levels.
+RATE_THRESHOLDS = {"early warning": 0.0075, "program (0.9 %)": 0.009, "program (1 %)": 0.01}
+
+
+class DisputeActionError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- queue --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DisputeFilter:
+    statuses: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+    currency: str | None = None
+    min_amount: int | None = None
+    max_amount: int | None = None
+    customer_email: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass
+class DisputeQueue:
+    rows: list[Dispute]
+    total: int
+    open_count: int
+    overdue: int
+    due_24h: int
+    due_72h: int
+    at_risk: dict[str, int] = field(default_factory=dict)
+
+
+def urgency(due_by: datetime | None, status: str, now: datetime) -> str:
+    if status not in OPEN_STATUSES or due_by is None:
+        return ""
+    if due_by < now:
+        return "overdue"
+    if due_by < now + timedelta(hours=24):
+        return "due in 24 h"
+    if due_by < now + timedelta(hours=72):
+        return "due in 72 h"
+    return ""
+
+
+def list_queue(uow: UnitOfWork, flt: DisputeFilter, *, now: datetime | None = None) -> DisputeQueue:
+    """Server-side filtering and paging; open disputes by deadline first."""
+    moment = now or utcnow()
+    conditions: list[ColumnElement[bool]] = []
+    if flt.statuses:
+        conditions.append(Dispute.status.in_(flt.statuses))
+    if flt.reasons:
+        conditions.append(Dispute.reason.in_(flt.reasons))
+    if flt.currency:
+        conditions.append(Dispute.currency == flt.currency.lower())
+    if flt.min_amount is not None:
+        conditions.append(Dispute.amount >= flt.min_amount)
+    if flt.max_amount is not None:
+        conditions.append(Dispute.amount <= flt.max_amount)
+    if flt.customer_email:
+        conditions.append(Dispute.customer_email.ilike(f"%{flt.customer_email.strip()}%"))
+    where = and_(*conditions) if conditions else and_(True)
+    is_open = Dispute.status.in_(OPEN_STATUSES)
+    with uow:
+        rows = list(uow.session.execute(
+            select(Dispute).where(where)
+            .order_by(case((is_open, 0), else_=1), Dispute.due_by.asc(), Dispute.id)
+            .limit(flt.limit).offset(flt.offset)
+        ).scalars())
+        total = uow.session.execute(select(func.count()).select_from(Dispute).where(where)).scalar() or 0
+        stats = uow.session.execute(
+            select(
+                func.count(),
+                func.sum(case((Dispute.due_by < moment, 1), else_=0)),
+                func.sum(case((and_(Dispute.due_by >= moment, Dispute.due_by < moment + timedelta(hours=24)), 1),
+                              else_=0)),
+                func.sum(case((and_(Dispute.due_by >= moment, Dispute.due_by < moment + timedelta(hours=72)), 1),
+                              else_=0)),
+            ).where(is_open)
+        ).one()
+        at_risk = dict(uow.session.execute(
+            select(Dispute.currency, func.sum(Dispute.amount)).where(is_open).group_by(Dispute.currency)
+        ).all())
+    return DisputeQueue(rows, int(total), int(stats[0] or 0), int(stats[1] or 0), int(stats[2] or 0),
+                        int(stats[3] or 0), {c: int(a or 0) for c, a in at_risk.items()})
+
+
+def reasons(uow: UnitOfWork) -> list[str]:
+    with uow:
+        return [r for r in uow.session.execute(select(Dispute.reason).distinct().order_by(Dispute.reason))
+                .scalars() if r]
+
+
+# --- detail ------------------------------------------------------------------------------------------
+@dataclass
+class DisputeContext:
+    dispute: Dispute
+    charge: dict[str, Any] | None
+    charge_error: str | None
+    customer: Customer | None
+    subscriptions: list[UserSubscription]
+    plan_history: list[PlanChange]
+    invoices: list[Invoice]
+    refunds: list[Refund]
+    other_disputes: list[Dispute]
+    fraud_warnings: list[FraudWarning]
+    draft: DisputeEvidenceDraft | None
+
+
+def get_context(uow: UnitOfWork, dispute_id: str, gateway: StripeGateway | None) -> DisputeContext:
+    charge: dict[str, Any] | None = None
+    charge_error = None
+    with uow:
+        dispute = uow.session.get(Dispute, dispute_id)
+        if dispute is None:
+            raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        local_charge = uow.session.get(Charge, dispute.charge_id) if dispute.charge_id else None
+        customer_id = dispute.stripe_customer_id
+        customer = uow.session.get(Customer, customer_id) if customer_id else None
+        subscriptions = list(uow.session.execute(
+            select(UserSubscription).where(UserSubscription.stripe_customer_id == customer_id)).scalars()) \
+            if customer_id else []
+        sub_ids = [s.stripe_subscription_id for s in subscriptions]
+        plan_history = list(uow.session.execute(
+            select(PlanChange).where(PlanChange.stripe_subscription_id.in_(sub_ids)).order_by(PlanChange.at))
+            .scalars()) if sub_ids else []
+        invoices = list(uow.session.execute(
+            select(Invoice).where(Invoice.stripe_customer_id == customer_id).order_by(Invoice.created)).scalars()) \
+            if customer_id else []
+        charge_ids = list(uow.session.execute(
+            select(Charge.id).where(Charge.stripe_customer_id == customer_id)).scalars()) if customer_id else []
+        refunds = list(uow.session.execute(select(Refund).where(Refund.charge_id.in_(charge_ids))).scalars()) \
+            if charge_ids else []
+        fingerprint = local_charge.card_fingerprint if local_charge else None
+        same_card = list(uow.session.execute(
+            select(Charge.id).where(Charge.card_fingerprint == fingerprint)).scalars()) if fingerprint else []
+        related = set(charge_ids) | set(same_card)
+        other_disputes = list(uow.session.execute(
+            select(Dispute).where(Dispute.id != dispute_id, or_(
+                Dispute.charge_id.in_(related), Dispute.stripe_customer_id == customer_id))).scalars()) \
+            if related or customer_id else []
+        fraud_warnings = list(uow.session.execute(
+            select(FraudWarning).where(FraudWarning.charge_id.in_(related | {dispute.charge_id or ""})))
+            .scalars())
+        draft = uow.session.execute(
+            select(DisputeEvidenceDraft).where(DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+    if gateway is not None and dispute.charge_id:
+        try:
+            charge = gateway.retrieve_charge(dispute.charge_id)
+        except StripeGatewayError as error:
+            charge_error = error.message
+    if charge is None and local_charge is not None:
+        charge = dict(local_charge.raw or {})
+    return DisputeContext(dispute, charge, charge_error, customer, subscriptions, plan_history, invoices, refunds,
+                          other_disputes, fraud_warnings, draft)
+
+
+def auto_draft(context: DisputeContext, settings: Settings) -> dict[str, str]:
+    """A first version of the evidence from what the billing DB knows."""
+    customer = context.customer
+    charge = context.charge or {}
+    draft: dict[str, str] = {}
+    if customer is not None:
+        draft["customer_name"] = customer.name or ""
+        draft["customer_email_address"] = customer.email or ""
+    purchase_ip = (charge.get("metadata") or {}).get("ip") or (customer.raw.get("metadata", {}).get("ip")
+                                                               if customer else None)
+    if purchase_ip:
+        draft["customer_purchase_ip"] = str(purchase_ip)
+    billing = (charge.get("billing_details") or {}).get("address")
+    if billing:
+        draft["billing_address"] = ", ".join(str(v) for v in billing.values() if v)
+    subscription = context.subscriptions[0] if context.subscriptions else None
+    if subscription is not None:
+        plan = subscription.plan or "subscription"
+        draft["product_description"] = (f"{plan.title()} plan ({subscription.interval or 'recurring'}) of our "
+                                        "software service, billed automatically until cancelled.")
+        if subscription.current_period_start and subscription.current_period_end:
+            draft["service_date"] = (f"{subscription.current_period_start:%Y-%m-%d} to "
+                                     f"{subscription.current_period_end:%Y-%m-%d}")
+        if not subscription.canceled_at:
+            draft["cancellation_rebuttal"] = ("The customer had not cancelled the subscription before this charge; "
+                                              "it was active for the billed period.")
+    draft["refund_policy_disclosure"] = settings.refund_policy_text
+    draft["cancellation_policy_disclosure"] = settings.cancellation_policy_text
+    timeline = [f"{i.created:%Y-%m-%d} invoice {i.id}: {i.amount_due / 100:.2f} {i.currency.upper()} {i.status}"
+                for i in context.invoices if i.created]
+    timeline += [f"refund {r.id}: {r.amount / 100:.2f} {r.currency.upper()} ({r.reason or 'no reason'})"
+                 for r in context.refunds]
+    if timeline:
+        draft["uncategorized_text"] = "Billing history:\n" + "\n".join(timeline)
+    return {k: v for k, v in draft.items() if v}
+
+
+# --- actions ---------------------------------------------------------------------------------------
+def _fresh(uow: UnitOfWork, dispute: dict[str, Any]) -> None:
+    stored = uow.session.get(Dispute, dispute["id"])
+    stripe_mapping.upsert_dispute(uow, dispute, observed_at=max(int(utcnow().timestamp()),
+                                                                (stored.stripe_updated if stored else 0) + 1))
+
+
+def _check_open(dispute: Dispute, now: datetime) -> None:
+    if dispute.status not in OPEN_STATUSES or dispute.submitted_at is not None or dispute.accepted_at is not None:
+        raise DisputeActionError(f"This dispute is {dispute.status.replace('_', ' ')}; its evidence can no longer "
+                                 "change.")
+    if dispute.due_by is not None and dispute.due_by < now:
+        raise DisputeActionError(f"The evidence was due by {dispute.due_by:%Y-%m-%d %H:%M} UTC; Stripe no longer "
+                                 "accepts it.")
+
+
+def _clean(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v).strip() for k, v in fields.items() if v is not None and str(v).strip()}
+
+
+@privileged("disputes.save_draft")
+def save_draft(dispute_id: str, fields: dict[str, Any], *, actor: str, settings: Settings, uow: UnitOfWork,
+               gateway: StripeGateway) -> DisputeEvidenceDraft:
+    """Keep the draft locally and stage it at Stripe with submit=false (any number of times)."""
+    text = _clean(fields)
+    problem = ev.check_text(text)
+    with uow:
+        dispute = uow.session.get(Dispute, dispute_id)
+        if dispute is None:
+            raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        if problem:
+            raise DisputeActionError(problem)
+        _check_open(dispute, utcnow())
+        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
+            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        version = (draft.version if draft else 0) + 1
+        files = dict(draft.files) if draft else {}
+    evidence = {**{name: "" for name in ev.TEXT_FIELDS if name not in text}, **text,
+                **{name: meta["file_id"] for name, meta in files.items()}}
+    key = f"dispute-evidence:{dispute_id}:v{version}"
+    try:
+        staged = gateway.update_dispute(dispute_id, {"evidence": evidence, "submit": False}, idempotency_key=key)
+    except StripeGatewayError as error:
+        with uow:
+            audit.record(uow, actor=actor, action="disputes.save_draft", target=dispute_id, idempotency_key=key,
+                         result="error", error=error.message)
+            uow.commit()
+        raise DisputeActionError(error.message) from None
+    with uow:
+        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
+            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        if draft is None:
+            draft = DisputeEvidenceDraft(dispute_id=dispute_id, files={})
+            uow.session.add(draft)
+        draft.fields, draft.version, draft.updated_by = text, version, actor
+        draft.staged_to_stripe_at = utcnow()
+        _fresh(uow, staged)
+        audit.record(uow, actor=actor, action="disputes.save_draft", target=dispute_id, idempotency_key=key,
+                     result="ok", details={"fields": sorted(text), "characters": ev.text_length(text)})
+        uow.commit()
+        return draft
+
+
+@privileged("disputes.upload_file")
+def upload_evidence_file(dispute_id: str, evidence_field: str, filename: str, content: bytes, *, actor: str,
+                         settings: Settings, uow: UnitOfWork, gateway: StripeGateway) -> dict[str, Any]:
+    """Upload a PDF/JPEG/PNG (<= 5 MB) with purpose dispute_evidence and attach it to a field of the draft."""
+    if evidence_field not in ev.FILE_FIELDS:
+        raise DisputeActionError(f"{evidence_field} does not take a file.")
+    problem = ev.check_file(content)
+    if problem:
+        raise DisputeActionError(problem)
+    with uow:
+        dispute = uow.session.get(Dispute, dispute_id)
+        if dispute is None:
+            raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        _check_open(dispute, utcnow())
+    digest = hashlib.sha256(content).hexdigest()
+    key = f"dispute-file:{dispute_id}:{digest}"
+    try:
+        uploaded = gateway.upload_file(io.BytesIO(content), filename=filename, purpose="dispute_evidence",
+                                       idempotency_key=key)
+    except StripeGatewayError as error:
+        raise DisputeActionError(error.message) from None
+    meta = {"file_id": uploaded["id"], "filename": filename, "size": len(content), "type": uploaded.get("type")}
+    with uow:
+        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
+            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        if draft is None:
+            draft = DisputeEvidenceDraft(dispute_id=dispute_id, fields={}, files={})
+            uow.session.add(draft)
+        draft.files = {**draft.files, evidence_field: meta}
+        draft.updated_by = actor
+        audit.record(uow, actor=actor, action="disputes.upload_file", target=dispute_id, idempotency_key=key,
+                     result="ok", details={"field": evidence_field, "file": uploaded["id"], "size": len(content)})
+        uow.commit()
+    return meta
+
+
+def submission_preview(uow: UnitOfWork, dispute_id: str) -> dict[str, Any]:
+    """Exactly what Submit will send."""
+    with uow:
+        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
+            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        if draft is None:
+            return {}
+        return {**draft.fields, **{name: meta["file_id"] for name, meta in draft.files.items()}}
+
+
+@privileged("disputes.submit")
+def submit_evidence(dispute_id: str, *, actor: str, settings: Settings, uow: UnitOfWork,
+                    gateway: StripeGateway) -> Dispute:
+    """Send the saved draft with submit=true, once. The form is read-only afterwards."""
+    evidence = submission_preview(uow, dispute_id)
+    key = f"dispute-submit:{dispute_id}"
+    now = utcnow()
+    with uow:
+        dispute = uow.session.get(Dispute, dispute_id)
+        if dispute is None:
+            raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        _check_open(dispute, now)
+        if not evidence:
+            raise DisputeActionError("Save a draft with some evidence before submitting.")
+        problem = ev.check_text({k: v for k, v in evidence.items() if k in ev.TEXT_FIELDS})
+        if problem:
+            raise DisputeActionError(problem)
+        claimed = rows_affected(uow.session.execute(
+            update(Dispute).where(Dispute.id == dispute_id, Dispute.submitted_at.is_(None),
+                                  Dispute.accepted_at.is_(None))
+            .values(submitted_at=now, submitted_by=actor)))
+        uow.commit()
+    if not claimed:
+        raise DisputeActionError("This evidence is already being submitted.")
+    try:
+        submitted = gateway.update_dispute(dispute_id, {"evidence": evidence, "submit": True}, idempotency_key=key)
+    except StripeGatewayError as error:
+        with uow:
+            uow.session.execute(update(Dispute).where(Dispute.id == dispute_id)
+                                .values(submitted_at=None, submitted_by=None))
+            audit.record(uow, actor=actor, action="disputes.submit", target=dispute_id, idempotency_key=key,
+                         result="error", error=error.message)
+            uow.commit()
+        raise DisputeActionError(error.message) from None
+    with uow:
+        _fresh(uow, submitted)
+        audit.record(uow, actor=actor, action="disputes.submit", target=dispute_id, idempotency_key=key,
+                     result="ok", details={"fields": sorted(evidence)})
+        uow.commit()
+        row = uow.session.get(Dispute, dispute_id)
+        assert row is not None
+        return row
+
+
+@privileged("disputes.accept")
+def accept_dispute(dispute_id: str, *, actor: str, settings: Settings, uow: UnitOfWork,
+                   gateway: StripeGateway) -> Dispute:
+    """Close the dispute: the amount is lost to the cardholder."""
+    key = f"dispute-accept:{dispute_id}"
+    now = utcnow()
+    with uow:
+        dispute = uow.session.get(Dispute, dispute_id)
+        if dispute is None:
+            raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        if dispute.status not in OPEN_STATUSES:
+            raise DisputeActionError(f"This dispute is {dispute.status.replace('_', ' ')}; it cannot be accepted.")
+        claimed = rows_affected(uow.session.execute(
+            update(Dispute).where(Dispute.id == dispute_id, Dispute.accepted_at.is_(None),
+                                  Dispute.submitted_at.is_(None))
+            .values(accepted_at=now, accepted_by=actor)))
+        uow.commit()
+    if not claimed:
+        raise DisputeActionError("This dispute is already being accepted or submitted.")
+    try:
+        closed = gateway.close_dispute(dispute_id, idempotency_key=key)
+    except StripeGatewayError as error:
+        with uow:
+            uow.session.execute(update(Dispute).where(Dispute.id == dispute_id)
+                                .values(accepted_at=None, accepted_by=None))
+            audit.record(uow, actor=actor, action="disputes.accept", target=dispute_id, idempotency_key=key,
+                         result="error", error=error.message)
+            uow.commit()
+        raise DisputeActionError(error.message) from None
+    with uow:
+        _fresh(uow, closed)
+        audit.record(uow, actor=actor, action="disputes.accept", target=dispute_id, idempotency_key=key,
+                     result="ok", details={"amount": closed.get("amount"), "currency": closed.get("currency")})
+        uow.commit()
+        row = uow.session.get(Dispute, dispute_id)
+        assert row is not None
+        return row
+
+
+# --- dispute rate ------------------------------------------------------------------------------------
+def dispute_rate_series(uow: UnitOfWork, *, days: int = 30, now: datetime | None = None,
+                        window_days: int = 30) -> list[dict[str, Any]]:
+    """For each of the last `days` days: disputes / charges over the trailing `window_days`."""
+    moment = now or utcnow()
+    series = []
+    with uow:
+        for back in range(days - 1, -1, -1):
+            end = moment - timedelta(days=back)
+            start = end - timedelta(days=window_days)
+            disputes = uow.session.execute(select(func.count()).select_from(Dispute).where(
+                Dispute.created >= start, Dispute.created < end)).scalar() or 0
+            charges = uow.session.execute(select(func.count()).select_from(Charge).where(
+                Charge.created >= start, Charge.created < end, Charge.status == "succeeded")).scalar() or 0
+            series.append({"day": end.date().isoformat(), "disputes": int(disputes), "charges": int(charges),
+                           "rate": (disputes / charges) if charges else 0.0})
+    return series

@@ -1,0 +1,151 @@
+"""Disputes against the emulator: draft twice then submit once; every refusal sends nothing;
+winning evidence wins via webhooks; accept; double clicks act once. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from db.models import AuditLog, Dispute
+from db.models.base import utcnow
+from services import dispute_evidence as ev
+from services import disputes
+from services.sync import run_sync
+from tests.conftest import ADMIN_EMAIL, EmulatorHandle
+
+PDF = b"%PDF-1.4\n" + b"receipt " * 100
+
+
+def _dispute(runtime: Any, email: str = "buyer@example.io") -> str:
+    gateway = runtime.gateway
+    customer = gateway.create_customer({"email": email, "name": "Bea Buyer"}, idempotency_key=f"c-{email}")
+    intent = gateway.client.v1.payment_intents.create({"amount": 4900, "currency": "usd", "customer": customer["id"],
+                                                       "payment_method": "pm_card_createDispute", "confirm": True})
+    run_sync(runtime, since=None, days=30)
+    return str(next(gateway.list_disputes(payment_intent=intent.id))["id"])
+
+
+def _kw(runtime: Any) -> dict[str, Any]:
+    return {"actor": ADMIN_EMAIL, "settings": runtime.settings, "uow": runtime.uow(), "gateway": runtime.gateway}
+
+
+def _posts(emulator: EmulatorHandle, dispute_id: str) -> list[dict[str, Any]]:
+    return [r for r in emulator.requests() if r["method"] == "POST" and dispute_id in r["path"]]
+
+
+def test_draft_twice_then_submit_once(runtime: Any, emulator: EmulatorHandle) -> None:
+    dispute_id = _dispute(runtime)
+    context = disputes.get_context(runtime.uow(), dispute_id, runtime.gateway)
+    draft = disputes.auto_draft(context, runtime.settings)
+    assert draft["customer_email_address"] == "buyer@example.io" and draft["customer_name"] == "Bea Buyer"
+    assert draft["refund_policy_disclosure"] == runtime.settings.refund_policy_text
+    emulator.clear_requests()
+    disputes.save_draft(dispute_id, draft, **_kw(runtime))
+    disputes.upload_evidence_file(dispute_id, "receipt", "receipt.pdf", PDF, **_kw(runtime))
+    disputes.save_draft(dispute_id, {**draft, "uncategorized_text": "winning_evidence"}, **_kw(runtime))
+    staged = runtime.gateway.retrieve_dispute(dispute_id)
+    assert staged["status"] == "needs_response" and staged["evidence_details"]["submission_count"] == 0
+    assert staged["evidence"]["receipt"].startswith("file_")
+    disputes.submit_evidence(dispute_id, **_kw(runtime))
+    submitted = runtime.gateway.retrieve_dispute(dispute_id)
+    assert submitted["evidence_details"]["submission_count"] == 1
+    keys = [r["idempotency_key"] for r in _posts(emulator, dispute_id)]
+    assert keys == [f"dispute-evidence:{dispute_id}:v1", f"dispute-evidence:{dispute_id}:v2",
+                    f"dispute-submit:{dispute_id}"]
+    with pytest.raises(disputes.DisputeActionError):
+        disputes.save_draft(dispute_id, draft, **_kw(runtime))  # read-only after submitting
+    # winning_evidence: Stripe decides, the webhook/sync path records the win.
+    deadline = time.monotonic() + 5
+    while runtime.gateway.retrieve_dispute(dispute_id)["status"] != "won" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run_sync(runtime, since=None, days=1)
+    with runtime.uow() as uow:
+        assert uow.session.get(Dispute, dispute_id).status == "won"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("situation", ["past_due", "closed", "too_long", "bad_type", "too_big"])
+def test_refusals_send_nothing(runtime: Any, emulator: EmulatorHandle, situation: str) -> None:
+    dispute_id = _dispute(runtime, f"{situation}@example.io")
+    fields = {"uncategorized_text": "Service delivered"}
+    if situation == "past_due":
+        with runtime.uow() as uow:
+            uow.session.get(Dispute, dispute_id).due_by = utcnow() - timedelta(hours=1)  # type: ignore[union-attr]
+            uow.commit()
+    elif situation == "closed":
+        with runtime.uow() as uow:
+            uow.session.get(Dispute, dispute_id).status = "lost"  # type: ignore[union-attr]
+            uow.commit()
+    elif situation == "too_long":
+        fields = {"uncategorized_text": "x" * (ev.TEXT_LIMIT + 1)}
+    emulator.clear_requests()
+    with pytest.raises(disputes.DisputeActionError) as caught:
+        if situation == "bad_type":
+            disputes.upload_evidence_file(dispute_id, "receipt", "receipt.pdf", b"MZ not a pdf", **_kw(runtime))
+        elif situation == "too_big":
+            disputes.upload_evidence_file(dispute_id, "receipt", "big.pdf", b"%PDF-" + b"0" * (6 * 1024 * 1024),
+                                          **_kw(runtime))
+        else:
+            disputes.save_draft(dispute_id, fields, **_kw(runtime))
+    assert caught.value.message
+    assert [r for r in emulator.requests() if r["method"] == "POST"] == []
+    with pytest.raises(disputes.DisputeActionError):
+        disputes.submit_evidence(dispute_id, **_kw(runtime))
+    assert [r for r in emulator.requests() if r["method"] == "POST"] == []
+
+
+def test_accept_closes_it(runtime: Any) -> None:
+    dispute_id = _dispute(runtime)
+    row = disputes.accept_dispute(dispute_id, **_kw(runtime))
+    assert row.status == "lost" and row.accepted_by == ADMIN_EMAIL
+    assert runtime.gateway.retrieve_dispute(dispute_id)["status"] == "lost"
+
+
+@pytest.mark.parametrize("action", ["submit", "accept"])
+def test_double_click_acts_once(runtime_factory: Any, database_url: str, emulator: EmulatorHandle,
+                                action: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    dispute_id = _dispute(runtime, f"double-{action}@example.io")
+    disputes.save_draft(dispute_id, {"uncategorized_text": "Service delivered"}, **_kw(runtime))
+    emulator.clear_requests()
+    results: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def click() -> None:
+        barrier.wait()
+        try:
+            (disputes.submit_evidence if action == "submit" else disputes.accept_dispute)(dispute_id, **_kw(runtime))
+            results.append("ok")
+        except disputes.DisputeActionError:
+            results.append("refused")
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["ok", "refused"]
+    assert len(_posts(emulator, dispute_id)) == 1
+    with runtime.uow() as uow:
+        rows = uow.session.execute(select(AuditLog).where(AuditLog.action == f"disputes.{action}")).scalars().all()
+    assert [r.result for r in rows] == ["ok"]
+
+
+def test_queue_filters_counts_and_rate(runtime: Any, emulator: EmulatorHandle) -> None:
+    emulator.admin("seed", {"customers": 40, "seed": 2})
+    run_sync(runtime, since=None, days=30)
+    queue = disputes.list_queue(runtime.uow(), disputes.DisputeFilter(statuses=disputes.OPEN_STATUSES))
+    assert queue.rows and all(d.status in disputes.OPEN_STATUSES for d in queue.rows)
+    due = [d.due_by for d in queue.rows]
+    assert due == sorted(due)  # most urgent first
+    assert queue.overdue >= 1 and queue.at_risk.get("usd", 0) == sum(d.amount for d in queue.rows)
+    fraud = disputes.list_queue(runtime.uow(), disputes.DisputeFilter(reasons=("fraudulent",)))
+    assert all(d.reason == "fraudulent" for d in fraud.rows)
+    paged = disputes.list_queue(runtime.uow(), disputes.DisputeFilter(limit=3, offset=3))
+    assert len(paged.rows) <= 3 and paged.total == disputes.list_queue(runtime.uow(), disputes.DisputeFilter()).total
+    series = disputes.dispute_rate_series(runtime.uow(), days=3)
+    assert len(series) == 3 and series[-1]["charges"] > 0 and 0 < series[-1]["rate"] < 1
