@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,6 +21,32 @@ def money(amount: int, currency: str) -> str:
     return f"{amount / 100:,.2f} {currency.upper()}"
 
 
+# Reads are cached briefly (keyed by database so tests and environments never share results) and
+# cleared after every decision, so a decision shows at once and a new webhook within seconds.
+READ_TTL_SECONDS = 15
+
+
+@st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
+def load_queue(database_url: str, flt: efw.EfwFilter) -> efw.EfwQueue:
+    return efw.list_queue(runtime().uow(), flt)
+
+
+@st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
+def load_fraud_types(database_url: str) -> list[str]:
+    return efw.fraud_types(runtime().uow())
+
+
+@st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
+def load_funnel(database_url: str, since: datetime, until: datetime) -> efw.Funnel:
+    return efw.funnel(runtime().uow(), since=since, until=until)
+
+
+def clear_reads() -> None:
+    load_queue.clear()
+    load_fraud_types.clear()
+    load_funnel.clear()
+
+
 st.title("Early fraud warnings")
 st.caption("Issuers warn before most fraud disputes. Refunding an actionable warning in time avoids the dispute "
            "and its fee; each refund is re-checked live at Stripe first and sent exactly once.")
@@ -32,12 +58,12 @@ if flash:
 with st.form("efw_filters"):
     cols = st.columns(4)
     statuses = cols[0].multiselect("Status", list(efw.STATUSES), default=["open", "refunding"])
-    types = cols[1].multiselect("Fraud type", efw.fraud_types(rt.uow()))
+    types = cols[1].multiselect("Fraud type", load_fraud_types(rt.settings.database_url))
     actionable_choice = cols[2].selectbox("Actionable", ["any", "actionable only", "not actionable"])
     max_age = cols[3].selectbox("Age", ["any", "last 7 days", "last 30 days"])
     st.form_submit_button("Apply filters")
 
-queue = efw.list_queue(rt.uow(), efw.EfwFilter(
+queue = load_queue(rt.settings.database_url, efw.EfwFilter(
     statuses=tuple(statuses), fraud_types=tuple(types),
     actionable={"any": None, "actionable only": True, "not actionable": False}[actionable_choice],
     max_age_days={"any": None, "last 7 days": 7, "last 30 days": 30}[max_age],
@@ -91,6 +117,7 @@ else:
             else:
                 st.session_state["efw_flash"] = (True, f"Refunded {money(result.amount, result.currency)} "
                                                        f"({result.refund_id}).")
+            clear_reads()
             st.rerun()
 
     actions = st.columns(3)
@@ -107,6 +134,7 @@ else:
                     show_error(error)
                 else:
                     st.session_state["efw_flash"] = (True, f"Marked {row.id} as ignored.")
+                    clear_reads()
                     st.rerun()
     elif row.status == "ignored" and actions[0].button("Reopen"):
         try:
@@ -115,6 +143,7 @@ else:
             show_error(error)
         else:
             st.session_state["efw_flash"] = (True, f"Reopened {row.id}.")
+            clear_reads()
             st.rerun()
     if st.session_state.get("efw_refund_target") == row.id:
         confirm_refund(row)
@@ -164,6 +193,7 @@ else:
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
                     for o in outcomes
                 ]
+            clear_reads()
             st.rerun()
 
     if st.button("Review bulk action…", disabled=not picked):
@@ -180,8 +210,9 @@ if bulk_results:
 # --- the funnel ---------------------------------------------------------------------------------
 st.subheader("Funnel")
 days = st.selectbox("Period", [7, 30, 90], index=1, format_func=lambda d: f"last {d} days")
-until = utcnow()
-result = efw.funnel(rt.uow(), since=until - timedelta(days=days), until=until + timedelta(seconds=1))
+# The period ends at the next whole minute, so repeated reruns share one cached result.
+until = utcnow().replace(second=0, microsecond=0) + timedelta(minutes=1)
+result = load_funnel(rt.settings.database_url, until - timedelta(days=days), until)
 if result.total == 0:
     st.info("No early fraud warnings in this period.")
 else:

@@ -19,8 +19,13 @@ def test_refund_one_ignore_another(demo_server: Any, page: Any) -> None:
     ignored_before = int(metric_value(page, "Ignored"))
 
     page.get_by_role("button", name="Refund full amount…").click()
+    wait_until_idle(page)
     dialog = page.get_by_role("dialog")
-    dialog.wait_for()
+    try:
+        dialog.wait_for(timeout=60_000)
+    except Exception:
+        screenshot(page, "efw_no_dialog")
+        raise
     assert "TEST" in dialog.inner_text()
     dialog.get_by_role("button", name="Refund", exact=False).click()
     page.wait_for_selector("text=/Refunded \\d/", timeout=60_000)
