@@ -45,7 +45,9 @@ def _refund(runtime: Any, efw_id: str, amount: int) -> efw.RefundResult:
                                     uow=runtime.uow(), gateway=runtime.gateway)
 
 
-def test_refund_sends_the_remaining_amount_once(runtime: Any, emulator: EmulatorHandle) -> None:
+def test_refund_sends_the_remaining_amount_once(runtime_factory: Any, database_url: str,
+                                                emulator: EmulatorHandle) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
     efw_id, charge_id = _warning(runtime)
     runtime.gateway.create_refund({"charge": charge_id, "amount": 2000}, idempotency_key="partial-1")
     _sync(runtime)
@@ -160,7 +162,8 @@ def test_ignore_needs_a_reason_and_reopen_undoes_it(runtime: Any) -> None:
                for a in _audits(runtime, "efw.ignore") + _audits(runtime, "efw.reopen"))
 
 
-def test_funnel_counts_each_warning_once_and_p90_is_nearest_rank(runtime: Any) -> None:
+def test_funnel_counts_each_warning_once_and_p90_is_nearest_rank(runtime_factory: Any, database_url: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
     start = utcnow() - timedelta(hours=30)
     with runtime.uow() as uow:
         # Identical apart from their ids: both must be counted.
@@ -191,7 +194,8 @@ def test_bulk_refund_continues_past_a_failing_row(runtime: Any, emulator: Emulat
     assert statuses == {first: "refunded", broken: "open", last: "refunded"}
 
 
-def test_queue_order_counts_and_funnel(runtime: Any, emulator: EmulatorHandle) -> None:
+def test_queue_order_counts_and_funnel(runtime_factory: Any, database_url: str, emulator: EmulatorHandle) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
     refunded, _ = _warning(runtime, 1000, "r@example.io")
     ignored, _ = _warning(runtime, 2000, "i@example.io")
     disputed, disputed_charge = _warning(runtime, 3000, "d@example.io")
