@@ -119,3 +119,20 @@ def test_duplicates_drops_and_reorders_as_configured(client: stripe.StripeClient
         threading.Event().wait(0.1)
     arrived = [json.loads(r["body"])["data"]["object"]["id"] for r in receiver.received]
     assert sorted(arrived) == sorted(created) and arrived != created
+
+
+def test_state_file_persists_between_runs(tmp_path: Any) -> None:
+    from emulator.server import EmulatorServer
+
+    state = str(tmp_path / "emulator-state.json")
+    first = EmulatorServer(port=0, state_file=state).start()
+    sdk = stripe.StripeClient("sk_test_state", base_addresses={"api": first.base_url}, max_network_retries=0)
+    customer = sdk.v1.customers.create({"email": "kept@example.io"})
+    first.stop()
+    second = EmulatorServer(port=0, state_file=state).start()
+    try:
+        sdk = stripe.StripeClient("sk_test_state", base_addresses={"api": second.base_url}, max_network_retries=0)
+        assert sdk.v1.customers.retrieve(customer.id).email == "kept@example.io"
+        assert sdk.v1.events.list({"type": "customer.created"}).data[0].data.object.id == customer.id
+    finally:
+        second.stop()

@@ -165,3 +165,33 @@ def test_dunning_recovery_figures(migrated_url: str) -> None:
                                                                              ("2026-11-23", 1, 0)]
     still_open = dunning.open_cases(UnitOfWork(migrated_url), now=T0 + timedelta(hours=12))
     assert [(c["invoice"], c["kind"]) for c in still_open] == [("in_c", "dunning"), ("in_e", "SCA")]
+
+
+def test_seeded_month_through_the_pipeline_gives_exact_figures(runtime_factory: Any, emulator: Any) -> None:
+    from sqlalchemy import func, select
+
+    from services.sync import run_sync
+
+    seeded = emulator.admin("seed", {"customers": 60, "seed": 8})
+    runtime = runtime_factory(STRIPE_PLAN_PRICE_MAPPING_TEST=json.dumps(seeded["prices"]))
+    run_sync(runtime, since=None, days=30)
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    start = end - timedelta(days=30)
+    figures = metrics.board(runtime.uow(), start=start, end=end)
+    with runtime.uow() as uow:
+        paid = uow.session.execute(select(func.count()).select_from(Invoice).where(
+            Invoice.paid_at >= start, Invoice.paid_at < end)).scalar()
+        failed_invoices = uow.session.execute(select(func.count()).select_from(Invoice).where(
+            Invoice.payment_failed_at >= start, Invoice.payment_failed_at < end)).scalar()
+        events = uow.session.execute(select(func.count()).select_from(StripeEvent)).scalar()
+    assert figures.totals[m.INVOICE_PAID] == paid > 0
+    assert figures.totals[m.DUNNING_ENTERED] == failed_invoices
+    assert figures.totals[m.WEBHOOK_RECEIVED] == events
+    summary = dunning.recovery_summary(runtime.uow(), since=start, until=end)
+    assert summary.dunning_entered == failed_invoices
+    with runtime.uow() as uow:
+        cases = uow.session.execute(select(func.count()).select_from(Invoice).where(
+            (Invoice.payment_failed_at.between(start, end)) | (Invoice.action_required_at.between(start, end))
+        )).scalar()
+    per_plan = dunning.by_plan(runtime.uow(), since=start, until=end)
+    assert sum(p["entered"] for p in per_plan) == cases  # every case counted once, under its plan
