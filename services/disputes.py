@@ -233,8 +233,7 @@ def auto_draft(context: DisputeContext, settings: Settings) -> dict[str, str]:
 # --- actions ---------------------------------------------------------------------------------------
 def _fresh(uow: UnitOfWork, dispute: dict[str, Any]) -> None:
     stored = uow.session.get(Dispute, dispute["id"])
-    stripe_mapping.upsert_dispute(uow, dispute, observed_at=max(int(utcnow().timestamp()),
-                                                                (stored.stripe_updated if stored else 0) + 1))
+    stripe_mapping.upsert_dispute(uow, dispute, observed_at=stripe_mapping.fresh_observed_at(stored))
 
 
 def _check_open(dispute: Dispute, now: datetime) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
-from db.models.base import from_unix, utcnow
+from db.models.base import from_unix
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
@@ -20,12 +20,6 @@ from services.stripe_gateway import StripeGatewayError
 
 Event = dict[str, Any]
 Handler = Callable[[UnitOfWork, Event, Any, bool], None]
-
-
-def _fresh_observed_at(stored: int | None) -> int:
-    """A state Stripe just returned to us is the newest there is: it must win even
-    over events stamped with a test clock's future time."""
-    return max(int(utcnow().timestamp()), int(stored or 0) + 1)
 
 
 def _refetch(fetch: Callable[[], dict[str, Any]], fallback: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -43,7 +37,7 @@ def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> 
         return
     customer, fresh = _refetch(lambda: runtime.gateway.retrieve_customer(customer_id), {"id": customer_id})
     if fresh and not customer.get("deleted"):
-        stripe_mapping.upsert_customer(uow, customer, observed_at=_fresh_observed_at(None))
+        stripe_mapping.upsert_customer(uow, customer, observed_at=stripe_mapping.fresh_observed_at(None))
 
 
 def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
@@ -57,7 +51,7 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
         else (fallback, False)
     )
     _ensure_customer(uow, stripe_mapping._id(subscription.get("customer")), runtime)
-    observed_at = _fresh_observed_at(existing.stripe_updated if existing else None) if fresh else event["created"]
+    observed_at = stripe_mapping.fresh_observed_at(existing) if fresh else event["created"]
     row = stripe_mapping.upsert_subscription(
         uow, subscription, observed_at=observed_at, settings=runtime.settings, source_event_id=event["id"]
     )
@@ -136,7 +130,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     stored = uow.session.get(Invoice, invoice["id"])
     row = stripe_mapping.upsert_invoice(
         uow, current, settings=runtime.settings,
-        observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh else event["created"],
+        observed_at=stripe_mapping.fresh_observed_at(stored) if fresh else event["created"],
     )
     row.payment_intent_id = row.payment_intent_id or _payment_intent_id(invoice)
     at = from_unix(event["created"])
@@ -177,7 +171,7 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
     _ensure_customer(uow, stripe_mapping._id(charge.get("customer")), runtime)
     stored = uow.session.get(Charge, charge_id)
     stripe_mapping.upsert_charge(
-        uow, charge, observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh
+        uow, charge, observed_at=stripe_mapping.fresh_observed_at(stored) if fresh
         else event["created"],
     )
     for refund in ((charge.get("refunds") or {}).get("data") or []):
@@ -199,7 +193,7 @@ def on_dispute(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     stored = uow.session.get(Dispute, dispute["id"])
     stripe_mapping.upsert_dispute(
         uow, current,
-        observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh else event["created"],
+        observed_at=stripe_mapping.fresh_observed_at(stored) if fresh else event["created"],
     )
 
 
@@ -214,7 +208,7 @@ def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any, refetch:
     stored = uow.session.get(FraudWarning, warning["id"])
     stripe_mapping.upsert_fraud_warning(
         uow, current,
-        observed_at=_fresh_observed_at(stored.stripe_updated if stored else None) if fresh else event["created"],
+        observed_at=stripe_mapping.fresh_observed_at(stored) if fresh else event["created"],
     )
 
 

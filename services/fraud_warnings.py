@@ -279,8 +279,7 @@ def refund_fraud_warning(
         refreshed = {**charge, "amount_refunded": int(charge.get("amount_refunded") or 0) + remaining,
                      "refunded": True}
         stored = uow.session.get(Charge, charge["id"])
-        stripe_mapping.upsert_charge(uow, refreshed, observed_at=max(int(utcnow().timestamp()),
-                                                                     (stored.stripe_updated if stored else 0) + 1))
+        stripe_mapping.upsert_charge(uow, refreshed, observed_at=stripe_mapping.fresh_observed_at(stored))
         stripe_mapping.upsert_refund(uow, refund, observed_at=int(utcnow().timestamp()))
         audit.record(uow, actor=actor, action="efw.refund", target=efw_id, idempotency_key=refund_key(efw_id),
                      result="ok", details={"refund": refund["id"], "amount": remaining, "currency": currency})

@@ -58,6 +58,12 @@ def _is_stale(row: Any, observed_at: int, is_new: bool) -> bool:
     return not is_new and (row.stripe_updated or 0) > observed_at
 
 
+def fresh_observed_at(stored: Any | None) -> int:
+    """`observed_at` for an object Stripe has just returned to us: the newest state there
+    is, so it must win even over events stamped with a test clock's future time."""
+    return max(int(utcnow().timestamp()), int(getattr(stored, "stripe_updated", 0) or 0) + 1)
+
+
 def subscription_period(subscription: dict[str, Any]) -> tuple[int | None, int | None]:
     """Basil (2025-03-31) moved the billing period from the subscription onto its items."""
     items = (subscription.get("items") or {}).get("data") or []

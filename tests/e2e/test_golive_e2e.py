@@ -9,21 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.e2e
 
 QA_RUN_TIMEOUT_MS = 300_000
 PAGE_TIMEOUT_MS = 120_000
-
-
-def sign_in(page: Any, demo: Any, email: str) -> None:
-    """The real sign-in form (the password field is matched by role: its "Show password" toggle shares the label)."""
-    page.goto(demo.console_url)
-    page.get_by_role("textbox", name="Username").fill(email)
-    page.get_by_role("textbox", name="Password").fill(demo.password_for(email))
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
 
 
 PAGE_HEADINGS = {"QA matrix": "Plan-change QA matrix", "Sign-off": "Launch sign-off"}
