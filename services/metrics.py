@@ -27,10 +27,18 @@ BOARD_METRICS = m.ALL_METRICS
 
 
 def _hour_bucket(dialect: str, column: Any) -> Any:
-    """Seconds since the epoch, floored to the hour, in SQL on both databases."""
-    epoch: Any = func.extract("epoch", column) if dialect == "postgresql" else func.strftime("%s", column)
-    seconds = cast(epoch, Integer)
-    return seconds - seconds % 3600  # floor to the hour; `/` is true division in SQLAlchemy 2
+    """The hour a timestamp falls in, computed in SQL (date_trunc on PostgreSQL, which its
+    planner handles far better than epoch arithmetic; floored epoch seconds on SQLite)."""
+    if dialect == "postgresql":
+        return func.date_trunc("hour", func.timezone("UTC", column))  # UTC whatever the session zone
+    seconds = cast(func.strftime("%s", column), Integer)
+    return seconds - seconds % 3600  # `/` is true division in SQLAlchemy 2
+
+
+def _bucket_seconds(bucket: Any) -> int:
+    if isinstance(bucket, datetime):
+        return int((bucket if bucket.tzinfo else bucket.replace(tzinfo=UTC)).timestamp())
+    return int(bucket)
 
 
 @dataclass
@@ -61,7 +69,7 @@ def board(uow: UnitOfWork, *, start: datetime, end: datetime) -> Board:
         ).all()
     first_hour = int(start.timestamp()) // 3600 * 3600
     hours = list(range(first_hour, int(end.timestamp()), 3600))
-    counts = {(name, int(b)): int(total or 0) for name, b, total in rows}
+    counts = {(name, _bucket_seconds(b)): int(total or 0) for name, b, total in rows}
     series = {name: [(datetime.fromtimestamp(h, UTC), counts.get((name, h), 0)) for h in hours]
               for name in BOARD_METRICS}
     totals = {name: sum(c for _h, c in points) for name, points in series.items()}
