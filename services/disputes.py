@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -362,24 +363,11 @@ def submit_evidence(dispute_id: str, *, actor: str, settings: Settings, uow: Uni
         uow.commit()
     if not claimed:
         raise DisputeActionError("This evidence is already being submitted.")
-    try:
-        submitted = gateway.update_dispute(dispute_id, {"evidence": evidence, "submit": True}, idempotency_key=key)
-    except StripeGatewayError as error:
-        with uow:
-            uow.session.execute(update(Dispute).where(Dispute.id == dispute_id)
-                                .values(submitted_at=None, submitted_by=None))
-            audit.record(uow, actor=actor, action="disputes.submit", target=dispute_id, idempotency_key=key,
-                         result="error", error=error.message)
-            uow.commit()
-        raise DisputeActionError(error.message) from None
-    with uow:
-        _fresh(uow, submitted)
-        audit.record(uow, actor=actor, action="disputes.submit", target=dispute_id, idempotency_key=key,
-                     result="ok", details={"fields": sorted(evidence)})
-        uow.commit()
-        row = uow.session.get(Dispute, dispute_id)
-        assert row is not None
-        return row
+    return _finish_claimed(
+        uow, dispute_id, action="disputes.submit", key=key, actor=actor,
+        call=lambda: gateway.update_dispute(dispute_id, {"evidence": evidence, "submit": True}, idempotency_key=key),
+        release={"submitted_at": None, "submitted_by": None}, details={"fields": sorted(evidence)},
+    )
 
 
 @privileged("disputes.accept")
@@ -401,20 +389,32 @@ def accept_dispute(dispute_id: str, *, actor: str, settings: Settings, uow: Unit
         uow.commit()
     if not claimed:
         raise DisputeActionError("This dispute is already being accepted or submitted.")
+    return _finish_claimed(
+        uow, dispute_id, action="disputes.accept", key=key, actor=actor,
+        call=lambda: gateway.close_dispute(dispute_id, idempotency_key=key),
+        release={"accepted_at": None, "accepted_by": None}, details={},
+    )
+
+
+def _finish_claimed(uow: UnitOfWork, dispute_id: str, *, action: str, key: str, actor: str,
+                    call: Callable[[], dict[str, Any]], release: dict[str, Any],
+                    details: dict[str, Any]) -> Dispute:
+    """Make the Stripe call for a claimed submit/accept. On a Stripe error the claim is
+    released (nothing local changes) and the error audited; on success the returned
+    dispute is stored and the action audited."""
     try:
-        closed = gateway.close_dispute(dispute_id, idempotency_key=key)
+        result = call()
     except StripeGatewayError as error:
         with uow:
-            uow.session.execute(update(Dispute).where(Dispute.id == dispute_id)
-                                .values(accepted_at=None, accepted_by=None))
-            audit.record(uow, actor=actor, action="disputes.accept", target=dispute_id, idempotency_key=key,
-                         result="error", error=error.message)
+            uow.session.execute(update(Dispute).where(Dispute.id == dispute_id).values(**release))
+            audit.record(uow, actor=actor, action=action, target=dispute_id, idempotency_key=key, result="error",
+                         error=error.message)
             uow.commit()
         raise DisputeActionError(error.message) from None
     with uow:
-        _fresh(uow, closed)
-        audit.record(uow, actor=actor, action="disputes.accept", target=dispute_id, idempotency_key=key,
-                     result="ok", details={"amount": closed.get("amount"), "currency": closed.get("currency")})
+        _fresh(uow, result)
+        audit.record(uow, actor=actor, action=action, target=dispute_id, idempotency_key=key, result="ok",
+                     details={**details, "amount": result.get("amount"), "currency": result.get("currency")})
         uow.commit()
         row = uow.session.get(Dispute, dispute_id)
         assert row is not None
