@@ -1,7 +1,7 @@
 """Page render times with a large billing DB: the disputes queue with 100k disputes.
 
 Cold = a fresh AppTest session (first render); warm = a rerun of the same session.
-Usage: python benchmarks/pages.py [disputes]
+Usage: python benchmarks/pages.py [number of disputes, default 100000]
 """
 
 from __future__ import annotations
