@@ -58,7 +58,8 @@ class Board:
                 for name, points in self.series.items() for hour, count in points]
 
 
-def board(uow: UnitOfWork, *, start: datetime, end: datetime) -> Board:
+def board(uow: UnitOfWork, *, start: datetime, end: datetime, settings: Settings | None = None) -> Board:
+    # settings is accepted for the agreed interface; the figures need none of it yet
     with uow:
         dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
         bucket = _hour_bucket(dialect, MetricPoint.at).label("bucket")
@@ -237,7 +238,7 @@ def take_snapshot(runtime: Any, *, actor: str, hours: int = 24, start: datetime 
 
 
 @privileged("metrics.snapshot")
-def create_snapshot(*, hours: int, actor: str, settings: Settings, uow: UnitOfWork) -> dict[str, Any]:
+def create_snapshot(*, hours: int = 24, actor: str, settings: Settings, uow: UnitOfWork) -> dict[str, Any]:
     begin, end = snapshot_window(uow, hours, None)
     return _freeze(uow, actor, begin, end, settings)
 
