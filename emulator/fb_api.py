@@ -295,9 +295,24 @@ def invoices_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
     return _list(
         engine, "invoice", "/v1/invoices", params, {"customer", "subscription", "status", "collection_method"},
         lambda i: (not customer or i["customer"] == customer)
-        and (not subscription or i["parent"]["subscription_details"]["subscription"] == subscription)
+        and (not subscription or ((i.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+             == subscription)
         and (not status or i["status"] == status),
     )
+
+
+@route("POST", "/v1/invoices")
+def invoices_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"customer", "auto_advance", "collection_method", "currency", "description", "metadata",
+                          "pending_invoice_items_behavior", "days_until_due"}, ("customer",))
+    return render(engine, engine.create_invoice(params), params)
+
+
+@route("POST", "/v1/invoiceitems")
+def invoice_items_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"customer", "invoice", "amount", "currency", "description", "metadata"},
+                 ("customer", "invoice", "amount"))
+    return render(engine, engine.create_invoice_item(params), params)
 
 
 @route("POST", "/v1/invoices/create_preview")

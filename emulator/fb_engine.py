@@ -941,9 +941,7 @@ class Engine:
         return outcome
 
     def _settle_invoice(self, invoice: Json, intent: Json, outcome: str, now: int) -> None:
-        subscription = self.objects.get("subscription", {}).get(
-            invoice["parent"]["subscription_details"]["subscription"]
-        ) if invoice.get("parent") else None
+        subscription = self.subscription_of(invoice)
         invoice["attempted"] = True
         if outcome != "requires_action" or not invoice.get("_action_reported"):
             invoice["attempt_count"] += 1
@@ -997,14 +995,81 @@ class Engine:
             raise StripeApiError(400, f"This invoice can't be paid because it is {invoice['status']}.",
                                  code="invoice_not_editable")
         now = self.now_for(invoice["customer"])
-        subscription = self.objects.get("subscription", {}).get(
-            invoice["parent"]["subscription_details"]["subscription"])
+        subscription = self.subscription_of(invoice)
         pm = self._resolve_pm(params["payment_method"], invoice["customer"]) if params.get("payment_method") else None
         outcome = self._collect(invoice, subscription, now, pm)
         if outcome == "failed":
             raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
                                  decline_code="generic_decline")
         return invoice
+
+    def subscription_of(self, invoice: Json) -> Json | None:
+        """The invoice's subscription (basil: under parent.subscription_details), None for one-off invoices."""
+        parent = invoice.get("parent") or {}
+        details = parent.get("subscription_details") or {}
+        subscription_id = details.get("subscription")
+        return self.objects.get("subscription", {}).get(subscription_id) if subscription_id else None
+
+    def create_invoice(self, params: Json) -> Json:
+        """A one-off draft invoice (POST /v1/invoices); lines come from invoice items."""
+        customer = self.get("customer", str(params["customer"]), "customer", "customer")
+        now = self.now_for(customer["id"])
+        invoice_id = new_id("in")
+        invoice: Json = {
+            "id": invoice_id, "object": "invoice", "account_country": "US", "amount_due": 0, "amount_paid": 0,
+            "amount_remaining": 0, "attempt_count": 0, "attempted": False,
+            "auto_advance": to_bool(params["auto_advance"], "auto_advance") if "auto_advance" in params else False,
+            "billing_reason": "manual",
+            "collection_method": str(params.get("collection_method") or "charge_automatically"),
+            "created": now, "currency": str(params.get("currency") or "usd"), "customer": customer["id"],
+            "customer_email": customer.get("email"), "description": params.get("description"),
+            "hosted_invoice_url": f"https://invoice.stripe.com/i/{invoice_id}",
+            "lines": {"object": "list", "data": [], "has_more": False, "url": f"/v1/invoices/{invoice_id}/lines"},
+            "livemode": False, "metadata": dict(params.get("metadata") or {}), "next_payment_attempt": None,
+            "number": f"EMU-{len(self.objects.get('invoice', {})) + 1:05d}", "parent": None,
+            "payments": {"object": "list", "data": [], "has_more": False}, "period_end": now, "period_start": now,
+            "status": "draft",
+            "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
+                                   "voided_at": None},
+            "subtotal": 0, "total": 0, "test_clock": customer.get("test_clock"),
+        }
+        self.put("invoice", invoice)
+        self.emit("invoice.created", invoice, created=now)
+        return invoice
+
+    def create_invoice_item(self, params: Json) -> Json:
+        """An invoice item added to a draft invoice (the `invoice` param is required here)."""
+        customer = self.get("customer", str(params["customer"]), "customer", "customer")
+        invoice = self.get("invoice", str(params["invoice"]), "invoice", "invoice")
+        if invoice["customer"] != customer["id"]:
+            raise StripeApiError(400, "The invoice belongs to another customer.", param="invoice")
+        if invoice["status"] != "draft":
+            raise StripeApiError(400, "You can only add invoice items to draft invoices.", code="invoice_not_editable",
+                                 param="invoice")
+        amount = to_int(params["amount"], "amount")
+        now = self.now_for(customer["id"])
+        item: Json = {
+            "id": new_id("ii"), "object": "invoiceitem", "amount": amount, "currency": invoice["currency"],
+            "customer": customer["id"], "date": now, "description": params.get("description"),
+            "invoice": invoice["id"], "livemode": False, "metadata": dict(params.get("metadata") or {}),
+            "parent": None, "period": {"start": now, "end": now}, "proration": False, "quantity": 1,
+            "test_clock": customer.get("test_clock"),
+        }
+        self.put("invoiceitem", item)
+        invoice["lines"]["data"].append({
+            "id": new_id("il"), "object": "line_item", "amount": amount, "currency": invoice["currency"],
+            "description": item["description"], "invoice": invoice["id"], "livemode": False, "metadata": {},
+            "parent": {"type": "invoice_item_details", "subscription_item_details": None,
+                       "invoice_item_details": {"invoice_item": item["id"], "proration": False,
+                                                "proration_details": {"credited_items": None},
+                                                "subscription": None}},
+            "period": {"start": now, "end": now}, "pricing": None, "quantity": 1,
+        })
+        total = sum(line["amount"] for line in invoice["lines"]["data"])
+        invoice.update({"subtotal": total, "total": total, "amount_due": max(total, 0),
+                        "amount_remaining": max(total, 0)})
+        self.emit("invoiceitem.created", item, created=now)
+        return item
 
     def void_invoice(self, invoice_id: str) -> Json:
         invoice = self.get("invoice", invoice_id, "invoice")

@@ -103,3 +103,22 @@ def test_misbehave_suppress_events_and_downgrade_cancels(client: stripe.StripeCl
     client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 3600})
     # Wrong on purpose: the reset of cancel_at_period_end is ignored, for QA negative tests.
     assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+
+
+def test_one_off_invoice_draft_item_finalize_pay(client: stripe.StripeClient) -> None:
+    customer = client.v1.customers.create({"email": "one@example.io", "payment_method": "pm_card_visa",
+                                           "invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    invoice = client.v1.invoices.create({"customer": customer.id, "auto_advance": False})
+    assert invoice.status == "draft" and invoice.parent is None and invoice.billing_reason == "manual"
+    item = client.v1.invoice_items.create({"customer": customer.id, "invoice": invoice.id, "amount": 1234,
+                                           "currency": "usd", "description": "Setup"})
+    assert item.object == "invoiceitem" and item.invoice == invoice.id
+    draft = client.v1.invoices.retrieve(invoice.id)
+    assert draft.amount_due == 1234 and draft.lines.data[0].parent.invoice_item_details.invoice_item == item.id
+    assert client.v1.invoices.finalize_invoice(invoice.id).status == "open"
+    paid = client.v1.invoices.pay(invoice.id)
+    assert paid.status == "paid" and paid.amount_paid == 1234 and paid.amount_remaining == 0
+    with pytest.raises(stripe.InvalidRequestError) as missing_param:
+        client.v1.invoices.create({})
+    assert missing_param.value.code == "parameter_missing"
+    assert [i.id for i in client.v1.invoices.list({"customer": customer.id}).data] == [invoice.id]
