@@ -32,6 +32,16 @@ def _refetch(fetch: Callable[[], dict[str, Any]], fallback: dict[str, Any]) -> t
         raise
 
 
+def _current_state(uow: UnitOfWork, model: Any, obj: dict[str, Any], fetch: Callable[[], dict[str, Any]],
+                   event: Event, refetch: bool) -> tuple[dict[str, Any], int]:
+    """The state to store and its `observed_at`: Stripe's current object when re-read (the
+    newest there is, so it wins), else the event's copy as of the event's time."""
+    current, fresh = _refetch(fetch, obj) if refetch else (obj, False)
+    if not fresh:
+        return current, int(event["created"])
+    return current, stripe_mapping.fresh_observed_at(uow.session.get(model, obj["id"]))
+
+
 def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> None:
     if not customer_id or uow.session.get(Customer, customer_id) is not None:
         return
@@ -124,14 +134,9 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     _ensure_customer(uow, stripe_mapping._id(invoice.get("customer")), runtime)
     # The status can change several times in one second (action required, then paid):
     # the current state comes from Stripe, the dunning facts from the event itself.
-    current, fresh = (
-        _refetch(lambda: runtime.gateway.retrieve_invoice(invoice["id"]), invoice) if refetch else (invoice, False)
-    )
-    stored = uow.session.get(Invoice, invoice["id"])
-    row = stripe_mapping.upsert_invoice(
-        uow, current, settings=runtime.settings,
-        observed_at=stripe_mapping.fresh_observed_at(stored) if fresh else event["created"],
-    )
+    current, observed_at = _current_state(
+        uow, Invoice, invoice, lambda: runtime.gateway.retrieve_invoice(invoice["id"]), event, refetch)
+    row = stripe_mapping.upsert_invoice(uow, current, settings=runtime.settings, observed_at=observed_at)
     row.payment_intent_id = row.payment_intent_id or _payment_intent_id(invoice)
     at = from_unix(event["created"])
     tags = {"plan": row.plan or "unknown"}
@@ -187,29 +192,19 @@ def on_dispute(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     dispute = event["data"]["object"]
     _sync_charge(uow, stripe_mapping._id(dispute.get("charge")), event, runtime, refetch)
     uow.session.flush()
-    current, fresh = (
-        _refetch(lambda: runtime.gateway.retrieve_dispute(dispute["id"]), dispute) if refetch else (dispute, False)
-    )
-    stored = uow.session.get(Dispute, dispute["id"])
-    stripe_mapping.upsert_dispute(
-        uow, current,
-        observed_at=stripe_mapping.fresh_observed_at(stored) if fresh else event["created"],
-    )
+    current, observed_at = _current_state(
+        uow, Dispute, dispute, lambda: runtime.gateway.retrieve_dispute(dispute["id"]), event, refetch)
+    stripe_mapping.upsert_dispute(uow, current, observed_at=observed_at)
 
 
 def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
     warning = event["data"]["object"]
     _sync_charge(uow, stripe_mapping._id(warning.get("charge")), event, runtime, refetch)
     uow.session.flush()
-    current, fresh = (
-        _refetch(lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), warning) if refetch
-        else (warning, False)
-    )
-    stored = uow.session.get(FraudWarning, warning["id"])
-    stripe_mapping.upsert_fraud_warning(
-        uow, current,
-        observed_at=stripe_mapping.fresh_observed_at(stored) if fresh else event["created"],
-    )
+    current, observed_at = _current_state(
+        uow, FraudWarning, warning, lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), event,
+        refetch)
+    stripe_mapping.upsert_fraud_warning(uow, current, observed_at=observed_at)
 
 
 HANDLERS: dict[str, Handler] = {
