@@ -11,7 +11,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert  # noqa: E402
 
+from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import MetricPoint  # noqa: E402
 from db.session import UnitOfWork, dispose_engines, get_engine  # noqa: E402
@@ -68,21 +68,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         report("SQLite", f"sqlite:///{scratch}/metrics.db", points)
         dispose_engines()
-    try:
-        import psycopg
-
-        name = f"bo_metrics_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception as error:  # noqa: BLE001
-        print(f"PostgreSQL skipped: {error.__class__.__name__}")
-        return
-    try:
-        report("PostgreSQL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", points)
-    finally:
-        dispose_engines()
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres("bo_metrics") as url:
+        if url is not None:
+            report("PostgreSQL", url, points)
 
 
 if __name__ == "__main__":

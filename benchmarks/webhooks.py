@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 
 SECRET = "whsec_benchmark_secret_value_0123456789"
@@ -99,23 +100,9 @@ def main() -> None:
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     with tempfile.TemporaryDirectory() as scratch:
         run("SQLite", f"sqlite:///{scratch}/bench.db", events, threads)
-    try:
-        import psycopg
-
-        name = f"bo_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception as error:  # noqa: BLE001
-        print(f"PostgreSQL skipped: {error.__class__.__name__}")
-        return
-    try:
-        run("PostgreSQL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", events, threads)
-    finally:
-        from db.session import dispose_engines
-
-        dispose_engines()
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres("bo_bench") as url:
+        if url is not None:
+            run("PostgreSQL", url, events, threads)
 
 
 if __name__ == "__main__":
