@@ -1,7 +1,9 @@
 """Webhook receiver throughput: ack latency p50/p99 and sustained events/s.
 
-Runs the real receiver under uvicorn on loopback, then posts N signed events from a few
-client threads with httpx; on SQLite, and on PostgreSQL when it is reachable.
+Runs the real receiver (`billing-ops serve-webhooks`: uvicorn with uvloop/httptools, one
+process) on loopback, then posts N signed events from a few client threads with httpx; on
+SQLite, and on PostgreSQL when it is reachable. Afterwards it checks every event was stored
+once with its stripe.webhook.received point. The load generator shares the 2 cores.
 Usage: python benchmarks/webhooks.py [events] [threads]
 """
 
@@ -89,14 +91,29 @@ def run(label: str, database_url: str, events: int, threads: int) -> None:
     elapsed = time.perf_counter() - began
     server.terminate()
     server.wait(timeout=10)
+    stored = _count_stored(database_url)
+    assert stored == events, f"{stored} of {events} events stored"
     ordered = sorted(latencies)
     print(f"{label}: {events} signed events from {threads} clients in {elapsed:.1f} s = "
           f"{events / elapsed:.0f} events/s; ack p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, "
           f"p99 {ordered[int(len(ordered) * 0.99) - 1] * 1000:.1f} ms (targets: p99 < 50 ms, >= 500 events/s)")
 
 
+def _count_stored(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from db.models import MetricPoint, StripeEvent
+    from db.session import UnitOfWork
+
+    with UnitOfWork(database_url) as uow:
+        events = uow.session.execute(select(func.count()).select_from(StripeEvent)).scalar_one()
+        received = uow.session.execute(select(func.count()).where(MetricPoint.name == "stripe.webhook.received"))
+        assert received.scalar_one() == events, "one stripe.webhook.received point per stored event"
+    return int(events)
+
+
 def main() -> None:
-    events = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
+    events = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     with tempfile.TemporaryDirectory() as scratch:
         run("SQLite", f"sqlite:///{scratch}/bench.db", events, threads)

@@ -14,15 +14,18 @@ import hashlib
 import hmac
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import MetricPoint, StripeEvent
 from db.models.base import from_unix, utcnow
@@ -111,61 +114,142 @@ def _object_id(event: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+def _insert_ignoring_conflicts(uow: UnitOfWork, model: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING: the unique key decides, with no SELECT first
+    and no IntegrityError to unwind (which would throw away a whole batch)."""
+    bind = uow.session.get_bind()
+    dialect_insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    return dialect_insert(model).on_conflict_do_nothing()
+
+
+def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str = "webhook") -> list[str]:
+    """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
+
+    Only a normal return means the rows are committed (the receiver answers 2xx after it);
+    an exception means nothing was. A later copy of an id (a redelivery, or the same
+    event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate."""
+    allowed_types = runtime.settings.stripe_webhook_allowed_events
+    outcomes: list[str] = []
+    metric_rows: list[dict[str, Any]] = []
+    with runtime.uow() as uow:
+        insert_event = _insert_ignoring_conflicts(uow, StripeEvent)
+        for event in events:
+            allowed = event["type"] in allowed_types
+            now = utcnow()
+            inserted = uow.session.execute(insert_event.values(
+                id=event["id"], type=event["type"], created=from_unix(event["created"]) or now,
+                livemode=bool(event.get("livemode")), api_version=event.get("api_version"), payload=event,
+                source=source, received_at=now, status="pending" if allowed else "ignored",
+                object_id=_object_id(event), attempts=0, duplicate_deliveries=0,
+            ).returning(StripeEvent.id)).first()
+            if inserted is None:
+                uow.session.execute(
+                    update(StripeEvent)
+                    .where(StripeEvent.id == event["id"])
+                    .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + 1)
+                )
+                metric_rows.append(_metric_row(metric_points.WEBHOOK_DUPLICATE, now, {"event": event["id"]}, None))
+                outcomes.append("duplicate")
+                continue
+            # The event row is new, so its metric keys are too; the unique key still guards a re-import.
+            metric_rows.append(_metric_row(metric_points.WEBHOOK_RECEIVED, now,
+                                           {"type": event["type"], "source": source}, f"{event['id']}:received"))
+            if not allowed:
+                metric_rows.append(_metric_row(metric_points.WEBHOOK_IGNORED, now, {"type": event["type"]},
+                                               f"{event['id']}:ignored"))
+            outcomes.append("stored" if allowed else "ignored")
+        if metric_rows:
+            uow.session.execute(_insert_ignoring_conflicts(uow, MetricPoint), metric_rows)
+        uow.commit()
+    for outcome in outcomes:
+        prometheus.WEBHOOK_DELIVERIES.labels("received" if outcome == "stored" else outcome).inc()
+    return outcomes
+
+
+def _metric_row(name: str, at: datetime, tags: dict[str, Any], dedupe_key: str | None) -> dict[str, Any]:
+    return {"name": name, "at": at, "value": 1, "tags": tags, "dedupe_key": dedupe_key}
+
+
 def ingest_event(runtime: Any, event: dict[str, Any], *, source: str = "webhook", process: bool | None = None) -> str:
     """Store a verified event once. Returns stored | duplicate | ignored.
 
     `process` runs its effects right after the commit; by default webhooks do so only
     in inline mode (the demo) and backfilled events always do."""
-    settings: Settings = runtime.settings
-    allowed = event["type"] in settings.stripe_webhook_allowed_events
-    with runtime.uow() as uow:
-        try:
-            uow.session.add(
-                StripeEvent(
-                    id=event["id"],
-                    type=event["type"],
-                    created=from_unix(event["created"]) or utcnow(),
-                    livemode=bool(event.get("livemode")),
-                    api_version=event.get("api_version"),
-                    payload=event,
-                    source=source,
-                    status="pending" if allowed else "ignored",
-                    object_id=_object_id(event),
-                )
-            )
-            uow.session.flush()  # the unique id decides here: first delivery wins
-            metric_points.record_metric(
-                uow, metric_points.WEBHOOK_RECEIVED, tags={"type": event["type"], "source": source},
-                dedupe_key=f"{event['id']}:received",
-            )
-            if not allowed:
-                metric_points.record_metric(
-                    uow, metric_points.WEBHOOK_IGNORED, tags={"type": event["type"]},
-                    dedupe_key=f"{event['id']}:ignored",
-                )
-            uow.commit()
-        except IntegrityError:
-            uow.rollback()
-            _count_duplicate(runtime, event["id"])
-            prometheus.WEBHOOK_DELIVERIES.labels("duplicate").inc()
-            return "duplicate"
-    prometheus.WEBHOOK_DELIVERIES.labels("received" if allowed else "ignored").inc()
+    outcome = store_events(runtime, [event], source=source)[0]
     if process is None:
-        process = settings.webhook_process_inline or source != "webhook"
-    if allowed and process:
+        process = runtime.settings.webhook_process_inline or source != "webhook"
+    if outcome == "stored" and process:
         process_event(runtime, event["id"])
-    return "stored" if allowed else "ignored"
+    return outcome
 
 
-def _count_duplicate(runtime: Any, event_id: str) -> None:
-    with runtime.uow() as uow:
-        uow.session.execute(
-            update(StripeEvent)
-            .where(StripeEvent.id == event_id)
-            .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + 1)
-        )
-        metric_points.record_metric(uow, metric_points.WEBHOOK_DUPLICATE, tags={"event": event_id})
-        uow.commit()
+class InboxWriter:
+    """Group commit for the receiver. Request handlers hand verified events to one writer
+    thread, which stores everything waiting in one transaction and then resolves each
+    request's future. Concurrent deliveries share a commit instead of queuing one by one
+    for SQLite's write lock (whose busy handler sleeps up to 100 ms a turn) or for
+    PostgreSQL's WAL flush; a lone delivery is written at once, never held back."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, event: dict[str, Any]) -> Future[str]:
+        """The future resolves to the outcome once the row is committed, or to the error."""
+        future: Future[str] = Future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
+                self._thread.start()
+            self._queue.put((event, future))
+        return future
+
+    def close(self) -> None:
+        """Store what is queued, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._queue.put(None)
+        thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stopping = False
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._store(batch)
+            if stopping:
+                return
+
+    def _store(self, batch: list[tuple[dict[str, Any], Future[str]]]) -> None:
+        try:
+            outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook")
+        except Exception as error:  # the requests answer 5xx, so Stripe redelivers
+            if len(batch) > 1:
+                # One event the DB refuses must not fail its neighbours: store each alone.
+                for item in batch:
+                    self._store([item])
+                return
+            batch[0][1].set_exception(error)
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            future.set_result(outcome)
 
 
 def record_invalid_signature(runtime: Any, reason: str) -> None:

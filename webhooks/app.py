@@ -4,13 +4,15 @@ processing runs after the response (inline mode) or in `billing-ops worker`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,6 +23,8 @@ WEBHOOK_PATHS = ("/billing/webhook", "/api/subscription/webhook")
 
 
 def create_app(runtime: Any) -> Starlette:
+    inbox = webhooks.InboxWriter(runtime)
+
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
         secrets = runtime.settings.webhook_secret_values
@@ -35,8 +39,9 @@ def create_app(runtime: Any) -> Starlette:
             event = webhooks.verify_signature(body, request.headers.get("stripe-signature"), secrets)
         except webhooks.SignatureError as error:
             return _rejected(error.reason, runtime)
-        # Commit before answering; the effects run after the response (or in the worker).
-        outcome = await run_in_threadpool(webhooks.ingest_event, runtime, event, source="webhook", process=False)
+        # Commit before answering (an error here is a 500, so Stripe redelivers); the effects
+        # run after the response, or in the worker.
+        outcome = await asyncio.wrap_future(inbox.submit(event))
         background = None
         if outcome == "stored" and runtime.settings.webhook_process_inline:
             background = BackgroundTask(webhooks.process_event, runtime, event["id"])
@@ -57,7 +62,14 @@ def create_app(runtime: Any) -> Starlette:
 
     routes = [Route(path, receive, methods=["POST"]) for path in WEBHOOK_PATHS]
     routes += [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        # Deliveries already verified are stored before the process exits.
+        await asyncio.to_thread(inbox.close)
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def create_app_from_env() -> Starlette:

@@ -1,0 +1,181 @@
+"""The receiver's group commit (services.webhooks.InboxWriter), on SQLite and PostgreSQL:
+deliveries that arrive while a commit is in flight share the next one, each request still
+learns its own outcome only after its row is committed, and one event the DB refuses does
+not fail the others in its batch."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select
+
+from db.models import MetricPoint, StripeEvent
+from services import metric_points, webhooks
+from tests.conftest import TEST_WEBHOOK_SECRETS
+from webhooks.app import create_app
+
+
+def _event(event_id: str, event_type: str = "invoice.paid") -> dict[str, Any]:
+    return {"id": event_id, "object": "event", "type": event_type, "created": int(time.time()), "livemode": False,
+            "data": {"object": {"id": f"in_{event_id}", "object": "invoice"}}}
+
+
+def _stored(runtime: Any) -> dict[str, tuple[str, int]]:
+    with runtime.uow() as uow:
+        rows = uow.session.execute(select(StripeEvent.id, StripeEvent.status, StripeEvent.duplicate_deliveries))
+        return {event_id: (status, duplicates) for event_id, status, duplicates in rows}
+
+
+def _metric_count(runtime: Any, name: str) -> int:
+    with runtime.uow() as uow:
+        return int(uow.session.execute(select(func.count()).where(MetricPoint.name == name)).scalar_one())
+
+
+class _CommitGate:
+    """Counts commits and holds the first INSERT into stripe_events until released, so the
+    test can queue deliveries while a commit is in flight."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.commits = 0
+        self.first_insert_reached = threading.Event()
+        self.release = threading.Event()
+        sa_event.listen(engine, "commit", self._on_commit)
+        sa_event.listen(engine, "before_cursor_execute", self._on_execute)
+
+    def _on_commit(self, _conn: Any) -> None:
+        self.commits += 1
+
+    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO stripe_events") and not self.first_insert_reached.is_set():
+            self.first_insert_reached.set()
+            assert self.release.wait(10)
+
+    def remove(self) -> None:
+        sa_event.remove(self.engine, "commit", self._on_commit)
+        sa_event.remove(self.engine, "before_cursor_execute", self._on_execute)
+
+
+def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: Any, database_url: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    writer = webhooks.InboxWriter(runtime)
+    gate = _CommitGate(runtime.engine)
+    try:
+        first = writer.submit(_event("evt_first"))
+        assert gate.first_insert_reached.wait(10)
+        # While that transaction is open, ten more arrive (one of them twice) and an ignored type.
+        queued = [writer.submit(_event(f"evt_q{i}")) for i in range(10)]
+        again = writer.submit(_event("evt_q3"))
+        ignored = writer.submit(_event("evt_product", "product.created"))
+        assert not first.done() and not any(f.done() for f in queued)  # nothing answered before its commit
+        gate.release.set()
+        assert first.result(10) == "stored"
+        assert [f.result(10) for f in queued] == ["stored"] * 10
+        assert again.result(10) == "duplicate" and ignored.result(10) == "ignored"
+        assert gate.commits == 2  # the first delivery's commit, then one for the twelve queued behind it
+    finally:
+        gate.release.set()
+        gate.remove()
+        writer.close()
+    stored = _stored(runtime)
+    assert len(stored) == 12  # evt_first, ten queued, the ignored one
+    assert stored["evt_q3"] == ("pending", 1) and stored["evt_product"] == ("ignored", 0)
+    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 12
+    assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 1
+    assert _metric_count(runtime, metric_points.WEBHOOK_IGNORED) == 1
+
+
+def test_an_event_the_database_refuses_fails_alone(runtime_factory: Any, database_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    real_object_id = webhooks._object_id
+
+    def refuse_poison(event: dict[str, Any]) -> str | None:
+        if event["id"] == "evt_poison":
+            raise RuntimeError("the database refused this row")
+        return real_object_id(event)
+
+    monkeypatch.setattr(webhooks, "_object_id", refuse_poison)
+    writer = webhooks.InboxWriter(runtime)
+    gate = _CommitGate(runtime.engine)
+    try:
+        first = writer.submit(_event("evt_a"))
+        assert gate.first_insert_reached.wait(10)
+        batch = [writer.submit(_event(event_id)) for event_id in ("evt_b", "evt_poison", "evt_c")]
+        gate.release.set()
+        assert first.result(10) == "stored"
+        assert batch[0].result(10) == "stored" and batch[2].result(10) == "stored"
+        with pytest.raises(RuntimeError, match="refused"):
+            batch[1].result(10)
+    finally:
+        gate.release.set()
+        gate.remove()
+        writer.close()
+    assert sorted(_stored(runtime)) == ["evt_a", "evt_b", "evt_c"]  # the poison event is not stored, so Stripe retries
+    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 3
+
+
+def test_close_stores_what_is_queued(runtime_factory: Any, database_url: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    writer = webhooks.InboxWriter(runtime)
+    futures = [writer.submit(_event(f"evt_close_{i}")) for i in range(50)]
+    writer.close()
+    assert all(f.done() for f in futures) and {f.result() for f in futures} == {"stored"}
+    assert len(_stored(runtime)) == 50
+    # A closed writer starts a fresh thread on the next delivery.
+    assert writer.submit(_event("evt_after_close")).result(10) == "stored"
+    writer.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sign(body: bytes, secret: str) -> str:
+    ts = int(time.time())
+    return f"t={ts},v1=" + hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def test_concurrent_http_deliveries_through_the_live_receiver(runtime_factory: Any, database_url: str) -> None:
+    """32 clients at once over real HTTP: 16 distinct events, each delivered twice."""
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        bodies = [json.dumps(_event(f"evt_http_{i % 16}")).encode() for i in range(32)]
+        barrier = threading.Barrier(32)
+
+        def deliver(body: bytes) -> tuple[int, str]:
+            barrier.wait()
+            response = httpx.post(f"http://127.0.0.1:{port}/billing/webhook", content=body,
+                                  headers={"Stripe-Signature": _sign(body, TEST_WEBHOOK_SECRETS[0])}, timeout=30)
+            return response.status_code, response.json()["status"]
+
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(deliver, bodies))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert {code for code, _ in answers} == {200}
+    assert sorted(status for _, status in answers) == ["duplicate"] * 16 + ["stored"] * 16
+    stored = _stored(runtime)
+    assert len(stored) == 16 and all(value == ("pending", 1) for value in stored.values())
+    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 16
+    assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 16
