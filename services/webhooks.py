@@ -233,6 +233,10 @@ class InboxWriter:
                     stopping = True
                     break
                 batch.append(more)
+            for _, future in batch:
+                # From here a request that gave up (client gone, server stopping) can no longer
+                # cancel its future; its event is stored anyway and a redelivery is a duplicate.
+                future.set_running_or_notify_cancel()
             self._store(batch)
             if stopping:
                 return
@@ -246,10 +250,19 @@ class InboxWriter:
                 for item in batch:
                     self._store([item])
                 return
-            batch[0][1].set_exception(error)
+            _settle(batch[0][1], error=error)
             return
         for (_, future), outcome in zip(batch, outcomes, strict=True):
-            future.set_result(outcome)
+            _settle(future, outcome=outcome)
+
+
+def _settle(future: Future[str], *, outcome: str | None = None, error: Exception | None = None) -> None:
+    if future.cancelled():  # cancelled while queued: nobody is waiting for the answer
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(outcome or "")
 
 
 def record_invalid_signature(runtime: Any, reason: str) -> None:

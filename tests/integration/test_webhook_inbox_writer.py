@@ -126,6 +126,25 @@ def test_an_event_the_database_refuses_fails_alone(runtime_factory: Any, databas
     assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 3
 
 
+def test_a_request_that_gave_up_while_queued_is_still_stored(runtime_factory: Any, database_url: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    writer = webhooks.InboxWriter(runtime)
+    gate = _CommitGate(runtime.engine)
+    try:
+        first = writer.submit(_event("evt_first"))
+        assert gate.first_insert_reached.wait(10)
+        abandoned, waiting = writer.submit(_event("evt_abandoned")), writer.submit(_event("evt_waiting"))
+        assert abandoned.cancel()  # the client disconnected while its delivery was queued
+        gate.release.set()
+        assert first.result(10) == "stored" and waiting.result(10) == "stored"
+        assert writer.submit(_event("evt_later")).result(10) == "stored"  # the writer carried on
+    finally:
+        gate.release.set()
+        gate.remove()
+        writer.close()
+    assert sorted(_stored(runtime)) == ["evt_abandoned", "evt_first", "evt_later", "evt_waiting"]
+
+
 def test_close_stores_what_is_queued(runtime_factory: Any, database_url: str) -> None:
     runtime = runtime_factory(DATABASE_URL=database_url)
     writer = webhooks.InboxWriter(runtime)
