@@ -40,7 +40,7 @@ class MetricPoint(Base):
     """One counted occurrence of a runbook metric (e.g. invoice.failed) at a time."""
 
     __tablename__ = "metric_points"
-    __table_args__ = (Index("ix_metric_points_name_at", "name", "at"),)
+    __table_args__ = (Index("ix_metric_points_name_at_value", "name", "at", "value"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(128))
