@@ -6,12 +6,15 @@ not fail the others in its batch."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import hmac
 import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
@@ -67,13 +70,25 @@ class _CommitGate:
         sa_event.remove(self.engine, "before_cursor_execute", self._on_execute)
 
 
-def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: Any, database_url: str) -> None:
-    runtime = runtime_factory(DATABASE_URL=database_url)
+@contextlib.contextmanager
+def held_writer(runtime: Any, first_event_id: str) -> Iterator[tuple[webhooks.InboxWriter, _CommitGate, Future[str]]]:
+    """A writer whose first delivery is inside its transaction, held there until
+    `gate.release` is set: what the test submits meanwhile queues behind that commit."""
     writer = webhooks.InboxWriter(runtime)
     gate = _CommitGate(runtime.engine)
     try:
-        first = writer.submit(_event("evt_first"))
+        first = writer.submit(_event(first_event_id))
         assert gate.first_insert_reached.wait(10)
+        yield writer, gate, first
+    finally:
+        gate.release.set()
+        gate.remove()
+        writer.close()
+
+
+def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: Any, database_url: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    with held_writer(runtime, "evt_first") as (writer, gate, first):
         # While that transaction is open, ten more arrive (one of them twice) and an ignored type.
         queued = [writer.submit(_event(f"evt_q{i}")) for i in range(10)]
         again = writer.submit(_event("evt_q3"))
@@ -84,10 +99,6 @@ def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: A
         assert [f.result(10) for f in queued] == ["stored"] * 10
         assert again.result(10) == "duplicate" and ignored.result(10) == "ignored"
         assert gate.commits == 2  # the first delivery's commit, then one for the twelve queued behind it
-    finally:
-        gate.release.set()
-        gate.remove()
-        writer.close()
     stored = _stored(runtime)
     assert len(stored) == 12  # evt_first, ten queued, the ignored one
     assert stored["evt_q3"] == ("pending", 1) and stored["evt_product"] == ("ignored", 0)
@@ -107,41 +118,25 @@ def test_an_event_the_database_refuses_fails_alone(runtime_factory: Any, databas
         return real_object_id(event)
 
     monkeypatch.setattr(webhooks, "_object_id", refuse_poison)
-    writer = webhooks.InboxWriter(runtime)
-    gate = _CommitGate(runtime.engine)
-    try:
-        first = writer.submit(_event("evt_a"))
-        assert gate.first_insert_reached.wait(10)
+    with held_writer(runtime, "evt_a") as (writer, gate, first):
         batch = [writer.submit(_event(event_id)) for event_id in ("evt_b", "evt_poison", "evt_c")]
         gate.release.set()
         assert first.result(10) == "stored"
         assert batch[0].result(10) == "stored" and batch[2].result(10) == "stored"
         with pytest.raises(RuntimeError, match="refused"):
             batch[1].result(10)
-    finally:
-        gate.release.set()
-        gate.remove()
-        writer.close()
     assert sorted(_stored(runtime)) == ["evt_a", "evt_b", "evt_c"]  # the poison event is not stored, so Stripe retries
     assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 3
 
 
 def test_a_request_that_gave_up_while_queued_is_still_stored(runtime_factory: Any, database_url: str) -> None:
     runtime = runtime_factory(DATABASE_URL=database_url)
-    writer = webhooks.InboxWriter(runtime)
-    gate = _CommitGate(runtime.engine)
-    try:
-        first = writer.submit(_event("evt_first"))
-        assert gate.first_insert_reached.wait(10)
+    with held_writer(runtime, "evt_first") as (writer, gate, first):
         abandoned, waiting = writer.submit(_event("evt_abandoned")), writer.submit(_event("evt_waiting"))
         assert abandoned.cancel()  # the client disconnected while its delivery was queued
         gate.release.set()
         assert first.result(10) == "stored" and waiting.result(10) == "stored"
         assert writer.submit(_event("evt_later")).result(10) == "stored"  # the writer carried on
-    finally:
-        gate.release.set()
-        gate.remove()
-        writer.close()
     assert sorted(_stored(runtime)) == ["evt_abandoned", "evt_first", "evt_later", "evt_waiting"]
 
 
