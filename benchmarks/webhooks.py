@@ -104,10 +104,11 @@ def _count_stored(database_url: str) -> int:
 
     from db.models import MetricPoint, StripeEvent
     from db.session import UnitOfWork
+    from services.metric_points import WEBHOOK_RECEIVED
 
     with UnitOfWork(database_url) as uow:
         events = uow.session.execute(select(func.count()).select_from(StripeEvent)).scalar_one()
-        received = uow.session.execute(select(func.count()).where(MetricPoint.name == "stripe.webhook.received"))
+        received = uow.session.execute(select(func.count()).where(MetricPoint.name == WEBHOOK_RECEIVED))
         assert received.scalar_one() == events, "one stripe.webhook.received point per stored event"
     return int(events)
 

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -92,3 +93,12 @@ class UnitOfWork:
 def rows_affected(result: Any) -> int:
     """Rows matched by an UPDATE/DELETE (a CursorResult's rowcount; typed loosely by SQLAlchemy)."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def insert_ignoring_conflicts(session: Session, model: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for the session's database: a unique key decides
+    in one statement, with no SELECT first and no IntegrityError to unwind (add
+    `.returning(...)` to learn whether the row went in)."""
+    bind = session.get_bind()
+    dialect_insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    return dialect_insert(model).on_conflict_do_nothing()

@@ -8,14 +8,13 @@ retried run never counts twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from db.models import MetricPoint
 from db.models.base import utcnow
-from db.session import UnitOfWork
+from db.session import UnitOfWork, insert_ignoring_conflicts
 
 # The metric names the go-live runbook (section 7) asks engineers to watch.
 WEBHOOK_RECEIVED = "stripe.webhook.received"
@@ -59,6 +58,17 @@ ALL_METRICS = (
 )
 
 
+def metric_row(
+    name: str,
+    *,
+    at: datetime | None = None,
+    value: int = 1,
+    tags: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> dict[str, Any]:
+    return {"name": name, "at": at or utcnow(), "value": value, "tags": tags or {}, "dedupe_key": dedupe_key}
+
+
 def record_metric(
     uow: UnitOfWork,
     name: str,
@@ -68,14 +78,16 @@ def record_metric(
     tags: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
 ) -> bool:
-    """Add one point inside the caller's transaction; False if `dedupe_key` was already counted."""
-    if dedupe_key is not None:
-        exists = uow.session.execute(
-            select(MetricPoint.id).where(MetricPoint.dedupe_key == dedupe_key)
-        ).first()
-        if exists:
-            return False
-    uow.session.add(
-        MetricPoint(name=name, at=at or utcnow(), value=value, tags=tags or {}, dedupe_key=dedupe_key)
-    )
-    return True
+    """Add one point inside the caller's transaction; False if `dedupe_key` was already counted.
+    The unique key decides, so two workers replaying one event at once still count it once."""
+    row = metric_row(name, at=at, value=value, tags=tags, dedupe_key=dedupe_key)
+    inserted = uow.session.execute(
+        insert_ignoring_conflicts(uow.session, MetricPoint).values(**row).returning(MetricPoint.id)
+    ).first()
+    return inserted is not None
+
+
+def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
+    """Add many `metric_row`s in one statement; rows whose `dedupe_key` was already counted are skipped."""
+    if rows:
+        uow.session.execute(insert_ignoring_conflicts(uow.session, MetricPoint), list(rows))

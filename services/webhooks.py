@@ -25,11 +25,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import MetricPoint, StripeEvent
 from db.models.base import from_unix, utcnow
-from db.session import UnitOfWork
+from db.session import UnitOfWork, insert_ignoring_conflicts
 from services import audit, metric_points, prometheus
 from services.audit import privileged
 from services.config import CONSOLE_EVENT_TYPES, Settings
@@ -114,14 +113,6 @@ def _object_id(event: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def _insert_ignoring_conflicts(uow: UnitOfWork, model: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING: the unique key decides, with no SELECT first
-    and no IntegrityError to unwind (which would throw away a whole batch)."""
-    bind = uow.session.get_bind()
-    dialect_insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
-    return dialect_insert(model).on_conflict_do_nothing()
-
-
 def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str = "webhook") -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
@@ -132,7 +123,7 @@ def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str 
     outcomes: list[str] = []
     metric_rows: list[dict[str, Any]] = []
     with runtime.uow() as uow:
-        insert_event = _insert_ignoring_conflicts(uow, StripeEvent)
+        insert_event = insert_ignoring_conflicts(uow.session, StripeEvent)
         for event in events:
             allowed = event["type"] in allowed_types
             now = utcnow()
@@ -148,26 +139,24 @@ def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str 
                     .where(StripeEvent.id == event["id"])
                     .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + 1)
                 )
-                metric_rows.append(_metric_row(metric_points.WEBHOOK_DUPLICATE, now, {"event": event["id"]}, None))
+                metric_rows.append(metric_points.metric_row(metric_points.WEBHOOK_DUPLICATE, at=now,
+                                                            tags={"event": event["id"]}))
                 outcomes.append("duplicate")
                 continue
             # The event row is new, so its metric keys are too; the unique key still guards a re-import.
-            metric_rows.append(_metric_row(metric_points.WEBHOOK_RECEIVED, now,
-                                           {"type": event["type"], "source": source}, f"{event['id']}:received"))
+            metric_rows.append(metric_points.metric_row(
+                metric_points.WEBHOOK_RECEIVED, at=now, tags={"type": event["type"], "source": source},
+                dedupe_key=f"{event['id']}:received"))
             if not allowed:
-                metric_rows.append(_metric_row(metric_points.WEBHOOK_IGNORED, now, {"type": event["type"]},
-                                               f"{event['id']}:ignored"))
+                metric_rows.append(metric_points.metric_row(
+                    metric_points.WEBHOOK_IGNORED, at=now, tags={"type": event["type"]},
+                    dedupe_key=f"{event['id']}:ignored"))
             outcomes.append("stored" if allowed else "ignored")
-        if metric_rows:
-            uow.session.execute(_insert_ignoring_conflicts(uow, MetricPoint), metric_rows)
+        metric_points.record_metrics(uow, metric_rows)
         uow.commit()
     for outcome in outcomes:
         prometheus.WEBHOOK_DELIVERIES.labels("received" if outcome == "stored" else outcome).inc()
     return outcomes
-
-
-def _metric_row(name: str, at: datetime, tags: dict[str, Any], dedupe_key: str | None) -> dict[str, Any]:
-    return {"name": name, "at": at, "value": 1, "tags": tags, "dedupe_key": dedupe_key}
 
 
 def ingest_event(runtime: Any, event: dict[str, Any], *, source: str = "webhook", process: bool | None = None) -> str:
