@@ -106,9 +106,11 @@ def run(port: int) -> None:
     """The console against the configured Stripe account (test or live)."""
     from services.demo import run_console
 
-    settings = load_settings()
     from db.migrate import upgrade
+    from services.sign_in import load_credentials
 
+    settings = load_settings()
+    load_credentials(settings)  # a missing or short cookie key stops here with one line
     upgrade(settings.database_url)
     sys.exit(run_console(port=port, env={}, wait=True))
 

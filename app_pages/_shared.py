@@ -11,10 +11,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from services import sign_in
 from services.auth import Identity, is_admin, normalise_email, session_expired, set_identity_provider
+from services.config import SettingsError
 from services.runtime import Runtime, get_runtime
 
 IDENTITY_KEY = "identity"
+_FRAGMENT_RERUN_KEY = "_fragment_signed_out_rerun"
 
 
 def runtime() -> Runtime:
@@ -45,6 +48,7 @@ def _start_session(email: str, name: str | None, method: str) -> Identity | None
     now = time.time()
     identity = Identity(email=normalised, name=name, signed_in_at=now, last_seen_at=now, method=method)
     st.session_state[IDENTITY_KEY] = identity
+    st.session_state.pop(_FRAGMENT_RERUN_KEY, None)
     return identity
 
 
@@ -58,7 +62,10 @@ def current_user() -> Identity | None:
             return _start_session(email, "Local developer", "disabled")
         if _oidc_configured() and getattr(st.user, "is_logged_in", False):
             st.session_state["_oidc_signed_in"] = True
-            return _start_session(str(st.user.get("email") or ""), st.user.get("name"), "oidc")  # type: ignore[arg-type]
+            email = str(st.user.get("email") or "")
+            sign_in.record_external_sign_in(runtime().uow(), settings, email=email, method="oidc",
+                                            client=_client_address())
+            return _start_session(email, st.user.get("name"), "oidc")  # type: ignore[arg-type]
         return None
     reason = session_expired(identity, settings)
     if reason:
@@ -72,6 +79,27 @@ def current_user() -> Identity | None:
         method=identity.method,
     )
     return identity
+
+
+def fragment_user() -> Identity | None:
+    """For `st.fragment(run_every=...)` bodies: call first, render nothing if it returns None.
+
+    A timed re-run is not activity, so unlike `current_user` this never moves
+    `last_seen_at`: a page left open still reaches the idle timeout. Once the
+    session is over (or was never an admin one) it signs out, says so, and
+    re-runs the whole app, which shows the sign-in page and no fragments.
+    """
+    identity = _identity_from_session()
+    reason = session_expired(identity, runtime().settings) if identity is not None else "You are signed out."
+    if reason is None and user_is_admin(identity):
+        return identity
+    already_rerun = st.session_state.get(_FRAGMENT_RERUN_KEY)
+    sign_out(reason or "You are signed out.")
+    st.info("Signed out. Sign in again to see this page.")
+    if not already_rerun:  # once: the re-run shows the sign-in page, so no fragment asks again
+        st.session_state[_FRAGMENT_RERUN_KEY] = True
+        st.rerun()
+    return None
 
 
 def user_is_admin(identity: Identity | None) -> bool:
@@ -95,8 +123,22 @@ def _oidc_configured() -> bool:
         return False
 
 
+def _client_address() -> str | None:
+    """The connection's address (None on loopback); only used to count failed sign-ins per client."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001 (no client context, e.g. a bare script run)
+        return None
+    return address if isinstance(address, str) else None  # AppTest's context is a stand-in
+
+
 def render_sign_in() -> None:
-    """Sign-in page: OIDC when configured in secrets.toml, else the credentials file."""
+    """Sign-in page: OIDC when configured in secrets.toml, else the credentials file.
+
+    The password form is the console's own (services.sign_in checks it, with
+    lockout and audit rows); no re-authentication cookie is ever read or
+    written, so a cookie forged with any key signs nobody in.
+    """
     st.title("Billing Ops Console")
     reason = st.session_state.pop("signed_out_reason", None)
     if reason:
@@ -107,38 +149,32 @@ def render_sign_in() -> None:
             st.login()
         return
     settings = runtime().settings
-    credentials_file = Path(settings.auth_credentials_file)
-    if not credentials_file.exists():
+    try:
+        credentials = sign_in.load_credentials(settings)
+    except SettingsError as error:
+        st.error(f"Sign-in is not configured correctly: {error}")
+        return
+    if credentials is None:
         st.error(
-            f"No sign-in is configured: create {credentials_file.name} (see README) or configure OIDC "
-            "in .streamlit/secrets.toml."
+            f"No sign-in is configured: create {Path(settings.auth_credentials_file).name} (see README) or "
+            "configure OIDC in .streamlit/secrets.toml."
         )
         return
-    import streamlit_authenticator as stauth
-    import yaml
-
-    config = yaml.safe_load(credentials_file.read_text())
-    authenticator = stauth.Authenticate(
-        config["credentials"],
-        config.get("cookie", {}).get("name", "billing_ops"),
-        config.get("cookie", {}).get("key", "billing-ops-cookie-key"),
-        cookie_expiry_days=0,  # no remember-me: sessions end with the idle timeout
-        auto_hash=False,
-    )
-    try:
-        authenticator.login(location="main", max_login_attempts=5)
-    except Exception as error:  # the library raises on too many attempts and bad input
-        st.error(str(error).split("\n")[0])
+    with st.form("sign_in"):
+        st.subheader("Login")
+        username = st.text_input("Username", autocomplete="off")
+        password = st.text_input("Password", type="password", autocomplete="off")
+        submitted = st.form_submit_button("Login")
+    if not submitted:
         return
-    status = st.session_state.get("authentication_status")
-    if status:
-        email = st.session_state.get("email") or ""
-        if _start_session(email, st.session_state.get("name"), "password") is None:
-            st.error("Your account has no valid email address; ask an admin to fix it.")
-            return
-        st.rerun()
-    elif status is False:
-        st.error("Email/username or password is incorrect.")
+    outcome = sign_in.attempt_sign_in(
+        runtime().uow(), settings, credentials, username=username, password=password, client=_client_address()
+    )
+    if outcome.email is None:
+        st.error(outcome.message or sign_in.BAD_CREDENTIALS_MESSAGE)
+        return
+    _start_session(outcome.email, outcome.name, "password")
+    st.rerun()
 
 
 def render_no_access() -> None:

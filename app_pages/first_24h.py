@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error
+from app_pages._shared import fragment_user, require_admin, runtime, show_error
 from db.models.base import utcnow
 from services import metric_points as m
 from services import metrics
@@ -73,6 +73,8 @@ GROUPS = {
 
 @st.fragment(run_every=60)
 def charts() -> None:
+    if fragment_user() is None:  # the session ended while the page was open
+        return
     data = metrics.board(rt.uow(), start=start, end=end)
     if data.empty:
         st.info("No data yet for this range: metrics appear as webhooks arrive and reconciliation runs.")

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error
+from app_pages._shared import fragment_user, require_admin, runtime, show_error
 from services import reconciliation
 from services.auth import AccessDenied
 from services.reconciliation import ReconcileError
@@ -80,6 +80,8 @@ st.subheader("Run history")
 # The cron adds runs every few minutes; refresh just this part, not the page.
 @st.fragment(run_every=HISTORY_REFRESH_SECONDS)
 def _history() -> None:
+    if fragment_user() is None:  # the session ended while the page was open
+        return
     runs = _runs()
     if not runs:
         st.info("No reconciliation runs yet. Use “Run now (dry-run)” or start the worker with "

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error
+from app_pages._shared import fragment_user, require_admin, runtime, show_error
 from db.models.base import utcnow
 from services import metric_points, webhooks
 
@@ -23,6 +23,8 @@ st.caption("Every verified event is stored once before Stripe gets its 200; fail
 
 @st.fragment(run_every=30)
 def health() -> None:
+    if fragment_user() is None:  # the session ended while the page was open
+        return
     since = utcnow() - timedelta(hours=24)
     age = webhooks.last_event_age_seconds(rt.uow())
     totals = webhooks.metric_totals(

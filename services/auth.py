@@ -9,6 +9,7 @@ through `set_identity_provider`.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,12 +29,27 @@ class AccessDenied(Exception):
     """The caller may not do this; the message is safe to show."""
 
 
+def fold_email(email: str) -> str | None:
+    """NFKC then casefold; None when the address is not plain ASCII.
+
+    A non-ASCII character that folds into ASCII (Kelvin sign K, fullwidth
+    letters, ligatures) is a look-alike of a real address, and one that does
+    not (dotless i, Cyrillic) is a different address that reads the same, so
+    either way the address is refused rather than matched.
+    """
+    cleaned = email.strip()
+    if not cleaned.isascii():
+        return None
+    return unicodedata.normalize("NFKC", cleaned).casefold()
+
+
 def normalise_email(email: str | None) -> str | None:
-    """Trim and lower-case; None for anything that is not exactly one local@domain."""
+    """Trim, NFKC-normalise and casefold; None for anything that is not exactly one
+    ASCII local@domain."""
     if email is None:
         return None
-    cleaned = email.strip().lower()
-    if cleaned.count("@") != 1:
+    cleaned = fold_email(email)
+    if cleaned is None or cleaned.count("@") != 1:
         return None
     local, domain = cleaned.split("@")
     if not local or not domain or any(ch.isspace() for ch in cleaned):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -69,6 +70,9 @@ _FIXES: dict[str, str] = {
     "RECONCILE_CRON_INTERVAL_SECONDS": "use a whole number of seconds, e.g. 420",
     "RECONCILE_CRON_LOOKAHEAD_SECONDS": "use a whole number of seconds, e.g. 900",
     "ADMIN_EMAIL_DOMAIN": "use a bare domain such as example.com",
+    "ADMIN_EMAILS": "use comma-separated plain ASCII emails such as ops@example.com",
+    "SIGNOFF_ENG_LEADS": "use comma-separated plain ASCII emails such as lead@example.com",
+    "SIGNOFF_PRODUCT_OWNERS": "use comma-separated plain ASCII emails such as po@example.com",
 }
 
 
@@ -186,14 +190,19 @@ class Settings(BaseSettings):
     @field_validator("admin_emails", "signoff_eng_leads", "signoff_product_owners")
     @classmethod
     def _normalise_emails(cls, value: list[str]) -> list[str]:
-        return [email.strip().lower() for email in value]
+        # Folded exactly as services.auth folds a signed-in email (NFKC + casefold, ASCII only).
+        if not all(email.strip().isascii() for email in value):
+            raise ValueError("every email must be plain ASCII (no look-alike letters)")
+        return [unicodedata.normalize("NFKC", email.strip()).casefold() for email in value]
 
     @field_validator("admin_email_domain")
     @classmethod
     def _check_domain(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        domain = value.strip().lower()
+        if not value.strip().isascii():
+            raise ValueError("must be a plain ASCII domain (no look-alike letters)")
+        domain = value.strip().casefold()
         if "@" in domain or "." not in domain or " " in domain:
             raise ValueError("must be a bare domain such as example.com")
         return domain

@@ -60,7 +60,7 @@ def write_credentials_file(path: Path, users: Mapping[str, Mapping[str, str]]) -
     }
     config = {
         "credentials": {"usernames": usernames},
-        "cookie": {"name": "billing_ops_demo", "key": secrets.token_hex(16), "expiry_days": 0},
+        "cookie": {"name": "billing_ops_demo", "key": secrets.token_urlsafe(32), "expiry_days": 0},
     }
     path.write_text(yaml.safe_dump(config))
 
