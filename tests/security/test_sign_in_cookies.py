@@ -1,0 +1,181 @@
+"""No way in without a password (issue 16, item 1).
+
+A streamlit-authenticator re-auth cookie is a HS256 JWT of {username, exp_date}
+signed with the credentials file's cookie key. Cookies are forged here with every
+key an attacker could know (the old hard-coded fallback, the library's default,
+empty, the cookie name, the demo's passwords) and even with the real key: the
+console reads no re-auth cookie at all, so none of them signs anybody in. A
+credentials file without a real key refuses start-up with one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jwt
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from services.demo import DEMO_USERS, write_credentials_file
+from services.sign_in import MIN_COOKIE_KEY_BYTES, load_credentials
+from tests.conftest import ADMIN_EMAIL, REPO_ROOT, page_text
+
+REAL_KEY = "k" * 8 + "Zq3v9-real-secret-key-for-tests_0123456789"
+COOKIE_NAME = "billing_ops"
+KNOWN_KEYS = [
+    "billing-ops-cookie-key",  # the old hard-coded fallback
+    "some_key",  # streamlit-authenticator's default
+    "",
+    COOKIE_NAME,
+    "billing_ops_demo",
+    "demo-ops",
+    *(user["password"] for user in DEMO_USERS.values()),
+    REAL_KEY,  # even the real key: the console never accepts a re-auth cookie
+]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _forge(key: str, *, username: str = ADMIN_EMAIL, exp_date: float | None = None) -> str:
+    """A HS256 JWT by hand: PyJWT refuses to sign with an empty key, an attacker does not."""
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps({"username": username, "exp_date": exp_date or time.time() + 86_400}).encode())
+    signature = hmac.new(key.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    token = f"{header}.{payload}.{_b64(signature)}"
+    if key:  # the hand-made token is exactly what PyJWT would accept for this key
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert jwt.decode(token, key, algorithms=["HS256"])["username"] == username
+    return token
+
+
+def _credentials(path: Path, *, cookie: dict[str, Any] | None) -> Path:
+    write_credentials_file(path, {ADMIN_EMAIL: {"name": "Ada", "password": "pw-admin-long"}})
+    config = yaml.safe_load(path.read_text())
+    if cookie is None:
+        config.pop("cookie")
+    else:
+        config["cookie"] = cookie
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def console(migrated_sqlite_url: str, tmp_path: Path) -> Iterator[Any]:
+    from services.config import load_settings
+    from services.runtime import Runtime, set_runtime
+
+    def install(credentials: Path) -> Any:
+        settings = load_settings(
+            {"DATABASE_URL": migrated_sqlite_url, "ADMIN_EMAILS": ADMIN_EMAIL, "STRIPE_API_KEY": "sk_test_cookie",
+             "STRIPE_API_BASE": "http://127.0.0.1:9", "STRIPE_MAX_RETRIES": "0",
+             "AUTH_CREDENTIALS_FILE": str(credentials)},
+            env_file=None,
+        )
+        runtime = Runtime(settings)
+        set_runtime(runtime)
+        return runtime
+
+    yield install
+    set_runtime(None)
+
+
+def _run_with_cookies(monkeypatch: pytest.MonkeyPatch, cookies: dict[str, str]) -> Any:
+    """The console as a browser that sends `cookies` with its first request."""
+    import streamlit.runtime.context as context
+    from streamlit.testing.v1 import AppTest
+
+    client = SimpleNamespace(cookies=cookies, headers={}, remote_ip="203.0.113.7", locale=None, url=None,
+                             is_embedded=False, timezone=None, timezone_offset=None)
+    monkeypatch.setattr(context, "_get_client_context", lambda: client)
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=30)
+    at.run()
+    at.run()  # a second run, as after the library's own st.rerun()
+    return at
+
+
+@pytest.mark.parametrize("key", KNOWN_KEYS)
+@pytest.mark.parametrize("section", ["no cookie section", "real key"])
+def test_forged_cookie_never_signs_in(console: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      key: str, section: str) -> None:
+    cookie = None if section == "no cookie section" else {"name": COOKIE_NAME, "key": REAL_KEY, "expiry_days": 0}
+    console(_credentials(tmp_path / "credentials.yaml", cookie=cookie))
+    forged = _forge(key)
+    at = _run_with_cookies(monkeypatch, {COOKIE_NAME: forged, "billing_ops_demo": forged})
+    assert "identity" not in at.session_state
+    text = page_text(at)
+    assert "Disputes" not in text and "Webhooks" not in text
+    assert REAL_KEY not in text
+
+
+@pytest.mark.parametrize("exp_date", [1.0, time.time() - 60])
+def test_expired_or_replayed_cookie_never_signs_in(console: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   exp_date: float) -> None:
+    console(_credentials(tmp_path / "credentials.yaml",
+                         cookie={"name": COOKIE_NAME, "key": REAL_KEY, "expiry_days": 0}))
+    for cookie in (_forge(REAL_KEY, exp_date=exp_date), _forge(REAL_KEY)):  # expired, then replayed valid-looking
+        at = _run_with_cookies(monkeypatch, {COOKIE_NAME: cookie})
+        assert "identity" not in at.session_state
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [None, {"name": COOKIE_NAME}, {"name": COOKIE_NAME, "key": ""}, {"name": COOKIE_NAME, "key": "short-key"},
+     {"name": COOKIE_NAME, "key": "x" * (MIN_COOKIE_KEY_BYTES - 1)}, {"name": COOKIE_NAME, "key": 12345}],
+)
+def test_missing_or_short_cookie_key_refuses_start_up(console: Any, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      cookie: dict[str, Any] | None) -> None:
+    from services.config import SettingsError
+
+    credentials = _credentials(tmp_path / "credentials.yaml", cookie=cookie)
+    runtime = console(credentials)
+    with pytest.raises(SettingsError) as raised:
+        load_credentials(runtime.settings)
+    message = str(raised.value)
+    assert "\n" not in message and "AUTH_CREDENTIALS_FILE" in message and "cookie.key" in message
+    assert "short-key" not in message and "x" * 8 not in message
+
+    # The console itself shows the same line instead of a sign-in form, and nobody gets in.
+    at = _run_with_cookies(monkeypatch, {COOKIE_NAME: _forge("billing-ops-cookie-key")})
+    assert "identity" not in at.session_state
+    assert any("cookie.key" in error.value for error in at.error)
+    assert not at.text_input
+
+    # `billing-ops run` stops before starting anything, with one line and exit code 2.
+    import cli
+    import services.demo
+
+    started: list[bool] = []
+    monkeypatch.setattr(services.demo, "run_console", lambda **_kw: started.append(True) or 0)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.main, ["run"], env={
+        "DATABASE_URL": runtime.settings.database_url, "AUTH_CREDENTIALS_FILE": str(credentials),
+        "STRIPE_API_KEY": "sk_test_cookie",
+    })
+    assert result.exit_code == 2, result.output
+    assert not started
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cookie.key" in lines[0] and "Traceback" not in result.output
+
+
+def test_demo_generates_a_random_key_of_its_own(tmp_path: Path) -> None:
+    keys = []
+    for name in ("one.yaml", "two.yaml"):
+        write_credentials_file(tmp_path / name, DEMO_USERS)
+        keys.append(yaml.safe_load((tmp_path / name).read_text())["cookie"]["key"])
+    assert keys[0] != keys[1]
+    assert all(len(key.encode()) >= MIN_COOKIE_KEY_BYTES for key in keys)
+    assert "billing-ops-cookie-key" not in (REPO_ROOT / "app_pages" / "_shared.py").read_text()
