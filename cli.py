@@ -104,9 +104,8 @@ def demo(port: int, webhook_port: int, emulator_port: int, data_dir: str, custom
 @friendly_errors
 def run(port: int) -> None:
     """The console against the configured Stripe account (test or live)."""
-    from services.demo import run_console
-
     from db.migrate import upgrade
+    from services.demo import run_console
     from services.sign_in import load_credentials
 
     settings = load_settings()

@@ -29,6 +29,9 @@ class AccessDenied(Exception):
     """The caller may not do this; the message is safe to show."""
 
 
+ASCII_WHITESPACE = " \t\r\n\v\f"
+
+
 def fold_email(email: str) -> str | None:
     """NFKC then casefold; None when the address is not plain ASCII.
 
@@ -37,7 +40,7 @@ def fold_email(email: str) -> str | None:
     not (dotless i, Cyrillic) is a different address that reads the same, so
     either way the address is refused rather than matched.
     """
-    cleaned = email.strip()
+    cleaned = email.strip(ASCII_WHITESPACE)  # a no-break or zero-width space is not trimmed: it is refused
     if not cleaned.isascii():
         return None
     return unicodedata.normalize("NFKC", cleaned).casefold()

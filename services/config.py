@@ -191,9 +191,10 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_emails(cls, value: list[str]) -> list[str]:
         # Folded exactly as services.auth folds a signed-in email (NFKC + casefold, ASCII only).
-        if not all(email.strip().isascii() for email in value):
+        stripped = [email.strip(" \t\r\n\v\f") for email in value]
+        if not all(email.isascii() for email in stripped):
             raise ValueError("every email must be plain ASCII (no look-alike letters)")
-        return [unicodedata.normalize("NFKC", email.strip()).casefold() for email in value]
+        return [unicodedata.normalize("NFKC", email).casefold() for email in stripped]
 
     @field_validator("admin_email_domain")
     @classmethod

@@ -49,6 +49,7 @@ ACTION_NO_ACCESS = "sign_in.no_access"
 
 LOCKED_MESSAGE = "Too many failed sign-ins. Sign-in is paused for 15 minutes; try again later."
 BAD_CREDENTIALS_MESSAGE = "Email/username or password is incorrect."
+NO_EMAIL_MESSAGE = "Your account has no valid email address; ask an admin to fix it."
 
 _FIX = (
     "set cookie.key in the credentials file to a random secret of at least 32 bytes, e.g. "
@@ -161,7 +162,9 @@ def locked_until(failures: list[datetime]) -> datetime | None:
     return until
 
 
-def _failure_times(uow: UnitOfWork, *, account: str, client: str, now: datetime) -> tuple[list[datetime], list[datetime]]:
+def _failure_times(
+    uow: UnitOfWork, *, account: str, client: str, now: datetime
+) -> tuple[list[datetime], list[datetime]]:
     since = now - FAILURE_WINDOW - LOCKOUT_COOL_DOWN
     rows = uow.session.execute(
         select(AuditLog.at, AuditLog.actor, AuditLog.target).where(
@@ -213,7 +216,7 @@ def attempt_sign_in(
             audit.record(uow, actor=account, action=ACTION_NO_ACCESS, target=target, result="denied",
                          details={**details, "reason": "no valid email"})
             uow.commit()
-            return SignInOutcome("no_access", message="Your account has no valid email address; ask an admin to fix it.")
+            return SignInOutcome("no_access", message=NO_EMAIL_MESSAGE)
         admin = is_admin(email, settings)
         audit.record(uow, actor=email, action=ACTION_SIGNED_IN if admin else ACTION_NO_ACCESS, target=target,
                      result="ok" if admin else "denied", details={**details, "method": "password"})

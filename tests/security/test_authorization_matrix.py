@@ -38,6 +38,9 @@ ADMIN = "admin@example.com"
 DENIED_IDENTITIES = [
     None, "", "   ", "viewer@outside.io", "admin@example.com.evil.io", "admin@evil-example.com",
     "admin@sub.example.com", "admin@@example.com", "a@b@example.com", "example.com", "admin@example",
+    # Unicode look-alikes: NFKC/casefold would fold several of these into an admin address.
+    "\u212aate@example.com", "\uff41dmin@example.com", "admin@\uff45xample.com", "adm\u0131n@example.com",
+    "ADM\u0130N@example.com", "admin@exampl\u0435.com", "admin@example.com\u200b", "\ufb01nance@example.com",
 ]
 # Allowed: the same admin, however it is typed.
 ALLOWED_VARIANTS = [ADMIN, "  ADMIN@Example.COM  "]
