@@ -126,10 +126,13 @@ def _oidc_configured() -> bool:
 def _client_address() -> str | None:
     """The connection's address (None on loopback); only used to count failed sign-ins per client."""
     try:
-        address = st.context.ip_address
+        address, headers = st.context.ip_address, dict(st.context.headers)
     except Exception:  # noqa: BLE001 (no client context, e.g. a bare script run)
         return None
-    return address if isinstance(address, str) else None  # AppTest's context is a stand-in
+    if not isinstance(address, str):  # AppTest's context is a stand-in
+        address = None
+    headers = {k: v for k, v in headers.items() if isinstance(k, str) and isinstance(v, str)}
+    return sign_in.client_address(address, headers, runtime().settings)
 
 
 def render_sign_in() -> None:

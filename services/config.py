@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     admin_email_domain: str | None = Field(None, validation_alias="ADMIN_EMAIL_DOMAIN")
     disable_auth: bool = Field(False, validation_alias="DISABLE_AUTH")
     auth_credentials_file: str = Field("credentials.yaml", validation_alias="AUTH_CREDENTIALS_FILE")
+    # Set only behind a reverse proxy that appends the client to this header (e.g. X-Forwarded-For):
+    # failed sign-ins are then counted per real client instead of per proxy.
+    auth_client_address_header: str | None = Field(None, validation_alias="AUTH_CLIENT_ADDRESS_HEADER")
     session_idle_timeout_seconds: int = Field(1800, gt=0, validation_alias="SESSION_IDLE_TIMEOUT_SECONDS")
     session_max_lifetime_seconds: int = Field(
         12 * 3600, gt=0, validation_alias="SESSION_MAX_LIFETIME_SECONDS"

@@ -146,6 +146,19 @@ def account_key(typed: str) -> str:
     return (normalise_email(typed) or typed.strip().casefold() or "(empty)")[:320]
 
 
+def client_address(connection_address: str | None, headers: Mapping[str, str], settings: Settings) -> str | None:
+    """The client to count failures for: the connection's address, or, behind a trusted proxy
+    (AUTH_CLIENT_ADDRESS_HEADER), the last hop that proxy appended; earlier hops are the client's
+    own claim and could be anything."""
+    header = settings.auth_client_address_header
+    if header:
+        value = next((v for k, v in headers.items() if k.lower() == header.lower()), "")
+        hops = [hop.strip() for hop in value.split(",") if hop.strip()]
+        if hops:
+            return hops[-1][:200]
+    return connection_address
+
+
 def client_key(client: str | None) -> str:
     # Streamlit reports loopback connections as None: they are one client, the machine itself.
     return f"client:{client or 'loopback'}"[:255]

@@ -182,3 +182,13 @@ def test_sign_in_page_locks_out_after_five_wrong_passwords(console: Settings,
     assert at.session_state["identity"].email == ADMIN_EMAIL
     actions = [r.action for r in _rows(console)]
     assert actions == [sign_in.ACTION_FAILED] * 5 + [sign_in.ACTION_LOCKED, sign_in.ACTION_SIGNED_IN]
+
+
+def test_client_address_behind_a_trusted_proxy(setup: Any) -> None:
+    settings, _ = setup
+    assert sign_in.client_address("10.0.0.5", {"X-Forwarded-For": "1.2.3.4"}, settings) == "10.0.0.5"
+    proxied = settings.model_copy(update={"auth_client_address_header": "X-Forwarded-For"})
+    # The proxy appends the real client last; what the client itself sent first is ignored.
+    headers = {"x-forwarded-for": "6.6.6.6, 198.51.100.23"}
+    assert sign_in.client_address("10.0.0.5", headers, proxied) == "198.51.100.23"
+    assert sign_in.client_address("10.0.0.5", {}, proxied) == "10.0.0.5"
