@@ -27,9 +27,9 @@ import yaml
 from click.testing import CliRunner
 
 from services.demo import DEMO_USERS, write_credentials_file
-from services.sign_in import MIN_COOKIE_KEY_BYTES, load_credentials
 from tests.conftest import ADMIN_EMAIL, REPO_ROOT, page_text
 
+MIN_COOKIE_KEY_BYTES = 32  # the floor (services.sign_in.MIN_COOKIE_KEY_BYTES)
 REAL_KEY = "k" * 8 + "Zq3v9-real-secret-key-for-tests_0123456789"
 COOKIE_NAME = "billing_ops"
 KNOWN_KEYS = [
@@ -120,7 +120,7 @@ def test_forged_cookie_never_signs_in(console: Any, tmp_path: Path, monkeypatch:
     assert REAL_KEY not in text
 
 
-@pytest.mark.parametrize("exp_date", [1.0, time.time() - 60])
+@pytest.mark.parametrize("exp_date", [1.0, time.time() - 60], ids=["epoch", "a-minute-ago"])
 def test_expired_or_replayed_cookie_never_signs_in(console: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    exp_date: float) -> None:
     console(_credentials(tmp_path / "credentials.yaml",
@@ -139,6 +139,7 @@ def test_missing_or_short_cookie_key_refuses_start_up(console: Any, tmp_path: Pa
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       cookie: dict[str, Any] | None) -> None:
     from services.config import SettingsError
+    from services.sign_in import load_credentials
 
     credentials = _credentials(tmp_path / "credentials.yaml", cookie=cookie)
     runtime = console(credentials)
@@ -178,4 +179,7 @@ def test_demo_generates_a_random_key_of_its_own(tmp_path: Path) -> None:
         keys.append(yaml.safe_load((tmp_path / name).read_text())["cookie"]["key"])
     assert keys[0] != keys[1]
     assert all(len(key.encode()) >= MIN_COOKIE_KEY_BYTES for key in keys)
+    from services import sign_in
+
+    assert sign_in.MIN_COOKIE_KEY_BYTES == MIN_COOKIE_KEY_BYTES
     assert "billing-ops-cookie-key" not in (REPO_ROOT / "app_pages" / "_shared.py").read_text()
