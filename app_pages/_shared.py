@@ -170,6 +170,9 @@ def render_sign_in() -> None:
         submitted = st.form_submit_button("Login")
     if not submitted:
         return
+    if not username.strip() or not password:  # nothing was tried, so nothing counts towards a lockout
+        st.error("Enter your email/username and password.")
+        return
     outcome = sign_in.attempt_sign_in(
         runtime().uow(), settings, credentials, username=username, password=password, client=_client_address()
     )

@@ -16,6 +16,7 @@ or well-known key may sit in a deployed file.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,7 +57,7 @@ _FIX = (
     "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 )
 # Compared against when the account does not exist, so an unknown name costs as much as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"not-a-password", bcrypt.gensalt(rounds=10))
+_DUMMY_HASH = bcrypt.hashpw(secrets.token_bytes(32), bcrypt.gensalt(rounds=10))
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _password_matches(password: str, password_hash: str | None) -> bool:
     except ValueError:  # not a bcrypt hash: never a match (plain-text passwords are not accepted)
         bcrypt.checkpw(password.encode(), _DUMMY_HASH)
         return False
-    return matched and password_hash is not None
+    return matched and bool(password_hash)
 
 
 @dataclass(frozen=True)

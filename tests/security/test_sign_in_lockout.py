@@ -192,3 +192,11 @@ def test_client_address_behind_a_trusted_proxy(setup: Any) -> None:
     headers = {"x-forwarded-for": "6.6.6.6, 198.51.100.23"}
     assert sign_in.client_address("10.0.0.5", headers, proxied) == "198.51.100.23"
     assert sign_in.client_address("10.0.0.5", {}, proxied) == "10.0.0.5"
+
+
+@pytest.mark.parametrize("stored", ["", "plain-text-password", "$2b$12$not-a-real-bcrypt-hash"])
+def test_an_account_without_a_bcrypt_hash_never_signs_in(setup: Any, stored: str) -> None:
+    settings, _ = setup
+    credentials = sign_in.Credentials((sign_in.Account(ADMIN_EMAIL, ADMIN_EMAIL, "Ada", stored),))
+    for guess in ("", "plain-text-password", stored, "not-a-password"):
+        assert _attempt(settings, credentials, guess).status == "failed"
