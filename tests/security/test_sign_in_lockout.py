@@ -66,15 +66,18 @@ def test_five_failures_lock_the_account_even_for_the_right_password(setup: Any) 
     # From another client too: the account itself is locked.
     assert _attempt(settings, credentials, PASSWORD, client="192.0.2.9",
                     now=start + timedelta(minutes=2)).status == "locked"
-    # After the cool-down the right password works again.
-    later = start + sign_in.LOCKOUT_COOL_DOWN + timedelta(seconds=1)
-    assert _attempt(settings, credentials, PASSWORD, now=later).status == "signed_in"
+    # The cool-down runs from the fifth failure as stored (rows carry the real clock); after it the
+    # right password works again.
+    fifth = max(r.at for r in _rows(settings) if r.action == sign_in.ACTION_FAILED)
+    end = fifth + sign_in.LOCKOUT_COOL_DOWN
+    assert _attempt(settings, credentials, PASSWORD, now=end - timedelta(seconds=1)).status == "locked"
+    assert _attempt(settings, credentials, PASSWORD, now=end + timedelta(seconds=1)).status == "signed_in"
 
     rows = _rows(settings)
-    assert [r.action for r in rows] == [sign_in.ACTION_FAILED] * 5 + [sign_in.ACTION_LOCKED] * 2 + [
+    assert [r.action for r in rows] == [sign_in.ACTION_FAILED] * 5 + [sign_in.ACTION_LOCKED] * 3 + [
         sign_in.ACTION_SIGNED_IN]
     assert all(r.actor == ADMIN_EMAIL for r in rows)
-    assert [r.result for r in rows] == ["denied"] * 7 + ["ok"]
+    assert [r.result for r in rows] == ["denied"] * 8 + ["ok"]
     assert rows[0].target == "client:198.51.100.1" and rows[0].details["client"] == "198.51.100.1"
     dumped = json.dumps([[r.actor, r.target, r.details, r.error] for r in rows])
     assert PASSWORD not in dumped and WRONG not in dumped
@@ -175,7 +178,7 @@ def test_sign_in_page_locks_out_after_five_wrong_passwords(console: Settings,
     assert "identity" not in at.session_state
     assert sign_in.LOCKED_MESSAGE in page_text(at)
 
-    later = utcnow() + sign_in.LOCKOUT_COOL_DOWN + timedelta(seconds=5)
+    later = max(r.at for r in _rows(console)) + sign_in.LOCKOUT_COOL_DOWN + timedelta(seconds=1)
     monkeypatch.setattr(sign_in, "utcnow", lambda: later)
     at = _page_attempt(PASSWORD)
     at.run()
