@@ -70,8 +70,8 @@ def tax_settings_update(engine: Engine, _m: dict[str, str], params: Json) -> Jso
         check_params(defaults, {"tax_behavior", "tax_code"})
         behavior = defaults.get("tax_behavior")
         if behavior is not None and behavior not in ("exclusive", "inclusive", "inferred_by_currency"):
-            raise StripeApiError(400, f"Invalid defaults[tax_behavior]: must be one of exclusive, inclusive, or "
-                                 f"inferred_by_currency", code="parameter_invalid_string",
+            raise StripeApiError(400, "Invalid defaults[tax_behavior]: must be one of exclusive, inclusive, or "
+                                 "inferred_by_currency", code="parameter_invalid_string",
                                  param="defaults[tax_behavior]")
         previous["defaults"] = copy.deepcopy(settings["defaults"])
         settings["defaults"].update({k: defaults[k] for k in ("tax_behavior", "tax_code") if k in defaults})
