@@ -536,6 +536,24 @@ def check_admin_lookalikes(settings: Any) -> CheckResult:
                "admitted.")
 
 
+def check_checklist_complete(runtime: Any) -> CheckResult:
+    """Numzy §1: every pre-launch manual checklist item is done (or n/a)."""
+    from services.checklist import PRE_LAUNCH_SECTIONS, SEED_ITEMS, list_items
+
+    try:
+        items = {item["key"]: item for item in list_items(runtime.uow())}
+    except Exception as error:  # an unmigrated DB is reported by db.migrated; this one just says why
+        return _fail("checklist.complete", f"The checklist could not be read ({error.__class__.__name__}).",
+                     "Fix db.migrated first.", "warning")
+    open_titles = [seed.title for seed in SEED_ITEMS if seed.section in PRE_LAUNCH_SECTIONS
+                   and (items.get(seed.key) or {}).get("status", "open") == "open"]
+    if open_titles:
+        shown = ", ".join(open_titles[:5]) + (f" and {len(open_titles) - 5} more" if len(open_titles) > 5 else "")
+        return _fail("checklist.complete", f"{len(open_titles)} manual checklist item(s) still open: {shown}.",
+                     "Work them on the Go-live page (mark each done or n/a with a note).", "warning")
+    return _ok("checklist.complete", "Every pre-launch manual checklist item is done or n/a.", "warning")
+
+
 def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: bool = True,
                   run_id: str | None = None) -> list[CheckResult]:
     """Every check, in the runbooks' order. Never raises for a Stripe problem."""
@@ -586,7 +604,7 @@ def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: b
     ])
     if settings.sentry_dsn and send_sentry_event:
         results.append(check_sentry_test_event(settings, run_id))
-    results.extend([check_signoff_roles(settings), check_api_version()])
+    results.extend([check_signoff_roles(settings), check_checklist_complete(runtime), check_api_version()])
     return results
 
 

@@ -14,12 +14,21 @@ from click.testing import CliRunner
 
 from services.config import CONSOLE_EVENT_TYPES
 from tests.conftest import TEST_API_KEY, TEST_WEBHOOK_SECRETS
+from tests.integration.golive_fixtures import LocalHttp
 
 WEBHOOK_URL = "https://billing.example.com/billing/webhook"
 
 
 @pytest.fixture
-def check_env(emulator: Any, sqlite_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def sentry_ingest() -> Any:
+    ingest = LocalHttp()
+    yield ingest
+    ingest.stop()
+
+
+@pytest.fixture
+def check_env(emulator: Any, sqlite_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+              sentry_ingest: LocalHttp) -> dict[str, str]:
     """A correct go-live set-up in the emulator: prices, portal, one endpoint, migrated DB."""
     from db.migrate import upgrade
 
@@ -37,7 +46,8 @@ def check_env(emulator: Any, sqlite_url: str, tmp_path: Any, monkeypatch: pytest
         "SIGNOFF_PRODUCT_OWNERS": "product.owner@example.com",
         "CONSOLE_WEBHOOK_URL": WEBHOOK_URL,
         "RECONCILE_CRON_ENABLED": "true",
-        "SENTRY_DSN": "https://public@sentry.example.com/1",
+        "SENTRY_DSN": sentry_ingest.dsn,
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_publishable0123456789",
         "STRIPE_MAX_RETRIES": "0",
         "STRIPE_RATE_LIMIT_PER_SECOND": "1000",
     }
@@ -76,7 +86,9 @@ def test_correct_setup_exits_0(check_env: dict[str, str]) -> None:
     assert "READY" in result.output and "sk_test_…" in result.output
     as_json = _run_check(check_env, "--json")
     assert as_json.exit_code == 0
-    checks = {c["id"]: c for c in json.loads(as_json.output)}
+    report = json.loads(as_json.output)
+    assert report["ready"] is True and report["recorded"] is True
+    checks = {c["id"]: c for c in report["checks"]}
     assert checks["webhook.endpoint"]["passed"] and checks["portal.configured"]["passed"]
     assert checks["price.pro.monthly"]["passed"] and checks["db.migrated"]["passed"]
     assert set(checks["stripe.key"]) == {"id", "severity", "passed", "message", "fix"}
@@ -159,7 +171,7 @@ def test_misconfiguration_exits_1_naming_the_check(
     assert "NOT READY" in result.output and check_id in result.output.splitlines()[-1]
     as_json = _run_check(misconfigure(check_env), "--json")
     assert as_json.exit_code == 1
-    failed = {c["id"]: c for c in json.loads(as_json.output) if not c["passed"]}
+    failed = {c["id"]: c for c in json.loads(as_json.output)["checks"] if not c["passed"]}
     assert failed[check_id]["severity"] == "blocking" and fix_words in failed[check_id]["fix"]
 
 
