@@ -379,10 +379,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
     merged["STRIPE_MODE"] = mode
     price_mapping = _parse_price_mapping(merged, mode)
     known = {_env_name_for(name) for name in Settings.model_fields} | {
-        "STRIPE_SECRET_KEY",
-        "STRIPE_WEBHOOK_SECRET",
-        "RECONCILE_CRON_INTERVAL",
-        "RECONCILE_CRON_LOOKAHEAD",
+        choice
+        for info in Settings.model_fields.values()
+        if isinstance(info.validation_alias, AliasChoices)
+        for choice in info.validation_alias.choices
+        if isinstance(choice, str)
     }
     values = {k: v for k, v in merged.items() if k in known}
     try:
