@@ -94,7 +94,7 @@ SEED_ITEMS: tuple[SeedItem, ...] = (
     SeedItem("logging_centralised", "ops_readiness", "Logs centralised",
              "Backend logs (webhooks, disputes, fraud warnings, rate limiting) reach the logging service.",
              "The logging service is outside the console and Stripe."),
-    SeedItem("apple_pay_domain", "ops_readiness", "Wallets render in production (if wallets at launch)",
+    SeedItem("apple_pay_domain", "ops_readiness", "Apple Pay / Google Pay render in production (if wallets at launch)",
              "Apple Pay and Google Pay are enabled in the Dashboard and Express Checkout renders on real devices; "
              "mark n/a if wallets are not launched.",
              "Rendering needs a real device and browser; wallets.domain checks the domain registration."),

@@ -20,14 +20,9 @@ from services.config import CONSOLE_EVENT_TYPES, load_settings
 from services.preflight import run_preflight
 from services.runtime import Runtime
 from tests.conftest import TEST_API_KEY, EmulatorHandle
+from tests.integration.conftest import create_endpoint as _create_endpoint
 from tests.integration.golive_fixtures import LocalHttp
-from tests.integration.test_preflight_cli import (  # noqa: F401 (fixtures)
-    WEBHOOK_URL,
-    _create_endpoint,
-    _run_check,
-    check_env,
-    sentry_ingest,
-)
+from tests.integration.test_preflight_cli import _run_check
 
 LIVE_KEY = "sk_live_CANARYlive0123456789abcdef"
 LEAKED = "sk_live_" + "Q" * 40
