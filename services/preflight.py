@@ -554,9 +554,12 @@ def check_checklist_complete(runtime: Any) -> CheckResult:
     return _ok("checklist.complete", "Every pre-launch manual checklist item is done or n/a.", "warning")
 
 
-def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: bool = True,
+def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: bool = False,
                   run_id: str | None = None) -> list[CheckResult]:
-    """Every check, in the runbooks' order. Never raises for a Stripe problem."""
+    """Every check, in the runbooks' order. Never raises for a Stripe problem.
+
+    The Sentry test event is sent only by an explicit preflight run (`check`, the
+    Go-live page), not by readers such as sign-off that re-run the checks."""
     settings = runtime.settings
     run_id = run_id or secrets.token_hex(6)
     results: list[CheckResult] = [check_stripe_key(settings), check_publishable_key(settings)]

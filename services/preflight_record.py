@@ -27,7 +27,7 @@ def run_and_record(runtime: Any, *, actor: str, repo: str | None = None) -> tupl
                                                                                   bool]:
     """Run the preflight and append its audit row; `recorded` is False when the DB cannot take it."""
     ran_at = utcnow()
-    results = run_preflight(runtime, repo=repo)
+    results = run_preflight(runtime, repo=repo, send_sentry_event=True)
     recorded = True
     try:
         with runtime.uow() as uow:
