@@ -57,3 +57,40 @@ def test_payment_method_domain_lifecycle(client: stripe.StripeClient, emulator: 
     assert "association file" in failed.apple_pay.status_details.error_message
     assert client.v1.payment_method_domains.update(domain.id, {"enabled": False}).enabled is False
     assert client.v1.payment_method_domains.retrieve(domain.id).enabled is False
+
+
+def _targets() -> list[str]:
+    import os
+
+    return ["emulator", *(["stripe-test-account"] if os.environ.get("STRIPE_TEST_API_KEY") else [])]
+
+
+@pytest.mark.parametrize("target", _targets())
+def test_preflight_reads_are_read_only_on_either_target(target: str, emulator: EmulatorHandle) -> None:
+    """Through our gateway, on the emulator and (with STRIPE_TEST_API_KEY) a real test-mode
+    account: the tax and wallet checks only read, and see the shapes the SDK defines."""
+    import os
+
+    from services.config import load_settings
+    from services.preflight import check_tax, check_wallets
+    from services.stripe_gateway import StripeGateway
+
+    env = {"STRIPE_API_KEY": os.environ.get("STRIPE_TEST_API_KEY", "sk_test_settings"), "STRIPE_MODE": "test",
+           "STRIPE_AUTOMATIC_TAX_ENABLED": "true", "STRIPE_WALLETS_ENABLED": "true",
+           "STRIPE_PAYMENT_METHOD_DOMAIN": "billing.example.com", "STRIPE_MAX_RETRIES": "0"}
+    if target == "emulator":
+        env["STRIPE_API_BASE"] = emulator.base_url
+    settings = load_settings(env, env_file=None)
+    gateway = StripeGateway(settings)
+    before = len(emulator.requests()) if target == "emulator" else 0
+    tax = gateway.retrieve_tax_settings()
+    assert tax["object"] == "tax.settings" and tax["status"] in ("active", "pending")
+    assert set(tax) >= {"defaults", "head_office", "livemode", "status", "status_details"}
+    for domain in gateway.list_payment_method_domains():
+        assert domain["object"] == "payment_method_domain"
+        assert domain["apple_pay"]["status"] in ("active", "inactive")
+    assert check_tax(gateway, settings).id == "stripe.tax"
+    assert check_wallets(gateway, settings).id == "wallets.domain"
+    if target == "emulator":
+        methods = [r.get("method") for r in emulator.requests()[before:]]
+        assert methods and set(methods) == {"GET"}, methods
