@@ -206,15 +206,25 @@ def prune_webhooks(url: str, apply_changes: bool) -> None:
 # --- go-live -------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result for CI.")
+@click.option("--repo", "repo", default=None, type=click.Path(file_okay=False),
+              help="Also scan this deployment repository (files and git history) for committed Stripe secrets.")
 @friendly_errors
-def check(as_json: bool) -> None:
+def check(as_json: bool, repo: str | None) -> None:
     """The go-live preflight; exit 1 on any blocking failure."""
-    from services.preflight import format_report, has_blocking_failure, run_preflight
+    from services import checklist
+    from services.preflight import format_report, has_blocking_failure
+    from services.preflight_record import box_rows, run_and_record
 
     runtime = _runtime()
-    results = run_preflight(runtime)
+    results, ran_at, recorded = run_and_record(runtime, actor="cli", repo=repo)
     if as_json:
-        _print_json([result.to_dict() for result in results])
+        try:
+            items = checklist.list_items(runtime.uow())
+        except Exception:  # no checklist without a migrated DB; db.migrated says so
+            items = []
+        _print_json({"ready": not has_blocking_failure(results), "ran_at": ran_at.isoformat(timespec="seconds"),
+                     "recorded": recorded, "checks": [result.to_dict() for result in results],
+                     "boxes": box_rows(results, ran_at, items)})
     else:
         click.echo(format_report(results))
     sys.exit(1 if has_blocking_failure(results) else 0)

@@ -1,15 +1,17 @@
-"""Go-live page (admin only): the automated preflight, then the manual checklist
-and the rollback plan as editable items (owner, status, note, who/when)."""
+"""Go-live page (admin only): the automated preflight, every runbook box with who
+ticks it (machine: check, result, time of the last run; person: who and when, and
+why no machine can), then the manual checklist as editable items."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from app_pages._shared import require_admin, runtime, show_error
-from services import checklist, preflight
+from services import checklist, preflight, preflight_record
 from services.auth import AccessDenied
 from services.checklist import ChecklistError
 
@@ -20,8 +22,9 @@ st.caption(f"Stripe {rt.settings.stripe_mode} mode · the same checks as `billin
 
 
 @st.cache_data(ttl=60, show_spinner="Running the preflight ...")
-def _preflight() -> list[dict[str, Any]]:
-    return [result.to_dict() for result in preflight.run_preflight(runtime())]
+def _preflight(actor: str) -> tuple[list[dict[str, Any]], str]:
+    results, ran_at, _recorded = preflight_record.run_and_record(runtime(), actor=actor)
+    return [result.to_dict() for result in results], ran_at.isoformat()
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -33,7 +36,8 @@ def _items() -> list[dict[str, Any]]:
 st.header("Preflight")
 if st.button("Re-run preflight"):
     _preflight.clear()
-results = _preflight()
+results, ran_at_text = _preflight(identity.email)
+st.caption(f"Last run: {ran_at_text[:19].replace('T', ' ')} UTC.")
 blocking = [r for r in results if not r["passed"] and r["severity"] == "blocking"]
 warnings = [r for r in results if not r["passed"] and r["severity"] == "warning"]
 if blocking:
@@ -47,14 +51,31 @@ table = pd.DataFrame([{"check": r["id"], "severity": r["severity"], "result": pr
     preflight.CheckResult(**r)), "message": r["message"]} for r in results])
 st.dataframe(table, hide_index=True)
 
-st.header("Checklist")
 items = _items()
+st.header("Runbook boxes")
+boxes = preflight_record.box_rows([preflight.CheckResult(**r) for r in results],
+                                  datetime.fromisoformat(ran_at_text), items)
+manual_open = [b for b in boxes if b["ticked_by"] == "person" and b["status"] == "open"]
+machine = [b for b in boxes if b["ticked_by"] == "machine"]
+st.markdown(f"**{len(boxes)} boxes** in both runbooks: {len(machine)} ticked by the machine "
+            f"({sum(b['result'] == 'PASS' for b in machine)} passing), {len(boxes) - len(machine)} by a person "
+            f"(**{len(manual_open)} still open**).")
+st.dataframe(pd.DataFrame([{
+    "box": b["box"], "runbook": b["runbook"], "§": b["section"], "text": b["text"], "ticked by": b["ticked_by"],
+    "check / item": ", ".join(b["checks"]) if b["ticked_by"] == "machine" else b["item_title"],
+    "result / status": b["result"] if b["ticked_by"] == "machine" else b["status"],
+    "when": (b["ran_at"] if b["ticked_by"] == "machine" else b["ticked_at"]) or "",
+    "who": "preflight" if b["ticked_by"] == "machine" else (b["ticked_by_who"] or ""),
+    "why manual": b.get("why_manual", ""),
+} for b in boxes]), hide_index=True)
+
+st.header("Checklist")
 for section, section_title in checklist.SECTIONS.items():
     st.subheader(section_title)
     section_items = [i for i in items if i["section"] == section]
     st.dataframe(pd.DataFrame([{"item": i["title"], "status": i["status"], "owner": i["owner"] or "",
                                 "note": i["note"] or "", "updated by": i["updated_by"] or "",
-                                "updated at": i["updated_at"]} for i in section_items]),
+                                "updated at": i["updated_at"], "why manual": i["why"]} for i in section_items]),
                  hide_index=True)
 
 st.subheader("Update an item")
@@ -62,7 +83,7 @@ titles = {i["key"]: f"{checklist.SECTIONS[i['section']]}: {i['title']}" for i in
 chosen = st.selectbox("Item", list(titles), format_func=lambda key: titles[key])
 current = next((i for i in items if i["key"] == chosen), None)
 if current is not None:
-    st.caption(current["detail"] or "")
+    st.caption(f"{current['detail'] or ''}  \nWhy manual: {current['why']}")
     with st.form("checklist_item"):
         owner = st.text_input("Owner", value=current["owner"] or "")
         status = st.selectbox("Status", checklist.STATUSES, index=checklist.STATUSES.index(current["status"]))

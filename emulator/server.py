@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator import fb_api
+from emulator import fb_api, fb_settings
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 
@@ -537,6 +537,10 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
                 engine.emit("radar.early_fraud_warning.updated", warning, created=engine.now_for(None),
                             previous=previous)
             return fb_api.public(copy.deepcopy(warning))
+    if len(parts) == 3 and parts[0] == "payment_method_domains" and parts[2] == "set" and method == "POST":
+        # Test helper: a wallet's verification on the domain failed (or passed again).
+        with engine.lock:
+            return fb_settings.set_domain_states(engine, parts[1], payload)
     if len(parts) == 3 and parts[0] == "disputes" and parts[2] == "set":
         # Test helper: move a dispute's deadline or status (e.g. to test "past due_by").
         with engine.lock:

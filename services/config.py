@@ -73,6 +73,7 @@ _FIXES: dict[str, str] = {
     "ADMIN_EMAILS": "use comma-separated plain ASCII emails such as ops@example.com",
     "SIGNOFF_ENG_LEADS": "use comma-separated plain ASCII emails such as lead@example.com",
     "SIGNOFF_PRODUCT_OWNERS": "use comma-separated plain ASCII emails such as po@example.com",
+    "STRIPE_PUBLISHABLE_KEY": "use the publishable key (pk_test_... or pk_live_...) from the same Stripe account",
 }
 
 
@@ -137,6 +138,23 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="SIGNOFF_PRODUCT_OWNERS"
     )
 
+    # Numzy runbook section 2: the browser key must be present and of the same mode as the secret key.
+    stripe_publishable_key: str | None = Field(None, validation_alias="STRIPE_PUBLISHABLE_KEY")
+    # Numzy sections 2 and 10: automatic tax needs Stripe Tax active (head office set).
+    stripe_automatic_tax_enabled: bool = Field(False, validation_alias="STRIPE_AUTOMATIC_TAX_ENABLED")
+    # Numzy section 11: wallets at launch need the checkout domain registered for Apple Pay / Google Pay.
+    stripe_wallets_enabled: bool = Field(False, validation_alias="STRIPE_WALLETS_ENABLED")
+    # The domain customers pay on; defaults to the host of CONSOLE_WEBHOOK_URL.
+    stripe_payment_method_domain: str | None = Field(None, validation_alias="STRIPE_PAYMENT_METHOD_DOMAIN")
+    # Numzy section 2 (optional): worker/receiver Prometheus metrics. The runbook's name is accepted.
+    metrics_enabled: bool = Field(
+        False, validation_alias=AliasChoices("METRICS_ENABLED", "DRAMATIQ_PROMETHEUS_ENABLED")
+    )
+    # Where the preflight reads /metrics from; defaults to CONSOLE_WEBHOOK_URL's origin + /metrics.
+    metrics_urls: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="METRICS_URLS")
+    # A deployment repository the preflight scans for committed secrets (`check --repo` overrides).
+    deployment_repo_path: str | None = Field(None, validation_alias="DEPLOYMENT_REPO_PATH")
+
     # Where Stripe should deliver events; the preflight looks for an endpoint with this URL.
     console_webhook_url: str | None = Field(None, validation_alias="CONSOLE_WEBHOOK_URL")
     # Process events right after storing them (demo) instead of leaving them to `worker`.
@@ -168,6 +186,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "stripe_webhook_allowed_events",
+        "metrics_urls",
         "admin_emails",
         "signoff_eng_leads",
         "signoff_product_owners",
@@ -198,6 +217,15 @@ class Settings(BaseSettings):
         if not all(email.isascii() for email in stripped):
             raise ValueError("every email must be plain ASCII (no look-alike letters)")
         return [unicodedata.normalize("NFKC", email).casefold() for email in stripped]
+
+    @field_validator("stripe_publishable_key")
+    @classmethod
+    def _check_publishable_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("pk_test_", "pk_live_")):
+            raise ValueError("the publishable key must start with pk_test_ or pk_live_")
+        return value.strip()
 
     @field_validator("admin_email_domain")
     @classmethod
@@ -268,6 +296,14 @@ def stripe_key_mode(key: str) -> Literal["test", "live"] | None:
     if key.startswith(("sk_test_", "rk_test_")):
         return "test"
     if key.startswith(("sk_live_", "rk_live_")):
+        return "live"
+    return None
+
+
+def publishable_key_mode(key: str) -> Literal["test", "live"] | None:
+    if key.startswith("pk_test_"):
+        return "test"
+    if key.startswith("pk_live_"):
         return "live"
     return None
 
@@ -356,10 +392,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
     merged["STRIPE_MODE"] = mode
     price_mapping = _parse_price_mapping(merged, mode)
     known = {_env_name_for(name) for name in Settings.model_fields} | {
-        "STRIPE_SECRET_KEY",
-        "STRIPE_WEBHOOK_SECRET",
-        "RECONCILE_CRON_INTERVAL",
-        "RECONCILE_CRON_LOOKAHEAD",
+        choice
+        for info in Settings.model_fields.values()
+        if isinstance(info.validation_alias, AliasChoices)
+        for choice in info.validation_alias.choices
+        if isinstance(choice, str)
     }
     values = {k: v for k, v in merged.items() if k in known}
     try:

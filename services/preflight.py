@@ -9,11 +9,19 @@ they fail with the gateway's plain message instead of raising.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from services.config import CONSOLE_EVENT_TYPES, REQUIRED_PLAN_INTERVALS, stripe_key_mode
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.admin_lookalikes import admitted_lookalikes, lookalike_identities
+from services.config import CONSOLE_EVENT_TYPES, REQUIRED_PLAN_INTERVALS, publishable_key_mode, stripe_key_mode
+from services.secret_scan import SecretScanError, scan_repository
+from services.sentry_probe import TEST_EVENT_TAG, send_test_event
 from services.stripe_gateway import PINNED_API_VERSION, StripeGatewayError
 
 Severity = Literal["blocking", "warning"]
@@ -22,6 +30,13 @@ Severity = Literal["blocking", "warning"]
 STRIPE_INTERVAL = {"monthly": "month", "yearly": "year"}
 # A key's mode prefix ("sk_test_"), the only part of a key that may be shown.
 KEY_PREFIX_LENGTH = 8
+# The receiver's paths (webhooks/app.py WEBHOOK_PATHS): the runbook's and ALwrity's alias.
+CONSOLE_WEBHOOK_PATHS = ("/billing/webhook", "/api/subscription/webhook")
+# Wallets whose domain state the runbook asks about (Numzy section 11).
+WALLETS = (("apple_pay", "Apple Pay"), ("google_pay", "Google Pay"))
+# A metric our receiver always exposes: proves /metrics is ours and not a proxy's page.
+RECEIVER_METRIC = "stripe_webhook_deliveries"
+METRICS_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,11 @@ def _ok(check_id: str, message: str, severity: Severity = "blocking") -> CheckRe
 
 def _fail(check_id: str, message: str, fix: str, severity: Severity = "blocking") -> CheckResult:
     return CheckResult(check_id, severity, False, message, fix)
+
+
+def _live_blocking(settings: Any) -> Severity:
+    """A runbook precondition: blocks a live launch, only warns while testing."""
+    return "blocking" if settings.stripe_mode == "live" else "warning"
 
 
 # --- settings-only checks ----------------------------------------------------------
@@ -206,13 +226,53 @@ def required_events(settings: Any) -> list[str]:
     return sorted(set(CONSOLE_EVENT_TYPES) | set(settings.stripe_webhook_allowed_events))
 
 
-def check_webhook_endpoints(gateway: Any, settings: Any) -> list[CheckResult]:
+def check_webhook_url(settings: Any) -> CheckResult:
+    """Numzy §3.1 / ALwrity §4: an https URL ending in the receiver's path."""
+    url = settings.console_webhook_url
+    if not url:
+        return _fail("webhook.url", "CONSOLE_WEBHOOK_URL is not set.",
+                     "Set CONSOLE_WEBHOOK_URL to the public https URL of /billing/webhook.")
+    parts = urlsplit(url)
+    problems = []
+    if parts.scheme != "https":
+        problems.append("it is not https")
+    if not parts.path.rstrip("/").endswith(CONSOLE_WEBHOOK_PATHS):
+        problems.append(f"its path {parts.path or '/'} is not {' or '.join(CONSOLE_WEBHOOK_PATHS)}")
+    if problems:
+        return _fail("webhook.url", f"The webhook URL {url} is wrong: " + "; ".join(problems) + ".",
+                     "Point the endpoint (and CONSOLE_WEBHOOK_URL) at https://<your host>/billing/webhook.",
+                     _live_blocking(settings))
+    return _ok("webhook.url", f"The webhook URL {url} is https and ends in {parts.path.rstrip('/')}.")
+
+
+def _events_result(endpoint: dict[str, Any], settings: Any, url: str) -> CheckResult:
+    """Numzy §3.4: the endpoint's events equal the allowlist; nothing missing, nothing extra."""
+    subscribed = set(endpoint.get("enabled_events") or [])
+    wanted = set(required_events(settings))
+    missing = [] if "*" in subscribed else sorted(wanted - subscribed)
+    extra = sorted(subscribed - wanted)
+    prune = f"`billing-ops prune-webhooks --url {url}`"
+    if missing:
+        return _fail("webhook.events", f"Endpoint {endpoint.get('id')} is not subscribed to: {', '.join(missing)}"
+                     + (f"; and has extra events: {', '.join(extra)}." if extra else "."),
+                     f"Add these events to the endpoint in the Dashboard, then run {prune} to confirm.")
+    if extra:
+        return _fail("webhook.events", f"Endpoint {endpoint.get('id')} has events outside "
+                     f"STRIPE_WEBHOOK_ALLOWED_EVENTS: {', '.join(extra)}.",
+                     f"Remove them from the endpoint (or add them to STRIPE_WEBHOOK_ALLOWED_EVENTS); {prune} shows "
+                     "the difference.", _live_blocking(settings))
+    return _ok("webhook.events", f"Endpoint {endpoint.get('id')} is subscribed to exactly the {len(wanted)} allowed "
+               "events.")
+
+
+def check_webhook_endpoints(gateway: Any, settings: Any,
+                            listed: list[dict[str, Any]] | None = None) -> list[CheckResult]:
     url = settings.console_webhook_url
     if not url:
         return [_fail("webhook.endpoint", "CONSOLE_WEBHOOK_URL is not set, so the endpoint cannot be checked.",
                       "Set CONSOLE_WEBHOOK_URL to the public https URL of /billing/webhook.")]
     try:
-        endpoints = gateway.list_webhook_endpoints()
+        endpoints = listed if listed is not None else gateway.list_webhook_endpoints()
     except StripeGatewayError as error:
         return [_fail("webhook.endpoint", f"Could not list webhook endpoints: {error.message}",
                       "Check the key can read webhook endpoints.")]
@@ -229,25 +289,19 @@ def check_webhook_endpoints(gateway: Any, settings: Any) -> list[CheckResult]:
                                  "Enable it in the Dashboard (Developers → Webhooks)."))
         else:
             endpoint = enabled[0]
-            subscribed = set(endpoint.get("enabled_events") or [])
-            missing = [] if "*" in subscribed else [t for t in required_events(settings) if t not in subscribed]
-            if missing:
-                results.append(_fail("webhook.events",
-                                     f"Endpoint {endpoint.get('id')} is not subscribed to: {', '.join(missing)}.",
-                                     "Add these events to the endpoint in the Dashboard, then run "
-                                     f"`billing-ops prune-webhooks --url {url}` to confirm."))
-            else:
+            events = _events_result(endpoint, settings, url)
+            if events.passed or not events.blocking_failure:
                 results.append(_ok("webhook.endpoint", f"Endpoint {endpoint.get('id')} delivers to {url} and is "
                                    "enabled."))
-                results.append(_ok("webhook.events", f"Subscribed to all {len(required_events(settings))} events "
-                                   "the console needs."))
+            results.append(events)
     if len(matching) > 1:
         ids = ", ".join(str(e.get("id")) for e in matching)
         results.append(_fail("webhook.duplicates", f"{len(matching)} endpoints deliver to {url} ({ids}): every "
                              "event would arrive more than once.",
                              f"Run `billing-ops prune-webhooks --url {url}` (dry-run), then add --apply."))
     else:
-        results.append(_ok("webhook.duplicates", f"No duplicate endpoints for {url}."))
+        results.append(_ok("webhook.duplicates", f"Exactly {len(matching)} endpoint delivers to {url}."
+                           if matching else f"No duplicate endpoints for {url}."))
     return results
 
 
@@ -291,36 +345,269 @@ def check_portal(gateway: Any, settings: Any) -> CheckResult:
                "updates, invoices and cancellation.")
 
 
-def run_preflight(runtime: Any) -> list[CheckResult]:
-    """Every check, in the runbooks' order. Never raises for a Stripe problem."""
+# --- checks added for the runbooks' remaining machine-checkable boxes -----------------
+def check_publishable_key(settings: Any) -> CheckResult:
+    """Numzy §2: STRIPE_PUBLISHABLE_KEY present, same mode as the secret key."""
+    key = settings.stripe_publishable_key
+    if not key:
+        return _fail("stripe.publishable_key", "STRIPE_PUBLISHABLE_KEY is not set: the browser cannot open "
+                     "Checkout or Elements.", f"Set STRIPE_PUBLISHABLE_KEY to the pk_{settings.stripe_mode}_… key of "
+                     "the same account.", _live_blocking(settings))
+    mode = publishable_key_mode(key)
+    if mode != settings.stripe_mode:
+        return _fail("stripe.publishable_key", f"The publishable key is {key_hint(key)} but the secret key and "
+                     f"STRIPE_MODE are {settings.stripe_mode} mode.",
+                     f"Use the pk_{settings.stripe_mode}_… key from the same account and mode as the secret key.")
+    return _ok("stripe.publishable_key", f"Publishable key {key_hint(key)} matches {settings.stripe_mode} mode.")
+
+
+def check_tax(gateway: Any, settings: Any) -> CheckResult:
+    """Numzy §2/§10: with STRIPE_AUTOMATIC_TAX_ENABLED, Stripe Tax must be active (head office set)."""
+    if not settings.stripe_automatic_tax_enabled:
+        return _ok("stripe.tax", "STRIPE_AUTOMATIC_TAX_ENABLED is off: Stripe Tax is not used.", "warning")
+    try:
+        tax = gateway.retrieve_tax_settings()
+    except StripeGatewayError as error:
+        return _fail("stripe.tax", f"Could not read Stripe Tax settings: {error.message}",
+                     "Check the key can read tax settings (Tax Settings: read).", _live_blocking(settings))
+    status = tax.get("status")
+    if status != "active":
+        missing = ((tax.get("status_details") or {}).get("pending") or {}).get("missing_fields") or []
+        detail = f" (missing: {', '.join(missing)})" if missing else ""
+        return _fail("stripe.tax", f"STRIPE_AUTOMATIC_TAX_ENABLED=true but Stripe Tax is {status}{detail}: every "
+                     "checkout and invoice with automatic tax would fail.",
+                     "Set the head office address in Dashboard → Settings → Tax (or turn "
+                     "STRIPE_AUTOMATIC_TAX_ENABLED off).", _live_blocking(settings))
+    address = ((tax.get("head_office") or {}).get("address") or {})
+    where = ", ".join(str(address[k]) for k in ("state", "country") if address.get(k))
+    return _ok("stripe.tax", f"Stripe Tax is active (head office {where or 'set'}).")
+
+
+def wallet_domain(settings: Any) -> str | None:
+    if settings.stripe_payment_method_domain:
+        return str(settings.stripe_payment_method_domain).strip().lower()
+    host = urlsplit(settings.console_webhook_url or "").hostname
+    return host.lower() if host else None
+
+
+def check_wallets(gateway: Any, settings: Any) -> CheckResult:
+    """Numzy §11: wallets at launch need the domain registered, enabled and active for each wallet."""
+    if not settings.stripe_wallets_enabled:
+        return _ok("wallets.domain", "STRIPE_WALLETS_ENABLED is off: no wallets at launch.", "warning")
+    domain = wallet_domain(settings)
+    severity = _live_blocking(settings)
+    if not domain:
+        return _fail("wallets.domain", "Wallets are on but no payment domain is known.",
+                     "Set STRIPE_PAYMENT_METHOD_DOMAIN to the domain customers pay on.", severity)
+    try:
+        domains = gateway.list_payment_method_domains(domain_name=domain)
+    except StripeGatewayError as error:
+        return _fail("wallets.domain", f"Could not read payment method domains: {error.message}",
+                     "Check the key can read payment method domains.", severity)
+    found = next((d for d in domains if d.get("domain_name") == domain), None)
+    if found is None:
+        return _fail("wallets.domain", f"{domain} is not registered as a payment method domain, so Apple Pay and "
+                     "Google Pay will not show.", f"Register {domain} in Dashboard → Settings → Payment method "
+                     "domains, serving /.well-known/apple-developer-merchantid-domain-association.", severity)
+    problems = [] if found.get("enabled") else ["the domain is disabled"]
+    for field, name in WALLETS:
+        state = found.get(field) or {}
+        if state.get("status") != "active":
+            reason = (state.get("status_details") or {}).get("error_message")
+            problems.append(f"{name} is {state.get('status', 'unknown')}" + (f" ({reason})" if reason else ""))
+    if problems:
+        return _fail("wallets.domain", f"Payment method domain {found.get('id')} ({domain}): " + "; ".join(problems)
+                     + ".", "Fix the domain in Dashboard → Settings → Payment method domains (serve the Apple Pay "
+                     "association file, enable the domain), then press Validate.", severity)
+    return _ok("wallets.domain", f"{domain} is registered, enabled and active for Apple Pay and Google Pay.")
+
+
+def metrics_urls(settings: Any) -> list[str]:
+    if settings.metrics_urls:
+        return list(settings.metrics_urls)
+    parts = urlsplit(settings.console_webhook_url or "")
+    return [f"{parts.scheme}://{parts.netloc}/metrics"] if parts.scheme and parts.netloc else []
+
+
+def check_metrics(settings: Any, fetch: Callable[[str], httpx.Response] | None = None) -> CheckResult:
+    """Numzy §2 (DRAMATIQ_PROMETHEUS_ENABLED): our receiver's/worker's Prometheus /metrics is reachable."""
+    if not settings.metrics_enabled:
+        return _ok("metrics.reachable", "Prometheus metrics are off (METRICS_ENABLED / DRAMATIQ_PROMETHEUS_ENABLED).",
+                   "warning")
+    urls = metrics_urls(settings)
+    if not urls:
+        return _fail("metrics.reachable", "Metrics are on but no /metrics URL is known.",
+                     "Set METRICS_URLS to the receivers' and workers' /metrics URLs.", "warning")
+    get = fetch or (lambda url: httpx.get(url, timeout=METRICS_TIMEOUT_SECONDS, follow_redirects=False))
+    problems = []
+    for url in urls:
+        try:
+            response = get(url)
+        except httpx.HTTPError as error:
+            problems.append(f"{url}: not reachable ({error.__class__.__name__})")
+            continue
+        if response.status_code != 200:
+            problems.append(f"{url}: HTTP {response.status_code}")
+            continue
+        try:
+            names = {family.name for family in text_string_to_metric_families(response.text)}
+        except ValueError:
+            problems.append(f"{url}: not Prometheus text")
+            continue
+        if RECEIVER_METRIC not in names:
+            problems.append(f"{url}: no {RECEIVER_METRIC} metric (not the console's receiver)")
+    if problems:
+        return _fail("metrics.reachable", "Metrics are not readable: " + "; ".join(problems) + ".",
+                     "Run `billing-ops serve-webhooks` and make GET /metrics reachable from the scraper, or fix "
+                     "METRICS_URLS.", "warning")
+    return _ok("metrics.reachable", f"Prometheus metrics answer at {', '.join(urls)}.", "warning")
+
+
+def check_mode_identifiers(gateway: Any, settings: Any, endpoints: list[dict[str, Any]] | None) -> CheckResult:
+    """ALwrity §1/§2/§4/§9: no identifier of the other mode in this configuration."""
+    mode = settings.stripe_mode
+    live = mode == "live"
+    wrong: list[str] = []
+    publishable = settings.stripe_publishable_key
+    if publishable and publishable_key_mode(publishable) not in (None, mode):
+        wrong.append(f"publishable key {key_hint(publishable)}")
+    for plan, intervals in sorted(settings.price_mapping.items()):
+        for interval, price_id in sorted(intervals.items()):
+            try:
+                price = gateway.retrieve_price(price_id)
+            except StripeGatewayError:
+                continue  # reported by the price.* check
+            if bool(price.get("livemode", False)) != live:
+                reported = str(price.get("livemode")).lower()
+                wrong.append(f"{plan}.{interval} price {price_id} (Stripe: livemode {reported})")
+    url = (settings.console_webhook_url or "").rstrip("/")
+    for endpoint in endpoints or []:
+        if str(endpoint.get("url", "")).rstrip("/") == url and bool(endpoint.get("livemode", False)) != live:
+            wrong.append(f"webhook endpoint {endpoint.get('id')} whose whsec_ secret this console holds "
+                         f"(Stripe: livemode {str(endpoint.get('livemode')).lower()})")
+    if wrong:
+        other = "test" if live else "live"
+        return _fail("config.mode_identifiers", f"{other.capitalize()}-mode identifiers in a {mode} configuration: "
+                     + "; ".join(wrong) + ".", f"Replace them with their {mode}-mode counterparts "
+                     f"(STRIPE_PLAN_PRICE_MAPPING_{mode.upper()}, STRIPE_PUBLISHABLE_KEY, the {mode} endpoint's "
+                     "signing secret).", _live_blocking(settings))
+    return _ok("config.mode_identifiers", f"Every key, price and endpoint checked is a {mode}-mode one.")
+
+
+def check_repo_secrets(repo: str | None) -> CheckResult:
+    """ALwrity §1: no Stripe keys committed, in the files or anywhere in the history."""
+    if not repo:
+        return _fail("secrets.repo", "The deployment repository was not scanned for committed Stripe secrets.",
+                     "Run `billing-ops check --repo PATH` (or set DEPLOYMENT_REPO_PATH).", "warning")
+    try:
+        findings = scan_repository(repo)
+    except SecretScanError as error:
+        return _fail("secrets.repo", f"Could not scan {repo}: {error.message}",
+                     "Point --repo at a readable checkout (with its .git directory).")
+    if findings:
+        shown = "; ".join(f.describe() for f in findings[:10])
+        more = f" and {len(findings) - 10} more" if len(findings) > 10 else ""
+        return _fail("secrets.repo", f"{len(findings)} Stripe secret(s) committed: {shown}{more}.",
+                     "Roll every listed key and signing secret in the Dashboard now (history keeps them), move "
+                     "them to the secret manager, then purge them from the history.")
+    return _ok("secrets.repo", f"No sk_live_/rk_live_/whsec_ secret in {repo}'s files or git history.")
+
+
+def check_sentry_test_event(settings: Any, run_id: str) -> CheckResult:
+    """Numzy §1: the Sentry project receives test events; a person confirms the event id arrived."""
+    result = send_test_event(settings, run_id=run_id)
+    if not result.delivered:
+        return _fail("observability.sentry_test_event", f"The Sentry test event was not delivered "
+                     f"({result.reason}).", "Check SENTRY_DSN and that this host can reach Sentry's ingest.",
+                     "warning")
+    return _ok("observability.sentry_test_event", f"Test event {result.event_id} sent (tag {TEST_EVENT_TAG}="
+               f"test_event, run {run_id}); confirm it arrived in the Sentry project.", "warning")
+
+
+def check_admin_lookalikes(settings: Any) -> CheckResult:
+    """ALwrity §5: no look-alike address (suffix, subdomain, extra @ ...) is let in as an admin."""
+    admitted = admitted_lookalikes(settings)
+    tried = len(lookalike_identities(settings))
+    if admitted:
+        return _fail("auth.lookalikes", f"{len(admitted)} of {tried} look-alike identities would be admitted: "
+                     f"{', '.join(repr(a) for a in admitted)}.",
+                     "Fix ADMIN_EMAILS / ADMIN_EMAIL_DOMAIN so only the exact addresses and domain match.")
+    return _ok("auth.lookalikes", f"None of {tried} look-alike identities (subdomain, suffix, extra @, outsider) is "
+               "admitted.")
+
+
+def check_checklist_complete(runtime: Any) -> CheckResult:
+    """Numzy §1: every pre-launch manual checklist item is done (or n/a)."""
+    from services.checklist import PRE_LAUNCH_SECTIONS, SEED_ITEMS, list_items
+
+    try:
+        items = {item["key"]: item for item in list_items(runtime.uow())}
+    except Exception as error:  # an unmigrated DB is reported by db.migrated; this one just says why
+        return _fail("checklist.complete", f"The checklist could not be read ({error.__class__.__name__}).",
+                     "Fix db.migrated first.", "warning")
+    open_titles = [seed.title for seed in SEED_ITEMS if seed.section in PRE_LAUNCH_SECTIONS
+                   and (items.get(seed.key) or {}).get("status", "open") == "open"]
+    if open_titles:
+        shown = ", ".join(open_titles[:5]) + (f" and {len(open_titles) - 5} more" if len(open_titles) > 5 else "")
+        return _fail("checklist.complete", f"{len(open_titles)} manual checklist item(s) still open: {shown}.",
+                     "Work them on the Go-live page (mark each done or n/a with a note).", "warning")
+    return _ok("checklist.complete", "Every pre-launch manual checklist item is done or n/a.", "warning")
+
+
+def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: bool = False,
+                  run_id: str | None = None) -> list[CheckResult]:
+    """Every check, in the runbooks' order. Never raises for a Stripe problem.
+
+    The Sentry test event is sent only by an explicit preflight run (`check`, the
+    Go-live page), not by readers such as sign-off that re-run the checks."""
     settings = runtime.settings
-    results: list[CheckResult] = [check_stripe_key(settings)]
+    run_id = run_id or secrets.token_hex(6)
+    results: list[CheckResult] = [check_stripe_key(settings), check_publishable_key(settings)]
     reachable = check_stripe_reachable(runtime.gateway, settings) if settings.stripe_secret else _fail(
         "stripe.reachable", "Stripe was not contacted: no key.", "Set STRIPE_API_KEY first.")
     results.append(reachable)
     results.append(check_required_plans(settings))
+    results.append(check_webhook_url(settings))
+    endpoints: list[dict[str, Any]] | None = None
+
+    def webhook_checks() -> list[CheckResult]:
+        nonlocal endpoints
+        try:
+            endpoints = runtime.gateway.list_webhook_endpoints()
+        except StripeGatewayError:
+            endpoints = None
+        return check_webhook_endpoints(runtime.gateway, settings, endpoints)
+
     stripe_checks: list[Callable[[], list[CheckResult]]] = [
         lambda: check_prices(runtime.gateway, settings),
-        lambda: check_webhook_endpoints(runtime.gateway, settings),
+        webhook_checks,
+        lambda: [check_mode_identifiers(runtime.gateway, settings, endpoints)],
         lambda: [check_portal(runtime.gateway, settings)],
+        lambda: [check_tax(runtime.gateway, settings)],
+        lambda: [check_wallets(runtime.gateway, settings)],
     ]
     if reachable.passed:
         for stripe_check in stripe_checks:
             results.extend(stripe_check())
     else:
-        for check_id in ("prices.stripe", "webhook.endpoint", "portal.configured"):
+        for check_id in ("prices.stripe", "webhook.endpoint", "config.mode_identifiers", "portal.configured",
+                         "stripe.tax", "wallets.domain"):
             results.append(_fail(check_id, "Not checked: Stripe is not reachable with this key.",
                                  "Fix the stripe.reachable check first."))
     results.append(check_webhook_secrets(settings))
+    results.append(check_repo_secrets(repo or settings.deployment_repo_path))
     results.extend([
         check_admin_access(settings),
+        check_admin_lookalikes(settings),
         check_auth_enabled(settings),
         check_database(settings),
         check_reconcile_cron(settings),
+        check_metrics(settings),
         check_sentry(settings),
-        check_signoff_roles(settings),
-        check_api_version(),
     ])
+    if settings.sentry_dsn and send_sentry_event:
+        results.append(check_sentry_test_event(settings, run_id))
+    results.extend([check_signoff_roles(settings), check_checklist_complete(runtime), check_api_version()])
     return results
 
 

@@ -427,6 +427,14 @@ class StripeGateway:
     def delete_webhook_endpoint(self, endpoint_id: str) -> dict[str, Any]:
         return _to_dict(self._call(lambda: self.client.v1.webhook_endpoints.delete(endpoint_id)))
 
+    # --- tax settings and payment method domains (read-only, for the preflight) -----------
+    def retrieve_tax_settings(self) -> dict[str, Any]:
+        """GET /v1/tax/settings: `status` is active or pending (head office missing)."""
+        return _to_dict(self._call(lambda: self.client.v1.tax.settings.retrieve()))
+
+    def list_payment_method_domains(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self._paginate(lambda q: self.client.v1.payment_method_domains.list(q), params))  # type: ignore[arg-type]
+
     # --- billing portal, checkout, test clocks ------------------------------------
     def list_portal_configurations(self) -> list[dict[str, Any]]:
         return list(

@@ -11,7 +11,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
-from db.models import ChecklistItem, QaResult, Signoff
+from db.models import AuditLog, ChecklistItem, QaResult, Signoff
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime, set_runtime
 from tests.conftest import REPO_ROOT, app_test_for, identity_for, page_direct_test, page_text
@@ -174,3 +174,44 @@ def test_admin_runs_a_case_from_the_page_against_the_emulator(emulator: Any, run
         row = uow.session.execute(select(QaResult)).scalar_one()
         assert (row.case_id, row.status, row.actor) == ("upgrade", "passed", "admin@example.com")
     st.cache_data.clear()
+
+
+@pytest.mark.parametrize("role", ["signed_out", "non_admin"])
+def test_runbook_boxes_hidden_from_others(golive_page_runtime: Runtime, role: str) -> None:
+    for at in (app_test_for("golive", role), page_direct_test("golive", role)):
+        assert not at.exception
+        text = page_text(at)
+        assert "Runbook boxes" not in text and "why manual" not in text.lower()
+    with golive_page_runtime.uow() as uow:  # the preflight never ran for them
+        assert not uow.session.execute(select(AuditLog).where(AuditLog.action == "preflight.run")).scalars().all()
+
+
+def test_golive_page_shows_who_ticks_every_runbook_box(golive_page_runtime: Runtime) -> None:
+    at = app_test_for("golive", "admin")
+    assert not at.exception
+    text = page_text(at)
+    assert "Runbook boxes" in text and "192 boxes" in text and "still open" in text
+    assert "Last run:" in text
+    boxes = next(df.value for df in at.dataframe if "box" in df.value.columns)
+    assert len(boxes) == 192
+    tax = boxes[boxes["box"] == "numzy:2:9"].iloc[0]
+    assert (tax["ticked by"], tax["check / item"], tax["result / status"], tax["who"]) == (
+        "machine", "stripe.tax", "PASS", "preflight")
+    assert tax["when"]
+    qa = boxes[boxes["box"] == "numzy:6:1"].iloc[0]
+    assert (qa["ticked by"], qa["result / status"], qa["who"]) == ("person", "open", "")
+    assert "charge cards" in qa["why manual"]
+    with golive_page_runtime.uow() as uow:
+        run = uow.session.execute(select(AuditLog).where(AuditLog.action == "preflight.run")).scalar_one()
+        assert run.actor == "admin@example.com"
+    # A person ticks the QA item: its boxes now say who and when.
+    next(s for s in at.selectbox if s.label == "Item").set_value("qa_matrix")
+    at.run()
+    assert "Why manual:" in page_text(at)
+    next(s for s in at.selectbox if s.label == "Status").set_value("done")
+    next(b for b in at.button if b.label == "Save item").click()
+    at.run()
+    assert not at.exception
+    boxes = next(df.value for df in at.dataframe if "box" in df.value.columns)
+    qa = boxes[boxes["box"] == "numzy:6:1"].iloc[0]
+    assert (qa["result / status"], qa["who"]) == ("done", "admin@example.com") and qa["when"]

@@ -1,4 +1,5 @@
-"""Go-live in a real browser against `billing-ops demo`: the engineering lead runs
+"""Go-live in a real browser against `billing-ops demo`: the engineering lead reads
+which runbook boxes the machine ticks and which are still manual, runs
 the QA matrix and sees 8 passes, signs off; the product owner signs off; both
 then see the frozen, read-only record with its printable summary."""
 
@@ -17,7 +18,8 @@ QA_RUN_TIMEOUT_MS = 300_000
 PAGE_TIMEOUT_MS = 120_000
 
 
-PAGE_HEADINGS = {"QA matrix": "Plan-change QA matrix", "Sign-off": "Launch sign-off"}
+PAGE_HEADINGS = {"QA matrix": "Plan-change QA matrix", "Sign-off": "Launch sign-off",
+                 "Preflight & checklist": "Go-live preflight & checklist"}
 
 
 def _open(page: Any, title: str) -> None:
@@ -43,6 +45,13 @@ def _sign_out(page: Any) -> None:
 def test_qa_matrix_then_two_person_signoff(demo_server: Any, page: Any) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     sign_in(page, demo_server, demo_server.eng_lead_email)
+    _open(page, "Preflight & checklist")
+    page.wait_for_selector("text=/192 boxes in both runbooks/", timeout=PAGE_TIMEOUT_MS)
+    body = page.inner_text("body")
+    assert re.search(r"\d+ ticked by the machine \(\d+ passing\), \d+ by a person \(\d+ still open\)", body), \
+        body[-3000:]
+    assert "Last run:" in body
+    page.screenshot(path=str(ARTIFACTS / "golive_runbook_boxes.png"), full_page=True)
     _open(page, "QA matrix")
     page.get_by_role("button", name="Run QA matrix").click()
     page.wait_for_selector("text=/QA run \\d+: \\d\\/8 passed/", timeout=QA_RUN_TIMEOUT_MS)

@@ -1,6 +1,7 @@
 """A small stand-in for our StripeGateway (not the SDK) holding exactly what the
-preflight reads: prices, webhook endpoints and portal configurations. Tests
-break one thing at a time. The emulator tests cover the wire."""
+preflight reads: prices, webhook endpoints, portal configurations, tax settings
+and payment method domains. Tests break one thing at a time. The emulator tests
+cover the wire."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from services.stripe_gateway import StripeGatewayError
 SECRET_KEY = "sk_test_SECRETCANARY0123456789abcdef"
 WEBHOOK_SECRET = "whsec_SECRETCANARY0123456789abcdef"
 WEBHOOK_URL = "https://billing.example.com/billing/webhook"
+PUBLISHABLE_KEY = "pk_test_publishable0123456789"
 ADMIN = "admin@example.com"
 ENG_LEAD = "eng.lead@example.com"
 PRODUCT_OWNER = "product.owner@example.com"
@@ -33,7 +35,9 @@ def golive_env(database_url: str, **overrides: str | None) -> dict[str, str]:
         "SIGNOFF_PRODUCT_OWNERS": PRODUCT_OWNER,
         "CONSOLE_WEBHOOK_URL": WEBHOOK_URL,
         "RECONCILE_CRON_ENABLED": "true",
-        "SENTRY_DSN": "https://public@sentry.example.com/1",
+        # A closed local port: the preflight's test event fails fast (a warning) without leaving the machine.
+        "SENTRY_DSN": "http://public@127.0.0.1:9/1",
+        "STRIPE_PUBLISHABLE_KEY": PUBLISHABLE_KEY,
     }
     for key, value in overrides.items():
         if value is None:
@@ -69,6 +73,26 @@ class FakePreflightGateway:
             },
         }]
 
+        self.tax: dict[str, Any] = {
+            "object": "tax.settings", "defaults": {"provider": "stripe", "tax_behavior": None, "tax_code": None},
+            "head_office": {"address": {"city": None, "country": "US", "line1": None, "line2": None,
+                                        "postal_code": None, "state": "CA"}},
+            "livemode": False, "status": "active", "status_details": {"active": {}},
+        }
+        wallet = {"status": "active", "status_details": None}
+        self.domains: list[dict[str, Any]] = [{
+            "id": "pmd_1", "object": "payment_method_domain", "domain_name": "billing.example.com", "enabled": True,
+            "livemode": False, "created": 1, **{m: dict(wallet) for m in ("amazon_pay", "apple_pay", "google_pay",
+                                                                           "klarna", "link", "paypal")},
+        }]
+
+    def retrieve_tax_settings(self) -> dict[str, Any]:
+        return copy.deepcopy(self.tax)
+
+    def list_payment_method_domains(self, **params: Any) -> list[dict[str, Any]]:
+        name = params.get("domain_name")
+        return [copy.deepcopy(d) for d in self.domains if name is None or d["domain_name"] == name]
+
     def ping(self) -> dict[str, Any]:
         if not self.reachable:
             raise StripeGatewayError("Invalid API Key provided: sk_test_****cdef", code="authentication_error")
@@ -85,3 +109,51 @@ class FakePreflightGateway:
 
     def list_portal_configurations(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self.portal)
+
+
+class LocalHttp:
+    """A tiny local HTTP server for what the preflight talks to besides Stripe: a Sentry
+    ingest (stores each envelope, answers 200) or a /metrics endpoint (serves `metrics_body`)."""
+
+    def __init__(self, *, status: int = 200, metrics_body: bytes | None = None) -> None:
+        import gzip
+        import http.server
+        import threading
+
+        self.status = status
+        self.metrics_body = metrics_body
+        self.envelopes: list[bytes] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                outer.envelopes.append(body)
+                self.send_response(outer.status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def do_GET(self) -> None:
+                body = outer.metrics_body if outer.metrics_body is not None else b"not found"
+                self.send_response(outer.status if outer.metrics_body is not None else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def dsn(self) -> str:
+        return f"http://publickey@127.0.0.1:{self.server.server_address[1]}/42"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

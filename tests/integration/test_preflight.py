@@ -177,3 +177,73 @@ def test_key_hint_shows_the_mode_prefix_only() -> None:
     assert key_hint("sk_test_abcdef123") == "sk_test_…"
     assert key_hint("rk_live_abcdef123") == "rk_live_…"
     assert key_hint(None) == "(none)"
+
+
+def _live_gateway() -> FakePreflightGateway:
+    gateway = FakePreflightGateway()
+    for price in gateway.prices.values():
+        price["livemode"] = True
+    for endpoint in gateway.endpoints:
+        endpoint["livemode"] = True
+    return gateway
+
+
+LIVE = {"STRIPE_API_KEY": "sk_live_SECRETCANARY0123456789ab", "STRIPE_MODE": "live",
+        "STRIPE_PUBLISHABLE_KEY": "pk_live_publishable0123456789", "STRIPE_AUTOMATIC_TAX_ENABLED": "true",
+        "STRIPE_WALLETS_ENABLED": "true"}
+
+
+def test_live_setup_with_live_identifiers_passes_the_new_checks(migrated_sqlite_url: str) -> None:
+    checks = _by_id(run_preflight(_runtime(migrated_sqlite_url, _live_gateway(), **LIVE), send_sentry_event=False))
+    for check_id in ("stripe.publishable_key", "stripe.tax", "wallets.domain", "config.mode_identifiers",
+                     "webhook.url", "webhook.events", "auth.lookalikes"):
+        assert checks[check_id].passed, (check_id, checks[check_id].message)
+
+
+def _pending_tax(g: FakePreflightGateway) -> None:
+    g.tax.update(status="pending", head_office=None, status_details={"pending": {"missing_fields": ["head_office"]}})
+
+
+def _apple_pay_inactive(g: FakePreflightGateway) -> None:
+    g.domains[0]["apple_pay"] = {"status": "inactive", "status_details": {"error_message": "not verified"}}
+
+
+def _no_domain(g: FakePreflightGateway) -> None:
+    g.domains = []
+
+
+def _extra_events(g: FakePreflightGateway) -> None:
+    g.endpoints[0]["enabled_events"].append("customer.created")
+
+
+def _test_endpoint(g: FakePreflightGateway) -> None:
+    g.endpoints[0]["livemode"] = False
+
+
+LIVE_BREAKS: list[tuple[Callable[[FakePreflightGateway], None], dict[str, str | None], str, str]] = [
+    (_pending_tax, {}, "stripe.tax", "head_office"),
+    (_apple_pay_inactive, {}, "wallets.domain", "Apple Pay is inactive (not verified)"),
+    (_no_domain, {}, "wallets.domain", "not registered"),
+    (_extra_events, {}, "webhook.events", "customer.created"),
+    (_test_endpoint, {}, "config.mode_identifiers", "livemode false"),
+    (lambda g: None, {"STRIPE_PUBLISHABLE_KEY": None}, "stripe.publishable_key", "not set"),
+    (lambda g: None, {"STRIPE_PUBLISHABLE_KEY": "pk_test_x0123456789"}, "config.mode_identifiers", "pk_test_…"),
+    (lambda g: None, {"CONSOLE_WEBHOOK_URL": "http://billing.example.com/billing/webhook"}, "webhook.url",
+     "not https"),
+]
+
+
+@pytest.mark.parametrize(("break_it", "overrides", "check_id", "words"), LIVE_BREAKS,
+                         ids=[f"{b[2]}:{i}" for i, b in enumerate(LIVE_BREAKS)])
+def test_new_checks_block_in_live_mode(migrated_sqlite_url: str, break_it: Callable[[FakePreflightGateway], None],
+                                       overrides: dict[str, str | None], check_id: str, words: str) -> None:
+    gateway = _live_gateway()
+    break_it(gateway)
+    if "CONSOLE_WEBHOOK_URL" in overrides:
+        gateway.endpoints[0]["url"] = overrides["CONSOLE_WEBHOOK_URL"]
+    results = run_preflight(_runtime(migrated_sqlite_url, gateway, **{**LIVE, **overrides}), send_sentry_event=False)
+    check = _by_id(results)[check_id]
+    assert not check.passed and check.severity == "blocking", check
+    assert words in check.message
+    assert has_blocking_failure(results)
+    _assert_no_secret(results)

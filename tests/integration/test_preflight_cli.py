@@ -13,49 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from services.config import CONSOLE_EVENT_TYPES
-from tests.conftest import TEST_API_KEY, TEST_WEBHOOK_SECRETS
+from tests.conftest import TEST_API_KEY
+from tests.integration.conftest import create_endpoint as _create_endpoint
 
-WEBHOOK_URL = "https://billing.example.com/billing/webhook"
-
-
-@pytest.fixture
-def check_env(emulator: Any, sqlite_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A correct go-live set-up in the emulator: prices, portal, one endpoint, migrated DB."""
-    from db.migrate import upgrade
-
-    monkeypatch.chdir(tmp_path)  # no stray .env from the repo
-    seeded = emulator.admin("seed", {"customers": 0})
-    env = {
-        "DATABASE_URL": sqlite_url,
-        "STRIPE_API_KEY": TEST_API_KEY,
-        "STRIPE_API_BASE": emulator.base_url,
-        "STRIPE_MODE": "test",
-        "STRIPE_WEBHOOK_SECRETS": ",".join(TEST_WEBHOOK_SECRETS),
-        "STRIPE_PLAN_PRICE_MAPPING_TEST": json.dumps(seeded["prices"]),
-        "ADMIN_EMAILS": "admin@example.com",
-        "SIGNOFF_ENG_LEADS": "eng.lead@example.com",
-        "SIGNOFF_PRODUCT_OWNERS": "product.owner@example.com",
-        "CONSOLE_WEBHOOK_URL": WEBHOOK_URL,
-        "RECONCILE_CRON_ENABLED": "true",
-        "SENTRY_DSN": "https://public@sentry.example.com/1",
-        "STRIPE_MAX_RETRIES": "0",
-        "STRIPE_RATE_LIMIT_PER_SECOND": "1000",
-    }
-    upgrade(sqlite_url)
-    _create_endpoint(env, list(CONSOLE_EVENT_TYPES), "first")
-    return env
-
-
-def _gateway(env: dict[str, str]) -> Any:
-    from services.config import load_settings
-    from services.stripe_gateway import StripeGateway
-
-    return StripeGateway(load_settings(env, env_file=None))
-
-
-def _create_endpoint(env: dict[str, str], events: list[str], tag: str, url: str = WEBHOOK_URL) -> dict[str, Any]:
-    return dict(_gateway(env).create_webhook_endpoint({"url": url, "enabled_events": events},
-                                                      idempotency_key=f"test-endpoint:{tag}"))
+# The emulator set-up (check_env, sentry_ingest) lives in tests/integration/conftest.py.
 
 
 def _run_check(env: dict[str, str], *args: str) -> Any:
@@ -76,7 +37,9 @@ def test_correct_setup_exits_0(check_env: dict[str, str]) -> None:
     assert "READY" in result.output and "sk_test_…" in result.output
     as_json = _run_check(check_env, "--json")
     assert as_json.exit_code == 0
-    checks = {c["id"]: c for c in json.loads(as_json.output)}
+    report = json.loads(as_json.output)
+    assert report["ready"] is True and report["recorded"] is True
+    checks = {c["id"]: c for c in report["checks"]}
     assert checks["webhook.endpoint"]["passed"] and checks["portal.configured"]["passed"]
     assert checks["price.pro.monthly"]["passed"] and checks["db.migrated"]["passed"]
     assert set(checks["stripe.key"]) == {"id", "severity", "passed", "message", "fix"}
@@ -159,7 +122,7 @@ def test_misconfiguration_exits_1_naming_the_check(
     assert "NOT READY" in result.output and check_id in result.output.splitlines()[-1]
     as_json = _run_check(misconfigure(check_env), "--json")
     assert as_json.exit_code == 1
-    failed = {c["id"]: c for c in json.loads(as_json.output) if not c["passed"]}
+    failed = {c["id"]: c for c in json.loads(as_json.output)["checks"] if not c["passed"]}
     assert failed[check_id]["severity"] == "blocking" and fix_words in failed[check_id]["fix"]
 
 

@@ -1,0 +1,67 @@
+"""Fixtures shared by the preflight tests that run `billing-ops check` on the emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.config import CONSOLE_EVENT_TYPES
+from tests.conftest import TEST_API_KEY, TEST_WEBHOOK_SECRETS
+from tests.integration.golive_fixtures import LocalHttp
+
+WEBHOOK_URL = "https://billing.example.com/billing/webhook"
+
+
+@pytest.fixture
+def sentry_ingest() -> Iterator[LocalHttp]:
+    """A local Sentry ingest: the preflight's test event lands here, never on the network."""
+    ingest = LocalHttp()
+    yield ingest
+    ingest.stop()
+
+
+@pytest.fixture
+def check_env(emulator: Any, sqlite_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+              sentry_ingest: LocalHttp) -> dict[str, str]:
+    """A correct go-live set-up in the emulator: prices, portal, one endpoint, migrated DB."""
+    from db.migrate import upgrade
+
+    monkeypatch.chdir(tmp_path)  # no stray .env from the repo
+    seeded = emulator.admin("seed", {"customers": 0})
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "STRIPE_API_KEY": TEST_API_KEY,
+        "STRIPE_API_BASE": emulator.base_url,
+        "STRIPE_MODE": "test",
+        "STRIPE_WEBHOOK_SECRETS": ",".join(TEST_WEBHOOK_SECRETS),
+        "STRIPE_PLAN_PRICE_MAPPING_TEST": json.dumps(seeded["prices"]),
+        "ADMIN_EMAILS": "admin@example.com",
+        "SIGNOFF_ENG_LEADS": "eng.lead@example.com",
+        "SIGNOFF_PRODUCT_OWNERS": "product.owner@example.com",
+        "CONSOLE_WEBHOOK_URL": WEBHOOK_URL,
+        "RECONCILE_CRON_ENABLED": "true",
+        "SENTRY_DSN": sentry_ingest.dsn,
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_publishable0123456789",
+        "STRIPE_MAX_RETRIES": "0",
+        "STRIPE_RATE_LIMIT_PER_SECOND": "1000",
+    }
+    upgrade(sqlite_url)
+    create_endpoint(env, list(CONSOLE_EVENT_TYPES), "first")
+    return env
+
+
+def emulator_gateway(env: dict[str, str]) -> Any:
+    from services.config import load_settings
+    from services.stripe_gateway import StripeGateway
+
+    return StripeGateway(load_settings(env, env_file=None))
+
+
+def create_endpoint(env: dict[str, str], events: list[str], tag: str, url: str = WEBHOOK_URL) -> dict[str, Any]:
+    return dict(emulator_gateway(env).create_webhook_endpoint({"url": url, "enabled_events": events},
+                                                      idempotency_key=f"test-endpoint:{tag}"))
+
+
