@@ -65,9 +65,11 @@ class UnitOfWork:
 
     session: Session
 
-    def __init__(self, engine_or_url: Engine | str) -> None:
+    def __init__(self, engine_or_url: Engine | str, *, audit_key: bytes | None = None) -> None:
         engine = get_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
         self._session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+        # The audit chain's HMAC key (AUDIT_HMAC_KEY); audit rows written through this unit use it.
+        self.audit_key = audit_key
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._session_factory()

@@ -123,6 +123,8 @@ def prepare_demo(
         "WEBHOOK_PROCESS_INLINE": "true",
         "AUTH_CREDENTIALS_FILE": str(credentials),
         "RECONCILE_CRON_ENABLED": "true",
+        # A fresh key per demo, as a deployment keeps its own outside the DB.
+        "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
     }
     settings = load_settings(env, env_file=None)
     upgrade(settings.database_url)

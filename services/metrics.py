@@ -211,11 +211,14 @@ def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings:
 
 def _freeze(uow: UnitOfWork, actor: str, start: datetime, end: datetime, settings: Settings) -> dict[str, Any]:
     figures = _snapshot_figures(uow, start, end, settings)
-    canonical = json.dumps(figures, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
     with uow:
-        row = MetricsSnapshot(created_by=actor, window_start=start, window_end=end, figures=figures,
-                              content_sha256=digest)
+        created_at = utcnow()
+        # The audit chain's head at this moment: deleting later-anchored rows then shows.
+        figures["audit_anchor"] = audit.chain_head(uow, at=created_at)
+        canonical = json.dumps(figures, sort_keys=True, separators=(",", ":"), default=str)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        row = MetricsSnapshot(created_at=created_at, created_by=actor, window_start=start, window_end=end,
+                              figures=figures, content_sha256=digest)
         uow.session.add(row)
         uow.session.flush()
         audit.record(uow, actor=actor, action="metrics.snapshot", target=f"snapshot:{row.id}", result="ok",

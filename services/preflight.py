@@ -141,6 +141,28 @@ def check_sentry(settings: Any) -> CheckResult:
     return _ok("observability.sentry", "Sentry DSN is set.", "warning")
 
 
+def check_audit_chain(runtime: Any) -> CheckResult:
+    """The audit log verifies (links, keyed hashes, anchored heads) and is keyed in live mode."""
+    from services.audit import verify_chain
+
+    settings = runtime.settings
+    try:
+        verification = verify_chain(runtime.uow())
+    except Exception as error:  # an unmigrated DB is reported by db.migrated; this one just says why
+        return _fail("audit.chain", f"The audit log could not be read ({error.__class__.__name__}).",
+                     "Fix db.migrated first.", "warning")
+    if not verification.ok:
+        return _fail("audit.chain", f"The audit chain does not verify at row {verification.first_broken_id}: "
+                     f"{verification.problem}.", "Investigate on the Audit page before launch; restore the "
+                     "audit_log table from a backup if rows were removed.")
+    if not settings.audit_hmac_key:
+        return _fail("audit.chain", f"The audit chain verifies ({verification.rows_checked} rows) but is not keyed: "
+                     "someone with DB access could re-hash it.", "Set AUDIT_HMAC_KEY (32+ random bytes, kept "
+                     "outside the DB) before the first audited action.", _live_blocking(settings))
+    return _ok("audit.chain", f"The audit chain verifies: {verification.rows_checked} rows keyed with "
+               f"AUDIT_HMAC_KEY, {verification.anchors_checked} anchored head(s) in place.")
+
+
 def check_signoff_roles(settings: Any) -> CheckResult:
     missing = [name for name, people in (("SIGNOFF_ENG_LEADS", settings.signoff_eng_leads),
                                          ("SIGNOFF_PRODUCT_OWNERS", settings.signoff_product_owners)) if not people]
@@ -607,7 +629,8 @@ def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: b
     ])
     if settings.sentry_dsn and send_sentry_event:
         results.append(check_sentry_test_event(settings, run_id))
-    results.extend([check_signoff_roles(settings), check_checklist_complete(runtime), check_api_version()])
+    results.extend([check_audit_chain(runtime), check_signoff_roles(settings), check_checklist_complete(runtime),
+                    check_api_version()])
     return results
 
 

@@ -18,7 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Signoff
+from db.models.base import utcnow
 from db.session import UnitOfWork
+from services.audit import chain_head as audit_chain_head
 from services.audit import privileged, record
 from services.auth import normalise_email
 from services.config import Settings
@@ -134,8 +136,10 @@ def sign_as_system(
             uow.commit()
             raise SignoffRefused("Someone signed this launch at the same moment; reload and check the record.")
         snapshot_id = snapshot.get("id") if isinstance(snapshot.get("id"), int) else None
-        row = Signoff(launch_key=launch_key, role=role, signer=signer, code_version=version,
-                      preflight={"results": preflight},
+        signed_at = utcnow()
+        row = Signoff(launch_key=launch_key, role=role, signer=signer, code_version=version, signed_at=signed_at,
+                      # The audit chain's head, frozen with the signature (see audit.chain_head).
+                      preflight={"results": preflight, "audit_anchor": audit_chain_head(uow, at=signed_at)},
                       qa_results={"code_version": version,
                                   "cases": {case_id: _frozen_result(r) for case_id, r in qa.items()}},
                       snapshot_id=snapshot_id, metrics=_json_safe(snapshot),
