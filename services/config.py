@@ -57,6 +57,7 @@ _PRICE_ENV = re.compile(r"^STRIPE_PRICE_([A-Z0-9]+)_(MONTHLY|YEARLY)$")
 
 PriceMapping = dict[str, dict[str, str]]
 AUDIT_KEY_MIN_BYTES = 32
+ENV_FILE_VARIABLE = "BILLING_OPS_ENV_FILE"
 
 # What to tell the user for each variable when its value is rejected.
 _FIXES: dict[str, str] = {
@@ -397,8 +398,17 @@ def _explain(error: ValidationError) -> str:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
-    """Build and validate settings. `environ` replaces os.environ (tests)."""
+    """Build and validate settings. `environ` replaces os.environ (tests).
+
+    BILLING_OPS_ENV_FILE (or `billing-ops --env-file`) names the env file to read instead of
+    ./.env, e.g. the one `billing-ops demo` writes so commands reach the running demo."""
     merged: dict[str, str] = {}
+    chosen = (os.environ if environ is None else environ).get(ENV_FILE_VARIABLE)
+    if chosen and env_file == ".env":
+        if not os.path.isfile(chosen):
+            raise SettingsError(f"{ENV_FILE_VARIABLE}: no such file {chosen}; fix: point it at an env file "
+                                "(the demo writes demo_data/demo.env)")
+        env_file = chosen
     if env_file and os.path.exists(env_file):
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     merged.update(os.environ if environ is None else environ)

@@ -70,6 +70,12 @@ def _fail(check_id: str, message: str, fix: str, severity: Severity = "blocking"
     return CheckResult(check_id, severity, False, message, fix)
 
 
+def _database_missing(runtime: Any) -> bool:
+    from db.session import missing_sqlite_file
+
+    return missing_sqlite_file(runtime.settings.database_url) is not None
+
+
 def _live_blocking(settings: Any) -> Severity:
     """A runbook precondition: blocks a live launch, only warns while testing."""
     return "blocking" if settings.stripe_mode == "live" else "warning"
@@ -146,6 +152,9 @@ def check_audit_chain(runtime: Any) -> CheckResult:
     from services.audit import verify_chain
 
     settings = runtime.settings
+    if _database_missing(runtime):
+        return _fail("audit.chain", "The audit log was not read: the billing database does not exist.",
+                     "Fix db.migrated first.", "warning")
     try:
         verification = verify_chain(runtime.uow())
     except Exception as error:  # an unmigrated DB is reported by db.migrated; this one just says why
@@ -178,7 +187,12 @@ def check_api_version() -> CheckResult:
 
 def check_database(settings: Any) -> CheckResult:
     from db.migrate import is_at_head
+    from db.session import missing_sqlite_file
 
+    missing = missing_sqlite_file(settings.database_url)
+    if missing:
+        return _fail("db.migrated", f"The billing database file {missing} does not exist.",
+                     "Check DATABASE_URL, or run `billing-ops db upgrade` to create it.")
     try:
         at_head = is_at_head(settings.database_url)
     except Exception as error:  # an unreachable DB is a failed check, not a crash
@@ -562,6 +576,9 @@ def check_checklist_complete(runtime: Any) -> CheckResult:
     """Numzy §1: every pre-launch manual checklist item is done (or n/a)."""
     from services.checklist import PRE_LAUNCH_SECTIONS, SEED_ITEMS, list_items
 
+    if _database_missing(runtime):
+        return _fail("checklist.complete", "The checklist was not read: the billing database does not exist.",
+                     "Fix db.migrated first.", "warning")
     try:
         items = {item["key"]: item for item in list_items(runtime.uow())}
     except Exception as error:  # an unmigrated DB is reported by db.migrated; this one just says why
