@@ -159,22 +159,25 @@ else:
     @st.dialog("Confirm bulk action", on_dismiss=_close_bulk)
     def confirm_bulk(ids: list[str], action: str, reason: str) -> None:
         chosen_rows = [open_rows[i] for i in ids if i in open_rows]
-        planned = efw.plan_bulk_refund(chosen_rows)
-        to_refund = [p.row for p in planned if p.skip_reason is None]
         verb = "Refund" if action.startswith("Refund") else "Ignore"
-        st.write(f"{verb} **{len(to_refund if verb == 'Refund' else chosen_rows)}** warning(s) in Stripe **{mode}** "
-                 "mode"
-                 + (f", refunding **{format_totals(efw.planned_totals(planned), empty='nothing')}** in total."
-                    if verb == "Refund" else f" with the reason: *{reason}*."))
-        st.dataframe(pd.DataFrame([{"warning": p.row.id, "customer": p.row.customer_email,
-                                    "charged": money(p.row.amount, p.row.currency),
-                                    "already refunded": money(p.row.amount_refunded, p.row.currency),
-                                    "will refund": p.shown if verb == "Refund" else "",
-                                    "note": (p.skip_reason or "") if verb == "Refund" else ""}
-                                   for p in planned]),
-                     hide_index=True)
+        # A refund sends each row's refundable remainder (amount - amount_refunded); rows that would be
+        # refused are shown as skipped, so the total is what is actually refunded.
+        planned = efw.plan_bulk_refund(chosen_rows) if verb == "Refund" else []
         if verb == "Refund":
-            chosen_rows = to_refund
+            chosen_rows = [p.row for p in planned if p.skip_reason is None]
+            skipped = len(planned) - len(chosen_rows)
+            st.write(f"Refund **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode, refunding "
+                     f"**{format_totals(efw.planned_totals(planned), empty='nothing')}** in total"
+                     + (f"; {skipped} chosen warning(s) skipped (see the note)." if skipped else "."))
+            table = [{"warning": p.row.id, "customer": p.row.customer_email,
+                      "charged": money(p.row.amount, p.row.currency),
+                      "already refunded": money(p.row.amount_refunded, p.row.currency),
+                      "will refund": p.shown, "note": p.skip_reason or ""} for p in planned]
+        else:
+            st.write(f"Ignore **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode with the reason: *{reason}*.")
+            table = [{"warning": r.id, "customer": r.customer_email,
+                      "refundable": money(r.remaining, r.currency)} for r in chosen_rows]
+        st.dataframe(pd.DataFrame(table), hide_index=True)
         if st.button(f"{verb} {len(chosen_rows)} warning(s)", type="primary", disabled=not chosen_rows):
             _close_bulk()
             bar = st.progress(0.0, text="Working…")
@@ -196,7 +199,8 @@ else:
                 st.session_state["efw_bulk_results"] = [
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
                     for o in outcomes
-                ]
+                ] + [{"warning": p.row.id, "result": "skipped", "detail": f"nothing sent: {p.skip_reason}"}
+                     for p in planned if p.skip_reason]
             clear_reads()
             st.rerun()
 
