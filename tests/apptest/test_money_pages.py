@@ -172,3 +172,39 @@ def test_efw_bulk_dialog_total_is_what_the_emulator_refunds(runtime: Any, emulat
         [(full, 1000, "usd"), (partial, 2000, "usd")])
     assert sum(r["amount"] for r in console) == 3000
     assert not [r for r in refunds if r["charge"] == disputed_charge]
+
+
+# --- disputes: a zero-decimal dispute, and an amount filter read in the chosen currency --------------
+def _dispute_in(runtime: Any, amount: int, currency: str, email: str) -> str:
+    from services.sync import run_sync
+
+    gateway = runtime.gateway
+    customer = gateway.create_customer({"email": email}, idempotency_key=f"c-{email}")
+    intent = gateway.client.v1.payment_intents.create({"amount": amount, "currency": currency,
+                                                       "customer": customer["id"],
+                                                       "payment_method": "pm_card_createDispute", "confirm": True})
+    run_sync(runtime, since=None, days=30)
+    return str(next(gateway.list_disputes(payment_intent=intent.id))["id"])
+
+
+def test_disputes_show_yen_unscaled_and_filter_amounts_in_the_chosen_currency(runtime: Any,
+                                                                              emulator: EmulatorHandle) -> None:
+    yen = _dispute_in(runtime, 5000, "jpy", "yen@example.io")
+    dollars = _dispute_in(runtime, 4900, "usd", "dollar@example.io")
+    at = app_test_for("disputes", "admin")
+    assert not at.exception
+    queue = at.dataframe[0].value
+    assert dict(zip(queue["dispute"], queue["amount"], strict=True)) == {yen: "5,000 JPY", dollars: "49.00 USD"}
+    assert next(m for m in at.metric if m.label == "Amount at risk").value == "5,000 JPY, 49.00 USD"
+    # 1,000 typed with JPY chosen means 1,000 yen: both the 5,000 JPY dispute and nothing in USD.
+    next(t for t in at.text_input if t.label == "Currency").input("jpy")
+    next(n for n in at.number_input if n.label == "Min amount").set_value(1000.0)
+    next(b for b in at.button if b.label == "Apply filters").click()
+    at.run()
+    assert list(at.dataframe[0].value["dispute"]) == [yen]
+    # An amount bound with no currency is not guessed at.
+    next(t for t in at.text_input if t.label == "Currency").input("")
+    next(b for b in at.button if b.label == "Apply filters").click()
+    at.run()
+    assert "Amount filter not applied: Choose a currency" in page_text(at)
+    assert set(at.dataframe[0].value["dispute"]) == {yen, dollars}

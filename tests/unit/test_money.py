@@ -157,3 +157,17 @@ def test_parse_refuses_what_it_cannot_take_exactly(text: str, currency: str, say
 
 def test_zero_is_accepted_only_when_asked() -> None:
     assert parse_amount("0", "usd", allow_zero=True) == 0
+
+
+# --- a typed amount filter (the dispute queue's bounds) ---------------------------------------------
+def test_dispute_amount_bounds_follow_the_chosen_currency() -> None:
+    from services.disputes import amount_bounds
+
+    assert amount_bounds("usd", 10.0, 0.0) == (1000, None)
+    assert amount_bounds("JPY", 1000.0, 5000.0) == (1000, 5000)
+    assert amount_bounds("kwd", "1.5", None) == (1500, None)
+    assert amount_bounds(None, 0.0, 0.0) == (None, None)
+    with pytest.raises(MoneyError, match="Choose a currency"):
+        amount_bounds("", 10.0, 0.0)
+    with pytest.raises(MoneyError, match="JPY has no decimals"):
+        amount_bounds("jpy", 10.5, 0.0)
