@@ -196,6 +196,11 @@ def send_alerts(uow: UnitOfWork, alerts: list[Alert], *, now: datetime | None = 
 
 
 # --- snapshots ------------------------------------------------------------------------------------------
+def _dunning_figures(summary: Any) -> dict[str, Any]:
+    """The dunning summary as frozen: minor units per currency, and the same amounts as a person reads them."""
+    return {**asdict(summary), "open_amount_shown": summary.open_amount_text}
+
+
 def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings: Settings) -> dict[str, Any]:
     frozen = board(uow, start=start, end=end)
     from services.dunning import recovery_summary
@@ -205,7 +210,7 @@ def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings:
         "totals": frozen.totals,
         "series": frozen.rows(),
         "alerts": [asdict(a) for a in active_alerts(uow, settings=settings, now=end)],
-        "dunning": asdict(recovery_summary(uow, since=start, until=end)),
+        "dunning": _dunning_figures(recovery_summary(uow, since=start, until=end)),
     }
 
 

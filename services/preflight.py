@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.admin_lookalikes import admitted_lookalikes, lookalike_identities
 from services.config import CONSOLE_EVENT_TYPES, REQUIRED_PLAN_INTERVALS, publishable_key_mode, stripe_key_mode
+from services.money import format_money
 from services.secret_scan import SecretScanError, scan_repository
 from services.sentry_probe import TEST_EVENT_TAG, send_test_event
 from services.stripe_gateway import PINNED_API_VERSION, StripeGatewayError
@@ -252,7 +253,8 @@ def check_prices(gateway: Any, settings: Any) -> list[CheckResult]:
                                      f"price in {settings.stripe_mode} mode."))
             else:
                 amount = price.get("unit_amount")
-                shown = f"{amount} {str(price.get('currency', '')).upper()}" if amount is not None else "metered"
+                shown = (format_money(int(amount), str(price.get("currency") or "usd")) if amount is not None
+                         else "metered")
                 results.append(_ok(check_id, f"{plan}.{interval} → {price_id}: active, every "
                                    f"{recurring.get('interval')}, {shown}."))
     return results

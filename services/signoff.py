@@ -29,6 +29,7 @@ from services.audit import chain_head as audit_chain_head
 from services.audit import privileged, record
 from services.auth import normalise_email
 from services.config import Settings
+from services.money import format_totals
 
 ROLES = {"eng_lead": "Engineering lead", "product_owner": "Product owner"}
 ROLE_SETTINGS = {"eng_lead": "SIGNOFF_ENG_LEADS", "product_owner": "SIGNOFF_PRODUCT_OWNERS"}
@@ -326,4 +327,9 @@ def summary_markdown(launch: LaunchRecord) -> str:
             for name, value in sorted((metrics.get("figures") or {}).items()):
                 if isinstance(value, int | float | str):
                     lines.append(f"  - {name}: {value}")
+            dunning = (metrics.get("figures") or {}).get("dunning") or {}
+            if dunning:
+                owed = dunning.get("open_amount_shown") or format_totals(dunning.get("open_amount") or {},
+                                                                         empty="nothing")
+                lines.append(f"  - dunning still open: {dunning.get('open_cases', 0)} case(s) owing {owed}")
     return "\n".join(lines) + "\n"
