@@ -16,7 +16,7 @@ from services import signoff
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime, set_runtime
 from tests.conftest import REPO_ROOT, EmulatorHandle, app_test_for, identity_for, page_text
-from tests.integration.golive_fixtures import ENG_LEAD, FakePreflightGateway, golive_settings
+from tests.integration.golive_fixtures import ENG_LEAD, FakePreflightGateway, golive_settings, make_launch_ready
 from tests.integration.test_fraud_warnings import _sync, _warning
 
 
@@ -112,6 +112,7 @@ def test_preflight_price_check_reads_9_00_usd(nine_dollar_runtime: Runtime) -> N
 def test_signoff_record_and_summary_freeze_9_00_usd(nine_dollar_runtime: Runtime) -> None:
     from streamlit.testing.v1 import AppTest
 
+    make_launch_ready(nine_dollar_runtime, golive_at=utcnow() - timedelta(hours=2))  # the failure is in the window
     with nine_dollar_runtime.uow() as uow:
         for case_id in CASE_IDS:
             uow.session.add(QaResult(case_id=case_id, status="passed", manual=False, evidence={},

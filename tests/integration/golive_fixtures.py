@@ -159,7 +159,7 @@ class LocalHttp:
         self.server.server_close()
 
 
-def make_launch_ready(runtime: Any) -> None:
+def make_launch_ready(runtime: Any, golive_at: Any = None) -> None:
     """What people do before signing: every pre-launch checklist item done, the go-live time set."""
     from datetime import UTC, datetime
 
@@ -170,4 +170,4 @@ def make_launch_ready(runtime: Any) -> None:
         if item["section"] in checklist.PRE_LAUNCH_SECTIONS:
             checklist.update_item(item["key"], owner=ADMIN, status="done", note="checked", actor=ADMIN,
                                   settings=runtime.settings, uow=runtime.uow())
-    metrics.set_golive_time(datetime.now(UTC), actor=ADMIN, settings=runtime.settings, uow=runtime.uow())
+    metrics.set_golive_time(golive_at or datetime.now(UTC), actor=ADMIN, settings=runtime.settings, uow=runtime.uow())
