@@ -12,7 +12,7 @@ from app_pages._shared import require_admin, runtime, show_error, stripe_dashboa
 from services import plan_changes
 from services.auth import AccessDenied
 from services.money import format_money as _money
-from services.plan_changes import ChangePreview, PlanChangeError
+from services.plan_changes import ChangePreview, PlanChangeError, ScheduleConfirmation
 from services.stripe_gateway import StripeGatewayError
 
 identity = require_admin()
@@ -40,6 +40,7 @@ def _history(subscription_id: str) -> list[dict[str, Any]]:
 
 def _refresh() -> None:
     st.session_state.pop("confirming", None)
+    st.session_state.pop("schedule_confirm", None)
     _lookup.clear()
     _pending.clear()
     _history.clear()
@@ -148,20 +149,48 @@ if subscription_id:
     st.subheader("Schedule and cancellation")
     col1, col2, col3 = st.columns(3)
     actions = {
-        "Cancel the scheduled downgrade": (col1, plan_changes.cancel_scheduled_downgrade),
-        "Cancel at period end": (col2, plan_changes.cancel_at_period_end),
-        "Resume (undo cancellation)": (col3, plan_changes.resume),
+        "downgrade_canceled": ("Cancel the scheduled downgrade", col1, plan_changes.cancel_scheduled_downgrade),
+        "cancel": ("Cancel at period end", col2, plan_changes.cancel_at_period_end),
+        "resume": ("Resume (undo cancellation)", col3, plan_changes.resume),
     }
-    for label, (column, action) in actions.items():
-        if column.button(label, key=f"act_{label}"):
+
+    def _close_schedule() -> None:
+        st.session_state.pop("schedule_confirm", None)
+
+    @st.dialog("Confirm this change?", on_dismiss=_close_schedule)
+    def _confirm_schedule(c: ScheduleConfirmation) -> None:
+        label, _column, action = actions[c.kind]
+        st.markdown(f"**{label}** — Stripe **{c.mode}** mode")
+        st.text(f"Customer: {c.customer}")  # customer-controlled: plain text
+        st.text(c.what)
+        st.text(f"Amount: {c.amount_text}")
+        col1, col2 = st.columns(2)
+        if col1.button("Confirm", type="primary", key="confirm_schedule"):
+            st.session_state.pop("schedule_confirm", None)
             try:
-                result = action(subscription_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                result = action(c.subscription_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
                                 gateway=rt.gateway)
                 _refresh()
                 st.session_state["plan_message"] = f"{label}: done for {result.subscription_id}."
-                st.rerun()
+            except ERRORS as error:
+                st.session_state["plan_error"] = getattr(error, "message", str(error))
+            st.rerun()
+        if col2.button("Cancel", key="cancel_schedule"):
+            st.session_state.pop("schedule_confirm", None)
+            st.rerun()
+
+    for kind, (label, column, _action) in actions.items():
+        if column.button(f"{label}…", key=f"act_{kind}"):
+            st.session_state.pop("schedule_confirm", None)
+            try:
+                st.session_state["schedule_confirm"] = plan_changes.describe_schedule_change(
+                    kind, subscription_id, settings=rt.settings, uow=rt.uow(), gateway=rt.gateway
+                )
             except ERRORS as error:
                 show_error(error)
+    pending_confirm: ScheduleConfirmation | None = st.session_state.get("schedule_confirm")
+    if pending_confirm is not None and pending_confirm.subscription_id == subscription_id:
+        _confirm_schedule(pending_confirm)
     history = _history(subscription_id)
     if history:
         st.caption("Plan history")

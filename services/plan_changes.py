@@ -34,6 +34,7 @@ from services.metric_points import (
     SUBSCRIPTION_PREVIEW,
     record_metric,
 )
+from services.money import format_money
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import subscription_period, upsert_subscription
 
@@ -425,14 +426,8 @@ def _clear_schedule(
     gateway: StripeGateway,
 ) -> ChangeResult:
     subscription = _retrieve(gateway, subscription_id)
-    _require_changeable(subscription)
+    _check_schedule_change(kind, subscription)
     metadata = subscription.get("metadata") or {}
-    if kind == "downgrade_canceled" and not metadata.get("pending_plan"):
-        raise PlanChangeError("This subscription has no scheduled downgrade.")
-    if kind == "resume" and not subscription.get("cancel_at_period_end"):
-        raise PlanChangeError("This subscription is not set to cancel; nothing to resume.")
-    if kind == "cancel" and subscription.get("cancel_at_period_end") and not metadata.get("pending_plan"):
-        raise PlanChangeError("This subscription is already set to cancel at period end.")
     period_end = subscription_period(subscription)[1]
     count = _change_count(uow, subscription["id"], (kind,))
     key = f"{kind.replace('_', '-')}:{subscription['id']}:{period_end}:{count}"
@@ -444,6 +439,96 @@ def _clear_schedule(
         kind=kind, subscription=subscription, params=params, idempotency_key=key, actor=actor, settings=settings,
         uow=uow, gateway=gateway, metrics=(SUBSCRIPTION_CHANGE,), to_plan=current[0] if current else None,
         details={"period_end": period_end, "cleared_pending_plan": metadata.get("pending_plan")},
+    )
+
+
+SCHEDULE_KINDS = ("downgrade_canceled", "cancel", "resume")
+
+
+@dataclass(frozen=True)
+class ScheduleConfirmation:
+    """What a cancel / resume / cancel-the-downgrade will do, for the confirmation a
+    person reads before anything is sent to Stripe. Customer text is plain text."""
+
+    kind: str
+    subscription_id: str
+    customer_id: str
+    customer_name: str | None
+    customer_email: str | None
+    plan: str | None
+    interval: str | None
+    amount: int | None
+    currency: str | None
+    pending_plan: str | None
+    period_end: int | None
+    mode: str
+
+    @property
+    def customer(self) -> str:
+        parts = [p for p in (self.customer_name, f"<{self.customer_email}>" if self.customer_email else None) if p]
+        return f"{' '.join(parts) or 'unknown customer'} ({self.customer_id})"
+
+    @property
+    def amount_text(self) -> str:
+        if self.amount is None or not self.currency:
+            return "an unknown amount"
+        per = {"monthly": "month", "yearly": "year"}.get(self.interval or "", "period")
+        return f"{format_money(self.amount, self.currency)} per {per}"
+
+    @property
+    def what(self) -> str:
+        when = period_end_text(self.period_end)
+        plan = f"{self.plan or 'its current plan'} {self.interval or ''}".strip()
+        if self.kind == "cancel":
+            return (f"Cancel {self.subscription_id} at the period end ({when}): the customer stops paying "
+                    f"{self.amount_text} ({plan}) and loses access then."
+                    + (f" The scheduled downgrade to {self.pending_plan} is dropped." if self.pending_plan else ""))
+        if self.kind == "resume":
+            return (f"Resume {self.subscription_id}: it no longer ends at {when}; the customer keeps paying "
+                    f"{self.amount_text} ({plan})."
+                    + (f" The scheduled downgrade to {self.pending_plan} is dropped." if self.pending_plan else ""))
+        return (f"Cancel the scheduled downgrade of {self.subscription_id} to {self.pending_plan}: it stays on "
+                f"{plan} at {self.amount_text} after {when}.")
+
+
+def _check_schedule_change(kind: str, subscription: dict[str, Any]) -> None:
+    _require_changeable(subscription)
+    metadata = subscription.get("metadata") or {}
+    if kind == "downgrade_canceled" and not metadata.get("pending_plan"):
+        raise PlanChangeError("This subscription has no scheduled downgrade.")
+    if kind == "resume" and not subscription.get("cancel_at_period_end"):
+        raise PlanChangeError("This subscription is not set to cancel; nothing to resume.")
+    if kind == "cancel" and subscription.get("cancel_at_period_end") and not metadata.get("pending_plan"):
+        raise PlanChangeError("This subscription is already set to cancel at period end.")
+
+
+def describe_schedule_change(
+    kind: str, subscription_id: str, *, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> ScheduleConfirmation:
+    """Read-only: the customer, amount and mode a confirmation names. Refuses (as the
+    change itself would) before the dialog opens, so nothing is offered that cannot work."""
+    if kind not in SCHEDULE_KINDS:
+        raise PlanChangeError(f"Unknown change '{kind}'.")
+    subscription = _retrieve(gateway, subscription_id)
+    _check_schedule_change(kind, subscription)
+    customer_id = str(subscription.get("customer") or "")
+    with uow:
+        customer = uow.session.get(Customer, customer_id) if customer_id else None
+        name, email = (customer.name, customer.email) if customer is not None else (None, None)
+    price_id = item_price_id(subscription)
+    mapped = settings.plan_for_price(price_id) if price_id else None
+    item = subscription_item(subscription)
+    price = item.get("price") if isinstance(item.get("price"), dict) else None
+    if price is None and price_id:
+        price = gateway.retrieve_price(price_id)
+    amount = (price or {}).get("unit_amount")
+    return ScheduleConfirmation(
+        kind=kind, subscription_id=str(subscription["id"]), customer_id=customer_id, customer_name=name,
+        customer_email=email, plan=mapped[0] if mapped else None, interval=mapped[1] if mapped else None,
+        amount=int(amount) if amount is not None else None,
+        currency=str((price or {}).get("currency") or "") or None,
+        pending_plan=(subscription.get("metadata") or {}).get("pending_plan") or None,
+        period_end=subscription_period(subscription)[1], mode=settings.stripe_mode,
     )
 
 

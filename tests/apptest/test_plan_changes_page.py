@@ -105,12 +105,17 @@ def test_admin_schedules_a_downgrade_and_sees_it_pending(page_runtime: Any) -> N
 def test_a_refused_change_shows_one_message_and_changes_nothing(page_runtime: Any) -> None:
     at = app_test_for("plan_changes", "admin")
     _look_up(at, "bob@customer.io")
-    next(b for b in at.button if b.label == "Resume (undo cancellation)").click()
-    at.run()  # resume clears the pending downgrade: allowed
+    next(b for b in at.button if b.label == "Resume (undo cancellation)…").click()
+    at.run()  # resume clears the pending downgrade: allowed, after the confirmation
+    assert page_runtime.gateway.updates == []
+    assert "Customer: <bob@customer.io> (cus_bob)" in page_text(at)
+    next(b for b in at.button if b.label == "Confirm").click()
+    at.run()
     assert page_runtime.gateway.subscriptions["sub_pending"]["cancel_at_period_end"] is False
-    next(b for b in at.button if b.label == "Cancel the scheduled downgrade").click()
+    next(b for b in at.button if b.label == "Cancel the scheduled downgrade…").click()
     at.run()
     assert "This subscription has no scheduled downgrade." in page_text(at)
+    assert not [b for b in at.button if b.label == "Confirm"]  # no dialog for a change that cannot work
     assert len(page_runtime.gateway.updates) == 1
 
 
