@@ -166,17 +166,21 @@ def worker(once: bool) -> None:
 @friendly_errors
 def reconcile(apply_changes: bool, as_json: bool) -> None:
     """One reconciliation run; dry-run by default."""
-    from services.reconciliation import format_run_table, run_reconciliation, run_to_json
+    from services.reconciliation import ReconcileRefused, format_run_table, run_reconciliation, run_to_json
 
     runtime = _runtime()
-    report = run_reconciliation(
-        settings=runtime.settings,
-        uow=runtime.uow(),
-        gateway=runtime.gateway,
-        apply=apply_changes,
-        actor="cli",
-        trigger="manual",
-    )
+    try:
+        report = run_reconciliation(
+            settings=runtime.settings,
+            uow=runtime.uow(),
+            gateway=runtime.gateway,
+            apply=apply_changes,
+            actor="cli",
+            trigger="cli",
+        )
+    except ReconcileRefused as refused:  # nothing ran and no run was stored
+        click.echo(refused.message, err=True)
+        sys.exit(2)
     if as_json:
         _print_json(run_to_json(report))
     else:

@@ -38,8 +38,13 @@ def _actions(run_id: int) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def _drift() -> list[dict[str, Any]]:
-    return reconciliation.latest_drift(runtime().uow())
+def _drift(mode: str, include_dismissed: bool) -> list[dict[str, Any]]:
+    return reconciliation.latest_drift(runtime().uow(), mode=mode, include_dismissed=include_dismissed)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _last(mode: str) -> dict[str, Any] | None:
+    return reconciliation.last_run(runtime().uow(), mode=mode)
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -51,6 +56,7 @@ def _refresh() -> None:
     _runs.clear()
     _actions.clear()
     _drift.clear()
+    _last.clear()
     _alert.clear()
 
 
@@ -73,6 +79,27 @@ if st.button("Run now (dry-run)", type="primary", help="Reads every subscription
             )
     except (AccessDenied, StripeGatewayError, ReconcileError) as error:
         show_error(error)
+
+
+def _summary(run: dict[str, Any] | None, title: str, empty: str) -> None:
+    st.markdown(f"**{title}**")
+    if run is None:
+        st.caption(empty)
+        return
+    st.caption(f"Run {run['run']} ({run['trigger']}, by {run['actor']}) finished {run['finished']:%Y-%m-%d %H:%M} UTC"
+               + (f" — stopped: {run['error']}" if run["error"] else ""))
+    col1, col2, col3, col4 = st.columns(4)
+    col1.metric("Examined", run["examined"])
+    col2.metric("Applied" if run["mode"] == "apply" else "Would apply", run["applied"])
+    col3.metric("Drift", run["drift"])
+    col4.metric("Errors", run["errors"])
+
+
+left, right = st.columns(2)
+with left:
+    _summary(_last("apply"), "Last applied run", "No run has applied anything yet (cron, or `reconcile --apply`).")
+with right:
+    _summary(_last("dry-run"), "Latest dry-run", "No dry-run yet.")
 
 st.subheader("Run history")
 
@@ -104,47 +131,85 @@ def _history() -> None:
 
 _history()
 
-st.subheader("Drift findings (latest run)")
-drift = _drift()
-if not drift:
-    st.success("No drift in the latest run.")
-else:
-    frame = pd.DataFrame(drift)[["action", "subscription", "kind", "result", "before", "after", "fix"]]
-    st.dataframe(frame, hide_index=True, width="stretch")
-    open_findings = [row for row in drift if row["result"] == "reported"]
-    if open_findings:
-        labels = {row["action"]: f"#{row['action']} {row['subscription']} — {row['kind']}" for row in open_findings}
-        choice = st.selectbox("Finding to fix", list(labels), format_func=lambda a: labels[a], key="drift_choice")
+st.subheader("Drift findings")
+show_dismissed = st.toggle("Show dismissed findings", value=False, key="show_dismissed")
+drift_sets = [(f"last applied run #{run['run']}", _drift("apply", show_dismissed))
+              for run in [_last("apply")] if run is not None]
+drift_sets += [(f"latest dry-run #{run['run']}", _drift("dry-run", show_dismissed))
+               for run in [_last("dry-run")] if run is not None]
+if not drift_sets:
+    st.info("No finished reconciliation run yet.")
+open_findings: list[dict[str, Any]] = []
+for source, rows in drift_sets:
+    st.markdown(f"**Findings of the {source}**")
+    if not rows:
+        st.success(f"No open drift in the {source}.")
+        continue
+    columns = ["action", "subscription", "kind", "result", "before", "after", "fix"]
+    if show_dismissed:
+        columns.append("dismissed")
+    st.dataframe(pd.DataFrame(rows)[columns], hide_index=True, width="stretch")
+    open_findings += [row for row in rows if row["result"] == "reported"
+                      and row["action"] not in {f["action"] for f in open_findings}]
 
-        @st.dialog("Apply this fix?")
-        def _confirm_fix(finding: dict[str, Any]) -> None:
-            st.write(f"Subscription **{finding['subscription']}** (Stripe {rt.settings.stripe_mode} mode)")
-            st.write(f"Finding: {finding['kind']} — {finding['after']}")
-            st.write(f"What will happen: {finding['fix']}")
-            col1, col2 = st.columns(2)
-            if col1.button("Apply fix", type="primary", key="confirm_fix"):
-                st.session_state.pop("fix_target", None)
-                try:
-                    result = reconciliation.apply_drift_fix(int(finding["action"]), actor=identity.email,
-                                                            settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-                    st.session_state["fix_message"] = f"Fixed #{result.action_id} ({result.kind})."
-                except (AccessDenied, StripeGatewayError, ReconcileError) as error:
-                    st.session_state["fix_error"] = getattr(error, "message", str(error))
+
+def _close_fix() -> None:
+    st.session_state.pop("fix_target", None)
+
+
+@st.dialog("Apply this fix?", on_dismiss=_close_fix)
+def _confirm_fix(finding: dict[str, Any]) -> None:
+    st.write(f"Subscription **{finding['subscription']}** (Stripe {rt.settings.stripe_mode} mode)")
+    st.write(f"Finding: {finding['kind']} — {finding['after']}")
+    st.write(f"What will happen: {finding['fix']}")
+    col1, col2 = st.columns(2)
+    if col1.button("Apply fix", type="primary", key="confirm_fix"):
+        st.session_state.pop("fix_target", None)
+        try:
+            result = reconciliation.apply_drift_fix(int(finding["action"]), actor=identity.email,
+                                                    settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
+            st.session_state["fix_message"] = f"Fixed #{result.action_id} ({result.kind})."
+        except (AccessDenied, StripeGatewayError, ReconcileError) as error:
+            st.session_state["fix_error"] = getattr(error, "message", str(error))
+        _refresh()
+        st.rerun()
+    if col2.button("Cancel", key="cancel_fix"):
+        st.session_state.pop("fix_target", None)
+        st.rerun()
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"#{row['action']} {row['subscription']} — {row['kind']}"
+
+
+fixable = [row for row in open_findings if row["fixable"]]
+if fixable:
+    labels = {row["action"]: _label(row) for row in fixable}
+    choice = st.selectbox("Finding to fix", list(labels), format_func=lambda a: labels[a], key="drift_choice")
+    if st.button("Apply this fix…", key="open_fix"):
+        st.session_state["fix_target"] = choice
+    target = st.session_state.get("fix_target")
+    if target is not None:
+        finding = next((row for row in fixable if row["action"] == target), None)
+        if finding is None:
+            st.session_state.pop("fix_target", None)
+        else:
+            _confirm_fix(finding)
+if open_findings:
+    with st.form("dismiss_finding", clear_on_submit=True):
+        dismiss_labels = {row["action"]: _label(row) for row in open_findings}
+        dismiss_choice = st.selectbox("Finding to dismiss", list(dismiss_labels),
+                                      format_func=lambda a: dismiss_labels[a])
+        reason = st.text_input("Reason (required)", placeholder="e.g. legacy price kept on purpose for this customer")
+        if st.form_submit_button("Dismiss finding"):
+            try:
+                reconciliation.dismiss_finding(int(dismiss_choice), reason, actor=identity.email,
+                                               settings=rt.settings, uow=rt.uow())
+                st.session_state["fix_message"] = f"Dismissed #{dismiss_choice}."
                 _refresh()
                 st.rerun()
-            if col2.button("Cancel", key="cancel_fix"):
-                st.session_state.pop("fix_target", None)
-                st.rerun()
-
-        if st.button("Apply this fix…", key="open_fix"):
-            st.session_state["fix_target"] = choice
-        target = st.session_state.get("fix_target")
-        if target is not None:
-            finding = next((row for row in open_findings if row["action"] == target), None)
-            if finding is None:
-                st.session_state.pop("fix_target", None)
-            else:
-                _confirm_fix(finding)
+            except (AccessDenied, ReconcileError) as error:
+                show_error(error)
 message = st.session_state.pop("fix_message", None)
 if message:
     st.success(message)

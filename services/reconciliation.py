@@ -83,6 +83,33 @@ class ReconcileError(Exception):
         self.message = message
 
 
+class ReconcileRefused(ReconcileError):
+    """The run did not start: preflight-blocking configuration is missing. Nothing is persisted
+    but one audit row (result `refused`)."""
+
+
+def configuration_blockers(settings: Settings) -> list[str]:
+    """The preflight's blocking failures that need no Stripe call and that would make a run's
+    findings false (e.g. a missing price mapping makes every subscription 'unknown price')."""
+    from services.preflight import check_required_plans, check_stripe_key
+
+    return [f"{result.message} {result.fix}".strip()
+            for result in (check_stripe_key(settings), check_required_plans(settings)) if result.blocking_failure]
+
+
+def _refuse_if_misconfigured(settings: Settings, uow: UnitOfWork, *, apply: bool, trigger: str, actor: str) -> None:
+    blockers = configuration_blockers(settings)
+    if not blockers:
+        return
+    message = "Reconciliation refused: " + " ".join(blockers)
+    with uow:
+        audit.record(uow, actor=actor, action="reconcile.run", result="refused", target="reconcile",
+                     details={"mode": "apply" if apply else "dry-run", "trigger": trigger, "reasons": blockers},
+                     error=message)
+        uow.commit()
+    raise ReconcileRefused(message)
+
+
 @dataclass
 class ActionReport:
     subscription_id: str
@@ -422,6 +449,7 @@ def run_reconciliation(
 ) -> ReconcileReport:
     """One run over every subscription. `uow` is un-entered; each step commits its
     own short transaction so a crash leaves every finished step recorded."""
+    _refuse_if_misconfigured(settings, uow, apply=apply, trigger=trigger, actor=actor)
     now = int(time.time()) if now is None else int(now)
     lookahead = settings.reconcile_cron_lookahead_seconds
     run = _start_run(uow, apply=apply, trigger=trigger, actor=actor, lookahead=lookahead)
@@ -632,8 +660,8 @@ def apply_drift_fix(
         action = uow.session.get(ReconcileAction, int(action_id))
         if action is None or action.kind not in DRIFT_KINDS:
             raise ReconcileError("No such drift finding.")
-        if action.result == "fixed":
-            raise ReconcileError("This finding was already fixed.")
+        if action.result in ("fixed", "dismissed"):
+            raise ReconcileError(f"This finding was already {action.result}.")
         kind, subscription_id = action.kind, action.stripe_subscription_id
     key = f"drift-fix:{kind}:{subscription_id}:{action_id}"
     if kind == DRIFT_UNKNOWN_PRICE:
@@ -741,20 +769,79 @@ def _short_state(state: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def latest_drift(uow: UnitOfWork) -> list[dict[str, Any]]:
-    """Drift findings of the latest finished run that still await a decision."""
+# Kinds whose "Apply fix" works; the others get no button (dismiss them with a reason instead).
+FIXABLE_KINDS = frozenset({DRIFT_PENDING_WITHOUT_CANCEL, DRIFT_PENDING_PAST_PERIOD_END, DRIFT_PLAN_MISMATCH,
+                           DRIFT_MISSING_IN_DB})
+MIN_DISMISS_REASON = 10
+
+
+def has_working_fix(kind: str) -> bool:
+    return kind in FIXABLE_KINDS
+
+
+def last_run(uow: UnitOfWork, *, mode: str) -> dict[str, Any] | None:
+    """The latest finished run of one mode ("apply" or "dry-run"): a dry-run never stands in for
+    the last applied run."""
     with uow:
-        latest = uow.session.execute(
-            select(ReconcileRun.id).where(ReconcileRun.finished_at.is_not(None)).order_by(ReconcileRun.id.desc())
-        ).scalar()
-        if latest is None:
-            return []
-        rows = uow.session.execute(
+        run = uow.session.execute(
+            select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == mode)
+            .order_by(ReconcileRun.id.desc())
+        ).scalars().first()
+        if run is None:
+            return None
+        return {"run": run.id, "mode": run.mode, "trigger": run.trigger, "actor": run.actor,
+                "started": run.started_at, "finished": run.finished_at, "examined": run.examined,
+                "applied": run.applied, "drift": run.drift, "errors": run.errors, "error": run.error}
+
+
+def latest_drift(uow: UnitOfWork, *, mode: str = "apply", include_dismissed: bool = False) -> list[dict[str, Any]]:
+    """Drift findings of the latest finished run of `mode`; dismissed ones only when asked."""
+    latest = last_run(uow, mode=mode)
+    if latest is None:
+        return []
+    with uow:
+        statement = (
             select(ReconcileAction)
-            .where(ReconcileAction.run_id == latest, ReconcileAction.kind.in_(DRIFT_KINDS))
+            .where(ReconcileAction.run_id == latest["run"], ReconcileAction.kind.in_(DRIFT_KINDS))
             .order_by(ReconcileAction.id)
-        ).scalars()
-        return [{**_action_row(row), "fix": describe_fix(row.kind)} for row in rows]
+        )
+        if not include_dismissed:
+            statement = statement.where(ReconcileAction.result != "dismissed")
+        rows = uow.session.execute(statement).scalars()
+        return [
+            {**_action_row(row), "fix": describe_fix(row.kind), "fixable": has_working_fix(row.kind),
+             "dismissed": (f"{(row.after or {}).get('dismissed_by')}: {(row.after or {}).get('dismissed_reason')}"
+                           if row.result == "dismissed" else "")}
+            for row in rows
+        ]
+
+
+@privileged("reconcile.dismiss_finding")
+def dismiss_finding(action_id: int, reason: str, *, actor: str, settings: Settings, uow: UnitOfWork) -> FixResult:
+    """Set a finding aside with a written reason (audited); it is hidden by default afterwards."""
+    reason = (reason or "").strip()
+    with uow:
+        action = uow.session.get(ReconcileAction, int(action_id))
+        if action is None or action.kind not in DRIFT_KINDS:
+            raise ReconcileError("No such drift finding.")
+        target = action.stripe_subscription_id
+        refusal = None
+        if len(reason) < MIN_DISMISS_REASON:
+            refusal = f"Write why this finding is dismissed ({MIN_DISMISS_REASON}+ characters)."
+        elif action.result != "reported":
+            refusal = f"This finding is already {action.result}."
+        if refusal:
+            audit.record(uow, actor=actor, action="reconcile.dismiss_finding", result="refused", target=target,
+                         details={"action_id": int(action_id), "kind": action.kind}, error=refusal)
+            uow.commit()
+            raise ReconcileError(refusal)
+        action.result = "dismissed"
+        action.after = {**(action.after or {}), "dismissed_by": actor, "dismissed_reason": reason,
+                        "dismissed_at": utcnow().isoformat()}
+        audit.record(uow, actor=actor, action="reconcile.dismiss_finding", result="ok", target=target,
+                     details={"action_id": int(action_id), "kind": action.kind, "reason": reason})
+        uow.commit()
+        return FixResult(int(action_id), target, action.kind, "dismissed", reason)
 
 
 def reconcile_alert(uow: UnitOfWork, *, settings: Settings) -> str | None:
@@ -763,7 +850,7 @@ def reconcile_alert(uow: UnitOfWork, *, settings: Settings) -> str | None:
     with uow:
         runs = list(
             uow.session.execute(
-                select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None))
+                select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == "apply")
                 .order_by(ReconcileRun.id.desc()).limit(3)
             ).scalars()
         )

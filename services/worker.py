@@ -17,7 +17,7 @@ POLL_SECONDS = 1.0
 
 def run_worker(runtime: Any, *, once: bool, echo: Callable[[str], None] = print,
                sleep: Callable[[float], None] = time.sleep) -> None:
-    from services.reconciliation import run_reconcile_cron
+    from services.reconciliation import ReconcileRefused, run_reconcile_cron
 
     settings = runtime.settings
     holder = f"{socket.gethostname()}:{os.getpid()}"
@@ -30,8 +30,12 @@ def run_worker(runtime: Any, *, once: bool, echo: Callable[[str], None] = print,
         if processed:
             echo(f"processed {processed} event(s)")
         if settings.reconcile_cron_enabled and time.monotonic() >= next_reconcile:
-            report = run_reconcile_cron(runtime, holder=holder)
             next_reconcile = time.monotonic() + settings.reconcile_cron_interval_seconds
+            try:
+                report = run_reconcile_cron(runtime, holder=holder)
+            except ReconcileRefused as refused:  # audited; the next tick tries again
+                echo(refused.message)
+                report = None
             if report is not None:
                 echo(f"reconcile run: examined {report.examined}, applied {report.applied}, drift {report.drift}")
         if once:

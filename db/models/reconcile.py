@@ -16,7 +16,7 @@ class ReconcileRun(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]
     mode: Mapped[str] = mapped_column(String(16))  # dry-run | apply
-    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual | cron | page
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # cli | cron | page (manual: older runs)
     actor: Mapped[str | None] = mapped_column(String(255))
     examined: Mapped[int] = mapped_column(default=0)
     applied: Mapped[int] = mapped_column(default=0)

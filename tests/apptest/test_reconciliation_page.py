@@ -122,3 +122,46 @@ def test_non_admin_and_signed_out_see_nothing(page_runtime: Any) -> None:
             assert "sub_due" not in text and "Run history" not in text and not at.dataframe
             assert not [b for b in at.button if b.label == "Run now (dry-run)"]
         assert "No access" in page_text(page_direct_test("reconciliation", role))
+
+
+def test_last_applied_run_and_latest_dry_run_are_shown_apart(page_runtime: Any) -> None:
+    applied = _run(page_runtime, apply=True)
+    dry = run_reconciliation(settings=page_runtime.settings, uow=page_runtime.uow(), gateway=page_runtime.gateway,
+                             apply=False, actor="cli", trigger="cli")
+    at = app_test_for("reconciliation", "admin")
+    assert not at.exception
+    text = page_text(at)
+    assert f"Run {applied.run_id} (manual, by cli)" in text and f"Run {dry.run_id} (cli, by cli)" in text
+    assert f"Findings of the last applied run #{applied.run_id}" in text
+    assert f"Findings of the latest dry-run #{dry.run_id}" in text
+
+
+def test_no_fix_button_without_a_working_fix_and_a_dismissed_finding_is_hidden(page_runtime: Any) -> None:
+    _run(page_runtime, apply=True)
+    at = app_test_for("reconciliation", "admin")
+    fix_options = next(box for box in at.selectbox if box.label == "Finding to fix").options
+    assert not [o for o in fix_options if "sub_legacy" in o]  # unknown price: nothing to apply
+    dismiss = next(box for box in at.selectbox if box.label == "Finding to dismiss")
+    legacy = next(o for o in dismiss.options if "sub_legacy" in o)
+    dismiss.set_value(int(legacy.split()[0].lstrip("#")))
+    next(b for b in at.button if b.label == "Dismiss finding").click()
+    at.run()
+    assert "Write why this finding is dismissed (10+ characters)." in page_text(at)
+    dismiss = next(box for box in at.selectbox if box.label == "Finding to dismiss")
+    dismiss.set_value(int(legacy.split()[0].lstrip("#")))
+    next(t for t in at.text_input if t.label == "Reason (required)").input("Legacy 2019 price kept for this account")
+    next(b for b in at.button if b.label == "Dismiss finding").click()
+    at.run()
+    assert not at.exception
+    assert "Dismissed #" in page_text(at)
+    assert "sub_legacy" not in at.dataframe[2].value.to_string()  # hidden by default
+    next(t for t in at.toggle if t.label == "Show dismissed findings").set_value(True)
+    at.run()
+    shown = at.dataframe[2].value
+    row = shown[shown["subscription"] == "sub_legacy"].iloc[0]
+    assert row["result"] == "dismissed" and row["dismissed"].endswith("Legacy 2019 price kept for this account")
+    with page_runtime.uow() as uow:
+        entry = uow.session.execute(select(AuditLog).filter_by(action="reconcile.dismiss_finding",
+                                                               result="ok")).scalar_one()
+        assert entry.actor == "admin@example.com" and entry.target == "sub_legacy"
+    assert page_runtime.gateway.updates[-1][0] == "sub_due"  # only the run's own downgrade reached Stripe

@@ -185,6 +185,8 @@ RECIPES: dict[str, Recipe] = {
     "reconcile.dry_run": lambda w: _call("run_now_dry_run", "services.reconciliation", **_ctx(w, gateway=True)),
     "reconcile.fix_drift": lambda w: _call("apply_drift_fix", "services.reconciliation", _drift_action(w),
                                            **_ctx(w, gateway=True)),
+    "reconcile.dismiss_finding": lambda w: _call("dismiss_finding", "services.reconciliation", _drift_action(w),
+                                                 "Known leftover, handled by hand", **_ctx(w)),
     "webhooks.replay": lambda w: _call("replay_event", "services.webhooks", _processed_event(w),
                                        **_ctx(w, runtime=True)),
     "efw.refund": lambda w: _efw_refund(w),
