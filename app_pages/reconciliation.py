@@ -10,9 +10,10 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages._shared import fragment_user, require_admin, runtime, show_error
-from services import reconciliation
+from services import lost_customers, reconciliation
 from services.auth import AccessDenied
-from services.reconciliation import ReconcileError
+from services.lost_customers import LostCustomer, ResubscribePlan
+from services.reconciliation import LOST_CUSTOMER, ReconcileError
 from services.stripe_gateway import StripeGatewayError
 
 HISTORY_REFRESH_SECONDS = 30
@@ -43,6 +44,11 @@ def _drift(mode: str, include_dismissed: bool) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=15, show_spinner=False)
+def _lost(include_decided: bool) -> list[LostCustomer]:
+    return lost_customers.lost_customers(runtime().uow(), include_decided=include_decided)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
 def _last(mode: str) -> dict[str, Any] | None:
     return reconciliation.last_run(runtime().uow(), mode=mode)
 
@@ -57,6 +63,7 @@ def _refresh() -> None:
     _actions.clear()
     _drift.clear()
     _last.clear()
+    _lost.clear()
     _alert.clear()
 
 
@@ -149,7 +156,8 @@ for source, rows in drift_sets:
     if show_dismissed:
         columns.append("dismissed")
     st.dataframe(pd.DataFrame(rows)[columns], hide_index=True, width="stretch")
-    open_findings += [row for row in rows if row["result"] == "reported"
+    # Lost customers have their own section below (re-subscribe or mark handled).
+    open_findings += [row for row in rows if row["result"] == "reported" and row["kind"] != LOST_CUSTOMER
                       and row["action"] not in {f["action"] for f in open_findings}]
 
 
@@ -210,6 +218,77 @@ if open_findings:
                 st.rerun()
             except (AccessDenied, ReconcileError) as error:
                 show_error(error)
+
+st.subheader("Lost customers")
+st.caption("Subscriptions Stripe ended while their downgrade was still pending: the customer asked for a cheaper "
+           "plan and was cancelled instead. A downgrade can no longer be applied to them.")
+show_decided = st.toggle("Show re-subscribed and handled", value=False, key="show_lost_decided")
+lost = _lost(show_decided)
+if not lost:
+    st.success("No lost customers in the latest run.")
+else:
+    st.dataframe(pd.DataFrame([row.as_row() for row in lost]), hide_index=True, width="stretch")
+    open_lost = {row.action_id: row for row in lost if row.result == "reported"}
+    if open_lost:
+        lost_choice = st.selectbox(
+            "Lost customer", list(open_lost), key="lost_choice",
+            format_func=lambda a: f"#{a} {open_lost[a].customer_email or open_lost[a].customer_id} — "
+                                  f"{open_lost[a].subscription_id}",
+        )
+
+        def _close_resubscribe() -> None:
+            st.session_state.pop("resubscribe_plan", None)
+
+        @st.dialog("Re-subscribe this customer?", on_dismiss=_close_resubscribe)
+        def _confirm_resubscribe(plan: ResubscribePlan) -> None:
+            who = plan.lost
+            st.markdown(f"Stripe **{plan.mode}** mode")
+            st.text(f"Customer: {who.customer_name or ''} <{who.customer_email or '?'}> ({who.customer_id})")
+            st.text(f"Creates a new subscription on {who.pending_plan} {who.pending_interval} at {plan.amount_text}, "
+                    f"charged to the customer's default payment method ({plan.payment_method}).")
+            st.text(f"The old subscription {who.subscription_id} ended {who.ended_text}; it stays ended.")
+            st.caption(f"Idempotency key: {plan.idempotency_key}")
+            col1, col2 = st.columns(2)
+            if col1.button("Re-subscribe", type="primary", key="confirm_resubscribe"):
+                st.session_state.pop("resubscribe_plan", None)
+                try:
+                    done = lost_customers.resubscribe_lost_customer(
+                        plan.lost.action_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                        gateway=rt.gateway)
+                    st.session_state["fix_message"] = (f"Re-subscribed: {done.new_subscription_id} on {done.plan} "
+                                                       f"({done.status}), replacing {done.old_subscription_id}.")
+                except (AccessDenied, StripeGatewayError, ReconcileError) as error:
+                    st.session_state["fix_error"] = getattr(error, "message", str(error))
+                _refresh()
+                st.rerun()
+            if col2.button("Cancel", key="cancel_resubscribe"):
+                st.session_state.pop("resubscribe_plan", None)
+                st.rerun()
+
+        if st.button("Re-subscribe on the pending plan…", key="open_resubscribe"):
+            st.session_state.pop("resubscribe_plan", None)
+            try:
+                st.session_state["resubscribe_plan"] = lost_customers.plan_resubscribe(
+                    int(lost_choice), settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
+            except (StripeGatewayError, ReconcileError) as error:
+                show_error(error)
+        resubscribe_plan: ResubscribePlan | None = st.session_state.get("resubscribe_plan")
+        if resubscribe_plan is not None:
+            _confirm_resubscribe(resubscribe_plan)
+        with st.form("lost_handled", clear_on_submit=True):
+            handled_reason = st.text_input("How was it handled? (required)",
+                                           placeholder="e.g. called the customer; they moved to annual invoicing")
+            if st.form_submit_button("Mark handled"):
+                try:
+                    lost_customers.mark_lost_customer_handled(int(lost_choice), handled_reason,
+                                                              actor=identity.email, settings=rt.settings,
+                                                              uow=rt.uow())
+                    st.session_state["fix_message"] = f"Marked #{lost_choice} handled."
+                    _refresh()
+                    st.rerun()
+                except (AccessDenied, ReconcileError) as error:
+                    show_error(error)
+
 message = st.session_state.pop("fix_message", None)
 if message:
     st.success(message)

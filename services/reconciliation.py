@@ -40,7 +40,13 @@ from services.config import Settings
 from services.leases import acquire_lease
 from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN, record_metric
 from services.observability import capture_alert
-from services.plan_changes import DOWNGRADE_PRORATION, fresh_observed_at, item_price_id, record_plan_change
+from services.plan_changes import (
+    DOWNGRADE_PRORATION,
+    fresh_observed_at,
+    item_price_id,
+    monthly_amount,
+    record_plan_change,
+)
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import subscription_period, upsert_subscription
 
@@ -59,7 +65,11 @@ DRIFT_PENDING_PAST_PERIOD_END = "drift_pending_past_period_end"
 DRIFT_PLAN_MISMATCH = "drift_plan_mismatch"
 DRIFT_MISSING_IN_DB = "drift_missing_in_db"
 DRIFT_UNKNOWN_PRICE = "drift_unknown_price"
+# A subscription that ended (Stripe cancelled it) while its downgrade was still pending: not
+# drift to patch but a lost customer (see services/lost_customers.py for what can be done).
+LOST_CUSTOMER = "lost_customer"
 DRIFT_KINDS = (
+    LOST_CUSTOMER,
     DRIFT_PENDING_WITHOUT_CANCEL,
     DRIFT_PENDING_PAST_PERIOD_END,
     DRIFT_PLAN_MISMATCH,
@@ -67,6 +77,7 @@ DRIFT_KINDS = (
     DRIFT_UNKNOWN_PRICE,
 )
 DRIFT_DESCRIPTIONS = {
+    LOST_CUSTOMER: "customer lost: downgrade not applied before period end",
     DRIFT_PENDING_WITHOUT_CANCEL: "pending_plan is set but cancel_at_period_end is false",
     DRIFT_PENDING_PAST_PERIOD_END: "pending_plan is still set after its period ended",
     DRIFT_PLAN_MISMATCH: "the billing DB's plan disagrees with Stripe's price",
@@ -209,9 +220,15 @@ def evaluate(
     pending_plan = state["pending_plan"]
     period_end = state["current_period_end"]
     if pending_plan:
-        if not state["cancel_at_period_end"] and state["status"] not in _ENDED_STATUSES:
+        if state["status"] in _ENDED_STATUSES:
+            interval = state["pending_interval"] or state["interval"] or "monthly"
+            finding(LOST_CUSTOMER, customer=str(subscription.get("customer") or ""),
+                    ended_at=subscription.get("ended_at") or subscription.get("canceled_at") or period_end,
+                    pending_plan=pending_plan, pending_interval=interval,
+                    pending_price=settings.price_id(pending_plan, interval))
+        elif not state["cancel_at_period_end"]:
             finding(DRIFT_PENDING_WITHOUT_CANCEL)
-        elif period_end is None or period_end <= now or state["status"] in _ENDED_STATUSES:
+        elif period_end is None or period_end <= now:
             finding(DRIFT_PENDING_PAST_PERIOD_END)
         elif period_end - now <= lookahead_seconds:
             interval = state["pending_interval"] or state["interval"] or "monthly"
@@ -267,6 +284,56 @@ def _db_plans(uow: UnitOfWork) -> dict[str, tuple[str | None, str | None]]:
             select(UserSubscription.stripe_subscription_id, UserSubscription.plan, UserSubscription.interval)
         )
         return {row[0]: (row[1], row[2]) for row in rows}
+
+
+# A decision on a finding (dismissed, handled, or a lost customer re-subscribed) carries over
+# to later runs while the subscription's state is the same, so it is not reported again.
+DECIDED_RESULTS = ("dismissed", "handled")
+_SAME_STATE = ("status", "price", "pending_plan", "cancel_at_period_end")
+_DECISION_FIELDS = ("dismissed_by", "dismissed_reason", "dismissed_at", "handled_by", "handled_reason",
+                    "handled_at", "fixed_by", "fixed_at", "fix", "new_subscription")
+
+
+def _carry_decisions(uow: UnitOfWork, findings: list[ActionReport]) -> None:
+    if not findings:
+        return
+    with uow:
+        rows = uow.session.execute(
+            select(ReconcileAction)
+            .where(ReconcileAction.kind.in_(DRIFT_KINDS),
+                   ReconcileAction.result.in_((*DECIDED_RESULTS, "fixed")))
+            .order_by(ReconcileAction.id.desc())
+        ).scalars()
+        decided: dict[tuple[str, str], ReconcileAction] = {}
+        for row in rows:
+            if row.result == "fixed" and row.kind != LOST_CUSTOMER:
+                continue  # a fixed drift is gone in Stripe; if it is back, it is news
+            decided.setdefault((row.stripe_subscription_id, row.kind), row)
+        for finding in findings:
+            prior = decided.get((finding.subscription_id, finding.kind))
+            if prior is None or any((prior.before or {}).get(k) != finding.before.get(k) for k in _SAME_STATE):
+                continue
+            finding.result = prior.result
+            finding.after = {**finding.after, "carried_from": prior.id,
+                             **{k: v for k, v in (prior.after or {}).items() if k in _DECISION_FIELDS}}
+
+
+def _price_lost_revenue(gateway: StripeGateway, findings: list[ActionReport]) -> None:
+    """A lost customer's monthly revenue: the pending plan's price per month, minor units."""
+    prices: dict[str, dict[str, Any] | None] = {}
+    for finding in findings:
+        price_id = finding.after.get("pending_price") if finding.kind == LOST_CUSTOMER else None
+        if not price_id:
+            continue
+        if price_id not in prices:
+            try:
+                prices[price_id] = gateway.retrieve_price(str(price_id))
+            except StripeGatewayError:
+                prices[price_id] = None
+        price = prices[price_id]
+        if price is not None and price.get("unit_amount") is not None:
+            finding.after["monthly_revenue_lost"] = int(round(monthly_amount(price)))
+            finding.after["currency"] = str(price.get("currency") or "usd")
 
 
 def _store_findings(uow: UnitOfWork, run_id: int, findings: Iterable[ActionReport]) -> None:
@@ -475,11 +542,13 @@ def run_reconciliation(
             if due is not None:
                 due_list.append(due)
         report.list_calls = gateway.stats.list_calls - list_calls_before
+        _price_lost_revenue(gateway, findings)
+        _carry_decisions(uow, findings)
         _store_findings(uow, run.id, findings)
         for finding in findings:
             report.actions.append(finding)
             if finding.kind in DRIFT_KINDS:
-                report.drift += 1
+                report.drift += finding.result == "reported"
             elif finding.result == "error":
                 report.errors += 1
         for due in due_list:
@@ -648,7 +717,15 @@ def describe_fix(kind: str) -> str:
         DRIFT_PLAN_MISMATCH: "Billing DB: reload the subscription from Stripe (Stripe is the source of truth).",
         DRIFT_MISSING_IN_DB: "Billing DB: import the subscription from Stripe.",
         DRIFT_UNKNOWN_PRICE: "No automatic fix: add the price to the plan mapping (STRIPE_PRICE_<PLAN>_<INTERVAL>).",
+        LOST_CUSTOMER: "No downgrade can be applied to an ended subscription: re-subscribe the customer on the "
+                       "pending plan, or mark it handled with a reason (Lost customers).",
     }.get(kind, "No fix for this kind.")
+
+
+ENDED_REFUSAL = (
+    "The subscription has ended in Stripe, so a downgrade can no longer be applied to it. The customer is lost: "
+    "re-subscribe them on the pending plan, or mark it handled with a reason (Lost customers)."
+)
 
 
 @privileged("reconcile.fix_drift")
@@ -664,23 +741,32 @@ def apply_drift_fix(
             raise ReconcileError(f"This finding was already {action.result}.")
         kind, subscription_id = action.kind, action.stripe_subscription_id
     key = f"drift-fix:{kind}:{subscription_id}:{action_id}"
-    if kind == DRIFT_UNKNOWN_PRICE:
+
+    def refuse(message: str) -> ReconcileError:
+        # Refused before any change reaches Stripe: audited, and not a plan-change error
+        # (no CHANGE_ERROR point, so the plan-change alert does not fire for it).
         with uow:
             audit.record(uow, actor=actor, action="reconcile.fix_drift", result="refused", target=subscription_id,
-                         idempotency_key=key, details={"kind": kind, "action_id": action_id})
+                         idempotency_key=key, details={"kind": kind, "action_id": action_id}, error=message)
             uow.commit()
-        raise ReconcileError(describe_fix(kind))
+        return ReconcileError(message)
+
+    if not has_working_fix(kind):
+        raise refuse(describe_fix(kind))
     try:
         subscription = gateway.retrieve_subscription(subscription_id)
         if kind in (DRIFT_PENDING_WITHOUT_CANCEL, DRIFT_PENDING_PAST_PERIOD_END):
             if subscription.get("status") in _ENDED_STATUSES:
-                raise ReconcileError("The subscription has ended in Stripe; there is nothing left to change.")
+                raise refuse(ENDED_REFUSAL)
             if not (subscription.get("metadata") or {}).get("pending_plan"):
-                raise ReconcileError("This drift is gone already (pending_plan is no longer set); run again.")
-        params = _fix_params(kind, subscription, settings)
+                raise refuse("This drift is gone already (pending_plan is no longer set); run again.")
+        try:
+            params = _fix_params(kind, subscription, settings)
+        except ReconcileError as error:
+            raise refuse(error.message) from None
         if params is not None:
             subscription = gateway.update_subscription(subscription_id, params, idempotency_key=key)
-    except (StripeGatewayError, ReconcileError) as error:
+    except StripeGatewayError as error:
         with uow:
             record_metric(uow, CHANGE_ERROR, tags={"kind": f"fix:{kind}"})
             audit.record(uow, actor=actor, action="reconcile.fix_drift", result="error", target=subscription_id,
@@ -806,7 +892,7 @@ def latest_drift(uow: UnitOfWork, *, mode: str = "apply", include_dismissed: boo
             .order_by(ReconcileAction.id)
         )
         if not include_dismissed:
-            statement = statement.where(ReconcileAction.result != "dismissed")
+            statement = statement.where(ReconcileAction.result.not_in(DECIDED_RESULTS))
         rows = uow.session.execute(statement).scalars()
         return [
             {**_action_row(row), "fix": describe_fix(row.kind), "fixable": has_working_fix(row.kind),

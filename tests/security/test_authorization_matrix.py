@@ -124,6 +124,28 @@ def _drift_action(world: World) -> int:
     return int(action_id)
 
 
+def _lost_action(world: World) -> int:
+    """A subscription Stripe ended while its downgrade was pending (cancelled now), found by a dry-run."""
+    from services.reconciliation import LOST_CUSTOMER, run_reconciliation
+
+    gateway = world.runtime.gateway
+    subscription_id = _subscription(world, "pro")
+    sub = gateway.update_subscription(subscription_id, {"metadata": {"pending_plan": "basic"}},
+                                      idempotency_key=f"authz-lost:{subscription_id}")
+    pm = gateway.attach_payment_method("pm_card_visa", sub["customer"], idempotency_key=f"authz-pm:{subscription_id}")
+    gateway.update_customer(sub["customer"], {"invoice_settings": {"default_payment_method": pm["id"]}},
+                            idempotency_key=f"authz-cus:{subscription_id}")
+    gateway.cancel_subscription(subscription_id, idempotency_key=f"authz-cancel:{subscription_id}")
+    rt = world.runtime
+    run_reconciliation(settings=rt.settings, uow=rt.uow(), gateway=gateway, apply=False, actor="cli", trigger="cli")
+    with rt.uow() as uow:
+        action_id = uow.session.execute(select(ReconcileAction.id).where(
+            ReconcileAction.kind == LOST_CUSTOMER, ReconcileAction.stripe_subscription_id == subscription_id)
+        ).scalars().first()
+    assert action_id is not None
+    return int(action_id)
+
+
 def _open_dispute(world: World) -> str:
     from db.models import Dispute
     from db.models.base import utcnow
@@ -187,6 +209,11 @@ RECIPES: dict[str, Recipe] = {
                                            **_ctx(w, gateway=True)),
     "reconcile.dismiss_finding": lambda w: _call("dismiss_finding", "services.reconciliation", _drift_action(w),
                                                  "Known leftover, handled by hand", **_ctx(w)),
+    "reconcile.resubscribe_lost_customer": lambda w: _call("resubscribe_lost_customer", "services.lost_customers",
+                                                           _lost_action(w), **_ctx(w, gateway=True)),
+    "reconcile.mark_lost_customer_handled": lambda w: _call("mark_lost_customer_handled", "services.lost_customers",
+                                                            _lost_action(w), "Called the customer, they left",
+                                                            **_ctx(w)),
     "webhooks.replay": lambda w: _call("replay_event", "services.webhooks", _processed_event(w),
                                        **_ctx(w, runtime=True)),
     "efw.refund": lambda w: _efw_refund(w),

@@ -1,0 +1,76 @@
+"""The Reconciliation page's Lost customers section (emulator, test clock): the row says who was
+lost, when and the monthly revenue lost; the only offered fix is re-subscribing on the pending
+plan, confirmed in a dialog before anything reaches Stripe; the old downgrade fix is not offered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import streamlit as st
+
+from services.stripe_mapping import upsert_customer
+from tests.conftest import app_test_for, page_direct_test, page_text
+from tests.integration.test_reconciliation_emulator import World
+
+pytest.importorskip("emulator.server")
+
+
+@pytest.fixture
+def lost_world(emulator: Any, runtime_factory: Callable[..., Any]) -> tuple[World, str]:
+    world = World(runtime_factory)
+    world.customer = world.gateway.update_customer(world.customer["id"], {"name": "Lin **Lost**"},
+                                                   idempotency_key=f"name:{world.customer['id']}")
+    with world.runtime.uow() as uow:
+        upsert_customer(uow, world.customer, observed_at=world.start + 1)
+        uow.commit()
+    sub_id = world.subscribe("pro")
+    world.schedule_downgrade(sub_id)
+    end = world.period_end(sub_id)
+    world.advance(end + 3600)
+    world.reconcile(now=end + 3600)
+    st.cache_data.clear()
+    return world, sub_id
+
+
+def _customer_subscriptions(world: World) -> list[dict[str, Any]]:
+    return [s for s in world.gateway.list_subscriptions(status="all") if s["customer"] == world.customer["id"]]
+
+
+def test_lost_customer_row_and_its_working_fix(lost_world: tuple[World, str]) -> None:
+    world, sub_id = lost_world
+    at = app_test_for("reconciliation", "admin")
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "monthly revenue lost" in df.value.columns)
+    row = table.iloc[0]
+    assert (row["customer"], row["email"], row["subscription"]) == ("Lin **Lost**", world.customer["email"], sub_id)
+    assert row["monthly revenue lost"] == "10.00 USD / month" and row["ended"].endswith("UTC")
+    assert "customer lost: downgrade not applied before period end" in page_text(at)
+    assert not [b for b in at.selectbox if b.label == "Finding to fix"]  # no fix that cannot work
+    assert "pending_plan is still set after its period ended" not in page_text(at)
+
+    next(b for b in at.button if b.label == "Re-subscribe on the pending plan…").click()
+    at.run()
+    dialog = "\n".join(str(t.value) for t in at.text)
+    assert f"Customer: Lin **Lost** <{world.customer['email']}> ({world.customer['id']})" in dialog
+    assert "new subscription on basic monthly at 10.00 USD / month" in dialog
+    assert "Stripe **test** mode" in page_text(at)
+    assert len(_customer_subscriptions(world)) == 1  # one click: nothing created yet
+    next(b for b in at.button if b.label == "Re-subscribe").click()
+    at.run()
+    assert not at.exception
+    subs = _customer_subscriptions(world)
+    [new] = [s for s in subs if s["id"] != sub_id]
+    assert new["status"] == "active" and new["items"]["data"][0]["price"]["id"] == world.prices["basic"]
+    assert f"Re-subscribed: {new['id']} on basic" in page_text(at)
+    assert "No lost customers in the latest run." in page_text(at)
+
+
+def test_others_see_no_lost_customers(lost_world: tuple[World, str]) -> None:
+    world, sub_id = lost_world
+    for role in ("non_admin", "signed_out"):
+        for at in (app_test_for("reconciliation", role), page_direct_test("reconciliation", role)):
+            assert world.customer["email"] not in page_text(at) and sub_id not in page_text(at)
+            assert not [b for b in at.button if b.label.startswith("Re-subscribe")]
+    assert len(_customer_subscriptions(world)) == 1
