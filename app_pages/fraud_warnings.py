@@ -66,10 +66,12 @@ queue = load_queue(rt.settings.database_url, efw.EfwFilter(
     actionable={"any": None, "actionable only": True, "not actionable": False}[actionable_choice],
     max_age_days={"any": None, "last 7 days": 7, "last 30 days": 30}[max_age],
 ))
-top = st.columns(3)
-top[0].metric("Open", queue.open_count)
+top = st.columns(5)
+top[0].metric("Open", queue.open_count, help="Open warnings whose charge is neither disputed nor fully refunded.")
 top[1].metric("Open and actionable", queue.actionable_open_count)
 top[2].metric("Amount at risk", format_totals(queue.at_risk, empty="nothing"))
+top[3].metric("Resolved by refund", queue.resolved_by_refund, help="The charge is already fully refunded.")
+top[4].metric("Disputed", queue.disputed, help="The charge is disputed: answer the dispute instead.")
 
 if not queue.rows:
     st.info("No early fraud warnings match these filters.")
@@ -77,7 +79,7 @@ else:
     st.dataframe(pd.DataFrame([{
         "created": r.created, "warning": r.id, "charge": r.charge_id, "customer": r.customer_email,
         "amount": money(r.amount, r.currency), "refundable": money(r.remaining, r.currency),
-        "fraud type": r.fraud_type, "actionable": r.actionable, "status": r.status, "decided by": r.actor,
+        "fraud type": r.fraud_type, "actionable": r.actionable, "status": r.shown_status, "decided by": r.actor,
         "decided at": r.decided_at, "dispute": f"{r.dispute_id} ({r.dispute_status})" if r.dispute_id else "",
     } for r in queue.rows]), hide_index=True, width="stretch")
     st.caption(f"Showing {len(queue.rows)} of {queue.total}; open and actionable first, oldest first.")
@@ -86,7 +88,7 @@ else:
     st.subheader("Decide one warning")
     chosen = st.selectbox("Warning", [r.id for r in queue.rows],
                           format_func=lambda i: next(f"{r.id} · {r.customer_email or 'unknown'} · "
-                                                     f"{money(r.amount, r.currency)} · {r.status}"
+                                                     f"{money(r.amount, r.currency)} · {r.shown_status}"
                                                      for r in queue.rows if r.id == i))
     row = next(r for r in queue.rows if r.id == chosen)
     detail = st.columns(4)
@@ -120,7 +122,12 @@ else:
 
     actions = st.columns(3)
     if row.status == "open":
-        if actions[0].button("Refund full amount…", type="primary"):
+        if row.resolution == "disputed":
+            actions[0].info(f"Disputed ({row.dispute_id}, {row.dispute_status}): nothing to refund here; answer "
+                            "the dispute on the Disputes page.")
+        elif row.resolution:
+            actions[0].info("Resolved by refund: the charge is already fully refunded; nothing is at risk.")
+        elif actions[0].button("Refund full amount…", type="primary"):
             st.session_state["efw_refund_target"] = row.id
         with actions[1].form("efw_ignore"):
             reason = st.text_area("Reason for ignoring", placeholder="e.g. long-standing customer, verified by phone")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
 
 from db.models import Charge, Dispute, FraudWarning
 from db.models.base import utcnow
@@ -84,14 +84,32 @@ class EfwRow:
     def remaining(self) -> int:
         return max(0, self.amount - self.amount_refunded)
 
+    @property
+    def resolution(self) -> str | None:
+        """Why an open warning needs nothing more: its charge is disputed or fully refunded."""
+        if self.dispute_id:
+            return "disputed"
+        if self.remaining <= 0:
+            return "resolved by refund"
+        return None
+
+    @property
+    def shown_status(self) -> str:
+        """What the queue calls it: "open" only while something can still be done."""
+        if self.status in ("open", "refunding") and self.resolution:
+            return self.resolution
+        return self.status
+
 
 @dataclass
 class EfwQueue:
     rows: list[EfwRow]
     total: int
-    open_count: int
+    open_count: int  # open AND still actionable by us: the charge is neither disputed nor fully refunded
     actionable_open_count: int
     at_risk: dict[str, int] = field(default_factory=dict)  # currency -> minor units still refundable
+    resolved_by_refund: int = 0  # open in our DB, but the charge is already fully refunded
+    disputed: int = 0  # open in our DB, but the charge is disputed (answer the dispute instead)
 
 
 def _dispute_on_charge() -> Any:
@@ -124,7 +142,8 @@ def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) 
             .where(where)
             .order_by(
                 case((FraudWarning.status == "open", 0), else_=1),
-                case((FraudWarning.actionable.is_(True), 0), else_=1),
+                case((and_(FraudWarning.actionable.is_(True), disputes.c.id.is_(None),
+                           func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount), 0), else_=1),
                 FraudWarning.created.asc(),
             )
         )
@@ -140,21 +159,39 @@ def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) 
             rows.append(_row(efw, refunded, dispute_id, dispute_status))
             if len(rows) >= flt.limit:
                 break
-        open_rows = uow.session.execute(
-            select(FraudWarning.actionable, FraudWarning.currency,
-                   func.count(), func.sum(FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)))
+        disputed_charge = exists().where(Dispute.charge_id == FraudWarning.charge_id)
+        state = case(
+            (disputed_charge, "disputed"),
+            (func.coalesce(Charge.amount_refunded, 0) >= FraudWarning.amount, "refunded"),
+            else_="open",
+        )
+        per_warning = (
+            select(state.label("state"), FraudWarning.actionable.label("actionable"),
+                   FraudWarning.currency.label("currency"),
+                   (FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)).label("remaining"))
             .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
             .where(FraudWarning.status == "open")
-            .group_by(FraudWarning.actionable, FraudWarning.currency)
+            .subquery()
+        )
+        open_rows = uow.session.execute(
+            select(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency, func.count(),
+                   func.sum(per_warning.c.remaining))
+            .group_by(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency)
         ).all()
     at_risk: dict[str, int] = {}
-    open_count = actionable = 0
-    for is_actionable, currency, n, amount in open_rows:
+    open_count = actionable = refunded = disputed = 0
+    for charge_state, is_actionable, currency, n, amount in open_rows:
+        if charge_state == "disputed":
+            disputed += int(n)
+            continue
+        if charge_state == "refunded":
+            refunded += int(n)
+            continue
         open_count += int(n)
         if is_actionable:
             actionable += int(n)
             at_risk[currency] = at_risk.get(currency, 0) + int(amount or 0)
-    return EfwQueue(rows, int(total), open_count, actionable, at_risk)
+    return EfwQueue(rows, int(total), open_count, actionable, at_risk, refunded, disputed)
 
 
 def _row(efw: FraudWarning, refunded: int | None, dispute_id: str | None, dispute_status: str | None) -> EfwRow:

@@ -76,3 +76,24 @@ def test_empty_queue_and_roles(runtime: Any) -> None:
     for role in ("non_admin", "signed_out"):
         direct = page_direct_test("fraud_warnings", role)
         assert "No access" in page_text(direct) and not direct.button and not direct.dataframe
+
+
+def test_refunded_or_disputed_charges_are_not_open_on_the_page(runtime: Any, emulator: EmulatorHandle) -> None:
+    refunded, refunded_charge = _warning(runtime, 2500, "refunded@example.io")
+    disputed, disputed_charge = _warning(runtime, 3500, "disputed@example.io")
+    _warning(runtime, 4500, "live@example.io")
+    runtime.gateway.create_refund({"charge": refunded_charge}, idempotency_key=f"dash-refund:{refunded_charge}")
+    emulator.admin(f"charges/{disputed_charge}/dispute")
+    _sync(runtime)
+    at = app_test_for("fraud_warnings", "admin")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Open"] == "1" and metrics["Amount at risk"] == "45.00 USD"
+    assert (metrics["Resolved by refund"], metrics["Disputed"]) == ("1", "1")
+    table = at.dataframe[0].value
+    assert dict(zip(table["warning"], table["status"], strict=False))[refunded] == "resolved by refund"
+    assert dict(zip(table["warning"], table["status"], strict=False))[disputed] == "disputed"
+    next(s for s in at.selectbox if s.label == "Warning").set_value(refunded)
+    at.run()
+    assert "Resolved by refund: the charge is already fully refunded" in page_text(at)
+    assert not [b for b in at.button if b.label.startswith("Refund full amount")]

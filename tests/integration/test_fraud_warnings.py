@@ -206,7 +206,10 @@ def test_queue_order_counts_and_funnel(runtime_factory: Any, database_url: str, 
     # Open and actionable first (these were created in the same second, so their order is a tie).
     assert {r.id for r in queue.rows[:3]} == {refunded, ignored, still_open}
     assert queue.rows[-1].id == disputed and queue.rows[-1].dispute_id is not None
-    assert (queue.open_count, queue.actionable_open_count, queue.at_risk) == (4, 3, {"usd": 7000})
+    # "Open" means something can still be done: the disputed charge is counted apart.
+    assert (queue.open_count, queue.actionable_open_count, queue.at_risk) == (3, 3, {"usd": 7000})
+    assert (queue.disputed, queue.resolved_by_refund) == (1, 0)
+    assert queue.rows[-1].shown_status == "disputed"
     _refund(runtime, refunded, 1000)
     efw.ignore_fraud_warning(ignored, reason="Internal test account", actor=ADMIN_EMAIL, settings=runtime.settings,
                              uow=runtime.uow())
@@ -220,3 +223,25 @@ def test_queue_order_counts_and_funnel(runtime_factory: Any, database_url: str, 
     assert result.hours_to_decision_median is not None
     with runtime.uow() as uow:
         assert uow.session.get(FraudWarning, refunded).decided_at is not None
+
+
+def test_open_means_actionable_refunded_and_disputed_charges_are_not_at_risk(
+    runtime_factory: Any, database_url: str, emulator: EmulatorHandle
+) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    refunded_elsewhere, refunded_charge = _warning(runtime, 2500, "refunded@example.io")
+    disputed, disputed_charge = _warning(runtime, 3500, "disputed@example.io")
+    live, _ = _warning(runtime, 4500, "live@example.io")
+    # Refunded in the Dashboard and disputed by the cardholder, not through the console.
+    runtime.gateway.create_refund({"charge": refunded_charge}, idempotency_key=f"dash-refund:{refunded_charge}")
+    emulator.admin(f"charges/{disputed_charge}/dispute")
+    _sync(runtime)
+    queue = efw.list_queue(runtime.uow(), efw.EfwFilter())
+    assert (queue.open_count, queue.actionable_open_count, queue.at_risk) == (1, 1, {"usd": 4500})
+    assert (queue.resolved_by_refund, queue.disputed) == (1, 1)
+    shown = {r.id: r.shown_status for r in queue.rows}
+    assert shown == {live: "open", refunded_elsewhere: "resolved by refund", disputed: "disputed"}
+    assert queue.rows[0].id == live  # the one that can still be refunded comes first
+    with runtime.uow() as uow:  # the stored decision is untouched: nobody decided these
+        stored = {w.id: w.status for w in uow.session.execute(select(FraudWarning)).scalars()}
+    assert stored == {refunded_elsewhere: "open", disputed: "open", live: "open"}
