@@ -72,6 +72,9 @@ chosen = st.selectbox("Dispute", [d.id for d in queue.rows],
 context = disputes.get_context(rt.uow(), chosen, rt.gateway)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {dispute.reason or 'general'} · {dispute.status}")
+read_only_reason = disputes.read_only_reason(dispute, now)
+if read_only_reason:
+    st.warning(read_only_reason)
 st.link_button("Open in Stripe", stripe_dashboard_url(f"disputes/{dispute.id}"))
 info = st.columns(3)
 charge = context.charge or {}
@@ -101,7 +104,7 @@ with st.expander(f"Billing history: {len(context.invoices)} invoices, {len(conte
     for warning in context.fraud_warnings:
         st.write(f"Early fraud warning {warning.id}: {warning.fraud_type}, {warning.status}")
 
-read_only = dispute.status not in disputes.OPEN_STATUSES or dispute.submitted_at is not None
+read_only = read_only_reason is not None
 advice, key_fields = ev.guidance_for(dispute.reason)
 st.info(f"**{(dispute.reason or 'general').replace('_', ' ')}**: {advice} Most useful: "
         + ", ".join(ev.ALL_FIELDS[f].label for f in key_fields))
@@ -119,7 +122,7 @@ with st.form(f"evidence_{dispute.id}"):
             if evidence_field.is_file:
                 attached = files.get(evidence_field.name)
                 if attached:
-                    st.caption(f"{evidence_field.label}: {attached['filename']} ({attached['file_id']})")
+                    st.caption(f"{evidence_field.label}: {attached['filename']}")
                 continue
             widget = st.text_area if evidence_field.multiline else st.text_input
             values[evidence_field.name] = widget(evidence_field.label, value=initial.get(evidence_field.name, ""),
@@ -155,10 +158,18 @@ if not read_only:
 
     @st.dialog("Submit this evidence?", on_dismiss=_close)
     def confirm_submit() -> None:
-        preview = disputes.submission_preview(rt.uow(), dispute.id)
-        st.write(f"This sends the saved evidence for `{dispute.id}` to the card network in Stripe **{mode}** "
-                 "mode. It can be submitted only once; the form becomes read-only.")
-        st.json(preview)
+        lines = disputes.submission_summary(rt.uow(), dispute.id)
+        st.write(f"This sends the saved evidence for the **{money(dispute.amount, dispute.currency)}** dispute "
+                 f"`{dispute.id}` to the card network in Stripe **{mode}** mode. It can be submitted only once; "
+                 "the form becomes read-only.")
+        who = customer.name if customer and customer.name else None
+        email_shown = customer.email if customer and customer.email else dispute.customer_email
+        named = " ".join(p for p in (who, f"<{email_shown}>" if email_shown else None) if p)
+        st.text(f"Customer: {named or 'unknown'}")
+        st.text(f"Deadline: {dispute.due_by:%Y-%m-%d %H:%M} UTC" if dispute.due_by else "Deadline: none given")
+        st.markdown("**What will be sent**")
+        for line in lines:  # customer-controlled text: plain, never markdown
+            st.text(f"{'File — ' if line.is_file else ''}{line.label}: {line.value}")
         if st.button("Submit evidence", type="primary"):
             _close()
             try:
@@ -193,8 +204,11 @@ if not read_only:
     pending = st.session_state.get("dispute_confirm")
     if pending and pending[1] == dispute.id:
         (confirm_submit if pending[0] == "submit" else confirm_accept)()
-else:
-    st.caption("Read-only: this dispute's evidence was submitted or the dispute is closed.")
+
+history = disputes.evidence_history(rt.uow(), dispute.id)
+if history:
+    st.markdown("**Evidence history**")
+    st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 
 st.subheader("Dispute rate")
 series = disputes.dispute_rate_series(rt.uow(), days=30)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 
 from db.models import (
+    AuditLog,
     Charge,
     Customer,
     Dispute,
@@ -266,6 +267,33 @@ def _check_open(dispute: Dispute, now: datetime) -> None:
                                  "accepts it.")
 
 
+def _check_open_audited(uow: UnitOfWork, dispute: Dispute, now: datetime, *, actor: str, action: str) -> None:
+    """`_check_open`, leaving a `refused` audit row when it refuses (e.g. an overdue dispute)."""
+    try:
+        _check_open(dispute, now)
+    except DisputeActionError as error:
+        audit.record(uow, actor=actor, action=action, target=dispute.id, result="refused", error=error.message,
+                     details={"due_by": dispute.due_by.isoformat() if dispute.due_by else None,
+                              "status": dispute.status})
+        uow.commit()
+        raise
+
+
+def read_only_reason(dispute: Dispute, now: datetime) -> str | None:
+    """Why the evidence form cannot change, in words for the top of the page; None while it can."""
+    if dispute.submitted_at is not None:
+        return (f"Read-only: evidence was submitted {dispute.submitted_at:%Y-%m-%d %H:%M} UTC"
+                + (f" by {dispute.submitted_by}" if dispute.submitted_by else "") + ".")
+    if dispute.accepted_at is not None:
+        return f"Read-only: this dispute was accepted {dispute.accepted_at:%Y-%m-%d %H:%M} UTC."
+    if dispute.status not in OPEN_STATUSES:
+        return f"Read-only: this dispute is {dispute.status.replace('_', ' ')}; its evidence can no longer change."
+    if dispute.due_by is not None and dispute.due_by < now:
+        return (f"Overdue, read-only: the evidence was due by {dispute.due_by:%Y-%m-%d %H:%M} UTC and Stripe no "
+                "longer accepts evidence for it. Nothing can be saved or submitted.")
+    return None
+
+
 def _clean(fields: dict[str, Any]) -> dict[str, str]:
     return {k: str(v).strip() for k, v in fields.items() if v is not None and str(v).strip()}
 
@@ -280,9 +308,9 @@ def save_draft(dispute_id: str, fields: dict[str, Any], *, actor: str, settings:
         dispute = uow.session.get(Dispute, dispute_id)
         if dispute is None:
             raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        _check_open_audited(uow, dispute, utcnow(), actor=actor, action="disputes.save_draft")
         if problem:
             raise DisputeActionError(problem)
-        _check_open(dispute, utcnow())
         draft = uow.session.execute(select(DisputeEvidenceDraft).where(
             DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
         version = (draft.version if draft else 0) + 1
@@ -326,7 +354,7 @@ def upload_evidence_file(dispute_id: str, evidence_field: str, filename: str, co
         dispute = uow.session.get(Dispute, dispute_id)
         if dispute is None:
             raise DisputeActionError(f"There is no dispute {dispute_id}.")
-        _check_open(dispute, utcnow())
+        _check_open_audited(uow, dispute, utcnow(), actor=actor, action="disputes.upload_file")
     digest = hashlib.sha256(content).hexdigest()
     key = f"dispute-file:{dispute_id}:{digest}"
     try:
@@ -344,7 +372,8 @@ def upload_evidence_file(dispute_id: str, evidence_field: str, filename: str, co
         draft.files = {**draft.files, evidence_field: meta}
         draft.updated_by = actor
         audit.record(uow, actor=actor, action="disputes.upload_file", target=dispute_id, idempotency_key=key,
-                     result="ok", details={"field": evidence_field, "file": uploaded["id"], "size": len(content)})
+                     result="ok", details={"field": evidence_field, "file": uploaded["id"], "filename": filename,
+                                           "size": len(content)})
         uow.commit()
     return meta
 
@@ -359,6 +388,70 @@ def submission_preview(uow: UnitOfWork, dispute_id: str) -> dict[str, Any]:
         return {**draft.fields, **{name: meta["file_id"] for name, meta in draft.files.items()}}
 
 
+@dataclass(frozen=True)
+class EvidenceLine:
+    label: str
+    value: str  # the text, or for a file its name and size: never a file id
+    is_file: bool
+
+
+def _draft_file_names(uow: UnitOfWork, dispute_id: str) -> dict[str, str]:
+    with uow:
+        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
+            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        return {name: str(meta.get("filename") or "file") for name, meta in (draft.files if draft else {}).items()}
+
+
+def _label(name: str) -> str:
+    field_ = ev.ALL_FIELDS.get(name)
+    return field_.label if field_ else name.replace("_", " ").capitalize()
+
+
+def submission_summary(uow: UnitOfWork, dispute_id: str) -> list[EvidenceLine]:
+    """What Submit will send, in words: each field's label and text, each file's label and name."""
+    with uow:
+        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
+            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        if draft is None:
+            return []
+        order = {f.name: i for i, f in enumerate(f for group in ev.GROUPS.values() for f in group)}
+        lines = [EvidenceLine(_label(name), str(value), False) for name, value in draft.fields.items() if value]
+        for name, meta in draft.files.items():
+            size = int(meta.get("size") or 0)
+            lines.append(EvidenceLine(_label(name), f"{meta.get('filename') or 'file'} ({size / 1024:,.0f} KB)", True))
+        names = {**{_label(n): n for n in draft.fields}, **{_label(n): n for n in draft.files}}
+        return sorted(lines, key=lambda line: order.get(names.get(line.label, ""), len(order)))
+
+
+_HISTORY_ACTIONS = {"disputes.save_draft": "saved the draft", "disputes.upload_file": "attached a file",
+                    "disputes.submit": "submitted the evidence", "disputes.accept": "accepted the dispute"}
+
+
+def evidence_history(uow: UnitOfWork, dispute_id: str) -> list[dict[str, Any]]:
+    """Who did what to this dispute's evidence and when, from the audit log (newest first)."""
+    with uow:
+        rows = uow.session.execute(
+            select(AuditLog).where(AuditLog.target == dispute_id, AuditLog.action.in_(tuple(_HISTORY_ACTIONS)))
+            .order_by(AuditLog.id.desc())
+        ).scalars()
+        history = []
+        for row in rows:
+            details = row.details or {}
+            what = _HISTORY_ACTIONS[row.action]
+            if row.action in ("disputes.submit", "disputes.save_draft"):
+                files = details.get("files") or {}
+                labels = [_label(n) for n in details.get("fields") or [] if n not in files]
+                what += (": " + ", ".join(labels)) if labels else ""
+                if files:
+                    what += "; files: " + ", ".join(f"{_label(n)} ({name})" for n, name in files.items())
+            elif row.action == "disputes.upload_file":
+                what += f": {_label(str(details.get('field') or ''))}" + (
+                    f" ({details['filename']})" if details.get("filename") else "")
+            history.append({"when": f"{row.at:%Y-%m-%d %H:%M} UTC", "who": row.actor, "what": what,
+                            "result": row.result if row.result != "ok" else "done"})
+        return history
+
+
 @privileged("disputes.submit")
 def submit_evidence(dispute_id: str, *, actor: str, settings: Settings, uow: UnitOfWork,
                     gateway: StripeGateway) -> Dispute:
@@ -370,7 +463,7 @@ def submit_evidence(dispute_id: str, *, actor: str, settings: Settings, uow: Uni
         dispute = uow.session.get(Dispute, dispute_id)
         if dispute is None:
             raise DisputeActionError(f"There is no dispute {dispute_id}.")
-        _check_open(dispute, now)
+        _check_open_audited(uow, dispute, now, actor=actor, action="disputes.submit")
         if not evidence:
             raise DisputeActionError("Save a draft with some evidence before submitting.")
         problem = ev.check_text({k: v for k, v in evidence.items() if k in ev.TEXT_FIELDS})
@@ -386,7 +479,8 @@ def submit_evidence(dispute_id: str, *, actor: str, settings: Settings, uow: Uni
     return _finish_claimed(
         uow, dispute_id, action="disputes.submit", key=key, actor=actor,
         call=lambda: gateway.update_dispute(dispute_id, {"evidence": evidence, "submit": True}, idempotency_key=key),
-        release={"submitted_at": None, "submitted_by": None}, details={"fields": sorted(evidence)},
+        release={"submitted_at": None, "submitted_by": None},
+        details={"fields": sorted(evidence), "files": _draft_file_names(uow, dispute_id)},
     )
 
 

@@ -57,3 +57,50 @@ def test_other_roles_see_nothing(runtime: Any, emulator: EmulatorHandle) -> None
     for role in ("non_admin", "signed_out"):
         at = page_direct_test("disputes", role)
         assert "No access" in page_text(at) and not at.dataframe and "hidden@example.io" not in page_text(at)
+
+
+def test_submit_confirmation_reads_in_words_and_the_history_shows_it(runtime: Any, emulator: EmulatorHandle) -> None:
+    from services import disputes
+    from tests.integration.test_disputes import PDF, _kw
+
+    dispute_id = _dispute(runtime, "words-buyer@example.io")
+    disputes.upload_evidence_file(dispute_id, "receipt", "receipt-march.pdf", PDF, **_kw(runtime))
+    at = app_test_for("disputes", "admin")
+    _click(at, "Save draft")
+    _click(at, "Submit evidence…")
+    assert not at.exception
+    dialog = "\n".join(str(t.value) for t in at.text)
+    assert "Customer: Bea Buyer <words-buyer@example.io>" in dialog
+    assert "Deadline: " in dialog and " UTC" in dialog
+    assert "File — Receipt: receipt-march.pdf (" in dialog
+    assert "Customer email: words-buyer@example.io" in dialog  # field label, not customer_email_address
+    assert "**49.00 USD** dispute" in page_text(at)
+    assert "file_" not in page_text(at) and not at.get("json")
+    assert runtime.gateway.retrieve_dispute(dispute_id)["evidence_details"]["submission_count"] == 0
+    _click(at, "Submit evidence")
+    assert "under review" in page_text(at)
+    next(m for m in at.multiselect if m.label == "Status").set_value(["under_review"])
+    _click(at, "Apply filters")
+    history = next(df.value for df in at.dataframe if "who" in df.value.columns)
+    assert history.iloc[0]["who"] == "admin@example.com"
+    assert history.iloc[0]["what"].startswith("submitted the evidence: ")
+    assert "Receipt (receipt-march.pdf)" in history.iloc[0]["what"]
+    assert "Read-only: evidence was submitted" in page_text(at)
+
+
+def test_overdue_dispute_is_read_only_with_the_reason_at_the_top(runtime: Any, emulator: EmulatorHandle) -> None:
+    from datetime import timedelta
+
+    from db.models.base import utcnow
+
+    dispute_id = _dispute(runtime, "late-buyer@example.io")
+    with runtime.uow() as uow:
+        uow.session.get(Dispute, dispute_id).due_by = utcnow() - timedelta(hours=3)  # type: ignore[union-attr]
+        uow.commit()
+    at = app_test_for("disputes", "admin")
+    assert not at.exception
+    [warning] = [w.value for w in at.warning if "Overdue" in str(w.value)]
+    assert warning.startswith("Overdue, read-only: the evidence was due by")
+    assert all(t.disabled for t in at.text_input if t.label == "Customer email")
+    assert not [b for b in at.button if b.label.startswith("Submit evidence")]
+    assert [b for b in at.button if b.label == "Save draft"][0].disabled

@@ -149,3 +149,48 @@ def test_queue_filters_counts_and_rate(runtime: Any, emulator: EmulatorHandle) -
     assert len(paged.rows) <= 3 and paged.total == disputes.list_queue(runtime.uow(), disputes.DisputeFilter()).total
     series = disputes.dispute_rate_series(runtime.uow(), days=3)
     assert len(series) == 3 and series[-1]["charges"] > 0 and 0 < series[-1]["rate"] < 1
+
+
+def test_overdue_dispute_is_read_only_and_every_change_is_an_audited_refusal(
+    runtime_factory: Any, database_url: str, emulator: EmulatorHandle
+) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    dispute_id = _dispute(runtime, "late@example.io")
+    due = utcnow() - timedelta(hours=2)
+    with runtime.uow() as uow:
+        row = uow.session.get(Dispute, dispute_id)
+        assert row is not None
+        row.due_by = due  # evidence_details.due_by has passed
+        uow.commit()
+        reason = disputes.read_only_reason(row, utcnow())
+    assert reason is not None and reason.startswith("Overdue, read-only: the evidence was due by")
+    emulator.clear_requests()
+    for attempt in (lambda: disputes.save_draft(dispute_id, {"uncategorized_text": "late"}, **_kw(runtime)),
+                    lambda: disputes.upload_evidence_file(dispute_id, "receipt", "r.pdf", PDF, **_kw(runtime)),
+                    lambda: disputes.submit_evidence(dispute_id, **_kw(runtime))):
+        with pytest.raises(disputes.DisputeActionError, match="no longer accepts"):
+            attempt()
+    assert [r for r in emulator.requests() if r["method"] == "POST"] == []
+    with runtime.uow() as uow:
+        refused = [(a.action, a.result, a.actor) for a in uow.session.execute(
+            select(AuditLog).where(AuditLog.target == dispute_id).order_by(AuditLog.id)).scalars()]
+    assert refused == [("disputes.save_draft", "refused", ADMIN_EMAIL),
+                       ("disputes.upload_file", "refused", ADMIN_EMAIL),
+                       ("disputes.submit", "refused", ADMIN_EMAIL)]
+
+
+def test_submission_reads_in_words_and_the_history_says_who_sent_what(runtime: Any, emulator: EmulatorHandle) -> None:
+    dispute_id = _dispute(runtime, "words@example.io")
+    disputes.save_draft(dispute_id, {"product_description": "Pro plan, monthly", "uncategorized_text": "Used daily"},
+                        **_kw(runtime))
+    disputes.upload_evidence_file(dispute_id, "receipt", "receipt-march.pdf", PDF, **_kw(runtime))
+    lines = disputes.submission_summary(runtime.uow(), dispute_id)
+    shown = {line.label: line.value for line in lines}
+    assert shown["Product description"] == "Pro plan, monthly" and shown["Receipt"].startswith("receipt-march.pdf (")
+    assert not any("file_" in line.value for line in lines)
+    disputes.submit_evidence(dispute_id, **_kw(runtime))
+    history = disputes.evidence_history(runtime.uow(), dispute_id)
+    assert history[0]["who"] == ADMIN_EMAIL and history[0]["result"] == "done"
+    assert history[0]["what"].startswith("submitted the evidence: ")
+    assert "Product description" in history[0]["what"] and "Receipt (receipt-march.pdf)" in history[0]["what"]
+    assert [h["what"].split(":")[0] for h in history[1:]] == ["attached a file", "saved the draft"]
