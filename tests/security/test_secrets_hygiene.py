@@ -109,7 +109,10 @@ def test_no_secret_anywhere(canary_runtime: Any, emulator: EmulatorHandle, captu
 
     # Stripe errors: a 500 storm and a rejected key.
     emulator.admin("faults", {"rate_500": 1.0})
-    failing = runner.invoke(main, ["reconcile"], env=env)
+    # (mapped, so the run reaches Stripe instead of being refused for missing configuration)
+    mapped = {**env, "STRIPE_PRICE_BASIC_MONTHLY": "price_basic", "STRIPE_PRICE_PRO_MONTHLY": "price_pro"}
+    failing = runner.invoke(main, ["reconcile"], env=mapped)
+    assert "Stripe error" in failing.output
     emulator.admin("faults", {"rate_500": 0.0})
     assert_clean("reconcile during a Stripe outage", failing.output + repr(failing.exception))
     rejected = runner.invoke(main, ["check"], env={**env, "STRIPE_API_KEY": "sk_test_CANARYrejected",
