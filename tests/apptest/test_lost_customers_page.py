@@ -74,3 +74,22 @@ def test_others_see_no_lost_customers(lost_world: tuple[World, str]) -> None:
             assert world.customer["email"] not in page_text(at) and sub_id not in page_text(at)
             assert not [b for b in at.button if b.label.startswith("Re-subscribe")]
     assert len(_customer_subscriptions(world)) == 1
+
+
+def test_mark_handled_needs_a_reason_and_hides_the_row(lost_world: tuple[World, str]) -> None:
+    world, sub_id = lost_world
+    at = app_test_for("reconciliation", "admin")
+    next(b for b in at.button if b.label == "Mark handled").click()
+    at.run()
+    assert "Write how this lost customer was handled (10+ characters)." in page_text(at)
+    next(t for t in at.text_input if t.label.startswith("How was it handled?")).input(
+        "Called them: moved to invoicing")
+    next(b for b in at.button if b.label == "Mark handled").click()
+    at.run()
+    assert not at.exception
+    assert "No lost customers in the latest run." in page_text(at)
+    next(t for t in at.toggle if t.label == "Show re-subscribed and handled").set_value(True)
+    at.run()
+    table = next(df.value for df in at.dataframe if "monthly revenue lost" in df.value.columns)
+    assert table.iloc[0]["decision"] == "handled by admin@example.com: Called them: moved to invoicing"
+    assert len(_customer_subscriptions(world)) == 1  # handled: nothing sent to Stripe

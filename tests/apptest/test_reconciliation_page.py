@@ -165,3 +165,29 @@ def test_no_fix_button_without_a_working_fix_and_a_dismissed_finding_is_hidden(p
                                                                result="ok")).scalar_one()
         assert entry.actor == "admin@example.com" and entry.target == "sub_legacy"
     assert page_runtime.gateway.updates[-1][0] == "sub_due"  # only the run's own downgrade reached Stripe
+
+
+def test_run_now_is_refused_without_the_price_mapping(migrated_sqlite_url: str) -> None:
+    from services.config import load_settings
+
+    settings = load_settings({"DATABASE_URL": migrated_sqlite_url, "STRIPE_API_KEY": "sk_test_fake",
+                              "ADMIN_EMAILS": "admin@example.com"}, env_file=None)
+    runtime = Runtime(settings)
+    runtime.__dict__["gateway"] = FakeGateway([subscription("sub_1")])
+    set_runtime(runtime)
+    st.cache_data.clear()
+    try:
+        at = app_test_for("reconciliation", "admin")
+        next(b for b in at.button if b.label == "Run now (dry-run)").click()
+        at.run()
+        assert not at.exception
+        assert any(str(e.value).startswith("Reconciliation refused: Required plans are not mapped to a price")
+                   for e in at.error)
+        assert "No reconciliation runs yet" in page_text(at)
+        with runtime.uow() as uow:
+            assert uow.session.execute(select(ReconcileRun)).first() is None
+            entry = uow.session.execute(select(AuditLog).filter_by(action="reconcile.run")).scalar_one()
+            assert (entry.result, entry.details["trigger"]) == ("refused", "page")
+    finally:
+        st.cache_data.clear()
+        set_runtime(None)
