@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, require_admin, runtime, show_error
+from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from db.models.base import utcnow
 from services import exports, metrics
 from services import metric_points as m
@@ -60,7 +60,7 @@ else:
 alerts = metrics.active_alerts(rt.uow(), settings=rt.settings)
 metrics.send_alerts(rt.uow(), alerts)
 for alert in alerts:
-    st.error(f"**{alert.title}**: {alert.detail}")
+    st.error(f"**{alert.title}**: {plain(alert.detail)}")
 
 GROUPS = {
     "Webhooks": [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.WEBHOOK_INVALID_SIGNATURE],

@@ -74,12 +74,15 @@ else:
 
 if record is not None:
     st.header("Record")
+    signatures = []
     for signature in record.signatures:
         metrics = signature["metrics"] or {}
         snapshot = f"snapshot {metrics['id']}" if metrics.get("id") else metrics.get("unavailable", "no snapshot")
-        st.markdown(f"- **{signoff.ROLES.get(signature['role'], signature['role'])}**: {signature['signer']} at "
-                    f"{signature['signed_at']:%Y-%m-%d %H:%M UTC} · code {signature['code_version']} · {snapshot}"
-                    + (f" · {signature['note']}" if signature["note"] else ""))
+        signatures.append({"role": signoff.ROLES.get(signature["role"], signature["role"]),
+                           "signer": signature["signer"], "signed at": f"{signature['signed_at']:%Y-%m-%d %H:%M UTC}",
+                           "code": signature["code_version"], "snapshot": snapshot, "note": signature["note"] or ""})
+    # A table, so signers' names and notes are plain text (never Markdown).
+    st.dataframe(pd.DataFrame(signatures), hide_index=True)
     first = record.signatures[0]
     st.subheader("Frozen QA results")
     st.dataframe(pd.DataFrame([{"case": case_id, "result": r["status"], "run": r.get("run_id"),
