@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error
+from app_pages._shared import plain, require_admin, runtime, show_error
 from services import preflight, qa_matrix, signoff
 from services.auth import AccessDenied, signoff_roles
 from services.signoff import SignoffRefused
@@ -74,15 +74,12 @@ else:
 
 if record is not None:
     st.header("Record")
-    signatures = []
     for signature in record.signatures:
         metrics = signature["metrics"] or {}
         snapshot = f"snapshot {metrics['id']}" if metrics.get("id") else metrics.get("unavailable", "no snapshot")
-        signatures.append({"role": signoff.ROLES.get(signature["role"], signature["role"]),
-                           "signer": signature["signer"], "signed at": f"{signature['signed_at']:%Y-%m-%d %H:%M UTC}",
-                           "code": signature["code_version"], "snapshot": snapshot, "note": signature["note"] or ""})
-    # A table, so signers' names and notes are plain text (never Markdown).
-    st.dataframe(pd.DataFrame(signatures), hide_index=True)
+        st.markdown(f"- **{signoff.ROLES.get(signature['role'], signature['role'])}**: {plain(signature['signer'])} "
+                    f"at {signature['signed_at']:%Y-%m-%d %H:%M UTC} · code {plain(signature['code_version'])} · "
+                    f"{plain(snapshot)}" + (f" · {plain(signature['note'])}" if signature["note"] else ""))
     first = record.signatures[0]
     st.subheader("Frozen QA results")
     st.dataframe(pd.DataFrame([{"case": case_id, "result": r["status"], "run": r.get("run_id"),

@@ -240,3 +240,26 @@ def test_no_access_page_and_sidebar_show_the_identity_literally(shell_runtime: A
     at.run()
     assert "No access" in page_text(at)
     assert_inert(at, shows=[email], in_markdown=True)
+
+
+def test_signoff_page_shows_the_signers_note_literally(migrated_sqlite_url: str) -> None:
+    from tests.apptest.test_golive_pages import _as, _passed_results
+    from tests.integration.golive_fixtures import ENG_LEAD, FakePreflightGateway, golive_settings
+
+    runtime = Runtime(golive_settings(migrated_sqlite_url))
+    runtime.__dict__["gateway"] = FakePreflightGateway()
+    set_runtime(runtime)
+    st.cache_data.clear()
+    try:
+        _passed_results(runtime)
+        at = _as(ENG_LEAD, "signoff")
+        next(t for t in at.text_input if t.label == "Note (optional)").input(HOSTILE)
+        next(b for b in at.button if b.label == "Sign off").click()
+        at.run()
+        assert "Signed as engineering lead" in page_text(at)
+        st.cache_data.clear()
+        at = _as(ENG_LEAD, "signoff")
+        assert_inert(at, shows=[HOSTILE, ENG_LEAD], in_markdown=True)  # the record's signature line
+    finally:
+        st.cache_data.clear()
+        set_runtime(None)
