@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from app_pages.registry import ADMIN_SECTIONS
 from cli import main
 from db.models import StripeEvent
 from services import event_handlers, observability, webhooks
+from services.runtime import set_runtime
 from services.sync import run_sync
 from tests.conftest import TEST_API_KEY, TEST_WEBHOOK_SECRETS, EmulatorHandle, app_test_for, page_text
 
@@ -284,7 +286,15 @@ def test_database_password_never_reaches_sentry_logs_repr_or_cli(
         assert "Traceback" not in bad.output
         assert_no_db_password("CLI error output", bad.output)
 
-    # The Go-live page (it reads the settings and the DB).
+    # A database that cannot be reached: whatever the command prints (a traceback too) has no password.
+    unreachable = settings.database_url.replace("127.0.0.1:5432", "127.0.0.1:9")
+    failed = runner.invoke(main, ["reconcile"], env={**env, "DATABASE_URL": unreachable})
+    assert failed.exit_code != 0
+    shown = failed.output + "".join(traceback.format_exception(*failed.exc_info)) if failed.exc_info else failed.output
+    assert_no_db_password("CLI output with the database down", shown)
+
+    # The Go-live page (it reads the settings and the DB); the CLI runs installed their own runtimes.
+    set_runtime(runtime)
     at = app_test_for("golive", "admin")
     assert not at.exception
     assert_no_db_password("page golive", page_text(at))
