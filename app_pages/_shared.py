@@ -223,12 +223,19 @@ def stripe_dashboard_url(object_path: str) -> str:
 # entities, autolinks such as http:// and www., :color[...] directives, :emoji: and $LaTeX$).
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:&=^@])")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
+# GFM's literal autolinks (http://, www., name@host.tld) are found in the text after escapes are
+# resolved, so escaping cannot stop them; an invisible WORD JOINER before every ":", "." and "@"
+# does (the text reads the same; a copy carries the invisible joiners).
+WORD_JOINER = "\u2060"
+_AUTOLINK_BREAK = re.compile(r"(?=\\[:.@])")
 
 
 def plain(value: object) -> str:
     """`value` (customer- or Stripe-controlled text) escaped for any Markdown-rendering element
     (st.markdown/write/caption/info/success/warning/error, headings, labels, help), so it shows
-    exactly as typed: no link, image, HTML, formatting or new block. Line breaks become spaces.
+    exactly as typed: no link (not even an autolinked URL or email), image, HTML, formatting or new
+    block. Line breaks become spaces.
     Not for plain-text elements (st.text, st.code, dataframes, selectbox options), which
     would show the backslashes."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    return _AUTOLINK_BREAK.sub(WORD_JOINER, escaped)

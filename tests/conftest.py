@@ -241,8 +241,9 @@ _MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
 def unescape_markdown(body: str) -> str:
-    """What Markdown shows for backslash-escaped punctuation (`\\_` reads as `_`)."""
-    return _MARKDOWN_ESCAPE.sub(r"\1", body)
+    """What Markdown shows for backslash-escaped punctuation (`\\_` reads as `_`); invisible
+    word joiners (which keep URLs and emails from being autolinked) are not read."""
+    return _MARKDOWN_ESCAPE.sub(r"\1", body).replace("\u2060", "")
 
 
 def page_text(at: Any) -> str:

@@ -42,6 +42,11 @@ UNESCAPED = [
     re.compile(r"(?<!\\)`c(?<!\\)`"),                   # code span from the email
 ]
 
+# GitHub-flavoured Markdown autolinks URLs and emails in the text *after* escapes are resolved
+# (so "http\\://…" still becomes a link); what that pass sees must hold none.
+AUTOLINKED = re.compile(r"(?i)(?:https?://|www\.)evil\.test|[-.\w+]+@evil\.test")
+_ESCAPE_PAIR = re.compile(r"\\([!-/:-@\[-`{-~])")
+
 
 def _walk(node: Any) -> Iterator[Any]:
     yield node
@@ -77,6 +82,7 @@ def assert_inert(at: Any, *, shows: list[str], in_markdown: bool) -> None:
     for body in bodies:
         for pattern in UNESCAPED:
             assert not pattern.search(body), f"Markdown interprets customer text: {body[:200]!r}"
+        assert not AUTOLINKED.search(_ESCAPE_PAIR.sub(r"\1", body)), f"autolinked: {body[:200]!r}"
     text = page_text(at)
     for literal in shows:
         assert literal in text, f"the page does not show {literal[:40]!r} literally"
@@ -92,11 +98,12 @@ def _click(at: Any, label: str) -> None:
 
 def test_plain_escapes_every_markdown_construct_and_round_trips() -> None:
     for text in (HOSTILE, HOSTILE_EMAIL, "# heading\n\n    code\n- item\n1. one\n> quote\n| a | b |\n---",
-                 ":red[colour] :material/home: $x^2$ ~strike~ &amp; www.evil.test \\ back"):
+                 ":red[colour] :material/home: $x^2$ ~strike~ &amp; www.evil.test ops@evil.test \\ back"):
         escaped = plain(text)
         assert unescape_markdown(escaped) == re.sub(r"\n+", " ", text)  # reads as typed, on one line
         # Once the escape pairs are taken out, nothing with a Markdown meaning is left.
         assert not re.search(r"[\\`*_{}\[\]()#+\-.!|~<>$:&=^@\n]", re.sub(r"\\.", "", escaped)), escaped
+        assert not AUTOLINKED.search(_ESCAPE_PAIR.sub(r"\1", escaped)), escaped  # no bare URL or email either
     assert unescape_markdown(plain(HOSTILE)) == HOSTILE
     assert plain("Acme Ltd 42") == "Acme Ltd 42"
 
