@@ -328,7 +328,8 @@ def test_scrubber_alone_covers_frame_locals(pg_canary_runtime: Any) -> None:
 
 def test_malformed_sentry_dsn_is_one_line_for_every_entry_point() -> None:
     runner = CliRunner()
-    for command in (["reconcile"], ["check"], ["sync", "--days", "1"], ["snapshot"]):
+    for command in (["reconcile"], ["check"], ["sync", "--days", "1"], ["snapshot"], ["db", "upgrade"],
+                    ["serve-webhooks"], ["worker", "--once"], ["run"], ["qa", "run"]):
         result = runner.invoke(main, command, env={"SENTRY_DSN": "https//not-a-dsn"})
         assert result.exit_code == 2, (command, result.output)
         assert result.output.strip() == ("Configuration error: SENTRY_DSN: not a valid Sentry DSN; fix: use the DSN "
