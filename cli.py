@@ -44,7 +44,7 @@ def _runtime() -> Any:
     from services.runtime import Runtime, set_runtime
 
     runtime = Runtime(load_settings())
-    configure_logging()
+    configure_logging(settings=runtime.settings)
     init_sentry(runtime.settings)
     set_runtime(runtime)
     return runtime

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, require_admin, runtime, show_error
+from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from services import reconciliation
 from services.auth import AccessDenied
 from services.reconciliation import ReconcileError
@@ -56,7 +56,7 @@ def _refresh() -> None:
 
 alert = _alert()
 if alert:
-    st.error(f"Alert: {alert}")
+    st.error(f"Alert: {plain(alert)}")
 
 if st.button("Run now (dry-run)", type="primary", help="Reads every subscription; changes nothing in Stripe."):
     try:
@@ -65,7 +65,7 @@ if st.button("Run now (dry-run)", type="primary", help="Reads every subscription
                                                     gateway=rt.gateway)
         _refresh()
         if report.error:
-            st.error(f"Run {report.run_id} stopped: {report.error}")
+            st.error(f"Run {report.run_id} stopped: {plain(report.error)}")
         else:
             st.success(
                 f"Dry-run {report.run_id}: examined {report.examined}, would apply {report.planned} downgrade(s), "
@@ -118,16 +118,16 @@ else:
 
         @st.dialog("Apply this fix?")
         def _confirm_fix(finding: dict[str, Any]) -> None:
-            st.write(f"Subscription **{finding['subscription']}** (Stripe {rt.settings.stripe_mode} mode)")
-            st.write(f"Finding: {finding['kind']} — {finding['after']}")
-            st.write(f"What will happen: {finding['fix']}")
+            st.write(f"Subscription **{plain(finding['subscription'])}** (Stripe {rt.settings.stripe_mode} mode)")
+            st.write(f"Finding: {plain(finding['kind'])} — {plain(finding['after'])}")
+            st.write(f"What will happen: {plain(finding['fix'])}")
             col1, col2 = st.columns(2)
             if col1.button("Apply fix", type="primary", key="confirm_fix"):
                 st.session_state.pop("fix_target", None)
                 try:
                     result = reconciliation.apply_drift_fix(int(finding["action"]), actor=identity.email,
                                                             settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-                    st.session_state["fix_message"] = f"Fixed #{result.action_id} ({result.kind})."
+                    st.session_state["fix_message"] = f"Fixed #{result.action_id} ({plain(result.kind)})."
                 except (AccessDenied, StripeGatewayError, ReconcileError) as error:
                     st.session_state["fix_error"] = getattr(error, "message", str(error))
                 _refresh()
@@ -150,4 +150,4 @@ if message:
     st.success(message)
 fix_error = st.session_state.pop("fix_error", None)
 if fix_error:
-    st.error(f"The fix was not applied: {fix_error}")
+    st.error(f"The fix was not applied: {plain(fix_error)}")

@@ -18,6 +18,8 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.redaction import mask_url_passwords, url_passwords
+
 # Stripe's documented per-mode rate limits (requests/second), see
 # https://docs.stripe.com/rate-limits ; the gateway stays under 80 % of them.
 STRIPE_RATE_LIMITS = {"live": 100, "test": 25}
@@ -78,6 +80,9 @@ _FIXES: dict[str, str] = {
     "AUDIT_HMAC_KEY": "use a random key of at least 32 bytes, e.g. python3 -c 'import secrets; "
                       "print(secrets.token_urlsafe(32))'",
     "STRIPE_PUBLISHABLE_KEY": "use the publishable key (pk_test_... or pk_live_...) from the same Stripe account",
+    "SENTRY_DSN": (
+        "use the DSN from Sentry's project settings, like https://<public key>@o0.ingest.sentry.io/<project id>"
+    ),
 }
 
 
@@ -259,6 +264,19 @@ class Settings(BaseSettings):
             raise ValueError("only SQLite and PostgreSQL URLs are supported")
         return value
 
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _check_sentry_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            Dsn(value.get_secret_value().strip())
+        except (BadDsn, ValueError, TypeError):  # the message quotes the DSN, so only this line is shown
+            raise ValueError("not a valid Sentry DSN") from None
+        return SecretStr(value.get_secret_value().strip())
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
@@ -279,7 +297,36 @@ class Settings(BaseSettings):
         # load_settings() merges os.environ and .env itself, so only init values count here.
         return (init_settings,)
 
+    def __repr_args__(self) -> Any:
+        # repr()/str() of the settings (frame locals, log lines, tracebacks) never show a URL's
+        # password; SecretStr fields already print as '**********'.
+        for name, value in super().__repr_args__():
+            if isinstance(value, str):
+                value = mask_url_passwords(value)
+            elif isinstance(value, list):
+                value = [mask_url_passwords(v) if isinstance(v, str) else v for v in value]
+            yield name, value
+
     # --- derived values -------------------------------------------------
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds: each SecretStr field's value and each password
+        inside a URL setting (DATABASE_URL), as written and URL-decoded. For scrubbers."""
+        found: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, SecretStr):
+                    found.append(item.get_secret_value())
+                elif isinstance(item, str):
+                    found.extend(url_passwords(item))
+        if self.sentry_dsn is not None:
+            from sentry_sdk.utils import Dsn
+
+            dsn = Dsn(self.sentry_dsn.get_secret_value())
+            found.extend(part for part in (dsn.public_key, dsn.secret_key) if part)
+        # Longest first, so a secret containing another is masked whole.
+        return sorted({item for item in found if item}, key=len, reverse=True)
+
     @property
     def stripe_secret(self) -> str | None:
         return self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
