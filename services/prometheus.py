@@ -8,7 +8,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 WEBHOOK_DELIVERIES = Counter(
     "stripe_webhook_deliveries", "Webhook deliveries by outcome (received, duplicate, ignored, invalid_signature, "
-    "rejected)", ["outcome"], registry=REGISTRY,
+    "livemode_mismatch, rejected)", ["outcome"], registry=REGISTRY,
 )
 EVENTS_PROCESSED = Counter(
     "stripe_events_processed", "Stored events processed, by result (processed, failed)", ["result"], registry=REGISTRY
