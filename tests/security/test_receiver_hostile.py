@@ -330,6 +330,38 @@ def test_forged_requests_do_not_wait_for_a_locked_database(sqlite_receiver: Any,
     assert metric(runtime, metric_points.WEBHOOK_INVALID_SIGNATURE)[1] == 3
 
 
+def test_a_healthz_stuck_on_the_database_does_not_hold_up_other_requests(sqlite_receiver: Any,
+                                                                          sqlite_url: str) -> None:
+    """/healthz waits for the database in a thread: while it is stuck behind another process's
+    write lock, refusals and /metrics are still answered (before it, not after)."""
+    import sqlite3
+
+    client, _ = sqlite_receiver
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    order: list[str] = []
+    health: list[int] = []
+
+    def check_health() -> None:
+        health.append(client.get("/healthz").status_code)
+        order.append("healthz")
+
+    checker = threading.Thread(target=check_health)
+    try:
+        checker.start()
+        time.sleep(0.5)  # let /healthz reach the locked database first
+        body = json.dumps(event("evt_behind_healthz")).encode()
+        forged = client.post(PATH, content=body, headers={"Stripe-Signature": sign(body, "whsec_x")})
+        metrics_page = client.get("/metrics")
+        order.append("others")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        checker.join(timeout=60)
+    assert (forged.status_code, metrics_page.status_code) == (400, 200)
+    assert order == ["others", "healthz"] and health == [200]
+
+
 def test_counts_are_written_at_shutdown(sqlite_url: str) -> None:
     from webhooks.app import create_app
 
