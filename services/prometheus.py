@@ -11,7 +11,8 @@ WEBHOOK_DELIVERIES = Counter(
     "livemode_mismatch, rejected)", ["outcome"], registry=REGISTRY,
 )
 EVENTS_PROCESSED = Counter(
-    "stripe_events_processed", "Stored events processed, by result (processed, failed)", ["result"], registry=REGISTRY
+    "stripe_events_processed", "Stored events processed, by result (processed, failed, ignored)", ["result"],
+    registry=REGISTRY,
 )
 ACK_SECONDS = Histogram(
     "stripe_webhook_ack_seconds", "Time from request to acknowledgement",

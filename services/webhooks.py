@@ -503,6 +503,14 @@ def process_event(runtime: Any, event_id: str, *, now: datetime | None = None) -
         with runtime.uow() as uow:
             row = uow.session.get(StripeEvent, event_id)
             assert row is not None
+            if row.livemode != (runtime.settings.stripe_mode == "live"):
+                # Stored before the receiver refused other-mode events, or by hand: never applied.
+                row.status = "ignored"
+                row.last_error = f"{LIVEMODE_MISMATCH}: the event is from the other Stripe mode"
+                row.next_attempt_at = None
+                uow.commit()
+                prometheus.EVENTS_PROCESSED.labels("ignored").inc()
+                return False
             # Backfilled events are followed by a full list pass, so they skip the re-reads.
             handle_event(uow, row.payload, runtime, refetch=row.source != "sync")
             row.status = "processed"

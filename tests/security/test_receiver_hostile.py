@@ -413,3 +413,20 @@ def test_an_event_from_the_other_mode_is_refused_counted_and_alerted(
         assert [r.id for r in uow.session.execute(select(StripeEvent)).scalars()] == ["evt_same_mode"]
     assert metric(runtime, metric_points.WEBHOOK_LIVEMODE_MISMATCH)[1] == 2
     assert len(alerts) == 1 and alerts[0][1]["alert"] == "webhook_livemode_mismatch"
+
+
+def test_an_other_mode_event_already_in_the_inbox_is_never_processed(database_url: str) -> None:
+    """A row stored before the receiver refused other-mode events (or by hand) is set aside."""
+    from db.models import FraudWarning
+
+    runtime = make_runtime(database_url)
+    live_efw = event("evt_live_efw", type="radar.early_fraud_warning.created", livemode=True,
+                     data={"object": {"id": "issfr_live", "object": "radar.early_fraud_warning", "charge": "ch_live",
+                                      "actionable": True, "fraud_type": "card_never_received", "livemode": True}})
+    assert webhooks.store_events(runtime, [live_efw]) == ["stored"]
+    assert webhooks.process_event(runtime, "evt_live_efw") is False
+    with runtime.uow() as uow:
+        row = uow.session.get(StripeEvent, "evt_live_efw")
+        assert row is not None and row.status == "ignored" and "livemode mismatch" in (row.last_error or "")
+        assert uow.session.execute(select(func.count()).select_from(FraudWarning)).scalar() == 0
+    assert webhooks.process_pending(runtime) == 0
