@@ -55,8 +55,16 @@ def _print_json(value: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("--env-file", type=click.Path(dir_okay=False), default=None,
+              help="Read settings from this env file instead of ./.env (e.g. demo_data/demo.env).")
+def main(env_file: str | None) -> None:
     """Billing Ops Console: disputes, fraud warnings, webhooks, reconciliation and go-live on Stripe."""
+    if env_file:
+        import os
+
+        from services.config import ENV_FILE_VARIABLE
+
+        os.environ[ENV_FILE_VARIABLE] = env_file
 
 
 # --- database -----------------------------------------------------------------------
@@ -221,10 +229,14 @@ def check(as_json: bool, repo: str | None) -> None:
     runtime = _runtime()
     results, ran_at, recorded = run_and_record(runtime, actor="cli", repo=repo)
     if as_json:
-        try:
-            items = checklist.list_items(runtime.uow())
-        except Exception:  # no checklist without a migrated DB; db.migrated says so
-            items = []
+        from db.session import missing_sqlite_file
+
+        items = []
+        if not missing_sqlite_file(runtime.settings.database_url):
+            try:
+                items = checklist.list_items(runtime.uow())
+            except Exception:  # no checklist without a migrated DB; db.migrated says so
+                items = []
         _print_json({"ready": not has_blocking_failure(results), "ran_at": ran_at.isoformat(timespec="seconds"),
                      "recorded": recorded, "checks": [result.to_dict() for result in results],
                      "boxes": box_rows(results, ran_at, items)})

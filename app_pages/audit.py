@@ -15,11 +15,14 @@ rt = runtime()
 
 st.title("Audit log")
 st.caption("Every refund, evidence submission, acceptance, ignore, reconcile apply, replay and sign-off, "
-           "and every denied attempt. Rows are hash-chained: an edit or deletion breaks the chain.")
+           "and every denied attempt. Rows are hash-chained (HMAC with AUDIT_HMAC_KEY) and each snapshot and "
+           "sign-off freezes the chain's head, so an edit, a re-hash or deleting the newest rows shows.")
 
 verification = audit.verify_chain(rt.uow())
 if verification.ok:
-    st.success(f"Chain verified: {verification.rows_checked} rows, no edits or deletions.")
+    keyed = "keyed with AUDIT_HMAC_KEY" if verification.keyed else "unkeyed: set AUDIT_HMAC_KEY so a full re-hash shows"
+    st.success(f"Chain verified: {verification.rows_checked} rows ({keyed}), no edits or deletions; "
+               f"{verification.anchors_checked} anchored head(s) from snapshots and sign-offs still in place.")
 else:
     st.error(f"Chain broken at row {verification.first_broken_id}: {verification.problem}. "
              f"{verification.rows_checked} rows before it verified.")

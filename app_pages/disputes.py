@@ -10,15 +10,13 @@ from app_pages._shared import require_admin, runtime, show_error, stripe_dashboa
 from db.models.base import utcnow
 from services import dispute_evidence as ev
 from services import disputes
+from services.money import MoneyError, format_totals
+from services.money import format_money as money
 
 identity = require_admin()
 rt = runtime()
 mode = rt.settings.stripe_mode.upper()
 PAGE_SIZE = 50
-
-
-def money(amount: int, currency: str) -> str:
-    return f"{amount / 100:,.2f} {currency.upper()}"
 
 
 st.title("Disputes")
@@ -38,9 +36,14 @@ with st.form("dispute_filters"):
     page_number = st.number_input("Page", min_value=1, value=1, step=1)
     st.form_submit_button("Apply filters")
 
+try:
+    min_minor, max_minor = disputes.amount_bounds(currency, min_amount, max_amount)
+except MoneyError as error:
+    st.warning(f"Amount filter not applied: {error.message}")
+    min_minor = max_minor = None
 queue = disputes.list_queue(rt.uow(), disputes.DisputeFilter(
     statuses=tuple(statuses), reasons=tuple(reason_choice), currency=currency or None,
-    min_amount=int(min_amount * 100) or None, max_amount=int(max_amount * 100) or None,
+    min_amount=min_minor, max_amount=max_minor,
     customer_email=email or None, limit=PAGE_SIZE, offset=(int(page_number) - 1) * PAGE_SIZE,
 ))
 top = st.columns(5)
@@ -48,7 +51,7 @@ top[0].metric("Open", queue.open_count)
 top[1].metric("Overdue", queue.overdue)
 top[2].metric("Due in 24 h", queue.due_24h)
 top[3].metric("Due in 72 h", queue.due_72h)
-top[4].metric("Amount at risk", ", ".join(money(a, c) for c, a in queue.at_risk.items()) or "0.00")
+top[4].metric("Amount at risk", format_totals(queue.at_risk, empty="nothing"))
 
 now = utcnow()
 if not queue.rows:

@@ -42,7 +42,7 @@ cols[0].metric("Median time to recover", "n/a" if summary.hours_to_recover_media
 cols[1].metric("90th percentile", "n/a" if summary.hours_to_recover_p90 is None
                else f"{summary.hours_to_recover_p90} h")
 cols[2].metric("Still open", summary.open_cases,
-               help=", ".join(f"{a / 100:,.2f} {c.upper()}" for c, a in summary.open_amount.items()))
+               help=f"Owing {summary.open_amount_text}")
 
 if summary.by_method:
     st.plotly_chart(px.pie(pd.DataFrame([{"how": k, "invoices": v} for k, v in summary.by_method.items()]),

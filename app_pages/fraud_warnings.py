@@ -11,14 +11,12 @@ import streamlit as st
 from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
 from db.models.base import utcnow
 from services import fraud_warnings as efw
+from services.money import format_money as money
+from services.money import format_totals
 
 identity = require_admin()
 rt = runtime()
 mode = rt.settings.stripe_mode.upper()
-
-
-def money(amount: int, currency: str) -> str:
-    return f"{amount / 100:,.2f} {currency.upper()}"
 
 
 # Reads are cached briefly (keyed by database so tests and environments never share results) and
@@ -71,7 +69,7 @@ queue = load_queue(rt.settings.database_url, efw.EfwFilter(
 top = st.columns(3)
 top[0].metric("Open", queue.open_count)
 top[1].metric("Open and actionable", queue.actionable_open_count)
-top[2].metric("Amount at risk", ", ".join(money(a, c) for c, a in queue.at_risk.items()) or "0.00")
+top[2].metric("Amount at risk", format_totals(queue.at_risk, empty="nothing"))
 
 if not queue.rows:
     st.info("No early fraud warnings match these filters.")
@@ -161,17 +159,26 @@ else:
     @st.dialog("Confirm bulk action", on_dismiss=_close_bulk)
     def confirm_bulk(ids: list[str], action: str, reason: str) -> None:
         chosen_rows = [open_rows[i] for i in ids if i in open_rows]
-        totals: dict[str, int] = {}
-        for r in chosen_rows:
-            totals[r.currency] = totals.get(r.currency, 0) + r.remaining
         verb = "Refund" if action.startswith("Refund") else "Ignore"
-        st.write(f"{verb} **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode"
-                 + (f", refunding {', '.join(money(a, c) for c, a in totals.items())} in total." if verb == "Refund"
-                    else f" with the reason: *{reason}*."))
-        st.dataframe(pd.DataFrame([{"warning": r.id, "customer": r.customer_email,
-                                    "refundable": money(r.remaining, r.currency)} for r in chosen_rows]),
-                     hide_index=True)
-        if st.button(f"{verb} {len(chosen_rows)} warning(s)", type="primary"):
+        # A refund sends each row's refundable remainder (amount - amount_refunded); rows that would be
+        # refused are shown as skipped, so the total is what is actually refunded.
+        planned = efw.plan_bulk_refund(chosen_rows) if verb == "Refund" else []
+        if verb == "Refund":
+            chosen_rows = [p.row for p in planned if p.skip_reason is None]
+            skipped = len(planned) - len(chosen_rows)
+            st.write(f"Refund **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode, refunding "
+                     f"**{format_totals(efw.planned_totals(planned), empty='nothing')}** in total"
+                     + (f"; {skipped} chosen warning(s) skipped (see the note)." if skipped else "."))
+            table = [{"warning": p.row.id, "customer": p.row.customer_email,
+                      "charged": money(p.row.amount, p.row.currency),
+                      "already refunded": money(p.row.amount_refunded, p.row.currency),
+                      "will refund": p.shown, "note": p.skip_reason or ""} for p in planned]
+        else:
+            st.write(f"Ignore **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode with the reason: *{reason}*.")
+            table = [{"warning": r.id, "customer": r.customer_email,
+                      "refundable": money(r.remaining, r.currency)} for r in chosen_rows]
+        st.dataframe(pd.DataFrame(table), hide_index=True)
+        if st.button(f"{verb} {len(chosen_rows)} warning(s)", type="primary", disabled=not chosen_rows):
             _close_bulk()
             bar = st.progress(0.0, text="Working…")
 
@@ -192,7 +199,8 @@ else:
                 st.session_state["efw_bulk_results"] = [
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
                     for o in outcomes
-                ]
+                ] + [{"warning": p.row.id, "result": "skipped", "detail": f"nothing sent: {p.skip_reason}"}
+                     for p in planned if p.skip_reason]
             clear_reads()
             st.rerun()
 
@@ -230,8 +238,9 @@ else:
     stats[0].metric("Became disputes", result.became_disputes,
                     help=f"won {result.disputes_won}, lost {result.disputes_lost}, pending {result.disputes_pending}")
     stats[1].metric("Cost of lost disputes",
-                    ", ".join(money(a, c) for c, a in result.dispute_cost.items()) or "0.00",
-                    help="Disputed amount plus a 15.00 network fee per lost dispute.")
+                    format_totals(result.dispute_cost, empty="nothing"),
+                    help=f"Disputed amount plus a {money(efw.DISPUTE_FEE_MINOR_UNITS, efw.DISPUTE_FEE_CURRENCY)} "
+                         "network fee per lost dispute.")
     stats[2].metric("Median time to decision", "n/a" if result.hours_to_decision_median is None
                     else f"{result.hours_to_decision_median} h")
     stats[3].metric("90th percentile", "n/a" if result.hours_to_decision_p90 is None

@@ -11,6 +11,7 @@ import streamlit as st
 from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
 from services import plan_changes
 from services.auth import AccessDenied
+from services.money import format_money as _money
 from services.plan_changes import ChangePreview, PlanChangeError
 from services.stripe_gateway import StripeGatewayError
 
@@ -20,11 +21,6 @@ ERRORS = (AccessDenied, PlanChangeError, StripeGatewayError)
 st.title("Plan changes")
 st.caption("Upgrades are immediate and invoiced with proration; downgrades are scheduled for the period end "
            "(cancel_at_period_end + metadata.pending_plan) and applied by reconciliation.")
-
-
-def _money(amount: int, currency: str) -> str:
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{abs(amount) / 100:,.2f} {currency.upper()}"
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -108,7 +104,10 @@ if subscription_id:
         col1.metric("Proration invoiced now", _money(preview.proration_amount, preview.currency))
         col2.metric("Preview invoice amount due", _money(preview.amount_due, preview.currency))
         if preview.lines:
-            st.dataframe(pd.DataFrame([vars(line) for line in preview.lines]), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame([{"description": line.description,
+                                        "amount": _money(line.amount, preview.currency),
+                                        "proration": line.proration} for line in preview.lines]),
+                         hide_index=True, width="stretch")
 
         @st.dialog("Confirm plan change")
         def _confirm(p: ChangePreview) -> None:

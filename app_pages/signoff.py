@@ -32,6 +32,12 @@ def _qa_problems(code: str) -> list[str]:
 
 
 @st.cache_data(ttl=15, show_spinner=False)
+def _not_ready(code: str) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
+    reasons = [(reason.key, reason.text) for reason in signoff.readiness_reasons(runtime())]
+    return reasons, signoff.launch_override(runtime().uow(), version=code)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
 def _record(code: str) -> signoff.LaunchRecord | None:
     return signoff.launch_record(runtime().uow(), version=code)
 
@@ -55,6 +61,19 @@ else:
         st.error("QA matrix not green at this code version: " + "; ".join(qa_problems))
     else:
         st.success("QA matrix: all 8 cases passed at this code version.")
+    reasons, override_on_record = _not_ready(version)
+    covered = set((override_on_record or {}).get("covers", []))
+    not_ready = [text for key, text in reasons if key not in covered]
+    if reasons and not not_ready and override_on_record:
+        st.warning(f"Not ready ({len(reasons)}), but every reason is covered by the override "
+                   f"{override_on_record['by']} signed with; the second signature is accepted for them.")
+        st.text("Override reason: " + override_on_record["reason"])
+    elif not_ready:
+        st.error(f"Not ready ({len(not_ready)}): sign-off is refused until these are fixed, or an engineering "
+                 "lead overrides them with a written reason (audited, frozen into the record).")
+        st.text("\n".join(f"- {reason}" for reason in not_ready))
+    else:
+        st.success("Checklist done, no alert firing, go-live time set.")
     roles = signoff_roles(identity.email, rt.settings)
     if not roles:
         st.info(f"{identity.email} is not named in SIGNOFF_ENG_LEADS or SIGNOFF_PRODUCT_OWNERS; you can read "
@@ -62,13 +81,19 @@ else:
     with st.form("sign"):
         role = st.selectbox("Sign as", list(signoff.ROLES), format_func=lambda r: signoff.ROLES[r])
         note = st.text_input("Note (optional)")
+        override = st.text_area(
+            "Override reason (engineering lead only, when not ready)", disabled=not not_ready,
+            help=f"At least {signoff.MIN_OVERRIDE_REASON_CHARS} characters: why launching with the reasons "
+                 "above is right. The product owner's signature is then accepted for those same reasons.")
         if st.form_submit_button("Sign off", type="primary"):
             try:
-                signoff.sign(role, actor=identity.email, settings=rt.settings, uow=rt.uow(), runtime=rt, note=note)
+                signoff.sign(role, actor=identity.email, settings=rt.settings, uow=rt.uow(), runtime=rt, note=note,
+                             override_reason=override if not_ready else None)
             except (SignoffRefused, AccessDenied) as error:
                 show_error(error)
             else:
                 _record.clear()
+                _not_ready.clear()
                 st.success(f"Signed as {signoff.ROLES[role].lower()}.")
                 record = _record(version)
 
@@ -80,6 +105,13 @@ if record is not None:
         st.markdown(f"- **{signoff.ROLES.get(signature['role'], signature['role'])}**: {signature['signer']} at "
                     f"{signature['signed_at']:%Y-%m-%d %H:%M UTC} · code {signature['code_version']} · {snapshot}"
                     + (f" · {signature['note']}" if signature["note"] else ""))
+    for signature in record.signatures:
+        readiness = (signature["preflight"] or {}).get("readiness") or {}
+        frozen_override = readiness.get("override")
+        if frozen_override:
+            st.warning(f"Signed while not ready: overridden by {frozen_override['by']} at {frozen_override['at']}.")
+            st.text("Reason: " + frozen_override["reason"] + "\nOverridden: " +
+                    "; ".join(r["text"] for r in readiness.get("reasons", [])))
     first = record.signatures[0]
     st.subheader("Frozen QA results")
     st.dataframe(pd.DataFrame([{"case": case_id, "result": r["status"], "run": r.get("run_id"),

@@ -43,6 +43,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (connecting would create
+    it, so read-only commands such as `check` ask first), else None."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return None if Path(parsed.database).exists() else parsed.database
+
+
 def get_engine(url: str) -> Engine:
     """One engine per URL per process."""
     with _engines_lock:
@@ -65,9 +78,11 @@ class UnitOfWork:
 
     session: Session
 
-    def __init__(self, engine_or_url: Engine | str) -> None:
+    def __init__(self, engine_or_url: Engine | str, *, audit_key: bytes | None = None) -> None:
         engine = get_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
         self._session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+        # The audit chain's HMAC key (AUDIT_HMAC_KEY); audit rows written through this unit use it.
+        self.audit_key = audit_key
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._session_factory()

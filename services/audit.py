@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import inspect
 import json
 from collections.abc import Callable
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from db.models import AuditLog
+from db.models import AuditLog, MetricsSnapshot, Signoff
 from db.models.base import utcnow
 from db.session import UnitOfWork
 from services.auth import AccessDenied, is_admin, normalise_email
@@ -33,8 +34,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _row_digest(prev_hash: str, row: AuditLog) -> str:
-    body = json.dumps(
+def _canonical(prev_hash: str, row: AuditLog) -> bytes:
+    return json.dumps(
         {
             "prev": prev_hash,
             "at": row.at.isoformat(timespec="microseconds"),
@@ -49,8 +50,16 @@ def _row_digest(prev_hash: str, row: AuditLog) -> str:
         sort_keys=True,
         separators=(",", ":"),
         default=str,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+    ).encode()
+
+
+def _row_digest(prev_hash: str, row: AuditLog, key: bytes | None = None) -> str:
+    """SHA-256 of the row, or HMAC-SHA256 with AUDIT_HMAC_KEY: without the key (kept outside
+    the DB) nobody can re-hash an edited chain so that it verifies."""
+    body = _canonical(prev_hash, row)
+    if key:
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
 
 
 def record(
@@ -82,7 +91,7 @@ def record(
         error=scrub_text(error) if error else None,
         prev_hash=prev_hash,
     )
-    row.row_hash = _row_digest(prev_hash, row)
+    row.row_hash = _row_digest(prev_hash, row, getattr(uow, "audit_key", None))
     session.add(row)
     session.flush()
     return row
@@ -94,20 +103,104 @@ class ChainVerification:
     rows_checked: int
     first_broken_id: int | None = None
     problem: str | None = None
+    keyed: bool = False  # every row verified with AUDIT_HMAC_KEY
+    anchors_checked: int = 0
+
+
+def chain_head(uow: UnitOfWork, *, at: datetime) -> dict[str, Any]:
+    """The chain head to freeze into a snapshot or sign-off record, so deleting the newest
+    rows (which no per-row hash can show) is caught: the anchored row must still be there,
+    with the same hash and the same number of rows up to it. With a key the anchor is MACed."""
+    session = uow.session
+    head = session.execute(select(AuditLog.id, AuditLog.row_hash).order_by(AuditLog.id.desc()).limit(1)).first()
+    rows = int(session.execute(select(func.count()).select_from(AuditLog)).scalar_one())
+    anchor: dict[str, Any] = {"head_id": head[0] if head else None, "head_hash": head[1] if head else None,
+                              "rows": rows, "at": at.isoformat(timespec="microseconds")}
+    key = getattr(uow, "audit_key", None)
+    if key:
+        anchor["mac"] = _anchor_mac(anchor, key)
+    return anchor
+
+
+def _anchor_mac(anchor: dict[str, Any], key: bytes) -> str:
+    body = json.dumps({k: anchor.get(k) for k in ("head_id", "head_hash", "rows", "at")}, sort_keys=True)
+    return hmac.new(key, b"audit-anchor:" + body.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    where: str
+    head_id: int | None
+    head_hash: str | None
+    rows: int
+
+
+def _anchors(uow: UnitOfWork, key: bytes | None) -> tuple[list[_Anchor], str | None]:
+    """Every anchor frozen into a metrics snapshot or a sign-off, or a reason one was forged."""
+    found: dict[tuple[Any, ...], _Anchor] = {}
+    sources: list[tuple[str, Any, Any]] = []
+    for snapshot in uow.session.execute(select(MetricsSnapshot)).scalars():
+        sources.append((f"metrics snapshot {snapshot.id}", (snapshot.figures or {}).get("audit_anchor"),
+                        snapshot.created_at))
+    for signoff in uow.session.execute(select(Signoff)).scalars():
+        sources.append((f"sign-off {signoff.id}", (signoff.preflight or {}).get("audit_anchor"), signoff.signed_at))
+    for where, raw, written_at in sources:
+        if not isinstance(raw, dict):
+            continue  # written before anchors existed
+        if key and not hmac.compare_digest(str(raw.get("mac", "")), _anchor_mac(raw, key)):
+            return [], f"the audit anchor in {where} was altered (its MAC does not match)"
+        if str(raw.get("at")) != written_at.isoformat(timespec="microseconds"):
+            return [], f"the audit anchor in {where} does not belong to it (copied from another record)"
+        anchor = _Anchor(where, raw.get("head_id"), raw.get("head_hash"), int(raw.get("rows") or 0))
+        found.setdefault((anchor.head_id, anchor.head_hash, anchor.rows), anchor)
+    return sorted(found.values(), key=lambda a: (a.head_id or 0)), None
 
 
 def verify_chain(uow: UnitOfWork) -> ChainVerification:
+    """Walk the chain once: each row links to the previous and hashes to its stored hash
+    (keyed when AUDIT_HMAC_KEY is set), and every anchored head is still where it was."""
+    key = getattr(uow, "audit_key", None)
     with uow:
+        anchors, forged = _anchors(uow, key)
+        if forged:
+            return ChainVerification(False, 0, None, forged)
+        pending = list(anchors)
+        while pending and pending[0].head_id is None:
+            if pending[0].rows != 0:
+                return ChainVerification(False, 0, None, f"{pending[0].where} anchored an impossible head")
+            pending.pop(0)
         prev_hash = GENESIS_HASH
         checked = 0
+        unkeyed_id: int | None = None
         for row in uow.session.execute(select(AuditLog).order_by(AuditLog.id)).scalars():
             if row.prev_hash != prev_hash:
                 return ChainVerification(False, checked, row.id, "a row before this one was deleted or edited")
-            if _row_digest(prev_hash, row) != row.row_hash:
-                return ChainVerification(False, checked, row.id, "this row was edited after it was written")
+            if _row_digest(prev_hash, row, key) != row.row_hash:
+                if key and _row_digest(prev_hash, row) == row.row_hash:
+                    unkeyed_id = unkeyed_id or row.id
+                else:
+                    problem = "this row was edited after it was written"
+                    if not key:
+                        problem += " (or it is keyed with an AUDIT_HMAC_KEY this console does not have)"
+                    return ChainVerification(False, checked, row.id, problem)
             prev_hash = row.row_hash
             checked += 1
-        return ChainVerification(True, checked)
+            while pending and pending[0].head_id is not None and pending[0].head_id <= row.id:
+                anchor = pending.pop(0)
+                if anchor.head_id != row.id or anchor.head_hash != row.row_hash or anchor.rows != checked:
+                    return ChainVerification(False, checked, anchor.head_id,
+                                             f"row {anchor.head_id}, anchored by {anchor.where}, is gone or "
+                                             "was replaced")
+        if pending:
+            anchor = pending[0]
+            return ChainVerification(False, checked, anchor.head_id,
+                                     f"the newest rows were deleted: {anchor.where} anchored row {anchor.head_id} "
+                                     f"({anchor.rows} rows) and the chain now ends after {checked}")
+        if unkeyed_id is not None:
+            return ChainVerification(False, checked, unkeyed_id,
+                                     "this row and others are hashed without AUDIT_HMAC_KEY: written before the "
+                                     "key was set, or re-hashed by someone without it", anchors_checked=len(anchors))
+        return ChainVerification(True, checked, keyed=bool(key), anchors_checked=len(anchors))
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ CONSOLE_EVENT_TYPES = (
 _PRICE_ENV = re.compile(r"^STRIPE_PRICE_([A-Z0-9]+)_(MONTHLY|YEARLY)$")
 
 PriceMapping = dict[str, dict[str, str]]
+AUDIT_KEY_MIN_BYTES = 32
+ENV_FILE_VARIABLE = "BILLING_OPS_ENV_FILE"
 
 # What to tell the user for each variable when its value is rejected.
 _FIXES: dict[str, str] = {
@@ -73,6 +75,8 @@ _FIXES: dict[str, str] = {
     "ADMIN_EMAILS": "use comma-separated plain ASCII emails such as ops@example.com",
     "SIGNOFF_ENG_LEADS": "use comma-separated plain ASCII emails such as lead@example.com",
     "SIGNOFF_PRODUCT_OWNERS": "use comma-separated plain ASCII emails such as po@example.com",
+    "AUDIT_HMAC_KEY": "use a random key of at least 32 bytes, e.g. python3 -c 'import secrets; "
+                      "print(secrets.token_urlsafe(32))'",
     "STRIPE_PUBLISHABLE_KEY": "use the publishable key (pk_test_... or pk_live_...) from the same Stripe account",
 }
 
@@ -129,6 +133,8 @@ class Settings(BaseSettings):
     )
 
     sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
+    # Keys the audit chain (HMAC-SHA256) so only a holder of this key, kept outside the DB, can re-hash it.
+    audit_hmac_key: SecretStr | None = Field(None, validation_alias="AUDIT_HMAC_KEY")
     sentry_environment: str | None = Field(None, validation_alias="SENTRY_ENVIRONMENT")
     sentry_dashboard_url: str | None = Field(None, validation_alias="SENTRY_DASHBOARD_URL")
     signoff_eng_leads: Annotated[list[str], NoDecode] = Field(
@@ -236,6 +242,13 @@ class Settings(BaseSettings):
             raise ValueError("the publishable key must start with pk_test_ or pk_live_")
         return value.strip()
 
+    @field_validator("audit_hmac_key")
+    @classmethod
+    def _check_audit_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < AUDIT_KEY_MIN_BYTES:
+            raise ValueError(f"the audit key must be at least {AUDIT_KEY_MIN_BYTES} bytes")
+        return value
+
     @field_validator("admin_email_domain")
     @classmethod
     def _check_domain(cls, value: str | None) -> str | None:
@@ -279,6 +292,10 @@ class Settings(BaseSettings):
     @property
     def stripe_secret(self) -> str | None:
         return self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
+
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        return self.audit_hmac_key.get_secret_value().encode() if self.audit_hmac_key else None
 
     @property
     def webhook_secret_values(self) -> list[str]:
@@ -390,8 +407,17 @@ def _explain(error: ValidationError) -> str:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
-    """Build and validate settings. `environ` replaces os.environ (tests)."""
+    """Build and validate settings. `environ` replaces os.environ (tests).
+
+    BILLING_OPS_ENV_FILE (or `billing-ops --env-file`) names the env file to read instead of
+    ./.env, e.g. the one `billing-ops demo` writes so commands reach the running demo."""
     merged: dict[str, str] = {}
+    chosen = (os.environ if environ is None else environ).get(ENV_FILE_VARIABLE)
+    if chosen and env_file == ".env":
+        if not os.path.isfile(chosen):
+            raise SettingsError(f"{ENV_FILE_VARIABLE}: no such file {chosen}; fix: point it at an env file "
+                                "(the demo writes demo_data/demo.env)")
+        env_file = chosen
     if env_file and os.path.exists(env_file):
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     merged.update(os.environ if environ is None else environ)

@@ -65,6 +65,21 @@ def write_credentials_file(path: Path, users: Mapping[str, Mapping[str, str]]) -
     path.write_text(yaml.safe_dump(config))
 
 
+DEMO_ENV_FILE = "demo.env"
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> None:
+    """The demo's settings as an env file only its owner can read (it holds the demo's keys),
+    so any command can run against the running demo: `billing-ops --env-file <path> ...`."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        for name, value in env.items():
+            if "'" in value or "\n" in value:
+                raise ValueError(f"{name} cannot be written to an env file as it is")
+            handle.write(f"{name}='{value}'\n")
+
+
 def _emulator_admin(base_url: str, path: str, payload: dict[str, Any]) -> Any:
     request = urllib.request.Request(  # noqa: S310 (the emulator on loopback)
         f"{base_url}/_emulator/{path}",
@@ -123,6 +138,8 @@ def prepare_demo(
         "WEBHOOK_PROCESS_INLINE": "true",
         "AUTH_CREDENTIALS_FILE": str(credentials),
         "RECONCILE_CRON_ENABLED": "true",
+        # A fresh key per demo, as a deployment keeps its own outside the DB.
+        "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
     }
     settings = load_settings(env, env_file=None)
     upgrade(settings.database_url)
@@ -132,6 +149,7 @@ def prepare_demo(
         idempotency_key=f"demo-endpoint:{webhook_url}:{secrets.token_hex(4)}",
     )
     env["STRIPE_WEBHOOK_SECRETS"] = str(endpoint["secret"])
+    write_env_file(data_dir / DEMO_ENV_FILE, env)
     return DemoEnvironment(
         env=env,
         console_url=f"http://127.0.0.1:{console_port}",
@@ -238,6 +256,9 @@ def run_demo(
     echo(f"Billing Ops Console is ready: {demo.console_url}")
     echo("Sign in as ops@example.com / demo-ops (admin; also eng.lead@example.com / demo-eng and")
     echo("product.owner@example.com / demo-po for sign-off; viewer@outside.io / demo-viewer has no access).")
+    env_file = Path(data_dir).resolve() / DEMO_ENV_FILE
+    echo(f"Its settings are in {env_file} (mode 0600); run any command against this demo with")
+    echo(f"  billing-ops --env-file {env_file} reconcile   (or check, sync, qa run, snapshot ...)")
     echo("DEMO READY")
     try:
         console.wait()

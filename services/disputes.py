@@ -9,6 +9,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -30,6 +31,7 @@ from services import audit, stripe_mapping
 from services import dispute_evidence as ev
 from services.audit import privileged
 from services.config import Settings
+from services.money import MoneyError, format_money, parse_amount
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 
 OPEN_STATUSES = ("warning_needs_response", "needs_response")
@@ -68,6 +70,24 @@ class DisputeQueue:
     due_24h: int
     due_72h: int
     at_risk: dict[str, int] = field(default_factory=dict)
+
+
+def amount_bounds(currency: str | None, minimum: float | str | None,
+                  maximum: float | str | None) -> tuple[int | None, int | None]:
+    """The queue's typed amount bounds (major units, 0 = none) as minor units of the chosen currency.
+
+    A bound means nothing without its currency (10 is 1000 minor units in USD, 10 in JPY), so
+    bounds without a currency, or with more decimals than it has, are refused.
+    """
+    def minor(value: float | str | None) -> int | None:
+        text = format(Decimal(str(value or 0)), "f")
+        if Decimal(text) == 0:
+            return None
+        if not (currency or "").strip():
+            raise MoneyError("Choose a currency to filter by amount (an amount means nothing without one).")
+        return parse_amount(text, currency or "")
+
+    return minor(minimum), minor(maximum)
 
 
 def urgency(due_by: datetime | None, status: str, now: datetime) -> str:
@@ -222,9 +242,9 @@ def auto_draft(context: DisputeContext, settings: Settings) -> dict[str, str]:
                                               "it was active for the billed period.")
     draft["refund_policy_disclosure"] = settings.refund_policy_text
     draft["cancellation_policy_disclosure"] = settings.cancellation_policy_text
-    timeline = [f"{i.created:%Y-%m-%d} invoice {i.id}: {i.amount_due / 100:.2f} {i.currency.upper()} {i.status}"
+    timeline = [f"{i.created:%Y-%m-%d} invoice {i.id}: {format_money(i.amount_due, i.currency)} {i.status}"
                 for i in context.invoices if i.created]
-    timeline += [f"refund {r.id}: {r.amount / 100:.2f} {r.currency.upper()} ({r.reason or 'no reason'})"
+    timeline += [f"refund {r.id}: {format_money(r.amount, r.currency)} ({r.reason or 'no reason'})"
                  for r in context.refunds]
     if timeline:
         draft["uncategorized_text"] = "Billing history:\n" + "\n".join(timeline)

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select
 from db.models import Invoice
 from db.models.base import utcnow
 from db.session import UnitOfWork
+from services.money import format_money, format_totals
 
 
 @dataclass
@@ -34,6 +35,11 @@ class RecoverySummary:
     hours_to_recover_median: float | None = None
     hours_to_recover_p90: float | None = None
     by_method: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def open_amount_text(self) -> str:
+        """What the still-open cases owe, per currency, as a person reads it ("29.00 USD, 1,000 JPY")."""
+        return format_totals(self.open_amount, empty="nothing")
 
 
 def _entered_at(invoice: Invoice) -> datetime | None:
@@ -92,7 +98,7 @@ def open_cases(uow: UnitOfWork, *, now: datetime | None = None, limit: int = 500
         return [{
             "invoice": r.id, "customer": r.stripe_customer_id, "plan": r.plan or "unknown",
             "kind": "SCA" if r.action_required_at and not r.payment_failed_at else "dunning",
-            "amount": r.amount_due, "currency": r.currency, "attempts": r.attempt_count,
+            "amount": format_money(r.amount_due, r.currency), "attempts": r.attempt_count,
             "age_hours": round((moment - (_entered_at(r) or moment)).total_seconds() / 3600, 1),
         } for r in rows]
 

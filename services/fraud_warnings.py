@@ -25,13 +25,16 @@ from db.session import UnitOfWork, rows_affected
 from services import audit, stripe_mapping
 from services.audit import privileged
 from services.config import Settings
+from services.money import format_money
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 
 MIN_IGNORE_REASON_CHARS = 10
 # A claim older than this belonged to a request that died; the idempotency key makes retrying it safe.
 STALE_CLAIM = timedelta(minutes=2)
 # What a lost dispute costs beyond the amount: the network fee Stripe charges (USD 15 by default).
+# The fee is in its own currency, not the disputed charge's (1500 is 15.00 USD, but would be 1,500 JPY).
 DISPUTE_FEE_MINOR_UNITS = 1500
+DISPUTE_FEE_CURRENCY = "usd"
 STATUSES = ("open", "refunding", "refunded", "ignored")
 
 
@@ -261,8 +264,8 @@ def refund_fraud_warning(
         raise _refuse(uow, efw_id, actor, "Stripe no longer marks this warning actionable; nothing was sent.")
     if remaining != confirmed_amount:
         raise _refuse(uow, efw_id, actor,
-                      f"The refundable amount changed to {remaining / 100:.2f} {currency.upper()} since you confirmed "
-                      f"{confirmed_amount / 100:.2f}; review it and confirm again.",
+                      f"The refundable amount changed to {format_money(remaining, currency)} since you confirmed "
+                      f"{format_money(confirmed_amount, currency)}; review it and confirm again.",
                       details={"remaining": remaining, "confirmed": confirmed_amount})
     try:
         refund = gateway.create_refund(
@@ -364,13 +367,55 @@ def _bulk(items: Sequence[str], run: Callable[[str], str],
     return outcomes
 
 
+@dataclass(frozen=True)
+class PlannedRefund:
+    """One row of a bulk refund as the confirmation shows it: what will be refunded, or why nothing will."""
+
+    row: EfwRow
+    amount: int  # minor units: the refundable remainder (amount - amount_refunded), or 0 when skipped
+    skip_reason: str | None
+
+    @property
+    def shown(self) -> str:
+        return format_money(self.amount, self.row.currency)
+
+
+def plan_bulk_refund(rows: Sequence[EfwRow]) -> list[PlannedRefund]:
+    """What a bulk refund would send, per row, by the same rules the refund itself checks.
+
+    The dialog's total is the sum of these amounts, so it equals what is refunded unless
+    Stripe's state changed meanwhile (each refund re-checks live and refuses then).
+    """
+    planned: list[PlannedRefund] = []
+    for row in rows:
+        reason = None
+        if row.status != "open":
+            reason = f"already {row.status}"
+        elif row.dispute_id:
+            reason = "the charge is disputed; answer the dispute instead"
+        elif row.remaining <= 0:
+            reason = "the charge is already fully refunded"
+        elif not row.actionable:
+            reason = "Stripe does not mark this warning actionable"
+        planned.append(PlannedRefund(row, 0 if reason else row.remaining, reason))
+    return planned
+
+
+def planned_totals(planned: Sequence[PlannedRefund]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for item in planned:
+        if item.skip_reason is None:
+            totals[item.row.currency] = totals.get(item.row.currency, 0) + item.amount
+    return totals
+
+
 @privileged("efw.bulk_refund")
 def bulk_refund(confirmed_amounts: dict[str, int], *, actor: str, settings: Settings, uow: UnitOfWork,
                 gateway: StripeGateway, progress: Callable[[int, int], None] | None = None) -> list[BulkOutcome]:
     def run(efw_id: str) -> str:
         result = refund_fraud_warning(efw_id, confirmed_amount=confirmed_amounts[efw_id], actor=actor,
                                       settings=settings, uow=uow, gateway=gateway)
-        return f"refunded {result.amount / 100:.2f} {result.currency.upper()} ({result.refund_id})"
+        return f"refunded {format_money(result.amount, result.currency)} ({result.refund_id})"
 
     return _bulk(list(confirmed_amounts), run, progress)
 
@@ -435,8 +480,9 @@ def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
                 result.disputes_won += 1
             elif dispute_status == "lost":
                 result.disputes_lost += 1
-                result.dispute_cost[currency] = (result.dispute_cost.get(currency, 0) + int(dispute_amount or 0)
-                                                 + DISPUTE_FEE_MINOR_UNITS)
+                result.dispute_cost[currency] = result.dispute_cost.get(currency, 0) + int(dispute_amount or 0)
+                result.dispute_cost[DISPUTE_FEE_CURRENCY] = (result.dispute_cost.get(DISPUTE_FEE_CURRENCY, 0)
+                                                             + DISPUTE_FEE_MINOR_UNITS)
             else:
                 result.disputes_pending += 1
     if waits:

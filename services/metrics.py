@@ -196,6 +196,11 @@ def send_alerts(uow: UnitOfWork, alerts: list[Alert], *, now: datetime | None = 
 
 
 # --- snapshots ------------------------------------------------------------------------------------------
+def _dunning_figures(summary: Any) -> dict[str, Any]:
+    """The dunning summary as frozen: minor units per currency, and the same amounts as a person reads them."""
+    return {**asdict(summary), "open_amount_shown": summary.open_amount_text}
+
+
 def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings: Settings) -> dict[str, Any]:
     frozen = board(uow, start=start, end=end)
     from services.dunning import recovery_summary
@@ -205,17 +210,20 @@ def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings:
         "totals": frozen.totals,
         "series": frozen.rows(),
         "alerts": [asdict(a) for a in active_alerts(uow, settings=settings, now=end)],
-        "dunning": asdict(recovery_summary(uow, since=start, until=end)),
+        "dunning": _dunning_figures(recovery_summary(uow, since=start, until=end)),
     }
 
 
 def _freeze(uow: UnitOfWork, actor: str, start: datetime, end: datetime, settings: Settings) -> dict[str, Any]:
     figures = _snapshot_figures(uow, start, end, settings)
-    canonical = json.dumps(figures, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
     with uow:
-        row = MetricsSnapshot(created_by=actor, window_start=start, window_end=end, figures=figures,
-                              content_sha256=digest)
+        created_at = utcnow()
+        # The audit chain's head at this moment: deleting later-anchored rows then shows.
+        figures["audit_anchor"] = audit.chain_head(uow, at=created_at)
+        canonical = json.dumps(figures, sort_keys=True, separators=(",", ":"), default=str)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        row = MetricsSnapshot(created_at=created_at, created_by=actor, window_start=start, window_end=end,
+                              figures=figures, content_sha256=digest)
         uow.session.add(row)
         uow.session.flush()
         audit.record(uow, actor=actor, action="metrics.snapshot", target=f"snapshot:{row.id}", result="ok",

@@ -67,7 +67,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Third-party HTTP clients log URLs and headers at DEBUG; keep them quiet.
-    for noisy in ("httpx", "httpcore", "stripe", "urllib3"):
+    # Alembic's INFO lines ("setup plugin ...", "Context impl ...") are noise in command output.
+    for noisy in ("httpx", "httpcore", "stripe", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.admin_lookalikes import admitted_lookalikes, lookalike_identities
 from services.config import CONSOLE_EVENT_TYPES, REQUIRED_PLAN_INTERVALS, publishable_key_mode, stripe_key_mode
+from services.money import format_money
 from services.secret_scan import SecretScanError, scan_repository
 from services.sentry_probe import TEST_EVENT_TAG, send_test_event
 from services.stripe_gateway import PINNED_API_VERSION, StripeGatewayError
@@ -68,6 +69,12 @@ def _ok(check_id: str, message: str, severity: Severity = "blocking") -> CheckRe
 
 def _fail(check_id: str, message: str, fix: str, severity: Severity = "blocking") -> CheckResult:
     return CheckResult(check_id, severity, False, message, fix)
+
+
+def _database_missing(runtime: Any) -> bool:
+    from db.session import missing_sqlite_file
+
+    return missing_sqlite_file(runtime.settings.database_url) is not None
 
 
 def _live_blocking(settings: Any) -> Severity:
@@ -141,6 +148,31 @@ def check_sentry(settings: Any) -> CheckResult:
     return _ok("observability.sentry", "Sentry DSN is set.", "warning")
 
 
+def check_audit_chain(runtime: Any) -> CheckResult:
+    """The audit log verifies (links, keyed hashes, anchored heads) and is keyed in live mode."""
+    from services.audit import verify_chain
+
+    settings = runtime.settings
+    if _database_missing(runtime):
+        return _fail("audit.chain", "The audit log was not read: the billing database does not exist.",
+                     "Fix db.migrated first.", "warning")
+    try:
+        verification = verify_chain(runtime.uow())
+    except Exception as error:  # an unmigrated DB is reported by db.migrated; this one just says why
+        return _fail("audit.chain", f"The audit log could not be read ({error.__class__.__name__}).",
+                     "Fix db.migrated first.", "warning")
+    if not verification.ok:
+        return _fail("audit.chain", f"The audit chain does not verify at row {verification.first_broken_id}: "
+                     f"{verification.problem}.", "Investigate on the Audit page before launch; restore the "
+                     "audit_log table from a backup if rows were removed.")
+    if not settings.audit_hmac_key:
+        return _fail("audit.chain", f"The audit chain verifies ({verification.rows_checked} rows) but is not keyed: "
+                     "someone with DB access could re-hash it.", "Set AUDIT_HMAC_KEY (32+ random bytes, kept "
+                     "outside the DB) before the first audited action.", _live_blocking(settings))
+    return _ok("audit.chain", f"The audit chain verifies: {verification.rows_checked} rows keyed with "
+               f"AUDIT_HMAC_KEY, {verification.anchors_checked} anchored head(s) in place.")
+
+
 def check_signoff_roles(settings: Any) -> CheckResult:
     missing = [name for name, people in (("SIGNOFF_ENG_LEADS", settings.signoff_eng_leads),
                                          ("SIGNOFF_PRODUCT_OWNERS", settings.signoff_product_owners)) if not people]
@@ -156,7 +188,12 @@ def check_api_version() -> CheckResult:
 
 def check_database(settings: Any) -> CheckResult:
     from db.migrate import is_at_head
+    from db.session import missing_sqlite_file
 
+    missing = missing_sqlite_file(settings.database_url)
+    if missing:
+        return _fail("db.migrated", f"The billing database file {missing} does not exist.",
+                     "Check DATABASE_URL, or run `billing-ops db upgrade` to create it.")
     try:
         at_head = is_at_head(settings.database_url)
     except Exception as error:  # an unreachable DB is a failed check, not a crash
@@ -216,7 +253,8 @@ def check_prices(gateway: Any, settings: Any) -> list[CheckResult]:
                                      f"price in {settings.stripe_mode} mode."))
             else:
                 amount = price.get("unit_amount")
-                shown = f"{amount} {str(price.get('currency', '')).upper()}" if amount is not None else "metered"
+                shown = (format_money(int(amount), str(price.get("currency") or "usd")) if amount is not None
+                         else "metered")
                 results.append(_ok(check_id, f"{plan}.{interval} → {price_id}: active, every "
                                    f"{recurring.get('interval')}, {shown}."))
     return results
@@ -540,6 +578,9 @@ def check_checklist_complete(runtime: Any) -> CheckResult:
     """Numzy §1: every pre-launch manual checklist item is done (or n/a)."""
     from services.checklist import PRE_LAUNCH_SECTIONS, SEED_ITEMS, list_items
 
+    if _database_missing(runtime):
+        return _fail("checklist.complete", "The checklist was not read: the billing database does not exist.",
+                     "Fix db.migrated first.", "warning")
     try:
         items = {item["key"]: item for item in list_items(runtime.uow())}
     except Exception as error:  # an unmigrated DB is reported by db.migrated; this one just says why
@@ -607,7 +648,8 @@ def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: b
     ])
     if settings.sentry_dsn and send_sentry_event:
         results.append(check_sentry_test_event(settings, run_id))
-    results.extend([check_signoff_roles(settings), check_checklist_complete(runtime), check_api_version()])
+    results.extend([check_audit_chain(runtime), check_signoff_roles(settings), check_checklist_complete(runtime),
+                    check_api_version()])
     return results
 
 

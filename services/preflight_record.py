@@ -28,6 +28,10 @@ def run_and_record(runtime: Any, *, actor: str, repo: str | None = None) -> tupl
     """Run the preflight and append its audit row; `recorded` is False when the DB cannot take it."""
     ran_at = utcnow()
     results = run_preflight(runtime, repo=repo, send_sentry_event=True)
+    from db.session import missing_sqlite_file
+
+    if missing_sqlite_file(runtime.settings.database_url):
+        return results, ran_at, False  # a read-only run creates no database; db.migrated says so
     recorded = True
     try:
         with runtime.uow() as uow:

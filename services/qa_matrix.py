@@ -31,6 +31,7 @@ from db.models.base import utcnow
 from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
+from services.money import format_money
 from services.stripe_gateway import StripeGatewayError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -473,7 +474,9 @@ def _case_upgrade(ctx: CaseContext) -> None:
     invoice = upgrade_invoices[-1]
     ctx.ids["upgrade_invoice"] = invoice["id"]
     ctx.expect(invoice.get("status") == "paid" and int(invoice.get("amount_paid") or 0) > 0,
-               "the prorated upgrade invoice is paid", (invoice.get("status"), invoice.get("amount_paid")))
+               "the prorated upgrade invoice is paid",
+               f"{invoice.get('status')}, paid "
+               f"{format_money(int(invoice.get('amount_paid') or 0), str(invoice.get('currency') or 'usd'))}")
     expect_events(ctx, {"customer.subscription.updated", "invoice.paid"})
     _expect_db_subscription(ctx, subscription["id"], plan="pro", status="active")
     kinds = _settled(lambda: _db_change_kinds(ctx, subscription["id"]), lambda k: "upgrade" in k)

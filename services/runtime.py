@@ -21,7 +21,7 @@ class Runtime:
         self.engine = get_engine(self.settings.database_url)
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.engine)
+        return UnitOfWork(self.engine, audit_key=self.settings.audit_key_bytes)
 
     @functools.cached_property
     def gateway(self) -> StripeGateway:

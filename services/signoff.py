@@ -3,8 +3,13 @@
 A signature is accepted only when, at that moment, the preflight has no
 blocking failure and every QA case's latest result for the running code
 version passed; the signer must be named for the role and must not have
-signed this launch already. Each signature freezes what the signer saw: the
-preflight, the QA results and a metrics snapshot. A completed record is never
+signed this launch already. The launch must also be ready as a person would
+judge it: no pre-launch checklist item open, no alert firing, the go-live time
+set. Those three (never a preflight or QA failure) can be overridden by an
+engineering lead with a written reason, which is audited and frozen into the
+record; the product owner's signature is then accepted for exactly the
+reasons the override named. Each signature freezes what the signer saw: the
+preflight, the QA results, the readiness (and any override) and a metrics snapshot. A completed record is never
 edited; a later blocking failure is shown beside it, not written into it.
 Every attempt is audited, refusals included.
 """
@@ -18,14 +23,59 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Signoff
+from db.models.base import utcnow
 from db.session import UnitOfWork
+from services.audit import chain_head as audit_chain_head
 from services.audit import privileged, record
 from services.auth import normalise_email
 from services.config import Settings
+from services.money import format_totals
 
 ROLES = {"eng_lead": "Engineering lead", "product_owner": "Product owner"}
 ROLE_SETTINGS = {"eng_lead": "SIGNOFF_ENG_LEADS", "product_owner": "SIGNOFF_PRODUCT_OWNERS"}
 SNAPSHOT_HOURS = 24
+MIN_OVERRIDE_REASON_CHARS = 20
+MAX_OVERRIDE_REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ReadinessReason:
+    """One reason the launch is not ready; `key` is stable so an override can name what it covers."""
+
+    key: str
+    text: str
+
+
+def readiness_reasons(runtime: Any) -> list[ReadinessReason]:
+    """What a person must fix (or an eng lead override) before signing: open pre-launch checklist
+    items, alerts firing now, an unset go-live time."""
+    from services.checklist import PRE_LAUNCH_SECTIONS, list_items, seed_checklist
+    from services.metrics import active_alerts, get_golive_time
+
+    reasons: list[ReadinessReason] = []
+    seed_checklist(runtime.uow())
+    open_items = [i for i in list_items(runtime.uow()) if i["section"] in PRE_LAUNCH_SECTIONS
+                  and i["status"] == "open"]
+    reasons += [ReadinessReason(f"checklist:{i['key']}", f"Checklist item open: {i['title']}") for i in open_items]
+    for alert in active_alerts(runtime.uow(), settings=runtime.settings):
+        reasons.append(ReadinessReason(f"alert:{alert.key}", f"Alert firing: {alert.title} ({alert.detail})"))
+    if get_golive_time(runtime.uow()) is None:
+        reasons.append(ReadinessReason("golive_time", "The go-live time is not set (First 24 hours page)."))
+    return reasons
+
+
+def launch_override(uow: UnitOfWork, *, version: str) -> dict[str, Any] | None:
+    """The eng lead's override on this version's launch, if one was signed."""
+    with uow:
+        return _override_on_record(_signatures(uow, launch_key_for(version)))
+
+
+def _override_on_record(signatures: list[Signoff]) -> dict[str, Any] | None:
+    for signature in signatures:
+        override = ((signature.preflight or {}).get("readiness") or {}).get("override")
+        if signature.role == "eng_lead" and isinstance(override, dict):
+            return override
+    return None
 
 
 class SignoffRefused(Exception):
@@ -86,7 +136,8 @@ def _refusal(uow: UnitOfWork, *, actor: str, role: str, launch_key: str, reason:
 
 
 def sign_as_system(
-    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None
+    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None,
+    override_reason: str | None = None,
 ) -> dict[str, Any]:
     """Record one signature or raise SignoffRefused (audited either way)."""
     from services.qa_matrix import code_version, latest_results, matrix_problems
@@ -122,6 +173,31 @@ def sign_as_system(
     if problems:
         raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
                        reason="The QA matrix is not green for this code version: " + "; ".join(problems))
+    reasons = readiness_reasons(runtime)
+    readiness: dict[str, Any] = {"reasons": [{"key": r.key, "text": r.text} for r in reasons]}
+    if reasons:
+        on_record = _override_on_record(existing)
+        covered = set(on_record.get("covers", [])) if on_record else set()
+        uncovered = [r for r in reasons if r.key not in covered]
+        written = (override_reason or "").strip()
+        if not uncovered:
+            readiness["covered_by_override_of"] = on_record["by"] if on_record else None
+        elif written and role != "eng_lead":
+            raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                           reason="Only an engineering lead can override the readiness checks.")
+        elif written and len(written) < MIN_OVERRIDE_REASON_CHARS:
+            raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                           reason=f"An override needs a written reason of at least {MIN_OVERRIDE_REASON_CHARS} "
+                                  "characters saying why launching now is right.")
+        elif written:
+            readiness["override"] = {"by": signer, "reason": written[:MAX_OVERRIDE_REASON_CHARS],
+                                     "at": utcnow().isoformat(timespec="seconds"),
+                                     "covers": [r.key for r in reasons]}
+        else:
+            how = (" An engineering lead can override with a written reason." if role == "eng_lead" else
+                   " The engineering lead can override them with a written reason when signing first.")
+            raise _refusal(uow, actor=signer, role=role, launch_key=launch_key,
+                           reason="The launch is not ready: " + "; ".join(r.text for r in uncovered) + "." + how)
     qa = latest_results(runtime.uow(), version=version)
     snapshot = take_metrics_snapshot(runtime, actor=signer)
     with uow:
@@ -134,8 +210,11 @@ def sign_as_system(
             uow.commit()
             raise SignoffRefused("Someone signed this launch at the same moment; reload and check the record.")
         snapshot_id = snapshot.get("id") if isinstance(snapshot.get("id"), int) else None
-        row = Signoff(launch_key=launch_key, role=role, signer=signer, code_version=version,
-                      preflight={"results": preflight},
+        signed_at = utcnow()
+        row = Signoff(launch_key=launch_key, role=role, signer=signer, code_version=version, signed_at=signed_at,
+                      # The audit chain's head, frozen with the signature (see audit.chain_head).
+                      preflight={"results": preflight, "readiness": readiness,
+                                 "audit_anchor": audit_chain_head(uow, at=signed_at)},
                       qa_results={"code_version": version,
                                   "cases": {case_id: _frozen_result(r) for case_id, r in qa.items()}},
                       snapshot_id=snapshot_id, metrics=_json_safe(snapshot),
@@ -153,7 +232,9 @@ def sign_as_system(
         record(uow, actor=signer, action="golive.signoff", result="ok", target=launch_key,
                idempotency_key=f"signoff:{launch_key}:{role}",
                details={"role": role, "signoff_id": row.id, "snapshot_id": snapshot_id,
-                        "complete": _is_complete_roles({**current, role: signer})})
+                        "complete": _is_complete_roles({**current, role: signer}),
+                        "not_ready": [r.key for r in reasons],
+                        "override_reason": (readiness.get("override") or {}).get("reason")})
         uow.commit()
         return signature_row(row)
 
@@ -175,10 +256,12 @@ def _frozen_result(result: dict[str, Any]) -> dict[str, Any]:
 
 @privileged("golive.signoff")
 def sign(
-    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None
+    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None,
+    override_reason: str | None = None,
 ) -> dict[str, Any]:
     """The sign-off page's button (admins only; the role lists decide who may sign what)."""
-    return sign_as_system(role, actor=actor, settings=settings, uow=uow, runtime=runtime, note=note)
+    return sign_as_system(role, actor=actor, settings=settings, uow=uow, runtime=runtime, note=note,
+                          override_reason=override_reason)
 
 
 @dataclass(frozen=True)
@@ -214,6 +297,16 @@ def summary_markdown(launch: LaunchRecord) -> str:
         lines.append(f"- {ROLES.get(s['role'], s['role'])}: {s['signer']} at {s['signed_at']}"
                      + (f" — {s['note']}" if s["note"] else ""))
     first = launch.signatures[0]
+    lines += ["", "## Readiness (frozen at each signature)", ""]
+    for s in launch.signatures:
+        readiness = (s["preflight"] or {}).get("readiness") or {}
+        reasons = [r["text"] for r in readiness.get("reasons", [])]
+        lines.append(f"- {s['signer']}: " + ("ready" if not reasons else "not ready: " + "; ".join(reasons)))
+        override = readiness.get("override")
+        if override:
+            lines.append(f"  - OVERRIDDEN by {override['by']} at {override['at']}: {override['reason']}")
+        elif readiness.get("covered_by_override_of"):
+            lines.append(f"  - covered by the override of {readiness['covered_by_override_of']}")
     lines += ["", "## Preflight (frozen at the first signature)", "", "| Check | Severity | Result | Message |",
               "|---|---|---|---|"]
     for check in first["preflight"].get("results", []):
@@ -234,4 +327,9 @@ def summary_markdown(launch: LaunchRecord) -> str:
             for name, value in sorted((metrics.get("figures") or {}).items()):
                 if isinstance(value, int | float | str):
                     lines.append(f"  - {name}: {value}")
+            dunning = (metrics.get("figures") or {}).get("dunning") or {}
+            if dunning:
+                owed = dunning.get("open_amount_shown") or format_totals(dunning.get("open_amount") or {},
+                                                                         empty="nothing")
+                lines.append(f"  - dunning still open: {dunning.get('open_cases', 0)} case(s) owing {owed}")
     return "\n".join(lines) + "\n"

@@ -68,3 +68,20 @@ def test_non_admin_and_signed_out_see_nothing(shell_runtime: Any) -> None:
         at = page_direct_test("audit", role)
         text = page_text(at)
         assert "No access" in text and "efw.refund" not in text and not at.dataframe
+
+
+def test_deleting_the_newest_rows_shows_against_the_snapshot_anchor(shell_runtime: Any) -> None:
+    from sqlalchemy import delete, select
+
+    from services import metrics
+
+    _seed(shell_runtime)
+    metrics.take_snapshot(shell_runtime, actor="ops@example.com", hours=1)
+    at = app_test_for("audit", "admin")
+    assert "1 anchored head(s)" in page_text(at) and "unkeyed: set AUDIT_HMAC_KEY" in page_text(at)
+    with shell_runtime.uow() as uow:
+        ids = list(uow.session.execute(select(AuditLog.id).order_by(AuditLog.id)).scalars())
+        uow.session.execute(delete(AuditLog).where(AuditLog.id.in_(ids[2:])))
+        uow.commit()
+    at = app_test_for("audit", "admin")
+    assert "the newest rows were deleted" in page_text(at)

@@ -67,6 +67,7 @@ def test_dunning_page_figures(runtime: Any) -> None:
     assert (values["Entered dunning"], values["Entered SCA"], values["SCA completed"]) == ("1", "1", "1")
     assert values["Recovery rate"] == "50%" and values["Still open"] == "1"
     assert "in_open" in at.dataframe[-1].value.to_string()
+    assert list(at.dataframe[-1].value["amount"]) == ["29.00 USD"] and "2900" not in page_text(at)
 
 
 def test_other_roles_see_nothing(runtime: Any) -> None:

@@ -15,7 +15,13 @@ from db.models import AuditLog, ChecklistItem, QaResult, Signoff
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime, set_runtime
 from tests.conftest import REPO_ROOT, app_test_for, identity_for, page_direct_test, page_text
-from tests.integration.golive_fixtures import ENG_LEAD, PRODUCT_OWNER, FakePreflightGateway, golive_settings
+from tests.integration.golive_fixtures import (
+    ENG_LEAD,
+    PRODUCT_OWNER,
+    FakePreflightGateway,
+    golive_settings,
+    make_launch_ready,
+)
 
 PAGES = ("golive", "qa_matrix", "signoff")
 ADMIN_ONLY_WORDS = {"golive": "Preflight", "qa_matrix": "Cases passed", "signoff": "Readiness"}
@@ -118,6 +124,7 @@ def test_qa_page_refuses_to_run_in_live_mode(migrated_sqlite_url: str) -> None:
 
 
 def test_signoff_page_refuses_until_green_then_freezes(golive_page_runtime: Runtime) -> None:
+    make_launch_ready(golive_page_runtime)
     at = _as(ENG_LEAD, "signoff")
     assert not at.exception
     assert "QA matrix not green" in page_text(at)
@@ -215,3 +222,32 @@ def test_golive_page_shows_who_ticks_every_runbook_box(golive_page_runtime: Runt
     boxes = next(df.value for df in at.dataframe if "box" in df.value.columns)
     qa = boxes[boxes["box"] == "numzy:6:1"].iloc[0]
     assert (qa["result / status"], qa["who"]) == ("done", "admin@example.com") and qa["when"]
+
+
+def test_signoff_page_lists_what_is_not_ready_and_takes_an_eng_lead_override(golive_page_runtime: Runtime) -> None:
+    _passed_results(golive_page_runtime)
+    at = _as(ENG_LEAD, "signoff")
+    text = page_text(at)
+    assert "Not ready (" in text and "Checklist item open: Rollback owner named" in text
+    assert "The go-live time is not set" in text
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    assert "The launch is not ready" in " ".join(e.value for e in at.error)
+    with golive_page_runtime.uow() as uow:
+        assert uow.session.execute(select(Signoff)).scalars().all() == []
+    reason = "Rollback owner is Sam (on call); checklist finished on paper, go-live time set after."
+    next(t for t in at.text_area if t.label.startswith("Override reason")).set_value(reason)
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    assert not at.exception
+    assert "Signed as engineering lead" in page_text(at)
+    st.cache_data.clear()
+    at = _as(PRODUCT_OWNER, "signoff")
+    assert f"every reason is covered by the override {ENG_LEAD} signed with" in page_text(at)
+    next(s for s in at.selectbox if s.label == "Sign as").set_value("product_owner")
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    st.cache_data.clear()
+    at = _as(PRODUCT_OWNER, "signoff")
+    text = page_text(at)
+    assert "Signed off" in text and f"overridden by {ENG_LEAD}" in text and reason in text

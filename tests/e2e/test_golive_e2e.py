@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, sign_in
+from tests.e2e.conftest import ARTIFACTS, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +28,15 @@ def _open(page: Any, title: str) -> None:
     page.wait_for_selector(f"h1:has-text('{PAGE_HEADINGS[title]}')", timeout=PAGE_TIMEOUT_MS)
 
 
-def _sign(page: Any, role_label: str) -> None:
+def _sign(page: Any, role_label: str, override: str | None = None) -> None:
     _open(page, "Sign-off")
+    if override:
+        # The demo launch is not ready (checklist open, no go-live time): the eng lead overrides in writing.
+        page.wait_for_selector("text=/Not ready \\(\\d+\\)/", timeout=PAGE_TIMEOUT_MS)
+        box = page.get_by_role("textbox", name="Override reason (engineering lead only, when not ready)")
+        box.fill(override)  # inside the form: sent with the Sign off click below
     if role_label != "Engineering lead":
+        wait_until_idle(page)  # a click while the page still reruns closes the dropdown again
         page.locator("[data-testid='stSelectbox']").first.click()
         page.get_by_role("option", name=role_label).click()
     page.get_by_role("button", name="Sign off").click()
@@ -62,7 +68,7 @@ def test_qa_matrix_then_two_person_signoff(demo_server: Any, page: Any) -> None:
     assert re.search(r"QA run \d+: 8/8 passed", body), body[-3000:]
     assert "8/8" in body
 
-    _sign(page, "Engineering lead")
+    _sign(page, "Engineering lead", override="Demo launch: checklist worked on paper, go-live time set after.")
     _sign_out(page)
 
     sign_in(page, demo_server, demo_server.product_owner_email)
@@ -73,6 +79,7 @@ def test_qa_matrix_then_two_person_signoff(demo_server: Any, page: Any) -> None:
     body = page.inner_text("body")
     assert demo_server.eng_lead_email in body and demo_server.product_owner_email in body
     assert page.get_by_role("button", name="Sign off").count() == 0  # read-only now
+    assert f"overridden by {demo_server.eng_lead_email}" in body
     # The record's tables render before the button; under load it can trail the "frozen" banner.
     page.get_by_role("button", name="Download summary (markdown)").wait_for(timeout=PAGE_TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / "golive_signed_off.png"), full_page=True)

@@ -165,6 +165,7 @@ def test_dunning_recovery_figures(migrated_url: str) -> None:
                                                                              ("2026-11-23", 1, 0)]
     still_open = dunning.open_cases(UnitOfWork(migrated_url), now=T0 + timedelta(hours=12))
     assert [(c["invoice"], c["kind"]) for c in still_open] == [("in_c", "dunning"), ("in_e", "SCA")]
+    assert [c["amount"] for c in still_open] == ["29.00 USD", "29.00 USD"]  # as read, not minor units
 
 
 def test_seeded_month_through_the_pipeline_gives_exact_figures(runtime_factory: Any, emulator: Any) -> None:

@@ -16,13 +16,21 @@ from services.auth import AccessDenied
 from services.qa_matrix import CASE_IDS, code_version, record_manual_result
 from services.runtime import Runtime
 from services.signoff import SignoffRefused, launch_record, sign, summary_markdown
-from tests.integration.golive_fixtures import ADMIN, ENG_LEAD, PRODUCT_OWNER, FakePreflightGateway, golive_settings
+from tests.integration.golive_fixtures import (
+    ADMIN,
+    ENG_LEAD,
+    PRODUCT_OWNER,
+    FakePreflightGateway,
+    golive_settings,
+    make_launch_ready,
+)
 
 
 @pytest.fixture
 def golive_runtime(migrated_url: str) -> Runtime:
     runtime = Runtime(golive_settings(migrated_url))
     runtime.__dict__["gateway"] = FakePreflightGateway()
+    make_launch_ready(runtime)
     return runtime
 
 
@@ -114,6 +122,7 @@ def test_same_person_twice_is_refused(golive_runtime: Runtime, migrated_url: str
     both = golive_settings(migrated_url, SIGNOFF_PRODUCT_OWNERS=f"{ENG_LEAD},{PRODUCT_OWNER}")
     runtime = Runtime(both)
     runtime.__dict__["gateway"] = FakePreflightGateway()
+    make_launch_ready(runtime)
     _record_results(runtime)
     _sign(runtime, "eng_lead", ENG_LEAD)
     with pytest.raises(SignoffRefused, match="two different people"):
@@ -164,3 +173,91 @@ def test_the_database_allows_one_signature_per_role(golive_runtime: Runtime) -> 
     with golive_runtime.uow() as uow, pytest.raises(IntegrityError):
         uow.session.add(Signoff(launch_key="go-live@x", role="eng_lead", signer="other.lead@example.com"))
         uow.commit()
+
+
+def _reopen(runtime: Runtime, key: str) -> None:
+    from services.checklist import update_item
+
+    update_item(key, owner=ADMIN, status="open", note="not yet", actor=ADMIN, settings=runtime.settings,
+                uow=runtime.uow())
+
+
+def _clear_golive_time(runtime: Runtime) -> None:
+    from sqlalchemy import delete
+
+    from db.models import AppSetting
+    from services.metrics import GOLIVE_KEY
+
+    with runtime.uow() as uow:
+        uow.session.execute(delete(AppSetting).where(AppSetting.key == GOLIVE_KEY))
+        uow.commit()
+
+
+def _fire_invalid_signature_alert(runtime: Runtime) -> None:
+    from services import metric_points
+
+    with runtime.uow() as uow:
+        metric_points.record_metric(uow, metric_points.WEBHOOK_INVALID_SIGNATURE,
+                                    value=runtime.settings.alert_invalid_signatures_per_hour)
+        uow.commit()
+
+
+def test_not_ready_is_refused_with_every_reason(golive_runtime: Runtime) -> None:
+    _record_results(golive_runtime)
+    _reopen(golive_runtime, "rollback_owner")
+    _clear_golive_time(golive_runtime)
+    _fire_invalid_signature_alert(golive_runtime)
+    with pytest.raises(SignoffRefused) as refused:
+        _sign(golive_runtime, "eng_lead", ENG_LEAD)
+    message = refused.value.message
+    assert "Checklist item open: Rollback owner named" in message
+    assert "Alert firing: Invalid webhook signatures" in message
+    assert "go-live time is not set" in message
+    assert "can override with a written reason" in message
+    assert _signoff_count(golive_runtime) == 0
+    assert _audit(golive_runtime)[-1][1] == "refused"
+    # The product owner cannot sign first, nor override.
+    with pytest.raises(SignoffRefused, match="not ready"):
+        _sign(golive_runtime, "product_owner", PRODUCT_OWNER)
+    with pytest.raises(SignoffRefused, match="Only an engineering lead"):
+        sign("product_owner", actor=PRODUCT_OWNER, settings=golive_runtime.settings, uow=golive_runtime.uow(),
+             runtime=golive_runtime, override_reason="We launch anyway because marketing said so today.")
+    assert _signoff_count(golive_runtime) == 0
+
+
+def test_an_eng_lead_override_needs_a_reason_and_is_frozen(golive_runtime: Runtime) -> None:
+    _record_results(golive_runtime)
+    _reopen(golive_runtime, "support_macros")
+    with pytest.raises(SignoffRefused, match="at least 20 characters"):
+        sign("eng_lead", actor=ENG_LEAD, settings=golive_runtime.settings, uow=golive_runtime.uow(),
+             runtime=golive_runtime, override_reason="because")
+    reason = "Support macros are written; the helpdesk import runs tonight, owner Sam."
+    first = sign("eng_lead", actor=ENG_LEAD, settings=golive_runtime.settings, uow=golive_runtime.uow(),
+                 runtime=golive_runtime, override_reason=reason)
+    frozen = first["preflight"]["readiness"]
+    assert frozen["override"]["by"] == ENG_LEAD and frozen["override"]["reason"] == reason
+    assert frozen["override"]["covers"] == ["checklist:support_macros"]
+    # The product owner signs for exactly the reasons the override named ...
+    second = _sign(golive_runtime, "product_owner", PRODUCT_OWNER)
+    assert second["preflight"]["readiness"]["covered_by_override_of"] == ENG_LEAD
+    record = launch_record(golive_runtime.uow(), version=code_version())
+    assert record is not None and record.complete
+    summary = summary_markdown(record)
+    assert f"OVERRIDDEN by {ENG_LEAD}" in summary and reason in summary
+    with golive_runtime.uow() as uow:
+        row = uow.session.execute(select(AuditLog).where(AuditLog.action == "golive.signoff",
+                                                         AuditLog.result == "ok").order_by(AuditLog.id)).scalars()
+        details = [r.details for r in row]
+    assert details[0]["override_reason"] == reason and details[0]["not_ready"] == ["checklist:support_macros"]
+
+
+def test_a_new_reason_after_the_override_still_refuses_the_second_signature(golive_runtime: Runtime) -> None:
+    _record_results(golive_runtime)
+    _reopen(golive_runtime, "support_macros")
+    sign("eng_lead", actor=ENG_LEAD, settings=golive_runtime.settings, uow=golive_runtime.uow(),
+         runtime=golive_runtime, override_reason="Support macros are written; the import runs tonight.")
+    _fire_invalid_signature_alert(golive_runtime)
+    with pytest.raises(SignoffRefused, match="Invalid webhook signatures") as refused:
+        _sign(golive_runtime, "product_owner", PRODUCT_OWNER)
+    assert "Support macros" not in refused.value.message  # covered by the override
+    assert _signoff_count(golive_runtime) == 1

@@ -41,3 +41,27 @@ def test_bulk_keeps_going_past_failures_and_reports_progress() -> None:
     assert outcomes[1].message == "The charge is disputed now"
     assert "RuntimeError" in outcomes[2].message and "database went away" not in outcomes[2].message
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def _efw_row(efw_id: str, amount: int, refunded: int = 0, *, currency: str = "usd", status: str = "open",
+             actionable: bool = True, dispute_id: str | None = None) -> efw.EfwRow:
+    return efw.EfwRow(id=efw_id, created=None, charge_id=f"ch_{efw_id}", customer_email=None, amount=amount,
+                      amount_refunded=refunded, currency=currency, fraud_type=None, actionable=actionable,
+                      status=status, actor=None, decided_at=None, reason=None, refund_id=None,
+                      dispute_id=dispute_id, dispute_status="needs_response" if dispute_id else None)
+
+
+def test_bulk_refund_plan_sends_each_refundable_remainder_and_totals_only_those() -> None:
+    planned = efw.plan_bulk_refund([
+        _efw_row("full", 1000), _efw_row("partial", 2900, 900), _efw_row("disputed", 900, dispute_id="dp_1"),
+        _efw_row("done", 500, 500), _efw_row("stale", 700, actionable=False),
+        _efw_row("ignored", 300, status="ignored"), _efw_row("yen", 1000, currency="jpy"),
+    ])
+    assert [(p.row.id, p.amount, p.shown) for p in planned] == [
+        ("full", 1000, "10.00 USD"), ("partial", 2000, "20.00 USD"), ("disputed", 0, "0.00 USD"),
+        ("done", 0, "0.00 USD"), ("stale", 0, "0.00 USD"), ("ignored", 0, "0.00 USD"), ("yen", 1000, "1,000 JPY")]
+    reasons = {p.row.id: p.skip_reason for p in planned}
+    assert reasons["full"] is None and reasons["partial"] is None and reasons["yen"] is None
+    assert "disputed" in str(reasons["disputed"]) and "fully refunded" in str(reasons["done"])
+    assert "actionable" in str(reasons["stale"]) and "ignored" in str(reasons["ignored"])
+    assert efw.planned_totals(planned) == {"usd": 3000, "jpy": 1000}
