@@ -144,9 +144,12 @@ def serve_webhooks(port: int, host: str, workers: int) -> None:
     """The webhook receiver: POST /billing/webhook, GET /healthz, GET /metrics."""
     import uvicorn
 
-    load_settings()  # fail fast, with one line, before any worker starts
+    from webhooks.server import uvicorn_options
+
+    settings = load_settings()  # fail fast, with one line, before any worker starts
+    # Bounded connections and timeouts (WEBHOOK_LIMIT_CONCURRENCY and friends, see webhooks/server.py).
     uvicorn.run("webhooks.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level="warning", **uvicorn_options(settings))
 
 
 @main.command()

@@ -170,6 +170,15 @@ class Settings(BaseSettings):
     console_webhook_url: str | None = Field(None, validation_alias="CONSOLE_WEBHOOK_URL")
     # Process events right after storing them (demo) instead of leaving them to `worker`.
     webhook_process_inline: bool = Field(False, validation_alias="WEBHOOK_PROCESS_INLINE")
+    # The receiver's server limits (`serve-webhooks`, uvicorn): open connections before new requests
+    # get 503, seconds an idle keep-alive connection stays open, seconds a connection may take to send
+    # its request line and headers (idle or slow connections are closed), header bytes per request,
+    # and the listen backlog.
+    webhook_limit_concurrency: int = Field(1000, gt=0, validation_alias="WEBHOOK_LIMIT_CONCURRENCY")
+    webhook_keep_alive_seconds: int = Field(5, gt=0, validation_alias="WEBHOOK_KEEP_ALIVE_SECONDS")
+    webhook_header_timeout_seconds: float = Field(10.0, gt=0, validation_alias="WEBHOOK_HEADER_TIMEOUT_SECONDS")
+    webhook_max_header_bytes: int = Field(16384, ge=1024, validation_alias="WEBHOOK_MAX_HEADER_BYTES")
+    webhook_backlog: int = Field(2048, gt=0, validation_alias="WEBHOOK_BACKLOG")
     # Policy text used to draft dispute evidence.
     refund_policy_text: str = Field(
         "Refunds are available within 14 days of a charge on request to support.",
