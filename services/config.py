@@ -203,6 +203,8 @@ class Settings(BaseSettings):
     alert_invalid_signatures_per_hour: int = Field(
         10, ge=0, validation_alias="ALERT_INVALID_SIGNATURES_PER_HOUR"
     )
+    # A kill switch left on longer than this fires an alert (0 turns the alert off).
+    alert_switch_paused_minutes: int = Field(60, ge=0, validation_alias="ALERT_SWITCH_PAUSED_MINUTES")
 
     @field_validator(
         "stripe_webhook_allowed_events",

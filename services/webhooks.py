@@ -492,11 +492,15 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-def process_event(runtime: Any, event_id: str, *, now: datetime | None = None) -> bool:
-    """Apply one stored event's effects; True when it is processed."""
+def process_event(runtime: Any, event_id: str, *, now: datetime | None = None, respect_switch: bool = True) -> bool:
+    """Apply one stored event's effects; True when it is processed. While the `processing`
+    kill switch is on the event stays stored, unclaimed, in the backlog."""
     from services.event_handlers import handle_event
+    from services.switches import switch_state
 
     moment = now or utcnow()
+    if respect_switch and switch_state(runtime.uow(), "processing").paused:
+        return False
     if not _claim(runtime, event_id, moment):
         return False
     try:
@@ -535,8 +539,13 @@ def process_event(runtime: Any, event_id: str, *, now: datetime | None = None) -
 
 
 def process_pending(runtime: Any, *, limit: int = 100, now: datetime | None = None) -> int:
-    """Process due events oldest first (pending, failed past their backoff, expired claims)."""
+    """Process due events oldest first (pending, failed past their backoff, expired claims);
+    nothing while the `processing` kill switch is on (checked once per batch)."""
+    from services.switches import switch_state
+
     moment = now or utcnow()
+    if switch_state(runtime.uow(), "processing").paused:
+        return 0
     with runtime.uow() as uow:
         due = list(
             uow.session.execute(
@@ -551,13 +560,16 @@ def process_pending(runtime: Any, *, limit: int = 100, now: datetime | None = No
                 .limit(limit)
             ).scalars()
         )
-    return sum(1 for event_id in due if process_event(runtime, event_id, now=moment))
+    return sum(1 for event_id in due if process_event(runtime, event_id, now=moment, respect_switch=False))
 
 
 @privileged("webhooks.replay")
 def replay_event(event_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any) -> bool:
     """Run a stored event's handlers again (failed ones, or any on request). Handlers are
     idempotent, so replaying a processed event changes nothing."""
+    from services.switches import refuse_if_paused
+
+    refuse_if_paused(uow, "processing", actor=actor, action="webhooks.replay")
     with uow:
         row = uow.session.get(StripeEvent, event_id)
         if row is None:
