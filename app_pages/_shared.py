@@ -227,14 +227,17 @@ _LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
 # resolved, so escaping cannot stop them; an invisible WORD JOINER before every ":", "." and "@"
 # does (the text reads the same; a copy carries the invisible joiners).
 WORD_JOINER = "\u2060"
-_AUTOLINK_BREAK = re.compile(r"(?=\\[:.@])")
+# GFM autolinks `scheme://…` and `www.…` even after escapes: an invisible word joiner between
+# the scheme and its colon (or after "www") stops it. Emails are left exact (ops copy them; an
+# autolinked email is only a mailto: link, no fetch and no other site).
+_AUTOLINK_BREAK = re.compile(r"(?i)(?<=[a-z])(?=\\:(?:\\?/){2})|(?<=\bwww)(?=\\\.)")
 
 
 def plain(value: object) -> str:
     """`value` (customer- or Stripe-controlled text) escaped for any Markdown-rendering element
     (st.markdown/write/caption/info/success/warning/error, headings, labels, help), so it shows
-    exactly as typed: no link (not even an autolinked URL or email), image, HTML, formatting or new
-    block. Line breaks become spaces.
+    exactly as typed: no link (not even an autolinked URL; an email may become a mailto: link),
+    image, HTML, formatting or new block. Line breaks become spaces.
     Not for plain-text elements (st.text, st.code, dataframes, selectbox options), which
     would show the backslashes."""
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))

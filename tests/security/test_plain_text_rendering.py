@@ -42,9 +42,10 @@ UNESCAPED = [
     re.compile(r"(?<!\\)`c(?<!\\)`"),                   # code span from the email
 ]
 
-# GitHub-flavoured Markdown autolinks URLs and emails in the text *after* escapes are resolved
+# GitHub-flavoured Markdown autolinks URLs in the text *after* escapes are resolved
 # (so "http\\://…" still becomes a link); what that pass sees must hold none.
-AUTOLINKED = re.compile(r"(?i)(?:https?://|www\.)evil\.test|[-.\w+]+@evil\.test")
+# Emails may autolink: only to mailto:, no fetch, no other site; ops copy them, so they stay exact.
+AUTOLINKED = re.compile(r"(?i)(?:https?://|www\.)evil\.test")
 _ESCAPE_PAIR = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 

@@ -6,6 +6,7 @@ the other Stripe mode. Each is refused with a 4xx, never a 5xx, and writes no ev
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import hmac
 import json
@@ -107,7 +108,9 @@ def _asgi_post(app: Any, headers: list[tuple[bytes, bytes]], chunk: bytes, total
              "path": PATH, "raw_path": PATH.encode(), "query_string": b"", "root_path": "",
              "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
              "server": ("testserver", 80), "client": ("127.0.0.1", 5000)}
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: another test's Playwright (sync API) may own this thread's event loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     start = next(m for m in messages if m["type"] == "http.response.start")
     return start["status"], dict(start["headers"]), pulled
 
