@@ -118,7 +118,7 @@ def create_app_from_env() -> Starlette:
     from services.runtime import Runtime
 
     runtime = Runtime(load_settings())
-    configure_logging()
+    configure_logging(settings=runtime.settings)  # scrubs this deployment's own secret values too
     init_sentry(runtime.settings)
     return create_app(runtime)
 
