@@ -16,7 +16,10 @@ elif not _shared.user_is_admin(identity):
     _shared.render_account_sidebar(identity)
     navigation = st.navigation([st.Page(_shared.render_no_access, title="No access", url_path="no-access")])
 else:
+    from app_pages._banners import render_switch_banners
+
     _shared.render_account_sidebar(identity)
+    render_switch_banners()
     navigation = st.navigation(
         {section: [st.Page(path, title=title, url_path=slug) for path, title, slug in pages]
          for section, pages in ADMIN_SECTIONS.items()}

@@ -25,7 +25,11 @@ def friendly_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from services.reconciliation import ReconcileError
         from services.stripe_gateway import StripeGatewayError
+        from services.switches import SwitchError
+
+        refused_errors = (ReconcileError, SwitchError)
 
         try:
             return fn(*args, **kwargs)
@@ -35,6 +39,9 @@ def friendly_errors(fn: F) -> F:
         except StripeGatewayError as error:
             click.echo(f"Stripe error: {error.message}", err=True)
             sys.exit(3)
+        except refused_errors as error:
+            click.echo(f"Refused: {getattr(error, 'message', None) or error}", err=True)
+            sys.exit(4)
 
     return wrapper  # type: ignore[return-value]
 
@@ -44,7 +51,7 @@ def _runtime() -> Any:
     from services.runtime import Runtime, set_runtime
 
     runtime = Runtime(load_settings())
-    configure_logging()
+    configure_logging(settings=runtime.settings)
     init_sentry(runtime.settings)
     set_runtime(runtime)
     return runtime
@@ -144,9 +151,12 @@ def serve_webhooks(port: int, host: str, workers: int) -> None:
     """The webhook receiver: POST /billing/webhook, GET /healthz, GET /metrics."""
     import uvicorn
 
-    load_settings()  # fail fast, with one line, before any worker starts
+    from webhooks.server import uvicorn_options
+
+    settings = load_settings()  # fail fast, with one line, before any worker starts
+    # Bounded connections and timeouts (WEBHOOK_LIMIT_CONCURRENCY and friends, see webhooks/server.py).
     uvicorn.run("webhooks.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level="warning", **uvicorn_options(settings))
 
 
 @main.command()
@@ -157,6 +167,56 @@ def worker(once: bool) -> None:
     from services.worker import run_worker
 
     run_worker(_runtime(), once=once, echo=click.echo)
+
+
+# --- kill switches -----------------------------------------------------------------------
+SWITCH_CHOICE = click.Choice(["processing", "reconcile"])
+
+
+@main.command()
+@click.argument("switch", type=SWITCH_CHOICE)
+@click.option("--reason", required=True, help="Why (stored, audited and shown on every page).")
+@click.option("--actor", default="cli", show_default=True, help="Who is pausing (recorded).")
+@friendly_errors
+def pause(switch: str, reason: str, actor: str) -> None:
+    """Pause event processing or automated downgrades on every worker within one poll."""
+    from services.switches import set_switch_as_system
+
+    state = set_switch_as_system(switch, paused=True, reason=reason, actor=actor, uow=_runtime().uow())
+    click.echo(f"{switch} paused by {state.by} at {state.since_text}: {state.reason}")
+
+
+@main.command()
+@click.argument("switch", type=SWITCH_CHOICE)
+@click.option("--actor", default="cli", show_default=True, help="Who is resuming (recorded).")
+@friendly_errors
+def resume(switch: str, actor: str) -> None:
+    """Resume a paused switch; held events are then processed in Stripe's order."""
+    from services.switches import set_switch_as_system
+
+    set_switch_as_system(switch, paused=False, reason=None, actor=actor, uow=_runtime().uow())
+    click.echo(f"{switch} resumed.")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable switches and backlog.")
+@friendly_errors
+def status(as_json: bool) -> None:
+    """The kill switches and the event backlog."""
+    from services.switches import status as switch_status
+
+    runtime = _runtime()
+    report = switch_status(runtime.uow)
+    if as_json:
+        _print_json(report)
+        return
+    for name in ("processing", "reconcile"):
+        state = report[name]
+        click.echo(f"{name:<11} " + (f"PAUSED by {state['by']} since {state['since']}: {state['reason']}"
+                                     if state["paused"] else "running"))
+    backlog = report["backlog"]
+    age = "-" if backlog["oldest_age_seconds"] is None else f"{backlog['oldest_age_seconds']:.0f} s"
+    click.echo(f"backlog     {backlog['events']} event(s) waiting, oldest {age}")
 
 
 # --- reconciliation, sync, prune ---------------------------------------------------------
@@ -178,9 +238,9 @@ def reconcile(apply_changes: bool, as_json: bool) -> None:
             actor="cli",
             trigger="cli",
         )
-    except ReconcileRefused as refused:  # nothing ran and no run was stored
+    except ReconcileRefused as refused:  # nothing ran and no run was stored; exit 4 like every refusal
         click.echo(refused.message, err=True)
-        sys.exit(2)
+        sys.exit(4)
     if as_json:
         _print_json(run_to_json(report))
     else:

@@ -6,6 +6,7 @@ Gating never rests on navigation alone: each admin page calls
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def render_no_access() -> None:
     identity = current_user()
     st.title("No access")
     st.write(
-        f"You are signed in as **{identity.email if identity else 'unknown'}**, which is not an admin of this "
+        f"You are signed in as **{plain(identity.email if identity else 'unknown')}**, which is not an admin of this "
         "console. Ask the billing team to add you to ADMIN_EMAILS."
     )
     if st.button("Sign out"):
@@ -198,7 +199,7 @@ def render_no_access() -> None:
 def render_account_sidebar(identity: Identity) -> None:
     with st.sidebar:
         settings = runtime().settings
-        st.caption(f"Signed in as {identity.email} · Stripe {settings.stripe_mode} mode")
+        st.caption(f"Signed in as {plain(identity.email)} · Stripe {settings.stripe_mode} mode")
         if st.button("Sign out", key="sidebar_sign_out"):
             sign_out("You are signed out.")
             st.rerun()
@@ -207,10 +208,37 @@ def render_account_sidebar(identity: Identity) -> None:
 def show_error(error: Exception) -> None:
     """One clear message for a refused or failed action; never a traceback."""
     message = getattr(error, "message", None) or str(error) or error.__class__.__name__
-    st.error(message)
+    st.error(plain(message))  # messages can quote customer or Stripe text
 
 
 def stripe_dashboard_url(object_path: str) -> str:
     """Link to an object in the Stripe Dashboard, in the right mode."""
     prefix = "" if runtime().settings.stripe_mode == "live" else "test/"
     return f"https://dashboard.stripe.com/{prefix}{object_path}"
+
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark, and an escaped one is
+# shown literally; these are the ones GitHub-flavoured Markdown and Streamlit's additions give a
+# meaning (links and images, emphasis, code, headings, lists, tables, strikethrough, raw HTML,
+# entities, autolinks such as http:// and www., :color[...] directives, :emoji: and $LaTeX$).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:&=^@])")
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
+# GFM's literal autolinks (http://, www., name@host.tld) are found in the text after escapes are
+# resolved, so escaping cannot stop them; an invisible WORD JOINER before every ":", "." and "@"
+# does (the text reads the same; a copy carries the invisible joiners).
+WORD_JOINER = "\u2060"
+# GFM autolinks `scheme://…` and `www.…` even after escapes: an invisible word joiner between
+# the scheme and its colon (or after "www") stops it. Emails are left exact (ops copy them; an
+# autolinked email is only a mailto: link, no fetch and no other site).
+_AUTOLINK_BREAK = re.compile(r"(?i)(?<=[a-z])(?=\\:(?:\\?/){2})|(?<=\bwww)(?=\\\.)")
+
+
+def plain(value: object) -> str:
+    """`value` (customer- or Stripe-controlled text) escaped for any Markdown-rendering element
+    (st.markdown/write/caption/info/success/warning/error, headings, labels, help), so it shows
+    exactly as typed: no link (not even an autolinked URL; an email may become a mailto: link),
+    image, HTML, formatting or new block. Line breaks become spaces.
+    Not for plain-text elements (st.text, st.code, dataframes, selectbox options), which
+    would show the backslashes."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    return _AUTOLINK_BREAK.sub(WORD_JOINER, escaped)

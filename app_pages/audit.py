@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._shared import require_admin, runtime
-from services import audit
+from services import audit, exports
 
 identity = require_admin()
 rt = runtime()
@@ -60,7 +60,8 @@ if not entries:
     st.info("No audit entries match these filters yet.")
     st.stop()
 
-rows = pd.DataFrame(audit.entries_as_rows(entries))
+plain_rows = audit.entries_as_rows(entries)
+rows = pd.DataFrame(plain_rows)
 denied = int((rows["result"] == "denied").sum())
 st.metric("Entries shown", len(rows), help="Newest first; at most 2,000 per view.")
 if denied:
@@ -68,7 +69,7 @@ if denied:
 st.dataframe(rows, hide_index=True, width="stretch")
 st.download_button(
     "Download CSV",
-    rows.to_csv(index=False).encode(),
+    exports.csv_bytes(plain_rows, audit.AUDIT_CSV_COLUMNS),
     file_name=f"audit-log-{today.isoformat()}.csv",
     mime="text/csv",
 )

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
+from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
 from db.models.base import utcnow
 from services import dispute_evidence as ev
 from services import disputes
@@ -71,7 +71,8 @@ chosen = st.selectbox("Dispute", [d.id for d in queue.rows],
                                                  f"{d.customer_email or 'unknown'}" for d in queue.rows if d.id == i))
 context = disputes.get_context(rt.uow(), chosen, rt.gateway)
 dispute = context.dispute
-st.subheader(f"{money(dispute.amount, dispute.currency)} · {dispute.reason or 'general'} · {dispute.status}")
+st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "
+             f"{plain(dispute.status)}")
 read_only_reason = disputes.read_only_reason(dispute, now)
 if read_only_reason:
     st.warning(read_only_reason)
@@ -80,15 +81,16 @@ info = st.columns(3)
 charge = context.charge or {}
 card = (charge.get("payment_method_details") or {}).get("card") or {}
 outcome = charge.get("outcome") or {}
-info[0].markdown(f"**Charge** `{dispute.charge_id}`  \nCard: {card.get('brand', '?')} ···{card.get('last4', '?')} "
-                 f"({card.get('country', '?')})  \n3DS: {(card.get('three_d_secure') or {}).get('result', 'none')}"
-                 f"  \nRadar risk: {outcome.get('risk_level', '?')} ({outcome.get('risk_score', '?')})")
+info[0].markdown(f"**Charge** {plain(dispute.charge_id)}  \nCard: {plain(card.get('brand', '?'))} "
+                 f"···{plain(card.get('last4', '?'))} ({plain(card.get('country', '?'))})  \n"
+                 f"3DS: {plain((card.get('three_d_secure') or {}).get('result', 'none'))}  \n"
+                 f"Radar risk: {plain(outcome.get('risk_level', '?'))} ({plain(outcome.get('risk_score', '?'))})")
 if context.charge_error:
-    info[0].caption(f"Live charge unavailable: {context.charge_error}")
+    info[0].caption(f"Live charge unavailable: {plain(context.charge_error)}")
 customer = context.customer
-info[1].markdown(f"**Customer** {customer.name if customer else 'unknown'}  \n"
-                 f"{customer.email if customer else dispute.customer_email or ''}  \n"
-                 + ", ".join(f"{s.plan or '?'} ({s.status})" for s in context.subscriptions))
+info[1].markdown(f"**Customer** {plain(customer.name if customer and customer.name else 'unknown')}  \n"
+                 f"{plain((customer.email if customer else dispute.customer_email) or '')}  \n"
+                 + ", ".join(f"{plain(s.plan or '?')} ({plain(s.status)})" for s in context.subscriptions))
 info[2].markdown(f"**Due by** {dispute.due_by:%Y-%m-%d %H:%M} UTC  \n"
                  f"{disputes.urgency(dispute.due_by, dispute.status, now) or 'on time'}"
                  if dispute.due_by else "**Due by** n/a")
@@ -100,13 +102,13 @@ with st.expander(f"Billing history: {len(context.invoices)} invoices, {len(conte
                                     "amount": money(i.amount_due, i.currency), "plan": i.plan}
                                    for i in context.invoices]), hide_index=True)
     for other in context.other_disputes:
-        st.write(f"Other dispute {other.id}: {other.status}, {money(other.amount, other.currency)}")
+        st.write(f"Other dispute {plain(other.id)}: {plain(other.status)}, {money(other.amount, other.currency)}")
     for warning in context.fraud_warnings:
-        st.write(f"Early fraud warning {warning.id}: {warning.fraud_type}, {warning.status}")
+        st.write(f"Early fraud warning {plain(warning.id)}: {plain(warning.fraud_type)}, {plain(warning.status)}")
 
 read_only = read_only_reason is not None
 advice, key_fields = ev.guidance_for(dispute.reason)
-st.info(f"**{(dispute.reason or 'general').replace('_', ' ')}**: {advice} Most useful: "
+st.info(f"**{plain((dispute.reason or 'general').replace('_', ' '))}**: {advice} Most useful: "
         + ", ".join(ev.ALL_FIELDS[f].label for f in key_fields))
 saved = dict(context.draft.fields) if context.draft else {}
 files = dict(context.draft.files) if context.draft else {}
@@ -122,7 +124,7 @@ with st.form(f"evidence_{dispute.id}"):
             if evidence_field.is_file:
                 attached = files.get(evidence_field.name)
                 if attached:
-                    st.caption(f"{evidence_field.label}: {attached['filename']}")
+                    st.caption(f"{evidence_field.label}: {plain(attached['filename'])}")
                 continue
             widget = st.text_area if evidence_field.multiline else st.text_input
             values[evidence_field.name] = widget(evidence_field.label, value=initial.get(evidence_field.name, ""),
@@ -150,7 +152,7 @@ if not read_only:
             except Exception as error:
                 show_error(error)
             else:
-                st.session_state["dispute_flash"] = (True, f"Attached {upload.name}.")
+                st.session_state["dispute_flash"] = (True, f"Attached {plain(upload.name)}.")
                 st.rerun()
 
     def _close() -> None:
@@ -160,7 +162,7 @@ if not read_only:
     def confirm_submit() -> None:
         lines = disputes.submission_summary(rt.uow(), dispute.id)
         st.write(f"This sends the saved evidence for the **{money(dispute.amount, dispute.currency)}** dispute "
-                 f"`{dispute.id}` to the card network in Stripe **{mode}** mode. It can be submitted only once; "
+                 f"{plain(dispute.id)} to the card network in Stripe **{mode}** mode. It can be submitted only once; "
                  "the form becomes read-only.")
         who = customer.name if customer and customer.name else None
         email_shown = customer.email if customer and customer.email else dispute.customer_email
@@ -176,14 +178,14 @@ if not read_only:
                 disputes.submit_evidence(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
                                          gateway=rt.gateway)
             except Exception as error:
-                st.session_state["dispute_flash"] = (False, getattr(error, "message", str(error)))
+                st.session_state["dispute_flash"] = (False, plain(getattr(error, "message", str(error))))
             else:
                 st.session_state["dispute_flash"] = (True, "Evidence submitted; the dispute is under review.")
             st.rerun()
 
     @st.dialog("Accept this dispute?", on_dismiss=_close)
     def confirm_accept() -> None:
-        st.write(f"Accepting closes `{dispute.id}` in Stripe **{mode}** mode and gives up "
+        st.write(f"Accepting closes {plain(dispute.id)} in Stripe **{mode}** mode and gives up "
                  f"**{money(dispute.amount, dispute.currency)}** to the cardholder. This cannot be undone.")
         if st.button(f"Accept and lose {money(dispute.amount, dispute.currency)}", type="primary"):
             _close()
@@ -191,7 +193,7 @@ if not read_only:
                 disputes.accept_dispute(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
                                         gateway=rt.gateway)
             except Exception as error:
-                st.session_state["dispute_flash"] = (False, getattr(error, "message", str(error)))
+                st.session_state["dispute_flash"] = (False, plain(getattr(error, "message", str(error))))
             else:
                 st.session_state["dispute_flash"] = (True, "Dispute accepted and closed.")
             st.rerun()

@@ -8,10 +8,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, require_admin, runtime, show_error
+from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from db.models.base import utcnow
+from services import exports, metrics
 from services import metric_points as m
-from services import metrics
 
 identity = require_admin()
 rt = runtime()
@@ -60,7 +60,7 @@ else:
 alerts = metrics.active_alerts(rt.uow(), settings=rt.settings)
 metrics.send_alerts(rt.uow(), alerts)
 for alert in alerts:
-    st.error(f"**{alert.title}**: {alert.detail}")
+    st.error(f"**{alert.title}**: {plain(alert.detail)}")
 
 GROUPS = {
     "Webhooks": [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.WEBHOOK_INVALID_SIGNATURE],
@@ -87,7 +87,7 @@ def charts() -> None:
         frame = pd.DataFrame([{"hour": hour, "metric": name, "count": count}
                               for name in names for hour, count in data.series[name]])
         st.plotly_chart(px.line(frame, x="hour", y="count", color="metric", markers=True), width="stretch")
-    st.download_button("Download CSV", pd.DataFrame(data.rows()).to_csv(index=False).encode(),
+    st.download_button("Download CSV", exports.csv_bytes(data.rows()),
                        file_name=f"first-24h-{start:%Y%m%dT%H}.csv", mime="text/csv")
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
+from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
 from db.models.base import utcnow
 from services import fraud_warnings as efw
 from services.money import format_money as money
@@ -92,20 +92,20 @@ else:
                                                      for r in queue.rows if r.id == i))
     row = next(r for r in queue.rows if r.id == chosen)
     detail = st.columns(4)
-    detail[0].write(f"**Issuer fraud type:** {row.fraud_type or 'n/a'}")
+    detail[0].write(f"**Issuer fraud type:** {plain(row.fraud_type or 'n/a')}")
     detail[1].write(f"**Actionable (Stripe):** {'yes' if row.actionable else 'no'}")
-    detail[2].write(f"**Internal status:** {row.status}" + (f" by {row.actor}" if row.actor else ""))
+    detail[2].write(f"**Internal status:** {plain(row.status)}" + (f" by {plain(row.actor)}" if row.actor else ""))
     detail[3].link_button("Open charge in Stripe", stripe_dashboard_url(f"payments/{row.charge_id}"))
     if row.reason:
-        st.caption(f"Reason: {row.reason}")
+        st.caption(f"Reason: {plain(row.reason)}")
 
     def _close_refund() -> None:
         st.session_state.pop("efw_refund_target", None)
 
     @st.dialog("Refund the full amount?", on_dismiss=_close_refund)
     def confirm_refund(target: efw.EfwRow) -> None:
-        st.write(f"Refund **{money(target.remaining, target.currency)}** on charge `{target.charge_id}` "
-                 f"({target.customer_email or 'unknown customer'}) in Stripe **{mode}** mode, reason "
+        st.write(f"Refund **{money(target.remaining, target.currency)}** on charge {plain(target.charge_id)} "
+                 f"({plain(target.customer_email or 'unknown customer')}) in Stripe **{mode}** mode, reason "
                  f"*fraudulent*. The charge and warning are re-checked at Stripe first.")
         if st.button(f"Refund {money(target.remaining, target.currency)}", type="primary"):
             _close_refund()
@@ -113,10 +113,10 @@ else:
                 result = efw.refund_fraud_warning(target.id, confirmed_amount=target.remaining, actor=identity.email,
                                                   settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
             except Exception as error:  # refused or failed: plain words, nothing changed locally
-                st.session_state["efw_flash"] = (False, getattr(error, "message", str(error)))
+                st.session_state["efw_flash"] = (False, plain(getattr(error, "message", str(error))))
             else:
                 st.session_state["efw_flash"] = (True, f"Refunded {money(result.amount, result.currency)} "
-                                                       f"({result.refund_id}).")
+                                                       f"({plain(result.refund_id)}).")
             clear_reads()
             st.rerun()
 
@@ -138,7 +138,7 @@ else:
                 except Exception as error:
                     show_error(error)
                 else:
-                    st.session_state["efw_flash"] = (True, f"Marked {row.id} as ignored.")
+                    st.session_state["efw_flash"] = (True, f"Marked {plain(row.id)} as ignored.")
                     clear_reads()
                     st.rerun()
     elif row.status == "ignored" and actions[0].button("Reopen"):
@@ -147,7 +147,7 @@ else:
         except Exception as error:
             show_error(error)
         else:
-            st.session_state["efw_flash"] = (True, f"Reopened {row.id}.")
+            st.session_state["efw_flash"] = (True, f"Reopened {plain(row.id)}.")
             clear_reads()
             st.rerun()
     if st.session_state.get("efw_refund_target") == row.id:
@@ -181,7 +181,8 @@ else:
                       "already refunded": money(p.row.amount_refunded, p.row.currency),
                       "will refund": p.shown, "note": p.skip_reason or ""} for p in planned]
         else:
-            st.write(f"Ignore **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode with the reason: *{reason}*.")
+            st.write(f"Ignore **{len(chosen_rows)}** warning(s) in Stripe **{mode}** mode with the reason: "
+                     f"*{plain(reason)}*.")
             table = [{"warning": r.id, "customer": r.customer_email,
                       "refundable": money(r.remaining, r.currency)} for r in chosen_rows]
         st.dataframe(pd.DataFrame(table), hide_index=True)
@@ -201,7 +202,7 @@ else:
                     outcomes = efw.bulk_ignore([r.id for r in chosen_rows], reason=reason, actor=identity.email,
                                                settings=rt.settings, uow=rt.uow(), progress=progress)
             except Exception as error:
-                st.session_state["efw_flash"] = (False, getattr(error, "message", str(error)))
+                st.session_state["efw_flash"] = (False, plain(getattr(error, "message", str(error))))
             else:
                 st.session_state["efw_bulk_results"] = [
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}

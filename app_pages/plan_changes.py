@@ -4,11 +4,12 @@ proration, apply it (upgrade now / downgrade at period end), see pending downgra
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error, stripe_dashboard_url
+from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
 from services import plan_changes
 from services.auth import AccessDenied
 from services.money import format_money as _money
@@ -52,7 +53,7 @@ if message:
     st.success(message)
 plan_error = st.session_state.pop("plan_error", None)
 if plan_error:
-    st.error(f"Nothing was changed: {plan_error}")
+    st.error(f"Nothing was changed: {plain(plan_error)}")
 
 with st.form("lookup"):
     term = st.text_input("Customer email, customer id (cus_…) or subscription id (sub_…)")
@@ -63,10 +64,10 @@ if term.strip():
     found = _lookup(term.strip())
     if not found and term.strip().startswith("sub_"):
         # Not mirrored yet (e.g. a missed webhook): Stripe is still the source of truth.
-        st.info(f"{term.strip()} is not in the billing DB yet; changes go to Stripe and store it.")
+        st.info(f"{plain(term.strip())} is not in the billing DB yet; changes go to Stripe and store it.")
         subscription_id = term.strip()
     elif not found:
-        st.info(f"No subscription in the billing DB matches “{term.strip()}”.")
+        st.info(f"No subscription in the billing DB matches “{plain(term.strip())}”.")
     else:
         st.dataframe(pd.DataFrame(found), hide_index=True, width="stretch")
         subscription_id = st.selectbox("Subscription", [row["subscription_id"] for row in found])
@@ -74,11 +75,11 @@ if term.strip():
 if subscription_id:
     current = next((row for row in _lookup(term.strip()) if row["subscription_id"] == subscription_id),
                    {"pending_plan": None, "current_period_end": None})
-    dashboard = stripe_dashboard_url(f"subscriptions/{subscription_id}")
-    st.markdown(f"[Open {subscription_id} in the Stripe Dashboard]({dashboard})")
+    dashboard = stripe_dashboard_url(f"subscriptions/{quote(subscription_id, safe='')}")
+    st.markdown(f"[Open {plain(subscription_id)} in the Stripe Dashboard](<{dashboard}>)")
     if current["pending_plan"]:
-        st.warning(f"Pending downgrade to **{current['pending_plan']}** at the period end "
-                   f"({current['current_period_end']}).")
+        st.warning(f"Pending downgrade to **{plain(current['pending_plan'])}** at the period end "
+                   f"({plain(current['current_period_end'])}).")
     choices = plan_changes.plan_choices(rt.settings)
     if not choices:
         st.error("No plan prices are configured (STRIPE_PRICE_<PLAN>_<INTERVAL>).")
@@ -99,8 +100,9 @@ if subscription_id:
 
     preview: ChangePreview | None = st.session_state.get("preview")
     if preview is not None and preview.subscription_id == subscription_id:
-        st.subheader(f"Preview: {preview.current_plan or '?'} {preview.current_interval or ''} → "
-                     f"{preview.target_plan} {preview.target_interval} ({preview.direction}, {preview.effective})")
+        st.subheader(f"Preview: {plain(preview.current_plan or '?')} {plain(preview.current_interval or '')} → "
+                     f"{plain(preview.target_plan)} {plain(preview.target_interval)} ({preview.direction}, "
+                     f"{preview.effective})")
         col1, col2 = st.columns(2)
         col1.metric("Proration invoiced now", _money(preview.proration_amount, preview.currency))
         col2.metric("Preview invoice amount due", _money(preview.amount_due, preview.currency))
@@ -113,12 +115,13 @@ if subscription_id:
         @st.dialog("Confirm plan change")
         def _confirm(p: ChangePreview) -> None:
             if p.direction == "upgrade":
-                st.write(f"Upgrade **{p.subscription_id}** to **{p.target_plan} {p.target_interval}** now. Stripe "
+                st.write(f"Upgrade **{plain(p.subscription_id)}** to "
+                         f"**{plain(p.target_plan)} {plain(p.target_interval)}** now. Stripe "
                          f"invoices the proration of **{_money(p.proration_amount, p.currency)}** immediately "
                          f"({rt.settings.stripe_mode} mode).")
             else:
-                st.write(f"Schedule a downgrade of **{p.subscription_id}** to **{p.target_plan} "
-                         f"{p.target_interval}** at the period end "
+                st.write(f"Schedule a downgrade of **{plain(p.subscription_id)}** to **{plain(p.target_plan)} "
+                         f"{plain(p.target_interval)}** at the period end "
                          f"({plan_changes.period_end_text(p.period_end)}); no proration credit "
                          f"({rt.settings.stripe_mode} mode).")
             col1, col2 = st.columns(2)
@@ -130,10 +133,11 @@ if subscription_id:
                                     settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
                     _refresh()
                     st.session_state["plan_message"] = (
-                        f"{result.kind.replace('_', ' ').capitalize()}: {result.subscription_id} → {result.to_plan}."
+                        f"{result.kind.replace('_', ' ').capitalize()}: {plain(result.subscription_id)} → "
+                        f"{plain(result.to_plan)}."
                     )
                 except ERRORS as error:
-                    st.session_state["plan_error"] = getattr(error, "message", str(error))
+                    st.session_state["plan_error"] = getattr(error, "message", str(error))  # escaped when shown
                 st.rerun()
             if col2.button("Cancel", key="cancel_change"):
                 st.session_state.pop("confirming", None)
@@ -171,7 +175,7 @@ if subscription_id:
                 result = action(c.subscription_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
                                 gateway=rt.gateway)
                 _refresh()
-                st.session_state["plan_message"] = f"{label}: done for {result.subscription_id}."
+                st.session_state["plan_message"] = f"{label}: done for {plain(result.subscription_id)}."
             except ERRORS as error:
                 st.session_state["plan_error"] = getattr(error, "message", str(error))
             st.rerun()

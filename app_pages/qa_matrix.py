@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error
+from app_pages._shared import plain, require_admin, runtime, show_error
 from services import qa_matrix
 from services.auth import AccessDenied
 from services.qa_matrix import QaRefused
@@ -67,7 +67,8 @@ if run_clicked:
         (st.success if summary.passed else st.error)(message)
         for outcome in summary.outcomes:
             if outcome.failed_expectation:
-                st.error(f"{qa_matrix.CASES_BY_ID[outcome.case_id].title}: expected {outcome.failed_expectation}")
+                title = qa_matrix.CASES_BY_ID[outcome.case_id].title
+                st.error(f"{title}: expected {plain(outcome.failed_expectation)}")
 
 latest = _latest(version)
 passed = sum(1 for r in latest.values() if r["status"] in qa_matrix.PASSED_STATUSES)
@@ -84,12 +85,12 @@ if latest:
     case_id = st.selectbox("Case", [c for c in qa_matrix.CASE_IDS if c in latest],
                            format_func=lambda c: qa_matrix.CASES_BY_ID[c].title)
     result = latest[case_id]
-    st.write(f"**{result['status']}** by {result['actor']} at {result['at']}"
+    st.write(f"**{plain(result['status'])}** by {plain(result['actor'])} at {plain(result['at'])}"
              + (f" in {result['duration_ms'] / 1000:.1f} s" if result["duration_ms"] else ""))
     if result["failed_expectation"]:
-        st.error(f"Failed expectation: {result['failed_expectation']}")
+        st.error(f"Failed expectation: {plain(result['failed_expectation'])}")
     if result["notes"]:
-        st.info(f"Notes: {result['notes']}")
+        st.info(f"Notes: {plain(result['notes'])}")
     evidence = result["evidence"] or {}
     if evidence.get("expectations"):
         st.dataframe(pd.DataFrame(evidence["expectations"]).astype(str), hide_index=True,

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, require_admin, runtime, show_error
+from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from services import lost_customers, reconciliation
 from services.auth import AccessDenied
 from services.lost_customers import LostCustomer, ResubscribePlan
@@ -69,7 +69,7 @@ def _refresh() -> None:
 
 alert = _alert()
 if alert:
-    st.error(f"Alert: {alert}")
+    st.error(f"Alert: {plain(alert)}")
 
 if st.button("Run now (dry-run)", type="primary", help="Reads every subscription; changes nothing in Stripe."):
     try:
@@ -78,7 +78,7 @@ if st.button("Run now (dry-run)", type="primary", help="Reads every subscription
                                                     gateway=rt.gateway)
         _refresh()
         if report.error:
-            st.error(f"Run {report.run_id} stopped: {report.error}")
+            st.error(f"Run {report.run_id} stopped: {plain(report.error)}")
         else:
             st.success(
                 f"Dry-run {report.run_id}: examined {report.examined}, would apply {report.planned} downgrade(s), "
@@ -93,8 +93,8 @@ def _summary(run: dict[str, Any] | None, title: str, empty: str) -> None:
     if run is None:
         st.caption(empty)
         return
-    st.caption(f"Run {run['run']} ({run['trigger']}, by {run['actor']}) finished {run['finished']:%Y-%m-%d %H:%M} UTC"
-               + (f" — stopped: {run['error']}" if run["error"] else ""))
+    st.caption(f"Run {run['run']} ({run['trigger']}, by {plain(run['actor'])}) finished "
+               f"{run['finished']:%Y-%m-%d %H:%M} UTC" + (f" — stopped: {plain(run['error'])}" if run["error"] else ""))
     col1, col2, col3, col4 = st.columns(4)
     col1.metric("Examined", run["examined"])
     col2.metric("Applied" if run["mode"] == "apply" else "Would apply", run["applied"])
@@ -167,16 +167,16 @@ def _close_fix() -> None:
 
 @st.dialog("Apply this fix?", on_dismiss=_close_fix)
 def _confirm_fix(finding: dict[str, Any]) -> None:
-    st.write(f"Subscription **{finding['subscription']}** (Stripe {rt.settings.stripe_mode} mode)")
-    st.write(f"Finding: {finding['kind']} — {finding['after']}")
-    st.write(f"What will happen: {finding['fix']}")
+    st.write(f"Subscription **{plain(finding['subscription'])}** (Stripe {rt.settings.stripe_mode} mode)")
+    st.write(f"Finding: {plain(finding['kind'])} — {plain(finding['after'])}")
+    st.write(f"What will happen: {plain(finding['fix'])}")
     col1, col2 = st.columns(2)
     if col1.button("Apply fix", type="primary", key="confirm_fix"):
         st.session_state.pop("fix_target", None)
         try:
             result = reconciliation.apply_drift_fix(int(finding["action"]), actor=identity.email,
                                                     settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-            st.session_state["fix_message"] = f"Fixed #{result.action_id} ({result.kind})."
+            st.session_state["fix_message"] = f"Fixed #{result.action_id} ({plain(result.kind)})."
         except (AccessDenied, StripeGatewayError, ReconcileError) as error:
             st.session_state["fix_error"] = getattr(error, "message", str(error))
         _refresh()
@@ -294,4 +294,4 @@ if message:
     st.success(message)
 fix_error = st.session_state.pop("fix_error", None)
 if fix_error:
-    st.error(f"The fix was not applied: {fix_error}")
+    st.error(f"The fix was not applied: {plain(fix_error)}")

@@ -28,6 +28,7 @@ ADMIN_SECTIONS: dict[str, list[tuple[str, str, str]]] = {
         (_page("golive"), "Preflight & checklist", "go-live"),
         (_page("qa_matrix"), "QA matrix", "qa-matrix"),
         (_page("signoff"), "Sign-off", "sign-off"),
+        (_page("launch_controls"), "Launch controls", "launch-controls"),
         (_page("audit"), "Audit log", "audit"),
     ],
 }

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import require_admin, runtime, show_error
+from app_pages._shared import plain, require_admin, runtime, show_error
 from services import preflight, qa_matrix, signoff
 from services.auth import AccessDenied, signoff_roles
 from services.signoff import SignoffRefused
@@ -66,7 +66,7 @@ else:
     not_ready = [text for key, text in reasons if key not in covered]
     if reasons and not not_ready and override_on_record:
         st.warning(f"Not ready ({len(reasons)}), but every reason is covered by the override "
-                   f"{override_on_record['by']} signed with; the second signature is accepted for them.")
+                   f"{plain(override_on_record['by'])} signed with; the second signature is accepted for them.")
         st.text("Override reason: " + override_on_record["reason"])
     elif not_ready:
         st.error(f"Not ready ({len(not_ready)}): sign-off is refused until these are fixed, or an engineering "
@@ -102,14 +102,15 @@ if record is not None:
     for signature in record.signatures:
         metrics = signature["metrics"] or {}
         snapshot = f"snapshot {metrics['id']}" if metrics.get("id") else metrics.get("unavailable", "no snapshot")
-        st.markdown(f"- **{signoff.ROLES.get(signature['role'], signature['role'])}**: {signature['signer']} at "
-                    f"{signature['signed_at']:%Y-%m-%d %H:%M UTC} · code {signature['code_version']} · {snapshot}"
-                    + (f" · {signature['note']}" if signature["note"] else ""))
+        st.markdown(f"- **{signoff.ROLES.get(signature['role'], signature['role'])}**: {plain(signature['signer'])} "
+                    f"at {signature['signed_at']:%Y-%m-%d %H:%M UTC} · code {plain(signature['code_version'])} · "
+                    f"{plain(snapshot)}" + (f" · {plain(signature['note'])}" if signature["note"] else ""))
     for signature in record.signatures:
         readiness = (signature["preflight"] or {}).get("readiness") or {}
         frozen_override = readiness.get("override")
         if frozen_override:
-            st.warning(f"Signed while not ready: overridden by {frozen_override['by']} at {frozen_override['at']}.")
+            st.warning(f"Signed while not ready: overridden by {plain(frozen_override['by'])} "
+                       f"at {frozen_override['at']}.")
             st.text("Reason: " + frozen_override["reason"] + "\nOverridden: " +
                     "; ".join(r["text"] for r in readiness.get("reasons", [])))
     first = record.signatures[0]

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, require_admin, runtime, show_error
+from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from db.models.base import utcnow
 from services import metric_points, webhooks
 
@@ -71,7 +71,7 @@ else:
         if row is None:
             _close_replay()
             return
-        st.write(f"Run the handlers for **{row['type']}** `{event_id}` again "
+        st.write(f"Run the handlers for **{plain(row['type'])}** {plain(event_id)} again "
                  f"(attempt {row['attempts'] + 1}). Handlers are idempotent: nothing is applied twice.")
         if st.button("Replay now", type="primary"):
             _close_replay()
@@ -93,18 +93,18 @@ result = st.session_state.pop("replay_result", None)
 if result:
     event_id, done = result
     (st.success if done else st.error)(
-        f"Replayed {event_id}: " + ("processed." if done else "it failed again; the error is in the table.")
+        f"Replayed {plain(event_id)}: " + ("processed." if done else "it failed again; the error is in the table.")
     )
 
 st.subheader("Endpoint registration")
 check = webhooks.endpoint_registration_check(rt)
 if check.error:
-    st.warning(f"{check.url or 'CONSOLE_WEBHOOK_URL is not set'}: {check.error}.")
+    st.warning(f"{plain(check.url or 'CONSOLE_WEBHOOK_URL is not set')}: {plain(check.error)}.")
 else:
-    st.write(f"`{check.url}` → endpoint `{check.endpoint_id}`, "
+    st.write(f"{plain(check.url)} → endpoint {plain(check.endpoint_id)}, "
              + ("enabled." if check.enabled else "**disabled**."))
     if check.missing_events:
-        st.error("Not subscribed to: " + ", ".join(check.missing_events))
+        st.error("Not subscribed to: " + plain(", ".join(check.missing_events)))
     else:
         st.success("Subscribed to every event the console needs.")
     if check.duplicates:

@@ -18,6 +18,8 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.redaction import mask_url_passwords, url_passwords
+
 # Stripe's documented per-mode rate limits (requests/second), see
 # https://docs.stripe.com/rate-limits ; the gateway stays under 80 % of them.
 STRIPE_RATE_LIMITS = {"live": 100, "test": 25}
@@ -78,6 +80,9 @@ _FIXES: dict[str, str] = {
     "AUDIT_HMAC_KEY": "use a random key of at least 32 bytes, e.g. python3 -c 'import secrets; "
                       "print(secrets.token_urlsafe(32))'",
     "STRIPE_PUBLISHABLE_KEY": "use the publishable key (pk_test_... or pk_live_...) from the same Stripe account",
+    "SENTRY_DSN": (
+        "use the DSN from Sentry's project settings, like https://<public key>@o0.ingest.sentry.io/<project id>"
+    ),
 }
 
 
@@ -165,6 +170,15 @@ class Settings(BaseSettings):
     console_webhook_url: str | None = Field(None, validation_alias="CONSOLE_WEBHOOK_URL")
     # Process events right after storing them (demo) instead of leaving them to `worker`.
     webhook_process_inline: bool = Field(False, validation_alias="WEBHOOK_PROCESS_INLINE")
+    # The receiver's server limits (`serve-webhooks`, uvicorn): open connections before new requests
+    # get 503, seconds an idle keep-alive connection stays open, seconds a connection may take to send
+    # its request line and headers (idle or slow connections are closed), header bytes per request,
+    # and the listen backlog.
+    webhook_limit_concurrency: int = Field(1000, gt=0, validation_alias="WEBHOOK_LIMIT_CONCURRENCY")
+    webhook_keep_alive_seconds: int = Field(5, gt=0, validation_alias="WEBHOOK_KEEP_ALIVE_SECONDS")
+    webhook_header_timeout_seconds: float = Field(10.0, gt=0, validation_alias="WEBHOOK_HEADER_TIMEOUT_SECONDS")
+    webhook_max_header_bytes: int = Field(16384, ge=1024, validation_alias="WEBHOOK_MAX_HEADER_BYTES")
+    webhook_backlog: int = Field(2048, gt=0, validation_alias="WEBHOOK_BACKLOG")
     # Policy text used to draft dispute evidence.
     refund_policy_text: str = Field(
         "Refunds are available within 14 days of a charge on request to support.",
@@ -189,6 +203,8 @@ class Settings(BaseSettings):
     alert_invalid_signatures_per_hour: int = Field(
         10, ge=0, validation_alias="ALERT_INVALID_SIGNATURES_PER_HOUR"
     )
+    # A kill switch left on longer than this fires an alert (0 turns the alert off).
+    alert_switch_paused_minutes: int = Field(60, ge=0, validation_alias="ALERT_SWITCH_PAUSED_MINUTES")
 
     @field_validator(
         "stripe_webhook_allowed_events",
@@ -259,6 +275,19 @@ class Settings(BaseSettings):
             raise ValueError("only SQLite and PostgreSQL URLs are supported")
         return value
 
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _check_sentry_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            Dsn(value.get_secret_value().strip())
+        except (BadDsn, ValueError, TypeError):  # the message quotes the DSN, so only this line is shown
+            raise ValueError("not a valid Sentry DSN") from None
+        return SecretStr(value.get_secret_value().strip())
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         key = self.stripe_api_key.get_secret_value() if self.stripe_api_key else None
@@ -279,7 +308,36 @@ class Settings(BaseSettings):
         # load_settings() merges os.environ and .env itself, so only init values count here.
         return (init_settings,)
 
+    def __repr_args__(self) -> Any:
+        # repr()/str() of the settings (frame locals, log lines, tracebacks) never show a URL's
+        # password; SecretStr fields already print as '**********'.
+        for name, value in super().__repr_args__():
+            if isinstance(value, str):
+                value = mask_url_passwords(value)
+            elif isinstance(value, list):
+                value = [mask_url_passwords(v) if isinstance(v, str) else v for v in value]
+            yield name, value
+
     # --- derived values -------------------------------------------------
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds: each SecretStr field's value and each password
+        inside a URL setting (DATABASE_URL), as written and URL-decoded. For scrubbers."""
+        found: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, SecretStr):
+                    found.append(item.get_secret_value())
+                elif isinstance(item, str):
+                    found.extend(url_passwords(item))
+        if self.sentry_dsn is not None:
+            from sentry_sdk.utils import Dsn
+
+            dsn = Dsn(self.sentry_dsn.get_secret_value())
+            found.extend(part for part in (dsn.public_key, dsn.secret_key) if part)
+        # Longest first, so a secret containing another is masked whole.
+        return sorted({item for item in found if item}, key=len, reverse=True)
+
     @property
     def stripe_secret(self) -> str | None:
         return self.stripe_api_key.get_secret_value() if self.stripe_api_key else None

@@ -163,10 +163,12 @@ def start_webhook_receiver(env: Mapping[str, str], port: int) -> threading.Threa
 
     from services.runtime import Runtime, set_runtime
     from webhooks.app import create_app
+    from webhooks.server import uvicorn_options
 
     runtime = Runtime(load_settings(env, env_file=None))
     set_runtime(runtime)
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning",
+                                           **uvicorn_options(runtime.settings)))
     thread = threading.Thread(target=server.run, name="webhook-receiver", daemon=True)
     thread.start()
     _wait_for_http(f"http://127.0.0.1:{port}/healthz")

@@ -272,6 +272,8 @@ def _check_open_audited(uow: UnitOfWork, dispute: Dispute, now: datetime, *, act
     try:
         _check_open(dispute, now)
     except DisputeActionError as error:
+        if dispute.submitted_at is not None or dispute.accepted_at is not None:
+            raise  # a second click racing the first: the claim below refuses that one, unaudited as before
         audit.record(uow, actor=actor, action=action, target=dispute.id, result="refused", error=error.message,
                      details={"due_by": dispute.due_by.isoformat() if dispute.due_by else None,
                               "status": dispute.status})

@@ -21,6 +21,8 @@ WEBHOOK_RECEIVED = "stripe.webhook.received"
 WEBHOOK_DUPLICATE = "stripe.webhook.duplicate"
 WEBHOOK_IGNORED = "stripe.webhook.ignored"
 WEBHOOK_INVALID_SIGNATURE = "stripe.webhook.invalid_signature"
+# Verified events from the other Stripe mode (livemode differs from STRIPE_MODE), refused.
+WEBHOOK_LIVEMODE_MISMATCH = "stripe.webhook.livemode_mismatch"
 SUBSCRIPTION_PREVIEW = "stripe.subscription.preview"
 SUBSCRIPTION_CHANGE = "stripe.subscription.change"
 PLAN_CHANGED = "stripe.subscription.plan.changed"

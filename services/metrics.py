@@ -170,6 +170,22 @@ def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None =
         if limit and invalid >= limit:
             alerts.append(Alert("invalid_signatures", "Invalid webhook signatures",
                                 f"{invalid} in the last hour (alert at {limit})", float(invalid), float(limit)))
+    alerts += _switch_alerts(uow, settings, moment)
+    return alerts
+
+
+def _switch_alerts(uow: UnitOfWork, settings: Settings, moment: datetime) -> list[Alert]:
+    from services.switches import TITLES, long_paused
+
+    limit = settings.alert_switch_paused_minutes
+    if not limit:
+        return []
+    alerts = []
+    for state in long_paused(uow, after=timedelta(minutes=limit), now=moment):
+        minutes = (moment - state.since).total_seconds() / 60 if state.since else 0.0
+        alerts.append(Alert(f"switch_paused_{state.name}", f"{TITLES[state.name]} paused",
+                            f"paused by {state.by} for {minutes:.0f} minutes (alert after {limit}): {state.reason}",
+                            minutes, float(limit)))
     return alerts
 
 

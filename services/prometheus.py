@@ -8,10 +8,11 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 WEBHOOK_DELIVERIES = Counter(
     "stripe_webhook_deliveries", "Webhook deliveries by outcome (received, duplicate, ignored, invalid_signature, "
-    "rejected)", ["outcome"], registry=REGISTRY,
+    "livemode_mismatch, rejected)", ["outcome"], registry=REGISTRY,
 )
 EVENTS_PROCESSED = Counter(
-    "stripe_events_processed", "Stored events processed, by result (processed, failed)", ["result"], registry=REGISTRY
+    "stripe_events_processed", "Stored events processed, by result (processed, failed, ignored)", ["result"],
+    registry=REGISTRY,
 )
 ACK_SECONDS = Histogram(
     "stripe_webhook_ack_seconds", "Time from request to acknowledgement",

@@ -515,8 +515,17 @@ def run_reconciliation(
     now: int | None = None,
 ) -> ReconcileReport:
     """One run over every subscription. `uow` is un-entered; each step commits its
-    own short transaction so a crash leaves every finished step recorded."""
+    own short transaction so a crash leaves every finished step recorded. A run is refused
+    (ReconcileRefused, audited) while preflight-blocking configuration is missing, and an apply
+    run (switches.Paused, audited) while the `reconcile` kill switch is on."""
     _refuse_if_misconfigured(settings, uow, apply=apply, trigger=trigger, actor=actor)
+    if apply:
+        from services.switches import Paused, refuse_if_paused
+
+        try:
+            refuse_if_paused(uow, "reconcile", actor=actor, action="reconcile.apply")
+        except Paused as paused:  # the page and CLI already show a ReconcileError in one line
+            raise ReconcileError(str(paused)) from None
     now = int(time.time()) if now is None else int(now)
     lookahead = settings.reconcile_cron_lookahead_seconds
     run = _start_run(uow, apply=apply, trigger=trigger, actor=actor, lookahead=lookahead)
@@ -599,8 +608,25 @@ def run_reconcile_cron(runtime: Any, *, holder: str, now: int | None = None) -> 
         return None
     if not acquire_lease(runtime.uow(), RECONCILE_LEASE, holder, settings.reconcile_cron_interval_seconds, now):
         return None
+    from services.switches import switch_state
+
+    paused = switch_state(runtime.uow(), "reconcile")
+    if paused.paused:
+        _record_skipped_run(runtime.uow(), paused, settings)
+        return None
     return run_reconciliation(settings=settings, uow=runtime.uow(), gateway=runtime.gateway, apply=True,
                               actor="cron", trigger="cron", now=now)
+
+
+def _record_skipped_run(uow: UnitOfWork, paused: Any, settings: Settings) -> None:
+    """A cron tick while the reconcile switch is on: a run row saying so, nothing examined."""
+    moment = utcnow()
+    with uow:
+        uow.session.add(ReconcileRun(started_at=moment, finished_at=moment, mode="skipped", trigger="cron",
+                                     actor="cron", lookahead_seconds=settings.reconcile_cron_lookahead_seconds,
+                                     error=f"skipped: reconcile paused by {paused.by} since {paused.since_text} "
+                                           f"({paused.reason})"))
+        uow.commit()
 
 
 # --- output -------------------------------------------------------------------------------

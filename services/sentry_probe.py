@@ -15,7 +15,7 @@ import sentry_sdk
 from sentry_sdk.transport import HttpTransport
 
 from services.config import Settings
-from services.observability import sentry_before_send
+from services.observability import make_before_send
 
 TEST_EVENT_TAG = "billing_ops.preflight"
 FLUSH_TIMEOUT_SECONDS = 5.0
@@ -47,7 +47,7 @@ def send_test_event(settings: Settings, *, run_id: str) -> ProbeResult:
     try:
         client = sentry_sdk.Client(
             dsn, transport=_RecordingTransport, send_default_pii=False, default_integrations=False,
-            before_send=sentry_before_send,  # type: ignore[arg-type]
+            include_local_variables=False, before_send=make_before_send(settings),  # type: ignore[arg-type]
             environment=settings.sentry_environment or settings.stripe_mode, send_client_reports=False,
         )
     except Exception as error:  # a malformed DSN; the message may quote it, so only the type is kept

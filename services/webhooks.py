@@ -39,11 +39,31 @@ logger = logging.getLogger(__name__)
 # Stripe's default tolerance for Stripe-Signature timestamps (stripe.Webhook.DEFAULT_TOLERANCE).
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_BODY_BYTES = 1024 * 1024
+# Stripe's header is `t=<unix seconds>,v1=<64 hex>[,v1=...][,v0=...]`: a few hundred characters.
+# Anything much longer, or a timestamp with more digits than any real time, is refused unparsed
+# (int() of 4,300+ digits raises, and of 309+ digits overflows the float tolerance check).
+MAX_SIGNATURE_HEADER_CHARS = 4096
+MAX_TIMESTAMP_DIGITS = 12
+SIGNATURE_HEX_CHARS = 64
+# Stored columns and PostgreSQL's limits: ids and types are indexed (a btree entry has a size
+# limit), `created` must be a real date, and JSON text may hold neither NUL nor lone surrogates.
+MAX_ID_CHARS = 255
+MAX_API_VERSION_CHARS = 64
+MAX_JSON_DEPTH = 128
+MAX_UNIX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second Python's datetime holds
+BIGINT_RANGE = range(-(2**63), 2**63)
 # A claimed event whose worker died is retried once this lease runs out.
 PROCESSING_LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 10
 BACKOFF_MAX_SECONDS = 3600
 ERROR_TEXT_LIMIT = 500
+
+# Reasons counted as invalid signatures (the Webhooks page, the first-24h board, the alert).
+INVALID_SIGNATURE_REASONS = frozenset({
+    "no signature matches", "timestamp outside the tolerance", "missing Stripe-Signature header",
+    "malformed Stripe-Signature header",
+})
+LIVEMODE_MISMATCH = "livemode mismatch"
 
 
 class SignatureError(Exception):
@@ -52,6 +72,34 @@ class SignatureError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def parse_signature_header(header: str) -> tuple[int, list[str]]:
+    """`t=..,v1=..` -> (timestamp, v1 signatures). Whatever does not parse (too long, non-ASCII,
+    a timestamp that is not a plain number, two timestamps, no usable v1) is malformed; v1 values
+    that are not 64 hex digits can never match, so they are dropped."""
+    malformed = SignatureError("malformed Stripe-Signature header")
+    # Starlette decodes header bytes as latin-1, so non-ASCII bytes arrive as non-ASCII text.
+    if len(header) > MAX_SIGNATURE_HEADER_CHARS or not header.isascii():
+        raise malformed
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1" and len(value) == SIGNATURE_HEX_CHARS and _is_hex(value):
+            signatures.append(value.lower())
+    if len(timestamps) != 1 or not signatures:
+        raise malformed
+    stamp = timestamps[0]
+    if not (0 < len(stamp) <= MAX_TIMESTAMP_DIGITS and stamp.isdigit()):
+        raise malformed
+    return int(stamp), signatures
+
+
+def _is_hex(value: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 def verify_signature(
@@ -63,26 +111,14 @@ def verify_signature(
     tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
 ) -> dict[str, Any]:
     """Check `Stripe-Signature: t=..,v1=..` against every secret (rotation) and
-    every v1 (Stripe may send several), then parse the event."""
+    every v1 (Stripe may send several), then parse the event and check it can be stored."""
     if not secrets:
         raise SignatureError("no webhook signing secret is configured")
     if len(payload) > MAX_BODY_BYTES:
         raise SignatureError("body too large")
     if not header:
         raise SignatureError("missing Stripe-Signature header")
-    timestamp: int | None = None
-    signatures: list[str] = []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise SignatureError("malformed Stripe-Signature header") from None
-        elif key == "v1" and value:
-            signatures.append(value)
-    if timestamp is None or not signatures:
-        raise SignatureError("malformed Stripe-Signature header")
+    timestamp, signatures = parse_signature_header(header)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise SignatureError("timestamp outside the tolerance")
@@ -91,9 +127,36 @@ def verify_signature(
     if not any(hmac.compare_digest(e, s) for e in expected for s in signatures):
         raise SignatureError("no signature matches")
     try:
-        event = json.loads(payload)
+        # Stripe sends UTF-8; json.loads(bytes) would also guess UTF-16/32.
+        event = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise SignatureError("body nests too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise SignatureError("body is not JSON") from None
+    check_event(event)
+    checked: dict[str, Any] = event
+    return checked
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def _plain_id(value: Any, limit: int = MAX_ID_CHARS) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit and value.isascii() and value.isprintable()
+
+
+def check_event(event: Any) -> None:
+    """A signed body is stored only if it is an event the inbox can hold: the fields the storage
+    path reads have the types and ranges Stripe documents, and nothing in it would make the
+    database refuse the row (and so fail a whole batch). Raises SignatureError with the reason."""
     if not (
         isinstance(event, dict)
         and isinstance(event.get("id"), str)
@@ -101,10 +164,67 @@ def verify_signature(
         and isinstance(event.get("type"), str)
         and isinstance(event.get("data"), dict)
         and isinstance(event["data"].get("object"), dict)
-        and isinstance(event.get("created"), int)
+        and type(event.get("created")) is int  # bool is an int too
     ):
         raise SignatureError("body is not a Stripe event")
-    return event
+    if not _plain_id(event["id"]):
+        raise SignatureError("event id is not a Stripe id (printable ASCII, at most 255 characters)")
+    if not _plain_id(event["type"]):
+        raise SignatureError("event type is not a Stripe event type (printable ASCII, at most 255 characters)")
+    if not 0 <= event["created"] <= MAX_UNIX_TIME:
+        raise SignatureError("event created is out of range")
+    if "livemode" in event and not isinstance(event["livemode"], bool):
+        raise SignatureError("event livemode is not a boolean")
+    api_version = event.get("api_version")
+    if api_version is not None and not _plain_id(api_version, MAX_API_VERSION_CHARS):
+        raise SignatureError("event api_version is not a Stripe API version")
+    object_id = event["data"]["object"].get("id")
+    if object_id is not None and object_id != "" and not _plain_id(object_id):
+        raise SignatureError("event object id is not a Stripe id (printable ASCII, at most 255 characters)")
+    problem = _unstorable_json(event)
+    if problem:
+        raise SignatureError(problem)
+
+
+def _storable_text(value: str) -> bool:
+    if "\x00" in value:  # PostgreSQL text and jsonb cannot hold NUL
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")  # lone surrogates (a JSON "\ud800") cannot be encoded
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable_json(value: Any) -> str | None:
+    """Walk the parsed body without recursion; the first reason it cannot be stored, or None."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if depth > MAX_JSON_DEPTH:
+                return "body nests too deeply"
+            for key, child in node.items():
+                if not _storable_text(key):
+                    return "body has text that cannot be stored (NUL or a lone surrogate)"
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            if depth > MAX_JSON_DEPTH:
+                return "body nests too deeply"
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str):
+            if not _storable_text(node):
+                return "body has text that cannot be stored (NUL or a lone surrogate)"
+        elif isinstance(node, int) and not isinstance(node, bool) and node not in BIGINT_RANGE:
+            return "body has a number out of range"
+    return None
+
+
+def livemode_matches(event: dict[str, Any], settings: Settings) -> bool:
+    """A test-mode console takes only test-mode events and a live one only live events."""
+    return bool(event.get("livemode", False)) == (settings.stripe_mode == "live")
 
 
 def _object_id(event: dict[str, Any]) -> str | None:
@@ -255,10 +375,99 @@ def _settle(future: Future[str], *, outcome: str | None = None, error: Exception
 
 
 def record_invalid_signature(runtime: Any, reason: str) -> None:
+    """One invalid signature, written at once (tools and tests); the receiver batches them
+    through `RejectionCounter` instead."""
     prometheus.WEBHOOK_DELIVERIES.labels("invalid_signature").inc()
     with runtime.uow() as uow:
         metric_points.record_metric(uow, metric_points.WEBHOOK_INVALID_SIGNATURE, tags={"reason": reason})
         uow.commit()
+
+
+class RejectionCounter:
+    """Counts refused deliveries (invalid signatures, livemode mismatches) in memory and writes
+    them in batches from a background thread: one metric row per (metric, reason) per flush, whose
+    `value` is the count, so a flood neither writes a row per request nor puts a DB call on the
+    event loop. `add` only takes a lock. A flush the DB refuses keeps its counts for the next one.
+    Livemode mismatches also raise an alert (Sentry), at most once per ALERT_EVERY_SECONDS."""
+
+    FLUSH_SECONDS = 2.0
+    ALERT_EVERY_SECONDS = 3600.0
+
+    def __init__(self, runtime: Any, *, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self._runtime = runtime
+        self._flush_seconds = flush_seconds
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._alert_due = False
+        self._last_alert: float | None = None
+
+    def add(self, name: str, reason: str) -> None:
+        with self._lock:
+            self._counts[(name, reason)] = self._counts.get((name, reason), 0) + 1
+            if name == metric_points.WEBHOOK_LIVEMODE_MISMATCH:
+                self._alert_due = True
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="webhook-rejection-counter", daemon=True)
+                self._thread.start()
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def flush(self) -> int:
+        """Write what was counted since the last flush; returns how many deliveries it covered."""
+        with self._flush_lock:
+            with self._lock:
+                counts, self._counts = self._counts, {}
+                alert, self._alert_due = self._alert_due, False
+            if alert:
+                self._maybe_alert(counts)
+            if not counts:
+                return 0
+            now = utcnow()
+            rows = [metric_points.metric_row(name, at=now, value=n, tags={"reason": reason})
+                    for (name, reason), n in counts.items()]
+            try:
+                with self._runtime.uow() as uow:
+                    metric_points.record_metrics(uow, rows)
+                    uow.commit()
+            except Exception as error:  # the DB is busy or down: keep the counts for the next flush
+                logger.warning("could not record %d refused deliveries: %s", sum(counts.values()),
+                               error.__class__.__name__)
+                with self._lock:
+                    for key, n in counts.items():
+                        self._counts[key] = self._counts.get(key, 0) + n
+                return 0
+            return sum(counts.values())
+
+    def close(self) -> None:
+        """Stop the thread and write what is left."""
+        with self._lock:
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_seconds):
+            self.flush()
+
+    def _maybe_alert(self, counts: dict[tuple[str, str], int]) -> None:
+        from services.observability import capture_alert
+
+        now = time.monotonic()
+        if self._last_alert is not None and now - self._last_alert < self.ALERT_EVERY_SECONDS:
+            return
+        self._last_alert = now
+        refused = sum(n for (name, _), n in counts.items() if name == metric_points.WEBHOOK_LIVEMODE_MISMATCH)
+        mode = self._runtime.settings.stripe_mode
+        capture_alert(f"Webhook events from the other Stripe mode were refused ({refused} since the last "
+                      f"check); this console runs in {mode} mode. Check the endpoint's signing secret.",
+                      {"alert": "webhook_livemode_mismatch", "stripe_mode": mode}, level="error")
 
 
 def _claim(runtime: Any, event_id: str, now: datetime) -> bool:
@@ -283,17 +492,29 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-def process_event(runtime: Any, event_id: str, *, now: datetime | None = None) -> bool:
-    """Apply one stored event's effects; True when it is processed."""
+def process_event(runtime: Any, event_id: str, *, now: datetime | None = None, respect_switch: bool = True) -> bool:
+    """Apply one stored event's effects; True when it is processed. While the `processing`
+    kill switch is on the event stays stored, unclaimed, in the backlog."""
     from services.event_handlers import handle_event
+    from services.switches import switch_state
 
     moment = now or utcnow()
+    if respect_switch and switch_state(runtime.uow(), "processing").paused:
+        return False
     if not _claim(runtime, event_id, moment):
         return False
     try:
         with runtime.uow() as uow:
             row = uow.session.get(StripeEvent, event_id)
             assert row is not None
+            if row.livemode != (runtime.settings.stripe_mode == "live"):
+                # Stored before the receiver refused other-mode events, or by hand: never applied.
+                row.status = "ignored"
+                row.last_error = f"{LIVEMODE_MISMATCH}: the event is from the other Stripe mode"
+                row.next_attempt_at = None
+                uow.commit()
+                prometheus.EVENTS_PROCESSED.labels("ignored").inc()
+                return False
             # Backfilled events are followed by a full list pass, so they skip the re-reads.
             handle_event(uow, row.payload, runtime, refetch=row.source != "sync")
             row.status = "processed"
@@ -318,8 +539,13 @@ def process_event(runtime: Any, event_id: str, *, now: datetime | None = None) -
 
 
 def process_pending(runtime: Any, *, limit: int = 100, now: datetime | None = None) -> int:
-    """Process due events oldest first (pending, failed past their backoff, expired claims)."""
+    """Process due events oldest first (pending, failed past their backoff, expired claims);
+    nothing while the `processing` kill switch is on (checked once per batch)."""
+    from services.switches import switch_state
+
     moment = now or utcnow()
+    if switch_state(runtime.uow(), "processing").paused:
+        return 0
     with runtime.uow() as uow:
         due = list(
             uow.session.execute(
@@ -334,13 +560,16 @@ def process_pending(runtime: Any, *, limit: int = 100, now: datetime | None = No
                 .limit(limit)
             ).scalars()
         )
-    return sum(1 for event_id in due if process_event(runtime, event_id, now=moment))
+    return sum(1 for event_id in due if process_event(runtime, event_id, now=moment, respect_switch=False))
 
 
 @privileged("webhooks.replay")
 def replay_event(event_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any) -> bool:
     """Run a stored event's handlers again (failed ones, or any on request). Handlers are
     idempotent, so replaying a processed event changes nothing."""
+    from services.switches import refuse_if_paused
+
+    refuse_if_paused(uow, "processing", actor=actor, action="webhooks.replay")
     with uow:
         row = uow.session.get(StripeEvent, event_id)
         if row is None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from services.switches import switch_state
 from services.webhooks import process_pending
 
 POLL_SECONDS = 1.0
@@ -25,7 +26,13 @@ def run_worker(runtime: Any, *, once: bool, echo: Callable[[str], None] = print,
     echo(f"worker {holder}: processing events"
          + (f"; reconciliation every {settings.reconcile_cron_interval_seconds} s"
             if settings.reconcile_cron_enabled else "; reconciliation cron disabled"))
+    paused_seen = False
     while True:
+        paused = switch_state(runtime.uow(), "processing")
+        if paused.paused != paused_seen:  # say so once per change, not every poll
+            echo(f"processing paused by {paused.by}: {paused.reason}; events wait in the backlog"
+                 if paused.paused else "processing resumed")
+            paused_seen = paused.paused
         processed = process_pending(runtime)
         if processed:
             echo(f"processed {processed} event(s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 import uuid
@@ -236,15 +237,26 @@ def page_direct_test(page: str, role: str, *, timeout: float = 30) -> Any:
     return at
 
 
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def unescape_markdown(body: str) -> str:
+    """What Markdown shows for backslash-escaped punctuation (`\\_` reads as `_`); invisible
+    word joiners (which keep URLs and emails from being autolinked) are not read."""
+    return _MARKDOWN_ESCAPE.sub(r"\1", body).replace("\u2060", "")
+
+
 def page_text(at: Any) -> str:
-    """Everything a person would read on the page, for 'shows'/'does not show' asserts."""
+    """Everything a person would read on the page, for 'shows'/'does not show' asserts
+    (Markdown escapes as they read, so an escaped customer name or secret still matches)."""
     parts: list[str] = []
     for kind in ("title", "header", "subheader", "markdown", "caption", "text", "error", "warning",
                  "info", "success", "metric", "exception"):
         for element in getattr(at, kind, []):
             value = getattr(element, "value", None)
             label = getattr(element, "label", None)
-            parts.extend(str(p) for p in (label, value) if p is not None)
+            read = (lambda text: text) if kind in ("text", "exception") else unescape_markdown
+            parts.extend(read(str(p)) for p in (label, value) if p is not None)
     for df in getattr(at, "dataframe", []):
         parts.append(df.value.to_string())
     for table in getattr(at, "table", []):

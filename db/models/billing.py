@@ -15,9 +15,10 @@ class Customer(Base):
     __tablename__ = "customers"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # cus_...
-    email: Mapped[str | None] = mapped_column(String(320), index=True)
-    name: Mapped[str | None] = mapped_column(String(255))
-    user_id: Mapped[str | None] = mapped_column(String(255), index=True)  # metadata.user_id
+    # Customer-controlled text from Stripe (no length we could rely on): Text, so no value fails a batch.
+    email: Mapped[str | None] = mapped_column(Text, index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text, index=True)  # metadata.user_id (Stripe: <= 500 chars)
     created: Mapped[datetime | None]
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     stripe_updated: Mapped[int] = mapped_column(default=0)  # event.created of the state we hold
@@ -49,7 +50,7 @@ class UserSubscription(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     stripe_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
     stripe_customer_id: Mapped[str] = mapped_column(String(255), index=True)
-    user_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    user_id: Mapped[str | None] = mapped_column(Text, index=True)  # metadata.user_id
     status: Mapped[str] = mapped_column(String(32), index=True)
     is_active: Mapped[bool] = mapped_column(default=False)
     plan: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -60,7 +61,7 @@ class UserSubscription(Base):
     current_period_start: Mapped[datetime | None]
     current_period_end: Mapped[datetime | None] = mapped_column(index=True)
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
-    pending_plan: Mapped[str | None] = mapped_column(String(64))
+    pending_plan: Mapped[str | None] = mapped_column(Text)  # metadata.pending_plan
     canceled_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     latest_invoice_id: Mapped[str | None] = mapped_column(String(255))

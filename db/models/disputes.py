@@ -17,7 +17,7 @@ class Dispute(Base):
     charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    customer_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    customer_email: Mapped[str | None] = mapped_column(Text, index=True)
     amount: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     reason: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -22,7 +22,7 @@ class FraudWarning(Base):
     charge_id: Mapped[str] = mapped_column(String(255), index=True)
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_email: Mapped[str | None] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     fraud_type: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -76,7 +76,7 @@ def test_cli_refuses_in_one_line_and_records_its_dry_runs_as_cli(sqlite_url: str
     for key in ("STRIPE_PRICE_BASIC_MONTHLY", "STRIPE_PRICE_PRO_MONTHLY", "STRIPE_PLAN_PRICE_MAPPING_TEST"):
         monkeypatch.delenv(key, raising=False)
     result = CliRunner().invoke(main, ["reconcile", "--json"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Reconciliation refused: Required plans are not mapped")
     assert _runs(sqlite_url) == 0 and len(_refusals(sqlite_url)) == 1

@@ -226,6 +226,8 @@ RECIPES: dict[str, Recipe] = {
     "qa.run": lambda w: _call("start_qa_run", "services.qa_matrix", ["new_subscription"], **_ctx(w, runtime=True)),
     "qa.manual_result": lambda w: _call("record_manual_result", "services.qa_matrix", "portal_downgrade", True,
                                         "Checked by hand in the portal", **_ctx(w)),
+    "switch.pause": lambda w: _pause_then_restore(w),
+    "switch.resume": lambda w: _paused_then_resume(w),
     "checklist.update": lambda w: _call("update_item", "services.checklist", _checklist_key(w), owner="Ops lead",
                                         status="done", note="ready", **_ctx(w)),
     "golive.signoff": lambda w: _call("sign", "services.signoff", "eng_lead", **_ctx(w, runtime=True)),
@@ -243,6 +245,30 @@ RECIPES: dict[str, Recipe] = {
 # Business rules that may still refuse an authorised admin in this world (e.g. sign-off needs a
 # green preflight and 8/8 QA); for these, "succeeds" means: past the guard, refused in plain words.
 DOMAIN_REFUSALS_ALLOWED = {"golive.signoff"}
+
+
+def _pause_then_restore(world: World) -> Callable[[Any], Any]:
+    """Pause as the actor, then resume as the system, so later recipes find processing running."""
+    from services.switches import set_switch_as_system, switch_state
+
+    pause = _call("pause_switch", "services.switches", "processing", reason="Launch-day incident", **_ctx(world))
+
+    def act(actor: Any) -> Any:
+        try:
+            return pause(actor)
+        finally:
+            if switch_state(world.runtime.uow(), "processing").paused:
+                set_switch_as_system("processing", paused=False, reason=None, actor="cli", uow=world.runtime.uow())
+
+    return act
+
+
+def _paused_then_resume(world: World) -> Callable[[Any], Any]:
+    """Paused before the calls (denied callers leave it paused; the admin's call resumes it)."""
+    from services.switches import set_switch_as_system
+
+    set_switch_as_system("reconcile", paused=True, reason="set up by the matrix", actor="cli", uow=world.runtime.uow())
+    return _call("resume_switch", "services.switches", "reconcile", **_ctx(world))
 
 
 def _scheduled_then(world: World, function_name: str) -> Callable[[Any], Any]:

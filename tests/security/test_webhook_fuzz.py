@@ -18,8 +18,9 @@ from sqlalchemy import func, select
 from db.models import StripeEvent
 from tests.conftest import TEST_WEBHOOK_SECRETS
 
-# 4 strategies x 2,500 examples = 10,000 fuzzed requests per run.
-EXAMPLES_PER_STRATEGY = 2_500
+# 5 strategies x 2,000 examples = 10,000 fuzzed requests per run (the last test checks the count).
+EXAMPLES_PER_STRATEGY = 2_000
+STRATEGIES = 5
 TOLERANCE_S = 300
 PATHS = ("/billing/webhook", "/api/subscription/webhook")
 FUZZ_SETTINGS = settings(
@@ -62,7 +63,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, An
         yield client, runtime
 
 
-def _post(receiver: tuple[Any, Any], path: str, body: bytes, header: str | None) -> None:
+def _post(receiver: tuple[Any, Any], path: str, body: bytes, header: str | bytes | None) -> None:
     client, _ = receiver
     headers = {"Content-Type": "application/json"}
     if header is not None:
@@ -92,9 +93,10 @@ def test_forged_signatures_are_refused(receiver: Any, path: str, event_id: str, 
 
 @FUZZ_SETTINGS
 @given(path=st.sampled_from(PATHS), cut=st.integers(min_value=1, max_value=400),
-       secret=st.sampled_from(TEST_WEBHOOK_SECRETS))
-def test_truncated_or_extended_bodies_are_refused(receiver: Any, path: str, cut: int, secret: str) -> None:
-    body = event_body(f"evt_trunc_{cut}")
+       secret=st.sampled_from(TEST_WEBHOOK_SECRETS), event_id=st.text(min_size=1, max_size=30))
+def test_truncated_or_extended_bodies_are_refused(receiver: Any, path: str, cut: int, secret: str,
+                                                  event_id: str) -> None:
+    body = event_body(f"evt_trunc_{cut}_{event_id}")
     header = sign(body, secret, int(time.time()))
     tampered = body[:-cut] if cut < len(body) else body + b" " * (cut - len(body) + 1)
     _post(receiver, path, tampered, header)
@@ -126,6 +128,30 @@ def test_malformed_requests_are_refused(receiver: Any, path: str, body: bytes, h
     _post(receiver, path, body, header)
 
 
+_header_bytes = st.binary(min_size=1, max_size=300).filter(lambda b: not set(b) & {0, 10, 13})
+hostile_header = st.one_of(
+    # timestamps of hundreds to thousands of digits (int() refuses 4,300+, floats overflow past 308)
+    st.integers(min_value=300, max_value=6000).map(lambda n: f"t={'9' * n},v1={'0' * 64}".encode()),
+    # raw bytes, arriving as latin-1 text
+    _header_bytes,
+    # a real timestamp with a non-ASCII or non-hex v1
+    st.tuples(st.integers(min_value=0, max_value=2**40), _header_bytes).map(
+        lambda p: f"t={int(time.time()) - p[0] % 200},v1=".encode() + p[1]),
+    st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF, exclude_categories=("Cs",)),
+            min_size=1, max_size=64).map(lambda t: f"t={int(time.time())},v1={t}".encode()),
+    # duplicates and junk around a well-formed pair, and over-long headers
+    st.tuples(st.lists(st.sampled_from(["t=1", "t=", "v1=", "=", "v1", ",", "t=99", "v0=ab", " "]), max_size=40),
+              st.integers(min_value=0, max_value=400)).map(
+        lambda p: (",".join(p[0]) + f",t={int(time.time())},v1={'a' * 64}" + ",v1=0" * p[1]).encode()),
+)
+
+
+@FUZZ_SETTINGS
+@given(path=st.sampled_from(PATHS), header=hostile_header, event_id=st.text(min_size=1, max_size=30))
+def test_hostile_signature_headers_are_refused(receiver: Any, path: str, header: bytes, event_id: str) -> None:
+    _post(receiver, path, event_body(f"evt_hdr_{event_id}"), header)
+
+
 def test_zz_no_row_was_written_and_tally(receiver: Any) -> None:
     _, runtime = receiver
     with runtime.uow() as uow:
@@ -133,4 +159,5 @@ def test_zz_no_row_was_written_and_tally(receiver: Any) -> None:
     print(f"\nwebhook fuzz: {tally['requests']} requests, {tally['accepted']} accepted, "
           f"{tally['server_errors']} 5xx, {rows} rows written")
     assert rows == 0
+    assert tally["requests"] >= STRATEGIES * EXAMPLES_PER_STRATEGY == 10_000
     assert tally["accepted"] == 0 and tally["server_errors"] == 0

@@ -103,3 +103,46 @@ def test_dotenv_file_is_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def test_secret_is_hidden_in_repr() -> None:
     settings = load_settings({"STRIPE_API_KEY": "sk_test_hidden123"}, env_file=None)
     assert "sk_test_hidden123" not in repr(settings)
+
+
+DB_PASSWORD = "CANARYunitdbpass%40x"  # URL-encoded "@" inside: both spellings must stay hidden
+
+
+def test_database_url_password_is_masked_in_repr_and_str() -> None:
+    url = f"postgresql+psycopg://billing:{DB_PASSWORD}@db.internal:5432/billing"
+    settings = load_settings({"DATABASE_URL": url, "METRICS_URLS": "https://m:CANARYmetricspw@m.example.io/metrics"},
+                             env_file=None)
+    assert settings.database_url == url  # the value itself is untouched (the engine needs it)
+    for text in (repr(settings), str(settings), f"{settings!r}", repr([settings])):
+        assert "CANARY" not in text
+        assert "postgresql+psycopg://billing:***@db.internal:5432/billing" in text
+        assert "https://m:***@m.example.io/metrics" in text
+
+
+def test_secret_values_cover_secret_fields_and_the_database_password() -> None:
+    settings = load_settings(
+        {"DATABASE_URL": f"postgresql+psycopg://billing:{DB_PASSWORD}@db/billing", "STRIPE_API_KEY": "sk_test_abc123",
+         "STRIPE_WEBHOOK_SECRETS": "whsec_one1,whsec_two2", "SENTRY_DSN": "https://pubkey123@o1.ingest.sentry.io/42"},
+        env_file=None,
+    )
+    values = settings.secret_values()
+    for expected in (DB_PASSWORD, "CANARYunitdbpass@x", "sk_test_abc123", "whsec_one1", "whsec_two2",
+                     "https://pubkey123@o1.ingest.sentry.io/42", "pubkey123"):
+        assert expected in values
+    assert values == sorted(values, key=len, reverse=True)
+    assert load_settings({}, env_file=None).secret_values() == []
+
+
+@pytest.mark.parametrize("dsn", ["not a dsn", "https://o1.ingest.sentry.io/42", "ftp://key@host/1",
+                                 "https://key@host/not-a-project/x", "http://key@host:port/1"])
+def test_malformed_sentry_dsn_is_one_line(dsn: str) -> None:
+    message = _error_for({"SENTRY_DSN": dsn})
+    assert message.startswith("SENTRY_DSN: not a valid Sentry DSN; fix:")
+    assert dsn not in message
+
+
+def test_valid_sentry_dsn_is_accepted() -> None:
+    settings = load_settings({"SENTRY_DSN": " https://pubkey123@o1.ingest.sentry.io/42 "}, env_file=None)
+    assert settings.sentry_dsn is not None
+    assert settings.sentry_dsn.get_secret_value() == "https://pubkey123@o1.ingest.sentry.io/42"
+    assert load_settings({"SENTRY_DSN": ""}, env_file=None).sentry_dsn is None
