@@ -27,7 +27,6 @@ from tests.conftest import REPO_ROOT, TEST_WEBHOOK_SECRETS
 from tests.integration.test_webhook_pipeline import event_body, sign
 from webhooks.app import create_app
 
-
 MAPPING = {"STRIPE_PRICE_BASIC_MONTHLY": "price_basic_monthly", "STRIPE_PRICE_PRO_MONTHLY": "price_pro_monthly"}
 
 
