@@ -124,6 +124,7 @@ if subscription_id:
                          f"{plain(p.target_interval)}** at the period end "
                          f"({plan_changes.period_end_text(p.period_end)}); no proration credit "
                          f"({rt.settings.stripe_mode} mode).")
+            st.text(f"Customer: {plan_changes.customer_label(rt.uow(), p.customer_id)}")  # plain text
             col1, col2 = st.columns(2)
             if col1.button("Confirm", type="primary", key="confirm_change"):
                 st.session_state.pop("confirming", None)

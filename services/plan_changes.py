@@ -491,6 +491,15 @@ class ScheduleConfirmation:
                 f"{plan} at {self.amount_text} after {when}.")
 
 
+def customer_label(uow: UnitOfWork, customer_id: str) -> str:
+    """`Name <email> (cus_…)` from the billing DB, for a confirmation (plain text, customer-controlled)."""
+    with uow:
+        customer = uow.session.get(Customer, customer_id) if customer_id else None
+        parts = [p for p in ((customer.name, f"<{customer.email}>" if customer.email else None)
+                             if customer is not None else ()) if p]
+    return f"{' '.join(parts) or 'unknown customer'} ({customer_id or '?'})"
+
+
 def _check_schedule_change(kind: str, subscription: dict[str, Any]) -> None:
     _require_changeable(subscription)
     metadata = subscription.get("metadata") or {}

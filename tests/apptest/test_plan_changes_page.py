@@ -68,6 +68,7 @@ def test_admin_previews_and_confirms_an_upgrade(page_runtime: Any) -> None:
     next(b for b in at.button if b.label == "Apply this change…").click()
     at.run()
     assert "invoices the proration of **10.00 USD** immediately" in page_text(at)
+    assert "Customer: <ada@customer.io> (cus_ada)" in page_text(at)
     next(b for b in at.button if b.label == "Confirm").click()
     at.run()
     assert not at.exception
