@@ -90,7 +90,8 @@ SEED_ITEMS: tuple[SeedItem, ...] = (
              "Training is a person's knowledge."),
     SeedItem("checkout_rate_limit", "ops_readiness", "Checkout endpoint rate limited",
              "The product's create-checkout-session applies per-user limits and answers 429 with a log entry.",
-             "That endpoint belongs to the product backend, not to this console."),
+             "That endpoint belongs to the product backend. With CHECKOUT_PROBE_URL (test/staging) `check` bursts it "
+             "and reports the first 429 (checkout.rate_limit); per-user limits and the log entry stay for a person."),
     SeedItem("logging_centralised", "ops_readiness", "Logs centralised",
              "Backend logs (webhooks, disputes, fraud warnings, rate limiting) reach the logging service.",
              "The logging service is outside the console and Stripe."),

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     # A deployment repository the preflight scans for committed secrets (`check --repo` overrides).
     deployment_repo_path: str | None = Field(None, validation_alias="DEPLOYMENT_REPO_PATH")
 
+    # ALwrity §7: the SaaS's create-checkout-session URL the preflight bursts (test/staging only).
+    checkout_probe_url: str | None = Field(None, validation_alias="CHECKOUT_PROBE_URL")
+    checkout_probe_requests: int = Field(30, ge=1, le=200, validation_alias="CHECKOUT_PROBE_REQUESTS")
+    checkout_probe_seconds: float = Field(3.0, gt=0, le=30, validation_alias="CHECKOUT_PROBE_SECONDS")
+
     # Where Stripe should deliver events; the preflight looks for an endpoint with this URL.
     console_webhook_url: str | None = Field(None, validation_alias="CONSOLE_WEBHOOK_URL")
     # Process events right after storing them (demo) instead of leaving them to `worker`.

@@ -501,6 +501,29 @@ def check_metrics(settings: Any, fetch: Callable[[str], httpx.Response] | None =
     return _ok("metrics.reachable", f"Prometheus metrics answer at {', '.join(urls)}.", "warning")
 
 
+def check_checkout_rate_limit(settings: Any, post: Callable[[str], int] | None = None) -> CheckResult:
+    """ALwrity §7: a burst against the SaaS's create-checkout-session endpoint meets a 429."""
+    from services.checkout_probe import probe
+
+    url = settings.checkout_probe_url
+    if settings.stripe_mode == "live":
+        return _fail("checkout.rate_limit", "Not probed: the burst is never sent in live mode.",
+                     "Run the probe against test or staging (CHECKOUT_PROBE_URL there).", "warning")
+    if not url.startswith(("http://", "https://")):
+        return _fail("checkout.rate_limit", "CHECKOUT_PROBE_URL is not an http(s) URL.",
+                     "Set it to the create-checkout-session URL of the test or staging SaaS.", "warning")
+    result = probe(url, requests=settings.checkout_probe_requests, seconds=settings.checkout_probe_seconds,
+                   post=post)
+    seen = ", ".join(f"{count}× {status}" for status, count in sorted(result.statuses.items()))
+    if result.limited_after is not None:
+        return _ok("checkout.rate_limit", f"{url} answered 429 at request {result.limited_after} of a burst of "
+                   f"{settings.checkout_probe_requests} in {settings.checkout_probe_seconds:g} s ({seen}).",
+                   "warning")
+    return _fail("checkout.rate_limit", f"{url} never answered 429: {result.sent} requests in {result.seconds:g} s "
+                 f"({seen}).", "Rate-limit the create-checkout-session endpoint (and log each 429), then re-run "
+                 "`billing-ops check`.", "warning")
+
+
 def check_mode_identifiers(gateway: Any, settings: Any, endpoints: list[dict[str, Any]] | None) -> CheckResult:
     """ALwrity §1/§2/§4/§9: no identifier of the other mode in this configuration."""
     mode = settings.stripe_mode
@@ -595,12 +618,12 @@ def check_checklist_complete(runtime: Any) -> CheckResult:
     return _ok("checklist.complete", "Every pre-launch manual checklist item is done or n/a.", "warning")
 
 
-def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: bool = False,
+def run_preflight(runtime: Any, *, repo: str | None = None, explicit_run: bool = False,
                   run_id: str | None = None) -> list[CheckResult]:
     """Every check, in the runbooks' order. Never raises for a Stripe problem.
 
-    The Sentry test event is sent only by an explicit preflight run (`check`, the
-    Go-live page), not by readers such as sign-off that re-run the checks."""
+    The Sentry test event and the checkout burst are sent only by an explicit preflight run
+    (`check`, the Go-live page), not by readers such as sign-off that re-run the checks."""
     settings = runtime.settings
     run_id = run_id or secrets.token_hex(6)
     results: list[CheckResult] = [check_stripe_key(settings), check_publishable_key(settings)]
@@ -646,8 +669,10 @@ def run_preflight(runtime: Any, *, repo: str | None = None, send_sentry_event: b
         check_metrics(settings),
         check_sentry(settings),
     ])
-    if settings.sentry_dsn and send_sentry_event:
+    if settings.sentry_dsn and explicit_run:
         results.append(check_sentry_test_event(settings, run_id))
+    if settings.checkout_probe_url and explicit_run:
+        results.append(check_checkout_rate_limit(settings))
     results.extend([check_audit_chain(runtime), check_signoff_roles(settings), check_checklist_complete(runtime),
                     check_api_version()])
     return results

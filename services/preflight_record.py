@@ -27,7 +27,7 @@ def run_and_record(runtime: Any, *, actor: str, repo: str | None = None) -> tupl
                                                                                   bool]:
     """Run the preflight and append its audit row; `recorded` is False when the DB cannot take it."""
     ran_at = utcnow()
-    results = run_preflight(runtime, repo=repo, send_sentry_event=True)
+    results = run_preflight(runtime, repo=repo, explicit_run=True)
     from db.session import missing_sqlite_file
 
     if missing_sqlite_file(runtime.settings.database_url):

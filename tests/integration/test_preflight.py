@@ -194,7 +194,7 @@ LIVE = {"STRIPE_API_KEY": "sk_live_SECRETCANARY0123456789ab", "STRIPE_MODE": "li
 
 
 def test_live_setup_with_live_identifiers_passes_the_new_checks(migrated_sqlite_url: str) -> None:
-    checks = _by_id(run_preflight(_runtime(migrated_sqlite_url, _live_gateway(), **LIVE), send_sentry_event=False))
+    checks = _by_id(run_preflight(_runtime(migrated_sqlite_url, _live_gateway(), **LIVE), explicit_run=False))
     for check_id in ("stripe.publishable_key", "stripe.tax", "wallets.domain", "config.mode_identifiers",
                      "webhook.url", "webhook.events", "auth.lookalikes"):
         assert checks[check_id].passed, (check_id, checks[check_id].message)
@@ -241,7 +241,7 @@ def test_new_checks_block_in_live_mode(migrated_sqlite_url: str, break_it: Calla
     break_it(gateway)
     if "CONSOLE_WEBHOOK_URL" in overrides:
         gateway.endpoints[0]["url"] = overrides["CONSOLE_WEBHOOK_URL"]
-    results = run_preflight(_runtime(migrated_sqlite_url, gateway, **{**LIVE, **overrides}), send_sentry_event=False)
+    results = run_preflight(_runtime(migrated_sqlite_url, gateway, **{**LIVE, **overrides}), explicit_run=False)
     check = _by_id(results)[check_id]
     assert not check.passed and check.severity == "blocking", check
     assert words in check.message

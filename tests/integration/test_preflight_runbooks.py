@@ -264,6 +264,6 @@ def test_checklist_complete_warns_until_items_are_done(check_env: dict[str, str]
 
 def test_stripe_down_marks_new_stripe_checks_not_checked(check_env: dict[str, str]) -> None:
     runtime = Runtime(load_settings({**check_env, "STRIPE_API_BASE": "http://127.0.0.1:9"}, env_file=None))
-    results = {r.id: r for r in run_preflight(runtime, send_sentry_event=False)}
+    results = {r.id: r for r in run_preflight(runtime, explicit_run=False)}
     for check_id in ("stripe.tax", "wallets.domain", "config.mode_identifiers"):
         assert not results[check_id].passed and "Not checked" in results[check_id].message

@@ -48,7 +48,7 @@ def test_every_mapped_check_is_produced_by_a_full_run(migrated_sqlite_url: str, 
                                    METRICS_URLS=metrics.base_url + "/metrics", SENTRY_DSN=ingest.dsn)
         runtime = Runtime(settings)
         runtime.__dict__["gateway"] = FakePreflightGateway()
-        ids = {r.id for r in run_preflight(runtime, repo=str(tmp_path), send_sentry_event=True)}
+        ids = {r.id for r in run_preflight(runtime, repo=str(tmp_path), explicit_run=True)}
     finally:
         metrics.stop()
         ingest.stop()
