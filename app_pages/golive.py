@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._shared import require_admin, runtime, show_error
-from services import checklist, preflight, preflight_record
+from services import checklist, preflight, preflight_record, switches
 from services.auth import AccessDenied
 from services.checklist import ChecklistError
 
@@ -70,13 +70,34 @@ st.dataframe(pd.DataFrame([{
 } for b in boxes]), hide_index=True)
 
 st.header("Checklist")
+switch_states = switches.all_states(rt.uow())
+
+
+def _control(key: str) -> str:
+    """What performs a rollback item in the console, with the switch's live state."""
+    bound = checklist.ROLLBACK_CONTROLS.get(key, "")
+    kind, _, name = bound.partition(":")
+    if kind == "page":
+        return f"{name} page"
+    if kind == "switch":
+        state = switch_states[name]
+        where = f"Launch controls: {name} switch "
+        return where + (f"PAUSED by {state.by} since {state.since_text}" if state.paused else "running")
+    return ""
+
+
 for section, section_title in checklist.SECTIONS.items():
     st.subheader(section_title)
     section_items = [i for i in items if i["section"] == section]
-    st.dataframe(pd.DataFrame([{"item": i["title"], "status": i["status"], "owner": i["owner"] or "",
-                                "note": i["note"] or "", "updated by": i["updated_by"] or "",
-                                "updated at": i["updated_at"], "why manual": i["why"]} for i in section_items]),
-                 hide_index=True)
+    rows = [{"item": i["title"], "status": i["status"], "owner": i["owner"] or "",
+             "note": i["note"] or "", "updated by": i["updated_by"] or "",
+             "updated at": i["updated_at"], "why manual": i["why"]} for i in section_items]
+    if section == "rollback":
+        for row, item in zip(rows, section_items, strict=True):
+            row["in the console"] = _control(item["key"])
+            seed = checklist.SEED_BY_KEY.get(item["key"])  # the current instructions, not the seeded copy
+            row["how"] = seed.detail if seed else item["detail"] or ""
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 st.subheader("Update an item")
 titles = {i["key"]: f"{checklist.SECTIONS[i['section']]}: {i['title']}" for i in items}

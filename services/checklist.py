@@ -128,18 +128,25 @@ SEED_ITEMS: tuple[SeedItem, ...] = (
              "The engineering lead and the product owner sign on the Sign-off page (with the frozen snapshot).",
              "An approval must come from the named people; the Sign-off page records who and when."),
     SeedItem("rollback_disable_cron", "rollback", "Halt automated downgrades",
-             "Set RECONCILE_CRON_ENABLED=false and restart the worker (`billing-ops worker`).",
+             "Pause the reconcile switch on Launch controls (or `billing-ops pause reconcile --reason ...`): every "
+             "worker stops applying downgrades at its next poll, no environment edit or restart.",
              "A step to follow in an incident, not a state to check."),
     SeedItem("rollback_revert_image", "rollback", "Revert the deployment",
              "Redeploy the last known good image tag.", "A step to follow in an incident, not a state to check."),
     SeedItem("rollback_remove_endpoint", "rollback", "Pause webhook delivery if webhooks misbehave",
-             "Temporarily remove (or disable) the webhook endpoint in the Dashboard; Stripe retries events for a "
-             "while. Re-add it, then run `billing-ops sync --days 3` to backfill.",
+             "Pause the processing switch on Launch controls (or `billing-ops pause processing --reason ...`): "
+             "deliveries are still stored and acknowledged, nothing is handled until you resume. Last resort only: "
+             "remove the endpoint in the Dashboard, re-add it, then `billing-ops sync --days 3` to backfill.",
              "A step to follow in an incident, not a state to check."),
     SeedItem("rollback_manual_corrections", "rollback", "Manual corrections",
-             "Correct subscriptions in the Stripe Dashboard (customer.subscription.update); the console picks the "
-             "change up from the webhook.", "A step to follow in an incident, not a state to check."),
+             "Correct a subscription on the Plan changes page (change plan, set or clear cancel at period end, "
+             "cancel a pending downgrade: each confirmed, audited, with its own idempotency key), or in the Stripe "
+             "Dashboard; the console picks the change up from the webhook.",
+             "A step to follow in an incident, not a state to check."),
 )
+# Rollback items and the console control that performs them (shown with its live state).
+ROLLBACK_CONTROLS = {"rollback_disable_cron": "switch:reconcile", "rollback_remove_endpoint": "switch:processing",
+                     "rollback_manual_corrections": "page:Plan changes"}
 SEED_BY_KEY = {item.key: item for item in SEED_ITEMS}
 
 

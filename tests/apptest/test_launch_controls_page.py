@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from db.models import AuditLog
 from services import switches
+from tests.apptest.test_golive_pages import golive_page_runtime  # noqa: F401,F811 (fixture)
 from tests.conftest import ADMIN_EMAIL, app_test_for, page_direct_test, page_text
 
 
@@ -63,3 +64,19 @@ def test_every_admin_page_shows_the_banner_while_paused(shell_runtime: Any) -> N
         assert "Automated downgrades (reconcile) is PAUSED by lead@example.com" in text
         assert "Downgrades doubled in staging" in text
     assert "PAUSED" not in page_text(app_test_for(None, "non_admin"))
+
+
+def test_the_rollback_plan_shows_the_switch_that_performs_each_step(golive_page_runtime: Any) -> None:  # noqa: F811
+    from tests.apptest.test_golive_pages import _as
+    from tests.integration.golive_fixtures import ADMIN
+
+    switches.set_switch_as_system("reconcile", paused=True, reason="Downgrades doubled", actor="lead@example.com",
+                                  uow=golive_page_runtime.uow())
+    at = _as(ADMIN, "golive")
+    assert not at.exception
+    rollback = next(df.value for df in at.dataframe if "in the console" in df.value.columns)
+    by_item = dict(zip(rollback["item"], rollback["in the console"], strict=True))
+    assert by_item["Halt automated downgrades"].startswith("Launch controls: reconcile switch PAUSED by lead@")
+    assert by_item["Pause webhook delivery if webhooks misbehave"] == "Launch controls: processing switch running"
+    assert by_item["Manual corrections"] == "Plan changes page"
+    assert "billing-ops pause reconcile" in " ".join(rollback["how"])
