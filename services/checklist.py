@@ -129,7 +129,8 @@ SEED_ITEMS: tuple[SeedItem, ...] = (
              "An approval must come from the named people; the Sign-off page records who and when."),
     SeedItem("rollback_disable_cron", "rollback", "Halt automated downgrades",
              "Pause the reconcile switch on Launch controls (or `billing-ops pause reconcile --reason ...`): every "
-             "worker stops applying downgrades at its next poll, no environment edit or restart.",
+             "worker stops applying downgrades at its next poll. The runbook's RECONCILE_CRON_ENABLED=false still "
+             "works but needs every worker restarted.",
              "A step to follow in an incident, not a state to check."),
     SeedItem("rollback_revert_image", "rollback", "Revert the deployment",
              "Redeploy the last known good image tag.", "A step to follow in an incident, not a state to check."),
