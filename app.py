@@ -5,6 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import _shared
+from app_pages._banners import render_switch_banners
+from app_pages._search_box import render_search_box
 from app_pages.registry import ADMIN_SECTIONS
 
 st.set_page_config(page_title="Billing Ops Console", page_icon=":material/credit_card:", layout="wide")
@@ -16,12 +18,12 @@ elif not _shared.user_is_admin(identity):
     _shared.render_account_sidebar(identity)
     navigation = st.navigation([st.Page(_shared.render_no_access, title="No access", url_path="no-access")])
 else:
-    from app_pages._banners import render_switch_banners
-
     _shared.render_account_sidebar(identity)
     render_switch_banners()
     navigation = st.navigation(
         {section: [st.Page(path, title=title, url_path=slug) for path, title, slug in pages]
          for section, pages in ADMIN_SECTIONS.items()}
     )
+if identity is not None and _shared.user_is_admin(identity):
+    render_search_box()  # after st.navigation: switching to the Search page needs it registered
 navigation.run()

@@ -16,6 +16,7 @@ ADMIN_SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "Ops": [
         (_page("disputes"), "Disputes", "disputes"),
         (_page("fraud_warnings"), "Early fraud warnings", "fraud-warnings"),
+        (_page("search"), "Search", "search"),
     ],
     "Engineering": [
         (_page("first_24h"), "First 24 hours", "first-24h"),
@@ -32,3 +33,8 @@ ADMIN_SECTIONS: dict[str, list[tuple[str, str, str]]] = {
         (_page("audit"), "Audit log", "audit"),
     ],
 }
+
+
+def page_file(url_path: str) -> str:
+    """The page file for a url path (for st.switch_page / st.page_link)."""
+    return next(path for pages in ADMIN_SECTIONS.values() for path, _title, slug in pages if slug == url_path)
