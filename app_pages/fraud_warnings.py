@@ -86,7 +86,11 @@ else:
 
     # --- one warning ------------------------------------------------------------------------
     st.subheader("Decide one warning")
-    chosen = st.selectbox("Warning", [r.id for r in queue.rows],
+    ids = [r.id for r in queue.rows]
+    # A search hit or shared link (?warning=issfr_… or ?charge=ch_…) opens with that warning chosen.
+    linked = st.query_params.get("warning") or next(
+        (r.id for r in queue.rows if r.charge_id and r.charge_id == st.query_params.get("charge")), None)
+    chosen = st.selectbox("Warning", ids, index=ids.index(linked) if linked in ids else 0,
                           format_func=lambda i: next(f"{r.id} · {r.customer_email or 'unknown'} · "
                                                      f"{money(r.amount, r.currency)} · {r.shown_status}"
                                                      for r in queue.rows if r.id == i))

@@ -56,7 +56,9 @@ if plan_error:
     st.error(f"Nothing was changed: {plain(plan_error)}")
 
 with st.form("lookup"):
-    term = st.text_input("Customer email, customer id (cus_…) or subscription id (sub_…)")
+    # A search hit or a shared link opens with its customer or subscription looked up.
+    linked = st.query_params.get("subscription") or st.query_params.get("customer") or ""
+    term = st.text_input("Customer email, customer id (cus_…) or subscription id (sub_…)", value=linked)
     st.form_submit_button("Look up")
 
 subscription_id: str | None = None

@@ -97,3 +97,23 @@ def test_refunded_or_disputed_charges_are_not_open_on_the_page(runtime: Any, emu
     at.run()
     assert "Resolved by refund: the charge is already fully refunded" in page_text(at)
     assert not [b for b in at.button if b.label.startswith("Refund full amount")]
+
+
+def test_a_link_with_a_warning_or_charge_opens_that_warning(runtime: Any) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO_ROOT, identity_for
+
+    with runtime.uow() as uow:
+        for i, day in enumerate((3, 1, 2)):
+            uow.session.add(FraudWarning(id=f"issfr_{i}", charge_id=f"ch_{i}", amount=100, currency="usd",
+                                         actionable=True, created=datetime(2026, 11, day, tzinfo=UTC)))
+        uow.commit()
+    for params, expected in (({"warning": "issfr_2"}, "issfr_2"), ({"charge": "ch_0"}, "issfr_0"),
+                             ({"warning": "issfr_nope"}, "issfr_1")):
+        at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "fraud_warnings.py"), default_timeout=30)
+        at.session_state["identity"] = identity_for("admin@example.com")
+        for key, value in params.items():
+            at.query_params[key] = value
+        at.run()
+        assert next(s for s in at.selectbox if s.label == "Warning").value == expected

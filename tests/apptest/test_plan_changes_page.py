@@ -145,3 +145,16 @@ def test_a_subscription_missing_from_the_db_can_still_be_changed(page_runtime: A
     with page_runtime.uow() as uow:
         row = uow.session.execute(select(UserSubscription).filter_by(stripe_subscription_id="sub_new")).scalar_one()
         assert row.plan == "pro"
+
+
+def test_a_link_with_a_customer_opens_its_lookup(page_runtime: Any) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO_ROOT, identity_for
+
+    at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "plan_changes.py"), default_timeout=30)
+    at.session_state["identity"] = identity_for("admin@example.com")
+    at.query_params["customer"] = "cus_linked"
+    at.run()
+    field = next(t for t in at.text_input if t.label.startswith("Customer email"))
+    assert field.value == "cus_linked"
