@@ -21,15 +21,12 @@ DEFAULT_EMULATOR_PORT = 12111
 
 
 def friendly_errors(fn: F) -> F:
-    """Settings and Stripe errors end the command with one plain line, no traceback."""
+    """Settings, Stripe and every other ConsoleError end the command with one plain line, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from services.reconciliation import ReconcileError
+        from services.errors import ConsoleError
         from services.stripe_gateway import StripeGatewayError
-        from services.switches import SwitchError
-
-        refused_errors = (ReconcileError, SwitchError)
 
         try:
             return fn(*args, **kwargs)
@@ -39,8 +36,8 @@ def friendly_errors(fn: F) -> F:
         except StripeGatewayError as error:
             click.echo(f"Stripe error: {error.message}", err=True)
             sys.exit(3)
-        except refused_errors as error:
-            click.echo(f"Refused: {getattr(error, 'message', None) or error}", err=True)
+        except ConsoleError as error:  # any other refusal the console words for people
+            click.echo(f"Refused: {error.message}", err=True)
             sys.exit(4)
 
     return wrapper  # type: ignore[return-value]

@@ -15,6 +15,7 @@ import streamlit as st
 from services import sign_in
 from services.auth import Identity, is_admin, normalise_email, session_expired, set_identity_provider
 from services.config import SettingsError
+from services.errors import ConsoleError
 from services.runtime import Runtime, get_runtime
 
 IDENTITY_KEY = "identity"
@@ -207,7 +208,7 @@ def render_account_sidebar(identity: Identity) -> None:
 
 def show_error(error: Exception) -> None:
     """One clear message for a refused or failed action; never a traceback."""
-    message = getattr(error, "message", None) or str(error) or error.__class__.__name__
+    message = error.message if isinstance(error, ConsoleError) else str(error) or error.__class__.__name__
     st.error(plain(message))  # messages can quote customer or Stripe text
 
 

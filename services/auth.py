@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.config import Settings
+from services.errors import ConsoleError
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Identity:
     method: str = "password"  # password | oidc | disabled
 
 
-class AccessDenied(Exception):
+class AccessDenied(ConsoleError):
     """The caller may not do this; the message is safe to show."""
 
 

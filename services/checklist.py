@@ -17,6 +17,7 @@ from db.models.base import utcnow
 from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
+from services.errors import ConsoleError
 
 STATUSES = ("open", "done", "n/a")
 SECTIONS = {"ops_readiness": "Before launch (manual)", "after_launch": "Launch day and after (manual)",
@@ -151,10 +152,8 @@ ROLLBACK_CONTROLS = {"rollback_disable_cron": "switch:reconcile", "rollback_remo
 SEED_BY_KEY = {item.key: item for item in SEED_ITEMS}
 
 
-class ChecklistError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class ChecklistError(ConsoleError):
+    """An item edit was refused."""
 
 
 def seed_checklist(uow: UnitOfWork) -> int:

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.errors import ConsoleError
 from services.redaction import mask_url_passwords, url_passwords
 
 # Stripe's documented per-mode rate limits (requests/second), see
@@ -86,7 +87,7 @@ _FIXES: dict[str, str] = {
 }
 
 
-class SettingsError(Exception):
+class SettingsError(ConsoleError):
     """A configuration value is wrong; the message is safe to print."""
 
 

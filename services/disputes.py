@@ -32,6 +32,7 @@ from services import audit, stripe_mapping
 from services import dispute_evidence as ev
 from services.audit import privileged
 from services.config import Settings
+from services.errors import ConsoleError
 from services.money import MoneyError, format_money, parse_amount
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 
@@ -43,10 +44,8 @@ ALL_STATUSES = ("warning_needs_response", "needs_response", "warning_under_revie
 RATE_THRESHOLDS = {"early warning": 0.0075, "program (0.9 %)": 0.009, "program (1 %)": 0.01}
 
 
-class DisputeActionError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class DisputeActionError(ConsoleError):
+    """A dispute action was refused or failed."""
 
 
 # --- queue --------------------------------------------------------------------------------------

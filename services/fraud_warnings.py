@@ -25,6 +25,7 @@ from db.session import UnitOfWork, rows_affected
 from services import audit, stripe_mapping
 from services.audit import privileged
 from services.config import Settings
+from services.errors import ConsoleError
 from services.money import format_money
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 
@@ -38,12 +39,8 @@ DISPUTE_FEE_CURRENCY = "usd"
 STATUSES = ("open", "refunding", "refunded", "ignored")
 
 
-class EfwActionError(Exception):
-    """A refused or failed decision; `message` is plain words for the page."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class EfwActionError(ConsoleError):
+    """A refused or failed decision on an early fraud warning."""
 
 
 def refund_key(efw_id: str) -> str:

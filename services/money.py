@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from services.errors import ConsoleError
+
 # Stripe's zero-decimal list minus UGX, whose special case (below) governs how charges carry it.
 ZERO_DECIMAL: Final = frozenset([
     "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW",
@@ -45,12 +47,8 @@ _CODE = re.compile(r"[A-Z]{3}")
 _TYPED = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d*))?|\.(\d+)")
 
 
-class MoneyError(ValueError):
-    """A currency code or a typed amount that cannot be read; `message` is plain words for the page."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class MoneyError(ConsoleError, ValueError):
+    """A currency code or a typed amount that cannot be read."""
 
 
 def currency_code(currency: str) -> str:

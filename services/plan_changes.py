@@ -26,6 +26,7 @@ from db.session import UnitOfWork
 from services import audit
 from services.audit import privileged
 from services.config import Settings
+from services.errors import ConsoleError
 from services.metric_points import (
     CHANGE_ERROR,
     DOWNGRADE_SCHEDULED,
@@ -53,12 +54,8 @@ AUDIT_ACTIONS = {
 _MONTHS_PER_INTERVAL = {"month": 1, "year": 12, "week": 12 / 52, "day": 12 / 365}
 
 
-class PlanChangeError(Exception):
-    """A change was refused before reaching Stripe; `message` is safe to show."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class PlanChangeError(ConsoleError):
+    """A change was refused before reaching Stripe."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from db.models.base import utcnow
 from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
+from services.errors import ConsoleError
 from services.money import format_money
 from services.stripe_gateway import StripeGatewayError
 
@@ -74,10 +75,8 @@ CASE_IDS = tuple(case.id for case in CASES)
 CASES_BY_ID = {case.id: case for case in CASES}
 
 
-class QaRefused(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class QaRefused(ConsoleError):
+    """A QA run was refused (e.g. live mode)."""
 
 
 class ExpectationFailed(Exception):

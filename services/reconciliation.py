@@ -37,6 +37,7 @@ from db.session import UnitOfWork
 from services import audit
 from services.audit import privileged
 from services.config import Settings
+from services.errors import ConsoleError
 from services.leases import acquire_lease
 from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN, record_metric
 from services.observability import capture_alert
@@ -88,10 +89,8 @@ DRIFT_DESCRIPTIONS = {
 _ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
-class ReconcileError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class ReconcileError(ConsoleError):
+    """A reconciliation run or fix was refused or failed."""
 
 
 class ReconcileRefused(ReconcileError):

@@ -18,6 +18,7 @@ from sqlalchemy import func, or_, select
 
 from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
 from db.session import UnitOfWork
+from services.errors import ConsoleError
 from services.money import THREE_DECIMAL, ZERO_DECIMAL, format_money
 
 MAX_QUERY_CHARS = 200
@@ -38,7 +39,7 @@ OPENS = {"customer": ("plan-changes", "customer"), "subscription": ("plan-change
          "dispute": ("disputes", "dispute"), "fraud_warning": ("fraud-warnings", "warning")}
 
 
-class SearchError(ValueError):
+class SearchError(ConsoleError, ValueError):
     """The query cannot be searched; the message is safe to show."""
 
 

@@ -14,6 +14,8 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from services.errors import ConsoleError
+
 # Stripe secrets are long; a placeholder such as `sk_live_...` or `whsec_xxx` in docs is not one.
 SECRET_PATTERN = re.compile(r"\b(sk_live_|rk_live_|whsec_)[0-9A-Za-z]{16,}")
 # The same pattern as a POSIX extended regex, for `git log -G` (picks the commits; Python finds the lines).
@@ -23,10 +25,8 @@ SKIP_DIRS = {".git", "node_modules", ".venv", "venv", "__pycache__"}
 GIT_TIMEOUT_SECONDS = 120
 
 
-class SecretScanError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class SecretScanError(ConsoleError):
+    """The repository cannot be scanned."""
 
 
 @dataclass(frozen=True)

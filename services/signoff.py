@@ -29,6 +29,7 @@ from services.audit import chain_head as audit_chain_head
 from services.audit import privileged, record
 from services.auth import normalise_email
 from services.config import Settings
+from services.errors import ConsoleError
 from services.money import format_totals
 
 ROLES = {"eng_lead": "Engineering lead", "product_owner": "Product owner"}
@@ -78,10 +79,8 @@ def _override_on_record(signatures: list[Signoff]) -> dict[str, Any] | None:
     return None
 
 
-class SignoffRefused(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class SignoffRefused(ConsoleError):
+    """A signature was refused (audited)."""
 
 
 def launch_key_for(version: str) -> str:

@@ -27,6 +27,7 @@ import stripe
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from services.config import Settings
+from services.errors import ConsoleError
 from services.observability import scrub_text
 
 # The API version the installed SDK pins (stripe 16.1: 2026-10-28.endive). The
@@ -52,7 +53,7 @@ _PLAIN_MESSAGES = {
 }
 
 
-class StripeGatewayError(Exception):
+class StripeGatewayError(ConsoleError):
     """A Stripe call failed. `message` is safe to show on a page or in a log."""
 
     def __init__(
@@ -66,7 +67,6 @@ class StripeGatewayError(Exception):
         param: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
         self.code = code
         self.http_status = http_status
         self.request_id = request_id

@@ -24,6 +24,7 @@ from db.models.base import utcnow
 from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
+from services.errors import ConsoleError
 
 SwitchName = Literal["processing", "reconcile"]
 SWITCHES: tuple[SwitchName, ...] = ("processing", "reconcile")
@@ -34,7 +35,7 @@ MAX_REASON_CHARS = 500
 BACKLOG_STATUSES = ("pending", "failed", "processing")
 
 
-class SwitchError(Exception):
+class SwitchError(ConsoleError):
     """A switch change was refused; the message is safe to show."""
 
 

@@ -32,6 +32,7 @@ from db.session import UnitOfWork, insert_ignoring_conflicts
 from services import audit, metric_points, prometheus
 from services.audit import privileged
 from services.config import CONSOLE_EVENT_TYPES, Settings
+from services.errors import ConsoleError
 from services.observability import scrub_text_and_emails
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ INVALID_SIGNATURE_REASONS = frozenset({
 LIVEMODE_MISMATCH = "livemode mismatch"
 
 
-class SignatureError(Exception):
-    """The request is not a genuine, fresh Stripe event; `reason` is safe to return."""
+class SignatureError(ConsoleError):
+    """The request is not a genuine, fresh Stripe event; `reason` (the message) is safe to return."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
