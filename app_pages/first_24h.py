@@ -12,6 +12,7 @@ from app_pages._shared import fragment_user, require_admin, runtime, show_error
 from db.models.base import utcnow
 from services import metric_points as m
 from services import metrics
+from services.metric_labels import label
 
 identity = require_admin()
 rt = runtime()
@@ -63,7 +64,8 @@ for alert in alerts:
     st.error(f"**{alert.title}**: {alert.detail}")
 
 GROUPS = {
-    "Webhooks": [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.WEBHOOK_INVALID_SIGNATURE],
+    "Webhooks": [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.WEBHOOK_INVALID_SIGNATURE,
+                 m.EVENTS_BACKFILLED],
     "Subscriptions": [m.SUBSCRIPTION_PREVIEW, m.SUBSCRIPTION_CHANGE, m.PLAN_CHANGED, m.DOWNGRADE_SCHEDULED,
                       m.DOWNGRADE_APPLIED, m.RECONCILE_RUN, m.CHANGE_ERROR],
     "Invoices": [m.INVOICE_PAID, m.INVOICE_FAILED, m.INVOICE_ACTION_REQUIRED],
@@ -83,8 +85,8 @@ def charts() -> None:
         st.subheader(group)
         cols = st.columns(len(names))
         for col, name in zip(cols, names, strict=True):
-            col.metric(name, data.totals[name])
-        frame = pd.DataFrame([{"hour": hour, "metric": name, "count": count}
+            col.metric(label(name), data.totals[name], help=f"metric {name}")
+        frame = pd.DataFrame([{"hour": hour, "metric": label(name), "count": count}
                               for name in names for hour, count in data.series[name]])
         st.plotly_chart(px.line(frame, x="hour", y="count", color="metric", markers=True), width="stretch")
     st.download_button("Download CSV", pd.DataFrame(data.rows()).to_csv(index=False).encode(),

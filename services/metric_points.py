@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement, false, func
+
 from db.models import MetricPoint
 from db.models.base import utcnow
 from db.session import UnitOfWork, insert_ignoring_conflicts
@@ -21,6 +23,8 @@ WEBHOOK_RECEIVED = "stripe.webhook.received"
 WEBHOOK_DUPLICATE = "stripe.webhook.duplicate"
 WEBHOOK_IGNORED = "stripe.webhook.ignored"
 WEBHOOK_INVALID_SIGNATURE = "stripe.webhook.invalid_signature"
+# Events first stored by `billing-ops sync` (Events API): never counted as received deliveries.
+EVENTS_BACKFILLED = "stripe.events.backfilled"
 SUBSCRIPTION_PREVIEW = "stripe.subscription.preview"
 SUBSCRIPTION_CHANGE = "stripe.subscription.change"
 PLAN_CHANGED = "stripe.subscription.plan.changed"
@@ -41,6 +45,7 @@ ALL_METRICS = (
     WEBHOOK_DUPLICATE,
     WEBHOOK_IGNORED,
     WEBHOOK_INVALID_SIGNATURE,
+    EVENTS_BACKFILLED,
     SUBSCRIPTION_PREVIEW,
     SUBSCRIPTION_CHANGE,
     PLAN_CHANGED,
@@ -91,3 +96,18 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     """Add many `metric_row`s in one statement; rows whose `dedupe_key` was already counted are skipped."""
     if rows:
         uow.session.execute(insert_ignoring_conflicts(uow.session, MetricPoint), list(rows))
+
+
+# Points tagged {"test": true} come from QA-matrix runs or Stripe test clocks: they are kept
+# out of production figures and alerts, and shown on their own.
+TEST_TAG = "test"
+
+
+def test_points() -> ColumnElement[bool]:
+    """SQL: the point was tagged as QA / test-clock activity (portable JSON read)."""
+    return func.coalesce(MetricPoint.tags[TEST_TAG].as_boolean(), false()) != false()
+
+
+def production_points() -> ColumnElement[bool]:
+    """SQL: the point counts toward production figures."""
+    return func.coalesce(MetricPoint.tags[TEST_TAG].as_boolean(), false()) == false()
