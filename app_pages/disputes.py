@@ -90,14 +90,24 @@ info[2].markdown(f"**Due by** {dispute.due_by:%Y-%m-%d %H:%M} UTC  \n"
                  f"{disputes.urgency(dispute.due_by, dispute.status, now) or 'on time'}"
                  if dispute.due_by else "**Due by** n/a")
 with st.expander(f"Billing history: {len(context.invoices)} invoices, {len(context.refunds)} refunds, "
-                 f"{len(context.plan_history)} plan changes, {len(context.other_disputes)} other disputes, "
+                 f"{len(context.plan_history)} plan changes, "
+                 f"{len(context.same_customer_disputes)} other disputes by this customer, "
+                 f"{len(context.same_card_disputes)} by other customers on the same card, "
                  f"{len(context.fraud_warnings)} early fraud warnings"):
     if context.invoices:
         st.dataframe(pd.DataFrame([{"invoice": i.id, "created": i.created, "status": i.status,
                                     "amount": money(i.amount_due, i.currency), "plan": i.plan}
                                    for i in context.invoices]), hide_index=True)
-    for other in context.other_disputes:
-        st.write(f"Other dispute {other.id}: {other.status}, {money(other.amount, other.currency)}")
+    if context.same_customer_disputes:
+        st.markdown("**Same customer**")
+        for other in context.same_customer_disputes:
+            st.text(f"Dispute {other.id}: {other.status}, {money(other.amount, other.currency)}")
+    if context.same_card_disputes:
+        st.markdown("**Same card, other customers**")
+        for same in context.same_card_disputes:
+            # The other customer's name and email are customer-controlled: plain text only.
+            st.text(f"Dispute {same.dispute.id} by {same.customer_label}: {same.dispute.status}, "
+                    f"{money(same.dispute.amount, same.dispute.currency)}")
     for warning in context.fraud_warnings:
         st.write(f"Early fraud warning {warning.id}: {warning.fraud_type}, {warning.status}")
 
