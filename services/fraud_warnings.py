@@ -144,7 +144,7 @@ def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) 
             select(FraudWarning.actionable, FraudWarning.currency,
                    func.count(), func.sum(FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)))
             .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .where(FraudWarning.status == "open")
+            .where(FraudWarning.status == "open", where)  # the tiles follow the page's filters
             .group_by(FraudWarning.actionable, FraudWarning.currency)
         ).all()
     at_risk: dict[str, int] = {}

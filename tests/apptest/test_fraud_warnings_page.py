@@ -76,3 +76,18 @@ def test_empty_queue_and_roles(runtime: Any) -> None:
     for role in ("non_admin", "signed_out"):
         direct = page_direct_test("fraud_warnings", role)
         assert "No access" in page_text(direct) and not direct.button and not direct.dataframe
+
+
+def test_tiles_follow_the_filters(runtime: Any) -> None:
+    with runtime.uow() as uow:
+        for i, kind in enumerate(("card_never_received", "made_with_stolen_card", "made_with_stolen_card")):
+            uow.session.add(FraudWarning(id=f"issfr_t{i}", charge_id=f"ch_t{i}", amount=1000 * (i + 1),
+                                         currency="usd", fraud_type=kind, actionable=True,
+                                         created=datetime.now(UTC)))
+        uow.commit()
+    at = app_test_for("fraud_warnings", "admin")
+    assert {x.label: x.value for x in at.metric}["Open"] == "3"
+    at.multiselect[1].set_value(["made_with_stolen_card"])
+    _click(at, "Apply filters")
+    tiles = {x.label: x.value for x in at.metric}
+    assert (tiles["Open"], tiles["Open and actionable"], tiles["Amount at risk"]) == ("2", "2", "50.00 USD")

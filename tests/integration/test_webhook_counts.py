@@ -100,3 +100,21 @@ def test_the_page_the_board_the_db_and_metrics_agree(runtime_factory: Any, datab
     assert _metric_of(first_24h, label(m.WEBHOOK_RECEIVED)) == "8"
     assert _metric_of(first_24h, label(m.WEBHOOK_DUPLICATE)) == "4"
     assert _metric_of(first_24h, label(m.EVENTS_BACKFILLED)) == str(backfilled)
+
+
+def test_the_chart_buckets_by_event_time_with_backfill_apart(runtime: Any) -> None:
+    from services import webhooks
+
+    now = int(time.time())
+    old = json.loads(_event("evt_old", "invoice.paid", created=now - 20 * 86400))
+    recent = json.loads(_event("evt_recent", "invoice.paid", created=now - 2 * 3600))
+    webhooks.store_events(runtime, [old], source="sync")
+    webhooks.store_events(runtime, [recent], source="webhook")
+    day = webhook_counts.events_per_hour(runtime.uow(), since=utcnow() - timedelta(hours=24))
+    assert [(r["source"], r["events"]) for r in day] == [("webhook delivery", 1)]  # the backfill is 20 days old
+    hour_of_recent = time.strftime("%Y-%m-%d %H:00", time.gmtime(now - 2 * 3600))
+    assert day[0]["hour"] == hour_of_recent
+    month = webhook_counts.events_per_hour(runtime.uow(), since=utcnow() - timedelta(days=30))
+    assert {(r["hour"], r["source"]) for r in month} == {
+        (time.strftime("%Y-%m-%d %H:00", time.gmtime(now - 20 * 86400)), "backfill (sync)"),
+        (hour_of_recent, "webhook delivery")}
