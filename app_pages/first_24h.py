@@ -95,6 +95,16 @@ def charts() -> None:
 
 charts()
 
+with st.expander("QA / test clocks (kept out of the figures and alerts above)"):
+    qa_board = metrics.board(rt.uow(), start=start, end=end, test=True)
+    if qa_board.empty:
+        st.caption("No QA-matrix or test-clock activity in this range.")
+    else:
+        names = [name for name, total in qa_board.totals.items() if total]
+        qa_cols = st.columns(min(4, len(names)))
+        for index, name in enumerate(names):
+            qa_cols[index % len(qa_cols)].metric(f"QA: {label(name)}", qa_board.totals[name])
+
 st.subheader("Snapshots")
 st.caption("A snapshot freezes the board from the go-live time (24 h) for sign-off; it never changes afterwards.")
 if st.button("Take snapshot"):

@@ -8,7 +8,9 @@ retried run never counts twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +65,23 @@ ALL_METRICS = (
 )
 
 
+# Points tagged {"test": true} come from QA-matrix runs or Stripe test clocks: they are kept
+# out of production figures and alerts, and shown on their own.
+TEST_TAG = "test"
+# Set while the QA matrix runs a case: every point recorded meanwhile is test activity.
+_TEST_ACTIVITY: ContextVar[bool] = ContextVar("metric_points_test_activity", default=False)
+
+
+@contextlib.contextmanager
+def test_activity() -> Iterator[None]:
+    """Tag every metric point recorded inside the block as test (QA-matrix) activity."""
+    token = _TEST_ACTIVITY.set(True)
+    try:
+        yield
+    finally:
+        _TEST_ACTIVITY.reset(token)
+
+
 def metric_row(
     name: str,
     *,
@@ -71,7 +90,8 @@ def metric_row(
     tags: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
 ) -> dict[str, Any]:
-    return {"name": name, "at": at or utcnow(), "value": value, "tags": tags or {}, "dedupe_key": dedupe_key}
+    marked = {**(tags or {}), TEST_TAG: True} if _TEST_ACTIVITY.get() else (tags or {})
+    return {"name": name, "at": at or utcnow(), "value": value, "tags": marked, "dedupe_key": dedupe_key}
 
 
 def record_metric(
@@ -98,9 +118,6 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
         uow.session.execute(insert_ignoring_conflicts(uow.session, MetricPoint), list(rows))
 
 
-# Points tagged {"test": true} come from QA-matrix runs or Stripe test clocks: they are kept
-# out of production figures and alerts, and shown on their own.
-TEST_TAG = "test"
 
 
 def test_points() -> ColumnElement[bool]:

@@ -99,6 +99,15 @@ def is_test_event(event: dict[str, Any]) -> bool:
     return isinstance(metadata, dict) and bool(metadata.get("qa_case") or metadata.get("qa_run"))
 
 
+# The reconciliation trigger of a QA-matrix run: its runs and metrics are test activity.
+QA_TRIGGER = "qa"
+
+
+def test_tags(event: dict[str, Any]) -> dict[str, Any]:
+    """Extra metric tags for an event's effects: {"test": True} for test-clock / QA activity."""
+    return {m.TEST_TAG: True} if is_test_event(event) else {}
+
+
 def delivery_counts(uow: UnitOfWork, *, since: datetime, until: datetime | None = None,
                     include_test: bool = False) -> DeliveryCounts:
     """The DB aggregate of the definitions above over [since, until)."""
