@@ -85,3 +85,15 @@ def test_a_real_qa_run_leaves_the_production_board_and_history_empty(emulator: A
     assert metrics.active_alerts(runtime.uow(), settings=runtime.settings) == []
     assert reconciliation.recent_runs(runtime.uow()) == []
     assert len(reconciliation.recent_runs(runtime.uow(), qa=True)) >= 1
+
+
+def test_test_clock_invoices_stay_out_of_dunning(runtime_factory: Any, database_url: str) -> None:
+    from services import dunning
+
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    webhooks.ingest_event(runtime, _failed_invoice("evt_dun_prod", None), process=True, source="sync")
+    webhooks.ingest_event(runtime, _failed_invoice("evt_dun_qa", "clock_qa"), process=True, source="sync")
+    summary = dunning.recovery_summary(runtime.uow(), since=utcnow() - timedelta(hours=1),
+                                       until=utcnow() + timedelta(minutes=1))
+    assert summary.dunning_entered == 1
+    assert [c["invoice"] for c in dunning.open_cases(runtime.uow())] == ["in_evt_dun_prod"]

@@ -118,3 +118,20 @@ def test_the_chart_buckets_by_event_time_with_backfill_apart(runtime: Any) -> No
     assert {(r["hour"], r["source"]) for r in month} == {
         (time.strftime("%Y-%m-%d %H:00", time.gmtime(now - 20 * 86400)), "backfill (sync)"),
         (hour_of_recent, "webhook delivery")}
+
+
+def test_test_clock_deliveries_are_shown_only_when_asked(runtime: Any) -> None:
+    from services import webhooks
+
+    event = json.loads(_event("evt_clocked", "invoice.paid"))
+    event["data"]["object"]["test_clock"] = "clock_qa_1"
+    webhooks.store_events(runtime, [event, event], source="webhook")
+    webhooks.store_events(runtime, [json.loads(_event("evt_prod", "invoice.paid"))], source="webhook")
+    at = app_test_for("webhooks", "admin")
+    assert (_metric_of(at, "Received (24 h)"), _metric_of(at, "Duplicates (24 h)")) == ("1", "0")
+    at.toggle[0].set_value(True)
+    at.run()
+    assert (_metric_of(at, "Received (24 h)"), _metric_of(at, "Duplicates (24 h)")) == ("3", "1")
+    at.radio[0].set_value("1 h")
+    at.run()
+    assert _metric_of(at, "Received (1 h)") == "3"  # the tiles follow the window
