@@ -44,7 +44,8 @@ class RecoverySummary:
 
 def _production_invoice() -> ColumnElement[bool]:
     """Not a test-clock (QA matrix) invoice: those stay out of the production dunning figures."""
-    return Invoice.raw["test_clock"].as_string().is_(None)
+    clock: ColumnElement[Any] = Invoice.raw["test_clock"].as_string()
+    return clock.is_(None)
 
 
 def _entered_at(invoice: Invoice) -> datetime | None:
