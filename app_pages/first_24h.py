@@ -12,7 +12,7 @@ from app_pages._shared import fragment_user, require_admin, runtime, show_error
 from db.models.base import utcnow
 from services import metric_points as m
 from services import metrics
-from services.metric_labels import label
+from services.metric_labels import label, percent
 
 identity = require_admin()
 rt = runtime()
@@ -86,6 +86,10 @@ def charts() -> None:
         cols = st.columns(len(names))
         for col, name in zip(cols, names, strict=True):
             col.metric(label(name), data.totals[name], help=f"metric {name}")
+        if group == "Dunning and SCA":
+            entered, recovered = data.totals[m.DUNNING_ENTERED], data.totals[m.DUNNING_RECOVERED]
+            st.metric("Recovery rate", percent(recovered / entered if entered else None),
+                      help="Recovered from dunning / entered dunning in this range")
         frame = pd.DataFrame([{"hour": hour, "metric": label(name), "count": count}
                               for name in names for hour, count in data.series[name]])
         st.plotly_chart(px.line(frame, x="hour", y="count", color="metric", markers=True), width="stretch")

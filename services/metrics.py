@@ -19,7 +19,7 @@ from services import metric_points as m
 from services.audit import privileged
 from services.config import Settings
 from services.observability import capture_alert
-from services.webhook_counts import QA_TRIGGER
+from services.webhook_counts import QA_TRIGGER, WEBHOOK_SOURCE
 
 GOLIVE_KEY = "golive_at"
 ALERTS_SENT_KEY = "alerts_sent"
@@ -164,7 +164,9 @@ def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None =
                                 f"{share:.1%} of invoices failed in 24 h vs a baseline of {baseline:.1%} "
                                 f"(+{settings.alert_invoice_failure_margin:.0%} allowed)",
                                 share, baseline + settings.alert_invoice_failure_margin))
-        last = uow.session.execute(select(func.max(StripeEvent.received_at))).scalar()
+        # Silence is about Stripe's deliveries: a backfill does not hide it.
+        last = uow.session.execute(select(func.max(StripeEvent.received_at)).where(
+            StripeEvent.source == WEBHOOK_SOURCE)).scalar()
         silence = settings.alert_webhook_silence_minutes
         if last is not None and moment - last >= timedelta(minutes=silence):
             minutes = (moment - last).total_seconds() / 60

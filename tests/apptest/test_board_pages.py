@@ -39,6 +39,7 @@ def test_board_with_data_alert_and_snapshot(runtime: Any) -> None:
     # Tiles read as words: no raw or truncated metric names.
     assert all("stripe." not in x.label and "…" not in x.label and "invoice." not in x.label for x in at.metric)
     assert {"Plan changes", "Downgrades applied", "Invoice payment failures"} <= set(values)
+    assert values["Recovery rate"] == "n/a"  # nobody entered dunning in this range
     [b for b in at.button if b.label == "Take snapshot"][0].click()
     at.run()
     assert "Snapshot 1 saved" in page_text(at)
@@ -90,3 +91,6 @@ def test_every_metric_has_a_readable_label() -> None:
     assert all("stripe." not in label(name) and "…" not in label(name) and "_" not in label(name)
                for name in m.ALL_METRICS)
     assert label("stripe.some.new_metric") == "Some new metric"
+    from services.metric_labels import hours, percent
+
+    assert (percent(0.4286), percent(None), hours(2.5)) == ("43 %", "n/a", "2.5 h")

@@ -99,6 +99,17 @@ def test_webhook_silence_alert(migrated_url: str, minutes: int, fires: bool) -> 
     assert ("webhook_silence" in _alert_keys(migrated_url, now)) is fires
 
 
+def test_a_backfill_does_not_hide_webhook_silence(migrated_url: str) -> None:
+    now = T0 + timedelta(hours=1)
+    with UnitOfWork(migrated_url) as uow:
+        uow.session.add(StripeEvent(id="evt_hook", type="invoice.paid", created=now, payload={},
+                                    received_at=now - timedelta(minutes=45)))
+        uow.session.add(StripeEvent(id="evt_synced", type="invoice.paid", created=now, payload={}, source="sync",
+                                    received_at=now - timedelta(minutes=1)))
+        uow.commit()
+    assert "webhook_silence" in _alert_keys(migrated_url, now)
+
+
 @pytest.mark.parametrize(("invalid", "fires"), [(10, True), (9, False)])
 def test_invalid_signature_alert(migrated_url: str, invalid: int, fires: bool) -> None:
     now = T0 + timedelta(hours=1)
