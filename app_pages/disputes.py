@@ -83,9 +83,11 @@ info[0].markdown(f"**Charge** `{dispute.charge_id}`  \nCard: {card.get('brand', 
 if context.charge_error:
     info[0].caption(f"Live charge unavailable: {context.charge_error}")
 customer = context.customer
-info[1].markdown(f"**Customer** {customer.name if customer else 'unknown'}  \n"
-                 f"{customer.email if customer else dispute.customer_email or ''}  \n"
-                 + ", ".join(f"{s.plan or '?'} ({s.status})" for s in context.subscriptions))
+info[1].markdown("**Customer**")
+# Name and email are customer-controlled: plain text, never markdown.
+info[1].text(f"{customer.name if customer else 'unknown'}\n"
+             f"{customer.email if customer else dispute.customer_email or ''}\n"
+             + ", ".join(f"{s.plan or '?'} ({s.status})" for s in context.subscriptions))
 info[2].markdown(f"**Due by** {dispute.due_by:%Y-%m-%d %H:%M} UTC  \n"
                  f"{disputes.urgency(dispute.due_by, dispute.status, now) or 'on time'}"
                  if dispute.due_by else "**Due by** n/a")

@@ -94,6 +94,7 @@ def test_other_disputes_split_by_customer_and_card_and_tiles_follow_filters(runt
     labels = " ".join(e.label for e in at.expander)
     assert "1 other disputes by this customer, 1 by other customers on the same card" in labels
     shown = [t.value for t in at.text]
+    assert any(t.startswith("Ann Again\nann@example.io") for t in shown)  # the customer, as plain text
     assert f"Dispute {second}: needs_response, 49.00 USD" in shown
     # The other customer is named, as plain text (never rendered as markdown/HTML).
     assert f"Dispute {other} by **Cora** <b>Other</b> <cora@example.io>: needs_response, 49.00 USD" in shown
