@@ -88,21 +88,33 @@ info[0].markdown(f"**Charge** {plain(dispute.charge_id)}  \nCard: {plain(card.ge
 if context.charge_error:
     info[0].caption(f"Live charge unavailable: {plain(context.charge_error)}")
 customer = context.customer
-info[1].markdown(f"**Customer** {plain(customer.name if customer and customer.name else 'unknown')}  \n"
-                 f"{plain((customer.email if customer else dispute.customer_email) or '')}  \n"
-                 + ", ".join(f"{plain(s.plan or '?')} ({plain(s.status)})" for s in context.subscriptions))
+info[1].markdown("**Customer**")
+# Name and email are customer-controlled: plain text, never markdown.
+info[1].text(f"{customer.name if customer and customer.name else 'unknown'}\n"
+             f"{customer.email if customer else dispute.customer_email or ''}\n"
+             + ", ".join(f"{s.plan or '?'} ({s.status})" for s in context.subscriptions))
 info[2].markdown(f"**Due by** {dispute.due_by:%Y-%m-%d %H:%M} UTC  \n"
                  f"{disputes.urgency(dispute.due_by, dispute.status, now) or 'on time'}"
                  if dispute.due_by else "**Due by** n/a")
 with st.expander(f"Billing history: {len(context.invoices)} invoices, {len(context.refunds)} refunds, "
-                 f"{len(context.plan_history)} plan changes, {len(context.other_disputes)} other disputes, "
+                 f"{len(context.plan_history)} plan changes, "
+                 f"{len(context.same_customer_disputes)} other disputes by this customer, "
+                 f"{len(context.same_card_disputes)} by other customers on the same card, "
                  f"{len(context.fraud_warnings)} early fraud warnings"):
     if context.invoices:
         st.dataframe(pd.DataFrame([{"invoice": i.id, "created": i.created, "status": i.status,
                                     "amount": money(i.amount_due, i.currency), "plan": i.plan}
                                    for i in context.invoices]), hide_index=True)
-    for other in context.other_disputes:
-        st.write(f"Other dispute {plain(other.id)}: {plain(other.status)}, {money(other.amount, other.currency)}")
+    if context.same_customer_disputes:
+        st.markdown("**Same customer**")
+        for other in context.same_customer_disputes:
+            st.text(f"Dispute {other.id}: {other.status}, {money(other.amount, other.currency)}")
+    if context.same_card_disputes:
+        st.markdown("**Same card, other customers**")
+        for same in context.same_card_disputes:
+            # The other customer's name and email are customer-controlled: plain text only.
+            st.text(f"Dispute {same.dispute.id} by {same.customer_label}: {same.dispute.status}, "
+                    f"{money(same.dispute.amount, same.dispute.currency)}")
     for warning in context.fraud_warnings:
         st.write(f"Early fraud warning {plain(warning.id)}: {plain(warning.fraud_type)}, {plain(warning.status)}")
 

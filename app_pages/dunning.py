@@ -11,6 +11,7 @@ import streamlit as st
 from app_pages._shared import require_admin, runtime
 from db.models.base import utcnow
 from services import dunning
+from services.metric_labels import hours, percent
 
 identity = require_admin()
 rt = runtime()
@@ -35,12 +36,10 @@ cols[0].metric("Entered dunning", summary.dunning_entered)
 cols[1].metric("Recovered", summary.dunning_recovered)
 cols[2].metric("Entered SCA", summary.sca_entered)
 cols[3].metric("SCA completed", summary.sca_completed)
-cols[4].metric("Recovery rate", "n/a" if summary.recovery_rate is None else f"{summary.recovery_rate:.0%}")
+cols[4].metric("Recovery rate", percent(summary.recovery_rate))
 cols = st.columns(3)
-cols[0].metric("Median time to recover", "n/a" if summary.hours_to_recover_median is None
-               else f"{summary.hours_to_recover_median} h")
-cols[1].metric("90th percentile", "n/a" if summary.hours_to_recover_p90 is None
-               else f"{summary.hours_to_recover_p90} h")
+cols[0].metric("Median time to recover", hours(summary.hours_to_recover_median))
+cols[1].metric("90th percentile time to recover", hours(summary.hours_to_recover_p90))
 cols[2].metric("Still open", summary.open_cases,
                help=f"Owing {summary.open_amount_text}")
 

@@ -12,6 +12,7 @@ from app_pages._shared import fragment_user, plain, require_admin, runtime, show
 from db.models.base import utcnow
 from services import exports, metrics
 from services import metric_points as m
+from services.metric_labels import label, percent
 
 identity = require_admin()
 rt = runtime()
@@ -63,7 +64,8 @@ for alert in alerts:
     st.error(f"**{alert.title}**: {plain(alert.detail)}")
 
 GROUPS = {
-    "Webhooks": [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.WEBHOOK_INVALID_SIGNATURE],
+    "Webhooks": [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.WEBHOOK_INVALID_SIGNATURE,
+                 m.EVENTS_BACKFILLED],
     "Subscriptions": [m.SUBSCRIPTION_PREVIEW, m.SUBSCRIPTION_CHANGE, m.PLAN_CHANGED, m.DOWNGRADE_SCHEDULED,
                       m.DOWNGRADE_APPLIED, m.RECONCILE_RUN, m.CHANGE_ERROR],
     "Invoices": [m.INVOICE_PAID, m.INVOICE_FAILED, m.INVOICE_ACTION_REQUIRED],
@@ -83,8 +85,12 @@ def charts() -> None:
         st.subheader(group)
         cols = st.columns(len(names))
         for col, name in zip(cols, names, strict=True):
-            col.metric(name, data.totals[name])
-        frame = pd.DataFrame([{"hour": hour, "metric": name, "count": count}
+            col.metric(label(name), data.totals[name], help=f"metric {name}")
+        if group == "Dunning and SCA":
+            entered, recovered = data.totals[m.DUNNING_ENTERED], data.totals[m.DUNNING_RECOVERED]
+            st.metric("Recovery rate", percent(recovered / entered if entered else None),
+                      help="Recovered from dunning / entered dunning in this range")
+        frame = pd.DataFrame([{"hour": hour, "metric": label(name), "count": count}
                               for name in names for hour, count in data.series[name]])
         st.plotly_chart(px.line(frame, x="hour", y="count", color="metric", markers=True), width="stretch")
     st.download_button("Download CSV", exports.csv_bytes(data.rows()),
@@ -92,6 +98,16 @@ def charts() -> None:
 
 
 charts()
+
+with st.expander("QA / test clocks (kept out of the figures and alerts above)"):
+    qa_board = metrics.board(rt.uow(), start=start, end=end, test=True)
+    if qa_board.empty:
+        st.caption("No QA-matrix or test-clock activity in this range.")
+    else:
+        names = [name for name, total in qa_board.totals.items() if total]
+        qa_cols = st.columns(min(4, len(names)))
+        for index, name in enumerate(names):
+            qa_cols[index % len(qa_cols)].metric(f"QA: {label(name)}", qa_board.totals[name])
 
 st.subheader("Snapshots")
 st.caption("A snapshot freezes the board from the go-live time (24 h) for sign-off; it never changes afterwards.")

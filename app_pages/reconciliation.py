@@ -295,3 +295,12 @@ if message:
 fix_error = st.session_state.pop("fix_error", None)
 if fix_error:
     st.error(f"The fix was not applied: {plain(fix_error)}")
+
+st.subheader("QA / test clocks")
+qa_runs = reconciliation.recent_runs(rt.uow(), qa=True)
+if qa_runs:
+    st.caption("Runs started by the plan-change QA matrix (test clocks). They are kept out of the history above, "
+               "its drift findings and the alerts.")
+    st.dataframe(pd.DataFrame(qa_runs), hide_index=True, width="stretch")
+else:
+    st.caption("No QA-matrix reconciliation runs.")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from db.models.base import utcnow
-from services import metric_points, webhooks
+from services import webhook_counts, webhooks
 
 identity = require_admin()
 rt = runtime()
@@ -21,34 +21,43 @@ st.caption("Every verified event is stored once before Stripe gets its 200; fail
            "they are processed.")
 
 
+WINDOWS = {"1 h": timedelta(hours=1), "24 h": timedelta(hours=24), "7 d": timedelta(days=7)}
+window = st.radio("Window", list(WINDOWS), index=1, horizontal=True)
+include_test = st.toggle("Include QA / test-clock activity", value=False)
+
+
 @st.fragment(run_every=30)
 def health() -> None:
     if fragment_user() is None:  # the session ended while the page was open
         return
-    since = utcnow() - timedelta(hours=24)
+    since = utcnow() - WINDOWS[window]
     age = webhooks.last_event_age_seconds(rt.uow())
-    totals = webhooks.metric_totals(
-        rt.uow(),
-        [metric_points.WEBHOOK_RECEIVED, metric_points.WEBHOOK_DUPLICATE, metric_points.WEBHOOK_IGNORED,
-         metric_points.WEBHOOK_INVALID_SIGNATURE],
-        since=since,
-    )
+    counts = webhook_counts.delivery_counts(rt.uow(), since=since, include_test=include_test)
     statuses = webhooks.status_counts(rt.uow())
-    cols = st.columns(5)
+    cols = st.columns(4)
     cols[0].metric("Last event", "never" if age is None else f"{age / 60:.0f} min ago")
-    cols[1].metric("Received (24 h)", totals[metric_points.WEBHOOK_RECEIVED])
-    cols[2].metric("Duplicates (24 h)", totals[metric_points.WEBHOOK_DUPLICATE])
-    cols[3].metric("Invalid signatures (24 h)", totals[metric_points.WEBHOOK_INVALID_SIGNATURE])
-    cols[4].metric("Failed / pending", statuses.get("failed", 0) + statuses.get("pending", 0))
+    cols[1].metric(f"Received ({window})", counts.received,
+                   help="Webhook deliveries that passed verification: first copies and duplicates.")
+    cols[2].metric(f"Received, unique events ({window})", counts.unique)
+    cols[3].metric(f"Duplicates ({window})", counts.duplicates,
+                   help="Verified deliveries of an event id that was already stored.")
+    cols = st.columns(4)
+    cols[0].metric(f"Ignored types ({window})", counts.ignored,
+                   help="Verified events of a type the console does not handle (stored, not processed).")
+    cols[1].metric(f"Backfilled, Events API ({window})", counts.backfilled,
+                   help="Events stored by `billing-ops sync`; never counted as received deliveries.")
+    cols[2].metric(f"Invalid signatures ({window})", counts.invalid_signatures)
+    cols[3].metric("Failed / pending", statuses.get("failed", 0) + statuses.get("pending", 0))
     if age is None:
         st.info("No events received yet. Check the endpoint registration below.")
     elif age > SILENCE_WARNING_MINUTES * 60:
         st.warning(f"No event for {age / 60:.0f} minutes (threshold {SILENCE_WARNING_MINUTES} min): "
                    "is the endpoint enabled and reachable?")
-    per_hour = webhooks.deliveries_per_hour(rt.uow(), since=since)
+    per_hour = webhook_counts.events_per_hour(rt.uow(), since=since, include_test=include_test)
     if per_hour:
-        figure = px.bar(pd.DataFrame(per_hour), x="hour", y="events", color="type",
-                        title="Stored events per hour by type (last 24 h)")
+        figure = px.bar(pd.DataFrame(per_hour), x="hour", y="events", color="source",
+                        title=f"Stored events per hour of the event's time, deliveries vs backfill (last {window})",
+                        labels={"hour": "hour (UTC, event created)", "events": "events", "source": "how it arrived"})
         st.plotly_chart(figure, width="stretch")
 
 

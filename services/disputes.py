@@ -135,10 +135,10 @@ def list_queue(uow: UnitOfWork, flt: DisputeFilter, *, now: datetime | None = No
                               else_=0)),
                 func.sum(case((and_(Dispute.due_by >= moment, Dispute.due_by < moment + timedelta(hours=72)), 1),
                               else_=0)),
-            ).where(is_open)
+            ).where(is_open, where)  # the tiles follow the page's filters
         ).one()
         at_risk = dict(uow.session.execute(
-            select(Dispute.currency, func.sum(Dispute.amount)).where(is_open).group_by(Dispute.currency)
+            select(Dispute.currency, func.sum(Dispute.amount)).where(is_open, where).group_by(Dispute.currency)
         ).all())
     return DisputeQueue(rows, int(total), int(stats[0] or 0), int(stats[1] or 0), int(stats[2] or 0),
                         int(stats[3] or 0), {c: int(a or 0) for c, a in at_risk.items()})
@@ -161,9 +161,22 @@ class DisputeContext:
     plan_history: list[PlanChange]
     invoices: list[Invoice]
     refunds: list[Refund]
-    other_disputes: list[Dispute]
+    # Other disputes of this customer (any of their charges).
+    same_customer_disputes: list[Dispute]
     fraud_warnings: list[FraudWarning]
     draft: DisputeEvidenceDraft | None
+    # Disputes of *other* customers on the same card (fingerprint), with who they are.
+    same_card_disputes: list[SameCardDispute] = field(default_factory=list)
+
+    @property
+    def other_disputes(self) -> list[Dispute]:
+        return self.same_customer_disputes + [d.dispute for d in self.same_card_disputes]
+
+
+@dataclass(frozen=True)
+class SameCardDispute:
+    dispute: Dispute
+    customer_label: str  # the other customer's name or email, plain text
 
 
 def get_context(uow: UnitOfWork, dispute_id: str, gateway: StripeGateway | None) -> DisputeContext:
@@ -194,10 +207,19 @@ def get_context(uow: UnitOfWork, dispute_id: str, gateway: StripeGateway | None)
         same_card = list(uow.session.execute(
             select(Charge.id).where(Charge.card_fingerprint == fingerprint)).scalars()) if fingerprint else []
         related = set(charge_ids) | set(same_card)
-        other_disputes = list(uow.session.execute(
+        same_customer = list(uow.session.execute(
             select(Dispute).where(Dispute.id != dispute_id, or_(
-                Dispute.charge_id.in_(related), Dispute.stripe_customer_id == customer_id))).scalars()) \
-            if related or customer_id else []
+                Dispute.charge_id.in_(charge_ids), Dispute.stripe_customer_id == customer_id))
+            .order_by(Dispute.created, Dispute.id)).scalars()) if customer_id else []
+        mine = {d.id for d in same_customer} | {dispute_id}
+        same_card_rows = [d for d in uow.session.execute(
+            select(Dispute).where(Dispute.charge_id.in_(same_card)).order_by(Dispute.created, Dispute.id))
+            .scalars() if d.id not in mine and (customer_id is None or d.stripe_customer_id != customer_id)] \
+            if same_card else []
+        others = {c.id: c for c in uow.session.execute(select(Customer).where(
+            Customer.id.in_({d.stripe_customer_id for d in same_card_rows if d.stripe_customer_id}))).scalars()}
+        same_card_disputes = [SameCardDispute(d, _customer_label(others.get(d.stripe_customer_id or ""), d))
+                              for d in same_card_rows]
         fraud_warnings = list(uow.session.execute(
             select(FraudWarning).where(FraudWarning.charge_id.in_(related | {dispute.charge_id or ""})))
             .scalars())
@@ -211,7 +233,13 @@ def get_context(uow: UnitOfWork, dispute_id: str, gateway: StripeGateway | None)
     if charge is None and local_charge is not None:
         charge = dict(local_charge.raw or {})
     return DisputeContext(dispute, charge, charge_error, customer, subscriptions, plan_history, invoices, refunds,
-                          other_disputes, fraud_warnings, draft)
+                          same_customer, fraud_warnings, draft, same_card_disputes)
+
+
+def _customer_label(customer: Customer | None, dispute: Dispute) -> str:
+    if customer is not None and (customer.name or customer.email):
+        return " ".join(p for p in (customer.name, f"<{customer.email}>" if customer.email else None) if p)
+    return dispute.customer_email or dispute.stripe_customer_id or "unknown customer"
 
 
 def auto_draft(context: DisputeContext, settings: Settings) -> dict[str, str]:

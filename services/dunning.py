@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 
 from db.models import Invoice
 from db.models.base import utcnow
@@ -42,6 +42,12 @@ class RecoverySummary:
         return format_totals(self.open_amount, empty="nothing")
 
 
+def _production_invoice() -> ColumnElement[bool]:
+    """Not a test-clock (QA matrix) invoice: those stay out of the production dunning figures."""
+    clock: ColumnElement[Any] = Invoice.raw["test_clock"].as_string()
+    return clock.is_(None)
+
+
 def _entered_at(invoice: Invoice) -> datetime | None:
     times = [t for t in (invoice.payment_failed_at, invoice.action_required_at) if t is not None]
     return min(times) if times else None
@@ -51,6 +57,7 @@ def _cases(uow: UnitOfWork, since: datetime, until: datetime) -> list[Invoice]:
     with uow:
         return list(uow.session.execute(
             select(Invoice).where(
+                _production_invoice(),
                 or_(Invoice.payment_failed_at.between(since, until), Invoice.action_required_at.between(since, until))
             )
         ).scalars())
@@ -91,7 +98,8 @@ def open_cases(uow: UnitOfWork, *, now: datetime | None = None, limit: int = 500
         rows = uow.session.execute(
             select(Invoice)
             .where(or_(Invoice.payment_failed_at.is_not(None), Invoice.action_required_at.is_not(None)),
-                   Invoice.recovered_at.is_(None), Invoice.status.notin_(("void", "uncollectible", "paid")))
+                   Invoice.recovered_at.is_(None), Invoice.status.notin_(("void", "uncollectible", "paid")),
+                   _production_invoice())
             .order_by(func.coalesce(Invoice.payment_failed_at, Invoice.action_required_at))
             .limit(limit)
         ).scalars()

@@ -17,6 +17,7 @@ from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
 from services.stripe_gateway import StripeGatewayError
+from services.webhook_counts import test_tags
 
 Event = dict[str, Any]
 Handler = Callable[[UnitOfWork, Event, Any, bool], None]
@@ -67,7 +68,8 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
     )
     if existing is not None and before != row.plan and row.plan is not None:
         m.record_metric(uow, m.PLAN_CHANGED, at=from_unix(event["created"]),
-                        tags={"from": before, "to": row.plan}, dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
+                        tags={"from": before, "to": row.plan, **test_tags(event)},
+                        dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
 
 
 def on_subscription(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
@@ -105,14 +107,14 @@ def _recovery_method(row: Invoice, runtime: Any) -> str:
     return "retry"
 
 
-def _derive_recovery(uow: UnitOfWork, row: Invoice, runtime: Any) -> None:
+def _derive_recovery(uow: UnitOfWork, row: Invoice, runtime: Any, extra: dict[str, Any] | None = None) -> None:
     """Same result whatever order the failed/paid events arrive in."""
     entered = [t for t in (row.payment_failed_at, row.action_required_at) if t is not None]
     if not entered or row.paid_at is None or row.recovered_at is not None:
         return
     row.recovered_at = row.paid_at
     row.recovery_method = _recovery_method(row, runtime)
-    tags = {"plan": row.plan or "unknown", "method": row.recovery_method}
+    tags = {"plan": row.plan or "unknown", "method": row.recovery_method, **(extra or {})}
     if row.payment_failed_at is not None:
         m.record_metric(uow, m.DUNNING_RECOVERED, at=row.paid_at, tags=tags,
                         dedupe_key=f"invoice:{row.id}:{m.DUNNING_RECOVERED}")
@@ -139,7 +141,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     row = stripe_mapping.upsert_invoice(uow, current, settings=runtime.settings, observed_at=observed_at)
     row.payment_intent_id = row.payment_intent_id or _payment_intent_id(invoice)
     at = from_unix(event["created"])
-    tags = {"plan": row.plan or "unknown"}
+    tags = {"plan": row.plan or "unknown", **test_tags(event)}  # test-clock / QA activity kept apart
     kind = event["type"]
     if kind == "invoice.payment_failed":
         row.payment_failed_at = _earliest(row.payment_failed_at, at)
@@ -158,7 +160,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
         # Both events arrive for every paid invoice: count the invoice once.
         m.record_metric(uow, m.INVOICE_PAID, at=row.paid_at, tags=tags, dedupe_key=f"invoice:{row.id}:{m.INVOICE_PAID}")
     uow.session.flush()
-    _derive_recovery(uow, row, runtime)
+    _derive_recovery(uow, row, runtime, test_tags(event))
 
 
 def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Any, refetch: bool,

@@ -167,7 +167,7 @@ def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) 
                    FraudWarning.currency.label("currency"),
                    (FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)).label("remaining"))
             .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .where(FraudWarning.status == "open")
+            .where(FraudWarning.status == "open", where)  # the tiles follow the page's filters
             .subquery()
         )
         open_rows = uow.session.execute(

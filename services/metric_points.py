@@ -8,9 +8,13 @@ retried run never counts twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy import ColumnElement, false, func
 
 from db.models import MetricPoint
 from db.models.base import utcnow
@@ -23,6 +27,8 @@ WEBHOOK_IGNORED = "stripe.webhook.ignored"
 WEBHOOK_INVALID_SIGNATURE = "stripe.webhook.invalid_signature"
 # Verified events from the other Stripe mode (livemode differs from STRIPE_MODE), refused.
 WEBHOOK_LIVEMODE_MISMATCH = "stripe.webhook.livemode_mismatch"
+# Events first stored by `billing-ops sync` (Events API): never counted as received deliveries.
+EVENTS_BACKFILLED = "stripe.events.backfilled"
 SUBSCRIPTION_PREVIEW = "stripe.subscription.preview"
 SUBSCRIPTION_CHANGE = "stripe.subscription.change"
 PLAN_CHANGED = "stripe.subscription.plan.changed"
@@ -43,6 +49,7 @@ ALL_METRICS = (
     WEBHOOK_DUPLICATE,
     WEBHOOK_IGNORED,
     WEBHOOK_INVALID_SIGNATURE,
+    EVENTS_BACKFILLED,
     SUBSCRIPTION_PREVIEW,
     SUBSCRIPTION_CHANGE,
     PLAN_CHANGED,
@@ -60,6 +67,23 @@ ALL_METRICS = (
 )
 
 
+# Points tagged {"test": true} come from QA-matrix runs or Stripe test clocks: they are kept
+# out of production figures and alerts, and shown on their own.
+TEST_TAG = "test"
+# Set while the QA matrix runs a case: every point recorded meanwhile is test activity.
+_TEST_ACTIVITY: ContextVar[bool] = ContextVar("metric_points_test_activity", default=False)
+
+
+@contextlib.contextmanager
+def test_activity() -> Iterator[None]:
+    """Tag every metric point recorded inside the block as test (QA-matrix) activity."""
+    token = _TEST_ACTIVITY.set(True)
+    try:
+        yield
+    finally:
+        _TEST_ACTIVITY.reset(token)
+
+
 def metric_row(
     name: str,
     *,
@@ -68,7 +92,8 @@ def metric_row(
     tags: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
 ) -> dict[str, Any]:
-    return {"name": name, "at": at or utcnow(), "value": value, "tags": tags or {}, "dedupe_key": dedupe_key}
+    marked = {**(tags or {}), TEST_TAG: True} if _TEST_ACTIVITY.get() else (tags or {})
+    return {"name": name, "at": at or utcnow(), "value": value, "tags": marked, "dedupe_key": dedupe_key}
 
 
 def record_metric(
@@ -93,3 +118,15 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     """Add many `metric_row`s in one statement; rows whose `dedupe_key` was already counted are skipped."""
     if rows:
         uow.session.execute(insert_ignoring_conflicts(uow.session, MetricPoint), list(rows))
+
+
+
+
+def test_points() -> ColumnElement[bool]:
+    """SQL: the point was tagged as QA / test-clock activity (portable JSON read)."""
+    return func.coalesce(MetricPoint.tags[TEST_TAG].as_boolean(), false()) != false()
+
+
+def production_points() -> ColumnElement[bool]:
+    """SQL: the point counts toward production figures."""
+    return func.coalesce(MetricPoint.tags[TEST_TAG].as_boolean(), false()) == false()

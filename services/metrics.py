@@ -19,6 +19,7 @@ from services import metric_points as m
 from services.audit import privileged
 from services.config import Settings
 from services.observability import capture_alert
+from services.webhook_counts import QA_TRIGGER, WEBHOOK_SOURCE
 
 GOLIVE_KEY = "golive_at"
 ALERTS_SENT_KEY = "alerts_sent"
@@ -58,14 +59,17 @@ class Board:
                 for name, points in self.series.items() for hour, count in points]
 
 
-def board(uow: UnitOfWork, *, start: datetime, end: datetime, settings: Settings | None = None) -> Board:
+def board(uow: UnitOfWork, *, start: datetime, end: datetime, settings: Settings | None = None,
+          test: bool = False) -> Board:
+    """Production figures; test=True gives only QA-matrix / test-clock activity, shown on its own."""
     # settings is accepted for the agreed interface; the figures need none of it yet
     with uow:
         dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
         bucket = _hour_bucket(dialect, MetricPoint.at).label("bucket")
         rows = uow.session.execute(
             select(MetricPoint.name, bucket, func.sum(MetricPoint.value))
-            .where(MetricPoint.at >= start, MetricPoint.at < end, MetricPoint.name.in_(BOARD_METRICS))
+            .where(MetricPoint.at >= start, MetricPoint.at < end, MetricPoint.name.in_(BOARD_METRICS),
+                   m.test_points() if test else m.production_points())
             .group_by(MetricPoint.name, bucket)
         ).all()
     first_hour = int(start.timestamp()) // 3600 * 3600
@@ -114,7 +118,7 @@ class Alert:
 def _count(uow: UnitOfWork, name: str, start: datetime, end: datetime) -> int:
     return int(uow.session.execute(
         select(func.coalesce(func.sum(MetricPoint.value), 0))
-        .where(MetricPoint.name == name, MetricPoint.at >= start, MetricPoint.at < end)
+        .where(MetricPoint.name == name, MetricPoint.at >= start, MetricPoint.at < end, m.production_points())
     ).scalar() or 0)
 
 
@@ -139,7 +143,8 @@ def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None =
                                 f"{errors} of {changes} plan changes failed in the last hour",
                                 errors / changes, settings.alert_change_error_rate))
         biggest = uow.session.execute(
-            select(func.max(ReconcileRun.applied)).where(ReconcileRun.started_at >= moment - timedelta(hours=24))
+            select(func.max(ReconcileRun.applied)).where(ReconcileRun.started_at >= moment - timedelta(hours=24),
+                                                         ReconcileRun.trigger != QA_TRIGGER)
         ).scalar()
         if biggest is not None and biggest > settings.alert_reconcile_applied_max:
             alerts.append(Alert("reconcile_applied_spike", "Reconciliation applied a spike",
@@ -159,7 +164,9 @@ def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None =
                                 f"{share:.1%} of invoices failed in 24 h vs a baseline of {baseline:.1%} "
                                 f"(+{settings.alert_invoice_failure_margin:.0%} allowed)",
                                 share, baseline + settings.alert_invoice_failure_margin))
-        last = uow.session.execute(select(func.max(StripeEvent.received_at))).scalar()
+        # Silence is about Stripe's deliveries: a backfill does not hide it.
+        last = uow.session.execute(select(func.max(StripeEvent.received_at)).where(
+            StripeEvent.source == WEBHOOK_SOURCE)).scalar()
         silence = settings.alert_webhook_silence_minutes
         if last is not None and moment - last >= timedelta(minutes=silence):
             minutes = (moment - last).total_seconds() / 60

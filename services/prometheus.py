@@ -6,9 +6,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+# The definitions are in services/webhook_counts.py; the console's figures use the same ones.
+WEBHOOK_RECEIVED = Counter(
+    "stripe_webhook_received", "Verified webhook deliveries (first copies and duplicates)", registry=REGISTRY,
+)
 WEBHOOK_DELIVERIES = Counter(
-    "stripe_webhook_deliveries", "Webhook deliveries by outcome (received, duplicate, ignored, invalid_signature, "
-    "livemode_mismatch, rejected)", ["outcome"], registry=REGISTRY,
+    "stripe_webhook_deliveries", "Webhook requests by outcome (new, duplicate, ignored: verified deliveries; "
+    "invalid_signature, livemode_mismatch, rejected: refused)", ["outcome"], registry=REGISTRY,
+)
+EVENTS_BACKFILLED = Counter(
+    "stripe_events_backfilled", "Events first stored by a backfill (Events API), never counted as received",
+    ["source"], registry=REGISTRY,
 )
 EVENTS_PROCESSED = Counter(
     "stripe_events_processed", "Stored events processed, by result (processed, failed, ignored)", ["result"],

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from db.models import Invoice, PlanChange, QaResult, QaRun, UserSubscription
 from db.models.base import utcnow
 from db.session import UnitOfWork
+from services import metric_points
 from services.audit import privileged, record
 from services.config import Settings
 from services.errors import ConsoleError
@@ -506,6 +507,7 @@ def _case_downgrade_scheduled(ctx: CaseContext) -> None:
 def _case_reconciliation_applies(ctx: CaseContext) -> None:
     from services.plan_changes import schedule_downgrade_as_system
     from services.reconciliation import run_reconciliation
+    from services.webhook_counts import QA_TRIGGER
 
     # Reconciliation runs over the whole account at the `now` we give it; a clock far in
     # the past puts this case's renewal where no real subscription's period end can be due.
@@ -521,7 +523,7 @@ def _case_reconciliation_applies(ctx: CaseContext) -> None:
     _advance(ctx, near_renewal, "near-renewal")
     with ctx.step("reconcile"):
         report = run_reconciliation(settings=ctx.settings, uow=ctx.runtime.uow(), gateway=ctx.gateway, apply=True,
-                                    actor=ctx.actor, trigger="manual", now=near_renewal)
+                                    actor=ctx.actor, trigger=QA_TRIGGER, now=near_renewal)
     ctx.ids["reconcile_run"] = report.run_id
     mine = [a for a in report.actions if a.subscription_id == subscription["id"]]
     ctx.expect(any(a.result == "applied" for a in mine), "reconciliation applied the downgrade",
@@ -698,7 +700,9 @@ def run_case(runtime: Any, case_id: str, *, run_id: int, actor: str) -> CaseOutc
     started = time.monotonic()
     status, failed = "passed", None
     try:
-        CASE_RUNNERS[case_id](ctx)
+        # Everything the case records is test activity, kept out of production figures.
+        with metric_points.test_activity():
+            CASE_RUNNERS[case_id](ctx)
     except ExpectationFailed as failure:
         status, failed = "failed", failure.expectation
     except StripeGatewayError as error:

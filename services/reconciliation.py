@@ -39,7 +39,7 @@ from services.audit import privileged
 from services.config import Settings
 from services.errors import ConsoleError
 from services.leases import acquire_lease
-from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN, record_metric
+from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN, TEST_TAG, record_metric
 from services.observability import capture_alert
 from services.plan_changes import (
     DOWNGRADE_PRORATION,
@@ -50,6 +50,7 @@ from services.plan_changes import (
 )
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import subscription_period, upsert_subscription
+from services.webhook_counts import QA_TRIGGER
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,8 @@ def _finish_downgrade(
             record_plan_change(uow, subscription_id, kind="downgrade_applied", actor=actor,
                                from_plan=before_plan, to_plan=after.get("plan"),
                                details={"idempotency_key": key, "run_id": run_id})
-            record_metric(uow, DOWNGRADE_APPLIED, tags={"to_plan": after.get("plan") or ""},
+            test = {TEST_TAG: True} if updated.get("test_clock") else {}  # a test-clock subscription
+            record_metric(uow, DOWNGRADE_APPLIED, tags={"to_plan": after.get("plan") or "", **test},
                           dedupe_key=f"{key}:{DOWNGRADE_APPLIED}")
             audit.record(uow, actor=actor, action="reconcile.apply_downgrade", result="ok",
                          target=subscription_id, idempotency_key=key,
@@ -492,7 +494,8 @@ def _finish_run(uow: UnitOfWork, report: ReconcileReport, settings: Settings) ->
             uow, RECONCILE_RUN, value=1,
             tags={"mode": report.mode, "trigger": report.trigger, "examined": report.examined,
                   "applied": report.applied, "drift": report.drift, "errors": report.errors,
-                  "completed": report.error is None},
+                  "completed": report.error is None,
+                  **({TEST_TAG: True} if report.trigger == QA_TRIGGER else {})},
             dedupe_key=f"reconcile_run:{report.run_id}",
         )
         if report.mode == "apply":
@@ -819,9 +822,12 @@ def apply_drift_fix(
 
 
 # --- read queries for the page ------------------------------------------------------------
-def recent_runs(uow: UnitOfWork, *, limit: int = 50) -> list[dict[str, Any]]:
+def recent_runs(uow: UnitOfWork, *, limit: int = 50, qa: bool = False) -> list[dict[str, Any]]:
+    """The run history: production runs, or (qa=True) only the QA matrix's own runs."""
     with uow:
-        runs = uow.session.execute(select(ReconcileRun).order_by(ReconcileRun.id.desc()).limit(limit)).scalars()
+        which = ReconcileRun.trigger == QA_TRIGGER if qa else ReconcileRun.trigger != QA_TRIGGER
+        runs = uow.session.execute(
+            select(ReconcileRun).where(which).order_by(ReconcileRun.id.desc()).limit(limit)).scalars()
         return [
             {
                 "run": run.id,
@@ -895,7 +901,8 @@ def last_run(uow: UnitOfWork, *, mode: str) -> dict[str, Any] | None:
     the last applied run."""
     with uow:
         run = uow.session.execute(
-            select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == mode)
+            select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == mode,
+                                      ReconcileRun.trigger != QA_TRIGGER)  # QA runs are shown on their own
             .order_by(ReconcileRun.id.desc())
         ).scalars().first()
         if run is None:
@@ -961,7 +968,8 @@ def reconcile_alert(uow: UnitOfWork, *, settings: Settings) -> str | None:
     with uow:
         runs = list(
             uow.session.execute(
-                select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == "apply")
+                select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == "apply",
+                                      ReconcileRun.trigger != QA_TRIGGER)
                 .order_by(ReconcileRun.id.desc()).limit(3)
             ).scalars()
         )

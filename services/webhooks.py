@@ -29,7 +29,7 @@ from sqlalchemy import func, or_, select, update
 from db.models import MetricPoint, StripeEvent
 from db.models.base import from_unix, utcnow
 from db.session import UnitOfWork, insert_ignoring_conflicts
-from services import audit, metric_points, prometheus
+from services import audit, metric_points, prometheus, webhook_counts
 from services.audit import privileged
 from services.config import CONSOLE_EVENT_TYPES, Settings
 from services.errors import ConsoleError
@@ -260,23 +260,14 @@ def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str 
                     .where(StripeEvent.id == event["id"])
                     .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + 1)
                 )
-                metric_rows.append(metric_points.metric_row(metric_points.WEBHOOK_DUPLICATE, at=now,
-                                                            tags={"event": event["id"]}))
                 outcomes.append("duplicate")
-                continue
-            # The event row is new, so its metric keys are too; the unique key still guards a re-import.
-            metric_rows.append(metric_points.metric_row(
-                metric_points.WEBHOOK_RECEIVED, at=now, tags={"type": event["type"], "source": source},
-                dedupe_key=f"{event['id']}:received"))
-            if not allowed:
-                metric_rows.append(metric_points.metric_row(
-                    metric_points.WEBHOOK_IGNORED, at=now, tags={"type": event["type"]},
-                    dedupe_key=f"{event['id']}:ignored"))
-            outcomes.append("stored" if allowed else "ignored")
+            else:
+                outcomes.append("stored" if allowed else "ignored")
+            # What counts as received, duplicate, ignored or backfilled: services/webhook_counts.py.
+            metric_rows += webhook_counts.delivery_metric_rows(event, outcomes[-1], source=source, at=now)
         metric_points.record_metrics(uow, metric_rows)
         uow.commit()
-    for outcome in outcomes:
-        prometheus.WEBHOOK_DELIVERIES.labels("received" if outcome == "stored" else outcome).inc()
+    webhook_counts.count_in_process(outcomes, source=source)
     return outcomes
 
 

@@ -34,7 +34,12 @@ def test_board_with_data_alert_and_snapshot(runtime: Any) -> None:
     assert not at.exception
     assert "Invalid webhook signatures" in text  # 12 in the last hour, alert at 10
     assert at.get("plotly_chart") and at.get("download_button")
-    assert "invoice.paid" in text
+    values = {x.label: x.value for x in at.metric}
+    assert values["Invoices paid"] == "3" and values["Invalid signatures"] == "12"
+    # Tiles read as words: no raw or truncated metric names.
+    assert all("stripe." not in x.label and "…" not in x.label and "invoice." not in x.label for x in at.metric)
+    assert {"Plan changes", "Downgrades applied", "Invoice payment failures"} <= set(values)
+    assert values["Recovery rate"] == "n/a"  # nobody entered dunning in this range
     [b for b in at.button if b.label == "Take snapshot"][0].click()
     at.run()
     assert "Snapshot 1 saved" in page_text(at)
@@ -47,7 +52,7 @@ def test_board_range_picker(runtime: Any) -> None:
     at = app_test_for("first_24h", "admin")
     at.radio[0].set_value("1 h")
     at.run()
-    metric = [x for x in at.metric if x.label == m.INVOICE_PAID][0]
+    metric = [x for x in at.metric if x.label == "Invoices paid"][0]
     assert metric.value == "1"  # only the point 5 minutes ago is inside the last hour
 
 
@@ -65,7 +70,8 @@ def test_dunning_page_figures(runtime: Any) -> None:
     assert not at.exception and "Entered dunning" in text
     values = {x.label: x.value for x in at.metric}
     assert (values["Entered dunning"], values["Entered SCA"], values["SCA completed"]) == ("1", "1", "1")
-    assert values["Recovery rate"] == "50%" and values["Still open"] == "1"
+    assert values["Recovery rate"] == "50 %" and values["Still open"] == "1"
+    assert values["Median time to recover"] == "1 h"
     assert "in_open" in at.dataframe[-1].value.to_string()
     assert list(at.dataframe[-1].value["amount"]) == ["29.00 USD"] and "2900" not in page_text(at)
 
@@ -76,3 +82,15 @@ def test_other_roles_see_nothing(runtime: Any) -> None:
         for role in ("non_admin", "signed_out"):
             at = page_direct_test(page, role)
             assert "No access" in page_text(at) and not at.dataframe and not at.get("plotly_chart")
+
+
+def test_every_metric_has_a_readable_label() -> None:
+    from services.metric_labels import LABELS, label
+
+    assert set(LABELS) == set(m.ALL_METRICS)
+    assert all("stripe." not in label(name) and "…" not in label(name) and "_" not in label(name)
+               for name in m.ALL_METRICS)
+    assert label("stripe.some.new_metric") == "Some new metric"
+    from services.metric_labels import hours, percent
+
+    assert (percent(0.4286), percent(None), hours(2.5)) == ("43 %", "n/a", "2.5 h")

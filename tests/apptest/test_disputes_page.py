@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from db.models import Dispute
+from services import disputes
 from tests.conftest import EmulatorHandle, app_test_for, page_direct_test, page_text
 from tests.integration.test_disputes import _dispute
 
@@ -104,3 +105,43 @@ def test_overdue_dispute_is_read_only_with_the_reason_at_the_top(runtime: Any, e
     assert all(t.disabled for t in at.text_input if t.label == "Customer email")
     assert not [b for b in at.button if b.label.startswith("Submit evidence")]
     assert [b for b in at.button if b.label == "Save draft"][0].disabled
+
+
+def _dispute_for(runtime: Any, email: str, name: str, key: str) -> str:
+    gateway = runtime.gateway
+    customers = list(gateway.client.v1.customers.list({"email": email}).data)
+    customer = customers[0] if customers else gateway.create_customer({"email": email, "name": name},
+                                                                      idempotency_key=f"c-{email}")
+    intent = gateway.client.v1.payment_intents.create(
+        {"amount": 4900, "currency": "usd", "customer": customer["id"], "payment_method": "pm_card_createDispute",
+         "confirm": True}, {"idempotency_key": key})
+    from services.sync import run_sync
+
+    run_sync(runtime, since=None, days=30)
+    return str(next(gateway.list_disputes(payment_intent=intent.id))["id"])
+
+
+def test_other_disputes_split_by_customer_and_card_and_tiles_follow_filters(runtime: Any,
+                                                                           emulator: EmulatorHandle) -> None:
+    first = _dispute_for(runtime, "ann@example.io", "Ann Again", "pi-ann-1")
+    second = _dispute_for(runtime, "ann@example.io", "Ann Again", "pi-ann-2")
+    other = _dispute_for(runtime, "cora@example.io", "**Cora** <b>Other</b>", "pi-cora-1")
+    context = disputes.get_context(runtime.uow(), first, None)
+    assert [d.id for d in context.same_customer_disputes] == [second]
+    assert [(d.dispute.id, d.customer_label) for d in context.same_card_disputes] == [
+        (other, "**Cora** <b>Other</b> <cora@example.io>")]
+
+    at = app_test_for("disputes", "admin")
+    [t for t in at.text_input if t.label == "Customer email contains"][0].input("ann@")
+    _click(at, "Apply filters")
+    tiles = {x.label: x.value for x in at.metric}
+    assert tiles["Open"] == "2" and tiles["Amount at risk"] == "98.00 USD"  # Cora's dispute is filtered out
+    at.selectbox[0].set_value(first)
+    at.run()
+    labels = " ".join(e.label for e in at.expander)
+    assert "1 other disputes by this customer, 1 by other customers on the same card" in labels
+    shown = [t.value for t in at.text]
+    assert any(t.startswith("Ann Again\nann@example.io") for t in shown)  # the customer, as plain text
+    assert f"Dispute {second}: needs_response, 49.00 USD" in shown
+    # The other customer is named, as plain text (never rendered as markdown/HTML).
+    assert f"Dispute {other} by **Cora** <b>Other</b> <cora@example.io>: needs_response, 49.00 USD" in shown

@@ -117,3 +117,18 @@ def test_a_link_with_a_warning_or_charge_opens_that_warning(runtime: Any) -> Non
             at.query_params[key] = value
         at.run()
         assert next(s for s in at.selectbox if s.label == "Warning").value == expected
+
+
+def test_tiles_follow_the_filters(runtime: Any) -> None:
+    with runtime.uow() as uow:
+        for i, kind in enumerate(("card_never_received", "made_with_stolen_card", "made_with_stolen_card")):
+            uow.session.add(FraudWarning(id=f"issfr_t{i}", charge_id=f"ch_t{i}", amount=1000 * (i + 1),
+                                         currency="usd", fraud_type=kind, actionable=True,
+                                         created=datetime.now(UTC)))
+        uow.commit()
+    at = app_test_for("fraud_warnings", "admin")
+    assert {x.label: x.value for x in at.metric}["Open"] == "3"
+    at.multiselect[1].set_value(["made_with_stolen_card"])
+    _click(at, "Apply filters")
+    tiles = {x.label: x.value for x in at.metric}
+    assert (tiles["Open"], tiles["Open and actionable"], tiles["Amount at risk"]) == ("2", "2", "50.00 USD")

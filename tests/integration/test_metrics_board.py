@@ -99,6 +99,17 @@ def test_webhook_silence_alert(migrated_url: str, minutes: int, fires: bool) -> 
     assert ("webhook_silence" in _alert_keys(migrated_url, now)) is fires
 
 
+def test_a_backfill_does_not_hide_webhook_silence(migrated_url: str) -> None:
+    now = T0 + timedelta(hours=1)
+    with UnitOfWork(migrated_url) as uow:
+        uow.session.add(StripeEvent(id="evt_hook", type="invoice.paid", created=now, payload={},
+                                    received_at=now - timedelta(minutes=45)))
+        uow.session.add(StripeEvent(id="evt_synced", type="invoice.paid", created=now, payload={}, source="sync",
+                                    received_at=now - timedelta(minutes=1)))
+        uow.commit()
+    assert "webhook_silence" in _alert_keys(migrated_url, now)
+
+
 @pytest.mark.parametrize(("invalid", "fires"), [(10, True), (9, False)])
 def test_invalid_signature_alert(migrated_url: str, invalid: int, fires: bool) -> None:
     now = T0 + timedelta(hours=1)
@@ -187,7 +198,8 @@ def test_seeded_month_through_the_pipeline_gives_exact_figures(runtime_factory: 
         events = uow.session.execute(select(func.count()).select_from(StripeEvent)).scalar()
     assert figures.totals[m.INVOICE_PAID] == paid > 0
     assert figures.totals[m.DUNNING_ENTERED] == failed_invoices
-    assert figures.totals[m.WEBHOOK_RECEIVED] == events
+    # A backfill is counted as backfilled, never as received webhook deliveries.
+    assert figures.totals[m.EVENTS_BACKFILLED] == events and figures.totals[m.WEBHOOK_RECEIVED] == 0
     summary = dunning.recovery_summary(runtime.uow(), since=start, until=end)
     assert summary.dunning_entered == failed_invoices
     with runtime.uow() as uow:

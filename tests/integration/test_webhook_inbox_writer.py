@@ -102,7 +102,7 @@ def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: A
     stored = _stored(runtime)
     assert len(stored) == 12  # evt_first, ten queued, the ignored one
     assert stored["evt_q3"] == ("pending", 1) and stored["evt_product"] == ("ignored", 0)
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 12
+    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 13  # every verified delivery, the copy too
     assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 1
     assert _metric_count(runtime, metric_points.WEBHOOK_IGNORED) == 1
 
@@ -191,5 +191,5 @@ def test_concurrent_http_deliveries_through_the_live_receiver(runtime_factory: A
     assert sorted(status for _, status in answers) == ["duplicate"] * 16 + ["stored"] * 16
     stored = _stored(runtime)
     assert len(stored) == 16 and all(value == ("pending", 1) for value in stored.values())
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 16
+    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 32  # deliveries: 16 first copies + 16 copies
     assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 16
