@@ -10,7 +10,7 @@ import streamlit as st
 
 from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from db.models.base import utcnow
-from services import exports, metrics
+from services import exports, fraud_signals, metrics
 from services import metric_points as m
 from services.metric_labels import label, percent
 
@@ -98,6 +98,14 @@ def charts() -> None:
 
 
 charts()
+
+st.subheader("Fraud signals")
+st.caption("Card testing, dispute volume and early-fraud-warning frequency (ALwrity §7–8): each alerts at its "
+           "threshold (settings ALERT_CARD_DECLINES_PER_HOUR, ALERT_SMALL_CHARGES_PER_HOUR, ALERT_DISPUTES_PER_DAY, "
+           "ALERT_EFWS_PER_DAY; 0 turns one off).")
+st.dataframe(pd.DataFrame([{"signal": s.title, "window": s.window, "now": s.value,
+                            "alert at": s.threshold or "off", "state": "ALERT" if s.firing else "ok"}
+                           for s in fraud_signals.signals(rt.uow(), settings=rt.settings)]), hide_index=True)
 
 with st.expander("QA / test clocks (kept out of the figures and alerts above)"):
     qa_board = metrics.board(rt.uow(), start=start, end=end, test=True)

@@ -209,6 +209,12 @@ class Settings(BaseSettings):
     alert_invalid_signatures_per_hour: int = Field(
         10, ge=0, validation_alias="ALERT_INVALID_SIGNATURES_PER_HOUR"
     )
+    # ALwrity §7-8 fraud signals (0 turns one off): card testing, dispute volume, EFW frequency.
+    alert_card_declines_per_hour: int = Field(20, ge=0, validation_alias="ALERT_CARD_DECLINES_PER_HOUR")
+    alert_small_charges_per_hour: int = Field(20, ge=0, validation_alias="ALERT_SMALL_CHARGES_PER_HOUR")
+    alert_small_charge_max_minor: int = Field(100, ge=1, validation_alias="ALERT_SMALL_CHARGE_MAX_MINOR")
+    alert_disputes_per_day: int = Field(5, ge=0, validation_alias="ALERT_DISPUTES_PER_DAY")
+    alert_efws_per_day: int = Field(5, ge=0, validation_alias="ALERT_EFWS_PER_DAY")
     # A kill switch left on longer than this fires an alert (0 turns the alert off).
     alert_switch_paused_minutes: int = Field(60, ge=0, validation_alias="ALERT_SWITCH_PAUSED_MINUTES")
 

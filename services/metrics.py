@@ -178,7 +178,15 @@ def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None =
             alerts.append(Alert("invalid_signatures", "Invalid webhook signatures",
                                 f"{invalid} in the last hour (alert at {limit})", float(invalid), float(limit)))
     alerts += _switch_alerts(uow, settings, moment)
+    alerts += _fraud_signal_alerts(uow, settings, moment)
     return alerts
+
+
+def _fraud_signal_alerts(uow: UnitOfWork, settings: Settings, moment: datetime) -> list[Alert]:
+    from services.fraud_signals import signals
+
+    return [Alert(s.key, s.title, s.detail, float(s.value), float(s.threshold))
+            for s in signals(uow, settings=settings, now=moment) if s.firing]
 
 
 def _switch_alerts(uow: UnitOfWork, settings: Settings, moment: datetime) -> list[Alert]:
