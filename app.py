@@ -22,7 +22,8 @@ else:
     render_switch_banners()
     navigation = st.navigation(
         {section: [st.Page(path, title=title, url_path=slug) for path, title, slug in pages]
-         for section, pages in ADMIN_SECTIONS.items()}
+         for section, pages in ADMIN_SECTIONS.items()},
+        expanded=True,  # every page stays one click away (the default folds a menu of more than 12)
     )
 if identity is not None and _shared.user_is_admin(identity):
     render_search_box()  # after st.navigation: switching to the Search page needs it registered

@@ -58,8 +58,8 @@ def test_hostile_customer_name_renders_as_plain_text(demo_server: Any, page: Any
     wait_until_idle(page)
     page.get_by_role("link", name="Open in Stripe").wait_for(timeout=60_000)
     assert dispute_id in (page.get_by_role("link", name="Open in Stripe").get_attribute("href") or "")
-    card = page.locator("[data-testid='stMarkdownContainer']", has_text="Customer").filter(
-        has_text="Session expired").first
+    # The customer card's name and email are a plain-text element (st.text).
+    card = page.locator("[data-testid='stText']", has_text="Session expired").first
     card.wait_for(timeout=60_000)
     screenshot(page, "plain_text_customer")
     # Exactly as typed (invisible word joiners keep the URLs from being autolinked).

@@ -117,7 +117,9 @@ def test_disputes_page_shows_customer_text_literally(runtime: Any, emulator: Emu
                                               "payment_method": "pm_card_createDispute", "confirm": True})
     run_sync(runtime, since=None, days=30)
     at = app_test_for("disputes", "admin")
-    assert_inert(at, shows=[HOSTILE, HOSTILE_EMAIL], in_markdown=True)
+    # The customer card shows name and email in a plain-text element (st.text), not Markdown.
+    assert_inert(at, shows=[HOSTILE, HOSTILE_EMAIL], in_markdown=False)
+    assert any(HOSTILE in str(t.value) for t in at.text)
     name_box = [t for t in at.text_input if t.label == "Customer name"]
     assert name_box and name_box[0].value == HOSTILE  # drafted evidence: a widget value, plain text
     _click(at, "Save draft")
