@@ -86,15 +86,21 @@ def test_edit_then_full_rehash_without_the_key_is_detected(migrated_url: str) ->
     assert not preflight.passed and preflight.severity == "blocking"
 
 
-def test_deleting_the_newest_rows_is_detected_by_the_snapshot_anchor(migrated_url: str) -> None:
-    runtime = _runtime(migrated_url)
+def _snapshot_then_delete_newest(runtime: Runtime) -> list[int]:
+    """5 refunds, a snapshot anchoring them, then the last 2 refunds and the snapshot's own row go:
+    the chain that is left links perfectly. Returns the ids there were."""
     _append(runtime, 5)
     metrics.take_snapshot(runtime, actor="ops@example.com", hours=1)
     with runtime.uow() as uow:
         ids = list(uow.session.execute(select(AuditLog.id).order_by(AuditLog.id)).scalars())
-        # The last refunds and the snapshot's own row go: the chain that is left links perfectly.
         uow.session.execute(delete(AuditLog).where(AuditLog.id.in_(ids[3:])))
         uow.commit()
+    return ids
+
+
+def test_deleting_the_newest_rows_is_detected_by_the_snapshot_anchor(migrated_url: str) -> None:
+    runtime = _runtime(migrated_url)
+    _snapshot_then_delete_newest(runtime)
     result = _verify(runtime)
     assert not result.ok
     assert "newest rows were deleted" in (result.problem or ""), result
@@ -102,11 +108,8 @@ def test_deleting_the_newest_rows_is_detected_by_the_snapshot_anchor(migrated_ur
 
 def test_moving_the_anchor_back_needs_the_key(migrated_url: str) -> None:
     runtime = _runtime(migrated_url)
-    _append(runtime, 5)
-    metrics.take_snapshot(runtime, actor="ops@example.com", hours=1)
+    ids = _snapshot_then_delete_newest(runtime)
     with runtime.uow() as uow:
-        ids = list(uow.session.execute(select(AuditLog.id).order_by(AuditLog.id)).scalars())
-        uow.session.execute(delete(AuditLog).where(AuditLog.id.in_(ids[3:])))
         head = uow.session.execute(select(AuditLog).where(AuditLog.id == ids[2])).scalar_one()
         snapshot = uow.session.execute(select(MetricsSnapshot)).scalar_one()
         figures: dict[str, Any] = json.loads(json.dumps(snapshot.figures))
