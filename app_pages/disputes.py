@@ -66,9 +66,15 @@ st.dataframe(table.style.apply(lambda row: ["background-color: #fde2e1" if row["
                                axis=1), hide_index=True, width="stretch")
 st.caption(f"{len(queue.rows)} of {queue.total} on this page; open disputes by deadline first.")
 
-chosen = st.selectbox("Dispute", [d.id for d in queue.rows],
+# The chosen dispute lives in the URL (?dispute=dp_...), so a refresh or a shared link opens it,
+# even when it is outside the current filters or page.
+shown = list(queue.rows)
+linked = disputes.find(rt.uow(), st.query_params.get("dispute"))
+if linked is not None and all(d.id != linked.id for d in shown):
+    shown.append(linked)  # not first: the first is the default, which a bound widget drops from the URL
+chosen = st.selectbox("Dispute", [d.id for d in shown], key="dispute", bind="query-params",
                       format_func=lambda i: next(f"{d.id} · {d.status} · {money(d.amount, d.currency)} · "
-                                                 f"{d.customer_email or 'unknown'}" for d in queue.rows if d.id == i))
+                                                 f"{d.customer_email or 'unknown'}" for d in shown if d.id == i))
 context = disputes.get_context(rt.uow(), chosen, rt.gateway)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "

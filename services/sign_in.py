@@ -8,10 +8,10 @@ without a table or a cache of its own.
 
 The credentials file keeps streamlit-authenticator's format
 (`credentials.usernames.<name>.{email,name,password}` with bcrypt hashes, plus a
-`cookie:` section). The console never reads or writes a re-authentication
-cookie (sessions end with the idle and absolute limits in services/auth.py),
-but `cookie.key` must still be a real secret of at least 32 bytes: no weak
-or well-known key may sit in a deployed file.
+`cookie:` section). `cookie.key` signs the console's own
+session cookie (services/web_sessions.py: a random id whose record is kept
+server-side); it must be a real secret of at least 32 bytes: no weak or
+well-known key may sit in a deployed file.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ ACTION_FAILED = "sign_in.failed"
 ACTION_LOCKED = "sign_in.locked_out"
 ACTION_SIGNED_IN = "sign_in.succeeded"
 ACTION_NO_ACCESS = "sign_in.no_access"
+# A session cookie that is forged, expired, revoked or unknown, or a refused cookie handover.
+ACTION_SESSION_REFUSED = "sign_in.session_refused"
+ACTION_SIGN_OUT = "sign_in.sign_out"
+# The one vocabulary for refusals: "denied" = this person/client may not (wrong password, no access,
+# locked out, a refused cookie, a non-admin calling a privileged action: services.audit.privileged);
+# "refused" = an admin's action that the state of things does not allow (services.signoff etc.).
 
 LOCKED_MESSAGE = "Too many failed sign-ins. Sign-in is paused for 15 minutes; try again later."
 BAD_CREDENTIALS_MESSAGE = "Email/username or password is incorrect."
@@ -71,6 +77,7 @@ class Account:
 @dataclass(frozen=True)
 class Credentials:
     accounts: tuple[Account, ...]
+    cookie_key: str = ""  # signs the session cookie (services.web_sessions)
 
     def find(self, typed: str) -> Account | None:
         """By username or email, compared the way emails are (NFKC, casefold, ASCII only)."""
@@ -121,7 +128,7 @@ def load_credentials(settings: Settings) -> Credentials | None:
         for username, user in users.items()
         if isinstance(user, Mapping)
     )
-    return Credentials(accounts)
+    return Credentials(accounts, cookie_key=key)
 
 
 def _password_matches(password: str, password_hash: str | None) -> bool:
@@ -242,6 +249,14 @@ def _refuse_locked(uow: UnitOfWork, account: str, target: str, details: dict[str
     audit.record(uow, actor=account, action=ACTION_LOCKED, target=target, result="denied", details=details)
     uow.commit()
     return SignInOutcome("locked", message=LOCKED_MESSAGE)
+
+
+def record_session_refused(uow: UnitOfWork, *, email: str | None, reason: str, client: str | None) -> None:
+    """Audit a session cookie the console would not honour (never the cookie's value)."""
+    with uow:
+        audit.record(uow, actor=email or "anonymous", action=ACTION_SESSION_REFUSED, target=client_key(client),
+                     result="denied", details={"client": client or "loopback", "reason": reason})
+        uow.commit()
 
 
 def record_external_sign_in(uow: UnitOfWork, settings: Settings, *, email: str | None, method: str,
