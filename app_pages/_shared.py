@@ -23,6 +23,15 @@ _FRAGMENT_RERUN_KEY = "_fragment_signed_out_rerun"
 _HANDOVER_KEY = "_session_handover"  # the one-time token the browser exchanges for the session cookie
 _IGNORED_COOKIE_KEY = "_ignored_session_cookie"  # refused (or signed out) once: not looked at again
 _CLEAR_COOKIE_KEY = "_clear_session_cookie"
+_LINK_QUERY_KEY = "_deep_link_query"  # a shared link's query parameters, kept through sign-in
+
+
+def take_linked_query_param(name: str) -> str | None:
+    """A query parameter of the link the person signed in through (Streamlit shows the default
+    page at "/" and drops the query string once signed in), handed out once; None if none."""
+    stashed = st.session_state.get(_LINK_QUERY_KEY) or {}
+    value = stashed.pop(name, None)
+    return value if isinstance(value, str) else None
 
 
 def runtime() -> Runtime:
@@ -247,6 +256,8 @@ def render_sign_in() -> None:
     """
     st.title("Billing Ops Console")
     render_session_cookie_scripts()
+    if _LINK_QUERY_KEY not in st.session_state:  # the link this visit started from, kept through sign-in
+        st.session_state[_LINK_QUERY_KEY] = {k: v for k, v in st.query_params.to_dict().items() if len(v) <= 255}
     reason = st.session_state.pop("signed_out_reason", None)
     if reason:
         st.info(reason)
