@@ -221,10 +221,27 @@ def require_admin() -> Identity:
     """Stop the page for anyone who is not a signed-in admin."""
     identity = current_user()
     if not user_is_admin(identity):
+        page = _page_name()
+        audited = st.session_state.setdefault("_denied_pages_audited", set())
+        if page not in audited:  # every refusal is audited, once per page per browser session
+            audited.add(page)
+            sign_in.record_page_denied(runtime().uow(), email=identity.email if identity else None, page=page,
+                                       client=_client_address())
         st.error("No access. This console is for the billing team's admins.")
         st.stop()
     assert identity is not None
     return identity
+
+
+def _page_name() -> str:
+    """The admin page being refused (its script's name), for the audit row."""
+    import inspect
+
+    for frame in inspect.stack(context=0)[2:6]:
+        path = Path(frame.filename)
+        if path.parent.name == "app_pages" and not path.name.startswith("_"):
+            return f"page:{path.stem}"
+    return "page:unknown"
 
 
 def _oidc_configured() -> bool:

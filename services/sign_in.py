@@ -50,6 +50,7 @@ ACTION_NO_ACCESS = "sign_in.no_access"
 # A session cookie that is forged, expired, revoked or unknown, or a refused cookie handover.
 ACTION_SESSION_REFUSED = "sign_in.session_refused"
 ACTION_SIGN_OUT = "sign_in.sign_out"
+ACTION_PAGE_DENIED = "page.open"  # an admin page opened by someone who is not a signed-in admin
 # The one vocabulary for refusals: "denied" = this person/client may not (wrong password, no access,
 # locked out, a refused cookie, a non-admin calling a privileged action: services.audit.privileged);
 # "refused" = an admin's action that the state of things does not allow (services.signoff etc.).
@@ -256,6 +257,14 @@ def record_session_refused(uow: UnitOfWork, *, email: str | None, reason: str, c
     with uow:
         audit.record(uow, actor=email or "anonymous", action=ACTION_SESSION_REFUSED, target=client_key(client),
                      result="denied", details={"client": client or "loopback", "reason": reason})
+        uow.commit()
+
+
+def record_page_denied(uow: UnitOfWork, *, email: str | None, page: str, client: str | None) -> None:
+    """Audit an admin page refused to someone without access (once per page and browser session)."""
+    with uow:
+        audit.record(uow, actor=email or "anonymous", action=ACTION_PAGE_DENIED, target=page[:255], result="denied",
+                     details={"client": client or "loopback"})
         uow.commit()
 
 
