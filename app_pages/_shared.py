@@ -143,9 +143,12 @@ def current_user() -> Identity | None:
         if _oidc_configured() and getattr(st.user, "is_logged_in", False):
             st.session_state["_oidc_signed_in"] = True
             email = str(st.user.get("email") or "")
+            # Only an address the provider says it verified counts: an unverified one is anybody's claim.
+            verified = st.user.get("email_verified") is True
             sign_in.record_external_sign_in(runtime().uow(), settings, email=email, method="oidc",
-                                            client=_client_address())
-            return _start_session(email, st.user.get("name"), "oidc")  # type: ignore[arg-type]
+                                            client=_client_address(), email_verified=verified)
+            method = "oidc" if verified else sign_in.METHOD_OIDC_UNVERIFIED
+            return _start_session(email, st.user.get("name"), method)  # type: ignore[arg-type]
         return None
     if identity.session_id:
         # The browser session's record is the authority (shared by every tab): activity in any
@@ -214,7 +217,8 @@ def fragment_user() -> Identity | None:
 
 
 def user_is_admin(identity: Identity | None) -> bool:
-    return identity is not None and is_admin(identity.email, runtime().settings)
+    return (identity is not None and identity.method != sign_in.METHOD_OIDC_UNVERIFIED
+            and is_admin(identity.email, runtime().settings))
 
 
 def require_admin() -> Identity:
@@ -318,6 +322,9 @@ def render_sign_in() -> None:
 def render_no_access() -> None:
     identity = current_user()
     st.title("No access")
+    if identity is not None and identity.method == sign_in.METHOD_OIDC_UNVERIFIED:
+        st.write(f"Your identity provider has not verified **{plain(identity.email)}**; only a verified "
+                 "address can be given access to this console.")
     st.write(
         f"You are signed in as **{plain(identity.email if identity else 'unknown')}**, which is not an admin of this "
         "console. Ask the billing team to add you to ADMIN_EMAILS."

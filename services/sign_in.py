@@ -268,13 +268,19 @@ def record_page_denied(uow: UnitOfWork, *, email: str | None, page: str, client:
         uow.commit()
 
 
+METHOD_OIDC_UNVERIFIED = "oidc_unverified"  # signed in by the provider, but its email is not verified
+
+
 def record_external_sign_in(uow: UnitOfWork, settings: Settings, *, email: str | None, method: str,
-                            client: str | None) -> None:
-    """Audit a sign-in the console did not check itself (OIDC)."""
+                            client: str | None, email_verified: bool = True) -> None:
+    """Audit a sign-in the console did not check itself (OIDC): access needs a verified admin email."""
     normalised = normalise_email(email)
-    admin = normalised is not None and is_admin(normalised, settings)
+    admin = email_verified and normalised is not None and is_admin(normalised, settings)
+    details: dict[str, Any] = {"client": client or "loopback", "method": method}
+    if not email_verified:
+        details["reason"] = "email not verified"
     with uow:
         audit.record(uow, actor=normalised or account_key(email or ""),
                      action=ACTION_SIGNED_IN if admin else ACTION_NO_ACCESS, target=client_key(client),
-                     result="ok" if admin else "denied", details={"client": client or "loopback", "method": method})
+                     result="ok" if admin else "denied", details=details)
         uow.commit()
