@@ -6,6 +6,7 @@ Gating never rests on navigation alone: each admin page calls
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -148,7 +149,17 @@ def current_user() -> Identity | None:
             sign_in.record_external_sign_in(runtime().uow(), settings, email=email, method="oidc",
                                             client=_client_address(), email_verified=verified)
             method = "oidc" if verified else sign_in.METHOD_OIDC_UNVERIFIED
-            return _start_session(email, st.user.get("name"), method)  # type: ignore[arg-type]
+            identity = _start_session(email, st.user.get("name"), method)  # type: ignore[arg-type]
+            issued = st.user.get("iat")
+            if identity is not None and isinstance(issued, int | float):
+                # Streamlit's own cookie outlives a refresh; the 12 h limit counts from the ID token's issue.
+                identity = dataclasses.replace(identity, signed_in_at=float(issued))
+                st.session_state[IDENTITY_KEY] = identity
+                reason = session_expired(identity, settings)
+                if reason:
+                    sign_out(reason)
+                    return None
+            return identity
         return None
     if identity.session_id:
         # The browser session's record is the authority (shared by every tab): activity in any

@@ -94,6 +94,15 @@ def oidc_console(tmp_path: Path, migrated_sqlite_url: str, browser: Any) -> Iter
         _stop(provider)
 
 
+def _admin_sign_ins(database_url: str) -> int:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        count = conn.execute(text("select count(*) from audit_log where actor = 'ada@example.com' "
+                                  "and action = 'sign_in.succeeded'")).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
 def _sign_in_with_provider(browser: Any, console: dict[str, Any], claims: dict[str, Any]) -> Any:
     console["claims"].write_text(json.dumps(claims))
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -124,6 +133,22 @@ def test_oidc_sign_in_gates_on_verified_email_and_domain(oidc_console: dict[str,
     assert "No access" in lookalike.locator("[data-testid='stMain']").inner_text()
     assert lookalike.locator("[data-testid='stSidebarNav']").count() == 0
     lookalike.context.close()
+
+    # An ID token issued over 12 hours ago (Streamlit's cookie would still say signed in): signed out.
+    before = _admin_sign_ins(oidc_console["database_url"])
+    stale = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = stale.new_page()
+    oidc_console["claims"].write_text(json.dumps({"email": "ada@example.com", "email_verified": True,
+                                                  "iat": int(time.time()) - 12 * 3600 - 60}))
+    page.goto(oidc_console["url"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{oidc_console['url']}/**", timeout=60_000)
+    page.wait_for_selector("button:has-text('Sign in')", timeout=90_000)
+    wait_until_idle(page)
+    assert page.locator("[data-testid='stSidebarNav']").count() == 0
+    assert "Disputes" not in page.locator("[data-testid='stMain']").inner_text()
+    stale.close()
+    assert _admin_sign_ins(oidc_console["database_url"]) > before  # accepted by the provider flow, then ended
 
     engine = create_engine(oidc_console["database_url"])
     with engine.connect() as conn:
