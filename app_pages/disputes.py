@@ -74,9 +74,11 @@ if linked is not None and all(d.id != linked.id for d in shown):
     shown.append(linked)
 options = [d.id for d in shown]
 chosen = st.selectbox("Dispute", options, index=options.index(linked.id) if linked is not None else 0,
+                      key="dispute_choice",  # one widget whatever the index, so a pick is never reset
                       format_func=lambda i: next(f"{d.id} · {d.status} · {money(d.amount, d.currency)} · "
                                                  f"{d.customer_email or 'unknown'}" for d in shown if d.id == i))
-st.query_params["dispute"] = chosen
+if st.query_params.get("dispute") != chosen:
+    st.query_params["dispute"] = chosen
 context = disputes.get_context(rt.uow(), chosen, rt.gateway)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "
