@@ -13,7 +13,14 @@ st.set_page_config(page_title="Billing Ops Console", page_icon=":material/credit
 
 identity = _shared.current_user()
 if identity is None:
-    navigation = st.navigation([st.Page(_shared.render_sign_in, title="Sign in", url_path="sign-in")])
+    # Every admin page's URL shows the sign-in form too, so a shared link keeps its path and query
+    # parameters through sign-in and then opens (the page is chosen by url_path).
+    navigation = st.navigation(
+        [st.Page(_shared.render_sign_in, title="Sign in", url_path="sign-in", default=True)]
+        + [st.Page(_shared.render_sign_in, title="Sign in", url_path=slug)
+           for pages in ADMIN_SECTIONS.values() for _path, _title, slug in pages],
+        position="hidden",
+    )
 elif not _shared.user_is_admin(identity):
     _shared.render_account_sidebar(identity)
     navigation = st.navigation([st.Page(_shared.render_no_access, title="No access", url_path="no-access")])

@@ -62,6 +62,7 @@ if not entries:
 
 plain_rows = audit.entries_as_rows(entries)
 rows = pd.DataFrame(plain_rows)
+rows = rows[["result", *[column for column in rows.columns if column != "result"]]]  # the outcome first
 denied = int((rows["result"] == "denied").sum())
 st.metric("Entries shown", len(rows), help="Newest first; at most 2,000 per view.")
 if denied:

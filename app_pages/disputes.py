@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
+from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url, take_linked_query_param
 from db.models.base import utcnow
 from services import dispute_evidence as ev
 from services import disputes
@@ -66,9 +66,19 @@ st.dataframe(table.style.apply(lambda row: ["background-color: #fde2e1" if row["
                                axis=1), hide_index=True, width="stretch")
 st.caption(f"{len(queue.rows)} of {queue.total} on this page; open disputes by deadline first.")
 
-chosen = st.selectbox("Dispute", [d.id for d in queue.rows],
+# The chosen dispute lives in the URL (?dispute=dp_...), so a refresh or a shared link opens it,
+# even when it is outside the current filters or page.
+shown = list(queue.rows)
+linked = disputes.find(rt.uow(), st.query_params.get("dispute") or take_linked_query_param("dispute"))
+if linked is not None and all(d.id != linked.id for d in shown):
+    shown.append(linked)
+options = [d.id for d in shown]
+chosen = st.selectbox("Dispute", options, index=options.index(linked.id) if linked is not None else 0,
+                      key="dispute_choice",  # one widget whatever the index, so a pick is never reset
                       format_func=lambda i: next(f"{d.id} · {d.status} · {money(d.amount, d.currency)} · "
-                                                 f"{d.customer_email or 'unknown'}" for d in queue.rows if d.id == i))
+                                                 f"{d.customer_email or 'unknown'}" for d in shown if d.id == i))
+if st.query_params.get("dispute") != chosen:
+    st.query_params["dispute"] = chosen
 context = disputes.get_context(rt.uow(), chosen, rt.gateway)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "

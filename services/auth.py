@@ -24,6 +24,7 @@ class Identity:
     signed_in_at: float = 0.0
     last_seen_at: float = 0.0
     method: str = "password"  # password | oidc | disabled
+    session_id: str | None = None  # the browser session (services.web_sessions), password sign-in only
 
 
 class AccessDenied(ConsoleError):

@@ -185,13 +185,14 @@ def backfill(env: Mapping[str, str], echo: Callable[[str], None]) -> dict[str, A
 
 
 def start_console(*, port: int, env: Mapping[str, str], headless: bool = True) -> subprocess.Popen[bytes]:
-    """Start Streamlit on app.py with the given settings environment."""
+    """Start the console (console_server.py: Streamlit's st.App serving app.py plus the
+    /auth/session and /auth/sign-out routes that set the session cookie) with these settings."""
     command = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(REPO_ROOT / "app.py"),
+        str(REPO_ROOT / "console_server.py"),
         "--server.port",
         str(port),
         "--server.address",

@@ -144,6 +144,14 @@ def list_queue(uow: UnitOfWork, flt: DisputeFilter, *, now: datetime | None = No
                         int(stats[3] or 0), {c: int(a or 0) for c, a in at_risk.items()})
 
 
+def find(uow: UnitOfWork, dispute_id: str | None) -> Dispute | None:
+    """One dispute by id (a linked one may be outside the queue's current filters or page)."""
+    if not dispute_id or len(dispute_id) > 255:
+        return None
+    with uow:
+        return uow.session.get(Dispute, dispute_id)
+
+
 def reasons(uow: UnitOfWork) -> list[str]:
     with uow:
         return [r for r in uow.session.execute(select(Dispute.reason).distinct().order_by(Dispute.reason))

@@ -8,10 +8,10 @@ without a table or a cache of its own.
 
 The credentials file keeps streamlit-authenticator's format
 (`credentials.usernames.<name>.{email,name,password}` with bcrypt hashes, plus a
-`cookie:` section). The console never reads or writes a re-authentication
-cookie (sessions end with the idle and absolute limits in services/auth.py),
-but `cookie.key` must still be a real secret of at least 32 bytes: no weak
-or well-known key may sit in a deployed file.
+`cookie:` section). `cookie.key` signs the console's own
+session cookie (services/web_sessions.py: a random id whose record is kept
+server-side); it must be a real secret of at least 32 bytes: no weak or
+well-known key may sit in a deployed file.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ ACTION_FAILED = "sign_in.failed"
 ACTION_LOCKED = "sign_in.locked_out"
 ACTION_SIGNED_IN = "sign_in.succeeded"
 ACTION_NO_ACCESS = "sign_in.no_access"
+# A session cookie that is forged, expired, revoked or unknown, or a refused cookie handover.
+ACTION_SESSION_REFUSED = "sign_in.session_refused"
+ACTION_SIGN_OUT = "sign_in.sign_out"
+ACTION_PAGE_DENIED = "page.open"  # an admin page opened by someone who is not a signed-in admin
+# The one vocabulary for refusals: "denied" = this person/client may not (wrong password, no access,
+# locked out, a refused cookie, a non-admin calling a privileged action: services.audit.privileged);
+# "refused" = an admin's action that the state of things does not allow (services.signoff etc.).
 
 LOCKED_MESSAGE = "Too many failed sign-ins. Sign-in is paused for 15 minutes; try again later."
 BAD_CREDENTIALS_MESSAGE = "Email/username or password is incorrect."
@@ -71,6 +78,7 @@ class Account:
 @dataclass(frozen=True)
 class Credentials:
     accounts: tuple[Account, ...]
+    cookie_key: str = ""  # signs the session cookie (services.web_sessions)
 
     def find(self, typed: str) -> Account | None:
         """By username or email, compared the way emails are (NFKC, casefold, ASCII only)."""
@@ -121,7 +129,7 @@ def load_credentials(settings: Settings) -> Credentials | None:
         for username, user in users.items()
         if isinstance(user, Mapping)
     )
-    return Credentials(accounts)
+    return Credentials(accounts, cookie_key=key)
 
 
 def _password_matches(password: str, password_hash: str | None) -> bool:
@@ -244,13 +252,35 @@ def _refuse_locked(uow: UnitOfWork, account: str, target: str, details: dict[str
     return SignInOutcome("locked", message=LOCKED_MESSAGE)
 
 
+def record_session_refused(uow: UnitOfWork, *, email: str | None, reason: str, client: str | None) -> None:
+    """Audit a session cookie the console would not honour (never the cookie's value)."""
+    with uow:
+        audit.record(uow, actor=email or "anonymous", action=ACTION_SESSION_REFUSED, target=client_key(client),
+                     result="denied", details={"client": client or "loopback", "reason": reason})
+        uow.commit()
+
+
+def record_page_denied(uow: UnitOfWork, *, email: str | None, page: str, client: str | None) -> None:
+    """Audit an admin page refused to someone without access (once per page and browser session)."""
+    with uow:
+        audit.record(uow, actor=email or "anonymous", action=ACTION_PAGE_DENIED, target=page[:255], result="denied",
+                     details={"client": client or "loopback"})
+        uow.commit()
+
+
+METHOD_OIDC_UNVERIFIED = "oidc_unverified"  # signed in by the provider, but its email is not verified
+
+
 def record_external_sign_in(uow: UnitOfWork, settings: Settings, *, email: str | None, method: str,
-                            client: str | None) -> None:
-    """Audit a sign-in the console did not check itself (OIDC)."""
+                            client: str | None, email_verified: bool = True) -> None:
+    """Audit a sign-in the console did not check itself (OIDC): access needs a verified admin email."""
     normalised = normalise_email(email)
-    admin = normalised is not None and is_admin(normalised, settings)
+    admin = email_verified and normalised is not None and is_admin(normalised, settings)
+    details: dict[str, Any] = {"client": client or "loopback", "method": method}
+    if not email_verified:
+        details["reason"] = "email not verified"
     with uow:
         audit.record(uow, actor=normalised or account_key(email or ""),
                      action=ACTION_SIGNED_IN if admin else ACTION_NO_ACCESS, target=client_key(client),
-                     result="ok" if admin else "denied", details={"client": client or "loopback", "method": method})
+                     result="ok" if admin else "denied", details=details)
         uow.commit()

@@ -30,6 +30,7 @@ def test_admin_sees_entries_and_a_verified_chain(shell_runtime: Any) -> None:
     assert not at.exception
     assert "Chain verified: 3 rows" in text
     frame = at.dataframe[0].value
+    assert list(frame.columns)[:3] == ["result", "id", "at"]  # the outcome is the first thing read
     assert list(frame["action"]) == ["disputes.submit", "efw.refund", "efw.refund"]
     assert "1 denied attempt(s)" in text
     assert at.get("download_button")

@@ -34,6 +34,12 @@ def test_sign_in_form_signs_an_admin_in(shell_runtime: Any) -> None:
     at.run()
     assert at.session_state["identity"].email == ADMIN_EMAIL
     assert "No access" not in page_text(at)
+    # A browser session was started: its record is live, and the page hands its one-time token over.
+    from services import web_sessions
+
+    session_id = at.session_state["identity"].session_id
+    assert web_sessions.check(shell_runtime.uow(), shell_runtime.settings, session_id, touch=False)[0] is not None
+    assert any("/auth/session" in str(element.proto) for element in at.get("html"))
 
 
 def test_wrong_password_is_refused(shell_runtime: Any) -> None:
@@ -72,6 +78,50 @@ def test_admin_page_opened_directly_shows_nothing(shell_runtime: Any, page: str,
     assert "No access" in text
     assert not at.dataframe and not at.button and not at.get("plotly_chart")
     assert not at.exception
+
+
+def test_every_refusal_is_audited_the_same_way(shell_runtime: Any) -> None:
+    """Wrong password, a sign-in without access, an admin page opened without access and a
+    privileged action by a non-admin: one row each, result "denied", actor and target set."""
+    from sqlalchemy import select
+
+    from db.models import AuditLog
+    from services import audit
+    from services.auth import AccessDenied
+
+    at = app_test_for(None, "signed_out")
+    at.text_input[0].input(ADMIN_EMAIL)
+    at.text_input[1].input("wrong")
+    at.button[0].click()
+    at.run()
+    at = app_test_for(None, "signed_out")
+    at.text_input[0].input(VIEWER_EMAIL)
+    at.text_input[1].input("pw-viewer")
+    at.button[0].click()
+    at.run()
+    direct = page_direct_test("audit", "non_admin")
+    direct.run()  # a rerun of the same browser session is not a second refusal
+    guarded = next(iter(audit.PRIVILEGED_ACTIONS.items()))
+    with pytest.raises(AccessDenied):
+        guarded[1](actor=VIEWER_EMAIL, settings=shell_runtime.settings, uow=shell_runtime.uow(),
+                   **{name: "x" for name in _other_required(guarded[1])})
+    with shell_runtime.uow() as uow:
+        rows = [(r.actor, r.action, r.result, r.target) for r in uow.session.execute(
+            select(AuditLog).order_by(AuditLog.id)).scalars()]
+    assert rows == [
+        (ADMIN_EMAIL, "sign_in.failed", "denied", "client:loopback"),
+        (VIEWER_EMAIL, "sign_in.no_access", "denied", "client:loopback"),
+        (VIEWER_EMAIL, "page.open", "denied", "page:audit"),
+        (VIEWER_EMAIL, guarded[0], "denied", rows[3][3]),
+    ]
+
+
+def _other_required(fn: Any) -> list[str]:
+    import inspect
+
+    return [name for name, p in inspect.signature(fn).parameters.items()
+            if p.default is inspect.Parameter.empty and name not in {"actor", "settings", "uow"}
+            and p.kind is not inspect.Parameter.VAR_KEYWORD]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -142,7 +142,7 @@ def sign_in(page: Any, demo: DemoServer, email: str) -> None:
 
 
 def open_page(page: Any, title: str, heading: str | None = None) -> None:
-    """Follow the sidebar link (a fresh page load would start a new, signed-out session)."""
+    """Follow the sidebar link (as a person would; a fresh page load keeps the session too)."""
     page.get_by_role("link", name=title, exact=True).click()
     page.wait_for_selector(f"h1:has-text('{heading or title}')", timeout=120_000)
     wait_until_idle(page)

@@ -1,11 +1,14 @@
-"""No way in without a password (issue 16, item 1).
+"""No way in without a password (issue 16, item 1; issue 17, point 5).
 
-A streamlit-authenticator re-auth cookie is a HS256 JWT of {username, exp_date}
-signed with the credentials file's cookie key. Cookies are forged here with every
-key an attacker could know (the old hard-coded fallback, the library's default,
-empty, the cookie name, the demo's passwords) and even with the real key: the
-console reads no re-auth cookie at all, so none of them signs anybody in. A
-credentials file without a real key refuses start-up with one line.
+Only the console's own session cookie is honoured: `<random id>.<HMAC-SHA256 under
+cookie.key>` whose server-side record is live (not revoked, within 30 min idle and
+12 h in all). A streamlit-authenticator re-auth cookie (a HS256 JWT of {username,
+exp_date} signed with the cookie key) is forged here with every key an attacker
+could know (the old hard-coded fallback, the library's default, empty, the cookie
+name, the demo's passwords) and even with the real key, under every cookie name
+including the session cookie's: none signs anybody in. Our own format signed with a
+wrong key, an expired, a revoked (signed-out) and an unknown session are refused and
+audited. A credentials file without a real key refuses start-up with one line.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from services import web_sessions
 from services.demo import DEMO_USERS, write_credentials_file
 from tests.conftest import ADMIN_EMAIL, REPO_ROOT, page_text
 
 MIN_COOKIE_KEY_BYTES = 32  # the issue's floor (services.sign_in.MIN_COOKIE_KEY_BYTES)
 REAL_KEY = "k" * 8 + "Zq3v9-real-secret-key-for-tests_0123456789"
 COOKIE_NAME = "billing_ops"
+SESSION_COOKIE = web_sessions.COOKIE_NAME
 KNOWN_KEYS = [
     "billing-ops-cookie-key",  # the old hard-coded fallback
     "some_key",  # streamlit-authenticator's default
@@ -113,7 +118,7 @@ def test_forged_cookie_never_signs_in(console: Any, tmp_path: Path, monkeypatch:
     cookie = None if section == "no cookie section" else {"name": COOKIE_NAME, "key": REAL_KEY, "expiry_days": 0}
     console(_credentials(tmp_path / "credentials.yaml", cookie=cookie))
     forged = _forge(key)
-    at = _run_with_cookies(monkeypatch, {COOKIE_NAME: forged, "billing_ops_demo": forged})
+    at = _run_with_cookies(monkeypatch, {COOKIE_NAME: forged, "billing_ops_demo": forged, SESSION_COOKIE: forged})
     assert "identity" not in at.session_state
     text = page_text(at)
     assert "Disputes" not in text and "Webhooks" not in text
@@ -128,6 +133,80 @@ def test_expired_or_replayed_cookie_never_signs_in(console: Any, tmp_path: Path,
     for cookie in (_forge(REAL_KEY, exp_date=exp_date), _forge(REAL_KEY)):  # expired, then replayed valid-looking
         at = _run_with_cookies(monkeypatch, {COOKIE_NAME: cookie})
         assert "identity" not in at.session_state
+
+
+def _session_cookie(runtime: Any, *, key: str = REAL_KEY, age: float = 0.0, idle: float = 0.0,
+                    revoke: bool = False) -> str:
+    """A session made through the service with its clock moved back, as our route would sign it."""
+    now = time.time()
+    session_id, _token = web_sessions.create_session(runtime.uow(), runtime.settings, email=ADMIN_EMAIL,
+                                                     name="Ada", method="password", now=now - age)
+    moment = now - age
+    while idle and moment + 25 * 60 < now - idle:  # active every 25 minutes, then `idle` seconds of nothing
+        moment += 25 * 60
+        record, _reason = web_sessions.check(runtime.uow(), runtime.settings, session_id, now=moment, touch=True)
+        assert record is not None
+    if idle:
+        record, _reason = web_sessions.check(runtime.uow(), runtime.settings, session_id, now=now - idle, touch=True)
+        assert record is not None
+    if revoke:
+        web_sessions.revoke(runtime.uow(), session_id)
+    return web_sessions.sign(session_id, key)
+
+
+def _session_refusals(runtime: Any) -> list[tuple[str, str, str]]:
+    from sqlalchemy import select
+
+    from db.models import AuditLog
+
+    with runtime.uow() as uow:
+        rows = uow.session.execute(select(AuditLog).where(AuditLog.action == "sign_in.session_refused")).scalars()
+        return [(row.actor, row.result, row.details["reason"]) for row in rows]
+
+
+def test_our_signed_live_session_cookie_signs_in(console: Any, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = console(_credentials(tmp_path / "credentials.yaml",
+                                   cookie={"name": COOKIE_NAME, "key": REAL_KEY, "expiry_days": 0}))
+    at = _run_with_cookies(monkeypatch, {SESSION_COOKIE: _session_cookie(runtime, age=11 * 3600, idle=20 * 60)})
+    identity = at.session_state["identity"]
+    assert identity.email == ADMIN_EMAIL and identity.session_id
+    assert "Disputes" in page_text(at)
+    assert _session_refusals(runtime) == []
+
+
+@pytest.mark.parametrize(("how", "reason"), [
+    ("wrong key", "forged"), ("tampered id", "forged"), ("lifetime", "lifetime"), ("idle", "idle"),
+    ("signed out", "revoked"), ("unknown", "unknown"),
+])
+def test_forged_expired_or_revoked_session_cookie_is_refused(console: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             how: str, reason: str) -> None:
+    runtime = console(_credentials(tmp_path / "credentials.yaml",
+                                   cookie={"name": COOKIE_NAME, "key": REAL_KEY, "expiry_days": 0}))
+    if how == "wrong key":
+        cookie = _session_cookie(runtime, key="w" * 43)
+    elif how == "tampered id":
+        good = _session_cookie(runtime)
+        cookie = ("A" if good[0] != "A" else "B") + good[1:]
+    elif how == "lifetime":
+        cookie = _session_cookie(runtime, age=12 * 3600 + 5)
+    elif how == "idle":
+        cookie = _session_cookie(runtime, age=30 * 60 + 5)
+    elif how == "signed out":
+        cookie = _session_cookie(runtime, revoke=True)
+    else:
+        import secrets
+
+        cookie = web_sessions.sign(secrets.token_urlsafe(32), REAL_KEY)
+    at = _run_with_cookies(monkeypatch, {SESSION_COOKIE: cookie})
+    assert "identity" not in at.session_state
+    text = page_text(at)
+    assert "Disputes" not in text and at.text_input  # the sign-in form
+    refusals = _session_refusals(runtime)
+    assert [r[1:] for r in refusals] == [("denied", reason)]  # audited once, though the script ran twice
+    assert refusals[0][0] == (ADMIN_EMAIL if reason in {"lifetime", "idle", "revoked"} else "anonymous")
+    assert cookie not in str(refusals)
 
 
 @pytest.mark.parametrize(
