@@ -34,7 +34,10 @@ with st.form("dispute_filters"):
     min_amount = cols[1].number_input("Min amount", min_value=0.0, value=0.0, step=10.0)
     max_amount = cols[2].number_input("Max amount (0 = any)", min_value=0.0, value=0.0, step=10.0)
     page_number = st.number_input("Page", min_value=1, value=1, step=1)
-    st.form_submit_button("Apply filters")
+    if st.form_submit_button("Apply filters"):
+        # New filters choose from the new queue: a dispute linked earlier no longer sticks.
+        st.query_params.pop("dispute", None)
+        st.session_state.pop("dispute_choice", None)
 
 try:
     min_minor, max_minor = disputes.amount_bounds(currency, min_amount, max_amount)

@@ -73,7 +73,9 @@ def test_qa_matrix_then_two_person_signoff(demo_server: Any, page: Any) -> None:
 
     sign_in(page, demo_server, demo_server.product_owner_email)
     _sign(page, "Product owner")
-    sign_in(page, demo_server, demo_server.product_owner_email)  # a fresh session: the record comes from the DB
+    # A reload is a fresh Streamlit session (still signed in by the session cookie): the record comes from the DB.
+    page.reload()
+    page.wait_for_selector("[data-testid='stSidebarNav']", timeout=PAGE_TIMEOUT_MS)
     _open(page, "Sign-off")
     page.wait_for_selector("text=This record is frozen", timeout=PAGE_TIMEOUT_MS)
     body = page.inner_text("body")
