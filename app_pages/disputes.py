@@ -24,20 +24,49 @@ flash = st.session_state.pop("dispute_flash", None)
 if flash:
     (st.success if flash[0] else st.error)(flash[1])
 
+# The filters live in the URL too (?status=&reason=&email=&currency=&min=&max=&page=), so a
+# refresh or a shared link shows the same queue.
+def _url_list(name: str, allowed: list[str]) -> list[str] | None:
+    raw = st.query_params.get(name)
+    return None if raw is None else [v for v in raw.split(",") if v in allowed]
+
+
+def _url_number(name: str, minimum: float) -> float | None:
+    try:
+        value = float(st.query_params.get(name, ""))
+    except ValueError:
+        return None
+    return value if value >= minimum and value < 1e12 else None
+
+
+reason_options = disputes.reasons(rt.uow())
 with st.form("dispute_filters"):
     cols = st.columns(3)
-    statuses = cols[0].multiselect("Status", list(disputes.ALL_STATUSES), default=list(disputes.OPEN_STATUSES))
-    reason_choice = cols[1].multiselect("Reason", disputes.reasons(rt.uow()))
-    email = cols[2].text_input("Customer email contains")
+    statuses = cols[0].multiselect("Status", list(disputes.ALL_STATUSES),
+                                   default=_url_list("status", list(disputes.ALL_STATUSES))
+                                   if "status" in st.query_params else list(disputes.OPEN_STATUSES))
+    reason_choice = cols[1].multiselect("Reason", reason_options, default=_url_list("reason", reason_options) or [])
+    email = cols[2].text_input("Customer email contains", value=st.query_params.get("email", "")[:320])
     cols = st.columns(3)
-    currency = cols[0].text_input("Currency", placeholder="usd")
-    min_amount = cols[1].number_input("Min amount", min_value=0.0, value=0.0, step=10.0)
-    max_amount = cols[2].number_input("Max amount (0 = any)", min_value=0.0, value=0.0, step=10.0)
-    page_number = st.number_input("Page", min_value=1, value=1, step=1)
+    currency = cols[0].text_input("Currency", placeholder="usd", value=st.query_params.get("currency", "")[:3])
+    min_amount = cols[1].number_input("Min amount", min_value=0.0, value=_url_number("min", 0.0) or 0.0, step=10.0)
+    max_amount = cols[2].number_input("Max amount (0 = any)", min_value=0.0, value=_url_number("max", 0.0) or 0.0,
+                                      step=10.0)
+    page_number = st.number_input("Page", min_value=1, value=int(_url_number("page", 1.0) or 1), step=1)
     if st.form_submit_button("Apply filters"):
         # New filters choose from the new queue: a dispute linked earlier no longer sticks.
         st.query_params.pop("dispute", None)
         st.session_state.pop("dispute_choice", None)
+        default_statuses = set(statuses) == set(disputes.OPEN_STATUSES)
+        wanted = {"status": "" if default_statuses else ",".join(statuses), "reason": ",".join(reason_choice),
+                  "email": email.strip(),
+                  "currency": currency.strip(), "min": f"{min_amount:g}" if min_amount else "",
+                  "max": f"{max_amount:g}" if max_amount else "", "page": str(page_number) if page_number > 1 else ""}
+        for name, value in wanted.items():
+            if value or (name == "status" and not default_statuses):
+                st.query_params[name] = value
+            else:
+                st.query_params.pop(name, None)
 
 try:
     min_minor, max_minor = disputes.amount_bounds(currency, min_amount, max_amount)

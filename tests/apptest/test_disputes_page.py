@@ -145,3 +145,37 @@ def test_other_disputes_split_by_customer_and_card_and_tiles_follow_filters(runt
     assert f"Dispute {second}: needs_response, 49.00 USD" in shown
     # The other customer is named, as plain text (never rendered as markdown/HTML).
     assert f"Dispute {other} by **Cora** <b>Other</b> <cora@example.io>: needs_response, 49.00 USD" in shown
+
+
+def test_filters_live_in_the_url_so_a_refresh_or_link_shows_the_same_queue(runtime: Any,
+                                                                           emulator: EmulatorHandle) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO_ROOT, identity_for
+
+    mine = _dispute(runtime, "url-filter@example.io")
+    _dispute(runtime, "someone-else@example.io")
+    at = app_test_for("disputes", "admin")
+    next(t for t in at.text_input if t.label == "Customer email contains").input("url-filter@")
+    next(n for n in at.number_input if n.label == "Min amount").set_value(10.0)
+    _click(at, "Apply filters")
+    assert at.query_params["email"] in ("url-filter@", ["url-filter@"])
+    assert at.query_params["min"] in ("10", ["10"]) and "status" not in at.query_params  # the default statuses
+    # Opening that URL afresh (a refresh, or the link sent to a colleague) shows the same queue.
+    fresh = AppTest.from_file(str(REPO_ROOT / "app_pages" / "disputes.py"), default_timeout=30)
+    fresh.session_state["identity"] = identity_for("admin@example.com")
+    for name in ("email", "min"):
+        value = at.query_params[name]
+        fresh.query_params[name] = value[0] if isinstance(value, list) else value
+    fresh.run()
+    assert next(t for t in fresh.text_input if t.label == "Customer email contains").value == "url-filter@"
+    assert list(fresh.dataframe[0].value["dispute"]) == [mine]
+    # Hostile or junk parameters fall back to the defaults instead of failing the page.
+    junk = AppTest.from_file(str(REPO_ROOT / "app_pages" / "disputes.py"), default_timeout=30)
+    junk.session_state["identity"] = identity_for("admin@example.com")
+    junk.query_params["min"] = "nan"
+    junk.query_params["page"] = "-3"
+    junk.query_params["status"] = "bogus,needs_response"
+    junk.run()
+    assert not junk.exception
+    assert next(m for m in junk.multiselect if m.label == "Status").value == ["needs_response"]
