@@ -40,19 +40,28 @@ def _url_number(name: str, minimum: float) -> float | None:
 
 
 reason_options = disputes.reasons(rt.uow())
+if "dispute_filters_from_url" not in st.session_state:
+    # Seeded once per session from the URL; stable widget keys keep later edits (a default that
+    # changed with the URL would make Streamlit treat the widget as a new one and drop them).
+    st.session_state["dispute_filters_from_url"] = True
+    st.session_state["f_status"] = (_url_list("status", list(disputes.ALL_STATUSES))
+                                    if "status" in st.query_params else list(disputes.OPEN_STATUSES))
+    st.session_state["f_reason"] = _url_list("reason", reason_options) or []
+    st.session_state["f_email"] = st.query_params.get("email", "")[:320]
+    st.session_state["f_currency"] = st.query_params.get("currency", "")[:3]
+    st.session_state["f_min"] = _url_number("min", 0.0) or 0.0
+    st.session_state["f_max"] = _url_number("max", 0.0) or 0.0
+    st.session_state["f_page"] = int(_url_number("page", 1.0) or 1)
 with st.form("dispute_filters"):
     cols = st.columns(3)
-    statuses = cols[0].multiselect("Status", list(disputes.ALL_STATUSES),
-                                   default=_url_list("status", list(disputes.ALL_STATUSES))
-                                   if "status" in st.query_params else list(disputes.OPEN_STATUSES))
-    reason_choice = cols[1].multiselect("Reason", reason_options, default=_url_list("reason", reason_options) or [])
-    email = cols[2].text_input("Customer email contains", value=st.query_params.get("email", "")[:320])
+    statuses = cols[0].multiselect("Status", list(disputes.ALL_STATUSES), key="f_status")
+    reason_choice = cols[1].multiselect("Reason", reason_options, key="f_reason")
+    email = cols[2].text_input("Customer email contains", key="f_email")
     cols = st.columns(3)
-    currency = cols[0].text_input("Currency", placeholder="usd", value=st.query_params.get("currency", "")[:3])
-    min_amount = cols[1].number_input("Min amount", min_value=0.0, value=_url_number("min", 0.0) or 0.0, step=10.0)
-    max_amount = cols[2].number_input("Max amount (0 = any)", min_value=0.0, value=_url_number("max", 0.0) or 0.0,
-                                      step=10.0)
-    page_number = st.number_input("Page", min_value=1, value=int(_url_number("page", 1.0) or 1), step=1)
+    currency = cols[0].text_input("Currency", placeholder="usd", key="f_currency")
+    min_amount = cols[1].number_input("Min amount", min_value=0.0, step=10.0, key="f_min")
+    max_amount = cols[2].number_input("Max amount (0 = any)", min_value=0.0, step=10.0, key="f_max")
+    page_number = st.number_input("Page", min_value=1, step=1, key="f_page")
     if st.form_submit_button("Apply filters"):
         # New filters choose from the new queue: a dispute linked earlier no longer sticks.
         st.query_params.pop("dispute", None)
