@@ -187,10 +187,6 @@ def list_items(uow: UnitOfWork) -> list[dict[str, Any]]:
         return [item_row(i) for i in sorted(items, key=lambda i: (order.get(i.section, 99), i.id))]
 
 
-def open_items(uow: UnitOfWork) -> list[dict[str, Any]]:
-    return [item for item in list_items(uow) if item["status"] == "open"]
-
-
 def _clean(value: str | None, limit: int) -> str | None:
     if value is None:
         return None

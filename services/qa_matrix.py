@@ -171,11 +171,6 @@ def _price(ctx: CaseContext, plan: str) -> str:
     return price_id
 
 
-def _clock_now(ctx: CaseContext) -> int:
-    assert ctx.clock_id
-    return int(ctx.gateway.retrieve_test_clock(ctx.clock_id)["frozen_time"])
-
-
 def _start(ctx: CaseContext, card: str = "pm_card_visa", *, frozen_time: int | None = None) -> None:
     """A fresh test clock and customer whose default card is a Stripe test token."""
     with ctx.step("create_clock_and_customer"):
@@ -283,35 +278,13 @@ def _pay(ctx: CaseContext, invoice_id: str, payment_method: str, expectation: st
 
 # --- events and the billing DB -----------------------------------------------------------
 def _ingest(ctx: CaseContext, event: dict[str, Any]) -> None:
-    try:
-        from services.webhooks import ingest_event
-    except ImportError:  # the webhook service is not installed: map the object like a sync would
-        _map_event_object(ctx, event)
-        return
+    from services.webhooks import ingest_event
+
     try:
         ingest_event(ctx.runtime, event, source="sync")
     except IntegrityError:
         # The webhook receiver stored the same delivery at this moment; now it is a duplicate.
         ingest_event(ctx.runtime, event, source="sync")
-
-
-def _map_event_object(ctx: CaseContext, event: dict[str, Any]) -> None:
-    from services import stripe_mapping
-
-    obj = (event.get("data") or {}).get("object") or {}
-    observed_at = int(event.get("created") or time.time())
-    with ctx.runtime.uow() as uow:
-        kind = obj.get("object")
-        if kind == "subscription":
-            stripe_mapping.upsert_subscription(uow, obj, observed_at=observed_at, settings=ctx.settings,
-                                               source_event_id=event.get("id"))
-        elif kind == "invoice":
-            stripe_mapping.upsert_invoice(uow, obj, observed_at=observed_at, settings=ctx.settings)
-        elif kind == "customer":
-            stripe_mapping.upsert_customer(uow, obj, observed_at=observed_at)
-        uow.commit()
-    if "fallback_ingest" not in ctx.notes:
-        ctx.notes.append("fallback_ingest")
 
 
 def _related(ctx: CaseContext, event: dict[str, Any]) -> bool:
@@ -881,9 +854,3 @@ def recent_runs(uow: UnitOfWork, *, limit: int = 20) -> list[dict[str, Any]]:
         runs = uow.session.execute(select(QaRun).order_by(QaRun.id.desc()).limit(limit)).scalars()
         return [{"run_id": r.id, "started_at": r.started_at, "finished_at": r.finished_at, "actor": r.actor,
                  "mode": r.mode, "code_version": r.code_version, "status": r.status} for r in runs]
-
-
-def run_results(uow: UnitOfWork, run_id: int) -> list[dict[str, Any]]:
-    with uow:
-        rows = uow.session.execute(select(QaResult).where(QaResult.run_id == run_id).order_by(QaResult.id)).scalars()
-        return [result_row(r) for r in rows]

@@ -257,10 +257,6 @@ def evaluate(
 
 
 # --- the run ---------------------------------------------------------------------------
-def _unix(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
 def _lock_claims(uow: UnitOfWork) -> None:
     bind = uow.session.bind
     if bind is not None and bind.dialect.name == "postgresql":

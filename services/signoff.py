@@ -94,10 +94,8 @@ def signers_for(role: str, settings: Settings) -> list[str]:
 
 def take_metrics_snapshot(runtime: Any, *, actor: str) -> dict[str, Any]:
     """The first-24h metrics snapshot frozen with the signature (services.metrics, issue 9)."""
-    try:
-        from services.metrics import take_snapshot
-    except ImportError:
-        return {"unavailable": "services.metrics.take_snapshot is not installed"}
+    from services.metrics import take_snapshot
+
     snapshot: dict[str, Any] = take_snapshot(runtime, actor=actor, hours=SNAPSHOT_HOURS)
     return snapshot
 

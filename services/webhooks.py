@@ -656,23 +656,6 @@ def last_event_age_seconds(uow: UnitOfWork, now: datetime | None = None) -> floa
     return ((now or utcnow()) - last).total_seconds()
 
 
-def deliveries_per_hour(uow: UnitOfWork, *, since: datetime) -> list[dict[str, Any]]:
-    """Stored events per hour and type, grouped in SQL (portable hour bucket)."""
-    with uow:
-        dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
-        if dialect == "postgresql":
-            hour = func.date_trunc("hour", StripeEvent.received_at)
-        else:
-            hour = func.strftime("%Y-%m-%d %H:00", StripeEvent.received_at)
-        rows = uow.session.execute(
-            select(hour.label("hour"), StripeEvent.type, func.count())
-            .where(StripeEvent.received_at >= since)
-            .group_by("hour", StripeEvent.type)
-            .order_by("hour")
-        ).all()
-    return [{"hour": str(h)[:16], "type": t, "events": int(n)} for h, t, n in rows]
-
-
 def metric_totals(uow: UnitOfWork, names: Sequence[str], *, since: datetime) -> dict[str, int]:
     with uow:
         rows = uow.session.execute(
