@@ -72,7 +72,7 @@ def concurrent_refunds(database_url: str) -> None:
         customer = gateway.create_customer({"email": "bench@example.io"}, idempotency_key="bench-customer")
         intent = gateway.client.v1.payment_intents.create({
             "amount": 7000, "currency": "usd", "customer": customer["id"],
-            "payment_method": "pm_card_createEarlyFraudWarning", "confirm": True})
+            "payment_method": "pm_card_createIssuerFraudRecord", "confirm": True})
         warning = next(gateway.list_early_fraud_warnings(charge=intent.latest_charge))
         uow = UnitOfWork(database_url)
         with uow:

@@ -50,7 +50,7 @@ TEST_CARDS: dict[str, tuple[str, str, str]] = {
     "pm_card_chargeCustomerFail": ("4000000000000341", "visa", "fail_later"),
     "pm_card_createDispute": ("4000000000000259", "visa", "dispute"),
     "pm_card_createDisputeInquiry": ("4000000000001976", "visa", "inquiry"),
-    "pm_card_createEarlyFraudWarning": ("4000000000005423", "visa", "efw"),
+    "pm_card_createIssuerFraudRecord": ("4000000000005423", "visa", "efw"),
     "pm_card_authenticationRequired": ("4000002760003184", "visa", "sca"),
     "pm_card_threeDSecure2Required": ("4000000000003220", "visa", "sca"),
 }

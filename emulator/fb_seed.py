@@ -100,7 +100,7 @@ def _seed_customer(engine: Engine, clock: _Clock, rng: random.Random, index: int
     if dispute:
         card = "pm_card_createDisputeInquiry" if index % 6 == 5 else "pm_card_createDispute"
     elif efw:
-        card = "pm_card_createEarlyFraudWarning"
+        card = "pm_card_createIssuerFraudRecord"
     elif roll < 0.05:
         card = "pm_card_authenticationRequired"
     customer = engine.create_customer({"email": email, "name": name, "metadata": {"user_id": f"user_{index:05d}"},

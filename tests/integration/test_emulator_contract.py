@@ -190,7 +190,7 @@ def test_refunds_full_partial_and_errors(client: stripe.StripeClient) -> None:
 
 
 def test_efw_becomes_unactionable_once_refunded(client: stripe.StripeClient) -> None:
-    intent = _pay(client, "pm_card_createEarlyFraudWarning")
+    intent = _pay(client, "pm_card_createIssuerFraudRecord")
     efw = client.v1.radar.early_fraud_warnings.list({"charge": intent.latest_charge}).data[0]
     assert efw.object == "radar.early_fraud_warning" and efw.actionable is True
     assert efw.fraud_type == "made_with_stolen_card"

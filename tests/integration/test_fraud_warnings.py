@@ -21,7 +21,7 @@ def _warning(runtime: Any, amount: int = 7000, email: str = "fraud@example.io") 
     gateway = runtime.gateway
     customer = gateway.create_customer({"email": email}, idempotency_key=f"cus-{email}-{amount}-{id(runtime)}")
     intent = gateway.client.v1.payment_intents.create({"amount": amount, "currency": "usd", "customer": customer["id"],
-                                                       "payment_method": "pm_card_createEarlyFraudWarning",
+                                                       "payment_method": "pm_card_createIssuerFraudRecord",
                                                        "confirm": True})
     warning = next(gateway.list_early_fraud_warnings(charge=intent.latest_charge))
     return warning["id"], str(intent.latest_charge)

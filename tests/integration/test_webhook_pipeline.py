@@ -305,7 +305,7 @@ def _scenario(client: stripe.StripeClient, emulator: EmulatorHandle, prices: dic
     client.v1.payment_intents.create({"amount": 5000, "currency": "usd", "customer": buyer.id,
                                       "payment_method": "pm_card_createDispute", "confirm": True})
     efw = client.v1.payment_intents.create({"amount": 7000, "currency": "usd", "customer": buyer.id,
-                                            "payment_method": "pm_card_createEarlyFraudWarning", "confirm": True})
+                                            "payment_method": "pm_card_createIssuerFraudRecord", "confirm": True})
     client.v1.refunds.create({"charge": efw.latest_charge, "reason": "fraudulent"})
 
 

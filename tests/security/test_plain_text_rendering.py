@@ -133,7 +133,7 @@ def test_fraud_warnings_page_shows_customer_text_literally(runtime: Any, emulato
     gateway = runtime.gateway
     customer = gateway.create_customer({"email": HOSTILE_EMAIL, "name": HOSTILE}, idempotency_key="c-efw-hostile")
     intent = gateway.client.v1.payment_intents.create({"amount": 4200, "currency": "usd", "customer": customer["id"],
-                                                       "payment_method": "pm_card_createEarlyFraudWarning",
+                                                       "payment_method": "pm_card_createIssuerFraudRecord",
                                                        "confirm": True})
     run_sync(runtime, since=None, days=30)
     at = app_test_for("fraud_warnings", "admin")
