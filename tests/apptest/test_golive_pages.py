@@ -123,6 +123,15 @@ def test_qa_page_refuses_to_run_in_live_mode(migrated_sqlite_url: str) -> None:
         set_runtime(None)
 
 
+def _product_owner_signs(at: Any) -> Any:
+    """Sign as product owner on the page `at`, then open the record afresh (a new session)."""
+    next(s for s in at.selectbox if s.label == "Sign as").set_value("product_owner")
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    st.cache_data.clear()
+    return _as(PRODUCT_OWNER, "signoff")
+
+
 def test_signoff_page_refuses_until_green_then_freezes(golive_page_runtime: Runtime) -> None:
     make_launch_ready(golive_page_runtime)
     at = _as(ENG_LEAD, "signoff")
@@ -139,12 +148,7 @@ def test_signoff_page_refuses_until_green_then_freezes(golive_page_runtime: Runt
     at.run()
     assert not at.exception
     assert "Signed as engineering lead" in page_text(at)
-    at = _as(PRODUCT_OWNER, "signoff")
-    next(s for s in at.selectbox if s.label == "Sign as").set_value("product_owner")
-    next(b for b in at.button if b.label == "Sign off").click()
-    at.run()
-    st.cache_data.clear()
-    at = _as(PRODUCT_OWNER, "signoff")
+    at = _product_owner_signs(_as(PRODUCT_OWNER, "signoff"))
     text = page_text(at)
     assert "Signed off" in text and ENG_LEAD in text and PRODUCT_OWNER in text
     assert "Sign off" not in [b.label for b in at.button]  # read-only now
@@ -244,10 +248,5 @@ def test_signoff_page_lists_what_is_not_ready_and_takes_an_eng_lead_override(gol
     st.cache_data.clear()
     at = _as(PRODUCT_OWNER, "signoff")
     assert f"every reason is covered by the override {ENG_LEAD} signed with" in page_text(at)
-    next(s for s in at.selectbox if s.label == "Sign as").set_value("product_owner")
-    next(b for b in at.button if b.label == "Sign off").click()
-    at.run()
-    st.cache_data.clear()
-    at = _as(PRODUCT_OWNER, "signoff")
-    text = page_text(at)
+    text = page_text(_product_owner_signs(at))
     assert "Signed off" in text and f"overridden by {ENG_LEAD}" in text and reason in text
