@@ -50,6 +50,7 @@ from services.plan_changes import (
 )
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import subscription_period, upsert_subscription
+from services.switches import Paused, SwitchState, refuse_if_paused, switch_state
 from services.webhook_counts import QA_TRIGGER
 
 log = logging.getLogger(__name__)
@@ -518,8 +519,6 @@ def run_reconciliation(
     run (switches.Paused, audited) while the `reconcile` kill switch is on."""
     _refuse_if_misconfigured(settings, uow, apply=apply, trigger=trigger, actor=actor)
     if apply:
-        from services.switches import Paused, refuse_if_paused
-
         try:
             refuse_if_paused(uow, "reconcile", actor=actor, action="reconcile.apply")
         except Paused as paused:  # the page and CLI already show a ReconcileError in one line
@@ -606,8 +605,6 @@ def run_reconcile_cron(runtime: Any, *, holder: str, now: int | None = None) -> 
         return None
     if not acquire_lease(runtime.uow(), RECONCILE_LEASE, holder, settings.reconcile_cron_interval_seconds, now):
         return None
-    from services.switches import switch_state
-
     paused = switch_state(runtime.uow(), "reconcile")
     if paused.paused:
         _record_skipped_run(runtime.uow(), paused, settings)
@@ -616,7 +613,7 @@ def run_reconcile_cron(runtime: Any, *, holder: str, now: int | None = None) -> 
                               actor="cron", trigger="cron", now=now)
 
 
-def _record_skipped_run(uow: UnitOfWork, paused: Any, settings: Settings) -> None:
+def _record_skipped_run(uow: UnitOfWork, paused: SwitchState, settings: Settings) -> None:
     """A cron tick while the reconcile switch is on: a run row saying so, nothing examined."""
     moment = utcnow()
     with uow:
