@@ -1,4 +1,6 @@
-"""Webhooks (admin): delivery health, failed events with Replay, endpoint registration."""
+"""Webhooks (admin): delivery health, success per endpoint, the delivery log (filters, redacted
+payloads, Replay, Mark resolved), failed events, test events, the guided secret roll, and the
+endpoint registration."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
+from app_pages._webhook_log import render_log
+from app_pages._webhook_tools import render_endpoint_success, render_secret_roll, render_test_event
 from db.models.base import utcnow
 from services import webhook_counts, webhooks
 
@@ -62,6 +66,8 @@ def health() -> None:
 
 
 health()
+render_endpoint_success(rt, utcnow() - WINDOWS[window], window)
+render_log(identity, rt)
 
 st.subheader("Failed and unprocessed events")
 pending = webhooks.unprocessed_events(rt.uow())
@@ -104,6 +110,9 @@ if result:
     (st.success if done else st.error)(
         f"Replayed {plain(event_id)}: " + ("processed." if done else "it failed again; the error is in the table.")
     )
+
+render_test_event(identity, rt)
+render_secret_roll(identity, rt)
 
 st.subheader("Endpoint registration")
 check = webhooks.endpoint_registration_check(rt)

@@ -73,10 +73,29 @@ class TokenBucket:
             return False
 
 
-def signature_header(payload: bytes, secret: str, timestamp: int) -> str:
-    """Stripe-Signature: t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<payload>">."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def signature_header(payload: bytes, secret: str | list[str], timestamp: int) -> str:
+    """Stripe-Signature: t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<payload>">, one v1 per active secret
+    (while a rolled secret's overlap lasts Stripe signs with the old and the new one)."""
+    secrets = [secret] if isinstance(secret, str) else secret
+    digests = [hmac.new(s.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest() for s in secrets]
+    return f"t={timestamp}," + ",".join(f"v1={d}" for d in digests)
+
+
+def active_secrets(endpoint: Json, now: float) -> list[str]:
+    """The endpoint's secret, then any rolled-away secret whose overlap has not ended."""
+    previous = [p["secret"] for p in endpoint.get("_previous_secrets", []) if p["expires_at"] > now]
+    return [endpoint["secret"], *previous]
+
+
+def roll_endpoint_secret(endpoint: Json, expires_in_s: float, now: float) -> Json:
+    """The Dashboard's "Roll secret" (Stripe has no API for it): a new secret signs from now on and
+    the old one keeps signing beside it for `expires_in_s` (0 = retire it at once). Rolling again
+    ends any earlier overlap, so at most two secrets sign at a time."""
+    old = endpoint["secret"]
+    endpoint["secret"] = "whsec_" + new_id("x")[2:] + new_id("x")[2:10]
+    endpoint["_previous_secrets"] = [{"secret": old, "expires_at": now + expires_in_s}] if expires_in_s > 0 else []
+    return {"id": endpoint["id"], "secret": endpoint["secret"],
+            "previous_secret_expires_at": int(now + expires_in_s) if expires_in_s > 0 else None}
 
 
 class WebhookDelivery:
@@ -150,11 +169,11 @@ class WebhookDelivery:
             if endpoint is None or event is None or endpoint.get("deleted"):
                 return
             body = json.dumps(fb_api.public(event)).encode()
-            secret = endpoint["secret"]
+            secrets = active_secrets(endpoint, time.time())
             url = endpoint["url"]
         request = urllib.request.Request(url, data=body, method="POST", headers={
             "Content-Type": "application/json; charset=utf-8",
-            "Stripe-Signature": signature_header(body, secret, int(time.time())),
+            "Stripe-Signature": signature_header(body, secrets, int(time.time())),
             "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
         })
         ok = False
@@ -519,6 +538,11 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
     if len(parts) == 4 and parts[0] == "checkout" and parts[1] == "sessions" and parts[3] == "complete":
         with engine.lock:
             return fb_api.complete_checkout(engine, parts[2], str(payload.get("payment_method", "pm_card_visa")))
+    if len(parts) == 3 and parts[0] == "webhook_endpoints" and parts[2] == "roll_secret" and method == "POST":
+        # Test helper for the Dashboard-only "Roll secret" (returns the new secret once).
+        with engine.lock:
+            endpoint = engine.get("webhook_endpoint", parts[1], "webhook_endpoint")
+            return roll_endpoint_secret(endpoint, float(payload.get("expires_in_s", 86400)), time.time())
     if len(parts) == 3 and parts[0] == "payment_intents" and parts[2] == "authenticate":
         with engine.lock:
             return fb_api.public(engine.authenticate_payment_intent(parts[1]))

@@ -1,5 +1,6 @@
 """Masking passwords inside URLs (`scheme://user:password@host`), shared by the settings
-repr, log and audit scrubbing and the Sentry scrubber. Pure; imports nothing of ours."""
+repr, log and audit scrubbing and the Sentry scrubber, and the secret-bearing fields of a
+Stripe payload (the webhook log's payload view). Pure; imports nothing of ours."""
 
 from __future__ import annotations
 
@@ -27,3 +28,19 @@ def url_passwords(text: str) -> list[str]:
         if password:
             found.extend({password, unquote(password)})
     return found
+
+
+# Stripe object fields that hold a secret: a PaymentIntent's, SetupIntent's or Checkout
+# Session's `client_secret`, a webhook endpoint's or ephemeral key's `secret`.
+SECRET_FIELDS = frozenset({"client_secret", "secret"})
+REDACTED_FIELD = "[redacted]"
+
+
+def redact_secret_fields(value: object) -> object:
+    """A copy of a Stripe payload with every secret-bearing field's value replaced."""
+    if isinstance(value, dict):
+        return {k: (REDACTED_FIELD if k in SECRET_FIELDS and v not in (None, "") else redact_secret_fields(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secret_fields(v) for v in value]
+    return value

@@ -350,6 +350,11 @@ class StripeGateway:
     def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
         return _to_dict(self._call(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id)))
 
+    def create_payment_intent(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(lambda: self.client.v1.payment_intents.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
     def confirm_payment_intent(
         self, payment_intent_id: str, params: dict[str, Any], *, idempotency_key: str
     ) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from sqlalchemy import func, or_, select, update
 from db.models import MetricPoint, StripeEvent
 from db.models.base import from_unix, utcnow
 from db.session import UnitOfWork, insert_ignoring_conflicts
-from services import audit, metric_points, prometheus, webhook_counts
+from services import audit, metric_points, prometheus, webhook_counts, webhook_secrets
 from services.audit import privileged
 from services.config import CONSOLE_EVENT_TYPES, Settings
 from services.errors import ConsoleError
@@ -125,7 +125,10 @@ def verify_signature(
         raise SignatureError("timestamp outside the tolerance")
     signed = f"{timestamp}.".encode() + payload
     expected = [hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets]
-    if not any(hmac.compare_digest(e, s) for e in expected for s in signatures):
+    # Every secret that matches (during a secret roll Stripe signs with the old and the new one).
+    matched = [secret for secret, e in zip(secrets, expected, strict=True)
+               if any(hmac.compare_digest(e, s) for s in signatures)]
+    if not matched:
         raise SignatureError("no signature matches")
     try:
         # Stripe sends UTF-8; json.loads(bytes) would also guess UTF-16/32.
@@ -135,8 +138,16 @@ def verify_signature(
     except (ValueError, UnicodeDecodeError):
         raise SignatureError("body is not JSON") from None
     check_event(event)
-    checked: dict[str, Any] = event
-    return checked
+    return VerifiedEvent(event, signed_with=",".join(webhook_secrets.fingerprint(m) for m in matched))
+
+
+class VerifiedEvent(dict[str, Any]):
+    """A verified event (the parsed body, stored as it is) that also knows which configured
+    secrets verified it, as fingerprints (`signed_with`, stored beside the payload, not in it)."""
+
+    def __init__(self, event: dict[str, Any], *, signed_with: str) -> None:
+        super().__init__(event)
+        self.signed_with = signed_with
 
 
 def _refuse_constant(name: str) -> Any:
@@ -253,6 +264,7 @@ def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str 
                 livemode=bool(event.get("livemode")), api_version=event.get("api_version"), payload=event,
                 source=source, received_at=now, status="pending" if allowed else "ignored",
                 object_id=_object_id(event), attempts=0, duplicate_deliveries=0,
+                signed_with=getattr(event, "signed_with", None),
             ).returning(StripeEvent.id)).first()
             if inserted is None:
                 uow.session.execute(

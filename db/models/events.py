@@ -25,7 +25,7 @@ class StripeEvent(Base):
     # webhook | sync | replay: how the event reached us.
     source: Mapped[str] = mapped_column(String(16), default="webhook")
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    # pending | processed | ignored | failed
+    # pending | processing | processed | ignored | failed | resolved (a poison event closed by hand)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
@@ -34,6 +34,13 @@ class StripeEvent(Base):
     # The Stripe object the event is about, for "latest state wins" ordering checks.
     object_id: Mapped[str | None] = mapped_column(String(255), index=True)
     duplicate_deliveries: Mapped[int] = mapped_column(default=0)
+    # Fingerprints (services/webhook_secrets.py, never the secret) of the configured signing
+    # secrets that verified the first delivery, comma-separated; NULL when not a webhook delivery.
+    signed_with: Mapped[str | None] = mapped_column(String(255))
+    # "Mark resolved": who closed a poison event, when and why; the worker never retries it.
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(320))
+    resolution_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class MetricPoint(Base):

@@ -1,0 +1,152 @@
+"""The Webhooks page's tools: delivery success per endpoint, "send test event", and the guided
+signing-secret roll. Widgets only; the logic is in services/webhook_log.py,
+services/webhook_test_event.py and services/secret_roll.py."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app_pages._shared import fragment_user, plain, show_error
+from db.models.base import utcnow
+from services import secret_roll, webhook_log, webhook_secrets, webhook_test_event
+from services.auth import Identity
+from services.runtime import Runtime
+
+
+def render_endpoint_success(rt: Runtime, since: datetime, window: str) -> None:
+    st.subheader("Delivery success per endpoint")
+    st.caption("Each Stripe endpoint signs with its own secret, so deliveries are credited to the endpoint whose "
+               "secret verified them. Refused requests (bad signature, other mode) cannot be credited to one and "
+               "show apart. Stripe's own per-endpoint attempt log (timeouts, non-2xx answers) is only in the "
+               "Stripe Dashboard; Stripe has no API for it.")
+    rows = webhook_log.endpoint_success_per_hour(rt.uow(), since=since, settings=rt.settings)
+    if not rows:
+        st.info(f"No webhook deliveries in the last {window}.")
+        return
+    frame = pd.DataFrame(rows)
+    frame["requests"] = frame["accepted"] + frame["refused"]
+    bars = px.bar(frame, x="hour", y="requests", color="endpoint",
+                  title=f"Signed requests per hour by endpoint (last {window})",
+                  labels={"hour": "hour (UTC, arrival)", "requests": "requests", "endpoint": "endpoint (signing key)"})
+    st.plotly_chart(bars, width="stretch")
+    share = frame.groupby("hour", as_index=False)["success"].first()
+    share["success %"] = (share["success"] * 100).round(1)
+    line = px.line(share, x="hour", y="success %", markers=True, range_y=[0, 105],
+                   title="Share of signed requests answered 2xx (stored), per hour",
+                   labels={"hour": "hour (UTC, arrival)"})
+    st.plotly_chart(line, width="stretch")
+
+
+def render_test_event(identity: Identity, rt: Runtime) -> None:
+    st.subheader("Send test event")
+    ok, explanation = webhook_test_event.available(rt.settings)
+    (st.caption if ok else st.info)(explanation)
+    if not ok:
+        return
+    if st.button("Send test event", key="send_test_event"):
+        token = st.session_state.setdefault("test_event_token", uuid.uuid4().hex)
+        try:
+            sent = webhook_test_event.send_test_event(token, actor=identity.email, settings=rt.settings,
+                                                      uow=rt.uow(), runtime=rt)
+        except Exception as error:  # Stripe's words or the refusal; nothing was sent
+            show_error(error)
+        else:
+            st.session_state.pop("test_event_token", None)  # the next click is a new test payment
+            st.session_state["test_event_sent"] = sent
+    sent_event = st.session_state.get("test_event_sent")
+    if isinstance(sent_event, webhook_test_event.SentTestEvent):
+        _arrival(rt, sent_event)
+
+
+@st.fragment(run_every=2)
+def _arrival(rt: Runtime, sent: webhook_test_event.SentTestEvent) -> None:
+    if fragment_user() is None:
+        return
+    arrived = webhook_test_event.arrival(rt.uow(), sent)
+    if arrived is None:
+        waited = (utcnow() - sent.sent_at).total_seconds()
+        st.info(f"Sent a test payment {plain(sent.payment_intent)}; waiting for {plain(sent.event_type)} about "
+                f"{plain(sent.charge or '?')} ({waited:.0f} s so far).")
+        return
+    configured = webhook_secrets.fingerprints(rt.settings.webhook_secret_values)
+    keys = webhook_log.signature_result("webhook", arrived.signed_with, configured)
+    st.success(f"Test event arrived: {plain(arrived.event_id)} ({plain(sent.event_type)}) at "
+               f"{arrived.received_at:%H:%M:%S} UTC, {plain(keys)}, {plain(arrived.status)}.")
+
+
+STATE_MARKS = {"done": "✅", "current": "▶️", "waiting": "○"}
+STEP_HELP = {
+    "add": ("Roll the secret at Stripe: Dashboard → Developers → Webhooks → this endpoint → Roll secret, and keep "
+            "the old secret signing for an overlap (Stripe signs each delivery with both until then). Copy the new "
+            "secret once, append it to STRIPE_WEBHOOK_SECRETS on every receiver and on the console "
+            "(comma-separated, keep the old one), restart them, then check."),
+    "verify": ("Wait for the next delivery or send a test event above, then check: a delivery received since "
+               "step 1 must have been verified with the new key."),
+    "retire": ("Remove the old secret from STRIPE_WEBHOOK_SECRETS everywhere and restart; at Stripe, let the old "
+               "secret expire (or expire it now). Then check."),
+}
+STEP_ACTIONS = {"add": secret_roll.confirm_added, "verify": secret_roll.confirm_verified,
+                "retire": secret_roll.confirm_retired}
+
+
+def render_secret_roll(identity: Identity, rt: Runtime) -> None:
+    st.subheader("Roll the signing secret")
+    configured = secret_roll.configured(rt.settings)
+    st.caption("Runbook §3: capture the new secret and append it to STRIPE_WEBHOOK_SECRETS, keeping the old one "
+               "for the overlap. Configured now: " + (", ".join(webhook_secrets.label(fp, configured)
+                                                                for fp in configured) or "none")
+               + ". Keys are fingerprints; no secret is shown.")
+    if rt.settings.stripe_api_base:
+        st.caption("On the emulator, `POST /_emulator/webhook_endpoints/<id>/roll_secret` with "
+                   "`{\"expires_in_s\": 3600}` stands in for the Dashboard's Roll secret and returns the new "
+                   "secret once.")
+    flash = st.session_state.pop("roll_flash", None)
+    if flash:
+        (st.success if flash[0] else st.error)(flash[1])
+    state = secret_roll.roll_state(rt.uow())
+    if not state.active:
+        if state.finished_at:
+            st.caption(("Last roll cancelled" if state.cancelled else "Last roll finished")
+                       + f" at {plain(state.finished_at)} UTC.")
+        if st.button("Start a secret roll", key="roll_start"):
+            _run(lambda: secret_roll.start_roll(actor=identity.email, settings=rt.settings, uow=rt.uow()),
+                 "Roll started: the keys configured now will be retired at the end.")
+        return
+    st.caption(f"Started by {plain(state.started_by)} at {plain(state.started_at)} UTC; retiring "
+               + ", ".join(f"key {fp}" for fp in state.old) + ".")
+    for number, step in enumerate(secret_roll.STEPS, start=1):
+        step_state = state.step_state(step)
+        done = (state.done or {}).get(step)
+        line = f"{STATE_MARKS[step_state]} **{number}. {secret_roll.STEP_TITLES[step]}**"
+        if done:
+            facts = f" (key {done['new']})" if "new" in done else f" (event {done['event']})" if "event" in done else ""
+            line += f" — done by {plain(done['by'])} at {plain(done['at'])} UTC{plain(facts)}"
+        st.markdown(line)
+        if step_state == "current":
+            st.caption(STEP_HELP[step])
+            action = STEP_ACTIONS[step]
+            if st.button(f"Check: {secret_roll.STEP_TITLES[step].lower()}", key=f"roll_check_{step}"):
+                _run(lambda step_action=action: step_action(actor=identity.email, settings=rt.settings,
+                                                             uow=rt.uow()), f"Step {number} done.")
+    with st.expander("Cancel this roll"):
+        with st.form("roll_cancel"):
+            reason = st.text_input("Why", key="roll_cancel_reason")
+            if st.form_submit_button("Cancel the roll"):
+                _run(lambda: secret_roll.cancel_roll(reason, actor=identity.email, settings=rt.settings,
+                                                     uow=rt.uow()), "Roll cancelled.")
+
+
+def _run(action: object, success: str) -> None:
+    try:
+        assert callable(action)
+        action()
+    except Exception as error:  # the service says what is missing; nothing changed
+        st.session_state["roll_flash"] = (False, plain(getattr(error, "message", None) or str(error)))
+    else:
+        st.session_state["roll_flash"] = (True, success)
+    st.rerun()

@@ -1,0 +1,310 @@
+"""The webhook delivery log: every stored event with how it arrived and what became of it.
+
+One row per event (the inbox keeps an event once by id; later copies only count as
+deliveries). Filters and paging run in SQL on indexed columns (type, id, object id, status,
+received_at). A payload is shown with its secrets redacted; a poison event can be marked
+resolved with a reason (audited), after which the worker never retries it. The per-endpoint
+chart tells endpoints apart by the signing secret that verified each delivery (every Stripe
+endpoint has its own secret).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+
+from db.models import MetricPoint, StripeEvent
+from db.models.base import utcnow
+from db.session import UnitOfWork
+from services import audit, metric_points, webhook_secrets
+from services.audit import privileged
+from services.config import Settings
+from services.errors import ConsoleError
+from services.observability import scrub_value
+from services.redaction import redact_secret_fields
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+REASON_MIN_CHARS = 3
+REASON_MAX_CHARS = 500
+STATUSES = ("pending", "processing", "processed", "failed", "ignored", "resolved")
+SOURCES = ("webhook", "backfill")
+# What "mark resolved" may close: a failed event, one still waiting, or one whose worker died
+# mid-run (an expired processing lease, e.g. a handler that crashes the process every time).
+RESOLVABLE = ("failed", "pending", "processing")
+
+
+class WebhookLogError(ConsoleError):
+    """A log action was refused; the message says why (nothing changed)."""
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    types: tuple[str, ...] = ()
+    # An event id or the id of the Stripe object the event is about (exact match).
+    object_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    source: str | None = None  # "webhook" | "backfill" | None (both)
+    limit: int = PAGE_SIZE
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: str
+    type: str
+    object_id: str | None
+    created: datetime
+    received_at: datetime
+    source: str
+    signature: str
+    result: str
+    status: str
+    attempts: int
+    deliveries: int
+    latency_seconds: float | None
+    processing_seconds: float | None
+    last_error: str | None
+    resolved_by: str | None = None
+    resolution_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LogPage:
+    rows: list[DeliveryRow]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.limit))
+
+
+@dataclass(frozen=True)
+class EventDetail:
+    row: DeliveryRow
+    payload: dict[str, Any]
+    resolved_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(flt: LogFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if flt.types:
+        conditions.append(StripeEvent.type.in_(list(flt.types)))
+    if flt.object_id and flt.object_id.strip():
+        wanted = flt.object_id.strip()
+        conditions.append(or_(StripeEvent.object_id == wanted, StripeEvent.id == wanted))
+    if flt.statuses:
+        conditions.append(StripeEvent.status.in_([s for s in flt.statuses if s in STATUSES]))
+    if flt.source == "webhook":
+        conditions.append(StripeEvent.source == "webhook")
+    elif flt.source == "backfill":
+        conditions.append(StripeEvent.source != "webhook")
+    return conditions
+
+
+_LIST_COLUMNS = (
+    StripeEvent.id, StripeEvent.type, StripeEvent.object_id, StripeEvent.created, StripeEvent.received_at,
+    StripeEvent.source, StripeEvent.signed_with, StripeEvent.status, StripeEvent.attempts,
+    StripeEvent.duplicate_deliveries, StripeEvent.processed_at, StripeEvent.last_error,
+    StripeEvent.resolved_by, StripeEvent.resolution_reason,
+)
+
+
+def list_deliveries(uow: UnitOfWork, flt: LogFilter, *, settings: Settings) -> LogPage:
+    """One page of the log, newest delivery first; the payload is not read here."""
+    limit = max(1, min(flt.limit, MAX_PAGE_SIZE))
+    offset = max(0, flt.offset)
+    conditions = _where(flt)
+    configured = webhook_secrets.fingerprints(settings.webhook_secret_values)
+    with uow:
+        total = int(uow.session.execute(
+            select(func.count()).select_from(StripeEvent).where(*conditions)).scalar_one())
+        rows = uow.session.execute(
+            select(*_LIST_COLUMNS).where(*conditions)
+            .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
+            .limit(limit).offset(offset)
+        ).all()
+    return LogPage([_row(r, configured) for r in rows], total, offset, limit)
+
+
+def _row(r: Any, configured: list[str]) -> DeliveryRow:
+    latency = (r.received_at - r.created).total_seconds() if r.source == "webhook" else None
+    processing = (r.processed_at - r.received_at).total_seconds() if r.processed_at else None
+    return DeliveryRow(
+        id=r.id, type=r.type, object_id=r.object_id, created=r.created, received_at=r.received_at,
+        source=source_label(r.source), signature=signature_result(r.source, r.signed_with, configured),
+        result=processing_result(r.status, r.last_error, r.resolved_by, r.resolution_reason),
+        status=r.status, attempts=int(r.attempts), deliveries=1 + int(r.duplicate_deliveries or 0),
+        latency_seconds=latency, processing_seconds=processing, last_error=r.last_error,
+        resolved_by=r.resolved_by, resolution_reason=r.resolution_reason,
+    )
+
+
+def source_label(source: str) -> str:
+    return "webhook" if source == "webhook" else f"backfill ({source})"
+
+
+def signature_result(source: str, signed_with: str | None, configured: list[str]) -> str:
+    """What the receiver's signature check said about the first delivery."""
+    if source != "webhook":
+        return "not signed: read from the Events API"
+    if not signed_with:
+        return "verified"  # stored before the receiver recorded which secret matched
+    keys = [webhook_secrets.label(fp, configured) for fp in signed_with.split(",") if fp]
+    return "verified with " + " and ".join(keys)
+
+
+def processing_result(status: str, last_error: str | None, resolved_by: str | None,
+                      resolution_reason: str | None) -> str:
+    if status == "processed":
+        return "processed"
+    if status == "ignored":
+        return f"ignored: {last_error}" if last_error else "ignored: type not in STRIPE_WEBHOOK_ALLOWED_EVENTS"
+    if status == "resolved":
+        return f"resolved by {resolved_by}: {resolution_reason}"
+    if status == "failed":
+        return f"failed: {last_error}" if last_error else "failed"
+    return status  # pending | processing
+
+
+def event_types(uow: UnitOfWork) -> list[str]:
+    """The types present in the inbox, for the filter's choices."""
+    with uow:
+        return list(uow.session.execute(select(StripeEvent.type).distinct().order_by(StripeEvent.type)).scalars())
+
+
+def event_detail(uow: UnitOfWork, event_id: str, *, settings: Settings) -> EventDetail | None:
+    """One event with its payload redacted: secret-bearing fields (`client_secret`, `secret`),
+    Stripe keys and `whsec_` values, URL passwords and every secret this console holds."""
+    configured = webhook_secrets.fingerprints(settings.webhook_secret_values)
+    with uow:
+        found = uow.session.execute(
+            select(*_LIST_COLUMNS, StripeEvent.payload, StripeEvent.resolved_at).where(StripeEvent.id == event_id)
+        ).first()
+    if found is None:
+        return None
+    payload = redacted_payload(found.payload, settings)
+    return EventDetail(_row(found, configured), payload, found.resolved_at)
+
+
+def redacted_payload(payload: Any, settings: Settings) -> dict[str, Any]:
+    redacted = scrub_value(redact_secret_fields(payload), secrets=tuple(settings.secret_values()))
+    return redacted if isinstance(redacted, dict) else {"payload": redacted}
+
+
+@privileged("webhooks.resolve")
+def resolve_event(event_id: str, reason: str, *, actor: str, settings: Settings, uow: UnitOfWork,
+                  now: datetime | None = None) -> DeliveryRow:
+    """Close a poison event by hand: status `resolved` with who, when and why. The worker's
+    claim only takes pending, failed and expired processing rows, so it is never retried
+    (an explicit Replay still may run it again). One audit row whatever happens."""
+    moment = now or utcnow()
+    text = " ".join((reason or "").split())
+    with uow:
+        row = uow.session.get(StripeEvent, event_id)
+        problem = None
+        if len(text) < REASON_MIN_CHARS:
+            problem = f"Give a reason of at least {REASON_MIN_CHARS} characters (it is kept in the audit log)."
+        elif len(text) > REASON_MAX_CHARS:
+            problem = f"Keep the reason under {REASON_MAX_CHARS} characters."
+        elif row is None:
+            problem = f"No stored event {event_id}."
+        elif row.status not in RESOLVABLE:
+            problem = f"{event_id} is {row.status}; only failed, pending or stuck events can be marked resolved."
+        elif row.status == "processing" and (row.next_attempt_at is None or row.next_attempt_at > moment):
+            problem = f"{event_id} is being processed right now; try again when that attempt ends."
+        if problem is not None:
+            audit.record(uow, actor=actor, action="webhooks.resolve", result="refused", target=event_id,
+                         error=problem, details={"reason": text[:REASON_MAX_CHARS]})
+            uow.commit()
+            raise WebhookLogError(problem)
+        assert row is not None
+        previous = {"status": row.status, "attempts": row.attempts, "last_error": row.last_error}
+        # Conditional: a worker that claimed the row since it was read wins, and nothing changes.
+        changed = uow.session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.id == event_id, StripeEvent.status == row.status,
+                   StripeEvent.attempts == row.attempts)
+            .values(status="resolved", resolved_at=moment, resolved_by=actor, resolution_reason=text,
+                    next_attempt_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if not changed:
+            audit.record(uow, actor=actor, action="webhooks.resolve", result="refused", target=event_id,
+                         error="a worker took the event meanwhile", details={"reason": text})
+            uow.commit()
+            raise WebhookLogError(f"A worker started {event_id} meanwhile; look at its result and try again.")
+        audit.record(uow, actor=actor, action="webhooks.resolve", result="ok", target=event_id,
+                     idempotency_key=f"resolve:{event_id}", details={"reason": text, "previous": previous})
+        uow.commit()
+    detail = event_detail(uow, event_id, settings=settings)
+    assert detail is not None
+    return detail.row
+
+
+# --- per-endpoint delivery success over time ----------------------------------------------------
+REFUSED_SERIES = "refused (signature or mode; endpoint unknown)"
+
+
+def _hour(uow: UnitOfWork, column: Any) -> Any:
+    dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
+    if dialect == "postgresql":
+        return func.to_char(func.date_trunc("hour", column), "YYYY-MM-DD HH24:00")
+    return func.strftime("%Y-%m-%d %H:00", column)
+
+
+def endpoint_success_per_hour(uow: UnitOfWork, *, since: datetime, settings: Settings,
+                              until: datetime | None = None) -> list[dict[str, Any]]:
+    """Per hour of arrival and per endpoint (the signing secret that verified the delivery):
+    deliveries accepted (every copy: first ones and redeliveries of stored events), how many of
+    those events were then handled (processed or ignored), and the deliveries the receiver refused
+    (which no endpoint can be credited with). `success` is accepted / (accepted + refused) of the
+    hour, the share of signed requests answered 2xx."""
+    configured = webhook_secrets.fingerprints(settings.webhook_secret_values)
+    end = until or utcnow() + timedelta(seconds=1)
+    with uow:
+        hour = _hour(uow, StripeEvent.received_at)
+        handled = func.sum(case((StripeEvent.status.in_(("processed", "ignored")), 1), else_=0))
+        rows = uow.session.execute(
+            select(hour.label("hour"), StripeEvent.signed_with, func.count().label("events"),
+                   func.sum(1 + StripeEvent.duplicate_deliveries).label("deliveries"), handled.label("handled"))
+            .where(StripeEvent.source == "webhook", StripeEvent.received_at >= since, StripeEvent.received_at < end)
+            .group_by(hour, StripeEvent.signed_with)
+        ).all()
+        point_hour = _hour(uow, MetricPoint.at)
+        refused_rows = uow.session.execute(
+            select(point_hour.label("hour"), func.coalesce(func.sum(MetricPoint.value), 0))
+            .where(MetricPoint.name.in_([metric_points.WEBHOOK_INVALID_SIGNATURE,
+                                         metric_points.WEBHOOK_LIVEMODE_MISMATCH]),
+                   and_(MetricPoint.at >= since, MetricPoint.at < end))
+            .group_by(point_hour)
+        ).all()
+    series: dict[tuple[str, str], dict[str, int]] = {}
+    for bucket, signed_with, events, deliveries, handled_count in rows:
+        first = (signed_with or "").split(",")[0]
+        endpoint = webhook_secrets.label(first, configured) if first else "unrecorded key (before the log)"
+        entry = series.setdefault((str(bucket)[:16], endpoint), {"accepted": 0, "events": 0, "handled": 0})
+        entry["accepted"] += int(deliveries or 0)
+        entry["events"] += int(events or 0)
+        entry["handled"] += int(handled_count or 0)
+    refused = {str(bucket)[:16]: int(total) for bucket, total in refused_rows}
+    accepted_per_hour: dict[str, int] = {}
+    for (bucket, _), entry in series.items():
+        accepted_per_hour[bucket] = accepted_per_hour.get(bucket, 0) + entry["accepted"]
+    out: list[dict[str, Any]] = []
+    for (bucket, endpoint), entry in sorted(series.items()):
+        total = accepted_per_hour[bucket] + refused.get(bucket, 0)
+        out.append({"hour": bucket, "endpoint": endpoint, **entry, "refused": 0,
+                    "success": accepted_per_hour[bucket] / total if total else 1.0})
+    for bucket, count in sorted(refused.items()):
+        if count:
+            total = accepted_per_hour.get(bucket, 0) + count
+            out.append({"hour": bucket, "endpoint": REFUSED_SERIES, "accepted": 0, "events": 0, "handled": 0,
+                        "refused": count, "success": accepted_per_hour.get(bucket, 0) / total})
+    return sorted(out, key=lambda r: (r["hour"], r["endpoint"]))
