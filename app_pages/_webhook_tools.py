@@ -33,12 +33,14 @@ def render_endpoint_success(rt: Runtime, since: datetime, window: str) -> None:
     bars = px.bar(frame, x="hour", y="requests", color="endpoint",
                   title=f"Signed requests per hour by endpoint (last {window})",
                   labels={"hour": "hour (UTC, arrival)", "requests": "requests", "endpoint": "endpoint (signing key)"})
+    bars.update_xaxes(type="category")  # one bar per hour label, not a time axis of milliseconds
     st.plotly_chart(bars, width="stretch")
     share = frame.groupby("hour", as_index=False)["success"].first()
     share["success %"] = (share["success"] * 100).round(1)
     line = px.line(share, x="hour", y="success %", markers=True, range_y=[0, 105],
                    title="Share of signed requests answered 2xx (stored), per hour",
                    labels={"hour": "hour (UTC, arrival)"})
+    line.update_xaxes(type="category")
     st.plotly_chart(line, width="stretch")
 
 
