@@ -307,6 +307,84 @@ def _ignored_then_reopen(world: World) -> Callable[[Any], Any]:
     return _call("reopen_fraud_warning", "services.fraud_warnings", efw_id, **_ctx(world))
 
 
+# --- the webhook delivery log, test event and secret roll -------------------------------------
+def _poison_event(world: World) -> str:
+    """A stored webhook event no handler can apply (its charge's `created` is not a time): failed."""
+    import time
+
+    from services.webhooks import VerifiedEvent, ingest_event
+
+    event_id = f"evt_authz_poison_{len(world.__dict__.setdefault('poison', []))}"
+    world.__dict__["poison"].append(event_id)
+    event = {"id": event_id, "object": "event", "type": "charge.succeeded", "created": int(time.time()),
+             "livemode": False, "data": {"object": {"id": f"ch_{event_id}", "object": "charge", "amount": 100,
+                                                    "currency": "usd", "created": "soon"}}}
+    ingest_event(world.runtime, VerifiedEvent(event, signed_with=""), process=True)
+    return event_id
+
+
+def _with_secrets(world: World, *secrets: str) -> Any:
+    from pydantic import SecretStr
+
+    return world.runtime.settings.model_copy(update={"stripe_webhook_secrets": [SecretStr(s) for s in secrets]})
+
+
+def _fresh_roll(world: World, *, upto: str | None = None) -> None:
+    """No roll in progress, then (as the admin) a roll started with the primary secret only and
+    taken through the steps before `upto`'s."""
+    import hashlib
+    import hmac
+    import time
+
+    from db.models import AppSetting
+    from services import secret_roll, webhooks
+
+    primary, rotated = TEST_WEBHOOK_SECRETS
+    with world.runtime.uow() as uow:
+        row = uow.session.get(AppSetting, secret_roll.SETTING_KEY)
+        if row is not None:
+            uow.session.delete(row)
+            uow.commit()
+    if upto is None:
+        return
+    uow_for = world.runtime.uow
+    secret_roll.start_roll(actor=ADMIN, settings=_with_secrets(world, primary), uow=uow_for())
+    if upto == "add":
+        return
+    secret_roll.confirm_added(actor=ADMIN, settings=world.runtime.settings, uow=uow_for())
+    body = json.dumps({"id": f"evt_authz_roll_{upto}", "object": "event", "type": "product.created",
+                       "created": int(time.time()), "livemode": False,
+                       "data": {"object": {"id": "prod_authz", "object": "product"}}}).encode()
+    ts = int(time.time())
+    header = f"t={ts},v1=" + hmac.new(rotated.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    webhooks.store_events(world.runtime, [webhooks.verify_signature(body, header, [primary, rotated])])
+    if upto == "verify":
+        return
+    secret_roll.confirm_verified(actor=ADMIN, settings=world.runtime.settings, uow=uow_for())
+
+
+def _roll_step(world: World, upto: str, function_name: str, *secrets: str) -> Callable[[Any], Any]:
+    _fresh_roll(world, upto=upto)
+    settings = _with_secrets(world, *secrets) if secrets else world.runtime.settings
+    return _call(function_name, "services.secret_roll", settings=settings, uow=world.runtime.uow())
+
+
+RECIPES.update({
+    "webhooks.resolve": lambda w: _call("resolve_event", "services.webhook_log", _poison_event(w),
+                                        "Malformed charge, nothing to apply", **_ctx(w)),
+    "webhooks.test_event": lambda w: _call("send_test_event", "services.webhook_test_event", "authz-token",
+                                           **_ctx(w, runtime=True)),
+    "webhooks.secret_roll.start": lambda w: (_fresh_roll(w), _call("start_roll", "services.secret_roll",
+                                                                    **_ctx(w)))[1],
+    "webhooks.secret_roll.add": lambda w: _roll_step(w, "add", "confirm_added"),
+    "webhooks.secret_roll.verify": lambda w: _roll_step(w, "verify", "confirm_verified"),
+    "webhooks.secret_roll.retire": lambda w: _roll_step(w, "retire", "confirm_retired", TEST_WEBHOOK_SECRETS[1]),
+    "webhooks.secret_roll.cancel": lambda w: (_fresh_roll(w, upto="add"),
+                                              _call("cancel_roll", "services.secret_roll", "Wrong endpoint",
+                                                    **_ctx(w)))[1],
+})
+
+
 def _db_fingerprint(world: World) -> dict[str, int]:
     """Row counts and a content hash per table, except the audit log itself."""
     fingerprint: dict[str, int] = {}
