@@ -47,7 +47,9 @@ def _seed_filters(types: list[str]) -> None:
 def render_log(identity: Identity, rt: Runtime) -> None:
     st.subheader("Delivery log")
     st.caption("Every stored event, newest delivery first: how it arrived, what the signature check said, "
-               "what processing made of it. Latency is from the event's creation at Stripe to its arrival here.")
+               "what processing made of it. Latency is from the event's creation at Stripe to its arrival here. "
+               "Requests refused before storing (bad signature, other mode) are not events: the tiles and the "
+               "per-endpoint chart above count them.")
     flash = st.session_state.pop("log_flash", None)
     if flash:
         (st.success if flash[0] else st.error)(flash[1])

@@ -24,6 +24,23 @@ def render_endpoint_success(rt: Runtime, since: datetime, window: str) -> None:
                "secret verified them. Refused requests (bad signature, other mode) cannot be credited to one and "
                "show apart. Stripe's own per-endpoint attempt log (timeouts, non-2xx answers) is only in the "
                "Stripe Dashboard; Stripe has no API for it.")
+    if st.button("Ask Stripe which events are not delivered yet", key="ask_undelivered",
+                 help="The Events API's delivery_success=false: events still pending or that failed every "
+                      "delivery attempt to at least one endpoint (not per endpoint)."):
+        try:
+            st.session_state["undelivered"] = (window, webhook_log.undelivered_at_stripe(rt, since=since))
+        except Exception as error:  # Stripe's refusal in its words
+            show_error(error)
+    asked = st.session_state.get("undelivered")
+    if asked and asked[0] == window:
+        undelivered = asked[1]
+        if not undelivered.events:
+            st.success(f"Stripe reports every event of the last {window} delivered to every endpoint.")
+        else:
+            st.warning(f"Stripe has {'at least ' if undelivered.more else ''}{len(undelivered.events)} event(s) of "
+                       f"the last {window} not yet delivered to every endpoint; {undelivered.missing_here} of them "
+                       "never reached this console (`billing-ops sync` backfills them).")
+            st.dataframe(pd.DataFrame(undelivered.events), hide_index=True, width="stretch")
     rows = webhook_log.endpoint_success_per_hour(rt.uow(), since=since, settings=rt.settings)
     if not rows:
         st.info(f"No webhook deliveries in the last {window}.")

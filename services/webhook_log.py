@@ -308,3 +308,34 @@ def endpoint_success_per_hour(uow: UnitOfWork, *, since: datetime, settings: Set
             out.append({"hour": bucket, "endpoint": REFUSED_SERIES, "accepted": 0, "events": 0, "handled": 0,
                         "refused": count, "success": accepted_per_hour.get(bucket, 0) / total})
     return sorted(out, key=lambda r: (r["hour"], r["endpoint"]))
+
+
+# --- Stripe's side: events not yet delivered to every endpoint -----------------------------------
+UNDELIVERED_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    events: list[dict[str, Any]]
+    more: bool  # at least UNDELIVERED_LIMIT: there may be more
+    missing_here: int  # of those, not stored in this console's inbox at all
+
+
+def undelivered_at_stripe(runtime: Any, *, since: datetime) -> Undelivered:
+    """Events since `since` that Stripe has not yet delivered to every endpoint: the Events API's
+    `delivery_success=false` ("still pending or failed all delivery attempts to a webhook
+    endpoint"; not per endpoint). One page of at most 100, then which of them this console never
+    stored (those are the ones `billing-ops sync` would backfill)."""
+    from itertools import islice
+
+    listed = list(islice(runtime.gateway.list_events(delivery_success=False, created={"gte": int(since.timestamp())}),
+                         UNDELIVERED_LIMIT))
+    events = [{"id": e["id"], "type": e.get("type"), "created": e.get("created"),
+               "pending_webhooks": e.get("pending_webhooks")} for e in listed]
+    ids = [e["id"] for e in events]
+    with runtime.uow() as uow:
+        stored = set(uow.session.execute(select(StripeEvent.id).where(StripeEvent.id.in_(ids))).scalars()) if ids \
+            else set()
+    for event in events:
+        event["stored here"] = event["id"] in stored
+    return Undelivered(events, len(events) >= UNDELIVERED_LIMIT, sum(1 for e in events if not e["stored here"]))

@@ -155,3 +155,10 @@ def test_non_admin_and_signed_out_get_no_log_and_no_actions(seeded: Any) -> None
     assert "evt_poison" not in page_text(app_test_for("webhooks", "non_admin"))
     with seeded.uow() as uow:
         assert uow.session.get(StripeEvent, "evt_poison").status == "failed"
+
+
+def test_admin_asks_stripe_for_undelivered_events(runtime: Any) -> None:
+    at = app_test_for("webhooks", "admin")
+    _click(at, "Ask Stripe which events are not delivered yet")
+    assert not at.exception
+    assert "Stripe reports every event of the last 24 h delivered to every endpoint." in page_text(at)

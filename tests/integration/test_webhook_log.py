@@ -356,3 +356,20 @@ def test_secret_roll_guards(runtime_factory: Any, database_url: str) -> None:
 def _audit_all(runtime: Any) -> list[AuditLog]:
     with runtime.uow() as uow:
         return list(uow.session.execute(select(AuditLog).order_by(AuditLog.id)).scalars())
+
+
+def test_stripe_lists_the_events_it_could_not_deliver(runtime_factory: Any, emulator: EmulatorHandle,
+                                                     database_url: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    client = stripe.StripeClient(TEST_API_KEY, base_addresses={"api": emulator.base_url}, max_network_retries=0)
+    client.v1.webhook_endpoints.create({"url": f"http://127.0.0.1:{_free_port()}/billing/webhook",  # nobody there
+                                        "enabled_events": ["customer.created"]})
+    client.v1.customers.create({"email": "undelivered@example.io"})
+    emulator.flush_webhooks()  # the first attempt fails; Stripe's retries are minutes away
+    found = webhook_log.undelivered_at_stripe(runtime, since=utcnow() - timedelta(minutes=5))
+    [event] = [e for e in found.events if e["type"] == "customer.created"]
+    assert (event["stored here"], found.missing_here, found.more) == (False, len(found.events), False)
+    # Once the event is in the inbox (a backfill), it is no longer missing here.
+    webhooks.store_events(runtime, [runtime.gateway.retrieve_event(event["id"])], source="sync")
+    again = webhook_log.undelivered_at_stripe(runtime, since=utcnow() - timedelta(minutes=5))
+    assert next(e for e in again.events if e["id"] == event["id"])["stored here"] is True
