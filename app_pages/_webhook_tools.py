@@ -91,6 +91,10 @@ def _arrival(rt: Runtime, sent: webhook_test_event.SentTestEvent) -> None:
         waited = (utcnow() - sent.sent_at).total_seconds()
         st.info(f"Sent a test payment {plain(sent.payment_intent)}; waiting for {plain(sent.event_type)} about "
                 f"{plain(sent.charge or '?')} ({waited:.0f} s so far).")
+        if waited > SLOW_ARRIVAL_SECONDS:
+            st.warning(f"Nothing after {SLOW_ARRIVAL_SECONDS} s: check below that the endpoint is enabled and "
+                       f"subscribed to {plain(sent.event_type)}, that the receiver is reachable, and the invalid "
+                       "signature count above (a secret mismatch shows there).")
         return
     configured = webhook_secrets.fingerprints(rt.settings.webhook_secret_values)
     keys = webhook_log.signature_result("webhook", arrived.signed_with, configured)
@@ -98,6 +102,7 @@ def _arrival(rt: Runtime, sent: webhook_test_event.SentTestEvent) -> None:
                f"{arrived.received_at:%H:%M:%S} UTC, {plain(keys)}, {plain(arrived.status)}.")
 
 
+SLOW_ARRIVAL_SECONDS = 30
 STATE_MARKS = {"done": "✅", "current": "▶️", "waiting": "○"}
 STEP_HELP = {
     "add": ("Roll the secret at Stripe: Dashboard → Developers → Webhooks → this endpoint → Roll secret, and keep "

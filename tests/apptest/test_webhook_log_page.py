@@ -3,8 +3,10 @@ URL, the redacted payload, Mark resolved (audited), sending a test event, the ro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -129,6 +131,11 @@ def test_admin_sends_a_test_event_through_the_emulator(runtime: Any) -> None:
     with runtime.uow() as uow:
         audit = uow.session.execute(select(AuditLog).where(AuditLog.action == "webhooks.test_event")).scalar_one()
     assert audit.result == "ok" and audit.target.startswith("pi_")
+    # No endpoint is registered in this emulator, so nothing arrives; after a while the page says what to check.
+    sent = at.session_state["test_event_sent"]
+    at.session_state["test_event_sent"] = dataclasses.replace(sent, sent_at=sent.sent_at - timedelta(minutes=1))
+    at.run()
+    assert "Nothing after 30 s: check below that the endpoint is enabled" in page_text(at)
 
 
 def test_the_secret_roll_stepper_keeps_its_state(runtime: Any) -> None:
