@@ -82,8 +82,9 @@ def render_log(identity: Identity, rt: Runtime) -> None:
                 f"Page {int(page_number)} is past the last page ({page.pages}).")
     else:
         st.dataframe(pd.DataFrame([_table_row(r) for r in page.rows]), hide_index=True, width="stretch")
-        st.caption(f"Rows {page.offset + 1}–{page.offset + len(page.rows)} of {page.total} · page "
-                   f"{int(page_number)} of {page.pages}")
+        st.caption(f"Rows {page.offset + 1}–{page.offset + len(page.rows)} of {page.total_text} · page "
+                   f"{int(page_number)} of {page.pages}{'+' if page.capped else ''}"
+                   + (" (narrow the filters to count them all)" if page.capped else ""))
     _render_event(identity, rt, page.rows)
 
 

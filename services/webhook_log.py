@@ -28,6 +28,7 @@ from services.redaction import redact_secret_fields
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+COUNT_CAP = 10_000
 REASON_MIN_CHARS = 3
 REASON_MAX_CHARS = 500
 STATUSES = ("pending", "processing", "processed", "failed", "ignored", "resolved")
@@ -78,10 +79,15 @@ class LogPage:
     total: int
     offset: int
     limit: int
+    capped: bool = False  # more than COUNT_CAP rows match: `total` is the cap
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.limit))
+
+    @property
+    def total_text(self) -> str:
+        return f"{self.total:,}+" if self.capped else f"{self.total:,}"
 
 
 @dataclass(frozen=True)
@@ -123,14 +129,16 @@ def list_deliveries(uow: UnitOfWork, flt: LogFilter, *, settings: Settings) -> L
     conditions = _where(flt)
     configured = webhook_secrets.fingerprints(settings.webhook_secret_values)
     with uow:
-        total = int(uow.session.execute(
-            select(func.count()).select_from(StripeEvent).where(*conditions)).scalar_one())
+        # Counted up to a cap: an exact count of 100k+ rows costs a full scan on every page view.
+        matching = select(StripeEvent.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+        total = int(uow.session.execute(select(func.count()).select_from(matching)).scalar_one())
         rows = uow.session.execute(
             select(*_LIST_COLUMNS).where(*conditions)
             .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
             .limit(limit).offset(offset)
         ).all()
-    return LogPage([_row(r, configured) for r in rows], total, offset, limit)
+    return LogPage([_row(r, configured) for r in rows], min(total, COUNT_CAP), offset, limit,
+                   capped=total > COUNT_CAP)
 
 
 def _row(r: Any, configured: list[str]) -> DeliveryRow:

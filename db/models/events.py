@@ -15,16 +15,23 @@ class StripeEvent(Base):
     """Every verified event, stored once by id before any effect (the inbox)."""
 
     __tablename__ = "stripe_events"
+    # The delivery log filters by type or object and pages newest first (received_at, id): each
+    # filter's index carries that order, so a page is an index range, not a sort of every match.
+    __table_args__ = (
+        Index("ix_stripe_events_received_at_id", "received_at", "id"),
+        Index("ix_stripe_events_type_received_at", "type", "received_at", "id"),
+        Index("ix_stripe_events_object_id_received_at", "object_id", "received_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    type: Mapped[str] = mapped_column(String(255), index=True)
+    type: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(index=True)
     livemode: Mapped[bool] = mapped_column(default=False)
     api_version: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]]
     # webhook | sync | replay: how the event reached us.
     source: Mapped[str] = mapped_column(String(16), default="webhook")
-    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
     # pending | processing | processed | ignored | failed | resolved (a poison event closed by hand)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     processed_at: Mapped[datetime | None]
@@ -32,7 +39,7 @@ class StripeEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
     # The Stripe object the event is about, for "latest state wins" ordering checks.
-    object_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    object_id: Mapped[str | None] = mapped_column(String(255))
     duplicate_deliveries: Mapped[int] = mapped_column(default=0)
     # Fingerprints (services/webhook_secrets.py, never the secret) of the configured signing
     # secrets that verified the first delivery, comma-separated; NULL when not a webhook delivery.
