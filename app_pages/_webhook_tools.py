@@ -136,12 +136,12 @@ def render_secret_roll(identity: Identity, rt: Runtime) -> None:
     if not state.active:
         if state.finished_at:
             st.caption(("Last roll cancelled" if state.cancelled else "Last roll finished")
-                       + f" at {plain(state.finished_at)} UTC.")
+                       + f" at {_when(state.finished_at)}.")
         if st.button("Start a secret roll", key="roll_start"):
             _run(lambda: secret_roll.start_roll(actor=identity.email, settings=rt.settings, uow=rt.uow()),
                  "Roll started: the keys configured now will be retired at the end.")
         return
-    st.caption(f"Started by {plain(state.started_by)} at {plain(state.started_at)} UTC; retiring "
+    st.caption(f"Started by {plain(state.started_by)} at {_when(state.started_at)}; retiring "
                + ", ".join(f"key {fp}" for fp in state.old) + ".")
     for number, step in enumerate(secret_roll.STEPS, start=1):
         step_state = state.step_state(step)
@@ -149,7 +149,7 @@ def render_secret_roll(identity: Identity, rt: Runtime) -> None:
         line = f"{STATE_MARKS[step_state]} **{number}. {secret_roll.STEP_TITLES[step]}**"
         if done:
             facts = f" (key {done['new']})" if "new" in done else f" (event {done['event']})" if "event" in done else ""
-            line += f" — done by {plain(done['by'])} at {plain(done['at'])} UTC{plain(facts)}"
+            line += f" — done by {plain(done['by'])} at {_when(done['at'])}{plain(facts)}"
         st.markdown(line)
         if step_state == "current":
             st.caption(STEP_HELP[step])
@@ -163,6 +163,14 @@ def render_secret_roll(identity: Identity, rt: Runtime) -> None:
             if st.form_submit_button("Cancel the roll"):
                 _run(lambda: secret_roll.cancel_roll(reason, actor=identity.email, settings=rt.settings,
                                                      uow=rt.uow()), "Roll cancelled.")
+
+
+def _when(iso: str | None) -> str:
+    """`2026-12-04 18:33 UTC` from a stored ISO time (plain text as it is if it does not parse)."""
+    try:
+        return datetime.fromisoformat(str(iso)).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return plain(iso)
 
 
 def _run(action: object, success: str) -> None:

@@ -93,3 +93,25 @@ def test_filter_the_log_read_a_payload_resolve_a_poison_event_and_send_a_test_ev
     assert _event_status(demo_server, event_id) in ("processed", "pending", "processing")
     # The resolved poison event stays resolved: the worker never took it again.
     assert _event_status(demo_server, POISON_EVENT) == "resolved"
+
+
+def test_the_secret_roll_stepper_checks_each_step(demo_server: Any, page: Any) -> None:
+    """The demo's receiver holds one secret, so the first step is refused until a new one is added;
+    the stepper's state survives a reload (it is kept in the database)."""
+    sign_in(page, demo_server, demo_server.admin_email)
+    open_page(page, "Webhooks")
+    page.get_by_role("button", name="Start a secret roll").click()
+    page.wait_for_selector("text=Roll started", timeout=60_000)
+    wait_until_idle(page)
+    page.get_by_role("button", name="Check: add the new secret").click()
+    page.wait_for_selector("text=still holds only the old secret", timeout=60_000)
+    wait_until_idle(page)
+    screenshot(page, "webhook_secret_roll_step_1")
+    page.reload()
+    page.wait_for_selector("h1:has-text('Webhooks')", timeout=120_000)
+    page.get_by_role("button", name="Check: add the new secret").wait_for()
+    assert "whsec_" not in page.content()
+    page.get_by_text("Cancel this roll").click()
+    page.get_by_label("Why").fill("demo run only")
+    page.get_by_role("button", name="Cancel the roll").click()
+    page.wait_for_selector("text=Roll cancelled", timeout=60_000)

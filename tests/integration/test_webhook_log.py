@@ -379,3 +379,17 @@ def test_stripe_lists_the_events_it_could_not_deliver(runtime_factory: Any, emul
     webhooks.store_events(runtime, [runtime.gateway.retrieve_event(event["id"])], source="sync")
     again = webhook_log.undelivered_at_stripe(runtime, since=utcnow() - timedelta(minutes=5))
     assert next(e for e in again.events if e["id"] == event["id"])["stored here"] is True
+
+
+def test_a_roll_without_overlap_is_refused_by_a_receiver_still_on_the_old_secret(
+        receiver: Any, emulator: EmulatorHandle) -> None:
+    """Why the runbook keeps the old secret: rolled with no overlap, Stripe signs with the new secret
+    only, and a receiver that does not hold it yet answers 400 (Stripe retries later)."""
+    rolled = emulator.admin(f"webhook_endpoints/{receiver.endpoint_id}/roll_secret", {"expires_in_s": 0})
+    assert rolled["previous_secret_expires_at"] is None and rolled["secret"] != receiver.endpoint_secret
+    sent = webhook_test_event.send_test_event("no-overlap", actor=ADMIN_EMAIL, settings=receiver.settings,
+                                              uow=receiver.uow(), runtime=receiver)
+    emulator.flush_webhooks()
+    attempts = [d for d in emulator.admin("deliveries", method="GET")["data"] if d["type"] == "charge.succeeded"]
+    assert attempts and not any(d["ok"] for d in attempts)
+    assert webhook_test_event.arrival(receiver.uow(), sent) is None
