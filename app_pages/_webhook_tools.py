@@ -137,9 +137,14 @@ def render_secret_roll(identity: Identity, rt: Runtime) -> None:
         if state.finished_at:
             st.caption(("Last roll cancelled" if state.cancelled else "Last roll finished")
                        + f" at {_when(state.finished_at)}.")
+        retiring: list[str] = configured
+        if len(configured) > 1:  # several endpoints (or a roll's leftover): say which key is rolled
+            retiring = st.multiselect("Keys being rolled (retired at the end)", configured, default=configured,
+                                      key="roll_retiring",
+                                      format_func=lambda fp: webhook_secrets.label(fp, configured))
         if st.button("Start a secret roll", key="roll_start"):
-            _run(lambda: secret_roll.start_roll(actor=identity.email, settings=rt.settings, uow=rt.uow()),
-                 "Roll started: the keys configured now will be retired at the end.")
+            _run(lambda: secret_roll.start_roll(retiring, actor=identity.email, settings=rt.settings, uow=rt.uow()),
+                 "Roll started: " + ", ".join(f"key {fp}" for fp in retiring) + " will be retired at the end.")
         return
     st.caption(f"Started by {plain(state.started_by)} at {_when(state.started_at)}; retiring "
                + ", ".join(f"key {fp}" for fp in state.old) + ".")

@@ -21,6 +21,7 @@ step (done or refused) is audited. Secrets are named by fingerprint only (webhoo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,18 +114,25 @@ def configured(settings: Settings) -> list[str]:
 
 
 @privileged("webhooks.secret_roll.start")
-def start_roll(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollState:
-    """Record the secrets configured now as the ones to retire."""
+def start_roll(retiring: Sequence[str] | None = None, *, actor: str, settings: Settings,
+               uow: UnitOfWork) -> RollState:
+    """Record which configured keys are being rolled (`retiring`, fingerprints; all of them by
+    default: with one endpoint there is one) and every key configured now, so a new one shows."""
     action = "webhooks.secret_roll.start"
     with uow:
         row, value = _load(uow)
         if value.get("active"):
             _refuse(uow, actor, action, "A secret roll is already in progress; finish or cancel it first.")
-        old = configured(settings)
-        if not old:
+        start_keys = configured(settings)
+        if not start_keys:
             _refuse(uow, actor, action, "No webhook signing secret is configured: set STRIPE_WEBHOOK_SECRETS first.")
+        old = list(dict.fromkeys(retiring)) if retiring else start_keys
+        unknown = [fp for fp in old if fp not in start_keys]
+        if unknown:
+            _refuse(uow, actor, action, "Choose keys that are configured now: " + ", ".join(unknown) + " is not.")
         now = utcnow().isoformat(timespec="seconds")
-        value = {"active": True, "started_by": actor, "started_at": now, "old": old, "new": None, "done": {}}
+        value = {"active": True, "started_by": actor, "started_at": now, "old": old, "start_keys": start_keys,
+                 "new": None, "done": {}}
         _save(uow, row, value, actor)
         audit.record(uow, actor=actor, action=action, result="ok", target=SETTING_KEY, details={"old": old})
         uow.commit()
@@ -156,7 +164,7 @@ def confirm_added(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollSta
     with uow:
         row, value = _running(uow, actor, action, "add")
         now_configured = configured(settings)
-        added = [fp for fp in now_configured if fp not in value["old"]]
+        added = [fp for fp in now_configured if fp not in value.get("start_keys", value["old"])]
         if not added:
             _refuse(uow, actor, action, "STRIPE_WEBHOOK_SECRETS still holds only the old secret(s). Append the "
                                         "new one (comma-separated, keep the old), then restart the receivers "
@@ -164,7 +172,7 @@ def confirm_added(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollSta
         if len(added) > 1:
             _refuse(uow, actor, action, "More than one new secret is configured; keep exactly one new secret.",
                     {"added": added})
-        if not any(fp in now_configured for fp in value["old"]):
+        if not all(fp in now_configured for fp in value["old"]):
             _refuse(uow, actor, action, "The old secret was removed too early: deliveries still signed only with "
                                         "it would be refused. Put it back until step 3.", {"added": added})
         value = _mark({**value, "new": added[0]}, "add", actor, new=added[0])

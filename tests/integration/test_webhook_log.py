@@ -396,3 +396,26 @@ def test_a_roll_without_overlap_is_refused_by_a_receiver_still_on_the_old_secret
     attempts = [d for d in emulator.admin("deliveries", method="GET")["data"] if d["type"] == "charge.succeeded"]
     assert attempts and not any(d["ok"] for d in attempts)
     assert webhook_test_event.arrival(receiver.uow(), sent) is None
+
+
+def test_rolling_one_endpoints_secret_keeps_the_other_endpoints(runtime_factory: Any, database_url: str) -> None:
+    """Two endpoints, two secrets: rolling the first one's never asks to remove the second's."""
+    new = "whsec_CANARYnewsecret0123456789abcdef"
+
+    def settings(*secrets: str) -> Any:
+        return runtime_factory(DATABASE_URL=database_url, STRIPE_WEBHOOK_SECRETS=",".join(secrets))
+
+    before = settings(PRIMARY, ROTATED)
+    with pytest.raises(secret_roll.SecretRollError, match="configured now"):
+        secret_roll.start_roll(["0123456789ab"], actor=ADMIN_EMAIL, settings=before.settings, uow=before.uow())
+    state = secret_roll.start_roll([fingerprint(PRIMARY)], actor=ADMIN_EMAIL, settings=before.settings,
+                                   uow=before.uow())
+    assert state.old == (fingerprint(PRIMARY),)
+    during = settings(PRIMARY, ROTATED, new)
+    assert secret_roll.confirm_added(actor=ADMIN_EMAIL, settings=during.settings, uow=during.uow()).new == \
+        fingerprint(new)
+    _deliver(during, _event("evt_new_key", "product.created", "prod_n"), new)
+    secret_roll.confirm_verified(actor=ADMIN_EMAIL, settings=during.settings, uow=during.uow())
+    after = settings(ROTATED, new)  # the other endpoint's secret stays
+    done = secret_roll.confirm_retired(actor=ADMIN_EMAIL, settings=after.settings, uow=after.uow())
+    assert not done.active and done.done["retire"]["retired"] == [fingerprint(PRIMARY)]
