@@ -62,6 +62,7 @@ def health() -> None:
         figure = px.bar(pd.DataFrame(per_hour), x="hour", y="events", color="source",
                         title=f"Stored events per hour of the event's time, deliveries vs backfill (last {window})",
                         labels={"hour": "hour (UTC, event created)", "events": "events", "source": "how it arrived"})
+        figure.update_xaxes(type="category")  # one bar per hour label (a time axis ticks in milliseconds)
         st.plotly_chart(figure, width="stretch")
 
 
