@@ -16,6 +16,7 @@ from db.models.base import from_unix
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
+from services.runtime import Runtime
 from services.stripe_gateway import StripeGatewayError
 from services.webhook_counts import test_tags
 
@@ -43,7 +44,7 @@ def _current_state(uow: UnitOfWork, model: Any, obj: dict[str, Any], fetch: Call
     return current, stripe_mapping.fresh_observed_at(uow.session.get(model, obj["id"]))
 
 
-def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> None:
+def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime) -> None:
     if not customer_id or uow.session.get(Customer, customer_id) is not None:
         return
     customer, fresh = _refetch(lambda: runtime.gateway.retrieve_customer(customer_id), {"id": customer_id})
@@ -52,7 +53,7 @@ def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> 
 
 
 def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
-                       runtime: Any, refetch: bool) -> None:
+                       runtime: Runtime, refetch: bool) -> None:
     existing = uow.session.execute(
         select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
     ).scalar_one_or_none()
@@ -72,12 +73,12 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
                         dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
 
 
-def on_subscription(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_subscription(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     obj = event["data"]["object"]
     _sync_subscription(uow, obj["id"], obj, event, runtime, refetch)
 
 
-def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     session = event["data"]["object"]
     _ensure_customer(uow, stripe_mapping._id(session.get("customer")), runtime)
     subscription_id = stripe_mapping._id(session.get("subscription"))
@@ -93,7 +94,7 @@ def _payment_intent_id(invoice: dict[str, Any]) -> str | None:
     return stripe_mapping._id(invoice.get("payment_intent"))
 
 
-def _recovery_method(row: Invoice, runtime: Any) -> str:
+def _recovery_method(row: Invoice, runtime: Runtime) -> str:
     """customer_action when it needed SCA; card_update when the paying card is not the
     one that failed; otherwise a retry of the same card recovered it."""
     if row.action_required_at is not None:
@@ -107,7 +108,7 @@ def _recovery_method(row: Invoice, runtime: Any) -> str:
     return "retry"
 
 
-def _derive_recovery(uow: UnitOfWork, row: Invoice, runtime: Any, extra: dict[str, Any] | None = None) -> None:
+def _derive_recovery(uow: UnitOfWork, row: Invoice, runtime: Runtime, extra: dict[str, Any] | None = None) -> None:
     """Same result whatever order the failed/paid events arrive in."""
     entered = [t for t in (row.payment_failed_at, row.action_required_at) if t is not None]
     if not entered or row.paid_at is None or row.recovered_at is not None:
@@ -131,7 +132,7 @@ def _earliest(current: datetime | None, candidate: datetime | None) -> datetime 
     return min(current, candidate)
 
 
-def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     invoice = event["data"]["object"]
     _ensure_customer(uow, stripe_mapping._id(invoice.get("customer")), runtime)
     # The status can change several times in one second (action required, then paid):
@@ -163,7 +164,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     _derive_recovery(uow, row, runtime, test_tags(event))
 
 
-def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Any, refetch: bool,
+def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Runtime, refetch: bool,
                  payload: dict[str, Any] | None = None) -> None:
     if not charge_id:
         return
@@ -185,12 +186,12 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
         stripe_mapping.upsert_refund(uow, refund, observed_at=event["created"])
 
 
-def on_charge(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_charge(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     charge = event["data"]["object"]
     _sync_charge(uow, charge["id"], event, runtime, refetch, charge)
 
 
-def on_dispute(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     dispute = event["data"]["object"]
     _sync_charge(uow, stripe_mapping._id(dispute.get("charge")), event, runtime, refetch)
     uow.session.flush()
@@ -199,7 +200,7 @@ def on_dispute(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     stripe_mapping.upsert_dispute(uow, current, observed_at=observed_at)
 
 
-def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     warning = event["data"]["object"]
     _sync_charge(uow, stripe_mapping._id(warning.get("charge")), event, runtime, refetch)
     uow.session.flush()
@@ -231,7 +232,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def handle_event(uow: UnitOfWork, event: Event, runtime: Any, *, refetch: bool = True) -> None:
+def handle_event(uow: UnitOfWork, event: Event, runtime: Runtime, *, refetch: bool = True) -> None:
     """Apply one event. `refetch` re-reads mutable objects from Stripe so the newest
     state wins even when several changes share one second and arrive out of order."""
     handler = HANDLERS.get(event["type"])

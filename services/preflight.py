@@ -19,8 +19,15 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.admin_lookalikes import admitted_lookalikes, lookalike_identities
-from services.config import CONSOLE_EVENT_TYPES, REQUIRED_PLAN_INTERVALS, publishable_key_mode, stripe_key_mode
+from services.config import (
+    CONSOLE_EVENT_TYPES,
+    REQUIRED_PLAN_INTERVALS,
+    Settings,
+    publishable_key_mode,
+    stripe_key_mode,
+)
 from services.money import format_money
+from services.runtime import Runtime
 from services.secret_scan import SecretScanError, scan_repository
 from services.sentry_probe import TEST_EVENT_TAG, send_test_event
 from services.stripe_gateway import PINNED_API_VERSION, StripeGatewayError
@@ -71,19 +78,19 @@ def _fail(check_id: str, message: str, fix: str, severity: Severity = "blocking"
     return CheckResult(check_id, severity, False, message, fix)
 
 
-def _database_missing(runtime: Any) -> bool:
+def _database_missing(runtime: Runtime) -> bool:
     from db.session import missing_sqlite_file
 
     return missing_sqlite_file(runtime.settings.database_url) is not None
 
 
-def _live_blocking(settings: Any) -> Severity:
+def _live_blocking(settings: Settings) -> Severity:
     """A runbook precondition: blocks a live launch, only warns while testing."""
     return "blocking" if settings.stripe_mode == "live" else "warning"
 
 
 # --- settings-only checks ----------------------------------------------------------
-def check_stripe_key(settings: Any) -> CheckResult:
+def check_stripe_key(settings: Settings) -> CheckResult:
     key = settings.stripe_secret
     if not key:
         return _fail("stripe.key", "No Stripe secret key is set.",
@@ -96,7 +103,7 @@ def check_stripe_key(settings: Any) -> CheckResult:
     return _ok("stripe.key", f"Key {key_hint(key)} matches STRIPE_MODE={settings.stripe_mode}.")
 
 
-def check_webhook_secrets(settings: Any) -> CheckResult:
+def check_webhook_secrets(settings: Settings) -> CheckResult:
     count = len(settings.webhook_secret_values)
     if count == 0:
         return _fail("webhook.secrets", "No webhook signing secret is set, so every delivery would be rejected.",
@@ -105,7 +112,7 @@ def check_webhook_secrets(settings: Any) -> CheckResult:
     return _ok("webhook.secrets", f"{count} webhook signing secret(s) configured.")
 
 
-def check_admin_access(settings: Any) -> CheckResult:
+def check_admin_access(settings: Settings) -> CheckResult:
     if not settings.admin_emails and not settings.admin_email_domain:
         return _fail("auth.admins", "Neither ADMIN_EMAILS nor ADMIN_EMAIL_DOMAIN is set: nobody can use the console.",
                      "Set ADMIN_EMAILS=a@company.com,b@company.com or ADMIN_EMAIL_DOMAIN=company.com.")
@@ -117,14 +124,14 @@ def check_admin_access(settings: Any) -> CheckResult:
     return _ok("auth.admins", "Admin access is set: " + " and ".join(parts) + ".")
 
 
-def check_auth_enabled(settings: Any) -> CheckResult:
+def check_auth_enabled(settings: Settings) -> CheckResult:
     if settings.disable_auth:
         return _fail("auth.enabled", "DISABLE_AUTH is true: anyone reaching the console is signed in as an admin.",
                      "Unset DISABLE_AUTH (or set it to false) and restart the console.")
     return _ok("auth.enabled", "Sign-in is required (DISABLE_AUTH is not set).")
 
 
-def check_reconcile_cron(settings: Any) -> CheckResult:
+def check_reconcile_cron(settings: Settings) -> CheckResult:
     interval = settings.reconcile_cron_interval_seconds
     lookahead = settings.reconcile_cron_lookahead_seconds
     if lookahead <= interval:
@@ -141,14 +148,14 @@ def check_reconcile_cron(settings: Any) -> CheckResult:
     return _ok("reconcile.cron", f"Reconciliation runs every {interval} s looking {lookahead} s ahead.")
 
 
-def check_sentry(settings: Any) -> CheckResult:
+def check_sentry(settings: Settings) -> CheckResult:
     if not settings.sentry_dsn:
         return _fail("observability.sentry", "SENTRY_DSN is not set: errors and alerts will not reach Sentry.",
                      "Set SENTRY_DSN to the project's DSN.", "warning")
     return _ok("observability.sentry", "Sentry DSN is set.", "warning")
 
 
-def check_audit_chain(runtime: Any) -> CheckResult:
+def check_audit_chain(runtime: Runtime) -> CheckResult:
     """The audit log verifies (links, keyed hashes, anchored heads) and is keyed in live mode."""
     from services.audit import verify_chain
 
@@ -173,7 +180,7 @@ def check_audit_chain(runtime: Any) -> CheckResult:
                f"AUDIT_HMAC_KEY, {verification.anchors_checked} anchored head(s) in place.")
 
 
-def check_signoff_roles(settings: Any) -> CheckResult:
+def check_signoff_roles(settings: Settings) -> CheckResult:
     missing = [name for name, people in (("SIGNOFF_ENG_LEADS", settings.signoff_eng_leads),
                                          ("SIGNOFF_PRODUCT_OWNERS", settings.signoff_product_owners)) if not people]
     if missing:
@@ -186,7 +193,7 @@ def check_api_version() -> CheckResult:
     return _ok("stripe.api_version", f"Stripe API version pinned by the SDK: {PINNED_API_VERSION}.", "warning")
 
 
-def check_database(settings: Any) -> CheckResult:
+def check_database(settings: Settings) -> CheckResult:
     from db.migrate import is_at_head
     from db.session import missing_sqlite_file
 
@@ -206,7 +213,7 @@ def check_database(settings: Any) -> CheckResult:
 
 
 # --- Stripe checks ------------------------------------------------------------------
-def check_stripe_reachable(gateway: Any, settings: Any) -> CheckResult:
+def check_stripe_reachable(gateway: Any, settings: Settings) -> CheckResult:
     try:
         gateway.ping()
     except StripeGatewayError as error:
@@ -215,7 +222,7 @@ def check_stripe_reachable(gateway: Any, settings: Any) -> CheckResult:
     return _ok("stripe.reachable", f"Stripe answered with key {key_hint(settings.stripe_secret)}.")
 
 
-def check_required_plans(settings: Any) -> CheckResult:
+def check_required_plans(settings: Settings) -> CheckResult:
     missing = [f"{plan}.{interval}" for plan, interval in REQUIRED_PLAN_INTERVALS
                if not settings.price_id(plan, interval)]
     if missing:
@@ -225,7 +232,7 @@ def check_required_plans(settings: Any) -> CheckResult:
     return _ok("prices.required", "basic.monthly and pro.monthly are mapped.")
 
 
-def check_prices(gateway: Any, settings: Any) -> list[CheckResult]:
+def check_prices(gateway: Any, settings: Settings) -> list[CheckResult]:
     results: list[CheckResult] = []
     live = settings.stripe_mode == "live"
     for plan, intervals in sorted(settings.price_mapping.items()):
@@ -260,11 +267,11 @@ def check_prices(gateway: Any, settings: Any) -> list[CheckResult]:
     return results
 
 
-def required_events(settings: Any) -> list[str]:
+def required_events(settings: Settings) -> list[str]:
     return sorted(set(CONSOLE_EVENT_TYPES) | set(settings.stripe_webhook_allowed_events))
 
 
-def check_webhook_url(settings: Any) -> CheckResult:
+def check_webhook_url(settings: Settings) -> CheckResult:
     """Numzy §3.1 / ALwrity §4: an https URL ending in the receiver's path."""
     url = settings.console_webhook_url
     if not url:
@@ -283,7 +290,7 @@ def check_webhook_url(settings: Any) -> CheckResult:
     return _ok("webhook.url", f"The webhook URL {url} is https and ends in {parts.path.rstrip('/')}.")
 
 
-def _events_result(endpoint: dict[str, Any], settings: Any, url: str) -> CheckResult:
+def _events_result(endpoint: dict[str, Any], settings: Settings, url: str) -> CheckResult:
     """Numzy §3.4: the endpoint's events equal the allowlist; nothing missing, nothing extra."""
     subscribed = set(endpoint.get("enabled_events") or [])
     wanted = set(required_events(settings))
@@ -303,7 +310,7 @@ def _events_result(endpoint: dict[str, Any], settings: Any, url: str) -> CheckRe
                "events.")
 
 
-def check_webhook_endpoints(gateway: Any, settings: Any,
+def check_webhook_endpoints(gateway: Any, settings: Settings,
                             listed: list[dict[str, Any]] | None = None) -> list[CheckResult]:
     url = settings.console_webhook_url
     if not url:
@@ -348,7 +355,7 @@ def _enabled(feature: Any) -> bool:
     return value is True or value == "true"
 
 
-def check_portal(gateway: Any, settings: Any) -> CheckResult:
+def check_portal(gateway: Any, settings: Settings) -> CheckResult:
     try:
         configurations = gateway.list_portal_configurations()
     except StripeGatewayError as error:
@@ -384,7 +391,7 @@ def check_portal(gateway: Any, settings: Any) -> CheckResult:
 
 
 # --- checks added for the runbooks' remaining machine-checkable boxes -----------------
-def check_publishable_key(settings: Any) -> CheckResult:
+def check_publishable_key(settings: Settings) -> CheckResult:
     """Numzy §2: STRIPE_PUBLISHABLE_KEY present, same mode as the secret key."""
     key = settings.stripe_publishable_key
     if not key:
@@ -399,7 +406,7 @@ def check_publishable_key(settings: Any) -> CheckResult:
     return _ok("stripe.publishable_key", f"Publishable key {key_hint(key)} matches {settings.stripe_mode} mode.")
 
 
-def check_tax(gateway: Any, settings: Any) -> CheckResult:
+def check_tax(gateway: Any, settings: Settings) -> CheckResult:
     """Numzy §2/§10: with STRIPE_AUTOMATIC_TAX_ENABLED, Stripe Tax must be active (head office set)."""
     if not settings.stripe_automatic_tax_enabled:
         return _ok("stripe.tax", "STRIPE_AUTOMATIC_TAX_ENABLED is off: Stripe Tax is not used.", "warning")
@@ -421,14 +428,14 @@ def check_tax(gateway: Any, settings: Any) -> CheckResult:
     return _ok("stripe.tax", f"Stripe Tax is active (head office {where or 'set'}).")
 
 
-def wallet_domain(settings: Any) -> str | None:
+def wallet_domain(settings: Settings) -> str | None:
     if settings.stripe_payment_method_domain:
         return str(settings.stripe_payment_method_domain).strip().lower()
     host = urlsplit(settings.console_webhook_url or "").hostname
     return host.lower() if host else None
 
 
-def check_wallets(gateway: Any, settings: Any) -> CheckResult:
+def check_wallets(gateway: Any, settings: Settings) -> CheckResult:
     """Numzy §11: wallets at launch need the domain registered, enabled and active for each wallet."""
     if not settings.stripe_wallets_enabled:
         return _ok("wallets.domain", "STRIPE_WALLETS_ENABLED is off: no wallets at launch.", "warning")
@@ -460,14 +467,14 @@ def check_wallets(gateway: Any, settings: Any) -> CheckResult:
     return _ok("wallets.domain", f"{domain} is registered, enabled and active for Apple Pay and Google Pay.")
 
 
-def metrics_urls(settings: Any) -> list[str]:
+def metrics_urls(settings: Settings) -> list[str]:
     if settings.metrics_urls:
         return list(settings.metrics_urls)
     parts = urlsplit(settings.console_webhook_url or "")
     return [f"{parts.scheme}://{parts.netloc}/metrics"] if parts.scheme and parts.netloc else []
 
 
-def check_metrics(settings: Any, fetch: Callable[[str], httpx.Response] | None = None) -> CheckResult:
+def check_metrics(settings: Settings, fetch: Callable[[str], httpx.Response] | None = None) -> CheckResult:
     """Numzy §2 (DRAMATIQ_PROMETHEUS_ENABLED): our receiver's/worker's Prometheus /metrics is reachable."""
     if not settings.metrics_enabled:
         return _ok("metrics.reachable", "Prometheus metrics are off (METRICS_ENABLED / DRAMATIQ_PROMETHEUS_ENABLED).",
@@ -501,7 +508,7 @@ def check_metrics(settings: Any, fetch: Callable[[str], httpx.Response] | None =
     return _ok("metrics.reachable", f"Prometheus metrics answer at {', '.join(urls)}.", "warning")
 
 
-def check_checkout_rate_limit(settings: Any, post: Callable[[str], int] | None = None) -> CheckResult:
+def check_checkout_rate_limit(settings: Settings, post: Callable[[str], int] | None = None) -> CheckResult:
     """ALwrity §7: a burst against the SaaS's create-checkout-session endpoint meets a 429."""
     from services.checkout_probe import probe
 
@@ -509,7 +516,7 @@ def check_checkout_rate_limit(settings: Any, post: Callable[[str], int] | None =
     if settings.stripe_mode == "live":
         return _fail("checkout.rate_limit", "Not probed: the burst is never sent in live mode.",
                      "Run the probe against test or staging (CHECKOUT_PROBE_URL there).", "warning")
-    if not url.startswith(("http://", "https://")):
+    if not url or not url.startswith(("http://", "https://")):
         return _fail("checkout.rate_limit", "CHECKOUT_PROBE_URL is not an http(s) URL.",
                      "Set it to the create-checkout-session URL of the test or staging SaaS.", "warning")
     result = probe(url, requests=settings.checkout_probe_requests, seconds=settings.checkout_probe_seconds,
@@ -524,7 +531,7 @@ def check_checkout_rate_limit(settings: Any, post: Callable[[str], int] | None =
                  "`billing-ops check`.", "warning")
 
 
-def check_mode_identifiers(gateway: Any, settings: Any, endpoints: list[dict[str, Any]] | None) -> CheckResult:
+def check_mode_identifiers(gateway: Any, settings: Settings, endpoints: list[dict[str, Any]] | None) -> CheckResult:
     """ALwrity §1/§2/§4/§9: no identifier of the other mode in this configuration."""
     mode = settings.stripe_mode
     live = mode == "live"
@@ -574,7 +581,7 @@ def check_repo_secrets(repo: str | None) -> CheckResult:
     return _ok("secrets.repo", f"No sk_live_/rk_live_/whsec_ secret in {repo}'s files or git history.")
 
 
-def check_sentry_test_event(settings: Any, run_id: str) -> CheckResult:
+def check_sentry_test_event(settings: Settings, run_id: str) -> CheckResult:
     """Numzy §1: the Sentry project receives test events; a person confirms the event id arrived."""
     result = send_test_event(settings, run_id=run_id)
     if not result.delivered:
@@ -585,7 +592,7 @@ def check_sentry_test_event(settings: Any, run_id: str) -> CheckResult:
                f"test_event, run {run_id}); confirm it arrived in the Sentry project.", "warning")
 
 
-def check_admin_lookalikes(settings: Any) -> CheckResult:
+def check_admin_lookalikes(settings: Settings) -> CheckResult:
     """ALwrity §5: no look-alike address (suffix, subdomain, extra @ ...) is let in as an admin."""
     admitted = admitted_lookalikes(settings)
     tried = len(lookalike_identities(settings))
@@ -597,7 +604,7 @@ def check_admin_lookalikes(settings: Any) -> CheckResult:
                "admitted.")
 
 
-def check_checklist_complete(runtime: Any) -> CheckResult:
+def check_checklist_complete(runtime: Runtime) -> CheckResult:
     """Numzy §1: every pre-launch manual checklist item is done (or n/a)."""
     from services.checklist import PRE_LAUNCH_SECTIONS, SEED_ITEMS, list_items
 
@@ -618,7 +625,7 @@ def check_checklist_complete(runtime: Any) -> CheckResult:
     return _ok("checklist.complete", "Every pre-launch manual checklist item is done or n/a.", "warning")
 
 
-def run_preflight(runtime: Any, *, repo: str | None = None, explicit_run: bool = False,
+def run_preflight(runtime: Runtime, *, repo: str | None = None, explicit_run: bool = False,
                   run_id: str | None = None) -> list[CheckResult]:
     """Every check, in the runbooks' order. Never raises for a Stripe problem.
 

@@ -19,11 +19,12 @@ from services import checklist
 from services.audit import record
 from services.preflight import CheckResult, has_blocking_failure, run_preflight, status_word
 from services.runbook_boxes import BOXES, RUNBOOK_TITLES, check_matches
+from services.runtime import Runtime
 
 RUN_ACTION = "preflight.run"
 
 
-def run_and_record(runtime: Any, *, actor: str, repo: str | None = None) -> tuple[list[CheckResult], datetime,
+def run_and_record(runtime: Runtime, *, actor: str, repo: str | None = None) -> tuple[list[CheckResult], datetime,
                                                                                   bool]:
     """Run the preflight and append its audit row; `recorded` is False when the DB cannot take it."""
     ran_at = utcnow()

@@ -34,6 +34,7 @@ from services.audit import privileged, record
 from services.config import Settings
 from services.errors import ConsoleError
 from services.money import format_money
+from services.runtime import Runtime
 from services.stripe_gateway import StripeGatewayError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,7 @@ class CaseOutcome:
 
 @dataclass
 class CaseContext:
-    runtime: Any
+    runtime: Runtime
     run_id: int
     case_id: str
     actor: str
@@ -135,7 +136,7 @@ class CaseContext:
 
     @property
     def settings(self) -> Settings:
-        return self.runtime.settings  # type: ignore[no-any-return]
+        return self.runtime.settings
 
     def key(self, intent: str) -> str:
         return f"qa:{self.run_id}:{self.case_id}:{intent}"
@@ -667,7 +668,7 @@ def _cleanup(ctx: CaseContext) -> None:
         ctx.notes.append(f"test clock not deleted: {error.message}")
 
 
-def run_case(runtime: Any, case_id: str, *, run_id: int, actor: str) -> CaseOutcome:
+def run_case(runtime: Runtime, case_id: str, *, run_id: int, actor: str) -> CaseOutcome:
     """Run one case by itself; never raises for a failed expectation or a Stripe error."""
     ctx = CaseContext(runtime=runtime, run_id=run_id, case_id=case_id, actor=actor)
     started = time.monotonic()
@@ -709,7 +710,7 @@ class QaRunSummary:
 
 
 def run_matrix(
-    runtime: Any, *, case_ids: list[str] | None, actor: str, progress: ProgressCallback | None = None
+    runtime: Runtime, *, case_ids: list[str] | None, actor: str, progress: ProgressCallback | None = None
 ) -> QaRunSummary:
     """Run the chosen cases (all by default), storing each result as it finishes."""
     chosen = list(case_ids or CASE_IDS)
@@ -758,14 +759,14 @@ def run_matrix(
 
 @privileged("qa.run")
 def start_qa_run(
-    case_ids: list[str] | None, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any,
+    case_ids: list[str] | None, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Runtime,
     progress: ProgressCallback | None = None,
 ) -> QaRunSummary:
     """The page's "Run QA matrix" button (admins only)."""
     return run_matrix(runtime, case_ids=case_ids, actor=actor, progress=progress)
 
 
-def run_matrix_cli(runtime: Any, *, case_ids: list[str] | None, actor: str, echo: Callable[[str], None]) -> bool:
+def run_matrix_cli(runtime: Runtime, *, case_ids: list[str] | None, actor: str, echo: Callable[[str], None]) -> bool:
     """`billing-ops qa run`: prints one line per case; True when every case passed."""
     def progress(done: int, total: int, case_id: str, status: str) -> None:
         if status == "running":

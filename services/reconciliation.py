@@ -48,6 +48,7 @@ from services.plan_changes import (
     monthly_amount,
     record_plan_change,
 )
+from services.runtime import Runtime
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import subscription_period, upsert_subscription
 from services.switches import Paused, SwitchState, refuse_if_paused, switch_state
@@ -597,7 +598,7 @@ def _process_due(
     return finished
 
 
-def run_reconcile_cron(runtime: Any, *, holder: str, now: int | None = None) -> ReconcileReport | None:
+def run_reconcile_cron(runtime: Runtime, *, holder: str, now: int | None = None) -> ReconcileReport | None:
     """The worker's cron tick: one apply run per interval across all workers.
     The lease lasts one interval and is not released, so it is also the window."""
     settings: Settings = runtime.settings
