@@ -162,7 +162,7 @@ class ReconcileReport:
 
 
 @dataclass
-class _DueDowngrade:
+class DueDowngrade:
     subscription: dict[str, Any]
     key: str
     params: dict[str, Any]
@@ -198,13 +198,13 @@ def evaluate(
     settings: Settings,
     now: int,
     lookahead_seconds: int,
-) -> tuple[_DueDowngrade | None, list[ActionReport]]:
+) -> tuple[DueDowngrade | None, list[ActionReport]]:
     """What one subscription needs: a due downgrade and/or drift findings.
     `db_row` is (plan, interval) stored in the billing DB, or None if missing."""
     subscription_id = subscription["id"]
     state = _state(subscription, settings)
     findings: list[ActionReport] = []
-    due: _DueDowngrade | None = None
+    due: DueDowngrade | None = None
 
     def finding(kind: str, **after: Any) -> None:
         findings.append(
@@ -254,7 +254,7 @@ def evaluate(
                 }
                 after = {"price": target_price, "plan": pending_plan, "interval": interval,
                          "cancel_at_period_end": False, "pending_plan": None, "stripe_params": params}
-                due = _DueDowngrade(subscription, key, params, state, after)
+                due = DueDowngrade(subscription, key, params, state, after)
     return due, findings
 
 
@@ -353,7 +353,7 @@ def _store_findings(uow: UnitOfWork, run_id: int, findings: Iterable[ActionRepor
         uow.commit()
 
 
-def _claim(uow: UnitOfWork, run_id: int, due: _DueDowngrade) -> tuple[str, ActionReport]:
+def _claim(uow: UnitOfWork, run_id: int, due: DueDowngrade) -> tuple[str, ActionReport]:
     """Record intent before calling Stripe. Returns ("go"|"done"|"busy", action)."""
     subscription_id = due.subscription["id"]
     with uow:
@@ -540,7 +540,7 @@ def run_reconciliation(
                 report.errors += recovered.result == "error"
         db_plans = _db_plans(uow)
         findings: list[ActionReport] = []
-        due_list: list[_DueDowngrade] = []
+        due_list: list[DueDowngrade] = []
         for subscription in gateway.list_subscriptions():
             report.examined += 1
             due, found = evaluate(subscription, db_plans.get(subscription["id"]), settings=settings, now=now,
@@ -576,7 +576,7 @@ def run_reconciliation(
 
 
 def _process_due(
-    uow: UnitOfWork, gateway: StripeGateway, run_id: int, due: _DueDowngrade, *, apply: bool,
+    uow: UnitOfWork, gateway: StripeGateway, run_id: int, due: DueDowngrade, *, apply: bool,
     settings: Settings, actor: str, report: ReconcileReport,
 ) -> ActionReport:
     subscription_id = due.subscription["id"]

@@ -34,7 +34,7 @@ from services.reconciliation import (
 )
 from services.stripe_gateway import StripeGatewayError
 from services.stripe_mapping import upsert_subscription
-from tests.integration.reconcile_fixtures import ADMIN, NOW, FakeGateway, settings_for, subscription
+from tests.integration.reconcile_fixtures import ADMIN, NOW, FakeGateway, as_gateway, settings_for, subscription
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "reconcile.schema.json").read_text())
 
@@ -333,23 +333,23 @@ def test_apply_drift_fix_is_admin_only_audited_and_changes_what_it_says(migrated
 
     with pytest.raises(AccessDenied):
         apply_drift_fix(ids[DRIFT_PENDING_WITHOUT_CANCEL], actor="viewer@outside.io", settings=settings,
-                        uow=UnitOfWork(migrated_url), gateway=gateway)
+                        uow=UnitOfWork(migrated_url), gateway=as_gateway(gateway))
     assert gateway.updates == []
 
     fixed = apply_drift_fix(ids[DRIFT_PENDING_WITHOUT_CANCEL], actor=ADMIN, settings=settings,
-                            uow=UnitOfWork(migrated_url), gateway=gateway)
+                            uow=UnitOfWork(migrated_url), gateway=as_gateway(gateway))
     assert fixed.result == "fixed"
     assert gateway.subscriptions["sub_nocancel"]["metadata"] == {}
     assert gateway.subscriptions["sub_nocancel"]["items"]["data"][0]["price"]["id"] == "price_pro_monthly"
     apply_drift_fix(ids[DRIFT_MISSING_IN_DB], actor=ADMIN, settings=settings, uow=UnitOfWork(migrated_url),
-                    gateway=gateway)
+                    gateway=as_gateway(gateway))
     assert _count(migrated_url, UserSubscription, UserSubscription.stripe_subscription_id == "sub_missing") == 1
     with pytest.raises(ReconcileError):
         apply_drift_fix(ids[DRIFT_UNKNOWN_PRICE], actor=ADMIN, settings=settings, uow=UnitOfWork(migrated_url),
-                        gateway=gateway)
+                        gateway=as_gateway(gateway))
     with pytest.raises(ReconcileError, match="already fixed"):
         apply_drift_fix(ids[DRIFT_MISSING_IN_DB], actor=ADMIN, settings=settings, uow=UnitOfWork(migrated_url),
-                        gateway=gateway)
+                        gateway=as_gateway(gateway))
     with UnitOfWork(migrated_url) as uow:
         results = [(r.actor, r.result) for r in uow.session.execute(
             select(AuditLog).filter_by(action="reconcile.fix_drift").order_by(AuditLog.id)).scalars()]

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,10 @@ def test_a_switch_left_on_fires_an_alert_after_the_configured_time(switch_runtim
     settings = switch_runtime.settings
     soon = utcnow() + timedelta(minutes=settings.alert_switch_paused_minutes - 1)
     later = utcnow() + timedelta(minutes=settings.alert_switch_paused_minutes + 1)
-    keys = lambda moment: [a.key for a in metrics.active_alerts(switch_runtime.uow(), settings=settings,  # noqa: E731
-                                                                  now=moment)]
+
+    def keys(moment: datetime) -> list[str]:
+        return [a.key for a in metrics.active_alerts(switch_runtime.uow(), settings=settings, now=moment)]
+
     assert "switch_paused_reconcile" not in keys(soon)
     assert "switch_paused_reconcile" in keys(later)
 

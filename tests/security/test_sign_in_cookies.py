@@ -239,7 +239,12 @@ def test_missing_or_short_cookie_key_refuses_start_up(console: Any, tmp_path: Pa
     import services.demo
 
     started: list[bool] = []
-    monkeypatch.setattr(services.demo, "run_console", lambda **_kw: started.append(True) or 0)
+
+    def fake_console(**_kw: Any) -> int:
+        started.append(True)
+        return 0
+
+    monkeypatch.setattr(services.demo, "run_console", fake_console)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli.main, ["run"], env={
         "DATABASE_URL": runtime.settings.database_url, "AUTH_CREDENTIALS_FILE": str(credentials),
