@@ -360,7 +360,8 @@ def _change_count(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...])
         return _changes_so_far(uow, subscription_id, kinds)
 
 
-def upgrade_as_system(
+@privileged("plan.upgrade")
+def upgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
@@ -390,7 +391,8 @@ def upgrade_as_system(
     )
 
 
-def schedule_downgrade_as_system(
+@privileged("plan.schedule_downgrade")
+def schedule_downgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
@@ -538,7 +540,8 @@ def describe_schedule_change(
     )
 
 
-def cancel_scheduled_downgrade_as_system(
+@privileged("plan.cancel_scheduled_downgrade")
+def cancel_scheduled_downgrade(
     subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
 ) -> ChangeResult:
     return _clear_schedule(
@@ -546,7 +549,8 @@ def cancel_scheduled_downgrade_as_system(
     )
 
 
-def cancel_at_period_end_as_system(
+@privileged("plan.cancel_at_period_end")
+def cancel_at_period_end(
     subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
 ) -> ChangeResult:
     return _clear_schedule(
@@ -554,56 +558,13 @@ def cancel_at_period_end_as_system(
     )
 
 
-def resume_as_system(
+@privileged("plan.resume")
+def resume(
     subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
 ) -> ChangeResult:
     return _clear_schedule(
         "resume", subscription_id, cancel=False, actor=actor, settings=settings, uow=uow, gateway=gateway
     )
-
-
-# --- page-facing, admin only -------------------------------------------------------------
-@privileged("plan.upgrade")
-def upgrade(
-    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
-    gateway: StripeGateway,
-) -> ChangeResult:
-    return upgrade_as_system(
-        subscription_id, plan, interval, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
-
-
-@privileged("plan.schedule_downgrade")
-def schedule_downgrade(
-    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
-    gateway: StripeGateway,
-) -> ChangeResult:
-    return schedule_downgrade_as_system(
-        subscription_id, plan, interval, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
-
-
-@privileged("plan.cancel_scheduled_downgrade")
-def cancel_scheduled_downgrade(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return cancel_scheduled_downgrade_as_system(
-        subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
-
-
-@privileged("plan.cancel_at_period_end")
-def cancel_at_period_end(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return cancel_at_period_end_as_system(subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway)
-
-
-@privileged("plan.resume")
-def resume(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return resume_as_system(subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway)
 
 
 # --- read queries for the page ----------------------------------------------------------

@@ -30,7 +30,7 @@ from db.models import Invoice, PlanChange, QaResult, QaRun, UserSubscription
 from db.models.base import utcnow
 from db.session import UnitOfWork
 from services import metric_points
-from services.audit import privileged, record
+from services.audit import SystemCaller, privileged, record
 from services.config import Settings
 from services.errors import ConsoleError
 from services.money import format_money
@@ -137,6 +137,11 @@ class CaseContext:
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    @property
+    def system_actor(self) -> SystemCaller:
+        """The run was authorised as a whole (`run_matrix` is privileged); its cases act under it."""
+        return SystemCaller(self.actor)
 
     def key(self, intent: str) -> str:
         return f"qa:{self.run_id}:{self.case_id}:{intent}"
@@ -432,13 +437,13 @@ def _case_new_subscription(ctx: CaseContext) -> None:
 
 
 def _case_upgrade(ctx: CaseContext) -> None:
-    from services.plan_changes import upgrade_as_system
+    from services.plan_changes import upgrade
 
     _start(ctx)
     subscription = _subscribe(ctx, "basic")
     pull_events(ctx, {"customer.subscription.created"})
     with ctx.step("upgrade"):
-        upgrade_as_system(subscription["id"], "pro", "monthly", actor=ctx.actor, settings=ctx.settings,
+        upgrade(subscription["id"], "pro", "monthly", actor=ctx.system_actor, settings=ctx.settings,
                           uow=ctx.runtime.uow(), gateway=ctx.gateway)
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(_item_price(after) == _price(ctx, "pro"), "Stripe subscription is on Pro right away", _item_price(after))
@@ -458,13 +463,13 @@ def _case_upgrade(ctx: CaseContext) -> None:
 
 
 def _case_downgrade_scheduled(ctx: CaseContext) -> None:
-    from services.plan_changes import schedule_downgrade_as_system
+    from services.plan_changes import schedule_downgrade
 
     _start(ctx)
     subscription = _subscribe(ctx, "pro")
     pull_events(ctx, {"customer.subscription.created"})
     with ctx.step("schedule_downgrade"):
-        schedule_downgrade_as_system(subscription["id"], "basic", "monthly", actor=ctx.actor, settings=ctx.settings,
+        schedule_downgrade(subscription["id"], "basic", "monthly", actor=ctx.system_actor, settings=ctx.settings,
                                      uow=ctx.runtime.uow(), gateway=ctx.gateway)
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(after.get("status") == "active", "Stripe subscription stays active", after.get("status"))
@@ -479,7 +484,7 @@ def _case_downgrade_scheduled(ctx: CaseContext) -> None:
 
 
 def _case_reconciliation_applies(ctx: CaseContext) -> None:
-    from services.plan_changes import schedule_downgrade_as_system
+    from services.plan_changes import schedule_downgrade
     from services.reconciliation import run_reconciliation
     from services.webhook_counts import QA_TRIGGER
 
@@ -487,7 +492,7 @@ def _case_reconciliation_applies(ctx: CaseContext) -> None:
     # the past puts this case's renewal where no real subscription's period end can be due.
     _start(ctx, frozen_time=ctx.started_ts - PAST_CLOCK_OFFSET_SECONDS)
     subscription = _subscribe(ctx, "pro")
-    schedule_downgrade_as_system(subscription["id"], "basic", "monthly", actor=ctx.actor, settings=ctx.settings,
+    schedule_downgrade(subscription["id"], "basic", "monthly", actor=ctx.system_actor, settings=ctx.settings,
                                  uow=ctx.runtime.uow(), gateway=ctx.gateway)
     pull_events(ctx, {"customer.subscription.updated"})
     period_end = _period_end(ctx.gateway.retrieve_subscription(subscription["id"]))
@@ -625,13 +630,13 @@ def _case_portal_downgrade(ctx: CaseContext) -> None:
 
 
 def _case_cancel_at_period_end(ctx: CaseContext) -> None:
-    from services.plan_changes import cancel_at_period_end_as_system
+    from services.plan_changes import cancel_at_period_end
 
     _start(ctx)
     subscription = _subscribe(ctx, "pro")
     pull_events(ctx, {"customer.subscription.created"})
     with ctx.step("cancel_at_period_end"):
-        cancel_at_period_end_as_system(subscription["id"], actor=ctx.actor, settings=ctx.settings,
+        cancel_at_period_end(subscription["id"], actor=ctx.system_actor, settings=ctx.settings,
                                        uow=ctx.runtime.uow(), gateway=ctx.gateway)
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(after.get("cancel_at_period_end") is True, "Stripe cancel_at_period_end is true",

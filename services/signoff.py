@@ -133,11 +133,13 @@ def _refusal(uow: UnitOfWork, *, actor: str, role: str, launch_key: str, reason:
     return SignoffRefused(reason)
 
 
-def sign_as_system(
+@privileged("golive.signoff")
+def sign(
     role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Runtime, note: str | None = None,
     override_reason: str | None = None,
 ) -> dict[str, Any]:
-    """Record one signature or raise SignoffRefused (audited either way)."""
+    """The sign-off page's button: record one signature or raise SignoffRefused (audited either
+    way). Admins only; the role lists decide who may sign what."""
     from services.qa_matrix import code_version, latest_results, matrix_problems
 
     signer = normalise_email(actor) or str(actor)
@@ -250,16 +252,6 @@ def _json_safe(value: Any) -> Any:
 def _frozen_result(result: dict[str, Any]) -> dict[str, Any]:
     keep = ("id", "run_id", "status", "manual", "failed_expectation", "notes", "actor", "duration_ms", "at")
     return _json_safe({k: result[k] for k in keep})  # type: ignore[no-any-return]
-
-
-@privileged("golive.signoff")
-def sign(
-    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Runtime, note: str | None = None,
-    override_reason: str | None = None,
-) -> dict[str, Any]:
-    """The sign-off page's button (admins only; the role lists decide who may sign what)."""
-    return sign_as_system(role, actor=actor, settings=settings, uow=uow, runtime=runtime, note=note,
-                          override_reason=override_reason)
 
 
 @dataclass(frozen=True)

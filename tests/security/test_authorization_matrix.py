@@ -25,6 +25,7 @@ from db.migrate import upgrade
 from db.models import AuditLog, Base, FraudWarning, ReconcileAction, UserSubscription
 from services import audit
 from services.admin_lookalikes import lookalikes_of
+from services.audit import SystemCaller
 from services.auth import AccessDenied
 from services.config import load_settings
 from services.runtime import Runtime, set_runtime
@@ -249,7 +250,7 @@ DOMAIN_REFUSALS_ALLOWED = {"golive.signoff"}
 
 def _pause_then_restore(world: World) -> Callable[[Any], Any]:
     """Pause as the actor, then resume as the system, so later recipes find processing running."""
-    from services.switches import set_switch_as_system, switch_state
+    from services.switches import resume_switch, switch_state
 
     pause = _call("pause_switch", "services.switches", "processing", reason="Launch-day incident", **_ctx(world))
 
@@ -258,24 +259,26 @@ def _pause_then_restore(world: World) -> Callable[[Any], Any]:
             return pause(actor)
         finally:
             if switch_state(world.runtime.uow(), "processing").paused:
-                set_switch_as_system("processing", paused=False, reason=None, actor="cli", uow=world.runtime.uow())
+                resume_switch("processing", actor=SystemCaller("cli"), settings=world.runtime.settings,
+                              uow=world.runtime.uow())
 
     return act
 
 
 def _paused_then_resume(world: World) -> Callable[[Any], Any]:
     """Paused before the calls (denied callers leave it paused; the admin's call resumes it)."""
-    from services.switches import set_switch_as_system
+    from services.switches import pause_switch
 
-    set_switch_as_system("reconcile", paused=True, reason="set up by the matrix", actor="cli", uow=world.runtime.uow())
+    pause_switch("reconcile", reason="set up by the matrix", actor=SystemCaller("cli"), settings=world.runtime.settings,
+                 uow=world.runtime.uow())
     return _call("resume_switch", "services.switches", "reconcile", **_ctx(world))
 
 
 def _scheduled_then(world: World, function_name: str) -> Callable[[Any], Any]:
-    from services.plan_changes import schedule_downgrade_as_system
+    from services.plan_changes import schedule_downgrade
 
     subscription_id = _subscription(world, "pro")
-    schedule_downgrade_as_system(subscription_id, "basic", "monthly", actor="cli", **_ctx(world, gateway=True))
+    schedule_downgrade(subscription_id, "basic", "monthly", actor=SystemCaller("cli"), **_ctx(world, gateway=True))
     return _call(function_name, "services.plan_changes", subscription_id, **_ctx(world, gateway=True))
 
 
