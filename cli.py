@@ -99,7 +99,7 @@ def db_upgrade() -> None:
 @friendly_errors
 def demo(port: int, webhook_port: int, emulator_port: int, data_dir: str, customers: int, headless: bool) -> None:
     """Emulator + seeded month + webhook receiver + console on SQLite; no Stripe account needed."""
-    from services.demo import run_demo
+    from demo import run_demo
 
     run_demo(
         console_port=port,
@@ -117,7 +117,7 @@ def demo(port: int, webhook_port: int, emulator_port: int, data_dir: str, custom
 def run(port: int) -> None:
     """The console against the configured Stripe account (test or live)."""
     from db.migrate import upgrade
-    from services.demo import run_console
+    from demo import run_console
     from services.sign_in import load_credentials
 
     settings = load_settings()

@@ -16,7 +16,6 @@ import importlib.metadata
 import json
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from db.session import UnitOfWork
 from services import metric_points
 from services.audit import SystemCaller, privileged, record
 from services.config import Settings
+from services.emulator_client import emulator_call
 from services.errors import ConsoleError
 from services.money import format_money
 from services.runtime import Runtime
@@ -253,16 +253,10 @@ def _emulator_helper(ctx: CaseContext, path: str, payload: dict[str, Any]) -> di
     base = ctx.settings.stripe_api_base
     if not base:
         return None
-    request = urllib.request.Request(  # noqa: S310 (the configured emulator's http URL)
-        f"{base.rstrip('/')}/_emulator/{path}", data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (the configured emulator)
-            body = response.read()
+        result = emulator_call(base, path, payload, timeout=60)
     except OSError:
         return None
-    result = json.loads(body) if body else {}
     return result if isinstance(result, dict) else {}
 
 

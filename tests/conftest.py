@@ -3,11 +3,9 @@ emulator, settings, the runtime, and signed-in identities for AppTest."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from db.session import dispose_engines
+from services.emulator_client import emulator_call
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -101,16 +100,7 @@ def emulator_server() -> Iterator[Any]:
 
 
 def emulator_admin(base_url: str, path: str, payload: dict[str, Any] | None = None, method: str = "POST") -> Any:
-    data = None if payload is None and method == "GET" else json.dumps(payload or {}).encode()
-    request = urllib.request.Request(
-        f"{base_url}/_emulator/{path.lstrip('/')}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (loopback only)
-        body = response.read()
-    return json.loads(body) if body else None
+    return emulator_call(base_url, path, payload, method=method)
 
 
 class EmulatorHandle:
