@@ -25,7 +25,8 @@ from services.config import RATE_LIMIT_SHARE, STRIPE_RATE_LIMITS, load_settings 
 from services.emulator_client import emulator_call  # noqa: E402
 from services.reconciliation import run_reconciliation  # noqa: E402
 from services.stripe_gateway import StripeGateway  # noqa: E402
-from services.stripe_mapping import subscription_period, upsert_subscription  # noqa: E402
+from services.stripe_mapping import upsert_subscription  # noqa: E402
+from services.stripe_objects import subscription_period  # noqa: E402
 
 API_KEY = "sk_test_benchmark0123456789"
 

@@ -16,8 +16,10 @@ from db.models.base import from_unix
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
+from services.config import CONSOLE_EVENT_TYPES
 from services.runtime import Runtime
 from services.stripe_gateway import StripeGatewayError
+from services.stripe_objects import object_id
 from services.webhook_counts import test_tags
 
 Event = dict[str, Any]
@@ -62,7 +64,7 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
         _refetch(lambda: runtime.gateway.retrieve_subscription(subscription_id), fallback) if refetch
         else (fallback, False)
     )
-    _ensure_customer(uow, stripe_mapping._id(subscription.get("customer")), runtime)
+    _ensure_customer(uow, object_id(subscription.get("customer")), runtime)
     observed_at = stripe_mapping.fresh_observed_at(existing) if fresh else event["created"]
     row = stripe_mapping.upsert_subscription(
         uow, subscription, observed_at=observed_at, settings=runtime.settings, source_event_id=event["id"]
@@ -80,8 +82,8 @@ def on_subscription(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bo
 
 def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     session = event["data"]["object"]
-    _ensure_customer(uow, stripe_mapping._id(session.get("customer")), runtime)
-    subscription_id = stripe_mapping._id(session.get("subscription"))
+    _ensure_customer(uow, object_id(session.get("customer")), runtime)
+    subscription_id = object_id(session.get("subscription"))
     if subscription_id:
         _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime, True)
 
@@ -90,8 +92,8 @@ def _payment_intent_id(invoice: dict[str, Any]) -> str | None:
     for payment in ((invoice.get("payments") or {}).get("data") or []):
         intent = (payment.get("payment") or {}).get("payment_intent")
         if intent:
-            return stripe_mapping._id(intent)
-    return stripe_mapping._id(invoice.get("payment_intent"))
+            return object_id(intent)
+    return object_id(invoice.get("payment_intent"))
 
 
 def _recovery_method(row: Invoice, runtime: Runtime) -> str:
@@ -134,7 +136,7 @@ def _earliest(current: datetime | None, candidate: datetime | None) -> datetime 
 
 def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     invoice = event["data"]["object"]
-    _ensure_customer(uow, stripe_mapping._id(invoice.get("customer")), runtime)
+    _ensure_customer(uow, object_id(invoice.get("customer")), runtime)
     # The status can change several times in one second (action required, then paid):
     # the current state comes from Stripe, the dunning facts from the event itself.
     current, observed_at = _current_state(
@@ -176,7 +178,7 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
     )
     if not charge.get("amount") and not fresh:
         return
-    _ensure_customer(uow, stripe_mapping._id(charge.get("customer")), runtime)
+    _ensure_customer(uow, object_id(charge.get("customer")), runtime)
     stored = uow.session.get(Charge, charge_id)
     stripe_mapping.upsert_charge(
         uow, charge, observed_at=stripe_mapping.fresh_observed_at(stored) if fresh
@@ -193,7 +195,7 @@ def on_charge(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) ->
 
 def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     dispute = event["data"]["object"]
-    _sync_charge(uow, stripe_mapping._id(dispute.get("charge")), event, runtime, refetch)
+    _sync_charge(uow, object_id(dispute.get("charge")), event, runtime, refetch)
     uow.session.flush()
     current, observed_at = _current_state(
         uow, Dispute, dispute, lambda: runtime.gateway.retrieve_dispute(dispute["id"]), event, refetch)
@@ -202,7 +204,7 @@ def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
 
 def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     warning = event["data"]["object"]
-    _sync_charge(uow, stripe_mapping._id(warning.get("charge")), event, runtime, refetch)
+    _sync_charge(uow, object_id(warning.get("charge")), event, runtime, refetch)
     uow.session.flush()
     current, observed_at = _current_state(
         uow, FraudWarning, warning, lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), event,
@@ -210,26 +212,26 @@ def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refe
     stripe_mapping.upsert_fraud_warning(uow, current, observed_at=observed_at)
 
 
-HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": on_checkout_completed,
-    "customer.subscription.created": on_subscription,
-    "customer.subscription.updated": on_subscription,
-    "customer.subscription.deleted": on_subscription,
-    "invoice.paid": on_invoice,
-    "invoice.payment_succeeded": on_invoice,
-    "invoice.payment_failed": on_invoice,
-    "invoice.payment_action_required": on_invoice,
-    "charge.succeeded": on_charge,
-    "charge.failed": on_charge,
-    "charge.refunded": on_charge,
-    "charge.dispute.created": on_dispute,
-    "charge.dispute.updated": on_dispute,
-    "charge.dispute.closed": on_dispute,
-    "charge.dispute.funds_withdrawn": on_dispute,
-    "charge.dispute.funds_reinstated": on_dispute,
-    "radar.early_fraud_warning.created": on_early_fraud_warning,
-    "radar.early_fraud_warning.updated": on_early_fraud_warning,
-}
+# Which handler serves each event type, by the object the type names (most specific
+# prefix first); the types themselves are the one list in config.CONSOLE_EVENT_TYPES.
+_HANDLER_BY_PREFIX: tuple[tuple[str, Handler], ...] = (
+    ("checkout.session.", on_checkout_completed),
+    ("customer.subscription.", on_subscription),
+    ("invoice.", on_invoice),
+    ("charge.dispute.", on_dispute),
+    ("charge.", on_charge),
+    ("radar.early_fraud_warning.", on_early_fraud_warning),
+)
+
+
+def _handler_for(event_type: str) -> Handler:
+    for prefix, handler in _HANDLER_BY_PREFIX:
+        if event_type.startswith(prefix):
+            return handler
+    raise LookupError(f"no handler for the subscribed event type {event_type}")
+
+
+HANDLERS: dict[str, Handler] = {event_type: _handler_for(event_type) for event_type in CONSOLE_EVENT_TYPES}
 
 
 def handle_event(uow: UnitOfWork, event: Event, runtime: Runtime, *, refetch: bool = True) -> None:

@@ -37,7 +37,8 @@ from services.metric_points import (
 )
 from services.money import format_money
 from services.stripe_gateway import StripeGateway, StripeGatewayError
-from services.stripe_mapping import subscription_period, upsert_subscription
+from services.stripe_mapping import upsert_subscription
+from services.stripe_objects import first_item, item_price_id, subscription_period
 
 # Upgrades are invoiced at once; scheduled downgrades never prorate (runbook section 5).
 UPGRADE_PRORATION = "always_invoice"
@@ -114,19 +115,10 @@ def resolve_price(settings: Settings, plan: str, interval: str) -> str:
 
 
 def subscription_item(subscription: dict[str, Any]) -> dict[str, Any]:
-    items = (subscription.get("items") or {}).get("data") or []
-    if not items:
+    item = first_item(subscription)
+    if item is None:
         raise PlanChangeError(f"Subscription {subscription.get('id')} has no items to change.")
-    item: dict[str, Any] = items[0]
     return item
-
-
-def item_price_id(subscription: dict[str, Any]) -> str | None:
-    items = (subscription.get("items") or {}).get("data") or []
-    if not items:
-        return None
-    price = items[0].get("price")
-    return str(price.get("id")) if isinstance(price, dict) else (str(price) if price else None)
 
 
 def monthly_amount(price: dict[str, Any]) -> float:

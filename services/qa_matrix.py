@@ -36,6 +36,7 @@ from services.errors import ConsoleError
 from services.money import format_money
 from services.runtime import Runtime
 from services.stripe_gateway import StripeGatewayError
+from services.stripe_objects import item_id, item_price_id, subscription_period
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "billing-ops-console"
@@ -229,14 +230,7 @@ def _advance(ctx: CaseContext, to: int, intent: str) -> None:
 
 
 def _period_end(subscription: dict[str, Any]) -> int:
-    items = (subscription.get("items") or {}).get("data") or [{}]
-    return int(items[0].get("current_period_end") or 0)
-
-
-def _item_price(subscription: dict[str, Any]) -> str | None:
-    items = (subscription.get("items") or {}).get("data") or [{}]
-    price = items[0].get("price")
-    return str(price.get("id")) if isinstance(price, dict) else price
+    return int(subscription_period(subscription)[1] or 0)
 
 
 def _invoices(ctx: CaseContext, subscription_id: str) -> list[dict[str, Any]]:
@@ -418,8 +412,8 @@ def _case_new_subscription(ctx: CaseContext) -> None:
     expect_events(ctx, wanted)
     subscription = ctx.gateway.retrieve_subscription(subscription_id)
     ctx.expect(subscription.get("status") == "active", "Stripe subscription is active", subscription.get("status"))
-    ctx.expect(_item_price(subscription) == pro, "Stripe subscription is on the Pro monthly price",
-               _item_price(subscription))
+    ctx.expect(item_price_id(subscription) == pro, "Stripe subscription is on the Pro monthly price",
+               item_price_id(subscription))
     invoices = _invoices(ctx, str(subscription_id))
     ctx.expect(bool(invoices) and invoices[0].get("status") == "paid", "the first invoice is paid",
                [i.get("status") for i in invoices])
@@ -440,7 +434,8 @@ def _case_upgrade(ctx: CaseContext) -> None:
         upgrade(subscription["id"], "pro", "monthly", actor=ctx.system_actor, settings=ctx.settings,
                           uow=ctx.runtime.uow(), gateway=ctx.gateway)
     after = ctx.gateway.retrieve_subscription(subscription["id"])
-    ctx.expect(_item_price(after) == _price(ctx, "pro"), "Stripe subscription is on Pro right away", _item_price(after))
+    ctx.expect(item_price_id(after) == _price(ctx, "pro"), "Stripe subscription is on Pro right away",
+               item_price_id(after))
     upgrade_invoices = [i for i in _invoices(ctx, subscription["id"])
                         if i.get("billing_reason") == "subscription_update"]
     ctx.expect(bool(upgrade_invoices), "an immediate upgrade invoice was created")
@@ -471,8 +466,8 @@ def _case_downgrade_scheduled(ctx: CaseContext) -> None:
                after.get("cancel_at_period_end"))
     ctx.expect((after.get("metadata") or {}).get("pending_plan") == "basic", "Stripe metadata.pending_plan is basic",
                (after.get("metadata") or {}).get("pending_plan"))
-    ctx.expect(_item_price(after) == _price(ctx, "pro"), "Stripe subscription stays on Pro until period end",
-               _item_price(after))
+    ctx.expect(item_price_id(after) == _price(ctx, "pro"), "Stripe subscription stays on Pro until period end",
+               item_price_id(after))
     expect_events(ctx, {"customer.subscription.updated"})
     _expect_db_subscription(ctx, subscription["id"], plan="pro", pending_plan="basic", cancel_at_period_end=True)
 
@@ -504,7 +499,8 @@ def _case_reconciliation_applies(ctx: CaseContext) -> None:
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(after.get("status") == "active", "Stripe subscription is still active after the downgrade",
                after.get("status"))
-    ctx.expect(_item_price(after) == _price(ctx, "basic"), "Stripe subscription switched to Basic", _item_price(after))
+    ctx.expect(item_price_id(after) == _price(ctx, "basic"), "Stripe subscription switched to Basic",
+               item_price_id(after))
     ctx.expect(not after.get("cancel_at_period_end"), "Stripe cancel_at_period_end is unset",
                after.get("cancel_at_period_end"))
     ctx.expect(not (after.get("metadata") or {}).get("pending_plan"), "Stripe metadata.pending_plan is cleared")
@@ -607,15 +603,15 @@ def _case_portal_downgrade(ctx: CaseContext) -> None:
     _start(ctx)
     subscription = _subscribe(ctx, "pro")
     pull_events(ctx, {"customer.subscription.created"})
-    item_id = ((subscription.get("items") or {}).get("data") or [{}])[0].get("id")
+    subscription_item_id = item_id(subscription)
     with ctx.step("portal_downgrade"):
         # What the customer portal sends for a plan switch configured without proration credit.
         ctx.gateway.update_subscription(subscription["id"],
-                                        {"items": [{"id": item_id, "price": _price(ctx, "basic")}],
+                                        {"items": [{"id": subscription_item_id, "price": _price(ctx, "basic")}],
                                          "proration_behavior": "none"},
                                         idempotency_key=ctx.key("portal-switch"))
     after = ctx.gateway.retrieve_subscription(subscription["id"])
-    ctx.expect(_item_price(after) == _price(ctx, "basic"), "Stripe subscription is on Basic", _item_price(after))
+    ctx.expect(item_price_id(after) == _price(ctx, "basic"), "Stripe subscription is on Basic", item_price_id(after))
     ctx.expect(after.get("status") == "active", "Stripe subscription stays active", after.get("status"))
     expect_events(ctx, {"customer.subscription.updated"})
     _expect_db_subscription(ctx, subscription["id"], plan="basic", status="active")

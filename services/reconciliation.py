@@ -44,13 +44,13 @@ from services.observability import capture_alert
 from services.plan_changes import (
     DOWNGRADE_PRORATION,
     fresh_observed_at,
-    item_price_id,
     monthly_amount,
     record_plan_change,
 )
 from services.runtime import Runtime
 from services.stripe_gateway import StripeGateway, StripeGatewayError
-from services.stripe_mapping import subscription_period, upsert_subscription
+from services.stripe_mapping import upsert_subscription
+from services.stripe_objects import item_id, item_price_id, subscription_period
 from services.switches import Paused, SwitchState, refuse_if_paused, switch_state
 from services.webhook_counts import QA_TRIGGER
 
@@ -235,9 +235,9 @@ def evaluate(
         elif period_end - now <= lookahead_seconds:
             interval = state["pending_interval"] or state["interval"] or "monthly"
             target_price = settings.price_id(pending_plan, interval)
-            items = (subscription.get("items") or {}).get("data") or []
+            subscription_item_id = item_id(subscription)
             key = downgrade_key(subscription_id, period_end)
-            if target_price is None or not items:
+            if target_price is None or subscription_item_id is None:
                 findings.append(
                     ActionReport(
                         subscription_id, APPLY_DOWNGRADE, "error", before=state, idempotency_key=key,
@@ -246,7 +246,7 @@ def evaluate(
                 )
             else:
                 params = {
-                    "items": [{"id": items[0]["id"], "price": target_price}],
+                    "items": [{"id": subscription_item_id, "price": target_price}],
                     "proration_behavior": DOWNGRADE_PRORATION,
                     "cancel_at_period_end": False,
                     # Stripe removes a metadata key set to an empty string.
@@ -708,11 +708,11 @@ def _fix_params(kind: str, subscription: dict[str, Any], settings: Settings) -> 
         state = _state(subscription, settings)
         interval = state["pending_interval"] or state["interval"] or "monthly"
         price = settings.price_id(state["pending_plan"] or "", interval)
-        items = (subscription.get("items") or {}).get("data") or []
-        if price is None or not items:
+        subscription_item_id = item_id(subscription)
+        if price is None or subscription_item_id is None:
             raise ReconcileError("The pending plan has no price in the plan mapping; fix the mapping first.")
         return {
-            "items": [{"id": items[0]["id"], "price": price}],
+            "items": [{"id": subscription_item_id, "price": price}],
             "proration_behavior": DOWNGRADE_PRORATION,
             "cancel_at_period_end": False,
             "metadata": {"pending_plan": "", "pending_interval": ""},

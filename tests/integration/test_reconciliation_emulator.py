@@ -20,7 +20,8 @@ from db.models import ReconcileAction, UserSubscription
 from services import plan_changes, reconciliation
 from services.reconciliation import DRIFT_KINDS, run_reconcile_cron, run_reconciliation
 from services.runtime import Runtime
-from services.stripe_mapping import subscription_period, upsert_subscription
+from services.stripe_mapping import upsert_subscription
+from services.stripe_objects import subscription_period
 from tests.conftest import ADMIN_EMAIL
 
 # Skips (rather than errors) until the emulator package (issue 4) is in the tree.

@@ -7,11 +7,11 @@ import pytest
 from services.plan_changes import (
     PlanChangeError,
     _line_is_proration,
-    item_price_id,
     monthly_amount,
     plan_choices,
     resolve_price,
 )
+from services.stripe_objects import item_price_id
 from tests.integration.reconcile_fixtures import price_object, settings_for, subscription
 
 SETTINGS = settings_for("sqlite://")
