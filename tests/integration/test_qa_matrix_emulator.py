@@ -81,7 +81,7 @@ def test_case_fails_naming_the_expectation_when_stripe_misbehaves(
     qa_runtime: Any, emulator: Any, misbehave: dict[str, Any], case_id: str, expectation_words: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("services.qa_matrix.EVENT_WAIT_SECONDS", 2.0)  # a suppressed event never comes
+    monkeypatch.setattr("services.qa_runner.EVENT_WAIT_SECONDS", 2.0)  # a suppressed event never comes
     emulator.admin("misbehave", misbehave)
     ok, lines = _run(qa_runtime, [case_id])
     assert not ok
