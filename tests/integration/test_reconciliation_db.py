@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from db.models import AuditLog, MetricPoint, PlanChange, ReconcileAction, ReconcileRun, UserSubscription
 from db.session import UnitOfWork
-from services import reconciliation
+from services import reconcile_run, reconciliation
 from services.auth import AccessDenied
 from services.leases import acquire_lease, lease_holder, release_lease
 from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN
@@ -130,12 +130,12 @@ def test_crash_after_stripe_call_is_completed_by_next_run(migrated_url: str, mon
     settings = settings_for(migrated_url)
     gateway = FakeGateway([_due()])
     _sync_db(migrated_url, gateway, settings)
-    real_finish = reconciliation._finish_downgrade
+    real_finish = reconcile_run._finish_downgrade
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("worker killed before the DB write")
 
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", crash)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", crash)
     with pytest.raises(RuntimeError):
         _run(migrated_url, gateway, settings)
     assert len(gateway.updates) == 1  # Stripe changed, the DB did not
@@ -145,7 +145,7 @@ def test_crash_after_stripe_call_is_completed_by_next_run(migrated_url: str, mon
         crashed_run = uow.session.get(ReconcileRun, action.run_id)
         assert crashed_run is not None and crashed_run.error and "worker killed" in crashed_run.error
 
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", real_finish)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", real_finish)
     report = _run(migrated_url, gateway, settings)
 
     assert report.applied == 1
@@ -239,7 +239,7 @@ def test_listing_failure_ends_the_run_with_its_error(migrated_url: str) -> None:
 
 def test_alert_when_one_run_applies_more_than_the_threshold(migrated_url: str, monkeypatch: Any) -> None:
     alerts: list[tuple[str, dict[str, str]]] = []
-    monkeypatch.setattr(reconciliation, "capture_alert", lambda message, tags: alerts.append((message, tags)))
+    monkeypatch.setattr(reconcile_run, "capture_alert", lambda message, tags: alerts.append((message, tags)))
     settings = settings_for(migrated_url, ALERT_RECONCILE_APPLIED_MAX="2")
     gateway = FakeGateway([_due(f"sub_{i}") for i in range(3)])
     _sync_db(migrated_url, gateway, settings)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from db.models import ReconcileAction, UserSubscription
-from services import plan_changes, reconciliation
+from services import plan_changes, reconcile_run
 from services.reconciliation import DRIFT_KINDS, run_reconcile_cron, run_reconciliation
 from services.runtime import Runtime
 from services.stripe_mapping import upsert_subscription
@@ -207,16 +207,16 @@ def test_crash_after_the_stripe_call_is_completed_without_a_second_change(
     due = world.subscribe("pro")
     world.schedule_downgrade(due)
     end = world.period_end(due)
-    real_finish = reconciliation._finish_downgrade
+    real_finish = reconcile_run._finish_downgrade
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("killed between the Stripe call and the DB write")
 
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", crash)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", crash)
     emulator.clear_requests()
     with pytest.raises(RuntimeError):
         world.reconcile(now=end - 600)
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", real_finish)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", real_finish)
     events_before = len(list(world.gateway.list_events(type="customer.subscription.updated")))
 
     report = world.reconcile(now=end - 600)
