@@ -162,8 +162,6 @@ def apply_drift_fix(
 # Kinds whose "Apply fix" works; the others get no button (dismiss them with a reason instead).
 FIXABLE_KINDS = frozenset({DRIFT_PENDING_WITHOUT_CANCEL, DRIFT_PENDING_PAST_PERIOD_END, DRIFT_PLAN_MISMATCH,
                            DRIFT_MISSING_IN_DB})
-
-
 MIN_DISMISS_REASON = 10
 
 

@@ -17,28 +17,15 @@ from services.plan_changes import (
 from services.stripe_objects import item_id, item_price_id, subscription_period
 
 APPLY_DOWNGRADE = "apply_downgrade"
-
-
 DRIFT_PENDING_WITHOUT_CANCEL = "drift_pending_without_cancel"
-
-
 DRIFT_PENDING_PAST_PERIOD_END = "drift_pending_past_period_end"
-
-
 DRIFT_PLAN_MISMATCH = "drift_plan_mismatch"
-
-
 DRIFT_MISSING_IN_DB = "drift_missing_in_db"
-
-
 DRIFT_UNKNOWN_PRICE = "drift_unknown_price"
-
 
 # A subscription that ended (Stripe cancelled it) while its downgrade was still pending: not
 # drift to patch but a lost customer (see services/lost_customers.py for what can be done).
 LOST_CUSTOMER = "lost_customer"
-
-
 DRIFT_KINDS = (
     LOST_CUSTOMER,
     DRIFT_PENDING_WITHOUT_CANCEL,
@@ -47,8 +34,6 @@ DRIFT_KINDS = (
     DRIFT_MISSING_IN_DB,
     DRIFT_UNKNOWN_PRICE,
 )
-
-
 DRIFT_DESCRIPTIONS = {
     LOST_CUSTOMER: "customer lost: downgrade not applied before period end",
     DRIFT_PENDING_WITHOUT_CANCEL: "pending_plan is set but cancel_at_period_end is false",
@@ -57,7 +42,6 @@ DRIFT_DESCRIPTIONS = {
     DRIFT_MISSING_IN_DB: "the subscription exists in Stripe but not in the billing DB",
     DRIFT_UNKNOWN_PRICE: "the subscription's price is not in the plan mapping",
 }
-
 
 # Statuses whose price can no longer change; a pending plan on them is only drift.
 ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})

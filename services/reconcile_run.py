@@ -63,11 +63,9 @@ from services.webhook_counts import QA_TRIGGER
 
 RECONCILE_LEASE = "reconcile"
 
-
 # A `pending` action older than this whose run never finished belongs to a dead
 # worker; the next run completes it (same key, so Stripe replays).
 STALE_PENDING_SECONDS = 600
-
 
 # Serialises downgrade claims across PostgreSQL sessions (SQLite: BEGIN IMMEDIATE).
 _CLAIM_LOCK_ID = 7243008
@@ -114,11 +112,7 @@ def _db_plans(uow: UnitOfWork) -> dict[str, tuple[str | None, str | None]]:
 # A decision on a finding (dismissed, handled, or a lost customer re-subscribed) carries over
 # to later runs while the subscription's state is the same, so it is not reported again.
 DECIDED_RESULTS = ("dismissed", "handled")
-
-
 _SAME_STATE = ("status", "price", "pending_plan", "cancel_at_period_end")
-
-
 _DECISION_FIELDS = ("dismissed_by", "dismissed_reason", "dismissed_at", "handled_by", "handled_reason",
                     "handled_at", "fixed_by", "fixed_at", "fix", "new_subscription")
 

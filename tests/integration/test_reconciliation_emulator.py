@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from db.models import ReconcileAction, UserSubscription
-from services import plan_changes, reconcile_run
+from services import plan_changes, plan_preview, reconcile_run
 from services.reconciliation import DRIFT_KINDS, run_reconcile_cron, run_reconciliation
 from services.runtime import Runtime
 from services.stripe_mapping import upsert_subscription
@@ -324,7 +324,7 @@ def test_preview_then_upgrade_invoices_the_proration_now(emulator: Any, runtime_
     sub_id = world.subscribe("basic")
     world.advance(world.start + 15 * 86400)  # half-way through the period
     kw = {"settings": world.runtime.settings, "uow": world.runtime.uow(), "gateway": world.gateway}
-    preview = plan_changes.preview_change(sub_id, "pro", "monthly", **kw)
+    preview = plan_preview.preview_change(sub_id, "pro", "monthly", **kw)
     assert preview.direction == "upgrade" and preview.current_plan == "basic"
     assert 0 < preview.proration_amount < 3000 - 1000 + 1  # about half of the 20.00 difference
     result = plan_changes.upgrade(sub_id, "pro", "monthly", actor=ADMIN_EMAIL, **kw)
