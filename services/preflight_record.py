@@ -17,7 +17,8 @@ from db.models.base import utcnow
 from db.session import UnitOfWork
 from services import checklist
 from services.audit import record
-from services.preflight import CheckResult, has_blocking_failure, run_preflight, status_word
+from services.preflight import run_preflight
+from services.preflight_result import CheckResult, has_blocking_failure, status_word
 from services.runbook_boxes import BOXES, RUNBOOK_TITLES, check_matches
 from services.runtime import Runtime
 

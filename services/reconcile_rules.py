@@ -59,7 +59,7 @@ class ReconcileRefused(ReconcileError):
 def configuration_blockers(settings: Settings) -> list[str]:
     """The preflight's blocking failures that need no Stripe call and that would make a run's
     findings false (e.g. a missing price mapping makes every subscription 'unknown price')."""
-    from services.preflight import check_required_plans, check_stripe_key
+    from services.preflight_settings import check_required_plans, check_stripe_key
 
     return [f"{result.message} {result.fix}".strip()
             for result in (check_stripe_key(settings), check_required_plans(settings)) if result.blocking_failure]
