@@ -44,6 +44,13 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "postgres: " + (_PG_SKIP_REASON or "reachable at 127.0.0.1:5432 (integration tests run on it)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that ask for a PostgreSQL database directly carry the `postgres` marker too."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Any) -> Iterator[str]:
     yield f"sqlite:///{tmp_path}/billing_ops_test.db"
@@ -66,9 +73,10 @@ def postgres_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Parametrised: every integration test using it runs on SQLite and PostgreSQL."""
+    """Parametrised: every integration test using it runs on SQLite and PostgreSQL (that half
+    carries the `postgres` marker, so `-m "not postgres"` runs the SQLite half alone)."""
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 

@@ -25,7 +25,6 @@ from services.stripe_objects import subscription_period
 from tests.conftest import ADMIN_EMAIL
 
 # Skips (rather than errors) until the emulator package (issue 4) is in the tree.
-pytest.importorskip("emulator.server")
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "reconcile.schema.json").read_text())
 
