@@ -44,11 +44,18 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "postgres: " + (_PG_SKIP_REASON or "reachable at 127.0.0.1:5432 (integration tests run on it)")
 
 
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that ask for a PostgreSQL database directly carry the `postgres` marker too."""
+    """Markers that follow from what a test uses: a PostgreSQL database asked for directly is
+    `postgres`; everything under tests/e2e drives the browser and is `e2e` (the fast lane,
+    `-m "not e2e"`, leaves it out)."""
     for item in items:
         if "postgres_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+        if E2E_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture
