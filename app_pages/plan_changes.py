@@ -9,7 +9,16 @@ from urllib.parse import quote
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
+from app_pages._shared import (
+    flash,
+    flash_error,
+    plain,
+    require_admin,
+    runtime,
+    show_error,
+    show_flash,
+    stripe_dashboard_url,
+)
 from services import plan_change_queries, plan_changes, plan_preview
 from services.auth import AccessDenied
 from services.money import format_money as _money
@@ -49,12 +58,7 @@ def _refresh() -> None:
     st.session_state.pop("preview", None)
 
 
-message = st.session_state.pop("plan_message", None)
-if message:
-    st.success(message)
-plan_error = st.session_state.pop("plan_error", None)
-if plan_error:
-    st.error(f"Nothing was changed: {plain(plan_error)}")
+show_flash("plan", refused="Nothing was changed")
 
 with st.form("lookup"):
     # A search hit or a shared link opens with its customer or subscription looked up.
@@ -136,12 +140,10 @@ if subscription_id:
                     result = change(p.subscription_id, p.target_plan, p.target_interval, actor=identity.email,
                                     settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
                     _refresh()
-                    st.session_state["plan_message"] = (
-                        f"{result.kind.replace('_', ' ').capitalize()}: {plain(result.subscription_id)} → "
-                        f"{plain(result.to_plan)}."
-                    )
+                    flash("plan", f"{result.kind.replace('_', ' ').capitalize()}: {plain(result.subscription_id)} → "
+                                  f"{plain(result.to_plan)}.")
                 except ERRORS as error:
-                    st.session_state["plan_error"] = getattr(error, "message", str(error))  # escaped when shown
+                    flash_error("plan", error)
                 st.rerun()
             if col2.button("Cancel", key="cancel_change"):
                 st.session_state.pop("confirming", None)
@@ -179,9 +181,9 @@ if subscription_id:
                 result = action(c.subscription_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
                                 gateway=rt.gateway)
                 _refresh()
-                st.session_state["plan_message"] = f"{label}: done for {plain(result.subscription_id)}."
+                flash("plan", f"{label}: done for {plain(result.subscription_id)}.")
             except ERRORS as error:
-                st.session_state["plan_error"] = getattr(error, "message", str(error))
+                flash_error("plan", error)
             st.rerun()
         if col2.button("Cancel", key="cancel_schedule"):
             st.session_state.pop("schedule_confirm", None)

@@ -16,7 +16,7 @@ carries an idempotency key derived from the intent and writes one audit row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
@@ -420,28 +420,31 @@ def describe_schedule_change(
     )
 
 
-@privileged("plan.cancel_scheduled_downgrade")
-def cancel_scheduled_downgrade(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return _clear_schedule(
-        "downgrade_canceled", subscription_id, cancel=False, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
+class ScheduleChange(Protocol):
+    def __call__(
+        self, subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+    ) -> ChangeResult: ...
 
 
-@privileged("plan.cancel_at_period_end")
-def cancel_at_period_end(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return _clear_schedule(
-        "cancel", subscription_id, cancel=True, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
+_SCHEDULE_CHANGE_NAMES = {"downgrade_canceled": "cancel_scheduled_downgrade", "cancel": "cancel_at_period_end",
+                          "resume": "resume"}
 
 
-@privileged("plan.resume")
-def resume(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return _clear_schedule(
-        "resume", subscription_id, cancel=False, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
+def _schedule_change(kind: str) -> ScheduleChange:
+    """The privileged service for one schedule change (audited as AUDIT_ACTIONS[kind])."""
+
+    def change(
+        subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+    ) -> ChangeResult:
+        return _clear_schedule(kind, subscription_id, cancel=kind == "cancel", actor=actor, settings=settings,
+                               uow=uow, gateway=gateway)
+
+    change.__name__ = change.__qualname__ = _SCHEDULE_CHANGE_NAMES[kind]
+    return privileged(AUDIT_ACTIONS[kind])(change)
+
+
+# One page button each: undo a scheduled downgrade, cancel at period end, undo a cancellation.
+SCHEDULE_CHANGES: dict[str, ScheduleChange] = {kind: _schedule_change(kind) for kind in SCHEDULE_KINDS}
+cancel_scheduled_downgrade = SCHEDULE_CHANGES["downgrade_canceled"]
+cancel_at_period_end = SCHEDULE_CHANGES["cancel"]
+resume = SCHEDULE_CHANGES["resume"]

@@ -31,6 +31,7 @@ from services.qa_runner import (
     settled,
     start_case,
     subscribe,
+    subscribed,
 )
 from services.stripe_objects import item_id, item_price_id
 
@@ -115,12 +116,9 @@ def _case_new_subscription(ctx: CaseContext) -> None:
 def _case_upgrade(ctx: CaseContext) -> None:
     from services.plan_changes import upgrade
 
-    start_case(ctx)
-    subscription = subscribe(ctx, "basic")
-    pull_events(ctx, {"customer.subscription.created"})
+    subscription = subscribed(ctx, "basic")
     with ctx.step("upgrade"):
-        upgrade(subscription["id"], "pro", "monthly", actor=ctx.system_actor, settings=ctx.settings,
-                          uow=ctx.runtime.uow(), gateway=ctx.gateway)
+        upgrade(subscription["id"], "pro", "monthly", **ctx.as_system())
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(item_price_id(after) == plan_price(ctx, "pro"), "Stripe subscription is on Pro right away",
                item_price_id(after))
@@ -142,12 +140,9 @@ def _case_upgrade(ctx: CaseContext) -> None:
 def _case_downgrade_scheduled(ctx: CaseContext) -> None:
     from services.plan_changes import schedule_downgrade
 
-    start_case(ctx)
-    subscription = subscribe(ctx, "pro")
-    pull_events(ctx, {"customer.subscription.created"})
+    subscription = subscribed(ctx, "pro")
     with ctx.step("schedule_downgrade"):
-        schedule_downgrade(subscription["id"], "basic", "monthly", actor=ctx.system_actor, settings=ctx.settings,
-                                     uow=ctx.runtime.uow(), gateway=ctx.gateway)
+        schedule_downgrade(subscription["id"], "basic", "monthly", **ctx.as_system())
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(after.get("status") == "active", "Stripe subscription stays active", after.get("status"))
     ctx.expect(after.get("cancel_at_period_end") is True, "Stripe cancel_at_period_end is true",
@@ -169,8 +164,7 @@ def _case_reconciliation_applies(ctx: CaseContext) -> None:
     # the past puts this case's renewal where no real subscription's period end can be due.
     start_case(ctx, frozen_time=ctx.started_ts - PAST_CLOCK_OFFSET_SECONDS)
     subscription = subscribe(ctx, "pro")
-    schedule_downgrade(subscription["id"], "basic", "monthly", actor=ctx.system_actor, settings=ctx.settings,
-                                 uow=ctx.runtime.uow(), gateway=ctx.gateway)
+    schedule_downgrade(subscription["id"], "basic", "monthly", **ctx.as_system())
     pull_events(ctx, {"customer.subscription.updated"})
     period_end = period_end_of(ctx.gateway.retrieve_subscription(subscription["id"]))
     ctx.expect(period_end > (ctx.clock_started_ts or 0), "the subscription has a period end", period_end)
@@ -289,9 +283,7 @@ def _case_past_due_recovered(ctx: CaseContext) -> None:
 
 
 def _case_portal_downgrade(ctx: CaseContext) -> None:
-    start_case(ctx)
-    subscription = subscribe(ctx, "pro")
-    pull_events(ctx, {"customer.subscription.created"})
+    subscription = subscribed(ctx, "pro")
     subscription_item_id = item_id(subscription)
     with ctx.step("portal_downgrade"):
         # What the customer portal sends for a plan switch configured without proration credit.
@@ -312,12 +304,9 @@ def _case_portal_downgrade(ctx: CaseContext) -> None:
 def _case_cancel_at_period_end(ctx: CaseContext) -> None:
     from services.plan_changes import cancel_at_period_end
 
-    start_case(ctx)
-    subscription = subscribe(ctx, "pro")
-    pull_events(ctx, {"customer.subscription.created"})
+    subscription = subscribed(ctx, "pro")
     with ctx.step("cancel_at_period_end"):
-        cancel_at_period_end(subscription["id"], actor=ctx.system_actor, settings=ctx.settings,
-                                       uow=ctx.runtime.uow(), gateway=ctx.gateway)
+        cancel_at_period_end(subscription["id"], **ctx.as_system())
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(after.get("cancel_at_period_end") is True, "Stripe cancel_at_period_end is true",
                after.get("cancel_at_period_end"))

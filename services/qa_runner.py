@@ -78,6 +78,11 @@ class CaseContext:
         """The run was authorised as a whole (`run_matrix` is privileged); its cases act under it."""
         return SystemCaller(self.actor)
 
+    def as_system(self) -> dict[str, Any]:
+        """The keywords a privileged console service takes, acting as this run."""
+        return {"actor": self.system_actor, "settings": self.settings, "uow": self.runtime.uow(),
+                "gateway": self.gateway}
+
     def key(self, intent: str) -> str:
         return f"qa:{self.run_id}:{self.case_id}:{intent}"
 
@@ -149,6 +154,14 @@ def subscribe(ctx: CaseContext, plan: str) -> dict[str, Any]:
     ctx.ids["subscription"] = subscription["id"]
     ctx.object_ids.add(subscription["id"])
     return dict(subscription)
+
+
+def subscribed(ctx: CaseContext, plan: str) -> dict[str, Any]:
+    """A fresh customer subscribed to `plan` monthly, its creation event ingested."""
+    start_case(ctx)
+    subscription = subscribe(ctx, plan)
+    pull_events(ctx, {"customer.subscription.created"})
+    return subscription
 
 
 def advance_clock(ctx: CaseContext, to: int, intent: str) -> None:
