@@ -249,21 +249,34 @@ def _change_count(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...])
         return _changes_so_far(uow, subscription_id, kinds)
 
 
+_WRONG_DIRECTION = {
+    "upgrade": "This is not an upgrade (the new price is not higher); schedule a downgrade instead.",
+    "downgrade": "This is not a downgrade (the new price is not lower); upgrade instead.",
+}
+
+
+def _changing_to(want: str, subscription_id: str, plan: str, interval: str, *, settings: Settings,
+                 gateway: StripeGateway) -> tuple[str, dict[str, Any]]:
+    """The target price and the subscription, refused unless the change is a `want` (upgrade or
+    downgrade) of a subscription that can change."""
+    target_price_id = resolve_price(settings, plan, interval)
+    subscription = retrieve_by_id(gateway, subscription_id)
+    _require_changeable(subscription)
+    direction = change_direction(gateway, subscription, target_price_id)
+    if direction != want:
+        raise PlanChangeError(_WRONG_DIRECTION[want] if direction != "same"
+                              else "The subscription is already on this price.")
+    return target_price_id, subscription
+
+
 @privileged("plan.upgrade")
 def upgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
-    target_price_id = resolve_price(settings, plan, interval)
-    subscription = retrieve_by_id(gateway, subscription_id)
-    _require_changeable(subscription)
+    target_price_id, subscription = _changing_to("upgrade", subscription_id, plan, interval, settings=settings,
+                                                 gateway=gateway)
     item = subscription_item(subscription)
-    direction = change_direction(gateway, subscription, target_price_id)
-    if direction != "upgrade":
-        raise PlanChangeError(
-            "This is not an upgrade (the new price is not higher); schedule a downgrade instead."
-            if direction == "downgrade" else "The subscription is already on this price."
-        )
     key = f"upgrade:{subscription['id']}:{item_price_id(subscription)}:{target_price_id}"
     params = {
         "items": [{"id": item["id"], "price": target_price_id}],
@@ -285,15 +298,8 @@ def schedule_downgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
-    target_price_id = resolve_price(settings, plan, interval)
-    subscription = retrieve_by_id(gateway, subscription_id)
-    _require_changeable(subscription)
-    direction = change_direction(gateway, subscription, target_price_id)
-    if direction != "downgrade":
-        raise PlanChangeError(
-            "This is not a downgrade (the new price is not lower); upgrade instead."
-            if direction == "upgrade" else "The subscription is already on this price."
-        )
+    target_price_id, subscription = _changing_to("downgrade", subscription_id, plan, interval, settings=settings,
+                                                 gateway=gateway)
     period_end = subscription_period(subscription)[1]
     count = _change_count(uow, subscription["id"], ("downgrade_scheduled",))
     key = f"schedule-downgrade:{subscription['id']}:{plan.lower()}:{interval.lower()}:{period_end}:{count}"

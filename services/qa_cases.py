@@ -20,9 +20,9 @@ from services.qa_runner import (
     emulator_helper,
     expect_db_subscription,
     expect_events,
+    expect_recovered,
     invoice_payment_intent,
     invoices_of,
-    is_recovered,
     pay_with,
     period_end_of,
     plan_price,
@@ -241,11 +241,7 @@ def _case_sca_required(ctx: CaseContext) -> None:
     after = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(after.get("status") == "active", "Stripe subscription becomes active", after.get("status"))
     expect_events(ctx, {"invoice.paid"})
-    row = settled(lambda: db_invoice_row(ctx, invoice_id), is_recovered)
-    ctx.expect(bool(row and row["recovered_at"]), "billing DB invoice records recovered_at")
-    assert row is not None
-    ctx.expect(row["recovery_method"] == "customer_action", "billing DB recovery_method is customer_action",
-               row["recovery_method"])
+    expect_recovered(ctx, invoice_id, "customer_action")
     expect_db_subscription(ctx, subscription["id"], status="active")
 
 
@@ -274,11 +270,7 @@ def _case_past_due_recovered(ctx: CaseContext) -> None:
     recovered = ctx.gateway.retrieve_subscription(subscription["id"])
     ctx.expect(recovered.get("status") == "active", "Stripe subscription is active again", recovered.get("status"))
     expect_events(ctx, {"invoice.paid"})
-    row = settled(lambda: db_invoice_row(ctx, invoice_id), is_recovered)
-    ctx.expect(bool(row and row["recovered_at"]), "billing DB invoice records recovered_at")
-    assert row is not None
-    ctx.expect(row["recovery_method"] == "card_update", "billing DB recovery_method is card_update",
-               row["recovery_method"])
+    expect_recovered(ctx, invoice_id, "card_update")
     expect_db_subscription(ctx, subscription["id"], status="active", is_active=True)
 
 

@@ -315,6 +315,14 @@ def is_recovered(invoice: dict[str, Any] | None) -> bool:
     return bool(invoice and invoice["recovered_at"] and invoice["recovery_method"])
 
 
+def expect_recovered(ctx: CaseContext, invoice_id: str, method: str) -> None:
+    """The billing DB records the invoice as recovered, and how (customer_action, card_update, retry)."""
+    row = settled(lambda: db_invoice_row(ctx, invoice_id), is_recovered)
+    ctx.expect(bool(row and row["recovered_at"]), "billing DB invoice records recovered_at")
+    assert row is not None
+    ctx.expect(row["recovery_method"] == method, f"billing DB recovery_method is {method}", row["recovery_method"])
+
+
 def expect_db_subscription(ctx: CaseContext, subscription_id: str, **expected: Any) -> None:
     row = settled(lambda: db_subscription_row(ctx, subscription_id),
                    lambda r: r is not None and all(r[k] == v for k, v in expected.items()))
