@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 
 from db.models import AuditLog
-from db.models.base import utcnow
 from db.session import UnitOfWork
 from services import checklist
 from services.audit import record
@@ -28,7 +27,7 @@ RUN_ACTION = "preflight.run"
 def run_and_record(runtime: Runtime, *, actor: str, repo: str | None = None) -> tuple[list[CheckResult], datetime,
                                                                                   bool]:
     """Run the preflight and append its audit row; `recorded` is False when the DB cannot take it."""
-    ran_at = utcnow()
+    ran_at = runtime.clock()
     results = run_preflight(runtime, repo=repo, explicit_run=True)
     from db.session import missing_sqlite_file
 
