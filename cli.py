@@ -99,7 +99,7 @@ def db_upgrade() -> None:
 @friendly_errors
 def demo(port: int, webhook_port: int, emulator_port: int, data_dir: str, customers: int, headless: bool) -> None:
     """Emulator + seeded month + webhook receiver + console on SQLite; no Stripe account needed."""
-    from services.demo import run_demo
+    from demo import run_demo
 
     run_demo(
         console_port=port,
@@ -117,7 +117,7 @@ def demo(port: int, webhook_port: int, emulator_port: int, data_dir: str, custom
 def run(port: int) -> None:
     """The console against the configured Stripe account (test or live)."""
     from db.migrate import upgrade
-    from services.demo import run_console
+    from demo import run_console
     from services.sign_in import load_credentials
 
     settings = load_settings()
@@ -177,9 +177,11 @@ SWITCH_CHOICE = click.Choice(["processing", "reconcile"])
 @friendly_errors
 def pause(switch: str, reason: str, actor: str) -> None:
     """Pause event processing or automated downgrades on every worker within one poll."""
-    from services.switches import set_switch_as_system
+    from services.audit import SystemCaller
+    from services.switches import pause_switch
 
-    state = set_switch_as_system(switch, paused=True, reason=reason, actor=actor, uow=_runtime().uow())
+    runtime = _runtime()
+    state = pause_switch(switch, reason=reason, actor=SystemCaller(actor), settings=runtime.settings, uow=runtime.uow())
     click.echo(f"{switch} paused by {state.by} at {state.since_text}: {state.reason}")
 
 
@@ -189,9 +191,11 @@ def pause(switch: str, reason: str, actor: str) -> None:
 @friendly_errors
 def resume(switch: str, actor: str) -> None:
     """Resume a paused switch; held events are then processed in Stripe's order."""
-    from services.switches import set_switch_as_system
+    from services.audit import SystemCaller
+    from services.switches import resume_switch
 
-    set_switch_as_system(switch, paused=False, reason=None, actor=actor, uow=_runtime().uow())
+    runtime = _runtime()
+    resume_switch(switch, actor=SystemCaller(actor), settings=runtime.settings, uow=runtime.uow())
     click.echo(f"{switch} resumed.")
 
 

@@ -362,6 +362,27 @@ def show_error(error: Exception) -> None:
     st.error(plain(message))  # messages can quote customer or Stripe text
 
 
+def flash(name: str, message: str) -> None:
+    """Keep an action's outcome for the next run (the page reruns after an action)."""
+    st.session_state[f"{name}_message"] = message
+
+
+def flash_error(name: str, error: Exception) -> None:
+    """Keep a refused or failed action's words for the next run (escaped when shown)."""
+    st.session_state[f"{name}_error"] = error.message if isinstance(error, ConsoleError) else (
+        str(error) or error.__class__.__name__)
+
+
+def show_flash(name: str, *, refused: str) -> None:
+    """Show, once, what `flash`/`flash_error` kept: success as is, a refusal after `refused`."""
+    message = st.session_state.pop(f"{name}_message", None)
+    if message:
+        st.success(message)
+    error = st.session_state.pop(f"{name}_error", None)
+    if error:
+        st.error(f"{refused}: {plain(error)}")
+
+
 def stripe_dashboard_url(object_path: str) -> str:
     """Link to an object in the Stripe Dashboard, in the right mode."""
     prefix = "" if runtime().settings.stripe_mode == "live" else "test/"

@@ -37,10 +37,10 @@ cols[1].metric("Recovered", summary.dunning_recovered)
 cols[2].metric("Entered SCA", summary.sca_entered)
 cols[3].metric("SCA completed", summary.sca_completed)
 cols[4].metric("Recovery rate", percent(summary.recovery_rate))
-cols = st.columns(3)
-cols[0].metric("Median time to recover", hours(summary.hours_to_recover_median))
-cols[1].metric("90th percentile time to recover", hours(summary.hours_to_recover_p90))
-cols[2].metric("Still open", summary.open_cases,
+timing = st.columns(3)
+timing[0].metric("Median time to recover", hours(summary.hours_to_recover_median))
+timing[1].metric("90th percentile time to recover", hours(summary.hours_to_recover_p90))
+timing[2].metric("Still open", summary.open_cases,
                help=f"Owing {summary.open_amount_text}")
 
 if summary.by_method:

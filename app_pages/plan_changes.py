@@ -9,11 +9,21 @@ from urllib.parse import quote
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
-from services import plan_changes
+from app_pages._shared import (
+    flash,
+    flash_error,
+    plain,
+    require_admin,
+    runtime,
+    show_error,
+    show_flash,
+    stripe_dashboard_url,
+)
+from services import plan_change_queries, plan_changes, plan_preview
 from services.auth import AccessDenied
 from services.money import format_money as _money
-from services.plan_changes import ChangePreview, PlanChangeError, ScheduleConfirmation
+from services.plan_changes import PlanChangeError, ScheduleConfirmation
+from services.plan_preview import ChangePreview
 from services.stripe_gateway import StripeGatewayError
 
 identity = require_admin()
@@ -26,17 +36,17 @@ st.caption("Upgrades are immediate and invoiced with proration; downgrades are s
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _lookup(term: str) -> list[dict[str, Any]]:
-    return [vars(s) for s in plan_changes.find_subscriptions(runtime().uow(), term)]
+    return [vars(s) for s in plan_change_queries.find_subscriptions(runtime().uow(), term)]
 
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _pending() -> list[dict[str, Any]]:
-    return [vars(s) for s in plan_changes.pending_downgrades(runtime().uow())]
+    return [vars(s) for s in plan_change_queries.pending_downgrades(runtime().uow())]
 
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _history(subscription_id: str) -> list[dict[str, Any]]:
-    return plan_changes.plan_history(runtime().uow(), subscription_id)
+    return plan_change_queries.plan_history(runtime().uow(), subscription_id)
 
 
 def _refresh() -> None:
@@ -48,12 +58,7 @@ def _refresh() -> None:
     st.session_state.pop("preview", None)
 
 
-message = st.session_state.pop("plan_message", None)
-if message:
-    st.success(message)
-plan_error = st.session_state.pop("plan_error", None)
-if plan_error:
-    st.error(f"Nothing was changed: {plain(plan_error)}")
+show_flash("plan", refused="Nothing was changed")
 
 with st.form("lookup"):
     # A search hit or a shared link opens with its customer or subscription looked up.
@@ -82,7 +87,7 @@ if subscription_id:
     if current["pending_plan"]:
         st.warning(f"Pending downgrade to **{plain(current['pending_plan'])}** at the period end "
                    f"({plain(current['current_period_end'])}).")
-    choices = plan_changes.plan_choices(rt.settings)
+    choices = plan_change_queries.plan_choices(rt.settings)
     if not choices:
         st.error("No plan prices are configured (STRIPE_PRICE_<PLAN>_<INTERVAL>).")
     else:
@@ -93,7 +98,7 @@ if subscription_id:
             preview_clicked = st.form_submit_button("Preview change")
         if preview_clicked:
             try:
-                st.session_state["preview"] = plan_changes.preview_change(
+                st.session_state["preview"] = plan_preview.preview_change(
                     subscription_id, plan, interval, settings=rt.settings, uow=rt.uow(), gateway=rt.gateway
                 )
             except ERRORS as error:
@@ -124,9 +129,9 @@ if subscription_id:
             else:
                 st.write(f"Schedule a downgrade of **{plain(p.subscription_id)}** to **{plain(p.target_plan)} "
                          f"{plain(p.target_interval)}** at the period end "
-                         f"({plan_changes.period_end_text(p.period_end)}); no proration credit "
+                         f"({plan_change_queries.period_end_text(p.period_end)}); no proration credit "
                          f"({rt.settings.stripe_mode} mode).")
-            st.text(f"Customer: {plan_changes.customer_label(rt.uow(), p.customer_id)}")  # plain text
+            st.text(f"Customer: {plan_change_queries.customer_label(rt.uow(), p.customer_id)}")  # plain text
             col1, col2 = st.columns(2)
             if col1.button("Confirm", type="primary", key="confirm_change"):
                 st.session_state.pop("confirming", None)
@@ -135,12 +140,10 @@ if subscription_id:
                     result = change(p.subscription_id, p.target_plan, p.target_interval, actor=identity.email,
                                     settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
                     _refresh()
-                    st.session_state["plan_message"] = (
-                        f"{result.kind.replace('_', ' ').capitalize()}: {plain(result.subscription_id)} → "
-                        f"{plain(result.to_plan)}."
-                    )
+                    flash("plan", f"{result.kind.replace('_', ' ').capitalize()}: {plain(result.subscription_id)} → "
+                                  f"{plain(result.to_plan)}.")
                 except ERRORS as error:
-                    st.session_state["plan_error"] = getattr(error, "message", str(error))  # escaped when shown
+                    flash_error("plan", error)
                 st.rerun()
             if col2.button("Cancel", key="cancel_change"):
                 st.session_state.pop("confirming", None)
@@ -178,9 +181,9 @@ if subscription_id:
                 result = action(c.subscription_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
                                 gateway=rt.gateway)
                 _refresh()
-                st.session_state["plan_message"] = f"{label}: done for {plain(result.subscription_id)}."
+                flash("plan", f"{label}: done for {plain(result.subscription_id)}.")
             except ERRORS as error:
-                st.session_state["plan_error"] = getattr(error, "message", str(error))
+                flash_error("plan", error)
             st.rerun()
         if col2.button("Cancel", key="cancel_schedule"):
             st.session_state.pop("schedule_confirm", None)

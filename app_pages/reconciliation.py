@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
+from app_pages._shared import flash, flash_error, fragment_user, plain, require_admin, runtime, show_error, show_flash
 from services import lost_customers, reconciliation
 from services.auth import AccessDenied
 from services.lost_customers import LostCustomer, ResubscribePlan
@@ -176,9 +176,9 @@ def _confirm_fix(finding: dict[str, Any]) -> None:
         try:
             result = reconciliation.apply_drift_fix(int(finding["action"]), actor=identity.email,
                                                     settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-            st.session_state["fix_message"] = f"Fixed #{result.action_id} ({plain(result.kind)})."
+            flash("fix", f"Fixed #{result.action_id} ({plain(result.kind)}).")
         except (AccessDenied, StripeGatewayError, ReconcileError) as error:
-            st.session_state["fix_error"] = getattr(error, "message", str(error))
+            flash_error("fix", error)
         _refresh()
         st.rerun()
     if col2.button("Cancel", key="cancel_fix"):
@@ -213,7 +213,7 @@ if open_findings:
             try:
                 reconciliation.dismiss_finding(int(dismiss_choice), reason, actor=identity.email,
                                                settings=rt.settings, uow=rt.uow())
-                st.session_state["fix_message"] = f"Dismissed #{dismiss_choice}."
+                flash("fix", f"Dismissed #{dismiss_choice}.")
                 _refresh()
                 st.rerun()
             except (AccessDenied, ReconcileError) as error:
@@ -255,10 +255,10 @@ else:
                     done = lost_customers.resubscribe_lost_customer(
                         plan.lost.action_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
                         gateway=rt.gateway)
-                    st.session_state["fix_message"] = (f"Re-subscribed: {done.new_subscription_id} on {done.plan} "
-                                                       f"({done.status}), replacing {done.old_subscription_id}.")
+                    flash("fix", f"Re-subscribed: {done.new_subscription_id} on {done.plan} ({done.status}), "
+                                 f"replacing {done.old_subscription_id}.")
                 except (AccessDenied, StripeGatewayError, ReconcileError) as error:
-                    st.session_state["fix_error"] = getattr(error, "message", str(error))
+                    flash_error("fix", error)
                 _refresh()
                 st.rerun()
             if col2.button("Cancel", key="cancel_resubscribe"):
@@ -283,18 +283,13 @@ else:
                     lost_customers.mark_lost_customer_handled(int(lost_choice), handled_reason,
                                                               actor=identity.email, settings=rt.settings,
                                                               uow=rt.uow())
-                    st.session_state["fix_message"] = f"Marked #{lost_choice} handled."
+                    flash("fix", f"Marked #{lost_choice} handled.")
                     _refresh()
                     st.rerun()
                 except (AccessDenied, ReconcileError) as error:
                     show_error(error)
 
-message = st.session_state.pop("fix_message", None)
-if message:
-    st.success(message)
-fix_error = st.session_state.pop("fix_error", None)
-if fix_error:
-    st.error(f"The fix was not applied: {plain(fix_error)}")
+show_flash("fix", refused="The fix was not applied")
 
 st.subheader("QA / test clocks")
 qa_runs = reconciliation.recent_runs(rt.uow(), qa=True)

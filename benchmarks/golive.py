@@ -11,7 +11,6 @@ import json
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -19,16 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from db.migrate import upgrade  # noqa: E402
 from emulator.server import EmulatorServer  # noqa: E402
 from services.config import CONSOLE_EVENT_TYPES, load_settings  # noqa: E402
+from services.emulator_client import emulator_call  # noqa: E402
 from services.preflight import has_blocking_failure, run_preflight  # noqa: E402
 from services.qa_matrix import run_matrix  # noqa: E402
 from services.runtime import Runtime, set_runtime  # noqa: E402
 
 
 def _admin(base: str, path: str, payload: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(f"{base}/_emulator/{path}", data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 (loopback)
-        return json.loads(response.read())  # type: ignore[no-any-return]
+    return emulator_call(base, path, payload, timeout=600)  # type: ignore[no-any-return]
 
 
 def main(customers: int = 0) -> None:

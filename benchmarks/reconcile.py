@@ -9,11 +9,9 @@ any one-second window (must stay under 80 % of the test-mode limit, 25 req/s).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-import urllib.request
 from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,21 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from db.migrate import upgrade  # noqa: E402
 from db.session import UnitOfWork  # noqa: E402
 from services.config import RATE_LIMIT_SHARE, STRIPE_RATE_LIMITS, load_settings  # noqa: E402
+from services.emulator_client import emulator_call  # noqa: E402
 from services.reconciliation import run_reconciliation  # noqa: E402
 from services.stripe_gateway import StripeGateway  # noqa: E402
-from services.stripe_mapping import subscription_period, upsert_subscription  # noqa: E402
+from services.stripe_mapping import upsert_subscription  # noqa: E402
+from services.stripe_objects import subscription_period  # noqa: E402
 
 API_KEY = "sk_test_benchmark0123456789"
 
 
 def emulator_admin(base_url: str, path: str, payload: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        f"{base_url}/_emulator/{path}", data=json.dumps(payload).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 (loopback only)
-        body = response.read()
-    return json.loads(body) if body else None
+    return emulator_call(base_url, path, payload, timeout=600)
 
 
 def peak_rate(times: list[float]) -> int:

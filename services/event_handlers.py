@@ -16,7 +16,10 @@ from db.models.base import from_unix
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
+from services.config import CONSOLE_EVENT_TYPES
+from services.runtime import Runtime
 from services.stripe_gateway import StripeGatewayError
+from services.stripe_objects import object_id
 from services.webhook_counts import test_tags
 
 Event = dict[str, Any]
@@ -43,7 +46,7 @@ def _current_state(uow: UnitOfWork, model: Any, obj: dict[str, Any], fetch: Call
     return current, stripe_mapping.fresh_observed_at(uow.session.get(model, obj["id"]))
 
 
-def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> None:
+def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime) -> None:
     if not customer_id or uow.session.get(Customer, customer_id) is not None:
         return
     customer, fresh = _refetch(lambda: runtime.gateway.retrieve_customer(customer_id), {"id": customer_id})
@@ -52,7 +55,7 @@ def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Any) -> 
 
 
 def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
-                       runtime: Any, refetch: bool) -> None:
+                       runtime: Runtime, refetch: bool) -> None:
     existing = uow.session.execute(
         select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
     ).scalar_one_or_none()
@@ -61,7 +64,7 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
         _refetch(lambda: runtime.gateway.retrieve_subscription(subscription_id), fallback) if refetch
         else (fallback, False)
     )
-    _ensure_customer(uow, stripe_mapping._id(subscription.get("customer")), runtime)
+    _ensure_customer(uow, object_id(subscription.get("customer")), runtime)
     observed_at = stripe_mapping.fresh_observed_at(existing) if fresh else event["created"]
     row = stripe_mapping.upsert_subscription(
         uow, subscription, observed_at=observed_at, settings=runtime.settings, source_event_id=event["id"]
@@ -72,15 +75,15 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
                         dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
 
 
-def on_subscription(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_subscription(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     obj = event["data"]["object"]
     _sync_subscription(uow, obj["id"], obj, event, runtime, refetch)
 
 
-def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     session = event["data"]["object"]
-    _ensure_customer(uow, stripe_mapping._id(session.get("customer")), runtime)
-    subscription_id = stripe_mapping._id(session.get("subscription"))
+    _ensure_customer(uow, object_id(session.get("customer")), runtime)
+    subscription_id = object_id(session.get("subscription"))
     if subscription_id:
         _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime, True)
 
@@ -89,11 +92,11 @@ def _payment_intent_id(invoice: dict[str, Any]) -> str | None:
     for payment in ((invoice.get("payments") or {}).get("data") or []):
         intent = (payment.get("payment") or {}).get("payment_intent")
         if intent:
-            return stripe_mapping._id(intent)
-    return stripe_mapping._id(invoice.get("payment_intent"))
+            return object_id(intent)
+    return object_id(invoice.get("payment_intent"))
 
 
-def _recovery_method(row: Invoice, runtime: Any) -> str:
+def _recovery_method(row: Invoice, runtime: Runtime) -> str:
     """customer_action when it needed SCA; card_update when the paying card is not the
     one that failed; otherwise a retry of the same card recovered it."""
     if row.action_required_at is not None:
@@ -107,7 +110,7 @@ def _recovery_method(row: Invoice, runtime: Any) -> str:
     return "retry"
 
 
-def _derive_recovery(uow: UnitOfWork, row: Invoice, runtime: Any, extra: dict[str, Any] | None = None) -> None:
+def _derive_recovery(uow: UnitOfWork, row: Invoice, runtime: Runtime, extra: dict[str, Any] | None = None) -> None:
     """Same result whatever order the failed/paid events arrive in."""
     entered = [t for t in (row.payment_failed_at, row.action_required_at) if t is not None]
     if not entered or row.paid_at is None or row.recovered_at is not None:
@@ -131,9 +134,9 @@ def _earliest(current: datetime | None, candidate: datetime | None) -> datetime 
     return min(current, candidate)
 
 
-def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     invoice = event["data"]["object"]
-    _ensure_customer(uow, stripe_mapping._id(invoice.get("customer")), runtime)
+    _ensure_customer(uow, object_id(invoice.get("customer")), runtime)
     # The status can change several times in one second (action required, then paid):
     # the current state comes from Stripe, the dunning facts from the event itself.
     current, observed_at = _current_state(
@@ -163,7 +166,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> No
     _derive_recovery(uow, row, runtime, test_tags(event))
 
 
-def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Any, refetch: bool,
+def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: Runtime, refetch: bool,
                  payload: dict[str, Any] | None = None) -> None:
     if not charge_id:
         return
@@ -175,7 +178,7 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
     )
     if not charge.get("amount") and not fresh:
         return
-    _ensure_customer(uow, stripe_mapping._id(charge.get("customer")), runtime)
+    _ensure_customer(uow, object_id(charge.get("customer")), runtime)
     stored = uow.session.get(Charge, charge_id)
     stripe_mapping.upsert_charge(
         uow, charge, observed_at=stripe_mapping.fresh_observed_at(stored) if fresh
@@ -185,23 +188,23 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
         stripe_mapping.upsert_refund(uow, refund, observed_at=event["created"])
 
 
-def on_charge(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_charge(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     charge = event["data"]["object"]
     _sync_charge(uow, charge["id"], event, runtime, refetch, charge)
 
 
-def on_dispute(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     dispute = event["data"]["object"]
-    _sync_charge(uow, stripe_mapping._id(dispute.get("charge")), event, runtime, refetch)
+    _sync_charge(uow, object_id(dispute.get("charge")), event, runtime, refetch)
     uow.session.flush()
     current, observed_at = _current_state(
         uow, Dispute, dispute, lambda: runtime.gateway.retrieve_dispute(dispute["id"]), event, refetch)
     stripe_mapping.upsert_dispute(uow, current, observed_at=observed_at)
 
 
-def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     warning = event["data"]["object"]
-    _sync_charge(uow, stripe_mapping._id(warning.get("charge")), event, runtime, refetch)
+    _sync_charge(uow, object_id(warning.get("charge")), event, runtime, refetch)
     uow.session.flush()
     current, observed_at = _current_state(
         uow, FraudWarning, warning, lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), event,
@@ -209,29 +212,29 @@ def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any, refetch:
     stripe_mapping.upsert_fraud_warning(uow, current, observed_at=observed_at)
 
 
-HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": on_checkout_completed,
-    "customer.subscription.created": on_subscription,
-    "customer.subscription.updated": on_subscription,
-    "customer.subscription.deleted": on_subscription,
-    "invoice.paid": on_invoice,
-    "invoice.payment_succeeded": on_invoice,
-    "invoice.payment_failed": on_invoice,
-    "invoice.payment_action_required": on_invoice,
-    "charge.succeeded": on_charge,
-    "charge.failed": on_charge,
-    "charge.refunded": on_charge,
-    "charge.dispute.created": on_dispute,
-    "charge.dispute.updated": on_dispute,
-    "charge.dispute.closed": on_dispute,
-    "charge.dispute.funds_withdrawn": on_dispute,
-    "charge.dispute.funds_reinstated": on_dispute,
-    "radar.early_fraud_warning.created": on_early_fraud_warning,
-    "radar.early_fraud_warning.updated": on_early_fraud_warning,
-}
+# Which handler serves each event type, by the object the type names (most specific
+# prefix first); the types themselves are the one list in config.CONSOLE_EVENT_TYPES.
+_HANDLER_BY_PREFIX: tuple[tuple[str, Handler], ...] = (
+    ("checkout.session.", on_checkout_completed),
+    ("customer.subscription.", on_subscription),
+    ("invoice.", on_invoice),
+    ("charge.dispute.", on_dispute),
+    ("charge.", on_charge),
+    ("radar.early_fraud_warning.", on_early_fraud_warning),
+)
 
 
-def handle_event(uow: UnitOfWork, event: Event, runtime: Any, *, refetch: bool = True) -> None:
+def _handler_for(event_type: str) -> Handler:
+    for prefix, handler in _HANDLER_BY_PREFIX:
+        if event_type.startswith(prefix):
+            return handler
+    raise LookupError(f"no handler for the subscribed event type {event_type}")
+
+
+HANDLERS: dict[str, Handler] = {event_type: _handler_for(event_type) for event_type in CONSOLE_EVENT_TYPES}
+
+
+def handle_event(uow: UnitOfWork, event: Event, runtime: Runtime, *, refetch: bool = True) -> None:
     """Apply one event. `refetch` re-reads mutable objects from Stripe so the newest
     state wins even when several changes share one second and arrive out of order."""
     handler = HANDLERS.get(event["type"])

@@ -19,6 +19,7 @@ from services import metric_points as m
 from services.audit import privileged
 from services.config import Settings
 from services.observability import capture_alert
+from services.runtime import Runtime
 from services.webhook_counts import QA_TRIGGER, WEBHOOK_SOURCE
 
 GOLIVE_KEY = "golive_at"
@@ -270,7 +271,7 @@ def snapshot_window(uow: UnitOfWork, hours: int, start: datetime | None, now: da
     return begin, min(moment, begin + timedelta(hours=hours))
 
 
-def take_snapshot(runtime: Any, *, actor: str, hours: int = 24, start: datetime | None = None) -> dict[str, Any]:
+def take_snapshot(runtime: Runtime, *, actor: str, hours: int = 24, start: datetime | None = None) -> dict[str, Any]:
     """`billing-ops snapshot` and sign-off: freeze the board for [go-live, go-live + hours)."""
     begin, end = snapshot_window(runtime.uow(), hours, start)
     return _freeze(runtime.uow(), actor, begin, end, runtime.settings)

@@ -15,13 +15,13 @@ carries an idempotency key derived from the intent and writes one audit row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from db.models import Customer, PlanChange, UserSubscription
-from db.models.base import from_unix, utcnow
+from db.models.base import utcnow
 from db.session import UnitOfWork
 from services import audit
 from services.audit import privileged
@@ -32,17 +32,19 @@ from services.metric_points import (
     DOWNGRADE_SCHEDULED,
     PLAN_CHANGED,
     SUBSCRIPTION_CHANGE,
-    SUBSCRIPTION_PREVIEW,
     record_metric,
 )
 from services.money import format_money
+from services.plan_change_queries import period_end_text
 from services.stripe_gateway import StripeGateway, StripeGatewayError
-from services.stripe_mapping import subscription_period, upsert_subscription
+from services.stripe_mapping import upsert_subscription
+from services.stripe_objects import first_item, item_price_id, subscription_period
 
 # Upgrades are invoiced at once; scheduled downgrades never prorate (runbook section 5).
 UPGRADE_PRORATION = "always_invoice"
 DOWNGRADE_PRORATION = "none"
 CHANGEABLE_STATUSES = frozenset({"active", "trialing", "past_due"})
+
 # Audit action per change kind: the same names the privileged guards use.
 AUDIT_ACTIONS = {
     "upgrade": "plan.upgrade",
@@ -59,35 +61,6 @@ class PlanChangeError(ConsoleError):
 
 
 @dataclass(frozen=True)
-class PreviewLine:
-    description: str
-    amount: int
-    proration: bool
-
-
-@dataclass(frozen=True)
-class ChangePreview:
-    subscription_id: str
-    customer_id: str
-    current_plan: str | None
-    current_interval: str | None
-    current_price_id: str | None
-    target_plan: str
-    target_interval: str
-    target_price_id: str
-    direction: str  # upgrade | downgrade | same
-    currency: str
-    proration_amount: int  # minor units: what the upgrade invoices now (0 for a scheduled downgrade)
-    amount_due: int  # the preview invoice's amount due, minor units
-    period_end: int | None
-    lines: list[PreviewLine] = field(default_factory=list)
-
-    @property
-    def effective(self) -> str:
-        return "now" if self.direction == "upgrade" else "at period end"
-
-
-@dataclass(frozen=True)
 class ChangeResult:
     subscription_id: str
     kind: str
@@ -99,7 +72,6 @@ class ChangeResult:
     period_end: int | None
 
 
-# --- small pure helpers (also used by reconciliation) ----------------------------
 def resolve_price(settings: Settings, plan: str, interval: str) -> str:
     plan_name, interval_name = (plan or "").strip().lower(), (interval or "").strip().lower()
     price_id = settings.price_id(plan_name, interval_name) if plan_name and interval_name else None
@@ -114,19 +86,10 @@ def resolve_price(settings: Settings, plan: str, interval: str) -> str:
 
 
 def subscription_item(subscription: dict[str, Any]) -> dict[str, Any]:
-    items = (subscription.get("items") or {}).get("data") or []
-    if not items:
+    item = first_item(subscription)
+    if item is None:
         raise PlanChangeError(f"Subscription {subscription.get('id')} has no items to change.")
-    item: dict[str, Any] = items[0]
     return item
-
-
-def item_price_id(subscription: dict[str, Any]) -> str | None:
-    items = (subscription.get("items") or {}).get("data") or []
-    if not items:
-        return None
-    price = items[0].get("price")
-    return str(price.get("id")) if isinstance(price, dict) else (str(price) if price else None)
 
 
 def monthly_amount(price: dict[str, Any]) -> float:
@@ -195,14 +158,14 @@ def _changes_so_far(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...
     return int(count or 0)
 
 
-def _retrieve(gateway: StripeGateway, subscription_id: str) -> dict[str, Any]:
+def retrieve_by_id(gateway: StripeGateway, subscription_id: str) -> dict[str, Any]:
     subscription_id = (subscription_id or "").strip()
     if not subscription_id.startswith("sub_"):
         raise PlanChangeError("Enter a Stripe subscription id (it starts with sub_).")
     return gateway.retrieve_subscription(subscription_id)
 
 
-def _direction(gateway: StripeGateway, subscription: dict[str, Any], target_price_id: str) -> str:
+def change_direction(gateway: StripeGateway, subscription: dict[str, Any], target_price_id: str) -> str:
     item = subscription_item(subscription)
     current = item.get("price") if isinstance(item.get("price"), dict) else None
     current_id = item_price_id(subscription)
@@ -214,80 +177,6 @@ def _direction(gateway: StripeGateway, subscription: dict[str, Any], target_pric
     return "upgrade" if monthly_amount(target) > monthly_amount(current or {}) else "downgrade"
 
 
-# --- preview -----------------------------------------------------------------------
-def _line_is_proration(line: dict[str, Any]) -> bool:
-    if line.get("proration") is not None:  # pre-basil shape
-        return bool(line.get("proration"))
-    parent = line.get("parent") or {}
-    details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
-    return bool(details.get("proration"))
-
-
-def preview_change(
-    subscription_id: str,
-    plan: str,
-    interval: str,
-    *,
-    settings: Settings,
-    uow: UnitOfWork,
-    gateway: StripeGateway,
-) -> ChangePreview:
-    """What the change would invoice: Stripe's invoice preview with the new price."""
-    target_price_id = resolve_price(settings, plan, interval)
-    subscription = _retrieve(gateway, subscription_id)
-    item = subscription_item(subscription)
-    direction = _direction(gateway, subscription, target_price_id)
-    current_price_id = item_price_id(subscription)
-    current = settings.plan_for_price(current_price_id) if current_price_id else None
-    customer_id = str(subscription.get("customer") or "")
-    # Upgrades prorate and invoice now; a downgrade waits for the period end, so
-    # its preview is the renewal invoice at the lower price with no proration.
-    proration = UPGRADE_PRORATION if direction == "upgrade" else DOWNGRADE_PRORATION
-    invoice = gateway.preview_invoice(
-        {
-            "customer": customer_id,
-            "subscription": subscription["id"],
-            "subscription_details": {
-                "items": [{"id": item["id"], "price": target_price_id}],
-                "proration_behavior": proration,
-            },
-        }
-    )
-    lines = [
-        PreviewLine(
-            description=str(line.get("description") or ""),
-            amount=int(line.get("amount") or 0),
-            proration=_line_is_proration(line),
-        )
-        for line in ((invoice.get("lines") or {}).get("data") or [])
-    ]
-    proration_amount = sum(line.amount for line in lines if line.proration) if direction == "upgrade" else 0
-    with uow:
-        record_metric(
-            uow,
-            SUBSCRIPTION_PREVIEW,
-            tags={"direction": direction, "to_plan": plan.lower(), "interval": interval.lower()},
-        )
-        uow.commit()
-    return ChangePreview(
-        subscription_id=subscription["id"],
-        customer_id=customer_id,
-        current_plan=current[0] if current else None,
-        current_interval=current[1] if current else None,
-        current_price_id=current_price_id,
-        target_plan=plan.strip().lower(),
-        target_interval=interval.strip().lower(),
-        target_price_id=target_price_id,
-        direction=direction,
-        currency=str(invoice.get("currency") or "usd"),
-        proration_amount=proration_amount,
-        amount_due=int(invoice.get("amount_due") or invoice.get("total") or 0),
-        period_end=subscription_period(subscription)[1],
-        lines=lines,
-    )
-
-
-# --- mutations ----------------------------------------------------------------------
 def _apply(
     *,
     kind: str,
@@ -360,20 +249,34 @@ def _change_count(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...])
         return _changes_so_far(uow, subscription_id, kinds)
 
 
-def upgrade_as_system(
+_WRONG_DIRECTION = {
+    "upgrade": "This is not an upgrade (the new price is not higher); schedule a downgrade instead.",
+    "downgrade": "This is not a downgrade (the new price is not lower); upgrade instead.",
+}
+
+
+def _changing_to(want: str, subscription_id: str, plan: str, interval: str, *, settings: Settings,
+                 gateway: StripeGateway) -> tuple[str, dict[str, Any]]:
+    """The target price and the subscription, refused unless the change is a `want` (upgrade or
+    downgrade) of a subscription that can change."""
+    target_price_id = resolve_price(settings, plan, interval)
+    subscription = retrieve_by_id(gateway, subscription_id)
+    _require_changeable(subscription)
+    direction = change_direction(gateway, subscription, target_price_id)
+    if direction != want:
+        raise PlanChangeError(_WRONG_DIRECTION[want] if direction != "same"
+                              else "The subscription is already on this price.")
+    return target_price_id, subscription
+
+
+@privileged("plan.upgrade")
+def upgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
-    target_price_id = resolve_price(settings, plan, interval)
-    subscription = _retrieve(gateway, subscription_id)
-    _require_changeable(subscription)
+    target_price_id, subscription = _changing_to("upgrade", subscription_id, plan, interval, settings=settings,
+                                                 gateway=gateway)
     item = subscription_item(subscription)
-    direction = _direction(gateway, subscription, target_price_id)
-    if direction != "upgrade":
-        raise PlanChangeError(
-            "This is not an upgrade (the new price is not higher); schedule a downgrade instead."
-            if direction == "downgrade" else "The subscription is already on this price."
-        )
     key = f"upgrade:{subscription['id']}:{item_price_id(subscription)}:{target_price_id}"
     params = {
         "items": [{"id": item["id"], "price": target_price_id}],
@@ -390,19 +293,13 @@ def upgrade_as_system(
     )
 
 
-def schedule_downgrade_as_system(
+@privileged("plan.schedule_downgrade")
+def schedule_downgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
-    target_price_id = resolve_price(settings, plan, interval)
-    subscription = _retrieve(gateway, subscription_id)
-    _require_changeable(subscription)
-    direction = _direction(gateway, subscription, target_price_id)
-    if direction != "downgrade":
-        raise PlanChangeError(
-            "This is not a downgrade (the new price is not lower); upgrade instead."
-            if direction == "upgrade" else "The subscription is already on this price."
-        )
+    target_price_id, subscription = _changing_to("downgrade", subscription_id, plan, interval, settings=settings,
+                                                 gateway=gateway)
     period_end = subscription_period(subscription)[1]
     count = _change_count(uow, subscription["id"], ("downgrade_scheduled",))
     key = f"schedule-downgrade:{subscription['id']}:{plan.lower()}:{interval.lower()}:{period_end}:{count}"
@@ -422,7 +319,7 @@ def _clear_schedule(
     kind: str, subscription_id: str, *, cancel: bool, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
-    subscription = _retrieve(gateway, subscription_id)
+    subscription = retrieve_by_id(gateway, subscription_id)
     _check_schedule_change(kind, subscription)
     metadata = subscription.get("metadata") or {}
     period_end = subscription_period(subscription)[1]
@@ -488,15 +385,6 @@ class ScheduleConfirmation:
                 f"{plan} at {self.amount_text} after {when}.")
 
 
-def customer_label(uow: UnitOfWork, customer_id: str) -> str:
-    """`Name <email> (cus_…)` from the billing DB, for a confirmation (plain text, customer-controlled)."""
-    with uow:
-        customer = uow.session.get(Customer, customer_id) if customer_id else None
-        parts = [p for p in ((customer.name, f"<{customer.email}>" if customer.email else None)
-                             if customer is not None else ()) if p]
-    return f"{' '.join(parts) or 'unknown customer'} ({customer_id or '?'})"
-
-
 def _check_schedule_change(kind: str, subscription: dict[str, Any]) -> None:
     _require_changeable(subscription)
     metadata = subscription.get("metadata") or {}
@@ -515,7 +403,7 @@ def describe_schedule_change(
     change itself would) before the dialog opens, so nothing is offered that cannot work."""
     if kind not in SCHEDULE_KINDS:
         raise PlanChangeError(f"Unknown change '{kind}'.")
-    subscription = _retrieve(gateway, subscription_id)
+    subscription = retrieve_by_id(gateway, subscription_id)
     _check_schedule_change(kind, subscription)
     customer_id = str(subscription.get("customer") or "")
     with uow:
@@ -538,159 +426,31 @@ def describe_schedule_change(
     )
 
 
-def cancel_scheduled_downgrade_as_system(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return _clear_schedule(
-        "downgrade_canceled", subscription_id, cancel=False, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
+class ScheduleChange(Protocol):
+    def __call__(
+        self, subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+    ) -> ChangeResult: ...
 
 
-def cancel_at_period_end_as_system(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return _clear_schedule(
-        "cancel", subscription_id, cancel=True, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
+_SCHEDULE_CHANGE_NAMES = {"downgrade_canceled": "cancel_scheduled_downgrade", "cancel": "cancel_at_period_end",
+                          "resume": "resume"}
 
 
-def resume_as_system(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return _clear_schedule(
-        "resume", subscription_id, cancel=False, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
+def _schedule_change(kind: str) -> ScheduleChange:
+    """The privileged service for one schedule change (audited as AUDIT_ACTIONS[kind])."""
+
+    def change(
+        subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+    ) -> ChangeResult:
+        return _clear_schedule(kind, subscription_id, cancel=kind == "cancel", actor=actor, settings=settings,
+                               uow=uow, gateway=gateway)
+
+    change.__name__ = change.__qualname__ = _SCHEDULE_CHANGE_NAMES[kind]
+    return privileged(AUDIT_ACTIONS[kind])(change)
 
 
-# --- page-facing, admin only -------------------------------------------------------------
-@privileged("plan.upgrade")
-def upgrade(
-    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
-    gateway: StripeGateway,
-) -> ChangeResult:
-    return upgrade_as_system(
-        subscription_id, plan, interval, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
-
-
-@privileged("plan.schedule_downgrade")
-def schedule_downgrade(
-    subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
-    gateway: StripeGateway,
-) -> ChangeResult:
-    return schedule_downgrade_as_system(
-        subscription_id, plan, interval, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
-
-
-@privileged("plan.cancel_scheduled_downgrade")
-def cancel_scheduled_downgrade(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return cancel_scheduled_downgrade_as_system(
-        subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway
-    )
-
-
-@privileged("plan.cancel_at_period_end")
-def cancel_at_period_end(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return cancel_at_period_end_as_system(subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway)
-
-
-@privileged("plan.resume")
-def resume(
-    subscription_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> ChangeResult:
-    return resume_as_system(subscription_id, actor=actor, settings=settings, uow=uow, gateway=gateway)
-
-
-# --- read queries for the page ----------------------------------------------------------
-@dataclass(frozen=True)
-class SubscriptionSummary:
-    subscription_id: str
-    customer_id: str
-    email: str | None
-    status: str
-    plan: str | None
-    interval: str | None
-    cancel_at_period_end: bool
-    pending_plan: str | None
-    current_period_end: str | None
-
-
-def _summaries(rows: list[tuple[UserSubscription, str | None]]) -> list[SubscriptionSummary]:
-    return [
-        SubscriptionSummary(
-            subscription_id=sub.stripe_subscription_id,
-            customer_id=sub.stripe_customer_id,
-            email=email,
-            status=sub.status,
-            plan=sub.plan,
-            interval=sub.interval,
-            cancel_at_period_end=sub.cancel_at_period_end,
-            pending_plan=sub.pending_plan,
-            current_period_end=sub.current_period_end.isoformat(timespec="minutes") if sub.current_period_end else None,
-        )
-        for sub, email in rows
-    ]
-
-
-def find_subscriptions(uow: UnitOfWork, query: str, *, limit: int = 50) -> list[SubscriptionSummary]:
-    """Look a customer up by email, customer id or subscription id (billing DB)."""
-    term = (query or "").strip()
-    if not term:
-        return []
-    with uow:
-        statement = (
-            select(UserSubscription, Customer.email)
-            .outerjoin(Customer, Customer.id == UserSubscription.stripe_customer_id)
-            .where(
-                or_(
-                    UserSubscription.stripe_subscription_id == term,
-                    UserSubscription.stripe_customer_id == term,
-                    Customer.email.ilike(f"%{term}%"),
-                )
-            )
-            .order_by(UserSubscription.id.desc())
-            .limit(limit)
-        )
-        return _summaries([(row[0], row[1]) for row in uow.session.execute(statement)])
-
-
-def pending_downgrades(uow: UnitOfWork, *, limit: int = 200) -> list[SubscriptionSummary]:
-    """Subscriptions with a scheduled downgrade, soonest period end first."""
-    with uow:
-        statement = (
-            select(UserSubscription, Customer.email)
-            .outerjoin(Customer, Customer.id == UserSubscription.stripe_customer_id)
-            .where(UserSubscription.pending_plan.is_not(None))
-            .order_by(UserSubscription.current_period_end)
-            .limit(limit)
-        )
-        return _summaries([(row[0], row[1]) for row in uow.session.execute(statement)])
-
-
-def plan_history(uow: UnitOfWork, subscription_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
-    with uow:
-        rows = uow.session.execute(
-            select(PlanChange)
-            .where(PlanChange.stripe_subscription_id == subscription_id)
-            .order_by(PlanChange.at.desc(), PlanChange.id.desc())
-            .limit(limit)
-        ).scalars()
-        return [
-            {"at": row.at, "kind": row.kind, "from_plan": row.from_plan, "to_plan": row.to_plan, "actor": row.actor}
-            for row in rows
-        ]
-
-
-def plan_choices(settings: Settings) -> dict[str, list[str]]:
-    """plan -> intervals with a mapped price, for the page's selects."""
-    return {plan: sorted(intervals) for plan, intervals in sorted(settings.price_mapping.items())}
-
-
-def period_end_text(period_end: int | None) -> str:
-    moment = from_unix(period_end)
-    return moment.isoformat(timespec="minutes") if moment else "unknown"
+# One page button each: undo a scheduled downgrade, cancel at period end, undo a cancellation.
+SCHEDULE_CHANGES: dict[str, ScheduleChange] = {kind: _schedule_change(kind) for kind in SCHEDULE_KINDS}
+cancel_scheduled_downgrade = SCHEDULE_CHANGES["downgrade_canceled"]
+cancel_at_period_end = SCHEDULE_CHANGES["cancel"]
+resume = SCHEDULE_CHANGES["resume"]

@@ -13,20 +13,21 @@ from typing import Any
 from sqlalchemy import select
 
 from db.models import AuditLog
-from db.models.base import utcnow
 from db.session import UnitOfWork
 from services import checklist
 from services.audit import record
-from services.preflight import CheckResult, has_blocking_failure, run_preflight, status_word
+from services.preflight import run_preflight
+from services.preflight_result import CheckResult, has_blocking_failure, status_word
 from services.runbook_boxes import BOXES, RUNBOOK_TITLES, check_matches
+from services.runtime import Runtime
 
 RUN_ACTION = "preflight.run"
 
 
-def run_and_record(runtime: Any, *, actor: str, repo: str | None = None) -> tuple[list[CheckResult], datetime,
+def run_and_record(runtime: Runtime, *, actor: str, repo: str | None = None) -> tuple[list[CheckResult], datetime,
                                                                                   bool]:
     """Run the preflight and append its audit row; `recorded` is False when the DB cannot take it."""
-    ran_at = utcnow()
+    ran_at = runtime.clock()
     results = run_preflight(runtime, repo=repo, explicit_run=True)
     from db.session import missing_sqlite_file
 

@@ -146,7 +146,7 @@ _ALWRITY: tuple[tuple[str, str, str], ...] = (
     ("2", "`is_active` is set to true for sellable plans.", _m("product_db")),
     ("3", "**Model changes applied in production DB**", _c("db.migrated")),
     ("3", "Tables related to subscriptions exist:", _c("db.migrated")),
-    ("3", "`subscription_plans`", _c("db.migrated")),
+    ("3", "`subscription_plans`", _m("product_db")),  # the product backend's table; the console has none
     ("3", "`user_subscriptions`", _c("db.migrated")),
     ("3", "Usage/billing tables exist if used (`api_usage_logs`, `usage_summaries`, etc.).", _m("product_db")),
     ("3", "`fraud_warnings` table exists for early fraud warnings:", _c("db.migrated")),

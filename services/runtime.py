@@ -1,9 +1,11 @@
-"""Wiring: settings, the DB engine and the Stripe gateway, built once per process."""
+"""Wiring: settings, the DB engine, the Stripe gateway and the clock, built once per process."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -12,9 +14,20 @@ from services.config import Settings, load_settings
 from services.stripe_gateway import StripeGateway
 
 
+def utc_now() -> datetime:
+    """The wall clock as an aware UTC datetime (the default ``Runtime.clock``)."""
+    return datetime.now(UTC)
+
+
 @dataclass
 class Runtime:
+    """What a service needs from the process: settings, a unit-of-work factory, the gateway, a clock.
+
+    ``clock`` returns an aware UTC datetime; tests pass a fixed one.
+    """
+
     settings: Settings
+    clock: Callable[[], datetime] = utc_now
     engine: Engine = field(init=False)
 
     def __post_init__(self) -> None:

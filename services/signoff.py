@@ -31,6 +31,7 @@ from services.auth import normalise_email
 from services.config import Settings
 from services.errors import ConsoleError
 from services.money import format_totals
+from services.runtime import Runtime
 
 ROLES = {"eng_lead": "Engineering lead", "product_owner": "Product owner"}
 ROLE_SETTINGS = {"eng_lead": "SIGNOFF_ENG_LEADS", "product_owner": "SIGNOFF_PRODUCT_OWNERS"}
@@ -47,7 +48,7 @@ class ReadinessReason:
     text: str
 
 
-def readiness_reasons(runtime: Any) -> list[ReadinessReason]:
+def readiness_reasons(runtime: Runtime) -> list[ReadinessReason]:
     """What a person must fix (or an eng lead override) before signing: open pre-launch checklist
     items, alerts firing now, an unset go-live time."""
     from services.checklist import PRE_LAUNCH_SECTIONS, list_items, seed_checklist
@@ -92,7 +93,7 @@ def signers_for(role: str, settings: Settings) -> list[str]:
     return list(settings.signoff_eng_leads if role == "eng_lead" else settings.signoff_product_owners)
 
 
-def take_metrics_snapshot(runtime: Any, *, actor: str) -> dict[str, Any]:
+def take_metrics_snapshot(runtime: Runtime, *, actor: str) -> dict[str, Any]:
     """The first-24h metrics snapshot frozen with the signature (services.metrics, issue 9)."""
     from services.metrics import take_snapshot
 
@@ -117,7 +118,7 @@ def _is_complete(signatures: list[Signoff]) -> bool:
     return {s.role for s in signatures} >= set(ROLES)
 
 
-def _preflight_problems(runtime: Any) -> tuple[list[dict[str, Any]], list[str]]:
+def _preflight_problems(runtime: Runtime) -> tuple[list[dict[str, Any]], list[str]]:
     from services.preflight import blocking_failures, run_preflight
 
     results = run_preflight(runtime)
@@ -132,11 +133,13 @@ def _refusal(uow: UnitOfWork, *, actor: str, role: str, launch_key: str, reason:
     return SignoffRefused(reason)
 
 
-def sign_as_system(
-    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None,
+@privileged("golive.signoff")
+def sign(
+    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Runtime, note: str | None = None,
     override_reason: str | None = None,
 ) -> dict[str, Any]:
-    """Record one signature or raise SignoffRefused (audited either way)."""
+    """The sign-off page's button: record one signature or raise SignoffRefused (audited either
+    way). Admins only; the role lists decide who may sign what."""
     from services.qa_matrix import code_version, latest_results, matrix_problems
 
     signer = normalise_email(actor) or str(actor)
@@ -249,16 +252,6 @@ def _json_safe(value: Any) -> Any:
 def _frozen_result(result: dict[str, Any]) -> dict[str, Any]:
     keep = ("id", "run_id", "status", "manual", "failed_expectation", "notes", "actor", "duration_ms", "at")
     return _json_safe({k: result[k] for k in keep})  # type: ignore[no-any-return]
-
-
-@privileged("golive.signoff")
-def sign(
-    role: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any, note: str | None = None,
-    override_reason: str | None = None,
-) -> dict[str, Any]:
-    """The sign-off page's button (admins only; the role lists decide who may sign what)."""
-    return sign_as_system(role, actor=actor, settings=settings, uow=uow, runtime=runtime, note=note,
-                          override_reason=override_reason)
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,13 @@ from db.models import (
 from db.models.base import Base, from_unix, utcnow
 from db.session import UnitOfWork
 from services.config import Settings
+from services.stripe_objects import invoice_subscription_id, item_id, item_price_id, object_id, subscription_period
+
+_id = object_id  # the old private name, still read by services/fraud_warnings.py
 
 ModelT = TypeVar("ModelT", bound=Base)
 
 ACTIVE_SUBSCRIPTION_STATUSES = frozenset({"active", "trialing"})
-
-
-def _id(value: Any) -> str | None:
-    """An expandable field is either an id string or the expanded object."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return str(value.get("id")) if value.get("id") else None
-    return str(value)
 
 
 def _get_or_new(uow: UnitOfWork, model: type[ModelT], key: Any, **lookup: Any) -> tuple[ModelT, bool]:
@@ -64,21 +58,6 @@ def fresh_observed_at(stored: Any | None) -> int:
     return max(int(utcnow().timestamp()), int(getattr(stored, "stripe_updated", 0) or 0) + 1)
 
 
-def subscription_period(subscription: dict[str, Any]) -> tuple[int | None, int | None]:
-    """Basil (2025-03-31) moved the billing period from the subscription onto its items."""
-    items = (subscription.get("items") or {}).get("data") or []
-    if not items:
-        return None, None
-    return items[0].get("current_period_start"), items[0].get("current_period_end")
-
-
-def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
-    """Basil: an invoice's subscription is under parent.subscription_details."""
-    parent = invoice.get("parent") or {}
-    details = parent.get("subscription_details") or {}
-    return _id(details.get("subscription"))
-
-
 def upsert_customer(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> Customer:
     row, is_new = _get_or_new(uow, Customer, obj["id"])
     if _is_stale(row, observed_at, is_new):
@@ -100,9 +79,7 @@ def upsert_subscription(
     row, is_new = _get_or_new(uow, UserSubscription, None, stripe_subscription_id=obj["id"])
     if _is_stale(row, observed_at, is_new):
         return row
-    items = (obj.get("items") or {}).get("data") or []
-    price = (items[0].get("price") or {}) if items else {}
-    price_id = _id(price)
+    price_id = item_price_id(obj)
     plan_interval = settings.plan_for_price(price_id) if price_id else None
     previous_plan = None if is_new else row.plan
     period_start, period_end = subscription_period(obj)
@@ -112,7 +89,7 @@ def upsert_subscription(
     row.status = obj.get("status") or "incomplete"
     row.is_active = row.status in ACTIVE_SUBSCRIPTION_STATUSES
     row.stripe_price_id = price_id
-    row.stripe_item_id = items[0].get("id") if items else None
+    row.stripe_item_id = item_id(obj)
     row.plan, row.interval = plan_interval if plan_interval else (None, None)
     row.current_period_start = from_unix(period_start)
     row.current_period_end = from_unix(period_end)

@@ -118,7 +118,7 @@ def status(uow_factory: Any) -> dict[str, Any]:
     return {**{name: state.to_json() for name, state in states.items()}, "backlog": backlog(uow_factory())}
 
 
-def set_switch_as_system(name: str, *, paused: bool, reason: str | None, actor: str, uow: UnitOfWork) -> SwitchState:
+def _set_switch(name: str, *, paused: bool, reason: str | None, actor: str, uow: UnitOfWork) -> SwitchState:
     """Pause (reason required) or resume one switch; audited, refusals included."""
     checked = _check_name(name)
     written = (reason or "").strip()
@@ -157,14 +157,16 @@ def set_switch_as_system(name: str, *, paused: bool, reason: str | None, actor: 
 
 @privileged("switch.pause")
 def pause_switch(name: str, *, reason: str, actor: str, settings: Settings, uow: UnitOfWork) -> SwitchState:
-    """The console's Pause button (admins only, after a confirmation)."""
-    return set_switch_as_system(name, paused=True, reason=reason, actor=actor, uow=uow)
+    """The console's Pause button (admins only, after a confirmation), or
+    `billing-ops pause` (actor=SystemCaller)."""
+    return _set_switch(name, paused=True, reason=reason, actor=actor, uow=uow)
 
 
 @privileged("switch.resume")
 def resume_switch(name: str, *, actor: str, settings: Settings, uow: UnitOfWork) -> SwitchState:
-    """The console's Resume button (admins only, after a confirmation)."""
-    return set_switch_as_system(name, paused=False, reason=None, actor=actor, uow=uow)
+    """The console's Resume button (admins only, after a confirmation), or
+    `billing-ops resume` (actor=SystemCaller)."""
+    return _set_switch(name, paused=False, reason=None, actor=actor, uow=uow)
 
 
 def refuse_if_paused(uow: UnitOfWork, name: str, *, actor: str, action: str) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
 from services import stripe_mapping
 from services.observability import scrub_text_and_emails
+from services.runtime import Runtime
 from services.webhooks import LIVEMODE_MISMATCH, SignatureError, check_event, ingest_event, livemode_matches
 
 # Stripe keeps events retrievable through the Events API for 30 days.
@@ -47,7 +48,7 @@ def _row_error(error: Exception) -> str:
 
 
 def sync_recent_events(
-    runtime: Any, *, since_ts: int, progress: Callable[[str], None] = lambda _l: None,
+    runtime: Runtime, *, since_ts: int, progress: Callable[[str], None] = lambda _l: None,
     failures: list[dict[str, str]] | None = None,
 ) -> dict[str, int]:
     """Pull events created since `since_ts` (oldest first) and ingest each once. An event that
@@ -72,7 +73,7 @@ def sync_recent_events(
     return outcomes
 
 
-def _upsert_all(runtime: Any, label: str, objects: Any, upsert: Callable[[Any, dict[str, Any], int], None],
+def _upsert_all(runtime: Runtime, label: str, objects: Any, upsert: Callable[[Any, dict[str, Any], int], None],
                 progress: Callable[[str], None], failures: list[dict[str, str]]) -> int:
     """Upsert in batches of 200, each row in its own savepoint: a row the database refuses is
     rolled back alone and reported in `failures`; the rest of its batch is stored."""
@@ -105,7 +106,7 @@ def _upsert_all(runtime: Any, label: str, objects: Any, upsert: Callable[[Any, d
     return count - failed
 
 
-def _upsert_subscription(runtime: Any) -> Callable[[Any, dict[str, Any], int], None]:
+def _upsert_subscription(runtime: Runtime) -> Callable[[Any, dict[str, Any], int], None]:
     def upsert(uow: Any, obj: dict[str, Any], observed_at: int) -> None:
         stored = uow.session.execute(
             select(UserSubscription.stripe_updated).where(UserSubscription.stripe_subscription_id == obj["id"])
@@ -122,7 +123,7 @@ def _fresh(model: Any, upsert: Callable[..., Any]) -> Callable[[Any, dict[str, A
     return apply
 
 
-def run_sync(runtime: Any, *, since: str | None, days: int | None,
+def run_sync(runtime: Runtime, *, since: str | None, days: int | None,
              progress: Callable[[str], None] = lambda _l: None) -> dict[str, Any]:
     started = time.time()
     since_ts = _since_ts(since, days, started)

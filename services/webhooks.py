@@ -34,6 +34,7 @@ from services.audit import privileged
 from services.config import CONSOLE_EVENT_TYPES, Settings
 from services.errors import ConsoleError
 from services.observability import scrub_text_and_emails
+from services.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ def _object_id(event: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str = "webhook") -> list[str]:
+def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: str = "webhook") -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
@@ -286,7 +287,8 @@ def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str 
     return outcomes
 
 
-def ingest_event(runtime: Any, event: dict[str, Any], *, source: str = "webhook", process: bool | None = None) -> str:
+def ingest_event(runtime: Runtime, event: dict[str, Any], *, source: str = "webhook",
+                 process: bool | None = None) -> str:
     """Store a verified event once. Returns stored | duplicate | ignored.
 
     `process` runs its effects right after the commit; by default webhooks do so only
@@ -308,7 +310,7 @@ class InboxWriter:
 
     MAX_BATCH = 256
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -381,7 +383,7 @@ def _settle(future: Future[str], *, outcome: str | None = None, error: Exception
         future.set_result(outcome or "")
 
 
-def record_invalid_signature(runtime: Any, reason: str) -> None:
+def record_invalid_signature(runtime: Runtime, reason: str) -> None:
     """One invalid signature, written at once (tools and tests); the receiver batches them
     through `RejectionCounter` instead."""
     prometheus.WEBHOOK_DELIVERIES.labels("invalid_signature").inc()
@@ -400,7 +402,7 @@ class RejectionCounter:
     FLUSH_SECONDS = 2.0
     ALERT_EVERY_SECONDS = 3600.0
 
-    def __init__(self, runtime: Any, *, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(self, runtime: Runtime, *, flush_seconds: float = FLUSH_SECONDS) -> None:
         self._runtime = runtime
         self._flush_seconds = flush_seconds
         self._counts: dict[tuple[str, str], int] = {}
@@ -477,7 +479,7 @@ class RejectionCounter:
                       {"alert": "webhook_livemode_mismatch", "stripe_mode": mode}, level="error")
 
 
-def _claim(runtime: Any, event_id: str, now: datetime) -> bool:
+def _claim(runtime: Runtime, event_id: str, now: datetime) -> bool:
     """Take the event for processing; False if another worker has it or it is done."""
     with runtime.uow() as uow:
         claimed = uow.session.execute(
@@ -490,7 +492,7 @@ def _claim(runtime: Any, event_id: str, now: datetime) -> bool:
                 ),
             )
             .values(status="processing", attempts=StripeEvent.attempts + 1, next_attempt_at=now + PROCESSING_LEASE)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         uow.commit()
     return bool(claimed)
 
@@ -499,7 +501,7 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-def process_event(runtime: Any, event_id: str, *, now: datetime | None = None, respect_switch: bool = True) -> bool:
+def process_event(runtime: Runtime, event_id: str, *, now: datetime | None = None, respect_switch: bool = True) -> bool:
     """Apply one stored event's effects; True when it is processed. While the `processing`
     kill switch is on the event stays stored, unclaimed, in the backlog."""
     from services.event_handlers import handle_event
@@ -545,7 +547,7 @@ def process_event(runtime: Any, event_id: str, *, now: datetime | None = None, r
     return True
 
 
-def process_pending(runtime: Any, *, limit: int = 100, now: datetime | None = None) -> int:
+def process_pending(runtime: Runtime, *, limit: int = 100, now: datetime | None = None) -> int:
     """Process due events oldest first (pending, failed past their backoff, expired claims);
     nothing while the `processing` kill switch is on (checked once per batch)."""
     from services.switches import switch_state
@@ -571,7 +573,7 @@ def process_pending(runtime: Any, *, limit: int = 100, now: datetime | None = No
 
 
 @privileged("webhooks.replay")
-def replay_event(event_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Any) -> bool:
+def replay_event(event_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Runtime) -> bool:
     """Run a stored event's handlers again (failed ones, or any on request). Handlers are
     idempotent, so replaying a processed event changes nothing."""
     from services.switches import refuse_if_paused
@@ -608,7 +610,7 @@ def _same_path(a: str, b: str) -> bool:
     return urlsplit(a).path.rstrip("/") == urlsplit(b).path.rstrip("/")
 
 
-def prune_webhook_endpoints(runtime: Any, *, url: str, apply: bool, actor: str) -> list[str]:
+def prune_webhook_endpoints(runtime: Runtime, *, url: str, apply: bool, actor: str) -> list[str]:
     """Endpoints that duplicate or shadow the console's: the same URL registered twice,
     or the same path on another host/scheme (an old deployment)."""
     # Stripe lists newest first; keep the oldest registration for the URL.
@@ -645,7 +647,7 @@ class EndpointCheck:
     error: str | None = None
 
 
-def endpoint_registration_check(runtime: Any) -> EndpointCheck:
+def endpoint_registration_check(runtime: Runtime) -> EndpointCheck:
     settings: Settings = runtime.settings
     url = settings.console_webhook_url
     needed = sorted(set(CONSOLE_EVENT_TYPES) | set(settings.stripe_webhook_allowed_events))

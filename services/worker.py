@@ -8,15 +8,15 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
+from services.runtime import Runtime
 from services.switches import switch_state
 from services.webhooks import process_pending
 
 POLL_SECONDS = 1.0
 
 
-def run_worker(runtime: Any, *, once: bool, echo: Callable[[str], None] = print,
+def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = print,
                sleep: Callable[[float], None] = time.sleep) -> None:
     from services.reconciliation import ReconcileRefused, run_reconcile_cron
 

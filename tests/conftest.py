@@ -3,11 +3,9 @@ emulator, settings, the runtime, and signed-in identities for AppTest."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from db.session import dispose_engines
+from services.emulator_client import emulator_call
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -45,6 +44,20 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "postgres: " + (_PG_SKIP_REASON or "reachable at 127.0.0.1:5432 (integration tests run on it)")
 
 
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers that follow from what a test uses: a PostgreSQL database asked for directly is
+    `postgres`; everything under tests/e2e drives the browser and is `e2e` (the fast lane,
+    `-m "not e2e"`, leaves it out)."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        if E2E_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Any) -> Iterator[str]:
     yield f"sqlite:///{tmp_path}/billing_ops_test.db"
@@ -67,9 +80,10 @@ def postgres_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Parametrised: every integration test using it runs on SQLite and PostgreSQL."""
+    """Parametrised: every integration test using it runs on SQLite and PostgreSQL (that half
+    carries the `postgres` marker, so `-m "not postgres"` runs the SQLite half alone)."""
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
@@ -101,16 +115,7 @@ def emulator_server() -> Iterator[Any]:
 
 
 def emulator_admin(base_url: str, path: str, payload: dict[str, Any] | None = None, method: str = "POST") -> Any:
-    data = None if payload is None and method == "GET" else json.dumps(payload or {}).encode()
-    request = urllib.request.Request(
-        f"{base_url}/_emulator/{path.lstrip('/')}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (loopback only)
-        body = response.read()
-    return json.loads(body) if body else None
+    return emulator_call(base_url, path, payload, method=method)
 
 
 class EmulatorHandle:

@@ -8,7 +8,6 @@ from db.models.billing import (
     Invoice,
     PlanChange,
     Refund,
-    SubscriptionPlan,
     UserSubscription,
 )
 from db.models.disputes import Dispute, DisputeEvidenceDraft
@@ -38,7 +37,6 @@ __all__ = [
     "Refund",
     "Signoff",
     "StripeEvent",
-    "SubscriptionPlan",
     "UserSubscription",
     "WorkerLease",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, utcnow
@@ -23,23 +23,6 @@ class Customer(Base):
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     stripe_updated: Mapped[int] = mapped_column(default=0)  # event.created of the state we hold
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class SubscriptionPlan(Base):
-    """A sellable plan (basic, pro, ...) and its Stripe price per interval."""
-
-    __tablename__ = "subscription_plans"
-    __table_args__ = (UniqueConstraint("plan", "interval", "mode"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    plan: Mapped[str] = mapped_column(String(64))
-    interval: Mapped[str] = mapped_column(String(16))  # monthly | yearly
-    mode: Mapped[str] = mapped_column(String(8), default="test")
-    stripe_price_id: Mapped[str] = mapped_column(String(255), index=True)
-    unit_amount: Mapped[int | None]
-    currency: Mapped[str | None] = mapped_column(String(3))
-    is_active: Mapped[bool] = mapped_column(default=True)
-    rank: Mapped[int] = mapped_column(default=0)  # higher = more expensive tier
 
 
 class UserSubscription(Base):

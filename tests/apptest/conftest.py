@@ -13,8 +13,8 @@ from tests.conftest import ADMIN_EMAIL, VIEWER_EMAIL
 @pytest.fixture
 def shell_runtime(migrated_sqlite_url: str, tmp_path: Any) -> Iterator[Any]:
     """No Stripe needed: the shell must render (and gate) with an empty billing DB."""
+    from demo import write_credentials_file
     from services.config import load_settings
-    from services.demo import write_credentials_file
     from services.runtime import Runtime, set_runtime
 
     credentials = tmp_path / "credentials.yaml"

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from db.models import AuditLog
 from services import switches
+from services.audit import SystemCaller
 from tests.apptest.test_golive_pages import golive_page_runtime  # noqa: F401,F811 (fixture)
 from tests.conftest import ADMIN_EMAIL, app_test_for, page_direct_test, page_text
 
@@ -57,8 +58,8 @@ def test_admin_pauses_with_a_reason_and_a_confirmation_then_resumes(shell_runtim
 
 
 def test_every_admin_page_shows_the_banner_while_paused(shell_runtime: Any) -> None:
-    switches.set_switch_as_system("reconcile", paused=True, reason="Downgrades doubled in staging",
-                                  actor="lead@example.com", uow=shell_runtime.uow())
+    switches.pause_switch("reconcile", reason="Downgrades doubled in staging", actor=SystemCaller("lead@example.com"),
+                          settings=shell_runtime.settings, uow=shell_runtime.uow())
     for page in ("disputes", "audit"):
         text = page_text(app_test_for(page, "admin"))
         assert "Automated downgrades (reconcile) is PAUSED by lead@example.com" in text
@@ -70,8 +71,8 @@ def test_the_rollback_plan_shows_the_switch_that_performs_each_step(golive_page_
     from tests.apptest.test_golive_pages import _as
     from tests.integration.golive_fixtures import ADMIN
 
-    switches.set_switch_as_system("reconcile", paused=True, reason="Downgrades doubled", actor="lead@example.com",
-                                  uow=golive_page_runtime.uow())
+    switches.pause_switch("reconcile", reason="Downgrades doubled", actor=SystemCaller("lead@example.com"),
+                          settings=golive_page_runtime.settings, uow=golive_page_runtime.uow())
     at = _as(ADMIN, "golive")
     assert not at.exception
     rollback = next(df.value for df in at.dataframe if "in the console" in df.value.columns)

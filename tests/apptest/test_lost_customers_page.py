@@ -14,8 +14,6 @@ from services.stripe_mapping import upsert_customer
 from tests.conftest import app_test_for, page_direct_test, page_text
 from tests.integration.test_reconciliation_emulator import World
 
-pytest.importorskip("emulator.server")
-
 
 @pytest.fixture
 def lost_world(emulator: Any, runtime_factory: Callable[..., Any]) -> tuple[World, str]:

@@ -17,8 +17,6 @@ from services import plan_changes
 from services.stripe_mapping import upsert_customer, upsert_subscription
 from tests.conftest import ADMIN_EMAIL, app_test_for, page_direct_test, page_text
 
-pytest.importorskip("emulator.server")
-
 
 class Shop:
     """A customer on the emulator with a pro (30.00 USD / month) subscription, mirrored in the DB."""

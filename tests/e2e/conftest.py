@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from services.demo import DEMO_USERS
+from demo import DEMO_USERS
 from tests.conftest import REPO_ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

@@ -21,8 +21,8 @@ def _hostile_dispute(demo_server: Any) -> str:
     """A customer with the hostile name disputes a charge; the demo's webhooks bring it in."""
     from sqlalchemy import create_engine, text
 
+    from demo import DEMO_API_KEY
     from services.config import load_settings
-    from services.demo import DEMO_API_KEY
     from services.stripe_gateway import StripeGateway
 
     gateway = StripeGateway(load_settings({"STRIPE_API_KEY": DEMO_API_KEY, "STRIPE_API_BASE": demo_server.emulator_url,

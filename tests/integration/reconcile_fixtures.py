@@ -9,10 +9,10 @@ import copy
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from services.config import Settings, load_settings
-from services.stripe_gateway import GatewayStats, StripeGatewayError
+from services.stripe_gateway import GatewayStats, StripeGateway, StripeGatewayError
 
 PRICES = {
     "price_basic_monthly": ("basic", "monthly", 1000),
@@ -143,6 +143,11 @@ class FakeGateway:
             response = copy.deepcopy(sub)
             self._responses[idempotency_key] = (fingerprint, response)
             return copy.deepcopy(response)
+
+
+def as_gateway(fake: FakeGateway) -> StripeGateway:
+    """Services take a StripeGateway; the fake answers the calls reconciliation and plan changes make."""
+    return cast(StripeGateway, fake)
 
 
 def preview_invoice_for(gateway: FakeGateway, params: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from services.preflight import check_checkout_rate_limit, run_preflight
+from services.preflight import run_preflight
+from services.preflight_settings import check_checkout_rate_limit
 from services.runtime import Runtime
 from tests.integration.golive_fixtures import FakePreflightGateway, golive_settings
 

@@ -72,7 +72,7 @@ def test_preflight_reads_are_read_only_on_either_target(target: str, emulator: E
     import os
 
     from services.config import load_settings
-    from services.preflight import check_tax, check_wallets
+    from services.preflight_stripe import check_tax, check_wallets
     from services.stripe_gateway import StripeGateway
 
     env = {"STRIPE_API_KEY": os.environ.get("STRIPE_TEST_API_KEY", "sk_test_settings"), "STRIPE_MODE": "test",

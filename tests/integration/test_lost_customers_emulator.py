@@ -27,8 +27,6 @@ from services.stripe_mapping import upsert_customer
 from tests.conftest import ADMIN_EMAIL
 from tests.integration.test_reconciliation_emulator import World
 
-pytest.importorskip("emulator.server")
-
 
 def _lost_world(runtime_factory: Callable[..., Any], database_url: str) -> tuple[World, str, int]:
     world = World(runtime_factory, database_url)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from demo import write_env_file
 from services.config import ENV_FILE_VARIABLE, load_settings
-from services.demo import write_env_file
 from tests.conftest import REPO_ROOT
 
 _SETTING_NAMES = ("DATABASE_URL", "STRIPE_API_KEY", "STRIPE_SECRET_KEY", "STRIPE_MODE", "SENTRY_DSN",

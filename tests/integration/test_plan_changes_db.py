@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from db.models import AuditLog, MetricPoint, PlanChange, UserSubscription
 from db.session import UnitOfWork
-from services import plan_changes
+from services import plan_changes, plan_preview
 from services.auth import AccessDenied
 from services.metric_points import (
     CHANGE_ERROR,
@@ -53,7 +53,7 @@ def _audit(url: str) -> list[tuple[str, str, str | None, str | None]]:
 
 def test_preview_of_an_upgrade_shows_the_proration(world: Any) -> None:
     settings, gateway, url = world
-    preview = plan_changes.preview_change("sub_1", "pro", "monthly", settings=settings, uow=UnitOfWork(url),
+    preview = plan_preview.preview_change("sub_1", "pro", "monthly", settings=settings, uow=UnitOfWork(url),
                                           gateway=gateway)
     assert (preview.direction, preview.current_plan, preview.target_price_id) == ("upgrade", "basic",
                                                                                  "price_pro_monthly")

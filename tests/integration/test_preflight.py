@@ -152,7 +152,7 @@ SETTINGS_BREAKS: list[tuple[dict[str, str | None], str, str, str]] = [
 def test_settings_misconfiguration(
     migrated_sqlite_url: str, overrides: dict[str, str | None], check_id: str, severity: str, fix_words: str
 ) -> None:
-    results = run_preflight(_runtime(migrated_sqlite_url, **overrides))
+    results = run_preflight(_runtime(migrated_sqlite_url, None, **overrides))
     check = _by_id(results)[check_id]
     assert not check.passed and check.severity == severity
     assert fix_words in check.fix

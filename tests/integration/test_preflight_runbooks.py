@@ -133,7 +133,7 @@ def test_webhook_url_is_https_and_the_console_path(check_env: dict[str, str], ur
 
 
 def test_receiver_paths_match_the_check() -> None:
-    from services.preflight import CONSOLE_WEBHOOK_PATHS
+    from services.preflight_settings import CONSOLE_WEBHOOK_PATHS
     from webhooks.app import WEBHOOK_PATHS
 
     assert tuple(WEBHOOK_PATHS) == CONSOLE_WEBHOOK_PATHS

@@ -5,7 +5,6 @@ before any Stripe call."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,11 +15,6 @@ from sqlalchemy import select
 
 from db.models import AuditLog, QaResult, QaRun
 from services.qa_matrix import CASE_IDS, run_matrix_cli
-
-# The SCA and dunning cases check columns that only the webhook handlers (issue 5) set.
-needs_webhooks = pytest.mark.skipif(importlib.util.find_spec("services.webhooks") is None,
-                                    reason="services.webhooks (issue 5) not installed: it sets the dunning/SCA "
-                                           "columns these cases check")
 
 
 @pytest.fixture
@@ -40,7 +34,6 @@ def _run(runtime: Any, case_ids: list[str] | None = None) -> tuple[bool, list[st
     return ok, lines
 
 
-@needs_webhooks
 def test_all_eight_cases_pass_from_an_empty_db(qa_runtime: Any) -> None:
     ok, lines = _run(qa_runtime)
     results = _results(qa_runtime)
@@ -67,10 +60,9 @@ def test_all_eight_cases_pass_from_an_empty_db(qa_runtime: Any) -> None:
 
 MISBEHAVIOURS = [
     pytest.param({"downgrade_cancels": True}, "reconciliation_applies", "Basic", id="reconciliation_applies"),
-    pytest.param({"sca_never_completes": True}, "sca_required", "paid after completion", id="sca_required",
-                 marks=needs_webhooks),
+    pytest.param({"sca_never_completes": True}, "sca_required", "paid after completion", id="sca_required"),
     pytest.param({"dunning_never_recovers": True}, "past_due_recovered", "paid with the updated card",
-                 id="past_due_recovered", marks=needs_webhooks),
+                 id="past_due_recovered"),
     pytest.param({"suppress_events": ["customer.subscription.deleted"]}, "cancel_at_period_end",
                  "customer.subscription.deleted", id="cancel_at_period_end"),
 ]
@@ -81,7 +73,7 @@ def test_case_fails_naming_the_expectation_when_stripe_misbehaves(
     qa_runtime: Any, emulator: Any, misbehave: dict[str, Any], case_id: str, expectation_words: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("services.qa_matrix.EVENT_WAIT_SECONDS", 2.0)  # a suppressed event never comes
+    monkeypatch.setattr("services.qa_runner.EVENT_WAIT_SECONDS", 2.0)  # a suppressed event never comes
     emulator.admin("misbehave", misbehave)
     ok, lines = _run(qa_runtime, [case_id])
     assert not ok

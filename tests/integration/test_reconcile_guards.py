@@ -18,7 +18,7 @@ from services.auth import AccessDenied
 from services.config import load_settings
 from services.reconciliation import DRIFT_UNKNOWN_PRICE, ReconcileError, ReconcileRefused, run_reconciliation
 from services.worker import run_worker
-from tests.integration.reconcile_fixtures import ADMIN, NOW, FakeGateway, settings_for, subscription
+from tests.integration.reconcile_fixtures import ADMIN, NOW, FakeGateway, as_gateway, settings_for, subscription
 
 
 def _unmapped(url: str) -> Any:
@@ -41,8 +41,8 @@ def _refusals(url: str) -> list[AuditLog]:
 def test_a_run_without_the_price_mapping_is_refused_and_stores_nothing(migrated_url: str, apply: bool) -> None:
     gateway = FakeGateway([subscription("sub_1")])
     with pytest.raises(ReconcileRefused) as refused:
-        run_reconciliation(settings=_unmapped(migrated_url), uow=UnitOfWork(migrated_url), gateway=gateway,
-                           apply=apply, actor="cli", trigger="cli", now=NOW)
+        run_reconciliation(settings=_unmapped(migrated_url), uow=UnitOfWork(migrated_url),
+                           gateway=as_gateway(gateway), apply=apply, actor="cli", trigger="cli", now=NOW)
     assert refused.value.message.startswith("Reconciliation refused: Required plans are not mapped to a price: "
                                             "basic.monthly, pro.monthly.")
     assert gateway.stats.requests == 0  # Stripe was never asked
@@ -87,10 +87,10 @@ def test_a_dry_run_never_replaces_the_last_applied_run(migrated_url: str) -> Non
     gateway = FakeGateway([subscription("sub_due", cancel_at_period_end=True, pending_plan="basic",
                                         period_end=NOW + 600),
                            subscription("sub_legacy", price="price_legacy_2019")])
-    applied = run_reconciliation(settings=settings, uow=UnitOfWork(migrated_url), gateway=gateway, apply=True,
-                                 actor="cron", trigger="cron", now=NOW)
-    dry = run_reconciliation(settings=settings, uow=UnitOfWork(migrated_url), gateway=gateway, apply=False,
-                             actor="cli", trigger="cli", now=NOW)
+    applied = run_reconciliation(settings=settings, uow=UnitOfWork(migrated_url), gateway=as_gateway(gateway),
+                                 apply=True, actor="cron", trigger="cron", now=NOW)
+    dry = run_reconciliation(settings=settings, uow=UnitOfWork(migrated_url), gateway=as_gateway(gateway),
+                             apply=False, actor="cli", trigger="cli", now=NOW)
     last_applied = reconciliation.last_run(UnitOfWork(migrated_url), mode="apply")
     latest_dry = reconciliation.last_run(UnitOfWork(migrated_url), mode="dry-run")
     assert last_applied is not None and latest_dry is not None
@@ -102,7 +102,7 @@ def test_a_dry_run_never_replaces_the_last_applied_run(migrated_url: str) -> Non
 def test_a_finding_is_dismissed_with_a_reason_audited_and_hidden(migrated_url: str) -> None:
     settings = settings_for(migrated_url)
     gateway = FakeGateway([subscription("sub_legacy", price="price_legacy_2019")])
-    run_reconciliation(settings=settings, uow=UnitOfWork(migrated_url), gateway=gateway, apply=True,
+    run_reconciliation(settings=settings, uow=UnitOfWork(migrated_url), gateway=as_gateway(gateway), apply=True,
                        actor="cron", trigger="cron", now=NOW)
     findings = reconciliation.latest_drift(UnitOfWork(migrated_url))
     [unknown] = [f for f in findings if f["kind"] == DRIFT_UNKNOWN_PRICE]

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from db.models import AuditLog, MetricPoint, PlanChange, ReconcileAction, ReconcileRun, UserSubscription
 from db.session import UnitOfWork
-from services import reconciliation
+from services import reconcile_run, reconciliation
 from services.auth import AccessDenied
 from services.leases import acquire_lease, lease_holder, release_lease
 from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN
@@ -34,7 +34,7 @@ from services.reconciliation import (
 )
 from services.stripe_gateway import StripeGatewayError
 from services.stripe_mapping import upsert_subscription
-from tests.integration.reconcile_fixtures import ADMIN, NOW, FakeGateway, settings_for, subscription
+from tests.integration.reconcile_fixtures import ADMIN, NOW, FakeGateway, as_gateway, settings_for, subscription
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "reconcile.schema.json").read_text())
 
@@ -130,12 +130,12 @@ def test_crash_after_stripe_call_is_completed_by_next_run(migrated_url: str, mon
     settings = settings_for(migrated_url)
     gateway = FakeGateway([_due()])
     _sync_db(migrated_url, gateway, settings)
-    real_finish = reconciliation._finish_downgrade
+    real_finish = reconcile_run._finish_downgrade
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("worker killed before the DB write")
 
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", crash)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", crash)
     with pytest.raises(RuntimeError):
         _run(migrated_url, gateway, settings)
     assert len(gateway.updates) == 1  # Stripe changed, the DB did not
@@ -145,7 +145,7 @@ def test_crash_after_stripe_call_is_completed_by_next_run(migrated_url: str, mon
         crashed_run = uow.session.get(ReconcileRun, action.run_id)
         assert crashed_run is not None and crashed_run.error and "worker killed" in crashed_run.error
 
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", real_finish)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", real_finish)
     report = _run(migrated_url, gateway, settings)
 
     assert report.applied == 1
@@ -239,7 +239,7 @@ def test_listing_failure_ends_the_run_with_its_error(migrated_url: str) -> None:
 
 def test_alert_when_one_run_applies_more_than_the_threshold(migrated_url: str, monkeypatch: Any) -> None:
     alerts: list[tuple[str, dict[str, str]]] = []
-    monkeypatch.setattr(reconciliation, "capture_alert", lambda message, tags: alerts.append((message, tags)))
+    monkeypatch.setattr(reconcile_run, "capture_alert", lambda message, tags: alerts.append((message, tags)))
     settings = settings_for(migrated_url, ALERT_RECONCILE_APPLIED_MAX="2")
     gateway = FakeGateway([_due(f"sub_{i}") for i in range(3)])
     _sync_db(migrated_url, gateway, settings)
@@ -333,23 +333,23 @@ def test_apply_drift_fix_is_admin_only_audited_and_changes_what_it_says(migrated
 
     with pytest.raises(AccessDenied):
         apply_drift_fix(ids[DRIFT_PENDING_WITHOUT_CANCEL], actor="viewer@outside.io", settings=settings,
-                        uow=UnitOfWork(migrated_url), gateway=gateway)
+                        uow=UnitOfWork(migrated_url), gateway=as_gateway(gateway))
     assert gateway.updates == []
 
     fixed = apply_drift_fix(ids[DRIFT_PENDING_WITHOUT_CANCEL], actor=ADMIN, settings=settings,
-                            uow=UnitOfWork(migrated_url), gateway=gateway)
+                            uow=UnitOfWork(migrated_url), gateway=as_gateway(gateway))
     assert fixed.result == "fixed"
     assert gateway.subscriptions["sub_nocancel"]["metadata"] == {}
     assert gateway.subscriptions["sub_nocancel"]["items"]["data"][0]["price"]["id"] == "price_pro_monthly"
     apply_drift_fix(ids[DRIFT_MISSING_IN_DB], actor=ADMIN, settings=settings, uow=UnitOfWork(migrated_url),
-                    gateway=gateway)
+                    gateway=as_gateway(gateway))
     assert _count(migrated_url, UserSubscription, UserSubscription.stripe_subscription_id == "sub_missing") == 1
     with pytest.raises(ReconcileError):
         apply_drift_fix(ids[DRIFT_UNKNOWN_PRICE], actor=ADMIN, settings=settings, uow=UnitOfWork(migrated_url),
-                        gateway=gateway)
+                        gateway=as_gateway(gateway))
     with pytest.raises(ReconcileError, match="already fixed"):
         apply_drift_fix(ids[DRIFT_MISSING_IN_DB], actor=ADMIN, settings=settings, uow=UnitOfWork(migrated_url),
-                        gateway=gateway)
+                        gateway=as_gateway(gateway))
     with UnitOfWork(migrated_url) as uow:
         results = [(r.actor, r.result) for r in uow.session.execute(
             select(AuditLog).filter_by(action="reconcile.fix_drift").order_by(AuditLog.id)).scalars()]

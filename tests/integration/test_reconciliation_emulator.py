@@ -17,14 +17,14 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from db.models import ReconcileAction, UserSubscription
-from services import plan_changes, reconciliation
+from services import plan_changes, plan_preview, reconcile_run
 from services.reconciliation import DRIFT_KINDS, run_reconcile_cron, run_reconciliation
 from services.runtime import Runtime
-from services.stripe_mapping import subscription_period, upsert_subscription
+from services.stripe_mapping import upsert_subscription
+from services.stripe_objects import subscription_period
 from tests.conftest import ADMIN_EMAIL
 
 # Skips (rather than errors) until the emulator package (issue 4) is in the tree.
-pytest.importorskip("emulator.server")
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "reconcile.schema.json").read_text())
 
@@ -206,16 +206,16 @@ def test_crash_after_the_stripe_call_is_completed_without_a_second_change(
     due = world.subscribe("pro")
     world.schedule_downgrade(due)
     end = world.period_end(due)
-    real_finish = reconciliation._finish_downgrade
+    real_finish = reconcile_run._finish_downgrade
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("killed between the Stripe call and the DB write")
 
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", crash)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", crash)
     emulator.clear_requests()
     with pytest.raises(RuntimeError):
         world.reconcile(now=end - 600)
-    monkeypatch.setattr(reconciliation, "_finish_downgrade", real_finish)
+    monkeypatch.setattr(reconcile_run, "_finish_downgrade", real_finish)
     events_before = len(list(world.gateway.list_events(type="customer.subscription.updated")))
 
     report = world.reconcile(now=end - 600)
@@ -323,7 +323,7 @@ def test_preview_then_upgrade_invoices_the_proration_now(emulator: Any, runtime_
     sub_id = world.subscribe("basic")
     world.advance(world.start + 15 * 86400)  # half-way through the period
     kw = {"settings": world.runtime.settings, "uow": world.runtime.uow(), "gateway": world.gateway}
-    preview = plan_changes.preview_change(sub_id, "pro", "monthly", **kw)
+    preview = plan_preview.preview_change(sub_id, "pro", "monthly", **kw)
     assert preview.direction == "upgrade" and preview.current_plan == "basic"
     assert 0 < preview.proration_amount < 3000 - 1000 + 1  # about half of the 20.00 difference
     result = plan_changes.upgrade(sub_id, "pro", "monthly", actor=ADMIN_EMAIL, **kw)

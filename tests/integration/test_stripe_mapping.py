@@ -123,9 +123,9 @@ def test_efw_update_keeps_the_ops_decision(migrated_url: str) -> None:
         stripe_mapping.upsert_fraud_warning(uow, {**efw, "actionable": False}, observed_at=200)
         uow.commit()
     with UnitOfWork(migrated_url) as uow:
-        row = uow.session.get(FraudWarning, "issfr_1")
-        assert row is not None
-        assert (row.status, row.actor, row.actionable, row.amount) == ("ignored", "ops@example.com", False, 5000)
+        kept = uow.session.get(FraudWarning, "issfr_1")
+        assert kept is not None
+        assert (kept.status, kept.actor, kept.actionable, kept.amount) == ("ignored", "ops@example.com", False, 5000)
 
 
 def test_dispute_due_by_and_closed(migrated_url: str) -> None:

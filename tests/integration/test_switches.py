@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 from db.models import AuditLog, ReconcileRun, StripeEvent
 from db.models.base import utcnow
 from services import event_handlers, metrics, switches, webhooks
+from services.audit import SystemCaller
 from services.reconciliation import ReconcileError, run_reconcile_cron, run_reconciliation
 from tests.conftest import REPO_ROOT, TEST_WEBHOOK_SECRETS
 from tests.integration.test_webhook_pipeline import event_body, sign
@@ -56,8 +57,9 @@ def test_paused_processing_holds_every_delivery_then_drains_in_order_once(
     handled: list[str] = []
     monkeypatch.setattr(event_handlers, "handle_event",
                         lambda uow, payload, runtime, refetch=True: handled.append(payload["id"]))
-    switches.set_switch_as_system("processing", paused=True, reason="Handlers misbehave on launch day",
-                                  actor="ops@example.com", uow=switch_runtime.uow())
+    switches.pause_switch("processing", reason="Handlers misbehave on launch day",
+                          actor=SystemCaller("ops@example.com"), settings=switch_runtime.settings,
+                          uow=switch_runtime.uow())
     now = int(time.time())
     with TestClient(create_app(switch_runtime)) as client:
         # Delivered out of order; Stripe's order is `created`.
@@ -72,8 +74,8 @@ def test_paused_processing_holds_every_delivery_then_drains_in_order_once(
         webhooks.replay_event("evt_a", actor="admin@example.com", settings=switch_runtime.settings,
                               uow=switch_runtime.uow(), runtime=switch_runtime)
 
-    switches.set_switch_as_system("processing", paused=False, reason=None, actor="ops@example.com",
-                                  uow=switch_runtime.uow())
+    switches.resume_switch("processing", actor=SystemCaller("ops@example.com"),
+                           settings=switch_runtime.settings, uow=switch_runtime.uow())
     assert webhooks.process_pending(switch_runtime) == 3
     assert webhooks.process_pending(switch_runtime) == 0
     assert handled == ["evt_a", "evt_b", "evt_c"]
@@ -86,8 +88,9 @@ def test_paused_processing_holds_every_delivery_then_drains_in_order_once(
 
 
 def test_paused_reconcile_skips_the_cron_and_refuses_apply_but_not_dry_run(switch_runtime: Any) -> None:
-    switches.set_switch_as_system("reconcile", paused=True, reason="Downgrades applied twice in staging",
-                                  actor="lead@example.com", uow=switch_runtime.uow())
+    switches.pause_switch("reconcile", reason="Downgrades applied twice in staging",
+                          actor=SystemCaller("lead@example.com"), settings=switch_runtime.settings,
+                          uow=switch_runtime.uow())
     assert run_reconcile_cron(switch_runtime, holder="worker-1") is None
     with switch_runtime.uow() as uow:
         skipped = uow.session.execute(select(ReconcileRun)).scalar_one()
@@ -104,13 +107,16 @@ def test_paused_reconcile_skips_the_cron_and_refuses_apply_but_not_dry_run(switc
 
 def test_reasons_are_required_and_refusals_audited(switch_runtime: Any) -> None:
     with pytest.raises(switches.SwitchError, match="needs a reason"):
-        switches.set_switch_as_system("processing", paused=True, reason="  ", actor="cli", uow=switch_runtime.uow())
+        switches.pause_switch("processing", reason="  ", actor=SystemCaller("cli"),
+                              settings=switch_runtime.settings, uow=switch_runtime.uow())
     with pytest.raises(switches.SwitchError, match="not paused"):
-        switches.set_switch_as_system("reconcile", paused=False, reason=None, actor="cli", uow=switch_runtime.uow())
-    switches.set_switch_as_system("processing", paused=True, reason="incident 42", actor="cli",
-                                  uow=switch_runtime.uow())
+        switches.resume_switch("reconcile", actor=SystemCaller("cli"),
+                               settings=switch_runtime.settings, uow=switch_runtime.uow())
+    switches.pause_switch("processing", reason="incident 42", actor=SystemCaller("cli"),
+                          settings=switch_runtime.settings, uow=switch_runtime.uow())
     with pytest.raises(switches.SwitchError, match="already paused by cli"):
-        switches.set_switch_as_system("processing", paused=True, reason="again", actor="x", uow=switch_runtime.uow())
+        switches.pause_switch("processing", reason="again", actor=SystemCaller("x"),
+                              settings=switch_runtime.settings, uow=switch_runtime.uow())
     with pytest.raises(switches.SwitchError, match="Unknown switch"):
         switches.switch_state(switch_runtime.uow(), "everything")
     assert [r[1] for r in _audit(switch_runtime, "switch.pause")] == ["refused", "ok", "refused"]
@@ -118,13 +124,15 @@ def test_reasons_are_required_and_refusals_audited(switch_runtime: Any) -> None:
 
 
 def test_a_switch_left_on_fires_an_alert_after_the_configured_time(switch_runtime: Any) -> None:
-    switches.set_switch_as_system("reconcile", paused=True, reason="holding downgrades", actor="cli",
-                                  uow=switch_runtime.uow())
+    switches.pause_switch("reconcile", reason="holding downgrades", actor=SystemCaller("cli"),
+                          settings=switch_runtime.settings, uow=switch_runtime.uow())
     settings = switch_runtime.settings
     soon = utcnow() + timedelta(minutes=settings.alert_switch_paused_minutes - 1)
     later = utcnow() + timedelta(minutes=settings.alert_switch_paused_minutes + 1)
-    keys = lambda moment: [a.key for a in metrics.active_alerts(switch_runtime.uow(), settings=settings,  # noqa: E731
-                                                                  now=moment)]
+
+    def keys(moment: datetime) -> list[str]:
+        return [a.key for a in metrics.active_alerts(switch_runtime.uow(), settings=settings, now=moment)]
+
     assert "switch_paused_reconcile" not in keys(soon)
     assert "switch_paused_reconcile" in keys(later)
 
@@ -155,8 +163,8 @@ def test_cli_pause_status_resume_from_a_subprocess(migrated_url: str, tmp_path: 
 def test_cli_reconcile_apply_is_one_line_while_paused(switch_runtime: Any) -> None:
     from cli import main
 
-    switches.set_switch_as_system("reconcile", paused=True, reason="holding downgrades", actor="cli",
-                                  uow=switch_runtime.uow())
+    switches.pause_switch("reconcile", reason="holding downgrades", actor=SystemCaller("cli"),
+                          settings=switch_runtime.settings, uow=switch_runtime.uow())
     env = {"DATABASE_URL": switch_runtime.settings.database_url,
            "STRIPE_API_KEY": switch_runtime.settings.stripe_secret,
            "STRIPE_API_BASE": str(switch_runtime.settings.stripe_api_base), **MAPPING}

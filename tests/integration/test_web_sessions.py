@@ -14,9 +14,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from db.models import AppSetting, AuditLog
+from demo import write_credentials_file
 from services import web_sessions
 from services.config import load_settings
-from services.demo import write_credentials_file
 from services.runtime import Runtime, set_runtime
 
 KEY = "s" * 8 + "-a-real-cookie-key-for-the-session-tests-0123"

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from db.models import AuditLog, MetricsSnapshot
 from services import audit, metrics
 from services.config import SettingsError, load_settings
-from services.preflight import check_audit_chain
+from services.preflight_settings import check_audit_chain
 from services.runtime import Runtime
 
 KEY = "audit-key-CANARY-0123456789abcdefghijklmnop"

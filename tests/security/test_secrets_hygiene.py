@@ -10,7 +10,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sentry_sdk
@@ -310,7 +310,8 @@ def test_scrubber_alone_covers_frame_locals(pg_canary_runtime: Any) -> None:
     transport = CapturingTransport()
     try:
         sentry_sdk.init(dsn=SENTRY_DSN, transport=transport, include_local_variables=True,
-                        before_send=observability.make_before_send(runtime.settings), default_integrations=False)
+                        before_send=cast(Any, observability.make_before_send(runtime.settings)),
+                        default_integrations=False)
         try:
             _reconcile_against_the_database(runtime.settings, runtime.engine, runtime)
         except RuntimeError:

@@ -29,8 +29,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from demo import DEMO_USERS, write_credentials_file
 from services import web_sessions
-from services.demo import DEMO_USERS, write_credentials_file
 from tests.conftest import ADMIN_EMAIL, REPO_ROOT, page_text
 
 MIN_COOKIE_KEY_BYTES = 32  # the floor (services.sign_in.MIN_COOKIE_KEY_BYTES)
@@ -236,10 +236,15 @@ def test_missing_or_short_cookie_key_refuses_start_up(console: Any, tmp_path: Pa
 
     # `billing-ops run` stops before starting anything, with one line and exit code 2.
     import cli
-    import services.demo
+    import demo as demo_module
 
     started: list[bool] = []
-    monkeypatch.setattr(services.demo, "run_console", lambda **_kw: started.append(True) or 0)
+
+    def fake_console(**_kw: Any) -> int:
+        started.append(True)
+        return 0
+
+    monkeypatch.setattr(demo_module, "run_console", fake_console)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli.main, ["run"], env={
         "DATABASE_URL": runtime.settings.database_url, "AUTH_CREDENTIALS_FILE": str(credentials),

@@ -19,9 +19,9 @@ from sqlalchemy import select
 from db.models import AuditLog
 from db.models.base import utcnow
 from db.session import UnitOfWork, make_engine
+from demo import write_credentials_file
 from services import sign_in
 from services.config import Settings, load_settings
-from services.demo import write_credentials_file
 from tests.conftest import ADMIN_EMAIL, REPO_ROOT, VIEWER_EMAIL, page_text
 
 PASSWORD = "right-horse-battery"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from services.plan_change_queries import plan_choices
 from services.plan_changes import (
     PlanChangeError,
-    _line_is_proration,
-    item_price_id,
     monthly_amount,
-    plan_choices,
     resolve_price,
 )
+from services.plan_preview import line_is_proration
+from services.stripe_objects import item_price_id
 from tests.integration.reconcile_fixtures import price_object, settings_for, subscription
 
 SETTINGS = settings_for("sqlite://")
@@ -38,6 +38,6 @@ def test_monthly_amount_compares_across_intervals() -> None:
 def test_item_price_and_proration_flags_in_basil_and_older_shapes() -> None:
     assert item_price_id(subscription("sub_1", price="price_basic_monthly")) == "price_basic_monthly"
     assert item_price_id({"items": {"data": []}}) is None
-    assert _line_is_proration({"parent": {"subscription_item_details": {"proration": True}}})
-    assert not _line_is_proration({"parent": {"subscription_item_details": {"proration": False}}})
-    assert _line_is_proration({"proration": True})
+    assert line_is_proration({"parent": {"subscription_item_details": {"proration": True}}})
+    assert not line_is_proration({"parent": {"subscription_item_details": {"proration": False}}})
+    assert line_is_proration({"proration": True})

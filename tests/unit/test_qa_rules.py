@@ -4,12 +4,15 @@ invoice payment shape, expectation failures and the code version fallback."""
 from __future__ import annotations
 
 import subprocess
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from services import qa_matrix
+from services import qa_matrix, qa_runner
 from services.qa_matrix import CASE_IDS, CASE_RUNNERS, CaseContext, ExpectationFailed
+from services.runtime import Runtime
+
+NO_RUNTIME = cast(Runtime, None)  # the pure rules never reach Stripe or the database
 
 
 def test_the_runbooks_eight_cases_each_have_a_runner() -> None:
@@ -19,7 +22,7 @@ def test_the_runbooks_eight_cases_each_have_a_runner() -> None:
 
 
 def test_expect_records_and_names_the_failed_expectation() -> None:
-    ctx = CaseContext(runtime=None, run_id=1, case_id="upgrade", actor="qa")
+    ctx = CaseContext(runtime=NO_RUNTIME, run_id=1, case_id="upgrade", actor="qa")
     ctx.expect(True, "Stripe subscription is on Pro")
     with pytest.raises(ExpectationFailed) as failure:
         ctx.expect(False, "the upgrade invoice is paid", "open")
@@ -29,18 +32,18 @@ def test_expect_records_and_names_the_failed_expectation() -> None:
 
 
 def test_event_windows_cover_a_past_clock() -> None:
-    ctx = CaseContext(runtime=None, run_id=1, case_id="reconciliation_applies", actor="qa", started_ts=1_000_000)
-    assert qa_matrix._event_windows(ctx) == [{"gte": 999_995}]
+    ctx = CaseContext(runtime=NO_RUNTIME, run_id=1, case_id="reconciliation_applies", actor="qa", started_ts=1_000_000)
+    assert qa_runner.event_windows(ctx) == [{"gte": 999_995}]
     ctx.clock_started_ts, ctx.clock_time = 500_000, 600_000
-    assert qa_matrix._event_windows(ctx) == [{"gte": 999_995}, {"gte": 499_995, "lte": 600_005}]
+    assert qa_runner.event_windows(ctx) == [{"gte": 999_995}, {"gte": 499_995, "lte": 600_005}]
     ctx.clock_started_ts, ctx.clock_time = 1_000_000, 3_000_000  # a clock from now on needs no extra window
-    assert qa_matrix._event_windows(ctx) == [{"gte": 999_995}]
+    assert qa_runner.event_windows(ctx) == [{"gte": 999_995}]
 
 
 def test_invoice_payment_intent_reads_basil_payments() -> None:
     invoice = {"payments": {"data": [{"payment": {"type": "payment_intent", "payment_intent": "pi_1"}}]}}
-    assert qa_matrix._invoice_payment_intent(invoice) == "pi_1"
-    assert qa_matrix._invoice_payment_intent({"payments": {"data": []}}) is None
+    assert qa_runner.invoice_payment_intent(invoice) == "pi_1"
+    assert qa_runner.invoice_payment_intent({"payments": {"data": []}}) is None
 
 
 def test_code_version_falls_back_to_the_package_version(monkeypatch: pytest.MonkeyPatch) -> None:

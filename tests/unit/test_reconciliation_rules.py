@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -18,6 +19,7 @@ from services.reconciliation import (
     DRIFT_UNKNOWN_PRICE,
     LOST_CUSTOMER,
     ActionReport,
+    DueDowngrade,
     ReconcileReport,
     downgrade_key,
     evaluate,
@@ -31,7 +33,8 @@ SETTINGS = settings_for("sqlite://")
 IN_DB = ("pro", "monthly")
 
 
-def _kinds(sub: dict, db_row: tuple | None = IN_DB, now: int = NOW) -> tuple[object, set[str]]:
+def _kinds(sub: dict[str, Any], db_row: tuple[str | None, str | None] | None = IN_DB,
+           now: int = NOW) -> tuple[DueDowngrade | None, set[str]]:
     due, findings = evaluate(sub, db_row, settings=SETTINGS, now=now, lookahead_seconds=900)
     return due, {f.kind for f in findings}
 
@@ -88,7 +91,7 @@ def test_pending_interval_picks_the_price() -> None:
         (subscription("s"), IN_DB, set()),
     ],
 )
-def test_drift_kinds(sub: dict, db_row: tuple | None, expected: set[str]) -> None:
+def test_drift_kinds(sub: dict[str, Any], db_row: tuple[str | None, str | None] | None, expected: set[str]) -> None:
     due, kinds = _kinds(sub, db_row)
     assert due is None and kinds == expected
 

@@ -1,5 +1,8 @@
 """`billing-ops demo`: the whole console on one machine with no Stripe account.
 
+Entry-layer wiring (beside cli.py): it starts the emulator, the receiver, the worker and
+the console, so it imports emulator/ and webhooks/, which services/ never do.
+
 Order matters: the emulator seeds a realistic month first (its events stay in
 the Events API), the console's DB is migrated, its webhook endpoint is
 registered and the receiver started, then `sync` backfills the month exactly
@@ -27,8 +30,9 @@ import bcrypt
 import yaml
 
 from services.config import CONSOLE_EVENT_TYPES, load_settings
+from services.emulator_client import emulator_call
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent
 DEMO_API_KEY = "sk_test_demo_" + "0" * 24  # the emulator accepts any sk_test_ key
 
 # The demo's people: one per user of DESIGN.md, plus someone outside the team.
@@ -81,14 +85,7 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> None:
 
 
 def _emulator_admin(base_url: str, path: str, payload: dict[str, Any]) -> Any:
-    request = urllib.request.Request(  # noqa: S310 (the emulator on loopback)
-        f"{base_url}/_emulator/{path}",
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 (loopback only)
-        return json.loads(response.read() or b"null")
+    return emulator_call(base_url, path, payload, timeout=600)
 
 
 def _wait_for_http(url: str, timeout: float = 60.0) -> None:
