@@ -366,6 +366,12 @@ def _fresh_roll(world: World, *, upto: str | None = None) -> None:
     secret_roll.confirm_verified(actor=ADMIN, settings=world.runtime.settings, uow=uow_for())
 
 
+def _after_fresh_roll(world: World, upto: str | None, function_name: str, *args: Any,
+                      **kwargs: Any) -> Callable[[Any], Any]:
+    _fresh_roll(world, upto=upto)
+    return _call(function_name, "services.secret_roll", *args, **kwargs)
+
+
 def _roll_step(world: World, upto: str, function_name: str, *secrets: str) -> Callable[[Any], Any]:
     _fresh_roll(world, upto=upto)
     settings = _with_secrets(world, *secrets) if secrets else world.runtime.settings
@@ -377,14 +383,12 @@ RECIPES.update({
                                         "Malformed charge, nothing to apply", **_ctx(w)),
     "webhooks.test_event": lambda w: _call("send_test_event", "services.webhook_test_event", "authz-token",
                                            **_ctx(w, runtime=True)),
-    "webhooks.secret_roll.start": lambda w: (_fresh_roll(w), _call("start_roll", "services.secret_roll",
-                                                                    **_ctx(w)))[1],
+    "webhooks.secret_roll.start": lambda w: _after_fresh_roll(w, None, "start_roll", **_ctx(w)),
     "webhooks.secret_roll.add": lambda w: _roll_step(w, "add", "confirm_added"),
     "webhooks.secret_roll.verify": lambda w: _roll_step(w, "verify", "confirm_verified"),
     "webhooks.secret_roll.retire": lambda w: _roll_step(w, "retire", "confirm_retired", TEST_WEBHOOK_SECRETS[1]),
-    "webhooks.secret_roll.cancel": lambda w: (_fresh_roll(w, upto="add"),
-                                              _call("cancel_roll", "services.secret_roll", "Wrong endpoint",
-                                                    **_ctx(w)))[1],
+    "webhooks.secret_roll.cancel": lambda w: _after_fresh_roll(w, "add", "cancel_roll", "Wrong endpoint",
+                                                               **_ctx(w)),
 })
 
 
