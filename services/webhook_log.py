@@ -25,6 +25,7 @@ from services.config import Settings
 from services.errors import ConsoleError
 from services.observability import scrub_value
 from services.redaction import redact_secret_fields
+from services.runtime import Runtime
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -329,7 +330,7 @@ class Undelivered:
     missing_here: int  # of those, not stored in this console's inbox at all
 
 
-def undelivered_at_stripe(runtime: Any, *, since: datetime) -> Undelivered:
+def undelivered_at_stripe(runtime: Runtime, *, since: datetime) -> Undelivered:
     """Events since `since` that Stripe has not yet delivered to every endpoint: the Events API's
     `delivery_success=false` ("still pending or failed all delivery attempts to a webhook
     endpoint"; not per endpoint). One page of at most 100, then which of them this console never

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
@@ -24,6 +23,7 @@ from services import audit
 from services.audit import privileged
 from services.config import Settings
 from services.errors import ConsoleError
+from services.runtime import Runtime
 
 TEST_EVENT_TYPE = "charge.succeeded"
 TEST_AMOUNT = 100  # minor units: 1.00 USD, as in the Stripe CLI's charge.succeeded fixture
@@ -66,7 +66,7 @@ def available(settings: Settings) -> tuple[bool, str]:
 
 @privileged("webhooks.test_event")
 def send_test_event(request_token: str, *, actor: str, settings: Settings, uow: UnitOfWork,
-                    runtime: Any) -> SentTestEvent:
+                    runtime: Runtime) -> SentTestEvent:
     """One test payment per `request_token` (the page makes one per click): the idempotency key
     is derived from it, so a retried or double-submitted click pays once."""
     key = f"webhook-test-event:{request_token}"
