@@ -11,11 +11,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
+from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund, UserSubscription
 from db.models.base import from_unix
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
+from services.fraud_warnings import reopen_after_failed_refund
 from services.stripe_gateway import StripeGatewayError
 from services.webhook_counts import test_tags
 
@@ -177,12 +178,10 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
         return
     _ensure_customer(uow, stripe_mapping._id(charge.get("customer")), runtime)
     stored = uow.session.get(Charge, charge_id)
-    stripe_mapping.upsert_charge(
-        uow, charge, observed_at=stripe_mapping.fresh_observed_at(stored) if fresh
-        else event["created"],
-    )
+    observed_at = stripe_mapping.fresh_observed_at(stored) if fresh else int(event["created"])
+    stripe_mapping.upsert_charge(uow, charge, observed_at=observed_at)
     for refund in ((charge.get("refunds") or {}).get("data") or []):
-        stripe_mapping.upsert_refund(uow, refund, observed_at=event["created"])
+        stripe_mapping.upsert_refund(uow, refund, observed_at=observed_at)
 
 
 def on_charge(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
@@ -209,6 +208,21 @@ def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Any, refetch:
     stripe_mapping.upsert_fraud_warning(uow, current, observed_at=observed_at)
 
 
+def on_refund(uow: UnitOfWork, event: Event, runtime: Any, refetch: bool) -> None:
+    """refund.created / .updated / .failed and charge.refund.updated: the refund's status (pending,
+    succeeded, failed, canceled), re-read so the newest wins whatever the order; its charge too (a
+    failed refund gives the money back, so amount_refunded drops), and a warning we marked refunded
+    by a refund that failed is open again."""
+    refund = event["data"]["object"]
+    _sync_charge(uow, stripe_mapping._id(refund.get("charge")), event, runtime, refetch)
+    uow.session.flush()
+    current, observed_at = _current_state(
+        uow, Refund, refund, lambda: runtime.gateway.retrieve_refund(refund["id"]), event, refetch)
+    row = stripe_mapping.upsert_refund(uow, current, observed_at=observed_at)
+    uow.session.flush()
+    reopen_after_failed_refund(uow, {"id": row.id, "status": row.status, "failure_reason": row.failure_reason})
+
+
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": on_checkout_completed,
     "customer.subscription.created": on_subscription,
@@ -228,6 +242,10 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.funds_reinstated": on_dispute,
     "radar.early_fraud_warning.created": on_early_fraud_warning,
     "radar.early_fraud_warning.updated": on_early_fraud_warning,
+    "refund.created": on_refund,
+    "refund.updated": on_refund,
+    "refund.failed": on_refund,
+    "charge.refund.updated": on_refund,
 }
 
 

@@ -229,7 +229,12 @@ def upsert_charge(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> 
 
 
 def upsert_refund(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> Refund:
-    row, _is_new = _get_or_new(uow, Refund, obj["id"])
+    """A refund's state; an older observation (a late refund.created after refund.failed) is ignored."""
+    row, is_new = _get_or_new(uow, Refund, obj["id"])
+    if _is_stale(row, observed_at, is_new):
+        return row
+    row.stripe_updated = observed_at
+    row.failure_reason = obj.get("failure_reason")
     row.charge_id = _id(obj.get("charge"))
     row.amount = int(obj.get("amount") or 0)
     row.currency = (obj.get("currency") or "usd").lower()

@@ -149,6 +149,9 @@ class Refund(Base):
     amount: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     reason: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32))  # pending | requires_action | succeeded | failed | canceled
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str | None] = mapped_column(String(320))  # the console user who sent it, when it was us
     created: Mapped[datetime | None]
+    stripe_updated: Mapped[int] = mapped_column(default=0)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
