@@ -36,11 +36,11 @@ def _context_section(context: efw_radar.RadarContext) -> None:
     tiles[2].metric("Outcome", (context.outcome_type or "n/a").replace("_", " "))
     tiles[3].metric("3-D Secure", context.three_d_secure_result or "not used",
                     help=f"version {context.three_d_secure_version}" if context.three_d_secure_version else None)
-    st.dataframe(pd.DataFrame([
+    st.table(pd.DataFrame([
         {"check": "CVC", "result": context.check(context.cvc_check)},
         {"check": "Address line 1 (AVS)", "result": context.check(context.address_line1_check)},
         {"check": "Postal code (AVS)", "result": context.check(context.address_postal_code_check)},
-    ]), hide_index=True)
+    ]).set_index("check"))
     # st.text: Stripe- and customer-controlled values shown as plain text.
     st.text(f"Seller message: {context.seller_message or 'none'}"
             + (f" · network: {context.network_status}" if context.network_status else "")
@@ -90,11 +90,12 @@ def _history_section(rt: Runtime, row: efw.EfwRow) -> None:
     if not history:
         st.caption("No refunds on this charge.")
         return
-    st.dataframe(pd.DataFrame([{
-        "created": h.created, "refund": h.id, "amount": money(h.amount, h.currency),
+    # A static table (a few rows): every cell readable as text, also by a screen reader.
+    st.table(pd.DataFrame([{
+        "created": h.created.strftime("%Y-%m-%d %H:%M UTC") if h.created else "", "refund": h.id, "amount": money(h.amount, h.currency),
         "reason": REASON_LABELS.get(h.reason or "", h.reason or ""), "status": h.shown_status,
         "failure": (h.failure_reason or "").replace("_", " "), "sent by": h.requested_by or "outside the console",
-    } for h in history]), hide_index=True, width="stretch")
+    } for h in history]).set_index("created"))
 
 
 def render(row: efw.EfwRow, *, actor: str, rt: Runtime, mode: str, done: Callable[[], None]) -> None:

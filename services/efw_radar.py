@@ -388,7 +388,12 @@ def unblock(block_id: int, *, actor: str, settings: Settings, uow: UnitOfWork, g
             .values(status="removing", updated_at=now)))
         uow.commit()
     if not claimed:
-        raise EfwActionError(f"This {label} block is not active; nothing was changed.")
+        reason = f"This {label} block is not active; nothing was changed."
+        with uow:
+            audit.record(uow, actor=actor, action="efw.unblock", target=efw_id, result="refused", error=reason,
+                         details={"block": block_id})
+            uow.commit()
+        raise EfwActionError(reason)
     try:
         if item_id:
             gateway.delete_value_list_item(item_id)

@@ -30,8 +30,8 @@ def test_radar_context_and_related_payments(runtime: Any, emulator: EmulatorHand
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Risk level"] == "elevated" and metrics["Outcome"] == "authorized"
     assert metrics["3-D Secure"] == "not used" and metrics["Risk score"].isdigit()
-    checks = next(d.value for d in at.dataframe if "check" in d.value.columns)
-    assert dict(zip(checks["check"], checks["result"], strict=True)) == {
+    checks = next(t.value for t in at.table if "result" in t.value.columns)
+    assert dict(zip(checks.index, checks["result"], strict=True)) == {
         "CVC": "pass", "Address line 1 (AVS)": "not provided", "Postal code (AVS)": "not provided"}
     assert "Seller message: Payment complete." in _texts(at) and "•••• 5423" in _texts(at)
     table = next(d.value for d in at.dataframe if "same" in d.value.columns)
@@ -53,7 +53,7 @@ def test_refund_and_block_then_undo(runtime: Any, emulator: EmulatorHandle) -> N
     assert efw.get_fraud_warning(runtime.uow(), efw_id).status == "refunded"  # type: ignore[union-attr]
     # The refunded warning stays chosen (?warning=), with its blocks and its history.
     assert at.query_params["warning"] == efw_id
-    history = next(d.value for d in at.dataframe if "sent by" in d.value.columns)
+    history = next(t.value for t in at.table if "sent by" in t.value.columns)
     assert list(history["status"]) == ["succeeded"] and list(history["amount"]) == ["42.00 USD"]
     assert "email: block@example.io on @console_blocked_emails · active" in _texts(at)
     undo = [b for b in at.button if b.label == "Undo"]
@@ -83,7 +83,7 @@ def test_partial_refund_with_a_reason(runtime: Any, emulator: EmulatorHandle) ->
     assert "Refunded 12.50 USD" in page_text(at)
     row = efw.get_fraud_warning(runtime.uow(), efw_id)
     assert row is not None and (row.status, row.remaining) == ("open", 3750)
-    history = next(d.value for d in at.dataframe if "sent by" in d.value.columns)
+    history = next(t.value for t in at.table if "sent by" in t.value.columns)
     assert list(history["reason"]) == ["duplicate"] and list(history["amount"]) == ["12.50 USD"]
 
 
@@ -94,4 +94,4 @@ def test_other_roles_see_nothing(runtime: Any, emulator: EmulatorHandle) -> None
         direct = page_direct_test("fraud_warnings", role)
         text = page_text(direct)
         assert "No access" in text and "hidden@example.io" not in text and "Radar" not in text
-        assert not direct.button and not direct.dataframe and not direct.metric
+        assert not direct.button and not direct.dataframe and not direct.metric and not direct.table
