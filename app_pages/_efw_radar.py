@@ -92,7 +92,8 @@ def _history_section(rt: Runtime, row: efw.EfwRow) -> None:
         return
     # A static table (a few rows): every cell readable as text, also by a screen reader.
     st.table(pd.DataFrame([{
-        "created": h.created.strftime("%Y-%m-%d %H:%M UTC") if h.created else "", "refund": h.id, "amount": money(h.amount, h.currency),
+        "created": h.created.strftime("%Y-%m-%d %H:%M UTC") if h.created else "", "refund": h.id,
+        "amount": money(h.amount, h.currency),
         "reason": REASON_LABELS.get(h.reason or "", h.reason or ""), "status": h.shown_status,
         "failure": (h.failure_reason or "").replace("_", " "), "sent by": h.requested_by or "outside the console",
     } for h in history]).set_index("created"))

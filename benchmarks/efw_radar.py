@@ -3,8 +3,8 @@ email or IP) of one warning, over many customers and charges, on SQLite or Postg
 
 Prints figures only (no asserts): p50 / p95 in ms for `radar_context` and `related_payments`,
 beside the goal (the panel renders in well under a second: p95 < 100 ms for each read) and the
-ceiling (`SELECT 1` through the same unit of work). The IP match reads JSON metadata without an
-index, bounded to 180 days around the charge; the other matches are index lookups.
+ceiling (`SELECT 1` through the same unit of work). Every match is an index lookup (card
+fingerprint, email, `metadata_ip`).
 
     python benchmarks/efw_radar.py [--customers 100000] [--database-url postgresql+psycopg://...]
 """
@@ -45,6 +45,7 @@ def seed(url: str, customers: int) -> None:
             for n in range(start, min(customers, start + 5000)):
                 ip = f"198.51.{n % 250}.{n % 200}" if n % 10 == 0 else None
                 people.append({"id": f"cus_{n:08d}", "email": f"person{n}@example.io", "created": now,
+                               "metadata_ip": ip,
                                "raw": {"metadata": {"ip": ip}} if ip else {}, "stripe_updated": 0,
                                "updated_at": now})
                 for k in range(2):

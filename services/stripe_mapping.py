@@ -79,6 +79,15 @@ def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
     return _id(details.get("subscription"))
 
 
+IP_MAX_CHARS = 64  # an IPv6 address with a zone fits; anything longer is not an IP
+
+
+def metadata_ip(metadata: dict[str, Any]) -> str | None:
+    """`metadata.ip`, the purchase IP the app records (Stripe puts no client IP on a charge)."""
+    value = str(metadata.get("ip") or "").strip()
+    return value if value and len(value) <= IP_MAX_CHARS else None
+
+
 def upsert_customer(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> Customer:
     row, is_new = _get_or_new(uow, Customer, obj["id"])
     if _is_stale(row, observed_at, is_new):
@@ -87,6 +96,7 @@ def upsert_customer(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -
     row.email = obj.get("email")
     row.name = obj.get("name")
     row.user_id = metadata.get("user_id") or row.user_id
+    row.metadata_ip = metadata_ip(metadata)
     row.created = from_unix(obj.get("created"))
     row.raw = obj
     row.stripe_updated = observed_at
@@ -218,6 +228,7 @@ def upsert_charge(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> 
     row.card_last4 = card.get("last4")
     row.card_country = card.get("country")
     row.card_fingerprint = card.get("fingerprint")
+    row.metadata_ip = metadata_ip(obj.get("metadata") or {})
     row.three_d_secure_result = three_d_secure.get("result")
     row.risk_level = outcome.get("risk_level")
     row.risk_score = outcome.get("risk_score")

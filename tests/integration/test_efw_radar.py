@@ -73,7 +73,7 @@ def test_context_and_related_payments(runtime_factory: Any, database_url: str, e
     runtime = runtime_factory(DATABASE_URL=database_url)
     efw_id, charge_id = _efw(runtime)
     _, same_card = _efw(runtime, email="other@example.io", ip=None)          # same test card: same fingerprint
-    same_email = _pay(runtime, _customer(runtime, "FRAUD@example.io"), "pm_card_visa")
+    same_email = _pay(runtime, _customer(runtime, "fraud@example.io"), "pm_card_visa")  # a second account
     same_ip = _pay(runtime, _customer(runtime, "elsewhere@example.io", SHARED_IP), "pm_card_mastercard")
     unrelated = _pay(runtime, _customer(runtime, "clean@example.io", "198.51.100.1"), "pm_card_amex")
     _sync(runtime)

@@ -5,8 +5,9 @@ Revises: 0003
 Create Date: 2026-12-04 18:02:52
 
 `radar_blocks` holds one row per (warning, item type): the claim that makes concurrent
-"refund and block" clicks add one value-list item, and what Undo removes. `refunds` gains
-Stripe's `failure_reason`, who sent the refund from the console, and `stripe_updated` so a
+"refund and block" clicks add one value-list item, and what Undo removes. `customers` and `charges` gain
+`metadata_ip` (the purchase IP the app records in metadata.ip, indexed for related payments).
+`refunds` gains Stripe's `failure_reason`, who sent the refund from the console, and `stripe_updated` so a
 late refund.created never overwrites a newer refund.failed.
 """
 from collections.abc import Sequence
@@ -47,6 +48,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_radar_blocks_item_id'), ['item_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_radar_blocks_status'), ['status'], unique=False)
 
+    for table in ('customers', 'charges'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column('metadata_ip', sa.String(length=64), nullable=True))
+            batch_op.create_index(batch_op.f(f'ix_{table}_metadata_ip'), ['metadata_ip'], unique=False)
+        # Filled from the stored Stripe object; services/stripe_mapping.py keeps it current.
+        if op.get_bind().dialect.name == 'postgresql':
+            op.execute(f"UPDATE {table} SET metadata_ip = raw->'metadata'->>'ip' "
+                       f"WHERE length(raw->'metadata'->>'ip') BETWEEN 1 AND 64")
+        else:
+            op.execute(f"UPDATE {table} SET metadata_ip = json_extract(raw, '$.metadata.ip') "
+                       f"WHERE length(json_extract(raw, '$.metadata.ip')) BETWEEN 1 AND 64")
+
     with op.batch_alter_table('refunds', schema=None) as batch_op:
         batch_op.add_column(sa.Column('failure_reason', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('requested_by', sa.String(length=320), nullable=True))
@@ -60,6 +73,11 @@ def downgrade() -> None:
         batch_op.drop_column('stripe_updated')
         batch_op.drop_column('requested_by')
         batch_op.drop_column('failure_reason')
+
+    for table in ('charges', 'customers'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_index(batch_op.f(f'ix_{table}_metadata_ip'))
+            batch_op.drop_column('metadata_ip')
 
     with op.batch_alter_table('radar_blocks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_radar_blocks_status'))
