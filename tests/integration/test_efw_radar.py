@@ -269,3 +269,22 @@ def test_pending_refund_turns_succeeded(runtime: Any, emulator: EmulatorHandle) 
     assert [h.status for h in efw.refund_history(runtime.uow(), charge_id)] == ["succeeded"]
     with runtime.uow() as uow:
         assert uow.session.get(FraudWarning, efw_id).status == "open"  # type: ignore[union-attr]
+
+
+def test_migration_0006_fills_metadata_ip_from_stored_objects(database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from db.migrate import upgrade
+
+    upgrade(database_url, "0003")
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO customers (id, email, raw, stripe_updated, updated_at) VALUES "
+                          "('cus_ip', 'a@example.io', :with_ip, 0, CURRENT_TIMESTAMP), "
+                          "('cus_none', 'b@example.io', :without, 0, CURRENT_TIMESTAMP)"),
+                     {"with_ip": '{"metadata": {"ip": "203.0.113.7"}}', "without": '{"metadata": {}}'})
+    upgrade(database_url, "0006")
+    with engine.connect() as conn:
+        found = dict(conn.execute(text("SELECT id, metadata_ip FROM customers")).all())
+    engine.dispose()
+    assert found == {"cus_ip": "203.0.113.7", "cus_none": None}
