@@ -73,7 +73,8 @@ def _blocks_section(rt: Runtime, row: efw.EfwRow, actor: str, done: Callable[[],
     for block in blocks:
         cols = st.columns([4, 1])
         when = (f"removed by {block.removed_by}" if block.status == "removed" else f"by {block.actor}")
-        cols[0].text(f"{block.label}: {block.value} on @{block.value_list_alias} · {block.status} · {when}")
+        before = "" if block.created_item else " (already listed before)"
+        cols[0].text(f"{block.label}: {block.value} on @{block.value_list_alias}{before} · {block.status} · {when}")
         if block.status == "active" and cols[1].button("Undo", key=f"efw_unblock_{block.id}"):
             try:
                 message = efw_radar.unblock(block.id, actor=actor, settings=rt.settings, uow=rt.uow(),

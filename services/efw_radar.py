@@ -16,7 +16,8 @@ references it, e.g. `Block if :card_fingerprint: in @console_blocked_card_finger
 `Block if :email: in @console_blocked_emails`, added once in the Dashboard (rules are not in the
 API). Each block is claimed by a `radar_blocks` row (unique per warning and item type), sent
 with the idempotency key `block:efw:<id>:<item type>:<attempt>`, and audited; Undo deletes the
-value-list item (`efw.unblock`).
+value-list item (`efw.unblock`), unless the value was on the list before this block (then
+the item stays, and only this warning's block is lifted).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class BlockRow:
     status: str
     actor: str
     created_at: datetime
+    created_item: bool
     removed_by: str | None
     removed_at: datetime | None
 
@@ -204,7 +206,7 @@ class BlockRow:
 
 def _block_row(row: RadarBlock) -> BlockRow:
     return BlockRow(row.id, row.efw_id, row.item_type, row.value, row.value_list_alias, row.item_id, row.status,
-                    row.actor, row.created_at, row.removed_by, row.removed_at)
+                    row.actor, row.created_at, row.created_item, row.removed_by, row.removed_at)
 
 
 def blocks_for(uow: UnitOfWork, efw_id: str) -> list[BlockRow]:
@@ -303,7 +305,7 @@ def _block_one(efw_id: str, charge_id: str, item_type: str, value: str, *, actor
     with uow:
         uow.session.execute(update(RadarBlock).where(RadarBlock.efw_id == efw_id, RadarBlock.item_type == item_type)
                             .values(status="active", item_id=item["id"], value_list_id=value_list["id"],
-                                    updated_at=utcnow()))
+                                    created_item=existing is None, updated_at=utcnow()))
         audit.record(uow, actor=actor, action="efw.block", target=efw_id, idempotency_key=key, result="ok",
                      details={"item_type": item_type, "value_list": value_list["id"], "alias": value_list["alias"],
                               "item": item["id"], "already_listed": existing is not None})
@@ -377,7 +379,9 @@ def unblock(block_id: int, *, actor: str, settings: Settings, uow: UnitOfWork, g
         row = uow.session.get(RadarBlock, block_id)
         if row is None:
             raise EfwActionError(f"There is no block {block_id}.")
-        efw_id, item_id, label = row.efw_id, row.item_id, ITEM_LABELS.get(row.item_type, row.item_type)
+        efw_id, label = row.efw_id, ITEM_LABELS.get(row.item_type, row.item_type)
+        alias, owned = row.value_list_alias, row.created_item
+        item_id = row.item_id
         claimed = rows_affected(uow.session.execute(
             update(RadarBlock).where(RadarBlock.id == block_id, RadarBlock.status == "active")
             .values(status="removing", updated_at=now)))
@@ -389,6 +393,16 @@ def unblock(block_id: int, *, actor: str, settings: Settings, uow: UnitOfWork, g
                          details={"block": block_id})
             uow.commit()
         raise EfwActionError(reason)
+    if not owned:
+        # The value was on the list before this block: lifting the block leaves it there.
+        with uow:
+            uow.session.execute(update(RadarBlock).where(RadarBlock.id == block_id)
+                                .values(status="removed", removed_by=actor, removed_at=utcnow(), updated_at=utcnow()))
+            audit.record(uow, actor=actor, action="efw.unblock", target=efw_id, result="ok",
+                         details={"block": block_id, "item": item_id, "item_kept": True})
+            uow.commit()
+        return (f"Removed this warning's {label} block; the {label} stays on @{alias}, where it was listed "
+                "before (remove it there or from the warning that added it).")
     try:
         if item_id:
             gateway.delete_value_list_item(item_id)

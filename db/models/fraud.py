@@ -60,6 +60,9 @@ class RadarBlock(Base):
     value_list_alias: Mapped[str] = mapped_column(String(255))
     value_list_id: Mapped[str | None] = mapped_column(String(255))
     item_id: Mapped[str | None] = mapped_column(String(255), index=True)  # rsli_...
+    # False when the value was already on the list (added in the Dashboard or by another warning's block):
+    # undoing this block then leaves the item alone.
+    created_item: Mapped[bool] = mapped_column(default=True)
     status: Mapped[str] = mapped_column(String(16), default="adding", index=True)
     attempt: Mapped[int] = mapped_column(default=1)
     actor: Mapped[str] = mapped_column(String(320))

@@ -288,3 +288,19 @@ def test_migration_0006_fills_metadata_ip_from_stored_objects(database_url: str)
         found = dict(conn.execute(text("SELECT id, metadata_ip FROM customers")).all())
     engine.dispose()
     assert found == {"cus_ip": "203.0.113.7", "cus_none": None}
+
+
+def test_undo_leaves_a_value_that_was_listed_before(runtime: Any, emulator: EmulatorHandle) -> None:
+    first, _ = _efw(runtime, email="twice@example.io")
+    second, _ = _efw(runtime, email="twice@example.io")  # the same customer and card again
+    _sync(runtime)
+    efw_radar.block_fraud_warning(first, card=True, email=False, **_ctx(runtime))
+    [outcome] = efw_radar.block_fraud_warning(second, card=True, email=False, **_ctx(runtime))
+    assert outcome.ok and "already on the list" in outcome.message
+    [listed_before] = efw_radar.blocks_for(runtime.uow(), second)
+    assert listed_before.created_item is False
+    assert "stays on @console_blocked_card_fingerprints" in efw_radar.unblock(listed_before.id, **_ctx(runtime))
+    assert len(_items(runtime)["console_blocked_card_fingerprints"]) == 1  # the first warning's block holds
+    [owner] = efw_radar.blocks_for(runtime.uow(), first)
+    efw_radar.unblock(owner.id, **_ctx(runtime))
+    assert _items(runtime)["console_blocked_card_fingerprints"] == []

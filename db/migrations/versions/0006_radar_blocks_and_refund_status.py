@@ -33,6 +33,7 @@ def upgrade() -> None:
     sa.Column('value_list_alias', sa.String(length=255), nullable=False),
     sa.Column('value_list_id', sa.String(length=255), nullable=True),
     sa.Column('item_id', sa.String(length=255), nullable=True),
+    sa.Column('created_item', sa.Boolean(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempt', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('actor', sa.String(length=320), nullable=False),
