@@ -290,6 +290,10 @@ def _guarded_refund(efw_id: str, *, actor: str, uow: UnitOfWork, gateway: Stripe
     with uow:
         current = uow.session.get(FraudWarning, efw_id)
         previous_refund = current.refund_id if current is not None and current.status == "open" else None
+        earlier = uow.session.get(Refund, previous_refund) if previous_refund else None
+        # Stripe marked the warning unactionable because of our refund, which then failed: refunding
+        # again is still the right move, so `actionable` is not required for this retry.
+        retry_after_failure = earlier is not None and earlier.status == "failed"
     if not _claim_for_refund(uow, efw_id):
         with uow:
             current = uow.session.get(FraudWarning, efw_id)
@@ -317,7 +321,7 @@ def _guarded_refund(efw_id: str, *, actor: str, uow: UnitOfWork, gateway: Stripe
     if remaining <= 0 or charge.get("refunded"):
         raise _refuse(uow, efw_id, actor, "The charge is already fully refunded; nothing was sent.", action=action,
                       key=key)
-    if not partial and not warning.get("actionable"):
+    if not partial and not retry_after_failure and not warning.get("actionable"):
         raise _refuse(uow, efw_id, actor, "Stripe no longer marks this warning actionable; nothing was sent.",
                       action=action, key=key)
     if remaining != confirmed_remaining:
