@@ -56,12 +56,18 @@ def _related_section(rt: Runtime, row: efw.EfwRow) -> None:
     if not related:
         st.caption("No other payment shares this card, email or IP in the billing DB.")
         return
+    with_warning = sum(1 for r in related if r.early_fraud_warning)
+    st.caption(f"{len(related)} payment(s): {with_warning} with an early fraud warning, "
+               f"{sum(1 for r in related if r.disputed)} disputed, "
+               f"{sum(1 for r in related if r.amount_refunded)} refunded, "
+               f"{sum(1 for r in related if r.status == 'failed')} failed"
+               + (f" (the newest {efw_radar.RELATED_LIMIT} shown)" if len(related) >= efw_radar.RELATED_LIMIT else ""))
     st.dataframe(pd.DataFrame([{
-        "created": r.created, "charge": r.charge_id, "customer": r.customer_email,
+        "same": ", ".join(r.matched_on), "created": r.created, "charge": r.charge_id, "customer": r.customer_email,
         "amount": money(r.amount, r.currency), "refunded": money(r.amount_refunded, r.currency),
-        "status": r.status, "outcome": r.outcome_type, "risk": f"{r.risk_level or '?'} ({r.risk_score})"
-        if r.risk_score is not None else (r.risk_level or ""), "same": ", ".join(r.matched_on),
-        "early fraud warning": r.early_fraud_warning or "", "disputed": r.disputed,
+        "outcome": r.outcome_type, "risk": f"{r.risk_level or '?'} ({r.risk_score})"
+        if r.risk_score is not None else (r.risk_level or ""), "early fraud warning": r.early_fraud_warning or "",
+        "disputed": r.disputed, "status": r.status,
     } for r in related]), hide_index=True, width="stretch")
 
 

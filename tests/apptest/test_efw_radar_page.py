@@ -36,6 +36,7 @@ def test_radar_context_and_related_payments(runtime: Any, emulator: EmulatorHand
     assert "Seller message: Payment complete." in _texts(at) and "•••• 5423" in _texts(at)
     table = next(d.value for d in at.dataframe if "same" in d.value.columns)
     assert list(table["charge"]) == [related] and list(table["same"]) == ["email"]
+    assert "1 payment(s): 0 with an early fraud warning, 0 disputed, 0 refunded, 0 failed" in page_text(at)
     assert "No refunds on this charge." in page_text(at)
 
 
