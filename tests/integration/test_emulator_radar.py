@@ -4,7 +4,10 @@ on Stripe's refund test cards, with their refund.* events."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -22,22 +25,50 @@ def _fields(cls: type) -> set[str]:
     return {name for name in cls.__annotations__ if name not in ("deleted", "OBJECT_NAME")}
 
 
-def test_value_list_lifecycle_and_shapes(client: stripe.StripeClient) -> None:
-    cards = client.v1.radar.value_lists.create({"alias": "console_blocked_cards", "name": "Blocked cards",
+def _targets() -> list[str]:
+    return ["emulator", *(["stripe-test-account"] if os.environ.get("STRIPE_TEST_API_KEY") else [])]
+
+
+@pytest.mark.parametrize("target", _targets())
+def test_value_list_lifecycle_and_shapes(target: str, emulator: EmulatorHandle) -> None:
+    """On the emulator and (with STRIPE_TEST_API_KEY, an account with Radar for Fraud Teams) a real
+    test-mode account; aliases get a random suffix there and the lists are deleted afterwards."""
+    if target == "emulator":
+        client = stripe.StripeClient("sk_test_radar", base_addresses={"api": emulator.base_url},
+                                     max_network_retries=0)
+    else:
+        client = stripe.StripeClient(os.environ["STRIPE_TEST_API_KEY"], max_network_retries=2)
+    suffix = "" if target == "emulator" else f"_{uuid.uuid4().hex[:8]}"
+    created: list[str] = []
+    try:
+        _lifecycle(client, suffix, created)
+    finally:
+        for list_id in created:
+            with contextlib.suppress(stripe.InvalidRequestError):  # already deleted by the test
+                client.v1.radar.value_lists.delete(list_id)
+
+
+def _lifecycle(client: stripe.StripeClient, suffix: str, created: list[str]) -> None:
+    cards = client.v1.radar.value_lists.create({"alias": f"console_blocked_cards{suffix}", "name": "Blocked cards",
                                                 "item_type": "card_fingerprint"})
+    created.append(cards.id)
     assert set(cards.to_dict()) == _fields(stripe.radar.ValueList)
     assert (cards.object, cards.item_type, cards.list_items.data) == ("radar.value_list", "card_fingerprint", [])
     assert cards.id.startswith("rsl_")
-    emails = client.v1.radar.value_lists.create({"alias": "console_blocked_emails", "name": "Blocked emails",
-                                                 "item_type": "email"})
-    assert client.v1.radar.value_lists.create({"alias": "plain", "name": "Plain"}).item_type == "string"
+    emails = client.v1.radar.value_lists.create({"alias": f"console_blocked_emails{suffix}",
+                                                 "name": "Blocked emails", "item_type": "email"})
+    created.append(emails.id)
+    plain = client.v1.radar.value_lists.create({"alias": f"plain{suffix}", "name": "Plain"})
+    created.append(plain.id)
+    assert plain.item_type == "string"
 
     item = client.v1.radar.value_list_items.create({"value_list": cards.id, "value": "fp0123456789abcd"})
     assert set(item.to_dict()) == _fields(stripe.radar.ValueListItem)
     assert (item.object, item.value, item.value_list) == ("radar.value_list_item", "fp0123456789abcd", cards.id)
     client.v1.radar.value_list_items.create({"value_list": emails.id, "value": "Fraud@Example.io"})
 
-    assert [v.id for v in client.v1.radar.value_lists.list({"alias": "console_blocked_cards"}).data] == [cards.id]
+    assert [v.id for v in client.v1.radar.value_lists.list({"alias": f"console_blocked_cards{suffix}"}).data] == [
+        cards.id]
     assert [v.id for v in client.v1.radar.value_lists.list({"contains": "fp0123456789abcd"}).data] == [cards.id]
     assert [i.id for i in client.v1.radar.value_lists.retrieve(cards.id).list_items.data] == [item.id]
     found = client.v1.radar.value_list_items.list({"value_list": emails.id, "value": "fraud@example.io"}).data
@@ -51,7 +82,7 @@ def test_value_list_lifecycle_and_shapes(client: stripe.StripeClient) -> None:
     assert missing.value.http_status == 404
 
     assert client.v1.radar.value_lists.delete(emails.id).deleted is True
-    assert client.v1.radar.value_lists.list({"alias": "console_blocked_emails"}).data == []
+    assert client.v1.radar.value_lists.list({"alias": f"console_blocked_emails{suffix}"}).data == []
 
 
 @pytest.mark.parametrize("params, param", [
