@@ -78,7 +78,10 @@ def _blocks_section(rt: Runtime, row: efw.EfwRow, actor: str, done: Callable[[],
     st.markdown("**Blocked on Radar lists**")
     for block in blocks:
         cols = st.columns([4, 1])
-        when = (f"removed by {block.removed_by}" if block.status == "removed" else f"by {block.actor}")
+        if block.status != "removed":
+            when = f"by {block.actor}"
+        else:  # removed by an Undo, or never added (Stripe refused; the audit log has why)
+            when = f"removed by {block.removed_by}" if block.removed_by else f"not added, tried by {block.actor}"
         before = "" if block.created_item else " (already listed before)"
         cols[0].text(f"{block.label}: {block.value} on @{block.value_list_alias}{before} · {block.status} · {when}")
         if block.status == "active" and cols[1].button("Undo", key=f"efw_unblock_{block.id}"):

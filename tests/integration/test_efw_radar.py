@@ -305,3 +305,19 @@ def test_undo_leaves_a_value_that_was_listed_before(runtime: Any, emulator: Emul
     [owner] = efw_radar.blocks_for(runtime.uow(), first)
     efw_radar.unblock(owner.id, **_ctx(runtime))
     assert _items(runtime)["console_blocked_card_fingerprints"] == []
+
+
+def test_a_stripe_error_while_blocking_is_reported_and_can_be_retried(runtime: Any, emulator: EmulatorHandle) -> None:
+    efw_id, _ = _efw(runtime)
+    _sync(runtime)
+    emulator.admin("faults", {"rate_500": 1.0})
+    try:
+        [failed] = efw_radar.block_fraud_warning(efw_id, card=False, email=True, **_ctx(runtime))
+    finally:
+        emulator.admin("faults", {"rate_500": 0.0})
+    assert not failed.ok and failed.message.startswith("Could not block the email")
+    [row] = efw_radar.blocks_for(runtime.uow(), efw_id)
+    assert (row.status, row.item_id) == ("removed", None)
+    [retried] = efw_radar.block_fraud_warning(efw_id, card=False, email=True, **_ctx(runtime))
+    assert retried.ok and _items(runtime) == {"console_blocked_emails": ["fraud@example.io"]}
+    assert [a.result for a in _audits(runtime, "efw.block")] == ["error", "ok"]
