@@ -1,4 +1,5 @@
-"""Early fraud warnings (admin): the queue, refund or ignore one or many, and the funnel."""
+"""Early fraud warnings (admin): the queue, refund or ignore one or many, Radar context, refund and block,
+partial refunds and refund history (app_pages/_efw_radar.py), and the funnel."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import _efw_radar as efw_radar_panel
 from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
 from db.models.base import utcnow
 from services import fraud_warnings as efw
@@ -73,9 +75,21 @@ top[2].metric("Amount at risk", format_totals(queue.at_risk, empty="nothing"))
 top[3].metric("Resolved by refund", queue.resolved_by_refund, help="The charge is already fully refunded.")
 top[4].metric("Disputed", queue.disputed, help="The charge is disputed: answer the dispute instead.")
 
-if not queue.rows:
+# A search hit or shared link (?warning=issfr_… or ?charge=ch_…) opens with that warning chosen, even
+# when the filters hide it (e.g. a refunded one, whose blocks and refund history are still worked).
+linked = st.query_params.get("warning") or next(
+    (r.id for r in queue.rows if r.charge_id and r.charge_id == st.query_params.get("charge")), None)
+rows_by_id = {r.id: r for r in queue.rows}
+if linked and linked not in rows_by_id:
+    outside = efw.get_fraud_warning(rt.uow(), linked)
+    if outside is not None:
+        rows_by_id = {outside.id: outside, **rows_by_id}
+
+if not rows_by_id:
     st.info("No early fraud warnings match these filters.")
 else:
+    if not queue.rows:
+        st.info("No early fraud warnings match these filters; showing the linked one.")
     st.dataframe(pd.DataFrame([{
         "created": r.created, "warning": r.id, "charge": r.charge_id, "customer": r.customer_email,
         "amount": money(r.amount, r.currency), "refundable": money(r.remaining, r.currency),
@@ -86,15 +100,12 @@ else:
 
     # --- one warning ------------------------------------------------------------------------
     st.subheader("Decide one warning")
-    ids = [r.id for r in queue.rows]
-    # A search hit or shared link (?warning=issfr_… or ?charge=ch_…) opens with that warning chosen.
-    linked = st.query_params.get("warning") or next(
-        (r.id for r in queue.rows if r.charge_id and r.charge_id == st.query_params.get("charge")), None)
+    ids = list(rows_by_id)
     chosen = st.selectbox("Warning", ids, index=ids.index(linked) if linked in ids else 0,
-                          format_func=lambda i: next(f"{r.id} · {r.customer_email or 'unknown'} · "
-                                                     f"{money(r.amount, r.currency)} · {r.shown_status}"
-                                                     for r in queue.rows if r.id == i))
-    row = next(r for r in queue.rows if r.id == chosen)
+                          format_func=lambda i: f"{i} · {rows_by_id[i].customer_email or 'unknown'} · "
+                                                f"{money(rows_by_id[i].amount, rows_by_id[i].currency)} · "
+                                                f"{rows_by_id[i].shown_status}")
+    row = rows_by_id[chosen]
     detail = st.columns(4)
     detail[0].write(f"**Issuer fraud type:** {plain(row.fraud_type or 'n/a')}")
     detail[1].write(f"**Actionable (Stripe):** {'yes' if row.actionable else 'no'}")
@@ -156,6 +167,7 @@ else:
             st.rerun()
     if st.session_state.get("efw_refund_target") == row.id:
         confirm_refund(row)
+    efw_radar_panel.render(row, actor=identity.email, rt=rt, mode=mode, done=clear_reads)
 
     # --- many warnings ----------------------------------------------------------------------
     st.subheader("Bulk")

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from emulator import refund_outcomes
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
 
 API_VERSION = "2026-10-28.endive"
@@ -53,6 +54,9 @@ TEST_CARDS: dict[str, tuple[str, str, str]] = {
     "pm_card_createIssuerFraudRecord": ("4000000000005423", "visa", "efw"),
     "pm_card_authenticationRequired": ("4000002760003184", "visa", "sca"),
     "pm_card_threeDSecure2Required": ("4000000000003220", "visa", "sca"),
+    # Refunds on these settle later: pending -> succeeded, or succeeded -> failed (emulator/refund_outcomes.py).
+    "pm_card_pendingRefund": ("4000000000007726", "visa", "refund_pending"),
+    "pm_card_refundFail": ("4000000000005126", "visa", "refund_fail"),
 }
 CARD_NUMBERS = {number: token for token, (number, _brand, _b) in TEST_CARDS.items()}
 
@@ -468,7 +472,8 @@ class Engine:
                     "last4": card["last4"],
                     "network": card["brand"],
                     "three_d_secure": three_d,
-                    "checks": {"cvc_check": "pass", "address_postal_code_check": None},
+                    "checks": {"address_line1_check": None, "address_postal_code_check": None,
+                               "cvc_check": "pass"},
                 },
             },
             "refunded": False,
@@ -571,7 +576,10 @@ class Engine:
             "payment_intent": charge.get("payment_intent"),
             "reason": reason,
             "status": "succeeded",
+            "failure_reason": None,
+            "pending_reason": None,
         }
+        settle_later = refund_outcomes.prepare(self, refund, charge)
         self.put("refund", refund)
         previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
         charge["amount_refunded"] += amount
@@ -581,6 +589,7 @@ class Engine:
         self.emit("charge.refunded", charge, created=now, previous=previous)
         if charge["refunded"]:
             self._efw_no_longer_actionable(charge_id, now)
+        settle_later()
         return refund
 
     # --- disputes and early fraud warnings ---------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emulator import fb_api, fb_settings
+from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 
@@ -552,6 +553,13 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
             charge = engine.get("charge", parts[1], "charge")
             return fb_api.public(engine.create_dispute_for(charge, engine.now_for(charge.get("customer")),
                                                            reason=str(payload.get("reason", "fraudulent"))))
+    if len(parts) == 3 and parts[0] == "charges" and parts[2] == "early_fraud_warning" and method == "POST":
+        # Test helper: the issuer reports fraud on an existing charge (pm_card_createIssuerFraudRecord does
+        # this at once); lets a warning sit on a card with other test behaviour, e.g. pm_card_refundFail.
+        with engine.lock:
+            charge = engine.get("charge", parts[1], "charge")
+            return fb_api.public(engine.create_efw_for(charge, engine.now_for(charge.get("customer")),
+                                                       str(payload.get("fraud_type", "made_with_stolen_card"))))
     if len(parts) == 3 and parts[0] == "early_fraud_warnings" and parts[2] == "set":
         with engine.lock:
             warning = engine.get("radar.early_fraud_warning", parts[1], "radar.early_fraud_warning")

@@ -54,6 +54,10 @@ CONSOLE_EVENT_TYPES = (
     "charge.dispute.funds_reinstated",
     "radar.early_fraud_warning.created",
     "radar.early_fraud_warning.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.refund.updated",
 )
 
 _PRICE_ENV = re.compile(r"^STRIPE_PRICE_([A-Z0-9]+)_(MONTHLY|YEARLY)$")

@@ -11,12 +11,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
+from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund, UserSubscription
 from db.models.base import from_unix
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
 from services.config import CONSOLE_EVENT_TYPES
+from services.fraud_warnings import reopen_after_failed_refund
 from services.runtime import Runtime
 from services.stripe_gateway import StripeGatewayError
 from services.stripe_objects import object_id
@@ -180,12 +181,10 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
         return
     _ensure_customer(uow, object_id(charge.get("customer")), runtime)
     stored = uow.session.get(Charge, charge_id)
-    stripe_mapping.upsert_charge(
-        uow, charge, observed_at=stripe_mapping.fresh_observed_at(stored) if fresh
-        else event["created"],
-    )
+    observed_at = stripe_mapping.fresh_observed_at(stored) if fresh else int(event["created"])
+    stripe_mapping.upsert_charge(uow, charge, observed_at=observed_at)
     for refund in ((charge.get("refunds") or {}).get("data") or []):
-        stripe_mapping.upsert_refund(uow, refund, observed_at=event["created"])
+        stripe_mapping.upsert_refund(uow, refund, observed_at=observed_at)
 
 
 def on_charge(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
@@ -212,6 +211,21 @@ def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refe
     stripe_mapping.upsert_fraud_warning(uow, current, observed_at=observed_at)
 
 
+def on_refund(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
+    """refund.created / .updated / .failed and charge.refund.updated: the refund's status (pending,
+    succeeded, failed, canceled), re-read so the newest wins whatever the order; its charge too (a
+    failed refund gives the money back, so amount_refunded drops), and a warning we marked refunded
+    by a refund that failed is open again."""
+    refund = event["data"]["object"]
+    _sync_charge(uow, object_id(refund.get("charge")), event, runtime, refetch)
+    uow.session.flush()
+    current, observed_at = _current_state(
+        uow, Refund, refund, lambda: runtime.gateway.retrieve_refund(refund["id"]), event, refetch)
+    row = stripe_mapping.upsert_refund(uow, current, observed_at=observed_at)
+    uow.session.flush()
+    reopen_after_failed_refund(uow, {"id": row.id, "status": row.status, "failure_reason": row.failure_reason})
+
+
 # Which handler serves each event type, by the object the type names (most specific
 # prefix first); the types themselves are the one list in config.CONSOLE_EVENT_TYPES.
 _HANDLER_BY_PREFIX: tuple[tuple[str, Handler], ...] = (
@@ -219,7 +233,9 @@ _HANDLER_BY_PREFIX: tuple[tuple[str, Handler], ...] = (
     ("customer.subscription.", on_subscription),
     ("invoice.", on_invoice),
     ("charge.dispute.", on_dispute),
+    ("charge.refund.", on_refund),
     ("charge.", on_charge),
+    ("refund.", on_refund),
     ("radar.early_fraud_warning.", on_early_fraud_warning),
 )
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
 
-from db.models import Charge, Dispute, FraudWarning
+from db.models import Charge, Dispute, FraudWarning, Refund
 from db.models.base import utcnow
 from db.session import UnitOfWork, rows_affected
 from services import audit, stripe_mapping
@@ -28,6 +28,7 @@ from services.config import Settings
 from services.errors import ConsoleError
 from services.money import format_money
 from services.stripe_gateway import StripeGateway, StripeGatewayError
+from services.stripe_objects import object_id
 
 MIN_IGNORE_REASON_CHARS = 10
 # A claim older than this belonged to a request that died; the idempotency key makes retrying it safe.
@@ -250,10 +251,11 @@ def _release_claim(uow: UnitOfWork, efw_id: str) -> None:
 
 
 def _refuse(uow: UnitOfWork, efw_id: str, actor: str, reason: str, result: str = "refused",
-            details: dict[str, Any] | None = None) -> EfwActionError:
+            details: dict[str, Any] | None = None, *, action: str = "efw.refund",
+            key: str | None = None) -> EfwActionError:
     _release_claim(uow, efw_id)
     with uow:
-        audit.record(uow, actor=actor, action="efw.refund", target=efw_id, idempotency_key=refund_key(efw_id),
+        audit.record(uow, actor=actor, action=action, target=efw_id, idempotency_key=key or refund_key(efw_id),
                      result=result, error=reason, details=details)
         uow.commit()
     return EfwActionError(reason)
@@ -265,13 +267,34 @@ class RefundResult:
     refund_id: str
     amount: int
     currency: str
+    status: str = "succeeded"  # Stripe's refund status: pending | succeeded | failed | ... (card refunds settle later)
 
 
-@privileged("efw.refund")
-def refund_fraud_warning(
-    efw_id: str, *, confirmed_amount: int, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
-) -> RefundResult:
-    """Refund what is left on the charge, after re-checking it live; exactly once."""
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")  # the reasons Stripe accepts from us
+
+
+def _full_refund_key(efw_id: str, previous_refund: str | None) -> str:
+    """`refund:efw:<id>`; after our earlier refund failed at Stripe, a key of its own, since the
+    first key would only replay the failed refund."""
+    return refund_key(efw_id) if not previous_refund else f"{refund_key(efw_id)}:after:{previous_refund}"
+
+
+def _partial_refund_key(efw_id: str, already_refunded: int, amount: int) -> str:
+    """Derived from what was confirmed: a double click repeats the key (one refund); a second
+    partial refund starts from a larger `already_refunded`, so it gets a key of its own."""
+    return f"{refund_key(efw_id)}:partial:{already_refunded}:{amount}"
+
+
+def _guarded_refund(efw_id: str, *, actor: str, uow: UnitOfWork, gateway: StripeGateway, action: str,
+                    confirmed_remaining: int, amount: int | None, reason: str) -> RefundResult:
+    """Claim, re-check live, refund once. `amount=None` refunds what is left (the full refund)."""
+    with uow:
+        current = uow.session.get(FraudWarning, efw_id)
+        previous_refund = current.refund_id if current is not None and current.status == "open" else None
+        earlier = uow.session.get(Refund, previous_refund) if previous_refund else None
+        # Stripe marked the warning unactionable because of our refund, which then failed: refunding
+        # again is still the right move, so `actionable` is not required for this retry.
+        retry_after_failure = earlier is not None and earlier.status == "failed"
     if not _claim_for_refund(uow, efw_id):
         with uow:
             current = uow.session.get(FraudWarning, efw_id)
@@ -281,47 +304,106 @@ def refund_fraud_warning(
             "This warning is being refunded right now." if status == "refunding"
             else f"This warning is already {status}; nothing was sent."
         )
+    partial = amount is not None
     try:
         warning = gateway.retrieve_early_fraud_warning(efw_id)
-        charge = gateway.retrieve_charge(stripe_mapping._id(warning.get("charge")) or "")
+        charge = gateway.retrieve_charge(object_id(warning.get("charge")) or "")
     except StripeGatewayError as error:
         raise _refuse(uow, efw_id, actor, f"Could not re-check the warning at Stripe: {error.message}",
-                      result="error") from None
-    remaining = int(charge.get("amount") or 0) - int(charge.get("amount_refunded") or 0)
+                      result="error", action=action) from None
+    refunded_before = int(charge.get("amount_refunded") or 0)
+    remaining = int(charge.get("amount") or 0) - refunded_before
     currency = str(charge.get("currency") or "usd")
+    key = (_partial_refund_key(efw_id, int(charge.get("amount") or 0) - confirmed_remaining, int(amount or 0))
+           if partial else _full_refund_key(efw_id, previous_refund))
     if charge.get("disputed"):
         raise _refuse(uow, efw_id, actor, "The charge is disputed now, so it cannot be refunded; answer the dispute "
-                                          "instead.")
+                                          "instead.", action=action, key=key)
     if remaining <= 0 or charge.get("refunded"):
-        raise _refuse(uow, efw_id, actor, "The charge is already fully refunded; nothing was sent.")
-    if not warning.get("actionable"):
-        raise _refuse(uow, efw_id, actor, "Stripe no longer marks this warning actionable; nothing was sent.")
-    if remaining != confirmed_amount:
+        raise _refuse(uow, efw_id, actor, "The charge is already fully refunded; nothing was sent.", action=action,
+                      key=key)
+    if not partial and not retry_after_failure and not warning.get("actionable"):
+        raise _refuse(uow, efw_id, actor, "Stripe no longer marks this warning actionable; nothing was sent.",
+                      action=action, key=key)
+    if remaining != confirmed_remaining:
         raise _refuse(uow, efw_id, actor,
                       f"The refundable amount changed to {format_money(remaining, currency)} since you confirmed "
-                      f"{format_money(confirmed_amount, currency)}; review it and confirm again.",
-                      details={"remaining": remaining, "confirmed": confirmed_amount})
+                      f"{format_money(confirmed_remaining, currency)}; review it and confirm again.",
+                      details={"remaining": remaining, "confirmed": confirmed_remaining}, action=action, key=key)
+    to_refund = remaining if amount is None else amount
+    if to_refund <= 0 or to_refund > remaining:
+        raise _refuse(uow, efw_id, actor,
+                      f"Choose an amount between {format_money(1, currency)} and {format_money(remaining, currency)};"
+                      " nothing was sent.", details={"amount": to_refund, "remaining": remaining}, action=action,
+                      key=key)
     try:
         refund = gateway.create_refund(
-            {"charge": charge["id"], "amount": remaining, "reason": "fraudulent", "metadata": {"efw": efw_id}},
-            idempotency_key=refund_key(efw_id),
+            {"charge": charge["id"], "amount": to_refund, "reason": reason, "metadata": {"efw": efw_id}},
+            idempotency_key=key,
         )
     except StripeGatewayError as error:
-        raise _refuse(uow, efw_id, actor, error.message, result="error") from None
+        raise _refuse(uow, efw_id, actor, error.message, result="error", action=action, key=key) from None
+    now = utcnow()
     with uow:
         row = uow.session.get(FraudWarning, efw_id)
         assert row is not None
-        row.status, row.action, row.actor, row.decided_at = "refunded", "refund", actor, utcnow()
-        row.refund_id, row.refund_amount, row.reason = refund["id"], remaining, None
-        refreshed = {**charge, "amount_refunded": int(charge.get("amount_refunded") or 0) + remaining,
-                     "refunded": True}
+        fully = to_refund >= remaining
+        row.status = "refunded" if fully else "open"
+        row.action, row.actor, row.decided_at = ("refund" if not partial else "partial_refund"), actor, now
+        row.refund_id, row.refund_amount, row.reason = refund["id"], int(row.refund_amount or 0) + to_refund, None
+        if partial:
+            row.reason = f"partial refund, {reason.replace('_', ' ')}"
+        refreshed = {**charge, "amount_refunded": refunded_before + to_refund, "refunded": fully}
         stored = uow.session.get(Charge, charge["id"])
         stripe_mapping.upsert_charge(uow, refreshed, observed_at=stripe_mapping.fresh_observed_at(stored))
-        stripe_mapping.upsert_refund(uow, refund, observed_at=int(utcnow().timestamp()))
-        audit.record(uow, actor=actor, action="efw.refund", target=efw_id, idempotency_key=refund_key(efw_id),
-                     result="ok", details={"refund": refund["id"], "amount": remaining, "currency": currency})
+        stored_refund = stripe_mapping.upsert_refund(uow, refund, observed_at=int(now.timestamp()))
+        stored_refund.requested_by = actor
+        audit.record(uow, actor=actor, action=action, target=efw_id, idempotency_key=key, result="ok",
+                     details={"refund": refund["id"], "amount": to_refund, "currency": currency, "reason": reason,
+                              "status": refund.get("status")})
         uow.commit()
-    return RefundResult(efw_id, refund["id"], remaining, currency)
+    return RefundResult(efw_id, refund["id"], to_refund, currency, str(refund.get("status") or "succeeded"))
+
+
+@privileged("efw.refund")
+def refund_fraud_warning(
+    efw_id: str, *, confirmed_amount: int, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway
+) -> RefundResult:
+    """Refund what is left on the charge, after re-checking it live; exactly once."""
+    return _guarded_refund(efw_id, actor=actor, uow=uow, gateway=gateway, action="efw.refund",
+                           confirmed_remaining=confirmed_amount, amount=None, reason="fraudulent")
+
+
+@privileged("efw.partial_refund")
+def partial_refund_fraud_warning(
+    efw_id: str, *, amount: int, reason: str, confirmed_remaining: int, actor: str, settings: Settings,
+    uow: UnitOfWork, gateway: StripeGateway,
+) -> RefundResult:
+    """Refund part of the charge with one of Stripe's reasons; the same guards as the full refund,
+    except that Stripe's `actionable` is not required (a partial refund does not stop a dispute).
+    The warning stays open unless this refunds all that was left."""
+    if reason not in REFUND_REASONS:
+        raise _refused_decision(uow, "efw.partial_refund", efw_id, actor,
+                                f"Choose a reason: {', '.join(r.replace('_', ' ') for r in REFUND_REASONS)}.")
+    if amount <= 0:
+        raise _refused_decision(uow, "efw.partial_refund", efw_id, actor,
+                                "The amount must be more than zero; nothing was sent.")
+    return _guarded_refund(efw_id, actor=actor, uow=uow, gateway=gateway, action="efw.partial_refund",
+                           confirmed_remaining=confirmed_remaining, amount=amount, reason=reason)
+
+
+def reopen_after_failed_refund(uow: UnitOfWork, refund: dict[str, Any]) -> bool:
+    """Stripe reported our refund failed (the money went back to the balance): the warning we marked
+    refunded is open again, with why, so ops can refund it again. Call inside the caller's unit."""
+    if refund.get("status") != "failed":
+        return False
+    changed = rows_affected(uow.session.execute(
+        update(FraudWarning).where(FraudWarning.refund_id == refund["id"], FraudWarning.status == "refunded")
+        .values(status="open", action="refund_failed",
+                reason=f"Refund {refund['id']} failed at Stripe ({refund.get('failure_reason') or 'unknown'}); "
+                       "the charge can be refunded again.", updated_at=utcnow())
+    ))
+    return bool(changed)
 
 
 def _refused_decision(uow: UnitOfWork, action: str, efw_id: str, actor: str, reason: str) -> EfwActionError:
@@ -462,6 +544,33 @@ def bulk_ignore(efw_ids: Sequence[str], *, reason: str, actor: str, settings: Se
         return "ignored"
 
     return _bulk(list(efw_ids), run, progress)
+
+
+# --- refund history ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RefundHistoryRow:
+    id: str
+    created: datetime | None
+    amount: int
+    currency: str
+    reason: str | None
+    status: str | None  # Stripe's: pending | requires_action | succeeded | failed | canceled
+    failure_reason: str | None
+    requested_by: str | None  # the console user, or None when sent elsewhere (Dashboard, API)
+
+    @property
+    def shown_status(self) -> str:
+        return self.status or "unknown"
+
+
+def refund_history(uow: UnitOfWork, charge_id: str) -> list[RefundHistoryRow]:
+    """Every refund on the charge, newest first, with the status refund.* events last reported."""
+    with uow:
+        rows = uow.session.execute(
+            select(Refund).where(Refund.charge_id == charge_id).order_by(Refund.created.desc(), Refund.id)
+        ).scalars().all()
+    return [RefundHistoryRow(r.id, r.created, r.amount, r.currency, r.reason, r.status, r.failure_reason,
+                             r.requested_by) for r in rows]
 
 
 # --- the funnel ----------------------------------------------------------------------------------

@@ -414,6 +414,40 @@ class StripeGateway:
     def list_early_fraud_warnings(self, **params: Any) -> Iterator[dict[str, Any]]:
         return self._paginate(lambda q: self.client.v1.radar.early_fraud_warnings.list(q), params)  # type: ignore[arg-type]
 
+    # --- radar value lists (block lists) -------------------------------------------
+    def list_value_lists(self, **params: Any) -> Iterator[dict[str, Any]]:
+        """`alias=` finds one list by its rule name; `contains=` the lists holding a value."""
+        return self._paginate(lambda q: self.client.v1.radar.value_lists.list(q), params)  # type: ignore[arg-type]
+
+    def create_value_list(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(lambda: self.client.v1.radar.value_lists.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
+    def list_value_list_items(self, value_list: str, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(
+            lambda q: self.client.v1.radar.value_list_items.list(q),  # type: ignore[arg-type]
+            {**params, "value_list": value_list},
+        )
+
+    def create_value_list_item(self, value_list: str, value: str, *, idempotency_key: str) -> dict[str, Any]:
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.radar.value_list_items.create(
+                    {"value_list": value_list, "value": value}, self._options(idempotency_key)  # type: ignore[arg-type]
+                )
+            )
+        )
+
+    def delete_value_list_item(self, item_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.radar.value_list_items.delete(item_id)))
+
+    def retrieve_refund(self, refund_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.refunds.retrieve(refund_id)))
+
+    def list_refunds(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(lambda q: self.client.v1.refunds.list(q), params)  # type: ignore[arg-type]
+
     # --- events and webhook endpoints ---------------------------------------------
     def retrieve_event(self, event_id: str) -> dict[str, Any]:
         return _to_dict(self._call(lambda: self.client.v1.events.retrieve(event_id)))

@@ -29,7 +29,7 @@ from db.session import UnitOfWork
 from services.config import Settings
 from services.stripe_objects import invoice_subscription_id, item_id, item_price_id, object_id, subscription_period
 
-_id = object_id  # the old private name, still read by services/fraud_warnings.py
+_id = object_id  # short local name for the mappers below
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -58,6 +58,15 @@ def fresh_observed_at(stored: Any | None) -> int:
     return max(int(utcnow().timestamp()), int(getattr(stored, "stripe_updated", 0) or 0) + 1)
 
 
+IP_MAX_CHARS = 64  # an IPv6 address with a zone fits; anything longer is not an IP
+
+
+def metadata_ip(metadata: dict[str, Any]) -> str | None:
+    """`metadata.ip`, the purchase IP the app records (Stripe puts no client IP on a charge)."""
+    value = str(metadata.get("ip") or "").strip()
+    return value if value and len(value) <= IP_MAX_CHARS else None
+
+
 def upsert_customer(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> Customer:
     row, is_new = _get_or_new(uow, Customer, obj["id"])
     if _is_stale(row, observed_at, is_new):
@@ -66,6 +75,7 @@ def upsert_customer(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -
     row.email = obj.get("email")
     row.name = obj.get("name")
     row.user_id = metadata.get("user_id") or row.user_id
+    row.metadata_ip = metadata_ip(metadata)
     row.created = from_unix(obj.get("created"))
     row.raw = obj
     row.stripe_updated = observed_at
@@ -195,6 +205,7 @@ def upsert_charge(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> 
     row.card_last4 = card.get("last4")
     row.card_country = card.get("country")
     row.card_fingerprint = card.get("fingerprint")
+    row.metadata_ip = metadata_ip(obj.get("metadata") or {})
     row.three_d_secure_result = three_d_secure.get("result")
     row.risk_level = outcome.get("risk_level")
     row.risk_score = outcome.get("risk_score")
@@ -206,7 +217,12 @@ def upsert_charge(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> 
 
 
 def upsert_refund(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> Refund:
-    row, _is_new = _get_or_new(uow, Refund, obj["id"])
+    """A refund's state; an older observation (a late refund.created after refund.failed) is ignored."""
+    row, is_new = _get_or_new(uow, Refund, obj["id"])
+    if _is_stale(row, observed_at, is_new):
+        return row
+    row.stripe_updated = observed_at
+    row.failure_reason = obj.get("failure_reason")
     row.charge_id = _id(obj.get("charge"))
     row.amount = int(obj.get("amount") or 0)
     row.currency = (obj.get("currency") or "usd").lower()

@@ -12,7 +12,7 @@ from db.models.billing import (
 )
 from db.models.disputes import Dispute, DisputeEvidenceDraft
 from db.models.events import AppSetting, MetricPoint, StripeEvent, WorkerLease
-from db.models.fraud import FraudWarning
+from db.models.fraud import FraudWarning, RadarBlock
 from db.models.golive import ChecklistItem, MetricsSnapshot, QaResult, QaRun, Signoff
 from db.models.reconcile import ReconcileAction, ReconcileRun
 
@@ -32,6 +32,7 @@ __all__ = [
     "PlanChange",
     "QaResult",
     "QaRun",
+    "RadarBlock",
     "ReconcileAction",
     "ReconcileRun",
     "Refund",

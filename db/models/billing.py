@@ -19,6 +19,7 @@ class Customer(Base):
     email: Mapped[str | None] = mapped_column(Text, index=True)
     name: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[str | None] = mapped_column(Text, index=True)  # metadata.user_id (Stripe: <= 500 chars)
+    metadata_ip: Mapped[str | None] = mapped_column(String(64), index=True)  # metadata.ip: the app's purchase IP
     created: Mapped[datetime | None]
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     stripe_updated: Mapped[int] = mapped_column(default=0)  # event.created of the state we hold
@@ -116,6 +117,7 @@ class Charge(Base):
     card_last4: Mapped[str | None] = mapped_column(String(4))
     card_country: Mapped[str | None] = mapped_column(String(2))
     card_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    metadata_ip: Mapped[str | None] = mapped_column(String(64), index=True)  # metadata.ip (Stripe has no charge IP)
     three_d_secure_result: Mapped[str | None] = mapped_column(String(32))
     risk_level: Mapped[str | None] = mapped_column(String(32))
     risk_score: Mapped[int | None]
@@ -132,6 +134,9 @@ class Refund(Base):
     amount: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     reason: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32))  # pending | requires_action | succeeded | failed | canceled
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str | None] = mapped_column(String(320))  # the console user who sent it, when it was us
     created: Mapped[datetime | None]
+    stripe_updated: Mapped[int] = mapped_column(default=0)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)

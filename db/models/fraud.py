@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, utcnow
@@ -38,4 +38,35 @@ class FraudWarning(Base):
     dispute_id: Mapped[str | None] = mapped_column(String(255))
     stripe_updated: Mapped[int] = mapped_column(default=0)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RadarBlock(Base):
+    """A value the console put on a Radar value list for an early fraud warning, and its undo.
+
+    One row per (warning, item type): `status` adding -> active -> removing -> removed, and a
+    removed row can be claimed again (`attempt` + 1, so the next value-list item gets a new
+    idempotency key). The row is the claim that makes two concurrent clicks add one item.
+    """
+
+    __tablename__ = "radar_blocks"
+    __table_args__ = (UniqueConstraint("efw_id", "item_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    efw_id: Mapped[str] = mapped_column(String(255), index=True)
+    charge_id: Mapped[str | None] = mapped_column(String(255))
+    item_type: Mapped[str] = mapped_column(String(32))  # card_fingerprint | email
+    value: Mapped[str] = mapped_column(Text)
+    value_list_alias: Mapped[str] = mapped_column(String(255))
+    value_list_id: Mapped[str | None] = mapped_column(String(255))
+    item_id: Mapped[str | None] = mapped_column(String(255), index=True)  # rsli_...
+    # False when the value was already on the list (added in the Dashboard or by another warning's block):
+    # undoing this block then leaves the item alone.
+    created_item: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(16), default="adding", index=True)
+    attempt: Mapped[int] = mapped_column(default=1)
+    actor: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_by: Mapped[str | None] = mapped_column(String(320))
+    removed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

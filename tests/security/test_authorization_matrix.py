@@ -222,6 +222,11 @@ RECIPES: dict[str, Recipe] = {
                                   reason="Verified with the cardholder", **_ctx(w)),
     "efw.reopen": lambda w: _ignored_then_reopen(w),
     "efw.bulk_refund": lambda w: _efw_bulk_refund(w),
+    "efw.partial_refund": lambda w: _efw_partial_refund(w),
+    "efw.block": lambda w: _call("block_fraud_warning", "services.efw_radar", _open_efw(w), card=True, email=True,
+                                 **_ctx(w, gateway=True)),
+    "efw.refund_and_block": lambda w: _efw_refund_and_block(w),
+    "efw.unblock": lambda w: _blocked_then_unblock(w),
     "efw.bulk_ignore": lambda w: _call("bulk_ignore", "services.fraud_warnings", [_open_efw(w)],
                                        reason="Internal test purchases", **_ctx(w)),
     "qa.run": lambda w: _call("start_qa_run", "services.qa_matrix", ["new_subscription"], **_ctx(w, runtime=True)),
@@ -294,6 +299,28 @@ def _efw_refund(world: World) -> Callable[[Any], Any]:
     efw_id = _open_efw(world)
     return _call("refund_fraud_warning", "services.fraud_warnings", efw_id, confirmed_amount=_remaining(world, efw_id),
                  **_ctx(world, gateway=True))
+
+
+def _efw_partial_refund(world: World) -> Callable[[Any], Any]:
+    efw_id = _open_efw(world)
+    return _call("partial_refund_fraud_warning", "services.fraud_warnings", efw_id, amount=100,
+                 reason="requested_by_customer", confirmed_remaining=_remaining(world, efw_id),
+                 **_ctx(world, gateway=True))
+
+
+def _efw_refund_and_block(world: World) -> Callable[[Any], Any]:
+    efw_id = _open_efw(world)
+    return _call("refund_and_block", "services.efw_radar", efw_id, confirmed_amount=_remaining(world, efw_id),
+                 card=True, email=False, **_ctx(world, gateway=True))
+
+
+def _blocked_then_unblock(world: World) -> Callable[[Any], Any]:
+    from services.efw_radar import block_fraud_warning, blocks_for
+
+    efw_id = _open_efw(world)
+    block_fraud_warning(efw_id, card=False, email=True, actor=ADMIN, **_ctx(world, gateway=True))
+    [block] = blocks_for(world.runtime.uow(), efw_id)
+    return _call("unblock", "services.efw_radar", block.id, **_ctx(world, gateway=True))
 
 
 def _efw_bulk_refund(world: World) -> Callable[[Any], Any]:

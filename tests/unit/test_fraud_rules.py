@@ -1,4 +1,4 @@
-"""Pure rules of the EFW service: the refund idempotency key, the percentile used for time to
+"""Pure rules of the EFW service: the refund, partial refund and block idempotency keys, the percentile used for time to
 decision, and bulk runs that keep going past a failing row."""
 
 from __future__ import annotations
@@ -10,6 +10,18 @@ from services import fraud_warnings as efw
 
 def test_refund_key_is_derived_from_the_warning() -> None:
     assert efw.refund_key("issfr_123") == "refund:efw:issfr_123"
+
+
+def test_keys_for_partial_refunds_retries_and_blocks_follow_the_intent() -> None:
+    from services.efw_radar import block_key
+
+    # The first full refund, and a new one after our refund re_1 failed at Stripe.
+    assert efw._full_refund_key("issfr_1", None) == "refund:efw:issfr_1"
+    assert efw._full_refund_key("issfr_1", "re_1") == "refund:efw:issfr_1:after:re_1"
+    # The same confirmation repeats its key; a later partial refund starts from more already refunded.
+    assert efw._partial_refund_key("issfr_1", 0, 1500) == efw._partial_refund_key("issfr_1", 0, 1500)
+    assert efw._partial_refund_key("issfr_1", 1500, 1500) == "refund:efw:issfr_1:partial:1500:1500"
+    assert block_key("issfr_1", "email", 2) == "block:efw:issfr_1:email:2"
 
 
 @pytest.mark.parametrize(
