@@ -16,6 +16,7 @@ from db.models.base import from_unix
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import stripe_mapping
+from services.smoke_test import record_checkout_completed
 from services.stripe_gateway import StripeGatewayError
 from services.webhook_counts import test_tags
 
@@ -83,6 +84,7 @@ def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Any, refetch: 
     subscription_id = stripe_mapping._id(session.get("subscription"))
     if subscription_id:
         _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime, True)
+    record_checkout_completed(uow, session, event)  # the guided smoke test's session, if it is one
 
 
 def _payment_intent_id(invoice: dict[str, Any]) -> str | None:
