@@ -144,3 +144,35 @@ def test_emulator_portal_sessions_follow_stripes_shape(emulator: Any, make_setti
     lonely = gateway.create_customer({"email": "p2@example.com"}, idempotency_key="test:portal-customer-2")
     with pytest.raises(StripeGatewayError, match="default configuration"):
         gateway.create_portal_session({"customer": lonely["id"]}, idempotency_key="test:portal-none")
+
+
+def test_sign_off_freezes_the_latest_smoke_test(migrated_url: str) -> None:
+    from db.models.base import utcnow
+    from services.runtime import Runtime
+    from services.signoff import launch_record, sign, summary_markdown
+    from tests.integration.golive_fixtures import ENG_LEAD, FakePreflightGateway, golive_settings, make_launch_ready
+    from tests.integration.test_signoff import _record_results
+
+    rt = Runtime(golive_settings(migrated_url))
+    rt.__dict__["gateway"] = FakePreflightGateway()
+    make_launch_ready(rt)
+    _record_results(rt)
+    steps = [{"step": name, "title": title, "passed": True, "detail": "ok", "ids": {}, "at": "2026-12-04T10:00:00"}
+             for name, title in smoke_test.STEPS]
+    with rt.uow() as uow:
+        uow.session.add(SmokeTest(started_by=ADMIN_EMAIL, mode="test", price_id="price_small", status="passed",
+                                  amount=900, currency="usd", steps=steps, subscription_id="sub_smoke",
+                                  finished_at=utcnow(), finished_by=ADMIN_EMAIL))
+        uow.commit()
+    signed = sign("eng_lead", actor=ENG_LEAD, settings=rt.settings, uow=rt.uow(), runtime=rt)
+    frozen = signed["preflight"]["smoke_test"]
+    assert frozen["passed"] and frozen["amount_text"] == "9.00 USD" and frozen["subscription_id"] == "sub_smoke"
+    # A later run never edits the frozen copy.
+    with rt.uow() as uow:
+        uow.session.add(SmokeTest(started_by=ADMIN_EMAIL, mode="test", price_id="price_small", status="open",
+                                  steps=[]))
+        uow.commit()
+    record = launch_record(rt.uow(), version=signed["code_version"])
+    assert record is not None and record.signatures[0]["preflight"]["smoke_test"] == frozen
+    summary = summary_markdown(record)
+    assert f"#{frozen['id']} in test mode: PASSED, 9.00 USD" in summary and "Payment refunded: pass" in summary
