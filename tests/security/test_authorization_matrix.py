@@ -242,6 +242,7 @@ RECIPES: dict[str, Recipe] = {
     "disputes.submit": lambda w: _drafted_then_submit(w),
     "disputes.accept": lambda w: _call("accept_dispute", "services.disputes", _open_dispute(w),
                                        **_ctx(w, gateway=True)),
+    "subscription.correct": lambda w: _correction(w),
     "smoke.start": lambda w: _call("start", "services.smoke_test", **_ctx(w, gateway=True)),
     "smoke.check": lambda w: _call("run_checks", "services.smoke_test", _smoke_row(w), **_ctx(w, gateway=True)),
     "smoke.refund_and_cancel": lambda w: _call("refund_and_cancel", "services.smoke_test", _smoke_row(w),
@@ -250,6 +251,13 @@ RECIPES: dict[str, Recipe] = {
 # Business rules that may still refuse an authorised admin in this world (e.g. sign-off needs a
 # green preflight and 8/8 QA); for these, "succeeds" means: past the guard, refused in plain words.
 DOMAIN_REFUSALS_ALLOWED = {"golive.signoff", "smoke.refund_and_cancel"}  # nothing paid yet to refund
+
+
+def _correction(world: World) -> Callable[[Any], Any]:
+    from services.corrections import describe_correction
+
+    preview = describe_correction(_subscription(world, "basic"), "set_cancel_at_period_end", **_ctx(world, gateway=True))
+    return _call("apply_correction", "services.corrections", preview, **_ctx(world, gateway=True))
 
 
 def _smoke_row(world: World) -> int:
