@@ -24,8 +24,8 @@ def make_world(emulator: Any, runtime_factory: Any, database_url: str) -> tuple[
     customer = gateway.create_customer({"email": "fix@example.com", "name": "Fix Me"}, idempotency_key="t:cus")
     pm = gateway.attach_payment_method("pm_card_visa", customer["id"], idempotency_key="t:pm")
     subscription = gateway.create_subscription(
-        {"customer": customer["id"], "items": [{"price": prices["pro"]["monthly"]}], "default_payment_method": pm["id"]},
-        idempotency_key="t:sub")
+        {"customer": customer["id"], "items": [{"price": prices["pro"]["monthly"]}],
+         "default_payment_method": pm["id"]}, idempotency_key="t:sub")
     return rt, prices, subscription["id"]
 
 

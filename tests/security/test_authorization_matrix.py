@@ -256,7 +256,8 @@ DOMAIN_REFUSALS_ALLOWED = {"golive.signoff", "smoke.refund_and_cancel"}  # nothi
 def _correction(world: World) -> Callable[[Any], Any]:
     from services.corrections import describe_correction
 
-    preview = describe_correction(_subscription(world, "basic"), "set_cancel_at_period_end", **_ctx(world, gateway=True))
+    subscription_id = _subscription(world, "basic")
+    preview = describe_correction(subscription_id, "set_cancel_at_period_end", **_ctx(world, gateway=True))
     return _call("apply_correction", "services.corrections", preview, **_ctx(world, gateway=True))
 
 
