@@ -243,6 +243,8 @@ RECIPES: dict[str, Recipe] = {
     "disputes.accept": lambda w: _call("accept_dispute", "services.disputes", _open_dispute(w),
                                        **_ctx(w, gateway=True)),
     "subscription.correct": lambda w: _correction(w),
+    "metrics.resolve_change_error": lambda w: _call("resolve_change_error", "services.launch_figures",
+                                                    _change_error(w), "Re-applied by hand", **_ctx(w)),
     "smoke.start": lambda w: _call("start", "services.smoke_test", **_ctx(w, gateway=True)),
     "smoke.check": lambda w: _call("run_checks", "services.smoke_test", _smoke_row(w), **_ctx(w, gateway=True)),
     "smoke.refund_and_cancel": lambda w: _call("refund_and_cancel", "services.smoke_test", _smoke_row(w),
@@ -251,6 +253,14 @@ RECIPES: dict[str, Recipe] = {
 # Business rules that may still refuse an authorised admin in this world (e.g. sign-off needs a
 # green preflight and 8/8 QA); for these, "succeeds" means: past the guard, refused in plain words.
 DOMAIN_REFUSALS_ALLOWED = {"golive.signoff", "smoke.refund_and_cancel"}  # nothing paid yet to refund
+
+
+def _change_error(world: World) -> int:
+    with world.runtime.uow() as uow:
+        row = audit.record(uow, actor="cron", action="plan.upgrade", result="error", target="sub_authz",
+                           error="Stripe returned an error.")
+        uow.commit()
+        return int(row.id)
 
 
 def _correction(world: World) -> Callable[[Any], Any]:
