@@ -77,7 +77,7 @@ def render(identity: Identity, on_change: Callable[[], None]) -> None:
 
 def _show(current: dict[str, Any]) -> None:
     st.subheader(f"Smoke test #{current['id']}: {STATUS_WORDS.get(current['status'], current['status'])}")
-    st.text(f"Started by {current['started_by']} at {current['started_at'].replace('T', ' ')} UTC in "
+    st.text(f"Started by {current['started_by']} at {smoke_test.when_text(current['started_at'])} in "
             f"{current['mode']} mode" + (f" · amount {current['amount_text']}" if current["amount_text"] else ""))
     if current["status"] == "open" and current["checkout_url"]:
         col1, col2 = st.columns([1, 2])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -470,9 +470,13 @@ def step_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"step": title, "result": ("PASS" if step["passed"] else "FAIL") if step else "waiting",
                      "detail": step["detail"] if step else "",
                      "ids": ", ".join(f"{k} {v}" for k, v in (step or {}).get("ids", {}).items()),
-                     "at": (step["at"].replace("T", " ") + " UTC") if step else ""})
+                     "at": when_text(step["at"]) if step else ""})
     return rows
 
 
-def started_at(result: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(result["started_at"])
+def when_text(iso: str | None) -> str:
+    """A stored ISO time as people read it: "2026-12-04 18:19:04 UTC"."""
+    if not iso:
+        return "-"
+    moment = datetime.fromisoformat(iso)
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if moment.tzinfo else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
