@@ -114,8 +114,10 @@ SEED_ITEMS: tuple[SeedItem, ...] = (
              "Address persisted on the Stripe customer; Stripe Tax present on a test invoice; n/a if tax is off.",
              "It needs a customer to enter an address in the browser; stripe.tax checks the account settings."),
     SeedItem("live_test_charge", "ops_readiness", "Small live-mode test charge done",
-             "A small real transaction in live mode: subscription active, console shows it, refund/portal work.",
-             "It spends real money, so a person does it deliberately."),
+             "A small real transaction in live mode: subscription active, console shows it, refund/portal work. "
+             "Run the Live smoke test on this page with the live key: a run where every step passes ticks this item.",
+             "It spends real money, so a person starts it and pays; the console then checks each step and records "
+             "the result."),
     SeedItem("ops_signoff", "ops_readiness", "Ops sign-off",
              "Ops confirm they can use the Disputes and Fraud warnings tools comfortably.",
              "Confidence is a person's statement."),
