@@ -68,6 +68,16 @@ def render(identity: Identity, on_change: Callable[[], None]) -> None:
     if current["status"] in WAITING:
         _watch(current["id"], current["status"], identity)
     _show(current)
+    refund_tried = any(s["step"] in ("refund", "cancel") for s in current["steps"])
+    if current["status"] == "failed" and current["completed_at"] and not refund_tried and \
+            st.button("Run the checks again", key="smoke_recheck"):
+        try:
+            smoke_test.run_checks(current["id"], actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                  gateway=rt.gateway, again=True)
+        except ERRORS as error:
+            show_error(error)
+        else:
+            st.rerun()
     can_refund = current["status"] in ("checked", "failed", "cleanup_failed") and current["payment_intent_id"]
     if can_refund and st.button("Refund and cancel…", type="primary", key="smoke_refund"):
         st.session_state["smoke_confirm"] = current["id"]

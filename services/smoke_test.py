@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from db.models import ChecklistItem, SmokeTest, UserSubscription
+from db.models import AuditLog, ChecklistItem, SmokeTest, UserSubscription
 from db.models.base import from_unix, utcnow
 from db.session import UnitOfWork, rows_affected
 from services.audit import privileged, record
@@ -278,6 +278,7 @@ class _Run:
     amount: int | None = None
     invoice_id: str | None = None
     payment_intent_id: str | None = None
+    attempt: int = 1
 
 
 def _check_subscription(run: _Run, gateway: StripeGateway) -> dict[str, Any]:
@@ -324,7 +325,7 @@ def _check_portal(run: _Run, settings: Settings, gateway: StripeGateway) -> dict
     if settings.smoke_test_return_url:
         params["return_url"] = settings.smoke_test_return_url
     try:
-        portal = gateway.create_portal_session(params, idempotency_key=f"smoke:{run.id}:portal")
+        portal = gateway.create_portal_session(params, idempotency_key=f"smoke:{run.id}:portal:{run.attempt}")
     except StripeGatewayError as error:
         return _step("portal_session", False, error.message, customer=run.customer_id)
     ok = str(portal.get("url") or "").startswith("https://")
@@ -333,24 +334,39 @@ def _check_portal(run: _Run, settings: Settings, gateway: StripeGateway) -> dict
                  portal_session=portal.get("id"), customer=run.customer_id)
 
 
+CHECK_STEPS = ("subscription_active", "billing_db", "portal_session")
+# Checks may run again after a failure (e.g. the billing DB lagged while processing was paused)
+# or when a checker died half-way, but never once the refund was attempted.
+RECHECKABLE = ("failed", "checking")
+
+
 @privileged("smoke.check")
 def run_checks(smoke_id: int, *, actor: str, settings: Settings, uow: UnitOfWork,
-               gateway: StripeGateway) -> dict[str, Any]:
+               gateway: StripeGateway, again: bool = False) -> dict[str, Any]:
     """Once checkout.session.completed is in: subscription at Stripe, billing DB + console, portal.
-    One caller claims the run (completed -> checking), so two open pages never check twice."""
+    One caller claims the run (completed -> checking), so two open pages never check twice;
+    `again` re-runs the checks of a failed (or stuck) run, replacing their earlier results."""
+    statuses = ("completed", *RECHECKABLE) if again else ("completed",)
     with uow:
+        current = uow.session.get(SmokeTest, smoke_id)
+        if again and current is not None and any(s["step"] in ("refund", "cancel") for s in current.steps):
+            statuses = ("completed",)
         claimed = uow.session.execute(update(SmokeTest).where(SmokeTest.id == smoke_id,
-                                                              SmokeTest.status == "completed")
+                                                              SmokeTest.status.in_(statuses),
+                                                              SmokeTest.completed_at.is_not(None))
                                       .values(status="checking"))
         row = uow.session.get(SmokeTest, smoke_id)
         if row is None:
             raise SmokeTestError("There is no such smoke test; reload the page.")
         if not rows_affected(claimed):
             return view(row)
+        # Each check run is its own portal request: a retry after a refused one must not replay it.
+        attempt = 1 + int(uow.session.execute(select(func.count(AuditLog.id)).where(
+            AuditLog.action == "smoke.check", AuditLog.target == f"smoke_test:{smoke_id}")).scalar() or 0)
         uow.commit()
-        run = _Run(row.id, row.customer_id, row.subscription_id, row.currency, row.amount)
+        run = _Run(row.id, row.customer_id, row.subscription_id, row.currency, row.amount, attempt=attempt)
     steps: list[dict[str, Any]] = []
-    for check in ("subscription_active", "billing_db", "portal_session"):
+    for check in CHECK_STEPS:
         if check == "subscription_active":
             step = _check_subscription(run, gateway)
         elif check == "billing_db":
@@ -364,7 +380,7 @@ def run_checks(smoke_id: int, *, actor: str, settings: Settings, uow: UnitOfWork
     with uow:
         row = uow.session.get(SmokeTest, smoke_id)
         assert row is not None
-        row.steps = [*row.steps, *steps]
+        row.steps = [*(s for s in row.steps if s["step"] not in CHECK_STEPS), *steps]
         row.invoice_id, row.payment_intent_id = run.invoice_id, run.payment_intent_id
         row.amount, row.currency = run.amount, run.currency
         row.status = "failed" if failed else "checked"

@@ -176,3 +176,23 @@ def test_sign_off_freezes_the_latest_smoke_test(migrated_url: str) -> None:
     assert record is not None and record.signatures[0]["preflight"]["smoke_test"] == frozen
     summary = summary_markdown(record)
     assert f"#{frozen['id']} in test mode: PASSED, 9.00 USD" in summary and "Payment refunded: pass" in summary
+
+
+def test_a_failed_check_can_run_again_once_fixed(smoke_world: Any, emulator: Any) -> None:
+    rt, _prices = smoke_world
+    portal = rt.gateway.list_portal_configurations()[0]
+    configurations = rt.gateway.client.v1.billing_portal.configurations
+    configurations.update(portal["id"], {"active": False})  # the portal is switched off at Stripe
+    started = smoke_test.start(**_ctx(rt))
+    emulator.admin(f"checkout/sessions/{started['checkout_session_id']}/complete", {"payment_method": "pm_card_visa"})
+    deliver_events(rt)
+    failed = smoke_test.run_checks(started["id"], **_ctx(rt))
+    assert failed["status"] == "failed" and failed["steps"][-1]["step"] == "portal_session"
+    assert "default configuration" in failed["steps"][-1]["detail"]
+    assert smoke_test.run_checks(started["id"], **_ctx(rt))["status"] == "failed"  # not again unless asked
+    configurations.update(portal["id"], {"active": True})
+    checked = smoke_test.run_checks(started["id"], again=True, **_ctx(rt))
+    assert checked["status"] == "checked"
+    assert [s["step"] for s in checked["steps"]].count("portal_session") == 1 and all(
+        s["passed"] for s in checked["steps"])
+    assert [r for r, _e in _audit(rt, "smoke.check")] == ["error", "ok"]
