@@ -10,8 +10,9 @@ verify the subscription is active, the internal dashboard reflects it, refund/po
    handler) notes it on the row.
 3. `run_checks` (admin; the Go-live page runs it as soon as the event is in): in order, the
    subscription is active at Stripe (and its first invoice paid), the billing DB and the console's
-   search show it active, and a Customer Portal session can be created for the customer. The first
-   failure stops the checks.
+   search show it active, and a Customer Portal session can be created for the customer (key
+   `smoke:<id>:portal:<n>`, n = the check run). The first failure stops the checks; a failed run can
+   be checked again once the cause is fixed (`again=True`: "Run the checks again" on the page).
 4. `refund_and_cancel` (admin, confirmed with the exact amount): refunds the payment and cancels
    the subscription, each with its own idempotency key (`smoke:<id>:refund`, `smoke:<id>:cancel`).
 
