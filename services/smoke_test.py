@@ -14,7 +14,7 @@ verify the subscription is active, the internal dashboard reflects it, refund/po
    `smoke:<id>:portal:<n>`, n = the check run). The first failure stops the checks; a failed run can
    be checked again once the cause is fixed (`again=True`: "Run the checks again" on the page).
 4. `refund_and_cancel` (admin, confirmed with the exact amount): refunds the payment and cancels
-   the subscription, each with its own idempotency key (`smoke:<id>:refund`, `smoke:<id>:cancel`).
+   the subscription, each with its own idempotency key (`smoke:<id>:refund`, `smoke:<id>:cancel:<n>`).
 
 Every step is stored with pass/fail, ids, the amount (minor units + currency, shown through
 services/money.py) and its time. A run whose every step passed ticks the `live_test_charge`
@@ -417,7 +417,12 @@ def refund_and_cancel(smoke_id: int, *, confirmed_amount: int, actor: str, setti
         payment_intent, subscription_id, amount = row.payment_intent_id, str(row.subscription_id), row.amount
         currency = row.currency or "usd"
         steps = [s for s in row.steps if s["step"] not in ("refund", "cancel")]
-    refund_key, cancel_key = f"smoke:{smoke_id}:refund", f"smoke:{smoke_id}:cancel"
+        tries = 1 + int(uow.session.execute(select(func.count(AuditLog.id)).where(
+            AuditLog.action == "smoke.refund_and_cancel", AuditLog.target == f"smoke_test:{smoke_id}",
+            AuditLog.result.in_(("ok", "error")))).scalar() or 0)
+    # One refund ever (a retry replays it); each try's cancel is its own request, so a refused
+    # cancel can be tried again once its cause is fixed.
+    refund_key, cancel_key = f"smoke:{smoke_id}:refund", f"smoke:{smoke_id}:cancel:{tries}"
     errors: list[str] = []
     refund_id = None
     try:
