@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator import fb_api, fb_portal, fb_settings  # noqa: F401 (importing fb_portal registers its routes)
+from emulator import fb_api, fb_checkout, fb_portal, fb_settings  # noqa: F401 (importing registers routes)
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 

@@ -118,9 +118,17 @@ def view(row: SmokeTest) -> dict[str, Any]:
     }
 
 
+UNFINISHED_PAID = ("completed", "checking", "checked", "failed", "cleanup_failed")
+
+
 def latest(uow: UnitOfWork) -> dict[str, Any] | None:
+    """The run to show: one that was paid and is not refunded yet if there is one, else the newest."""
     with uow:
-        row = uow.session.execute(select(SmokeTest).order_by(SmokeTest.id.desc()).limit(1)).scalar_one_or_none()
+        row = uow.session.execute(select(SmokeTest).where(
+            SmokeTest.status.in_(UNFINISHED_PAID), SmokeTest.completed_at.is_not(None))
+            .order_by(SmokeTest.id.desc()).limit(1)).scalar_one_or_none()
+        if row is None:
+            row = uow.session.execute(select(SmokeTest).order_by(SmokeTest.id.desc()).limit(1)).scalar_one_or_none()
         return view(row) if row else None
 
 
@@ -178,9 +186,12 @@ def check_price(settings: Settings, gateway: StripeGateway) -> PriceCheck:
 # --- 1. start ----------------------------------------------------------------------------------------------
 @privileged("smoke.start")
 def start(*, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGateway) -> dict[str, Any]:
-    """Create the Checkout Session for a new run (an unfinished earlier run is marked abandoned)."""
+    """Create the Checkout Session for a new run. An earlier run nobody paid is abandoned and its
+    Checkout Session expired at Stripe (so it can no longer be paid); a run that was paid and not
+    refunded yet must be finished first."""
     try:
         price = check_price(settings, gateway)
+        _close_earlier_runs(actor, uow, gateway)
     except SmokeTestError as error:
         with uow:
             record(uow, actor=actor, action="smoke.start", result="refused", target="smoke_test",
@@ -188,9 +199,6 @@ def start(*, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGat
             uow.commit()
         raise
     with uow:
-        for earlier in uow.session.execute(select(SmokeTest).where(SmokeTest.status.in_(IN_PROGRESS))).scalars():
-            earlier.status = "abandoned"
-            earlier.finished_at, earlier.finished_by = utcnow(), actor
         row = SmokeTest(started_by=actor, mode=settings.stripe_mode, price_id=price.price_id, status="open",
                         amount=price.amount, currency=price.currency, steps=[])
         uow.session.add(row)
@@ -238,15 +246,49 @@ def start(*, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGat
         return view(row)
 
 
+def _close_earlier_runs(actor: str, uow: UnitOfWork, gateway: StripeGateway) -> None:
+    with uow:
+        earlier = [(r.id, r.status, r.checkout_session_id, r.completed_at) for r in uow.session.execute(
+            select(SmokeTest).where(SmokeTest.status.in_((*IN_PROGRESS, *UNFINISHED_PAID))))
+            .scalars()]
+    for smoke_id, status, session_id, completed_at in earlier:
+        if completed_at is not None:
+            raise SmokeTestError(f"Smoke test #{smoke_id} was paid and is not refunded yet: finish it first "
+                                 "(Refund and cancel).")
+        if status != "open":
+            continue
+        detail = "abandoned: a new smoke test was started"
+        if session_id:
+            try:
+                gateway.expire_checkout_session(session_id, idempotency_key=f"smoke:{smoke_id}:expire")
+                detail += f"; Checkout Session {session_id} expired at Stripe"
+            except StripeGatewayError as error:
+                if gateway.retrieve_checkout_session(session_id).get("status") == "complete":
+                    raise SmokeTestError(f"Smoke test #{smoke_id} was just paid: wait for checkout.session.completed "
+                                         "and finish it first.") from None
+                detail += f"; expiring its Checkout Session: {error.message}"
+        with uow:
+            row = uow.session.get(SmokeTest, smoke_id)
+            if row is not None and row.status == "open":
+                row.status, row.finished_at, row.finished_by = "abandoned", utcnow(), actor
+                row.steps = [*row.steps, {**_step("checkout_completed", False, detail), "title": "Abandoned"}]
+                record(uow, actor=actor, action="smoke.abandon", result="ok", target=f"smoke_test:{smoke_id}",
+                       idempotency_key=f"smoke:{smoke_id}:expire", details={"checkout_session": session_id})
+            uow.commit()
+
+
 # --- 2. the event ---------------------------------------------------------------------------------------------
 def record_checkout_completed(uow: UnitOfWork, session: dict[str, Any], event: dict[str, Any]) -> bool:
     """Called by the checkout.session.completed handler inside its transaction; True when it was
     a smoke test's session (idempotent: a replayed event changes nothing)."""
     row = uow.session.execute(
         select(SmokeTest).where(SmokeTest.checkout_session_id == session.get("id"))).scalar_one_or_none()
-    if row is None or row.status != "open":
+    if row is None or row.status not in ("open", "abandoned"):
         return row is not None
+    # Abandoned but paid after all (the buyer finished just before it expired): it needs its checks
+    # and above all its refund, so it comes back (and `latest` shows it first).
     row.status = "completed"
+    row.finished_at = row.finished_by = None
     row.completed_at = from_unix(event.get("created")) or utcnow()
     row.completed_event_id = event.get("id")
     row.customer_id = _id(session.get("customer"))

@@ -450,6 +450,14 @@ class StripeGateway:
     def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
         return _to_dict(self._call(lambda: self.client.v1.checkout.sessions.retrieve(session_id)))
 
+    def expire_checkout_session(self, session_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        """POST /v1/checkout/sessions/:id/expire (only an `open` session can be expired)."""
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.checkout.sessions.expire(session_id, None, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
+        )
+
     def list_checkout_sessions(self, **params: Any) -> Iterator[dict[str, Any]]:
         """GET /v1/checkout/sessions (e.g. created={"gte": .., "lt": ..}), every page."""
         return self._paginate(lambda q: self.client.v1.checkout.sessions.list(q), params)  # type: ignore[arg-type]

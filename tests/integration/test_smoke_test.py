@@ -196,3 +196,21 @@ def test_a_failed_check_can_run_again_once_fixed(smoke_world: Any, emulator: Any
     assert [s["step"] for s in checked["steps"]].count("portal_session") == 1 and all(
         s["passed"] for s in checked["steps"])
     assert [r for r, _e in _audit(rt, "smoke.check")] == ["error", "ok"]
+
+
+def test_a_new_run_expires_an_unpaid_one_and_waits_for_a_paid_one(smoke_world: Any, emulator: Any) -> None:
+    rt, _prices = smoke_world
+    first = smoke_test.start(**_ctx(rt))
+    second = smoke_test.start(**_ctx(rt))
+    abandoned = smoke_test.get(rt.uow(), first["id"])
+    assert abandoned is not None and abandoned["status"] == "abandoned"
+    assert "expired at Stripe" in abandoned["steps"][-1]["detail"]
+    assert rt.gateway.retrieve_checkout_session(first["checkout_session_id"])["status"] == "expired"
+    with pytest.raises(Exception, match="400"):  # nobody can pay the abandoned one any more
+        emulator.admin(f"checkout/sessions/{first['checkout_session_id']}/complete", {})
+    emulator.admin(f"checkout/sessions/{second['checkout_session_id']}/complete", {"payment_method": "pm_card_visa"})
+    deliver_events(rt)
+    with pytest.raises(SmokeTestError, match=f"#{second['id']} was paid and is not refunded yet"):
+        smoke_test.start(**_ctx(rt))
+    assert smoke_test.latest(rt.uow())["id"] == second["id"]  # type: ignore[index]
+    assert [r for r, _e in _audit(rt, "smoke.start")] == ["ok", "ok", "refused"]
