@@ -196,3 +196,18 @@ def resolve_change_error(audit_id: int, note: str, *, actor: str, settings: Sett
                      details={"subscription": error_row.target, "note": resolution.note})
         uow.commit()
         return {"audit_id": audit_id, "note": resolution.note, "resolved_by": actor}
+
+
+def frozen(uow: UnitOfWork, *, start: datetime, end: datetime) -> dict[str, Any]:
+    """The figures as a metrics snapshot freezes them (from the billing DB; Checkout Sessions are
+    read from Stripe only on the page)."""
+    rate = success_rate(uow, None, start=start, end=end)
+    due = downgrades(uow, start=start, end=end, now=end)
+    errors = change_errors(uow, start=start, end=end)
+    return {
+        "subscriptions_created": rate.subscriptions_created, "subscriptions_active": rate.subscriptions_active,
+        "subscriptions_incomplete": [r["subscription"] for r in rate.incomplete],
+        "downgrades_applied": due.applied, "downgrades_due": due.due,
+        "downgrades_not_applied": [r["subscription"] for r in due.not_applied],
+        "change_errors": len(errors), "change_errors_open": sum(1 for e in errors if not e["resolved"]),
+    }

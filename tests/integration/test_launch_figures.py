@@ -104,3 +104,16 @@ def test_downgrades_due_against_applied_and_change_errors_resolved(figures_world
         results = [r.result for r in uow.session.execute(select(AuditLog).where(
             AuditLog.action == "metrics.resolve_change_error").order_by(AuditLog.id)).scalars()]
     assert results == ["refused", "ok", "refused", "refused"]
+
+
+def test_a_snapshot_freezes_the_launch_figures(figures_world: dict[str, Any]) -> None:
+    from services.metrics import create_snapshot, set_golive_time
+
+    rt = figures_world["rt"]
+    ctx = {"actor": ADMIN_EMAIL, "settings": rt.settings, "uow": rt.uow()}
+    set_golive_time(utcnow() - timedelta(hours=1), **ctx)
+    snapshot = create_snapshot(hours=24, **ctx)
+    launch = snapshot["figures"]["launch"]
+    assert (launch["subscriptions_active"], launch["subscriptions_created"]) == (2, 3)
+    assert launch["subscriptions_incomplete"] == [figures_world["failing"]["id"]]
+    assert (launch["downgrades_applied"], launch["downgrades_due"], launch["change_errors"]) == (0, 0, 0)
