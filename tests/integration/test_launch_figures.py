@@ -51,7 +51,7 @@ def figures_world(emulator: Any, runtime_factory: Any, migrated_url: str) -> dic
     return {"rt": rt, "failing": failing, "on_clock": on_clock}
 
 
-def test_success_rate_counts_checkout_and_activation_without_test_activity(figures_world: dict[str, Any]) -> None:
+def test_success_rate_counts_checkout_and_activation_and_is_frozen(figures_world: dict[str, Any]) -> None:
     rt = figures_world["rt"]
     start, end = utcnow() - timedelta(hours=1), utcnow() + timedelta(hours=1)
     rate = launch_figures.success_rate(rt.uow(), rt.gateway, start=start, end=end)
@@ -64,6 +64,15 @@ def test_success_rate_counts_checkout_and_activation_without_test_activity(figur
     with rt.uow() as uow:
         statuses = sorted(s.status for s in uow.session.execute(select(UserSubscription)).scalars())
     assert statuses == ["active", "active", "active", "incomplete", "incomplete"]
+    # A metrics snapshot (and so sign-off) freezes the same figures.
+    from services.metrics import create_snapshot, set_golive_time
+
+    ctx = {"actor": ADMIN_EMAIL, "settings": rt.settings, "uow": rt.uow()}
+    set_golive_time(utcnow() - timedelta(hours=1), **ctx)
+    launch = create_snapshot(hours=24, **ctx)["figures"]["launch"]
+    assert (launch["subscriptions_active"], launch["subscriptions_created"]) == (2, 3)
+    assert launch["subscriptions_incomplete"] == [figures_world["failing"]["id"]]
+    assert (launch["downgrades_applied"], launch["downgrades_due"], launch["change_errors"]) == (0, 0, 0)
 
 
 def test_downgrades_due_against_applied_and_change_errors_resolved(figures_world: dict[str, Any]) -> None:
@@ -105,15 +114,3 @@ def test_downgrades_due_against_applied_and_change_errors_resolved(figures_world
             AuditLog.action == "metrics.resolve_change_error").order_by(AuditLog.id)).scalars()]
     assert results == ["refused", "ok", "refused", "refused"]
 
-
-def test_a_snapshot_freezes_the_launch_figures(figures_world: dict[str, Any]) -> None:
-    from services.metrics import create_snapshot, set_golive_time
-
-    rt = figures_world["rt"]
-    ctx = {"actor": ADMIN_EMAIL, "settings": rt.settings, "uow": rt.uow()}
-    set_golive_time(utcnow() - timedelta(hours=1), **ctx)
-    snapshot = create_snapshot(hours=24, **ctx)
-    launch = snapshot["figures"]["launch"]
-    assert (launch["subscriptions_active"], launch["subscriptions_created"]) == (2, 3)
-    assert launch["subscriptions_incomplete"] == [figures_world["failing"]["id"]]
-    assert (launch["downgrades_applied"], launch["downgrades_due"], launch["change_errors"]) == (0, 0, 0)
