@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.e2e.conftest import metric_value, open_page, screenshot, sign_in, wait_until_idle
+from tests.e2e.conftest import ARTIFACTS, metric_value, open_page, screenshot, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_MS = 120_000
@@ -96,4 +96,5 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
     errors = launch_figures.change_errors(rt.uow(), start=start, end=end)
     assert metric_value(page, "Plan-change errors open") == \
         f"{sum(1 for e in errors if not e['resolved'])} of {len(errors)}"
-    screenshot(page, "first_24h_launch_figures")
+    page.get_by_text("Launch figures (runbook §13)").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "first_24h_launch_figures.png"))
