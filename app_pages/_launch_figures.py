@@ -33,7 +33,7 @@ def render(identity: Identity, start: datetime, end: datetime) -> None:
     errors = launch_figures.change_errors(rt.uow(), start=start, end=end)
     open_errors = [e for e in errors if not e["resolved"]]
     col1, col2, col3, col4 = st.columns(4)
-    col1.metric("Checkout Sessions completed / created",
+    col1.metric("Checkout completed / created",
                 _ratio(rate.sessions_completed, rate.sessions_created, rate.checkout_rate),
                 help="Checkout Sessions created in this range (read from Stripe) that were completed")
     col2.metric("Subscriptions active / created",

@@ -36,7 +36,7 @@ def test_admin_reads_the_figures_and_resolves_an_error(figures_world: dict[str, 
     at = app_test_for("first_24h", "admin", timeout=60)
     assert not at.exception
     values = {x.label: x.value for x in at.metric}
-    assert values["Checkout Sessions completed / created"] == "1 / 2 (50 %)"
+    assert values["Checkout completed / created"] == "1 / 2 (50 %)"
     assert values["Subscriptions active / created"] == "2 / 3 (67 %)"
     assert values["Downgrades applied / due"] == "0 / 0"
     assert values["Plan-change errors open"] == "1 of 1"

@@ -76,6 +76,16 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
         item = uow.session.execute(select(ChecklistItem).where(ChecklistItem.key == "live_test_charge")).scalar_one()
         assert item.status == "done" and f"Smoke test #{run['id']}" in (item.note or "")
 
+    # Two real sign-ups start today: one pays through Checkout, one walks away.
+    basic = rt.settings.price_id("basic", "monthly")
+    line = [{"price": basic, "quantity": 1}]
+    paid = rt.gateway.create_checkout_session({"mode": "subscription", "line_items": line},
+                                              idempotency_key="e2e:figures:paid")
+    rt.gateway.create_checkout_session({"mode": "subscription", "line_items": line},
+                                       idempotency_key="e2e:figures:abandoned")
+    _complete_checkout(demo_server, paid["id"])
+    page.wait_for_timeout(3000)  # delivered to the receiver and processed inline
+
     # The board's launch figures, against the data behind them (the smoke test is left out).
     open_page(page, "First 24 hours")
     page.wait_for_selector("text=Launch figures (runbook §13)", timeout=TIMEOUT_MS)
@@ -85,9 +95,10 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
     sessions = [s for s in rt.gateway.list_checkout_sessions(created={"gte": int(start.timestamp())})
                 if not (s.get("metadata") or {}).get("smoke_test")]
     completed = sum(1 for s in sessions if s["status"] == "complete")
-    shown = metric_value(page, "Checkout Sessions completed / created")
-    assert shown.startswith(f"{completed} / {len(sessions)}"), shown
+    shown = metric_value(page, "Checkout completed / created")
+    assert shown == f"{completed} / {len(sessions)} (50 %)" and completed == 1, shown
     rate = launch_figures.success_rate(rt.uow(), None, start=start, end=end)
+    assert rate.subscriptions_active >= 1  # the paid sign-up (the smoke test's is left out)
     assert metric_value(page, "Subscriptions active / created").startswith(
         f"{rate.subscriptions_active} / {rate.subscriptions_created}")
     assert run["subscription_id"] not in page.inner_text("body")  # smoke activity stays out
