@@ -36,6 +36,22 @@ def _complete_checkout(demo: Any, session_id: str) -> None:
         assert response.status == 200
 
 
+def _wait_for_subscription(rt: Any, subscription_id: str, timeout_s: float = 60) -> None:
+    """Until the receiver has stored and processed the sign-up (the demo processes inline)."""
+    import time
+
+    from db.models import UserSubscription
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with rt.uow() as uow:
+            if uow.session.execute(select(UserSubscription.id).where(
+                    UserSubscription.stripe_subscription_id == subscription_id)).first():
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"{subscription_id} never reached the billing DB")
+
+
 def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: Any) -> None:
     from db.models import ChecklistItem
     from db.models.base import utcnow
@@ -84,7 +100,7 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
     rt.gateway.create_checkout_session({"mode": "subscription", "line_items": line},
                                        idempotency_key="e2e:figures:abandoned")
     _complete_checkout(demo_server, paid["id"])
-    page.wait_for_timeout(3000)  # delivered to the receiver and processed inline
+    _wait_for_subscription(rt, rt.gateway.retrieve_checkout_session(paid["id"])["subscription"])
 
     # The board's launch figures, against the data behind them (the smoke test is left out).
     open_page(page, "First 24 hours")
