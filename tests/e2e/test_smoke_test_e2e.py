@@ -69,7 +69,13 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
     screenshot(page, "smoke_test_checkout")
 
     _complete_checkout(demo_server, session_id.group(0))
-    page.wait_for_selector("text=/checks passed; refund and cancel to finish/", timeout=TIMEOUT_MS)
+    rt = _demo_runtime(demo_server)
+    from services import smoke_test
+
+    try:
+        page.wait_for_selector("text=/checks passed; refund and cancel to finish/", timeout=TIMEOUT_MS)
+    except Exception as error:  # say what the run holds, not only that the text never came
+        raise AssertionError(f"checks did not pass: {smoke_test.latest(rt.uow())}") from error
     wait_until_idle(page)
     page.get_by_role("button", name="Refund and cancel…").click()
     dialog = page.get_by_role("dialog")
@@ -78,9 +84,6 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
     dialog.get_by_role("button", name="Refund and cancel now").click()
     page.wait_for_selector("text=/Smoke test #\\d+: PASSED/", timeout=TIMEOUT_MS)
     screenshot(page, "smoke_test_passed")
-
-    rt = _demo_runtime(demo_server)
-    from services import smoke_test
 
     run = smoke_test.latest(rt.uow())
     assert run is not None and run["status"] == "passed" and run["checkout_session_id"] == session_id.group(0)
