@@ -25,7 +25,7 @@ from services import audit
 from services.audit import privileged
 from services.config import Settings
 from services.errors import ConsoleError
-from services.metric_points import CHANGE_ERROR, record_metric
+from services.metric_points import CHANGE_ERROR, SUBSCRIPTION_CHANGE, record_metric
 from services.money import format_money
 from services.plan_changes import (
     CHANGEABLE_STATUSES,
@@ -257,6 +257,9 @@ def apply_correction(preview: CorrectionPreview, *, actor: str, settings: Settin
                            to_plan=plans[-1][0] if plans and plans[-1] else None,
                            details={"correction": preview.kind, "idempotency_key": preview.idempotency_key,
                                     "before": preview.before, "after": after})
+        # Counted with the other plan changes, so the change-error rate has the right denominator.
+        record_metric(uow, SUBSCRIPTION_CHANGE, tags={"kind": PLAN_CHANGE_KIND, "correction": preview.kind},
+                      dedupe_key=f"{preview.idempotency_key}:{SUBSCRIPTION_CHANGE}")
         audit.record(uow, actor=actor, action=AUDIT_ACTION, result="ok", target=sid,
                      idempotency_key=preview.idempotency_key, details={**details, "after": after})
         uow.commit()
