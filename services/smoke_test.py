@@ -84,19 +84,6 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def is_smoke_object(obj: dict[str, Any] | None) -> bool:
-    """A Stripe object the smoke test made (its metadata, or its invoice's subscription metadata)."""
-    if not isinstance(obj, dict):
-        return False
-    metadata = obj.get("metadata")
-    if isinstance(metadata, dict) and metadata.get(METADATA_KEY):
-        return True
-    details = ((obj.get("parent") or {}).get("subscription_details") or {}) if isinstance(obj.get("parent"), dict) \
-        else {}
-    parent_metadata = details.get("metadata") if isinstance(details, dict) else None
-    return isinstance(parent_metadata, dict) and bool(parent_metadata.get(METADATA_KEY))
-
-
 # --- reading -----------------------------------------------------------------------------------------
 def view(row: SmokeTest) -> dict[str, Any]:
     steps = list(row.steps or [])
