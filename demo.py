@@ -135,6 +135,8 @@ def prepare_demo(
         "WEBHOOK_PROCESS_INLINE": "true",
         "AUTH_CREDENTIALS_FILE": str(credentials),
         "RECONCILE_CRON_ENABLED": "true",
+        # The guided smoke test buys the cheapest plan the seeded account sells.
+        "STRIPE_SMOKE_TEST_PRICE": seeded["prices"]["basic"]["monthly"],
         # A fresh key per demo, as a deployment keeps its own outside the DB.
         "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
     }

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages import _launch_figures
 from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
 from db.models.base import utcnow
 from services import exports, fraud_signals, metrics
@@ -98,6 +99,7 @@ def charts() -> None:
 
 
 charts()
+_launch_figures.render(identity, start, end)
 
 st.subheader("Fraud signals")
 st.caption("Card testing, dispute volume and early-fraud-warning frequency (ALwrity §7–8): each alerts at its "

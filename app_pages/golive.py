@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app_pages import _smoke_test
 from app_pages._shared import require_admin, runtime, show_error
 from services import checklist, preflight, preflight_record, switches
 from services.auth import AccessDenied
@@ -68,6 +69,8 @@ st.dataframe(pd.DataFrame([{
     "who": "preflight" if b["ticked_by"] == "machine" else (b["ticked_by_who"] or ""),
     "why manual": b.get("why_manual", ""),
 } for b in boxes]), hide_index=True)
+
+_smoke_test.render(identity, on_change=_items.clear)
 
 st.header("Checklist")
 switch_states = switches.all_states(rt.uow())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages import _corrections
 from app_pages._shared import plain, require_admin, runtime, show_error
 from services import switches
 
@@ -82,3 +83,5 @@ if target:
 done = st.session_state.pop("switch_result", None)
 if done:
     st.success(done)
+
+_corrections.render(identity)

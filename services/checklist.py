@@ -114,8 +114,10 @@ SEED_ITEMS: tuple[SeedItem, ...] = (
              "Address persisted on the Stripe customer; Stripe Tax present on a test invoice; n/a if tax is off.",
              "It needs a customer to enter an address in the browser; stripe.tax checks the account settings."),
     SeedItem("live_test_charge", "ops_readiness", "Small live-mode test charge done",
-             "A small real transaction in live mode: subscription active, console shows it, refund/portal work.",
-             "It spends real money, so a person does it deliberately."),
+             "A small real transaction in live mode: subscription active, console shows it, refund/portal work. "
+             "Run the Live smoke test on this page with the live key: a run where every step passes ticks this item.",
+             "It spends real money, so a person starts it and pays; the console then checks each step and records "
+             "the result."),
     SeedItem("ops_signoff", "ops_readiness", "Ops sign-off",
              "Ops confirm they can use the Disputes and Fraud warnings tools comfortably.",
              "Confidence is a person's statement."),
@@ -141,14 +143,15 @@ SEED_ITEMS: tuple[SeedItem, ...] = (
              "remove the endpoint in the Dashboard, re-add it, then `billing-ops sync --days 3` to backfill.",
              "A step to follow in an incident, not a state to check."),
     SeedItem("rollback_manual_corrections", "rollback", "Manual corrections",
-             "Correct a subscription on the Plan changes page (change plan, set or clear cancel at period end, "
-             "cancel a pending downgrade: each confirmed, audited, with its own idempotency key), or in the Stripe "
-             "Dashboard; the console picks the change up from the webhook.",
+             "Correct a subscription under Manual correction on Launch controls: change the price, set or clear "
+             "cancel at period end, or clear a pending plan; each shows before/after, is confirmed, sent once with "
+             "its own idempotency key and audited. The Stripe Dashboard still works; the console picks the change "
+             "up from the webhook.",
              "A step to follow in an incident, not a state to check."),
 )
 # Rollback items and the console control that performs them (shown with its live state).
 ROLLBACK_CONTROLS = {"rollback_disable_cron": "switch:reconcile", "rollback_remove_endpoint": "switch:processing",
-                     "rollback_manual_corrections": "page:Plan changes"}
+                     "rollback_manual_corrections": "page:Launch controls (Manual correction)"}
 SEED_BY_KEY = {item.key: item for item in SEED_ITEMS}
 
 

@@ -85,6 +85,8 @@ _FIXES: dict[str, str] = {
     "AUDIT_HMAC_KEY": "use a random key of at least 32 bytes, e.g. python3 -c 'import secrets; "
                       "print(secrets.token_urlsafe(32))'",
     "STRIPE_PUBLISHABLE_KEY": "use the publishable key (pk_test_... or pk_live_...) from the same Stripe account",
+    "STRIPE_SMOKE_TEST_PRICE": "use the price_... id of the cheapest recurring price the account sells",
+    "SMOKE_TEST_RETURN_URL": "use the https:// page Checkout should send the smoke-test buyer back to",
     "SENTRY_DSN": (
         "use the DSN from Sentry's project settings, like https://<public key>@o0.ingest.sentry.io/<project id>"
     ),
@@ -176,6 +178,11 @@ class Settings(BaseSettings):
     checkout_probe_requests: int = Field(30, ge=1, le=200, validation_alias="CHECKOUT_PROBE_REQUESTS")
     checkout_probe_seconds: float = Field(3.0, gt=0, le=30, validation_alias="CHECKOUT_PROBE_SECONDS")
 
+    # Issue 24 §3 (ALwrity §9): the price the guided live smoke test buys (the cheapest the account
+    # sells), and where Checkout sends the buyer afterwards (success_url / cancel_url).
+    stripe_smoke_test_price: str | None = Field(None, validation_alias="STRIPE_SMOKE_TEST_PRICE")
+    smoke_test_return_url: str | None = Field(None, validation_alias="SMOKE_TEST_RETURN_URL")
+
     # Where Stripe should deliver events; the preflight looks for an endpoint with this URL.
     console_webhook_url: str | None = Field(None, validation_alias="CONSOLE_WEBHOOK_URL")
     # Process events right after storing them (demo) instead of leaving them to `worker`.
@@ -263,6 +270,24 @@ class Settings(BaseSettings):
             return None
         if not value.strip().startswith(("pk_test_", "pk_live_")):
             raise ValueError("the publishable key must start with pk_test_ or pk_live_")
+        return value.strip()
+
+    @field_validator("stripe_smoke_test_price")
+    @classmethod
+    def _check_smoke_test_price(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith("price_"):
+            raise ValueError("not a price id")
+        return value.strip()
+
+    @field_validator("smoke_test_return_url")
+    @classmethod
+    def _check_return_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("https://", "http://")):
+            raise ValueError("not an http(s) URL")
         return value.strip()
 
     @field_validator("audit_hmac_key")

@@ -19,6 +19,7 @@ from services import stripe_mapping
 from services.config import CONSOLE_EVENT_TYPES
 from services.fraud_warnings import reopen_after_failed_refund
 from services.runtime import Runtime
+from services.smoke_test import record_checkout_completed
 from services.stripe_gateway import StripeGatewayError
 from services.stripe_objects import object_id
 from services.webhook_counts import test_tags
@@ -87,6 +88,7 @@ def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Runtime, refet
     subscription_id = object_id(session.get("subscription"))
     if subscription_id:
         _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime, True)
+    record_checkout_completed(uow, session, event)  # the guided smoke test's session, if it is one
 
 
 def _payment_intent_id(invoice: dict[str, Any]) -> str | None:

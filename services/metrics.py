@@ -235,6 +235,7 @@ def _dunning_figures(summary: Any) -> dict[str, Any]:
 
 def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings: Settings) -> dict[str, Any]:
     frozen = board(uow, start=start, end=end)
+    from services import launch_figures
     from services.dunning import recovery_summary
 
     return {
@@ -243,6 +244,7 @@ def _snapshot_figures(uow: UnitOfWork, start: datetime, end: datetime, settings:
         "series": frozen.rows(),
         "alerts": [asdict(a) for a in active_alerts(uow, settings=settings, now=end)],
         "dunning": _dunning_figures(recovery_summary(uow, since=start, until=end)),
+        "launch": launch_figures.frozen(uow, start=start, end=end),  # Numzy §13 (services/launch_figures.py)
     }
 
 

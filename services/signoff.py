@@ -32,6 +32,7 @@ from services.config import Settings
 from services.errors import ConsoleError
 from services.money import format_totals
 from services.runtime import Runtime
+from services.smoke_test import frozen_for_signoff as frozen_smoke_test
 
 ROLES = {"eng_lead": "Engineering lead", "product_owner": "Product owner"}
 ROLE_SETTINGS = {"eng_lead": "SIGNOFF_ENG_LEADS", "product_owner": "SIGNOFF_PRODUCT_OWNERS"}
@@ -200,6 +201,7 @@ def sign(
                            reason="The launch is not ready: " + "; ".join(r.text for r in uncovered) + "." + how)
     qa = latest_results(runtime.uow(), version=version)
     snapshot = take_metrics_snapshot(runtime, actor=signer)
+    smoke = _json_safe(frozen_smoke_test(runtime.uow()))
     with uow:
         # Re-check under the write transaction: two people clicking at once must not both take a role.
         current = {s.role: s.signer for s in _signatures(uow, launch_key)}
@@ -214,7 +216,9 @@ def sign(
         row = Signoff(launch_key=launch_key, role=role, signer=signer, code_version=version, signed_at=signed_at,
                       # The audit chain's head, frozen with the signature (see audit.chain_head).
                       preflight={"results": preflight, "readiness": readiness,
-                                 "audit_anchor": audit_chain_head(uow, at=signed_at)},
+                                 "audit_anchor": audit_chain_head(uow, at=signed_at),
+                                 # The latest guided smoke test as it stood (issue 24 §3).
+                                 "smoke_test": smoke},
                       qa_results={"code_version": version,
                                   "cases": {case_id: _frozen_result(r) for case_id, r in qa.items()}},
                       snapshot_id=snapshot_id, metrics=_json_safe(snapshot),
@@ -302,6 +306,16 @@ def summary_markdown(launch: LaunchRecord) -> str:
     for check in first["preflight"].get("results", []):
         result = "pass" if check["passed"] else "FAIL"
         lines.append(f"| {check['id']} | {check['severity']} | {result} | {check['message']} |")
+    lines += ["", "## Live smoke test (frozen at the first signature)", ""]
+    smoke = first["preflight"].get("smoke_test")
+    if not smoke:
+        lines.append("- none run")
+    else:
+        lines.append(f"- #{smoke['id']} in {smoke['mode']} mode: {'PASSED' if smoke['passed'] else smoke['status']}"
+                     f", {smoke.get('amount_text') or '-'}, by {smoke['started_by']}, finished {smoke['finished_at']}")
+        for step in smoke.get("steps") or []:
+            lines.append(f"  - {step['title']}: {'pass' if step['passed'] else 'FAIL'} at {step['at']} — "
+                         f"{step['detail']}")
     lines += ["", "## QA matrix", "", "| Case | Result | Run | Duration |", "|---|---|---|---|"]
     for case_id, result in (first["qa_results"].get("cases") or {}).items():
         duration = f"{(result.get('duration_ms') or 0) / 1000:.1f} s" if result.get("duration_ms") else "manual"

@@ -327,8 +327,9 @@ class StripeGateway:
         return _to_dict(self._call(lambda: self.client.v1.invoices.create_preview(params)))  # type: ignore[arg-type]
 
     # --- invoices, charges, refunds -----------------------------------------------
-    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return _to_dict(self._call(lambda: self.client.v1.invoices.retrieve(invoice_id)))
+    def retrieve_invoice(self, invoice_id: str, *, expand: list[str] | None = None) -> dict[str, Any]:
+        params = {"expand": expand} if expand else {}
+        return _to_dict(self._call(lambda: self.client.v1.invoices.retrieve(invoice_id, params)))  # type: ignore[arg-type]
 
     def list_invoices(self, **params: Any) -> Iterator[dict[str, Any]]:
         return self._paginate(lambda q: self.client.v1.invoices.list(q), params)  # type: ignore[arg-type]
@@ -483,6 +484,29 @@ class StripeGateway:
     def create_checkout_session(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         return _to_dict(
             self._call(lambda: self.client.v1.checkout.sessions.create(params, self._options(idempotency_key)))  # type: ignore[arg-type]
+        )
+
+    def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        return _to_dict(self._call(lambda: self.client.v1.checkout.sessions.retrieve(session_id)))
+
+    def expire_checkout_session(self, session_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        """POST /v1/checkout/sessions/:id/expire (only an `open` session can be expired)."""
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.checkout.sessions.expire(session_id, None, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
+        )
+
+    def list_checkout_sessions(self, **params: Any) -> Iterator[dict[str, Any]]:
+        """GET /v1/checkout/sessions (e.g. created={"gte": .., "lt": ..}), every page."""
+        return self._paginate(lambda q: self.client.v1.checkout.sessions.list(q), params)  # type: ignore[arg-type]
+
+    def create_portal_session(self, params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """POST /v1/billing_portal/sessions: a short-lived Customer Portal URL for one customer."""
+        return _to_dict(
+            self._call(
+                lambda: self.client.v1.billing_portal.sessions.create(params, self._options(idempotency_key))  # type: ignore[arg-type]
+            )
         )
 
     def create_test_clock(self, frozen_time: int, name: str, *, idempotency_key: str) -> dict[str, Any]:

@@ -88,15 +88,27 @@ def count_in_process(outcomes: Sequence[str], *, source: str) -> None:
             prometheus.EVENTS_BACKFILLED.labels(source).inc()
 
 
+# The guided smoke test's Checkout Session and subscription carry metadata.smoke_test=<run id>.
+SMOKE_TEST_METADATA = "smoke_test"
+
+
 def is_test_event(event: dict[str, Any]) -> bool:
-    """Activity of a Stripe test clock or the QA matrix: kept out of production figures."""
+    """Activity of a Stripe test clock, the QA matrix or the guided smoke test: kept out of
+    production figures."""
     obj = (event.get("data") or {}).get("object") or {}
     if not isinstance(obj, dict):
         return False
     if obj.get("test_clock"):
         return True
     metadata = obj.get("metadata")
-    return isinstance(metadata, dict) and bool(metadata.get("qa_case") or metadata.get("qa_run"))
+    if isinstance(metadata, dict) and bool(metadata.get("qa_case") or metadata.get("qa_run")
+                                           or metadata.get(SMOKE_TEST_METADATA)):
+        return True
+    # An invoice carries its subscription's metadata under parent.subscription_details (basil).
+    parent = obj.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    inherited = details.get("metadata") if isinstance(details, dict) else None
+    return isinstance(inherited, dict) and bool(inherited.get(SMOKE_TEST_METADATA))
 
 
 # The reconciliation trigger of a QA-matrix run: its runs and metrics are test activity.

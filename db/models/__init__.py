@@ -14,12 +14,14 @@ from db.models.disputes import Dispute, DisputeEvidenceDraft
 from db.models.events import AppSetting, MetricPoint, StripeEvent, WorkerLease
 from db.models.fraud import FraudWarning, RadarBlock
 from db.models.golive import ChecklistItem, MetricsSnapshot, QaResult, QaRun, Signoff
+from db.models.launch import ChangeErrorResolution, SmokeTest
 from db.models.reconcile import ReconcileAction, ReconcileRun
 
 __all__ = [
     "AppSetting",
     "AuditLog",
     "Base",
+    "ChangeErrorResolution",
     "Charge",
     "ChecklistItem",
     "Customer",
@@ -37,6 +39,7 @@ __all__ = [
     "ReconcileRun",
     "Refund",
     "Signoff",
+    "SmokeTest",
     "StripeEvent",
     "UserSubscription",
     "WorkerLease",

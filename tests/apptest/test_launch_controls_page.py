@@ -79,5 +79,5 @@ def test_the_rollback_plan_shows_the_switch_that_performs_each_step(golive_page_
     by_item = dict(zip(rollback["item"], rollback["in the console"], strict=True))
     assert by_item["Halt automated downgrades"].startswith("Launch controls: reconcile switch PAUSED by lead@")
     assert by_item["Pause webhook delivery if webhooks misbehave"] == "Launch controls: processing switch running"
-    assert by_item["Manual corrections"] == "Plan changes page"
+    assert by_item["Manual corrections"] == "Launch controls (Manual correction) page"
     assert "billing-ops pause reconcile" in " ".join(rollback["how"])

@@ -67,6 +67,7 @@ def world(emulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "STRIPE_WEBHOOK_SECRETS": ",".join(TEST_WEBHOOK_SECRETS), "ADMIN_EMAIL_DOMAIN": "example.com",
         "SIGNOFF_ENG_LEADS": ADMIN, "STRIPE_PLAN_PRICE_MAPPING_TEST": json.dumps(seeded["prices"]),
         "STRIPE_RATE_LIMIT_PER_SECOND": "1000", "STRIPE_MAX_RETRIES": "0",
+        "STRIPE_SMOKE_TEST_PRICE": seeded["prices"]["basic"]["monthly"],
     }, env_file=None)
     runtime = Runtime(settings)
     set_runtime(runtime)
@@ -247,10 +248,44 @@ RECIPES: dict[str, Recipe] = {
     "disputes.submit": lambda w: _drafted_then_submit(w),
     "disputes.accept": lambda w: _call("accept_dispute", "services.disputes", _open_dispute(w),
                                        **_ctx(w, gateway=True)),
+    "subscription.correct": lambda w: _correction(w),
+    "metrics.resolve_change_error": lambda w: _call("resolve_change_error", "services.launch_figures",
+                                                    _change_error(w), "Re-applied by hand", **_ctx(w)),
+    "smoke.start": lambda w: _call("start", "services.smoke_test", **_ctx(w, gateway=True)),
+    "smoke.check": lambda w: _call("run_checks", "services.smoke_test", _smoke_row(w), **_ctx(w, gateway=True)),
+    "smoke.refund_and_cancel": lambda w: _call("refund_and_cancel", "services.smoke_test", _smoke_row(w),
+                                               confirmed_amount=900, **_ctx(w, gateway=True)),
 }
 # Business rules that may still refuse an authorised admin in this world (e.g. sign-off needs a
 # green preflight and 8/8 QA); for these, "succeeds" means: past the guard, refused in plain words.
-DOMAIN_REFUSALS_ALLOWED = {"golive.signoff"}
+DOMAIN_REFUSALS_ALLOWED = {"golive.signoff", "smoke.refund_and_cancel"}  # nothing paid yet to refund
+
+
+def _change_error(world: World) -> int:
+    with world.runtime.uow() as uow:
+        row = audit.record(uow, actor="cron", action="plan.upgrade", result="error", target="sub_authz",
+                           error="Stripe returned an error.")
+        uow.commit()
+        return int(row.id)
+
+
+def _correction(world: World) -> Callable[[Any], Any]:
+    from services.corrections import describe_correction
+
+    subscription_id = _subscription(world, "basic")
+    preview = describe_correction(subscription_id, "set_cancel_at_period_end", **_ctx(world, gateway=True))
+    return _call("apply_correction", "services.corrections", preview, **_ctx(world, gateway=True))
+
+
+def _smoke_row(world: World) -> int:
+    """A smoke test still waiting for its payment (checks and refund have nothing to do yet)."""
+    from db.models import SmokeTest
+
+    with world.runtime.uow() as uow:
+        row = SmokeTest(started_by=ADMIN, mode="test", price_id="price_x", status="open", steps=[])
+        uow.session.add(row)
+        uow.commit()
+        return int(row.id)
 
 
 def _pause_then_restore(world: World) -> Callable[[Any], Any]:
