@@ -221,6 +221,7 @@ HANDLERS: dict[str, Handler] = {
     "charge.succeeded": on_charge,
     "charge.failed": on_charge,
     "charge.refunded": on_charge,
+    "charge.updated": on_charge,
     "charge.dispute.created": on_dispute,
     "charge.dispute.updated": on_dispute,
     "charge.dispute.closed": on_dispute,

@@ -11,7 +11,7 @@ from db.models.billing import (
     SubscriptionPlan,
     UserSubscription,
 )
-from db.models.disputes import Dispute, DisputeEvidenceDraft
+from db.models.disputes import Dispute, DisputeEvidenceDraft, DisputeEvidenceFile
 from db.models.events import AppSetting, MetricPoint, StripeEvent, WorkerLease
 from db.models.fraud import FraudWarning
 from db.models.golive import ChecklistItem, MetricsSnapshot, QaResult, QaRun, Signoff
@@ -26,6 +26,7 @@ __all__ = [
     "Customer",
     "Dispute",
     "DisputeEvidenceDraft",
+    "DisputeEvidenceFile",
     "FraudWarning",
     "Invoice",
     "MetricPoint",

@@ -1,0 +1,186 @@
+"""Dispute timeline, Visa CE 3.0 from the billing DB and analytics, against the emulator through
+the real SDK, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from db.models import AuditLog, Charge, Dispute, DisputeEvidenceFile
+from db.models.base import utcnow
+from services import compelling_evidence as ce
+from services import dispute_analytics as da
+from services import dispute_timeline as dt
+from services import disputes, evidence_files
+from services.sync import run_sync
+from tests.conftest import ADMIN_EMAIL, EmulatorHandle
+
+DAY = 86_400
+IP = "198.51.100.23"
+DEVICE = "device-0042-aa11-bb22-cc33"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _kw(runtime: Any) -> dict[str, Any]:
+    return {"actor": ADMIN_EMAIL, "settings": runtime.settings, "uow": runtime.uow(), "gateway": runtime.gateway}
+
+
+def _long_time_customer(runtime: Any, tag: str, *, ip_later: str = IP) -> tuple[str, list[str]]:
+    """A customer on a test clock: payments 250, 130 and 60 days before a CE 3.0 dispute (the last
+    outside the 120-365 day window), each with the purchase IP and device recorded on the charge."""
+    client = runtime.gateway.client
+    now = int(time.time())
+    clock = client.v1.test_helpers.test_clocks.create({"frozen_time": now - 300 * DAY})
+    customer = client.v1.customers.create({"email": f"{tag}@example.io", "name": "Casey Longtime",
+                                           "test_clock": clock.id, "metadata": {"user_id": f"user_{tag}"}})
+    charges = []
+    for days_ago, card, ip in ((250, "pm_card_visa", IP), (130, "pm_card_visa", IP), (60, "pm_card_visa", IP),
+                               (1, "pm_card_createCe3EligibleDispute", ip_later)):
+        client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": now - days_ago * DAY})
+        intent = client.v1.payment_intents.create({
+            "amount": 2900, "currency": "usd", "customer": customer.id, "payment_method": card, "confirm": True,
+            "description": "Pro plan"})
+        client.v1.charges.update(intent.latest_charge, {"metadata": {"ip": ip, "device_id": DEVICE}})
+        charges.append(str(intent.latest_charge))
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": now - 60})  # back to the present
+    run_sync(runtime, since=None, days=30)
+    dispute = next(runtime.gateway.list_disputes(charge=charges[-1]))
+    return str(dispute["id"]), charges
+
+
+def test_ce3_prior_payments_qualify_are_staged_and_submitted(runtime_factory: Any, database_url: str,
+                                                             emulator: EmulatorHandle) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    dispute_id, charges = _long_time_customer(runtime, "ce3")
+    with runtime.uow() as uow:
+        row = uow.session.get(Dispute, dispute_id)
+        assert row is not None and ce.network_of(row) == ("visa", "10.4")
+    assessment = ce.assess(runtime.uow(), dispute_id, test_mode=True)
+    assert assessment.applies and assessment.qualifies, assessment.reasons
+    # The 60-day-old payment is outside the window; the two in it are the pair.
+    assert {p.charge_id for p in assessment.candidates} == set(charges[:2])
+    assert {p.charge_id for p in assessment.pair or ()} == set(charges[:2])
+    assert set(assessment.elements) >= {"customer_purchase_ip", "device", "customer_account_id"}
+    assert assessment.stripe_status == "requires_action"
+    # Live mode also needs the same card: these priors were paid with another card.
+    assert not ce.assess(runtime.uow(), dispute_id, test_mode=False).qualifies
+
+    context = disputes.get_context(runtime.uow(), dispute_id, runtime.gateway)
+    disputes.save_draft(dispute_id, {**disputes.auto_draft(context, runtime.settings),
+                                     "uncategorized_text": "winning_evidence"}, **_kw(runtime))
+    disputes.upload_evidence_file(dispute_id, "receipt", "receipt.png", PNG, **_kw(runtime))
+    staged = runtime.gateway.retrieve_dispute(dispute_id)
+    ce3 = staged["evidence"]["enhanced_evidence"]["visa_compelling_evidence_3"]
+    assert [p["charge"] for p in ce3["prior_undisputed_transactions"]] == charges[:2] or \
+        {p["charge"] for p in ce3["prior_undisputed_transactions"]} == set(charges[:2])
+    assert ce3["disputed_transaction"]["merchandise_or_services"] == "services"
+    assert ce3["disputed_transaction"]["customer_purchase_ip"] == IP
+    assert staged["evidence_details"]["enhanced_eligibility"]["visa_compelling_evidence_3"] == {
+        "required_actions": [], "status": "qualified"}
+    assert staged["status"] == "needs_response"
+
+    disputes.submit_evidence(dispute_id, **_kw(runtime))
+    submitted = runtime.gateway.retrieve_dispute(dispute_id)
+    assert submitted["status"] == "under_review"
+    assert submitted["evidence_details"]["enhanced_eligibility"]["visa_compelling_evidence_3"]["status"] == "qualified"
+    with runtime.uow() as uow:
+        audit = uow.session.execute(select(AuditLog).where(AuditLog.target == dispute_id,
+                                                           AuditLog.action == "disputes.submit")).scalar_one()
+        assert set(audit.details["ce3"]["prior_charges"]) == set(charges[:2])
+        assert IP not in str(audit.details)  # the audit names charges and elements, never the values
+        copy = uow.session.execute(select(DisputeEvidenceFile).where(
+            DisputeEvidenceFile.dispute_id == dispute_id)).scalar_one()
+        assert copy.content == PNG and copy.file_type == "png"
+
+    # Stripe decides (winning_evidence); the webhooks/sync record it; the timeline reads it all.
+    deadline = time.monotonic() + 5
+    while runtime.gateway.retrieve_dispute(dispute_id)["status"] != "won" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run_sync(runtime, since=None, days=30)
+    view = evidence_files.submitted_evidence(runtime.uow(), dispute_id)
+    assert view.submitted and view.ce3_status == "qualified" and len(view.ce3_prior) == 2
+    assert [(f.label, f.filename, f.content) for f in view.files] == [("Receipt", "receipt.png", PNG)]
+    assert ("Additional information", "winning_evidence") in view.texts
+    steps = dt.timeline(runtime.uow(), dispute_id)
+    kinds = [s.kind for s in steps]
+    assert kinds[0] == "opened" and "10.4" in steps[0].what and "Compelling Evidence" in steps[0].what
+    for expected in ("funds_withdrawn", "staged", "submitted", "decision", "funds_reinstated"):
+        assert expected in kinds, (expected, kinds)
+    assert kinds.index("funds_withdrawn") < kinds.index("submitted") < kinds.index("decision")
+    ours = [s for s in steps if s.who == ADMIN_EMAIL]
+    assert {s.what.split(":")[0] for s in ours} >= {"staged the evidence at Stripe (not submitted)",
+                                                    "attached a file"}
+    assert any("Visa CE 3.0" in s.what and s.who == ADMIN_EMAIL for s in steps)
+    assert next(s for s in steps if s.kind == "decision").what.startswith("Won")
+
+
+def test_ce3_needs_shared_identifiers_and_a_visa_10_4_dispute(runtime: Any) -> None:
+    # The disputed payment came from another IP: one main element (device) plus account still qualifies.
+    dispute_id, _ = _long_time_customer(runtime, "ce3ip", ip_later="192.0.2.99")
+    assessment = ce.assess(runtime.uow(), dispute_id, test_mode=True)
+    assert assessment.qualifies and "customer_purchase_ip" not in assessment.elements
+    # Without the device either, only secondary elements are left: not enough.
+    with runtime.uow() as uow:
+        charge = uow.session.get(Charge, uow.session.get(Dispute, dispute_id).charge_id)  # type: ignore[union-attr]
+        charge.raw = {**charge.raw, "metadata": {"ip": "192.0.2.99"}}  # type: ignore[union-attr]
+        uow.commit()
+    refused = ce.assess(runtime.uow(), dispute_id, test_mode=True)
+    assert not refused.qualifies and "main" in refused.reasons[0]
+    assert refused.enhanced_evidence() is None
+    # An ordinary fraud dispute (no Visa 10.4) is not a CE 3.0 case at all.
+    client = runtime.gateway.client
+    customer = client.v1.customers.create({"email": "plain@example.io"})
+    intent = client.v1.payment_intents.create({"amount": 1500, "currency": "usd", "customer": customer.id,
+                                               "payment_method": "pm_card_createDispute", "confirm": True})
+    run_sync(runtime, since=None, days=30)
+    plain = next(runtime.gateway.list_disputes(payment_intent=intent.id))
+    other = ce.assess(runtime.uow(), plain["id"], test_mode=True)
+    assert not other.applies and "10.4" in other.reasons[0]
+
+
+def test_analytics_win_rate_losses_time_to_respond_and_thresholds(runtime: Any, emulator: EmulatorHandle) -> None:
+    client = runtime.gateway.client
+    ids = []
+    for n, card in enumerate(["pm_card_createDispute"] * 3 + ["pm_card_visa"] * 5):
+        customer = client.v1.customers.create({"email": f"an{n}@example.io"})
+        intent = client.v1.payment_intents.create({"amount": 1000 + n, "currency": "usd", "customer": customer.id,
+                                                   "payment_method": card, "confirm": True})
+        ids.append(intent.id)
+    run_sync(runtime, since=None, days=30)
+    found = [d["id"] for d in runtime.gateway.list_disputes() if d["payment_intent"] in ids[:3]]
+    won_id, lost_id, accepted_id = found
+    for dispute_id, text in ((won_id, "winning_evidence"), (lost_id, "losing_evidence")):
+        disputes.save_draft(dispute_id, {"uncategorized_text": text}, **_kw(runtime))
+        disputes.submit_evidence(dispute_id, **_kw(runtime))
+    disputes.accept_dispute(accepted_id, **_kw(runtime))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and {runtime.gateway.retrieve_dispute(i)["status"] for i in (won_id, lost_id)} \
+            != {"won", "lost"}:
+        time.sleep(0.05)
+    run_sync(runtime, since=None, days=30)
+    result = da.compute(runtime.uow())
+    fraud = next(b for b in result.by_reason if b.key == "fraudulent")
+    assert (fraud.won, fraud.lost) == (1, 2) and fraud.win_rate == pytest.approx(1 / 3)
+    visa = next(b for b in result.by_network if b.key == "visa")
+    assert visa.won == 1 and visa.lost == 2
+    with runtime.uow() as uow:
+        amounts = {d.id: d.amount for d in uow.session.execute(select(Dispute)).scalars()}
+    assert result.amount_lost == {"usd": amounts[lost_id] + amounts[accepted_id]}
+    assert result.amount_won == {"usd": amounts[won_id]}
+    assert len(result.respond_hours) == 3 and result.median_respond_hours is not None
+    rate = next(r for r in result.rates if r.network == "visa")
+    assert rate.disputes == 3 and rate.payments == 8 and rate.ratio == pytest.approx(3 / 8)
+    assert any("over Visa VAMP excessive" in w and "1,500" in w for w in result.warnings)
+
+
+def test_threshold_statuses_warn_before_crossing() -> None:
+    vamp = next(p for p in da.PROGRAMMES if "VAMP" in p.name)
+    assert da._status(vamp.ratio * 0.79, vamp) == "ok"
+    assert da._status(vamp.ratio * 0.8, vamp) == "approaching"
+    assert da._status(vamp.ratio, vamp) == "over"
+    assert [p.ratio for p in da.PROGRAMMES if p.network != "all"] == [0.009, 0.01, 0.015, 0.015]
+    assert utcnow() - timedelta(days=1) < utcnow()
