@@ -3,6 +3,7 @@ the real SDK, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import timedelta
 from typing import Any
@@ -19,10 +20,19 @@ from services import disputes, evidence_files
 from services.sync import run_sync
 from tests.conftest import ADMIN_EMAIL, EmulatorHandle
 
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 DAY = 86_400
 IP = "198.51.100.23"
 DEVICE = "device-0042-aa11-bb22-cc33"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = _png()
 
 
 def _kw(runtime: Any) -> dict[str, Any]:
@@ -125,8 +135,8 @@ def test_ce3_needs_shared_identifiers_and_a_visa_10_4_dispute(runtime: Any) -> N
     assert assessment.qualifies and "customer_purchase_ip" not in assessment.elements
     # Without the device either, only secondary elements are left: not enough.
     with runtime.uow() as uow:
-        charge = uow.session.get(Charge, uow.session.get(Dispute, dispute_id).charge_id)  # type: ignore[union-attr]
-        charge.raw = {**charge.raw, "metadata": {"ip": "192.0.2.99"}}  # type: ignore[union-attr]
+        charge = uow.session.get(Charge, uow.session.get(Dispute, dispute_id).charge_id)
+        charge.raw = {**charge.raw, "metadata": {"ip": "192.0.2.99"}}
         uow.commit()
     refused = ce.assess(runtime.uow(), dispute_id, test_mode=True)
     assert not refused.qualifies and "main" in refused.reasons[0]
