@@ -48,9 +48,8 @@ for rate in result.rates:
         rows.append({"network": rate.network.title(), "month": rate.month, "programme": programme.name,
                      "threshold": f"{programme.ratio * 100:g} %" + (f" and {programme.min_count:,}"
                                                                    if programme.min_count else ""),
-                     "rate now": f"{(rate.ratio if 'VAMP' in programme.name else rate.dispute_ratio) * 100:.2f} %",
-                     "disputes": rate.disputes, "fraud warnings": rate.fraud_warnings if "VAMP" in programme.name
-                     else None, "payments": rate.payments, "how it is counted": programme.note,
+                     "rate now": f"{rate.ratio_for(programme) * 100:.2f} %", "count now": rate.count_for(programme),
+                     "payments": rate.payments, "how it is counted": programme.note,
                      "status": {"ok": "below", "approaching": "approaching", "over": "over"}[status]})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 st.caption("A programme is entered when both its ratio and its count are reached. The console warns at 0.75 % "

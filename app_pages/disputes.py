@@ -221,7 +221,10 @@ with st.form(f"evidence_{dispute.id}"):
 
 if not read_only:
     with st.form(f"evidence_file_{dispute.id}", clear_on_submit=True):
-        file_field = st.selectbox("Attach a file to", ev.FILE_FIELDS, format_func=lambda f: ev.ALL_FIELDS[f].label)
+        # The reason's most useful file field first (a receipt for fraud, the policy for a cancellation).
+        file_options = [f for f in key_fields if f in ev.FILE_FIELDS] + [f for f in ev.FILE_FIELDS
+                                                                         if f not in key_fields]
+        file_field = st.selectbox("Attach a file to", file_options, format_func=lambda f: ev.ALL_FIELDS[f].label)
         upload = st.file_uploader("PDF, JPEG or PNG, up to 5 MB", type=["pdf", "jpg", "jpeg", "png"])
         if st.form_submit_button("Upload file") and upload is not None:
             try:

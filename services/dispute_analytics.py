@@ -86,18 +86,29 @@ class NetworkRate:
     dispute_ratio: float  # disputes / payments only
     statuses: list[tuple[Programme, str]] = field(default_factory=list)  # (programme, ok|approaching|over)
 
+    def ratio_for(self, programme: Programme) -> float:
+        """VAMP counts disputes and fraud reports; the other programmes count disputes only."""
+        return self.ratio if "VAMP" in programme.name else self.dispute_ratio
+
+    def count_for(self, programme: Programme) -> int:
+        return self.disputes + (self.fraud_warnings if "VAMP" in programme.name else 0)
+
     @property
     def warnings(self) -> list[str]:
         out = []
         for programme, status in self.statuses:
             if status == "ok":
                 continue
-            count = self.disputes + (self.fraud_warnings if "VAMP" in programme.name else 0)
-            count_note = (f"; its count threshold is {programme.min_count:,} and this month has {count:,}"
-                          if programme.min_count else "")
+            count = self.count_for(programme)
             verb = "is over" if status == "over" else "is approaching"
-            out.append(f"{self.network.title()} {self.ratio * 100:.2f} % {verb} {programme.name} "
-                       f"({programme.ratio * 100:g} %){count_note}.")
+            text = (f"{self.network.title()} {self.ratio_for(programme) * 100:.2f} % {verb} {programme.name} "
+                    f"({programme.ratio * 100:g} %)")
+            if programme.min_count and count < programme.min_count:
+                text += (f"; the programme also needs {programme.min_count:,} a month and this month has {count:,}, "
+                         "so it does not apply yet")
+            elif programme.min_count:
+                text += f"; this month's {count:,} also reaches its count of {programme.min_count:,}"
+            out.append(text + ".")
         return out
 
 
@@ -184,8 +195,7 @@ def monitoring_rates(uow: UnitOfWork, *, now: datetime | None = None) -> list[Ne
             ratio = (disputes_n + frauds) / denominator if denominator else 0.0
             rate = NetworkRate(network, f"{start:%Y-%m}", disputes_n, frauds, denominator, ratio,
                                disputes_n / denominator if denominator else 0.0)
-            rate.statuses = [(p, _status(rate.ratio if "VAMP" in p.name else rate.dispute_ratio, p))
-                             for p in PROGRAMMES if p.network in ("all", network)]
+            rate.statuses = [(p, _status(rate.ratio_for(p), p)) for p in PROGRAMMES if p.network in ("all", network)]
             rates.append(rate)
     return rates
 

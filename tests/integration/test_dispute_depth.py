@@ -194,3 +194,59 @@ def test_threshold_statuses_warn_before_crossing() -> None:
     assert da._status(vamp.ratio, vamp) == "over"
     assert [p.ratio for p in da.PROGRAMMES if p.network != "all"] == [0.009, 0.01, 0.015, 0.015]
     assert utcnow() - timedelta(days=1) < utcnow()
+
+
+def test_emulator_ce3_card_and_enhanced_evidence_rules(runtime: Any) -> None:
+    """The emulator as Stripe documents its CE 3.0 test card: eligibility requires_action until the
+    evidence qualifies; after submission qualified or not_qualified; bad input is a 400."""
+    import stripe
+
+    client = runtime.gateway.client
+    customer = client.v1.customers.create({"email": "emu-ce3@example.io"})
+    intent = client.v1.payment_intents.create({"amount": 2000, "currency": "usd", "customer": customer.id,
+                                               "payment_method": "pm_card_createCe3EligibleDispute", "confirm": True})
+    dispute = next(iter(client.v1.disputes.list({"payment_intent": intent.id}).data))
+    assert dispute.enhanced_eligibility_types == ["visa_compelling_evidence_3"]
+    assert dispute.payment_method_details.card.network_reason_code == "10.4"
+    state = dispute.evidence_details.enhanced_eligibility.visa_compelling_evidence_3
+    assert state.status == "requires_action" and "missing_prior_undisputed_transactions" in state.required_actions
+    with pytest.raises(stripe.InvalidRequestError) as bad:
+        client.v1.disputes.update(dispute.id, {"evidence": {"enhanced_evidence": {"visa_compelling_evidence_3": {
+            "disputed_transaction": {"merchandise_or_services": "gadgets"}}}}, "submit": False})
+    assert bad.value.http_status == 400
+    # Only secondary elements shared (email): staged as requires_action, submitted as not_qualified.
+    weak = {"visa_compelling_evidence_3": {
+        "disputed_transaction": {"customer_email_address": "a@example.io", "product_description": "Pro plan",
+                                 "merchandise_or_services": "services"},
+        "prior_undisputed_transactions": [
+            {"charge": "ch_prior_1", "customer_email_address": "a@example.io", "product_description": "Pro plan"},
+            {"charge": "ch_prior_2", "customer_email_address": "a@example.io", "product_description": "Pro plan"}]}}
+    staged = client.v1.disputes.update(dispute.id, {"evidence": {"enhanced_evidence": weak}, "submit": False})
+    state = staged.evidence_details.enhanced_eligibility.visa_compelling_evidence_3
+    assert state.status == "requires_action" and state.required_actions == ["missing_customer_identifiers"]
+    submitted = client.v1.disputes.update(dispute.id, {"submit": True})
+    assert submitted.evidence_details.enhanced_eligibility.visa_compelling_evidence_3.status == "not_qualified"
+    # A dispute from the ordinary dispute card is not eligible for CE 3.0 evidence at all.
+    other = client.v1.payment_intents.create({"amount": 2000, "currency": "usd", "customer": customer.id,
+                                              "payment_method": "pm_card_createDispute", "confirm": True})
+    plain = next(iter(client.v1.disputes.list({"payment_intent": other.id}).data))
+    assert plain.enhanced_eligibility_types == [] and plain.network_reason_code is None
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.disputes.update(plain.id, {"evidence": {"enhanced_evidence": weak}, "submit": False})
+
+
+def test_warnings_name_the_programme_its_ratio_and_its_count() -> None:
+    rate = da.NetworkRate("mastercard", "2026-12", disputes=120, fraud_warnings=0, payments=10_000, ratio=0.012,
+                          dispute_ratio=0.012)
+    rate.statuses = [(p, da._status(rate.ratio_for(p), p)) for p in da.PROGRAMMES if p.network in ("all", "mastercard")]
+    assert [s for _p, s in rate.statuses] == ["over", "over", "approaching"]
+    cmm, ecm = rate.warnings[1], rate.warnings[2]
+    assert cmm.startswith("Mastercard 1.20 % is over Mastercard Chargeback Monitored Merchant (1 %)")
+    assert "also reaches its count of 100" in cmm
+    assert ecm.startswith("Mastercard 1.20 % is approaching Mastercard Excessive Chargeback Merchant (1.5 %)")
+    below = da.NetworkRate("visa", "2026-12", disputes=3, fraud_warnings=2, payments=100, ratio=0.05,
+                           dispute_ratio=0.03)
+    below.statuses = [(p, da._status(below.ratio_for(p), p)) for p in da.PROGRAMMES if p.network in ("all", "visa")]
+    vamp = next(w for w in below.warnings if "VAMP" in w)
+    assert vamp.startswith("Visa 5.00 % is over") and "needs 1,500 a month and this month has 5" in vamp
+    assert next(w for w in below.warnings if "VDMP" in w).startswith("Visa 3.00 %")  # disputes only
