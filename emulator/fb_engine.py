@@ -26,6 +26,7 @@ INTERVAL_SECONDS = {"day": DAY, "week": 7 * DAY, "month": 30 * DAY, "year": 365 
 # Smart-Retries-like schedule after a failed renewal: +3 d, +5 d, +7 d, then give up.
 RETRY_SCHEDULE_DAYS = (3, 5, 7)
 DISPUTE_RESPONSE_DAYS = 7
+DISPUTE_FEE = 1500  # Stripe's dispute fee in USD minor units, on the withdrawal balance transaction
 FILE_MAX_BYTES = 5 * 1024 * 1024
 EVIDENCE_TEXT_LIMIT = 150_000
 
@@ -732,7 +733,14 @@ class Engine:
         charge["disputed"] = True
         self.emit("charge.dispute.created", dispute, created=now)
         if not inquiry:
-            dispute["balance_transactions"] = [{"id": new_id("txn"), "amount": -charge["amount"], "type": "adjustment"}]
+            # Stripe debits the disputed amount plus its dispute fee (a "Dispute fee" stripe_fee line).
+            fee = DISPUTE_FEE
+            dispute["balance_transactions"] = [{
+                "id": new_id("txn"), "object": "balance_transaction", "amount": -charge["amount"],
+                "currency": charge["currency"], "description": f"Chargeback withdrawal for {charge['id']}",
+                "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": charge["currency"],
+                                             "description": "Dispute fee", "type": "stripe_fee"}],
+                "net": -charge["amount"] - fee, "type": "adjustment"}]
             self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
         self._efw_no_longer_actionable(charge["id"], now)
         return dispute
@@ -815,8 +823,10 @@ class Engine:
         dispute["status"] = status
         self.emit("charge.dispute.closed", dispute, created=now, previous=previous)
         if status == "won":
-            dispute["balance_transactions"].append({"id": new_id("txn"), "amount": dispute["amount"],
-                                                    "type": "adjustment"})
+            dispute["balance_transactions"].append({
+                "id": new_id("txn"), "object": "balance_transaction", "amount": dispute["amount"],
+                "currency": dispute["currency"], "description": f"Chargeback reversal for {dispute['charge']}",
+                "fee": 0, "fee_details": [], "net": dispute["amount"], "type": "adjustment"})
             self.emit("charge.dispute.funds_reinstated", dispute, created=now)
 
     def create_efw_for(self, charge: Json, now: int, fraud_type: str = "made_with_stolen_card") -> Json:

@@ -121,6 +121,8 @@ def test_ce3_prior_payments_qualify_are_staged_and_submitted(runtime_factory: An
     for expected in ("funds_withdrawn", "staged", "submitted", "decision", "funds_reinstated"):
         assert expected in kinds, (expected, kinds)
     assert kinds.index("funds_withdrawn") < kinds.index("submitted") < kinds.index("decision")
+    withdrawn = next(s for s in steps if s.kind == "funds_withdrawn")
+    assert withdrawn.what == "Funds withdrawn: 29.00 USD (fee 15.00 USD)"
     ours = [s for s in steps if s.who == ADMIN_EMAIL]
     assert {s.what.split(":")[0] for s in ours} >= {"staged the evidence at Stripe (not submitted)",
                                                     "attached a file"}
@@ -181,6 +183,7 @@ def test_analytics_win_rate_losses_time_to_respond_and_thresholds(runtime: Any, 
         amounts = {d.id: d.amount for d in uow.session.execute(select(Dispute)).scalars()}
     assert result.amount_lost == {"usd": amounts[lost_id] + amounts[accepted_id]}
     assert result.amount_won == {"usd": amounts[won_id]}
+    assert result.fees == {"usd": 3 * 1500}  # Stripe's dispute fee on each withdrawal
     assert len(result.respond_hours) == 3 and result.median_respond_hours is not None
     rate = next(r for r in result.rates if r.network == "visa")
     assert rate.disputes == 3 and rate.payments == 8 and rate.ratio == pytest.approx(3 / 8)
