@@ -23,6 +23,12 @@ def analytics_link(page: str) -> None:
         st.markdown(f"[{label}](/dispute-analytics)")
 
 
+def network_code(dispute: Dispute) -> str:
+    """For the queue: "Visa 10.4", "Visa", or "" when Stripe gave neither."""
+    network, code = ce.network_of(dispute)
+    return " ".join(p for p in ((network or "").title(), code or "") if p)
+
+
 def network_line(dispute: Dispute) -> None:
     network, code = ce.network_of(dispute)
     case_type = (((dispute.raw or {}).get("payment_method_details") or {}).get("card") or {}).get("case_type")

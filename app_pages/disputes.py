@@ -102,7 +102,8 @@ if not queue.rows:
     st.stop()
 table = pd.DataFrame([{
     "urgency": disputes.urgency(d.due_by, d.status, now), "due by": d.due_by, "dispute": d.id,
-    "status": d.status, "reason": d.reason, "amount": money(d.amount, d.currency), "customer": d.customer_email,
+    "status": d.status, "reason": d.reason, "network code": panels.network_code(d),
+    "amount": money(d.amount, d.currency), "customer": d.customer_email,
 } for d in queue.rows])
 st.dataframe(table.style.apply(lambda row: ["background-color: #fde2e1" if row["urgency"] == "overdue" else
                                             "background-color: #fff4d6" if row["urgency"] else ""] * len(row),

@@ -808,6 +808,30 @@ class Engine:
                 self.later(0.2, lambda: self._close_dispute(dispute, "lost", now + 1))
         return dispute
 
+    def escalate_inquiry(self, dispute_id: str, now: int) -> Json:
+        """Test helper (/_emulator/disputes/{id}/escalate): the cardholder's bank turns an inquiry into a
+        chargeback. The same dispute moves to needs_response with a new deadline (charge.dispute.updated
+        with the previous status) and the funds are withdrawn with the dispute fee."""
+        dispute = self.get("dispute", dispute_id, "dispute")
+        if dispute["status"] not in ("warning_needs_response", "warning_under_review"):
+            raise StripeApiError(400, "Only an open inquiry can become a chargeback.", code="dispute_closed")
+        charge = self.objects["charge"][dispute["charge"]]
+        previous = {"status": dispute["status"], "evidence_details": dict(dispute["evidence_details"])}
+        dispute["status"] = "needs_response"
+        dispute["evidence_details"]["due_by"] = int(now + DISPUTE_RESPONSE_DAYS * DAY)
+        dispute["evidence_details"]["submission_count"] = 0
+        dispute["payment_method_details"]["card"]["case_type"] = "chargeback"
+        self.emit("charge.dispute.updated", dispute, created=now, previous=previous)
+        fee = DISPUTE_FEE
+        dispute["balance_transactions"] = [{
+            "id": new_id("txn"), "object": "balance_transaction", "amount": -dispute["amount"],
+            "currency": dispute["currency"], "description": f"Chargeback withdrawal for {charge['id']}",
+            "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": dispute["currency"],
+                                         "description": "Dispute fee", "type": "stripe_fee"}],
+            "net": -dispute["amount"] - fee, "type": "adjustment"}]
+        self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
+        return dispute
+
     def close_dispute(self, dispute_id: str) -> Json:
         dispute = self.get("dispute", dispute_id, "dispute")
         if dispute["status"] not in ("needs_response", "warning_needs_response"):

@@ -40,7 +40,8 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
     clock = _Clock(engine)
     counts = {"customers": 0, "subscriptions": 0, "upgrades": 0, "scheduled_downgrades": 0,
               "downgrades_due_soon": 0, "dunning": 0, "sca": 0, "disputes": 0, "efws": 0, "refunds": 0,
-              "cancellations": 0, "ce3_eligible_disputes": 0}
+              "cancellations": 0, "ce3_eligible_disputes": 0,
+              "escalated_inquiries": 0}
     try:
         clock.at(now - 90 * DAY)
         prices: dict[str, dict[str, str]] = {}
@@ -79,6 +80,7 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
             _seed_customer(engine, clock, rng, index, now, prices, counts,
                            dispute=index < dispute_slots, efw=dispute_slots <= index < dispute_slots + efw_slots)
         _shape_disputes(engine, rng, now, counts)
+        _escalate_one_inquiry(engine, now, counts)
         _seed_ce3_customer(engine, clock, now, counts)
         clock.release()
         for subscription in engine.all("subscription"):
@@ -240,3 +242,12 @@ def _seed_ce3_customer(engine: Engine, clock: _Clock, now: int, counts: dict[str
             engine.update_charge(intent["latest_charge"], {"metadata": {"ip": CE3_IP, "device_id": CE3_DEVICE}})
     counts["ce3_eligible_disputes"] += 1
     counts["disputes"] += 1
+
+
+def _escalate_one_inquiry(engine: Engine, now: int, counts: dict[str, int]) -> None:
+    """The oldest open inquiry became a chargeback two days ago (its timeline shows the step)."""
+    inquiries = sorted((d for d in engine.all("dispute") if d["status"] == "warning_needs_response"),
+                       key=lambda d: d["_seq"])
+    if len(inquiries) >= 2:  # keep at least one open inquiry in the month
+        engine.escalate_inquiry(inquiries[0]["id"], max(inquiries[0]["created"] + 3600, now - 2 * DAY))
+        counts["escalated_inquiries"] += 1

@@ -253,3 +253,23 @@ def test_warnings_name_the_programme_its_ratio_and_its_count() -> None:
     vamp = next(w for w in below.warnings if "VAMP" in w)
     assert vamp.startswith("Visa 5.00 % is over") and "needs 1,500 a month and this month has 5" in vamp
     assert next(w for w in below.warnings if "VDMP" in w).startswith("Visa 3.00 %")  # disputes only
+
+
+def test_timeline_shows_an_inquiry_becoming_a_chargeback(runtime: Any, emulator: EmulatorHandle) -> None:
+    client = runtime.gateway.client
+    customer = client.v1.customers.create({"email": "inquiry@example.io"})
+    intent = client.v1.payment_intents.create({"amount": 3100, "currency": "usd", "customer": customer.id,
+                                               "payment_method": "pm_card_createDisputeInquiry", "confirm": True})
+    inquiry = next(iter(client.v1.disputes.list({"payment_intent": intent.id}).data))
+    assert inquiry.status == "warning_needs_response" and inquiry.payment_method_details.card.case_type == "inquiry"
+    escalated = emulator.admin(f"disputes/{inquiry.id}/escalate", {})
+    assert escalated["status"] == "needs_response" and escalated["payment_method_details"]["card"]["case_type"] \
+        == "chargeback"
+    emulator.flush_webhooks()
+    run_sync(runtime, since=None, days=30)
+    steps = dt.timeline(runtime.uow(), inquiry.id)
+    assert [s.kind for s in steps] == ["opened", "escalated", "funds_withdrawn"]
+    assert steps[0].what.startswith("Opened as an inquiry: 31.00 USD")
+    assert steps[1].what == "The inquiry became a chargeback"
+    with runtime.uow() as uow:
+        assert uow.session.get(Dispute, inquiry.id).status == "needs_response"  # type: ignore[union-attr]
