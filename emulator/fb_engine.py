@@ -141,7 +141,10 @@ def _merge_ce3(dispute: Json, enhanced: Any) -> Json | None:
     if raw is None:
         return None
     param = "evidence[enhanced_evidence][visa_compelling_evidence_3]"
-    if "visa_compelling_evidence_3" not in dispute.get("enhanced_eligibility_types", []):
+    # Stripe lists eligible disputes in enhanced_eligibility_types and also takes CE 3.0 evidence added by hand
+    # for a Visa 10.4 dispute it did not list (docs: "Autofilled evidence").
+    if "visa_compelling_evidence_3" not in dispute.get("enhanced_eligibility_types", []) \
+            and dispute.get("network_reason_code") != "10.4":
         raise StripeApiError(400, "This dispute is not eligible for Visa Compelling Evidence 3.0.", param=param)
     if not isinstance(raw, dict):
         raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param=param)
