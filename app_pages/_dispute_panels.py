@@ -75,7 +75,14 @@ def timeline_panel(rt: Runtime, dispute_id: str) -> None:
     # A dataframe shows every cell as plain text (file names are operator/customer text).
     st.dataframe(pd.DataFrame([{"when": f"{s.at:%Y-%m-%d %H:%M:%S} UTC", "who": s.who, "what": s.what,
                                 "result": s.result} for s in steps]), hide_index=True, width="stretch",
-                 key=f"timeline_{dispute_id}")
+                 key=f"timeline_{dispute_id}",
+                 column_config={"what": st.column_config.TextColumn("what", width="large")})
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size:,} bytes"
+    return f"{size / 1024:,.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:,.1f} MB"
 
 
 def _pdf_pages(content: bytes) -> int:
@@ -101,7 +108,7 @@ def submitted_panel(rt: Runtime, dispute: Dispute) -> None:
                          hide_index=True, width="stretch")
         for preview in view.files:
             st.markdown(f"**{plain(preview.label)}**")
-            st.text(f"{preview.filename} · {preview.file_type.upper()} · {preview.size / 1024:,.0f} KB")
+            st.text(f"{preview.filename} · {preview.file_type.upper()} · {_size(preview.size)}")
             if preview.content is None:
                 st.caption("Uploaded outside the console; open it in Stripe.")
             elif preview.file_type in ("png", "jpg"):

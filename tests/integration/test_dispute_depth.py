@@ -154,7 +154,9 @@ def test_ce3_needs_shared_identifiers_and_a_visa_10_4_dispute(runtime: Any) -> N
     assert not other.applies and "10.4" in other.reasons[0]
 
 
-def test_analytics_win_rate_losses_time_to_respond_and_thresholds(runtime: Any, emulator: EmulatorHandle) -> None:
+def test_analytics_win_rate_losses_time_to_respond_and_thresholds(runtime_factory: Any, database_url: str,
+                                                                   emulator: EmulatorHandle) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
     client = runtime.gateway.client
     ids = []
     for n, card in enumerate(["pm_card_createDispute"] * 3 + ["pm_card_visa"] * 5):
