@@ -85,10 +85,6 @@ def _size(size: int) -> str:
     return f"{size / 1024:,.0f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:,.1f} MB"
 
 
-def _pdf_pages(content: bytes) -> int:
-    return max(1, content.count(b"/Type /Page") - content.count(b"/Type /Pages"))
-
-
 def submitted_panel(rt: Runtime, dispute: Dispute) -> None:
     view = evidence_files.submitted_evidence(rt.uow(), dispute.id)
     if not view.submitted:
@@ -111,13 +107,15 @@ def submitted_panel(rt: Runtime, dispute: Dispute) -> None:
             st.text(f"{preview.filename} · {preview.file_type.upper()} · {_size(preview.size)}")
             if preview.content is None:
                 st.caption("Uploaded outside the console; open it in Stripe.")
-            elif preview.file_type in ("png", "jpg"):
+            elif preview.preview_png is None:
+                st.caption("No preview: the file's contents cannot be read (Stripe checks only its type and size).")
+            else:
                 try:
-                    st.image(preview.content, width=360)
+                    st.image(preview.preview_png, width=360)
                 except Exception:  # magic bytes right, image broken: Stripe took it, we cannot draw it
                     st.caption("No preview: the image data cannot be read.")
-            else:
-                st.caption(f"PDF, {_pdf_pages(preview.content)} page(s).")
+            if preview.pages:
+                st.caption(f"PDF, {preview.pages} page{'s' if preview.pages != 1 else ''}; the first is shown.")
             if preview.content is not None:
                 st.download_button(f"Download {preview.label.lower()}", preview.content, file_name=preview.filename,
                                    mime=preview.mime, key=f"dl_{dispute.id}_{preview.file_id}")

@@ -4,9 +4,12 @@ with a preview (our copy of the bytes we uploaded), and the Visa CE 3.0 prior pa
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+import pypdfium2
 from sqlalchemy import select
 
 from db.models import Dispute, DisputeEvidenceFile
@@ -15,6 +18,31 @@ from services import compelling_evidence as ce
 from services import dispute_evidence as ev
 
 MIME = {"pdf": "application/pdf", "jpg": "image/jpeg", "png": "image/png"}
+PREVIEW_WIDTH_PX = 480
+
+
+@lru_cache(maxsize=64)
+def pdf_preview(content: bytes) -> tuple[bytes | None, int | None]:
+    """The first page of a PDF as a PNG (about PREVIEW_WIDTH_PX wide) and its page count, or
+    (None, None) when PDFium cannot read it (Stripe only checks the file's type and size)."""
+    try:
+        document = pypdfium2.PdfDocument(content)
+    except pypdfium2.PdfiumError:
+        return None, None
+    try:
+        pages = len(document)
+        if not pages:
+            return None, 0
+        page = document[0]
+        width = page.get_width() or PREVIEW_WIDTH_PX
+        image = page.render(scale=min(2.0, PREVIEW_WIDTH_PX / width)).to_pil()
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue(), pages
+    except pypdfium2.PdfiumError:
+        return None, None
+    finally:
+        document.close()
 
 
 def keep_copy(uow: UnitOfWork, dispute_id: str, evidence_field: str, file_id: str, filename: str, content: bytes,
@@ -39,6 +67,8 @@ class FilePreview:
     size: int
     mime: str
     content: bytes | None  # None when we hold no copy (uploaded elsewhere, e.g. the Dashboard)
+    preview_png: bytes | None = None  # what to draw: the image itself, or a PDF's first page
+    pages: int | None = None  # for a PDF
 
 
 @dataclass
@@ -73,9 +103,11 @@ def submitted_evidence(uow: UnitOfWork, dispute_id: str) -> SubmittedEvidence:
             file_id = value if isinstance(value, str) else str((value or {}).get("id") or "")
             copy = copies.get(file_id)
             kind = copy.file_type if copy else "?"
+            content = bytes(copy.content) if copy else None
+            preview, pages = (pdf_preview(content) if kind == "pdf" else (content, None)) if content else (None, None)
             result.files.append(FilePreview(evidence_field.label, copy.filename if copy else file_id, file_id, kind,
                                             copy.size if copy else 0, MIME.get(kind, "application/octet-stream"),
-                                            bytes(copy.content) if copy else None))
+                                            content, preview, pages))
         ce3 = (evidence.get("enhanced_evidence") or {}).get(ce.CE3) or {}
         result.ce3_disputed = ce3.get("disputed_transaction") or None
         result.ce3_prior = [p for p in ce3.get("prior_undisputed_transactions") or [] if isinstance(p, dict)]

@@ -80,3 +80,21 @@ def test_analytics_page_empty_for_admin(shell_runtime: Any) -> None:
     assert not at.exception
     text = page_text(at)
     assert "no responses yet" in text and "below the console's early warning" in text
+
+
+def test_submitted_pdf_shows_its_first_page(runtime: Any, emulator: EmulatorHandle) -> None:
+    from services import disputes
+    from tests.integration.test_dispute_depth import _pdf
+    from tests.integration.test_disputes import _dispute
+
+    dispute_id = _dispute(runtime, "pdf-page@example.io")
+    disputes.upload_evidence_file(dispute_id, "receipt", "receipt.pdf", _pdf(3), **_kw(runtime))
+    disputes.save_draft(dispute_id, {"uncategorized_text": "Service delivered"}, **_kw(runtime))
+    disputes.submit_evidence(dispute_id, **_kw(runtime))
+    at = app_test_for("disputes", "admin")
+    next(m for m in at.multiselect if m.label == "Status").set_value(["under_review"])
+    _click(at, "Apply filters")
+    assert not at.exception
+    text = page_text(at)
+    assert "receipt.pdf · PDF" in text and "PDF, 3 pages; the first is shown." in text
+    assert at.get("image") and any(b.label == "Download receipt" for b in at.get("download_button"))

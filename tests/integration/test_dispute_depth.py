@@ -275,3 +275,34 @@ def test_timeline_shows_an_inquiry_becoming_a_chargeback(runtime: Any, emulator:
     assert steps[1].what == "The inquiry became a chargeback"
     with runtime.uow() as uow:
         assert uow.session.get(Dispute, inquiry.id).status == "needs_response"  # type: ignore[union-attr]
+
+
+def _pdf(pages: int = 2) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    first, *rest = [Image.new("RGB", (600, 800), (255, 255, 255 - 40 * n)) for n in range(pages)]
+    first.save(buffer, format="PDF", save_all=True, append_images=rest)
+    return buffer.getvalue()
+
+
+def test_submitted_evidence_previews_pdf_first_pages(runtime: Any, emulator: EmulatorHandle) -> None:
+    from tests.integration.test_disputes import _dispute
+
+    dispute_id = _dispute(runtime, "pdf-preview@example.io")
+    real, junk = _pdf(2), b"%PDF-1.4\n" + b"not really a pdf " * 40
+    disputes.upload_evidence_file(dispute_id, "receipt", "receipt.pdf", real, **_kw(runtime))
+    disputes.upload_evidence_file(dispute_id, "service_documentation", "scan.pdf", junk, **_kw(runtime))
+    assert not evidence_files.submitted_evidence(runtime.uow(), dispute_id).submitted  # nothing sent yet
+    disputes.save_draft(dispute_id, {"uncategorized_text": "Service delivered"}, **_kw(runtime))
+    disputes.submit_evidence(dispute_id, **_kw(runtime))
+    view = evidence_files.submitted_evidence(runtime.uow(), dispute_id)
+    files = {f.filename: f for f in view.files}
+    assert set(files) == {"receipt.pdf", "scan.pdf"}
+    receipt = files["receipt.pdf"]
+    assert receipt.pages == 2 and receipt.content == real and receipt.mime == "application/pdf"
+    assert receipt.preview_png is not None and receipt.preview_png.startswith(b"\x89PNG")
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(receipt.preview_png)).size[0] == evidence_files.PREVIEW_WIDTH_PX
+    assert files["scan.pdf"].preview_png is None and files["scan.pdf"].content == junk
