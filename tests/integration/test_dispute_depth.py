@@ -306,3 +306,43 @@ def test_submitted_evidence_previews_pdf_first_pages(runtime: Any, emulator: Emu
 
     assert Image.open(io.BytesIO(receipt.preview_png)).size[0] == evidence_files.PREVIEW_WIDTH_PX
     assert files["scan.pdf"].preview_png is None and files["scan.pdf"].content == junk
+
+
+def test_ce3_window_is_120_to_365_days_inclusive_and_excludes_disputed_refunded_or_warned(
+        runtime_factory: Any, database_url: str) -> None:
+    from db.models import Customer, FraudWarning
+
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    disputed_at = utcnow().replace(microsecond=0) - timedelta(days=2)
+    meta = {"ip": IP, "device_id": DEVICE}
+
+    def charge(charge_id: str, days: int, **extra: Any) -> Charge:
+        return Charge(id=charge_id, stripe_customer_id="cus_window", amount=2900, currency="usd",
+                      status="succeeded", paid=True, card_fingerprint="fp_same", card_brand="visa",
+                      created=disputed_at - timedelta(days=days), raw={"metadata": meta}, **extra)
+
+    with runtime.uow() as uow:
+        uow.session.add(Customer(id="cus_window", email="w@example.io", user_id="user_w", raw={}))
+        uow.session.add_all([
+            charge("ch_disputed", 0, disputed=True), charge("ch_119", 119), charge("ch_120", 120),
+            charge("ch_365", 365), charge("ch_366", 366), charge("ch_200_disputed", 200),
+            charge("ch_210_refunded", 210, amount_refunded=2900), charge("ch_220_efw", 220),
+            charge("ch_230_other_card", 230), charge("ch_240_failed", 240)])
+        uow.session.flush()
+        uow.session.get(Charge, "ch_230_other_card").card_fingerprint = "fp_other"  # type: ignore[union-attr]
+        uow.session.get(Charge, "ch_240_failed").status = "failed"  # type: ignore[union-attr]
+        uow.session.add(Dispute(id="dp_window", charge_id="ch_disputed", stripe_customer_id="cus_window",
+                                amount=2900, currency="usd", reason="fraudulent", status="needs_response",
+                                created=disputed_at, raw={"network_reason_code": "10.4", "payment_method_details": {
+                                    "type": "card", "card": {"brand": "visa", "network_reason_code": "10.4"}}}))
+        uow.session.add(Dispute(id="dp_old", charge_id="ch_200_disputed", amount=2900, currency="usd",
+                                status="won", raw={}))
+        uow.session.add(FraudWarning(id="issfr_window", charge_id="ch_220_efw", raw={}))
+        uow.commit()
+    live = ce.assess(runtime.uow(), "dp_window", test_mode=False)
+    assert [p.charge_id for p in live.candidates] == ["ch_120", "ch_365"]
+    assert live.qualifies and set(live.elements) == {"customer_purchase_ip", "device", "customer_email_address",
+                                                     "customer_account_id"}
+    # In test mode only the payment method is relaxed (as in Stripe's test environment).
+    relaxed = ce.assess(runtime.uow(), "dp_window", test_mode=True)
+    assert [p.charge_id for p in relaxed.candidates] == ["ch_120", "ch_230_other_card", "ch_365"]
