@@ -81,7 +81,8 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
                            dispute=index < dispute_slots, efw=dispute_slots <= index < dispute_slots + efw_slots)
         _shape_disputes(engine, rng, now, counts)
         _escalate_one_inquiry(engine, now, counts)
-        _seed_ce3_customer(engine, clock, now, counts)
+        if customers:  # customers=0 seeds the catalogue only
+            _seed_ce3_customer(engine, clock, now, counts)
         clock.release()
         for subscription in engine.all("subscription"):
             engine.advance_subscription(subscription, now)

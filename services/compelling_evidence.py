@@ -38,7 +38,9 @@ MAX_CANDIDATES = 40  # the most recent qualifying payments considered for a pair
 DEVICE_FINGERPRINT_MIN = 20
 DEVICE_ID_MIN = 15
 
-MAIN_ELEMENTS = {"customer_purchase_ip": "purchase IP address", "device": "device id or fingerprint"}
+MAIN_ELEMENTS = {"customer_purchase_ip": "purchase IP address", "customer_device_fingerprint": "device fingerprint",
+                 "customer_device_id": "device id"}
+DEVICE = ("customer_device_fingerprint", "customer_device_id")  # together they count as one main element
 SECONDARY_ELEMENTS = {"shipping_address": "shipping address", "customer_email_address": "email address",
                       "customer_account_id": "account login"}
 ELEMENT_LABELS = {**MAIN_ELEMENTS, **SECONDARY_ELEMENTS}
@@ -69,8 +71,6 @@ class Payment:
     shipping_address: dict[str, str | None] | None = None
 
     def element(self, name: str) -> Any:
-        if name == "device":
-            return (self.customer_device_fingerprint, self.customer_device_id)
         return getattr(self, name)
 
     def as_evidence(self, *, prior: bool, elements: set[str]) -> dict[str, Any]:
@@ -80,15 +80,10 @@ class Payment:
             out["charge"] = self.charge_id
         else:
             out["merchandise_or_services"] = "services"
-        if "customer_purchase_ip" in elements:
-            out["customer_purchase_ip"] = self.customer_purchase_ip
-        if "device" in elements:  # one of the two, never both (not a valid combination)
-            if self.customer_device_fingerprint:
-                out["customer_device_fingerprint"] = self.customer_device_fingerprint
-            else:
-                out["customer_device_id"] = self.customer_device_id
-        for name in ("customer_email_address", "customer_account_id"):
-            if name in elements:
+        # Only the elements all three payments share; of the two device identifiers, one.
+        device = next((d for d in DEVICE if d in elements), None)
+        for name in ("customer_purchase_ip", device, "customer_email_address", "customer_account_id"):
+            if name and name in elements:
                 out[name] = getattr(self, name)
         if "shipping_address" in elements and self.shipping_address:
             out["shipping_address"] = dict(self.shipping_address)
@@ -168,8 +163,6 @@ def _payment(charge: Charge, customer: Customer | None, invoice: Invoice | None)
 
 
 def _same(payments: list[Payment], name: str) -> bool:
-    if name == "device":
-        return any(_same_value([p.element("device")[i] for p in payments]) for i in (0, 1))
     return _same_value([p.element(name) for p in payments])
 
 
@@ -182,7 +175,7 @@ def shared_elements(payments: list[Payment]) -> list[str]:
 
 
 def elements_qualify(elements: list[str]) -> bool:
-    main = sum(1 for e in elements if e in MAIN_ELEMENTS)
+    main = ("customer_purchase_ip" in elements) + any(d in elements for d in DEVICE)
     secondary = sum(1 for e in elements if e in SECONDARY_ELEMENTS)
     return main >= 2 or (main >= 1 and secondary >= 1)
 

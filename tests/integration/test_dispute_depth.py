@@ -74,7 +74,7 @@ def test_ce3_prior_payments_qualify_are_staged_and_submitted(runtime_factory: An
     # The 60-day-old payment is outside the window; the two in it are the pair.
     assert {p.charge_id for p in assessment.candidates} == set(charges[:2])
     assert {p.charge_id for p in assessment.pair or ()} == set(charges[:2])
-    assert set(assessment.elements) >= {"customer_purchase_ip", "device", "customer_account_id"}
+    assert set(assessment.elements) >= {"customer_purchase_ip", "customer_device_id", "customer_account_id"}
     assert assessment.stripe_status == "requires_action"
     # Live mode also needs the same card: these priors were paid with another card.
     assert not ce.assess(runtime.uow(), dispute_id, test_mode=False).qualifies
@@ -341,8 +341,25 @@ def test_ce3_window_is_120_to_365_days_inclusive_and_excludes_disputed_refunded_
         uow.commit()
     live = ce.assess(runtime.uow(), "dp_window", test_mode=False)
     assert [p.charge_id for p in live.candidates] == ["ch_120", "ch_365"]
-    assert live.qualifies and set(live.elements) == {"customer_purchase_ip", "device", "customer_email_address",
-                                                     "customer_account_id"}
+    assert live.qualifies and set(live.elements) == {"customer_purchase_ip", "customer_device_id",
+                                                     "customer_email_address", "customer_account_id"}
     # In test mode only the payment method is relaxed (as in Stripe's test environment).
     relaxed = ce.assess(runtime.uow(), "dp_window", test_mode=True)
     assert [p.charge_id for p in relaxed.candidates] == ["ch_120", "ch_230_other_card", "ch_365"]
+
+
+def test_ce3_element_rule_device_fingerprint_and_id_count_once() -> None:
+    assert not ce.elements_qualify(["customer_device_fingerprint", "customer_device_id"])
+    assert ce.elements_qualify(["customer_device_fingerprint", "customer_purchase_ip"])
+    assert ce.elements_qualify(["customer_device_id", "customer_account_id"])  # Stripe's own example
+    assert not ce.elements_qualify(["customer_email_address", "customer_account_id", "shipping_address"])
+    payment = ce.Payment("ch_1", None, 100, "usd", "Pro plan", customer_purchase_ip=IP,
+                         customer_device_id=DEVICE, customer_device_fingerprint="f" * 24,
+                         customer_email_address="a@example.io", customer_account_id="user_1")
+    sent = payment.as_evidence(prior=True, elements={"customer_device_id", "customer_device_fingerprint",
+                                                    "customer_account_id"})
+    assert sent == {"charge": "ch_1", "product_description": "Pro plan",
+                    "customer_device_fingerprint": "f" * 24, "customer_account_id": "user_1"}
+    only_id = payment.as_evidence(prior=False, elements={"customer_device_id", "customer_email_address"})
+    assert only_id == {"product_description": "Pro plan", "merchandise_or_services": "services",
+                       "customer_device_id": DEVICE, "customer_email_address": "a@example.io"}
