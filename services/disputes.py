@@ -40,9 +40,7 @@ from services.stripe_gateway import StripeGateway, StripeGatewayError
 OPEN_STATUSES = ("warning_needs_response", "needs_response")
 ALL_STATUSES = ("warning_needs_response", "needs_response", "warning_under_review", "under_review",
                 "warning_closed", "won", "lost")
-# Card networks' monitoring thresholds for dispute rate (disputes / charges): Visa's early
-# warning around 0.75 %, and the 0.9 % / 1 % programme levels.
-RATE_THRESHOLDS = {"early warning": 0.0075, "program (0.9 %)": 0.009, "program (1 %)": 0.01}
+# The card networks' monitoring programmes and their thresholds: services/dispute_analytics.py.
 
 
 class DisputeActionError(ConsoleError):
