@@ -6,10 +6,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import _dispute_panels as panels
 from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url, take_linked_query_param
+from app_pages.registry import page_file
 from db.models.base import utcnow
+from services import dispute_analytics, disputes
 from services import dispute_evidence as ev
-from services import disputes
 from services.money import MoneyError, format_totals
 from services.money import format_money as money
 
@@ -100,7 +102,8 @@ if not queue.rows:
     st.stop()
 table = pd.DataFrame([{
     "urgency": disputes.urgency(d.due_by, d.status, now), "due by": d.due_by, "dispute": d.id,
-    "status": d.status, "reason": d.reason, "amount": money(d.amount, d.currency), "customer": d.customer_email,
+    "status": d.status, "reason": d.reason, "network code": panels.network_code(d),
+    "amount": money(d.amount, d.currency), "customer": d.customer_email,
 } for d in queue.rows])
 st.dataframe(table.style.apply(lambda row: ["background-color: #fde2e1" if row["urgency"] == "overdue" else
                                             "background-color: #fff4d6" if row["urgency"] else ""] * len(row),
@@ -124,6 +127,7 @@ context = disputes.get_context(rt.uow(), chosen, rt.gateway)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "
              f"{plain(dispute.status)}")
+panels.network_line(dispute)
 read_only_reason = disputes.read_only_reason(dispute, now)
 if read_only_reason:
     st.warning(read_only_reason)
@@ -169,6 +173,8 @@ with st.expander(f"Billing history: {len(context.invoices)} invoices, {len(conte
     for warning in context.fraud_warnings:
         st.write(f"Early fraud warning {plain(warning.id)}: {plain(warning.fraud_type)}, {plain(warning.status)}")
 
+panels.ce3_panel(rt, dispute)
+
 read_only = read_only_reason is not None
 advice, key_fields = ev.guidance_for(dispute.reason)
 st.info(f"**{plain((dispute.reason or 'general').replace('_', ' '))}**: {advice} Most useful: "
@@ -179,19 +185,30 @@ initial = saved or disputes.auto_draft(context, rt.settings)
 if not saved and not read_only:
     st.caption("First draft filled in from the billing DB; review it before saving.")
 
+def _evidence_input(evidence_field: ev.EvidenceField) -> None:
+    if evidence_field.is_file:
+        attached = files.get(evidence_field.name)
+        st.caption(f"{evidence_field.label}: {plain(attached['filename'])}" if attached else
+                   f"{evidence_field.label}: no file yet (attach below)")
+        return
+    widget = st.text_area if evidence_field.multiline else st.text_input
+    values[evidence_field.name] = widget(evidence_field.label, value=initial.get(evidence_field.name, ""),
+                                         key=f"{dispute.id}_{evidence_field.name}", disabled=read_only)
+
+
 with st.form(f"evidence_{dispute.id}"):
     values: dict[str, str] = {}
-    for group, fields in ev.GROUPS.items():
-        st.markdown(f"**{group}**")
-        for evidence_field in fields:
-            if evidence_field.is_file:
-                attached = files.get(evidence_field.name)
-                if attached:
-                    st.caption(f"{evidence_field.label}: {plain(attached['filename'])}")
-                continue
-            widget = st.text_area if evidence_field.multiline else st.text_input
-            values[evidence_field.name] = widget(evidence_field.label, value=initial.get(evidence_field.name, ""),
-                                                 key=f"{dispute.id}_{evidence_field.name}", disabled=read_only)
+    # Guided by the reason: the fields that matter for it first, the others folded away.
+    st.markdown(f"**What matters for {plain((dispute.reason or 'general').replace('_', ' '))}**")
+    for name in key_fields:
+        _evidence_input(ev.ALL_FIELDS[name])
+    with st.expander("Other evidence fields"):
+        for group, fields in ev.GROUPS.items():
+            others = [f for f in fields if f.name not in key_fields]
+            if others:
+                st.markdown(f"**{group}**")
+            for evidence_field in others:
+                _evidence_input(evidence_field)
     st.caption(f"{ev.text_length(values):,} of {ev.TEXT_LIMIT:,} characters")
     if st.form_submit_button("Save draft", disabled=read_only):
         try:
@@ -205,7 +222,10 @@ with st.form(f"evidence_{dispute.id}"):
 
 if not read_only:
     with st.form(f"evidence_file_{dispute.id}", clear_on_submit=True):
-        file_field = st.selectbox("Attach a file to", ev.FILE_FIELDS, format_func=lambda f: ev.ALL_FIELDS[f].label)
+        # The reason's most useful file field first (a receipt for fraud, the policy for a cancellation).
+        file_options = [f for f in key_fields if f in ev.FILE_FIELDS] + [f for f in ev.FILE_FIELDS
+                                                                         if f not in key_fields]
+        file_field = st.selectbox("Attach a file to", file_options, format_func=lambda f: ev.ALL_FIELDS[f].label)
         upload = st.file_uploader("PDF, JPEG or PNG, up to 5 MB", type=["pdf", "jpg", "jpeg", "png"])
         if st.form_submit_button("Upload file") and upload is not None:
             try:
@@ -270,16 +290,21 @@ if not read_only:
     if pending and pending[1] == dispute.id:
         (confirm_submit if pending[0] == "submit" else confirm_accept)()
 
+panels.submitted_panel(rt, dispute)
 history = disputes.evidence_history(rt.uow(), dispute.id)
 if history:
     st.markdown("**Evidence history**")
     st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+panels.timeline_panel(rt, dispute.id)
 
 st.subheader("Dispute rate")
+for programme_warning in dispute_analytics.compute_warnings(rt.uow()):
+    st.warning(programme_warning)
+panels.analytics_link(page_file("dispute-analytics"))
 series = disputes.dispute_rate_series(rt.uow(), days=30)
 figure = go.Figure(go.Scatter(x=[p["day"] for p in series], y=[p["rate"] * 100 for p in series],
                               mode="lines+markers", name="disputes / charges (30 days)"))
-for label, threshold in disputes.RATE_THRESHOLDS.items():
+for label, threshold in dispute_analytics.CHART_LINES.items():
     figure.add_hline(y=threshold * 100, line_dash="dot", annotation_text=label)
 figure.update_layout(yaxis_title="%", height=320)
 st.plotly_chart(figure, width="stretch")

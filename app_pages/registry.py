@@ -15,6 +15,7 @@ def _page(name: str) -> str:
 ADMIN_SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "Ops": [
         (_page("disputes"), "Disputes", "disputes"),
+        (_page("dispute_analytics"), "Dispute analytics", "dispute-analytics"),
         (_page("fraud_warnings"), "Early fraud warnings", "fraud-warnings"),
         (_page("search"), "Search", "search"),
     ],

@@ -371,6 +371,12 @@ def charges_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
     return render(engine, engine.get("charge", m["id"], "charge"), params)
 
 
+@route("POST", "/v1/charges/{id}")
+def charges_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"metadata", "description", "shipping"})
+    return render(engine, engine.update_charge(m["id"], params), params)
+
+
 @route("GET", "/v1/charges")
 def charges_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
     customer = params.get("customer")

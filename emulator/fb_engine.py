@@ -27,6 +27,7 @@ INTERVAL_SECONDS = {"day": DAY, "week": 7 * DAY, "month": 30 * DAY, "year": 365 
 # Smart-Retries-like schedule after a failed renewal: +3 d, +5 d, +7 d, then give up.
 RETRY_SCHEDULE_DAYS = (3, 5, 7)
 DISPUTE_RESPONSE_DAYS = 7
+DISPUTE_FEE = 1500  # Stripe's dispute fee in USD minor units, on the withdrawal balance transaction
 FILE_MAX_BYTES = 5 * 1024 * 1024
 EVIDENCE_TEXT_LIMIT = 150_000
 
@@ -51,6 +52,8 @@ TEST_CARDS: dict[str, tuple[str, str, str]] = {
     "pm_card_chargeCustomerFail": ("4000000000000341", "visa", "fail_later"),
     "pm_card_createDispute": ("4000000000000259", "visa", "dispute"),
     "pm_card_createDisputeInquiry": ("4000000000001976", "visa", "inquiry"),
+    # docs.stripe.com/disputes/api/visa-ce3#testing: a Visa CE 3.0 eligible dispute (network reason code 10.4).
+    "pm_card_createCe3EligibleDispute": ("4000000404000038", "visa", "ce3"),
     "pm_card_createIssuerFraudRecord": ("4000000000005423", "visa", "efw"),
     "pm_card_authenticationRequired": ("4000002760003184", "visa", "sca"),
     "pm_card_threeDSecure2Required": ("4000000000003220", "visa", "sca"),
@@ -65,6 +68,104 @@ Json = dict[str, Any]
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
+
+
+# Visa CE 3.0 (docs.stripe.com/disputes/api/visa-ce3): the disputed payment and both prior undisputed
+# payments must share two main evidence elements, or one main and one secondary. Device fingerprint and
+# device id count as one main element. In test mode Stripe does not check the prior payments' payment
+# method or dates, but it does check these elements.
+CE3_MAIN = (("customer_purchase_ip",), ("customer_device_fingerprint", "customer_device_id"))
+CE3_SECONDARY = ("shipping_address", "customer_email_address", "customer_account_id")
+CE3_TEXT = {"customer_account_id", "customer_device_fingerprint", "customer_device_id", "customer_email_address",
+            "customer_purchase_ip", "product_description"}
+ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+
+
+def _ce3_same(transactions: list[Json], field: str) -> bool:
+    values = [t.get(field) for t in transactions]
+    return all(v not in (None, "", {}) for v in values) and all(v == values[0] for v in values)
+
+
+def ce3_eligibility(ce3: Json) -> Json:
+    """`evidence_details.enhanced_eligibility.visa_compelling_evidence_3` for the evidence so far."""
+    disputed = ce3.get("disputed_transaction") or {}
+    priors = [p for p in ce3.get("prior_undisputed_transactions") or [] if p.get("charge")]
+    actions = []
+    if not disputed.get("product_description"):
+        actions.append("missing_disputed_transaction_description")
+    if disputed.get("merchandise_or_services") not in ("merchandise", "services"):
+        actions.append("missing_merchandise_or_services")
+    if len(priors) < 2:
+        actions.append("missing_prior_undisputed_transactions")
+    elif not all(p.get("product_description") for p in priors):
+        actions.append("missing_prior_undisputed_transaction_description")
+    chain = [disputed, *priors[:2]]
+    main = sum(1 for group in CE3_MAIN if any(_ce3_same(chain, f) for f in group)) if len(chain) == 3 else 0
+    secondary = sum(1 for f in CE3_SECONDARY if _ce3_same(chain, f)) if len(chain) == 3 else 0
+    if not (main >= 2 or (main >= 1 and secondary >= 1)):
+        actions.append("missing_customer_identifiers")
+    return {"required_actions": sorted(actions), "status": "requires_action" if actions else "qualified"}
+
+
+def _ce3_transaction(raw: Any, param: str, *, prior: bool) -> Json:
+    if not isinstance(raw, dict):
+        raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param=param)
+    allowed = CE3_TEXT | {"shipping_address"} | ({"charge"} if prior else {"merchandise_or_services"})
+    for name in raw:
+        if name not in allowed:
+            raise StripeApiError(400, f"Received unknown parameter: {param}[{name}]", code="parameter_unknown",
+                                 param=f"{param}[{name}]")
+    if not prior and raw.get("merchandise_or_services") not in (None, "", "merchandise", "services"):
+        raise StripeApiError(400, f"Invalid {param}[merchandise_or_services]: must be one of merchandise or "
+                                  "services", code="parameter_invalid_string",
+                             param=f"{param}[merchandise_or_services]")
+    shipping = raw.get("shipping_address")
+    if shipping not in (None, "") and not isinstance(shipping, dict):
+        raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param=f"{param}[shipping_address]")
+    result: Json = {name: (raw.get(name) or None) for name in CE3_TEXT}
+    result["shipping_address"] = {k: (shipping or {}).get(k) or None for k in ADDRESS_FIELDS} if shipping else None
+    if prior:
+        result["charge"] = raw.get("charge") or None
+    else:
+        result["merchandise_or_services"] = raw.get("merchandise_or_services") or None
+    return result
+
+
+def _merge_ce3(dispute: Json, enhanced: Any) -> Json | None:
+    """Validate `evidence[enhanced_evidence]` and return the merged visa_compelling_evidence_3 object."""
+    if enhanced in (None, "", {}):
+        return None
+    if not isinstance(enhanced, dict):
+        raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param="evidence[enhanced_evidence]")
+    for name in enhanced:
+        if name not in ("visa_compelling_evidence_3", "visa_compliance", "mastercard_compliance"):
+            raise StripeApiError(400, f"Received unknown parameter: evidence[enhanced_evidence][{name}]",
+                                 code="parameter_unknown", param=f"evidence[enhanced_evidence][{name}]")
+    raw = enhanced.get("visa_compelling_evidence_3")
+    if raw is None:
+        return None
+    param = "evidence[enhanced_evidence][visa_compelling_evidence_3]"
+    # Stripe lists eligible disputes in enhanced_eligibility_types and also takes CE 3.0 evidence added by hand
+    # for a Visa 10.4 dispute it did not list (docs: "Autofilled evidence").
+    if "visa_compelling_evidence_3" not in dispute.get("enhanced_eligibility_types", []) \
+            and dispute.get("network_reason_code") != "10.4":
+        raise StripeApiError(400, "This dispute is not eligible for Visa Compelling Evidence 3.0.", param=param)
+    if not isinstance(raw, dict):
+        raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param=param)
+    current = (dispute["evidence"].get("enhanced_evidence") or {}).get("visa_compelling_evidence_3") or {}
+    merged = dict(current)
+    if "disputed_transaction" in raw:
+        merged["disputed_transaction"] = _ce3_transaction(raw["disputed_transaction"],
+                                                          f"{param}[disputed_transaction]", prior=False)
+    if "prior_undisputed_transactions" in raw:
+        priors = raw["prior_undisputed_transactions"] or []
+        if not isinstance(priors, list):
+            raise StripeApiError(400, "Invalid array", code="parameter_invalid_empty",
+                                 param=f"{param}[prior_undisputed_transactions]")
+        merged["prior_undisputed_transactions"] = [
+            _ce3_transaction(p, f"{param}[prior_undisputed_transactions][{i}]", prior=True)
+            for i, p in enumerate(priors)]
+    return merged
 
 
 class Engine:
@@ -418,8 +519,8 @@ class Engine:
         intent["last_payment_error"] = None
         self.emit("charge.succeeded", charge, created=now)
         self.emit("payment_intent.succeeded", intent, created=now)
-        if behaviour in ("dispute", "inquiry"):
-            self.create_dispute_for(charge, now + 60, inquiry=behaviour == "inquiry")
+        if behaviour in ("dispute", "inquiry", "ce3"):
+            self.create_dispute_for(charge, now + 60, inquiry=behaviour == "inquiry", ce3=behaviour == "ce3")
         if behaviour == "efw":
             self.create_efw_for(charge, now + 60)
         return "succeeded"
@@ -537,6 +638,19 @@ class Engine:
         if invoice_id:
             self._settle_invoice(self.objects["invoice"][invoice_id], intent, outcome, now)
 
+    def update_charge(self, charge_id: str, params: Json) -> Json:
+        """POST /v1/charges/{id}: metadata, description and shipping; emits charge.updated."""
+        charge = self.get("charge", charge_id, "charge")
+        previous: Json = {"metadata": dict(charge.get("metadata") or {})} if "metadata" in params else {}
+        if "metadata" in params:
+            self._merge_metadata(charge, params["metadata"])
+        for name in ("description", "shipping"):
+            if name in params:
+                previous[name] = charge.get(name)
+                charge[name] = params[name] or None
+        self.emit("charge.updated", charge, created=self.now_for(charge.get("customer")), previous=previous)
+        return charge
+
     # --- refunds ----------------------------------------------------------------------
     def create_refund(self, params: Json) -> Json:
         charge_id = params.get("charge")
@@ -594,7 +708,9 @@ class Engine:
 
     # --- disputes and early fraud warnings ---------------------------------------------------
     def create_dispute_for(self, charge: Json, now: int, *, inquiry: bool = False, reason: str = "fraudulent",
-                           due_in_days: float = DISPUTE_RESPONSE_DAYS) -> Json:
+                           due_in_days: float = DISPUTE_RESPONSE_DAYS, ce3: bool = False) -> Json:
+        card = (charge.get("payment_method_details") or {}).get("card") or {}
+        reason_code = "10.4" if ce3 else None
         dispute = {
             "id": new_id("dp"),
             "object": "dispute",
@@ -603,9 +719,13 @@ class Engine:
             "charge": charge["id"],
             "created": now,
             "currency": charge["currency"],
-            "evidence": {field: None for field in sorted(EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS)},
+            "enhanced_eligibility_types": ["visa_compelling_evidence_3"] if ce3 else [],
+            "evidence": {**{field: None for field in sorted(EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS)},
+                         "enhanced_evidence": {"visa_compelling_evidence_3": {
+                             "disputed_transaction": None, "prior_undisputed_transactions": []}} if ce3 else {}},
             "evidence_details": {
                 "due_by": int(now + due_in_days * DAY),
+                "enhanced_eligibility": {"visa_compelling_evidence_3": ce3_eligibility({})} if ce3 else {},
                 "has_evidence": False,
                 "past_due": False,
                 "submission_count": 0,
@@ -613,7 +733,11 @@ class Engine:
             "is_charge_refundable": False,
             "livemode": False,
             "metadata": {},
+            "network_reason_code": reason_code,
             "payment_intent": charge.get("payment_intent"),
+            "payment_method_details": {"type": "card", "card": {
+                "brand": card.get("brand") or "visa", "case_type": "inquiry" if inquiry else "chargeback",
+                "network": card.get("network") or card.get("brand") or "visa", "network_reason_code": reason_code}},
             "reason": "general" if inquiry else reason,
             "status": "warning_needs_response" if inquiry else "needs_response",
         }
@@ -621,7 +745,14 @@ class Engine:
         charge["disputed"] = True
         self.emit("charge.dispute.created", dispute, created=now)
         if not inquiry:
-            dispute["balance_transactions"] = [{"id": new_id("txn"), "amount": -charge["amount"], "type": "adjustment"}]
+            # Stripe debits the disputed amount plus its dispute fee (a "Dispute fee" stripe_fee line).
+            fee = DISPUTE_FEE
+            dispute["balance_transactions"] = [{
+                "id": new_id("txn"), "object": "balance_transaction", "amount": -charge["amount"],
+                "currency": charge["currency"], "description": f"Chargeback withdrawal for {charge['id']}",
+                "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": charge["currency"],
+                                             "description": "Dispute fee", "type": "stripe_fee"}],
+                "net": -charge["amount"] - fee, "type": "adjustment"}]
             self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
         self._efw_no_longer_actionable(charge["id"], now)
         return dispute
@@ -634,6 +765,8 @@ class Engine:
             evidence = {}
         if not isinstance(evidence, dict):
             raise StripeApiError(400, "Invalid hash", code="parameter_invalid_empty", param="evidence")
+        evidence = dict(evidence)
+        enhanced = evidence.pop("enhanced_evidence", None)
         for field in evidence:
             if field not in EVIDENCE_TEXT_FIELDS | EVIDENCE_FILE_FIELDS:
                 raise StripeApiError(400, f"Received unknown parameter: evidence[{field}]",
@@ -658,12 +791,22 @@ class Engine:
         if text > EVIDENCE_TEXT_LIMIT:
             raise StripeApiError(400, "The combined length of the evidence text fields exceeds 150000 characters.",
                                  param="evidence")
+        ce3 = _merge_ce3(dispute, enhanced)
         previous = {"evidence": dict(dispute["evidence"]), "status": dispute["status"]}
+        if ce3 is not None:
+            merged["enhanced_evidence"] = {**(merged.get("enhanced_evidence") or {}), "visa_compelling_evidence_3": ce3}
         dispute["evidence"] = merged
         dispute["evidence_details"]["has_evidence"] = any(v for v in merged.values())
         if "metadata" in params:
             self._merge_metadata(dispute, params["metadata"])
         submit = to_bool(params.get("submit", True), "submit")  # Stripe submits unless submit=false
+        eligibility = dispute["evidence_details"].get("enhanced_eligibility") or {}
+        if "visa_compelling_evidence_3" in eligibility:
+            state = ce3_eligibility(merged["enhanced_evidence"].get("visa_compelling_evidence_3") or {})
+            if submit:  # after submission: qualified, or not_qualified (submitted without CE 3.0)
+                state = {"required_actions": [], "status": "qualified" if state["status"] == "qualified"
+                         else "not_qualified"}
+            eligibility["visa_compelling_evidence_3"] = state
         if submit:
             dispute["evidence_details"]["submission_count"] += 1
             dispute["status"] = "under_review" if dispute["status"] == "needs_response" else "warning_under_review"
@@ -675,6 +818,30 @@ class Engine:
                 self.later(0.2, lambda: self._close_dispute(dispute, "won", now + 1))
             elif "losing_evidence" in all_text:
                 self.later(0.2, lambda: self._close_dispute(dispute, "lost", now + 1))
+        return dispute
+
+    def escalate_inquiry(self, dispute_id: str, now: int) -> Json:
+        """Test helper (/_emulator/disputes/{id}/escalate): the cardholder's bank turns an inquiry into a
+        chargeback. The same dispute moves to needs_response with a new deadline (charge.dispute.updated
+        with the previous status) and the funds are withdrawn with the dispute fee."""
+        dispute = self.get("dispute", dispute_id, "dispute")
+        if dispute["status"] not in ("warning_needs_response", "warning_under_review"):
+            raise StripeApiError(400, "Only an open inquiry can become a chargeback.", code="dispute_closed")
+        charge = self.objects["charge"][dispute["charge"]]
+        previous = {"status": dispute["status"], "evidence_details": dict(dispute["evidence_details"])}
+        dispute["status"] = "needs_response"
+        dispute["evidence_details"]["due_by"] = int(now + DISPUTE_RESPONSE_DAYS * DAY)
+        dispute["evidence_details"]["submission_count"] = 0
+        dispute["payment_method_details"]["card"]["case_type"] = "chargeback"
+        self.emit("charge.dispute.updated", dispute, created=now, previous=previous)
+        fee = DISPUTE_FEE
+        dispute["balance_transactions"] = [{
+            "id": new_id("txn"), "object": "balance_transaction", "amount": -dispute["amount"],
+            "currency": dispute["currency"], "description": f"Chargeback withdrawal for {charge['id']}",
+            "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": dispute["currency"],
+                                         "description": "Dispute fee", "type": "stripe_fee"}],
+            "net": -dispute["amount"] - fee, "type": "adjustment"}]
+        self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
         return dispute
 
     def close_dispute(self, dispute_id: str) -> Json:
@@ -692,8 +859,10 @@ class Engine:
         dispute["status"] = status
         self.emit("charge.dispute.closed", dispute, created=now, previous=previous)
         if status == "won":
-            dispute["balance_transactions"].append({"id": new_id("txn"), "amount": dispute["amount"],
-                                                    "type": "adjustment"})
+            dispute["balance_transactions"].append({
+                "id": new_id("txn"), "object": "balance_transaction", "amount": dispute["amount"],
+                "currency": dispute["currency"], "description": f"Chargeback reversal for {dispute['charge']}",
+                "fee": 0, "fee_details": [], "net": dispute["amount"], "type": "adjustment"})
             self.emit("charge.dispute.funds_reinstated", dispute, created=now)
 
     def create_efw_for(self, charge: Json, now: int, fraud_type: str = "made_with_stolen_card") -> Json:

@@ -40,7 +40,8 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
     clock = _Clock(engine)
     counts = {"customers": 0, "subscriptions": 0, "upgrades": 0, "scheduled_downgrades": 0,
               "downgrades_due_soon": 0, "dunning": 0, "sca": 0, "disputes": 0, "efws": 0, "refunds": 0,
-              "cancellations": 0}
+              "cancellations": 0, "ce3_eligible_disputes": 0,
+              "escalated_inquiries": 0}
     try:
         clock.at(now - 90 * DAY)
         prices: dict[str, dict[str, str]] = {}
@@ -79,6 +80,9 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
             _seed_customer(engine, clock, rng, index, now, prices, counts,
                            dispute=index < dispute_slots, efw=dispute_slots <= index < dispute_slots + efw_slots)
         _shape_disputes(engine, rng, now, counts)
+        _escalate_one_inquiry(engine, now, counts)
+        if customers:  # customers=0 seeds the catalogue only
+            _seed_ce3_customer(engine, clock, now, counts)
         clock.release()
         for subscription in engine.all("subscription"):
             engine.advance_subscription(subscription, now)
@@ -210,3 +214,41 @@ def _shape_disputes(engine: Engine, rng: random.Random, now: int, counts: dict[s
                 engine._close_dispute(dispute, "won" if text == "winning_evidence" else "lost",
                                       now - rng.randint(3600, 3 * DAY))
     counts["disputes"] = len(disputes)
+
+
+CE3_IP = "203.0.113.42"  # documentation range (RFC 5737)
+CE3_DEVICE = "device-7f3a9c2e-41b8-4d0a"
+
+
+def _seed_ce3_customer(engine: Engine, clock: _Clock, now: int, counts: dict[str, int]) -> None:
+    """A long-standing customer on Stripe's CE 3.0 test card: three undisputed payments 130 to 250 days
+    ago from the same IP and device, then a Visa 10.4 fraud dispute on today's payment.
+
+    Stripe's test card disputes every payment made with it, so the earlier payments are seeded as the
+    same card's history before it was disputed (its behaviour switched off while they are made)."""
+    clock.at(now - 260 * DAY)
+    customer = engine.create_customer({"email": "casey.longtime@customers.example", "name": "Casey Longtime",
+                                       "metadata": {"user_id": "user_ce3_0001"}}, created=now - 260 * DAY)
+    counts["customers"] += 1
+    pm = engine.attach_payment_method("pm_card_createCe3EligibleDispute", customer["id"])
+    pm["_behaviour"] = "ok"
+    for days_ago in (250, 190, 130, 3):
+        if days_ago == 3:
+            pm["_behaviour"] = "ce3"
+        clock.at(now - days_ago * DAY)
+        intent = engine.create_payment_intent({
+            "amount": "29000", "currency": "usd", "customer": customer["id"], "payment_method": pm["id"],
+            "confirm": "true", "description": "Pro plan, yearly seats top-up"})
+        if intent.get("latest_charge"):
+            engine.update_charge(intent["latest_charge"], {"metadata": {"ip": CE3_IP, "device_id": CE3_DEVICE}})
+    counts["ce3_eligible_disputes"] += 1
+    counts["disputes"] += 1
+
+
+def _escalate_one_inquiry(engine: Engine, now: int, counts: dict[str, int]) -> None:
+    """The oldest open inquiry became a chargeback two days ago (its timeline shows the step)."""
+    inquiries = sorted((d for d in engine.all("dispute") if d["status"] == "warning_needs_response"),
+                       key=lambda d: d["_seq"])
+    if len(inquiries) >= 2:  # keep at least one open inquiry in the month
+        engine.escalate_inquiry(inquiries[0]["id"], max(inquiries[0]["created"] + 3600, now - 2 * DAY))
+        counts["escalated_inquiries"] += 1

@@ -573,6 +573,13 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
         # Test helper: a wallet's verification on the domain failed (or passed again).
         with engine.lock:
             return fb_settings.set_domain_states(engine, parts[1], payload)
+    if len(parts) == 3 and parts[0] == "disputes" and parts[2] == "escalate" and method == "POST":
+        # Test helper: the cardholder's bank turns an inquiry into a chargeback.
+        with engine.lock:
+            dispute = engine.get("dispute", parts[1], "dispute")
+            customer = engine.objects["charge"][dispute["charge"]].get("customer")
+            at = max(engine.now_for(customer), int(dispute["created"]) + 1)  # never before it opened
+            return fb_api.public(copy.deepcopy(engine.escalate_inquiry(parts[1], at)))
     if len(parts) == 3 and parts[0] == "disputes" and parts[2] == "set":
         # Test helper: move a dispute's deadline or status (e.g. to test "past due_by").
         with engine.lock:

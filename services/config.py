@@ -47,6 +47,7 @@ CONSOLE_EVENT_TYPES = (
     "charge.succeeded",
     "charge.failed",
     "charge.refunded",
+    "charge.updated",
     "charge.dispute.created",
     "charge.dispute.updated",
     "charge.dispute.closed",

@@ -28,7 +28,8 @@ from db.models import (
 )
 from db.models.base import utcnow
 from db.session import UnitOfWork, rows_affected
-from services import audit, stripe_mapping
+from services import audit, evidence_files, stripe_mapping
+from services import compelling_evidence as ce
 from services import dispute_evidence as ev
 from services.audit import privileged
 from services.config import Settings
@@ -39,9 +40,7 @@ from services.stripe_gateway import StripeGateway, StripeGatewayError
 OPEN_STATUSES = ("warning_needs_response", "needs_response")
 ALL_STATUSES = ("warning_needs_response", "needs_response", "warning_under_review", "under_review",
                 "warning_closed", "won", "lost")
-# Card networks' monitoring thresholds for dispute rate (disputes / charges): Visa's early
-# warning around 0.75 %, and the 0.9 % / 1 % programme levels.
-RATE_THRESHOLDS = {"early warning": 0.0075, "program (0.9 %)": 0.009, "program (1 %)": 0.01}
+# The card networks' monitoring programmes and their thresholds: services/dispute_analytics.py.
 
 
 class DisputeActionError(ConsoleError):
@@ -352,8 +351,11 @@ def save_draft(dispute_id: str, fields: dict[str, Any], *, actor: str, settings:
             DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
         version = (draft.version if draft else 0) + 1
         files = dict(draft.files) if draft else {}
-    evidence = {**{name: "" for name in ev.TEXT_FIELDS if name not in text}, **text,
-                **{name: meta["file_id"] for name, meta in files.items()}}
+    evidence: dict[str, Any] = {**{name: "" for name in ev.TEXT_FIELDS if name not in text}, **text,
+                                **{name: meta["file_id"] for name, meta in files.items()}}
+    enhanced = ce.assess(uow, dispute_id, test_mode=settings.stripe_mode == "test").enhanced_evidence()
+    if enhanced:  # Visa CE 3.0: the prior undisputed payments, staged so Stripe reports eligibility
+        evidence["enhanced_evidence"] = enhanced
     key = f"dispute-evidence:{dispute_id}:v{version}"
     try:
         staged = gateway.update_dispute(dispute_id, {"evidence": evidence, "submit": False}, idempotency_key=key)
@@ -373,7 +375,8 @@ def save_draft(dispute_id: str, fields: dict[str, Any], *, actor: str, settings:
         draft.staged_to_stripe_at = utcnow()
         _fresh(uow, staged)
         audit.record(uow, actor=actor, action="disputes.save_draft", target=dispute_id, idempotency_key=key,
-                     result="ok", details={"fields": sorted(text), "characters": ev.text_length(text)})
+                     result="ok", details={"fields": sorted(text), "characters": ev.text_length(text),
+                                           **_ce3_details(enhanced)})
         uow.commit()
         return draft
 
@@ -408,6 +411,7 @@ def upload_evidence_file(dispute_id: str, evidence_field: str, filename: str, co
             uow.session.add(draft)
         draft.files = {**draft.files, evidence_field: meta}
         draft.updated_by = actor
+        evidence_files.keep_copy(uow, dispute_id, evidence_field, uploaded["id"], filename, content, actor=actor)
         audit.record(uow, actor=actor, action="disputes.upload_file", target=dispute_id, idempotency_key=key,
                      result="ok", details={"field": evidence_field, "file": uploaded["id"], "filename": filename,
                                            "size": len(content)})
@@ -513,12 +517,26 @@ def submit_evidence(dispute_id: str, *, actor: str, settings: Settings, uow: Uni
         uow.commit()
     if not claimed:
         raise DisputeActionError("This evidence is already being submitted.")
+    enhanced = ce.assess(uow, dispute_id, test_mode=settings.stripe_mode == "test").enhanced_evidence()
+    sent: dict[str, Any] = {**evidence, "enhanced_evidence": enhanced} if enhanced else evidence
     return _finish_claimed(
         uow, dispute_id, action="disputes.submit", key=key, actor=actor,
-        call=lambda: gateway.update_dispute(dispute_id, {"evidence": evidence, "submit": True}, idempotency_key=key),
+        call=lambda: gateway.update_dispute(dispute_id, {"evidence": sent, "submit": True}, idempotency_key=key),
         release={"submitted_at": None, "submitted_by": None},
-        details={"fields": sorted(evidence), "files": _draft_file_names(uow, dispute_id)},
+        details={"fields": sorted(evidence), "files": _draft_file_names(uow, dispute_id), **_ce3_details(enhanced)},
     )
+
+
+def _ce3_details(enhanced: dict[str, Any] | None) -> dict[str, Any]:
+    """For the audit row: which prior payments went out as Visa CE 3.0 evidence (no PII)."""
+    if not enhanced:
+        return {}
+    ce3 = enhanced[ce.CE3]
+    shared = [k for k in ("customer_purchase_ip", "customer_device_id", "customer_device_fingerprint",
+                          "customer_email_address", "customer_account_id", "shipping_address")
+              if k in ce3["disputed_transaction"]]
+    return {"ce3": {"prior_charges": [p["charge"] for p in ce3["prior_undisputed_transactions"]],
+                    "elements": shared}}
 
 
 @privileged("disputes.accept")

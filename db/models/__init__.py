@@ -10,7 +10,7 @@ from db.models.billing import (
     Refund,
     UserSubscription,
 )
-from db.models.disputes import Dispute, DisputeEvidenceDraft
+from db.models.disputes import Dispute, DisputeEvidenceDraft, DisputeEvidenceFile
 from db.models.events import AppSetting, MetricPoint, StripeEvent, WorkerLease
 from db.models.fraud import FraudWarning, RadarBlock
 from db.models.golive import ChecklistItem, MetricsSnapshot, QaResult, QaRun, Signoff
@@ -27,6 +27,7 @@ __all__ = [
     "Customer",
     "Dispute",
     "DisputeEvidenceDraft",
+    "DisputeEvidenceFile",
     "FraudWarning",
     "Invoice",
     "MetricPoint",

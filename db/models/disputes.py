@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, utcnow
@@ -53,3 +53,22 @@ class DisputeEvidenceDraft(Base):
     updated_by: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     notes: Mapped[str | None] = mapped_column(Text)
+
+
+class DisputeEvidenceFile(Base):
+    """A copy of each evidence file we uploaded to Stripe (purpose dispute_evidence), so the
+    evidence can be read back with previews after it is submitted. Stripe keeps the original."""
+
+    __tablename__ = "dispute_evidence_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    dispute_id: Mapped[str] = mapped_column(String(255), index=True)
+    evidence_field: Mapped[str] = mapped_column(String(64))
+    stripe_file_id: Mapped[str] = mapped_column(String(255), unique=True)
+    filename: Mapped[str] = mapped_column(Text)
+    file_type: Mapped[str] = mapped_column(String(8))  # pdf | jpg | png, sniffed from the bytes
+    size: Mapped[int] = mapped_column(default=0)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[str | None] = mapped_column(String(255))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -390,8 +390,13 @@ def test_seed_builds_a_realistic_month(emulator: EmulatorHandle, client: stripe.
     assert set(seeded["prices"]) == {"basic", "pro", "business"}
     assert set(seeded["prices"]["basic"]) == {"monthly", "yearly"}
     counts = seeded["counts"]
-    assert counts["customers"] == 120 and counts["disputes"] >= 12 and counts["efws"] >= 10
-    statuses = {d.status for d in client.v1.disputes.list({"limit": 100}).auto_paging_iter()}
+    # 120 customers plus one long-standing customer whose dispute qualifies for Visa CE 3.0.
+    assert counts["customers"] == 121 and counts["disputes"] >= 12 and counts["efws"] >= 10
+    assert counts["ce3_eligible_disputes"] == 1
+    all_disputes = list(client.v1.disputes.list({"limit": 100}).auto_paging_iter())
+    ce3 = [d for d in all_disputes if "visa_compelling_evidence_3" in d.enhanced_eligibility_types]
+    assert len(ce3) == 1 and ce3[0].network_reason_code == "10.4" and ce3[0].status == "needs_response"
+    statuses = {d.status for d in all_disputes}
     assert {"needs_response", "warning_needs_response", "under_review", "won", "lost"} <= statuses
     soon = [s for s in client.v1.subscriptions.list({"limit": 100}).auto_paging_iter()
             if "pending_plan" in s.metadata and s.cancel_at_period_end
