@@ -483,7 +483,7 @@ def events_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
         engine, "event", "/v1/events", params, {"type", "types", "delivery_success"},
         lambda e: (not wanted_type or _type_matches(e["type"], wanted_type))
         and (not types or any(_type_matches(e["type"], t) for t in types))
-        and (delivery_value is None or e.get("delivery_success") is delivery_value),
+        and (delivery_value is None or e.get("_delivery_success") is delivery_value),
     )
 
 

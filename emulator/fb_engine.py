@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from emulator import catalogue
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
 
 API_VERSION = "2026-10-28.endive"
@@ -57,6 +58,11 @@ TEST_CARDS: dict[str, tuple[str, str, str]] = {
 CARD_NUMBERS = {number: token for token, (number, _brand, _b) in TEST_CARDS.items()}
 
 Json = dict[str, Any]
+
+
+def public_copy(obj: Json) -> Json:
+    """A snapshot of `obj` without the emulator's private (`_`) keys, for embedding in another object."""
+    return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
 
 
 def new_id(prefix: str) -> str:
@@ -127,7 +133,7 @@ class Engine:
         if event_type in set(self.misbehave.get("suppress_events") or []):
             return None
         # A JSON round trip snapshots the object several times faster than deepcopy.
-        data: Json = {"object": json.loads(json.dumps(obj))}
+        data: Json = {"object": catalogue.conform(json.loads(json.dumps(obj)))}
         if previous:
             data["previous_attributes"] = json.loads(json.dumps(previous))
         event = {
@@ -140,7 +146,7 @@ class Engine:
             "pending_webhooks": 0,
             "request": dict(self._current_request),
             "type": event_type,
-            "delivery_success": None,
+            "_delivery_success": None,
         }
         self.events.append(event)
         self.put("event", event)
@@ -402,7 +408,7 @@ class Engine:
             intent["status"] = "requires_payment_method"
             intent["last_payment_error"] = {
                 "type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
-                "message": "Your card was declined.", "payment_method": {"id": pm["id"]},
+                "message": "Your card was declined.", "payment_method": public_copy(pm),
             }
             intent["_dunning"] = True
             self.emit("charge.failed", charge, created=now)
@@ -598,6 +604,7 @@ class Engine:
             "evidence_details": {
                 "due_by": int(now + due_in_days * DAY),
                 "has_evidence": False,
+                "submission_method": "not_submitted",
                 "past_due": False,
                 "submission_count": 0,
             },
@@ -612,7 +619,8 @@ class Engine:
         charge["disputed"] = True
         self.emit("charge.dispute.created", dispute, created=now)
         if not inquiry:
-            dispute["balance_transactions"] = [{"id": new_id("txn"), "amount": -charge["amount"], "type": "adjustment"}]
+            dispute["balance_transactions"] = [self._balance_transaction(-charge["amount"], charge["currency"], now,
+                                                                         dispute["id"], "Chargeback withdrawal")]
             self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
         self._efw_no_longer_actionable(charge["id"], now)
         return dispute
@@ -657,6 +665,7 @@ class Engine:
         submit = to_bool(params.get("submit", True), "submit")  # Stripe submits unless submit=false
         if submit:
             dispute["evidence_details"]["submission_count"] += 1
+            dispute["evidence_details"]["submission_method"] = "manual"
             dispute["status"] = "under_review" if dispute["status"] == "needs_response" else "warning_under_review"
         self.emit("charge.dispute.updated", dispute, created=now, previous=previous)
         if submit:
@@ -683,9 +692,20 @@ class Engine:
         dispute["status"] = status
         self.emit("charge.dispute.closed", dispute, created=now, previous=previous)
         if status == "won":
-            dispute["balance_transactions"].append({"id": new_id("txn"), "amount": dispute["amount"],
-                                                    "type": "adjustment"})
+            dispute["balance_transactions"].append(self._balance_transaction(
+                dispute["amount"], dispute["currency"], now, dispute["id"], "Chargeback reversal"))
             self.emit("charge.dispute.funds_reinstated", dispute, created=now)
+
+    def _balance_transaction(self, amount: int, currency: str, now: int, source: str, description: str) -> Json:
+        """A dispute's funds movement: an `adjustment` in reporting category `dispute` (or its reversal)."""
+        txn = {
+            "id": new_id("txn"), "object": "balance_transaction", "amount": amount, "available_on": now,
+            "balance_type": "payments", "created": now, "currency": currency, "description": description,
+            "exchange_rate": None, "fee": 0, "fee_details": [], "net": amount,
+            "reporting_category": "dispute" if amount < 0 else "dispute_reversal", "source": source,
+            "status": "available", "type": "adjustment",
+        }
+        return self.put("balance_transaction", txn)
 
     def create_efw_for(self, charge: Json, now: int, fraud_type: str = "made_with_stolen_card") -> Json:
         efw = {
@@ -771,6 +791,9 @@ class Engine:
             "id": subscription_id,
             "object": "subscription",
             "billing_cycle_anchor": now,
+            # Since 2025-09-30.clover new subscriptions default to flexible billing mode.
+            "billing_mode": {"type": "flexible", "flexible": None, "updated_at": now},
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             "cancel_at": None,
             "cancel_at_period_end": False,
             "canceled_at": None,
@@ -811,9 +834,25 @@ class Engine:
             "current_period_end": end,
             "current_period_start": start,
             "metadata": {},
+            "plan": self.plan_of(price),
             "price": copy.deepcopy(price),
             "quantity": quantity,
             "subscription": subscription_id,
+        }
+
+    @staticmethod
+    def plan_of(price: Json) -> Json:
+        """The legacy `plan` view Stripe still gives of a recurring price on subscription items."""
+        recurring = price.get("recurring") or {}
+        return {
+            "id": price["id"], "object": "plan", "active": price["active"], "amount": price["unit_amount"],
+            "amount_decimal": price["unit_amount_decimal"], "billing_scheme": price["billing_scheme"],
+            "created": price["created"], "currency": price["currency"], "interval": recurring.get("interval"),
+            "interval_count": recurring.get("interval_count", 1), "livemode": False,
+            "metadata": dict(price.get("metadata") or {}), "meter": recurring.get("meter"),
+            "nickname": price.get("nickname"), "product": price["product"], "tiers_mode": None,
+            "transform_usage": None, "trial_period_days": recurring.get("trial_period_days"),
+            "usage_type": recurring.get("usage_type", "licensed"),
         }
 
     def _item_lines(self, subscription: Json, now: int) -> list[Json]:
@@ -856,6 +895,8 @@ class Engine:
                 "unit_amount_decimal": price["unit_amount_decimal"],
             },
             "quantity": item["quantity"],
+            "discountable": True,
+            "subtotal": amount,
         }
 
     def _invoice_for(self, subscription: Json, billing_reason: str, lines: list[Json], now: int) -> Json:
@@ -865,6 +906,7 @@ class Engine:
             "id": invoice_id,
             "object": "invoice",
             "account_country": "US",
+            "issuer": {"type": "self"},
             "amount_due": max(total, 0),
             "amount_paid": 0,
             "amount_remaining": max(total, 0),
@@ -1016,7 +1058,8 @@ class Engine:
         now = self.now_for(customer["id"])
         invoice_id = new_id("in")
         invoice: Json = {
-            "id": invoice_id, "object": "invoice", "account_country": "US", "amount_due": 0, "amount_paid": 0,
+            "id": invoice_id, "object": "invoice", "account_country": "US", "issuer": {"type": "self"},
+            "amount_due": 0, "amount_paid": 0,
             "amount_remaining": 0, "attempt_count": 0, "attempted": False,
             "auto_advance": to_bool(params["auto_advance"], "auto_advance") if "auto_advance" in params else False,
             "billing_reason": "manual",
@@ -1053,12 +1096,14 @@ class Engine:
             "customer": customer["id"], "date": now, "description": params.get("description"),
             "invoice": invoice["id"], "livemode": False, "metadata": dict(params.get("metadata") or {}),
             "parent": None, "period": {"start": now, "end": now}, "proration": False, "quantity": 1,
+            "quantity_decimal": "1", "discountable": True,
             "test_clock": customer.get("test_clock"),
         }
         self.put("invoiceitem", item)
         invoice["lines"]["data"].append({
             "id": new_id("il"), "object": "line_item", "amount": amount, "currency": invoice["currency"],
             "description": item["description"], "invoice": invoice["id"], "livemode": False, "metadata": {},
+            "discountable": True, "subtotal": amount,
             "parent": {"type": "invoice_item_details", "subscription_item_details": None,
                        "invoice_item_details": {"invoice_item": item["id"], "proration": False,
                                                 "proration_details": {"credited_items": None},
@@ -1125,6 +1170,7 @@ class Engine:
                 if proration_behavior != "none":
                     proration_lines.extend(self._prorations(subscription, item, new_price, proration_at))
                 item["price"] = copy.deepcopy(new_price)
+                item["plan"] = self.plan_of(new_price)
                 price_changed = True
             if change.get("quantity"):
                 previous.setdefault("items", copy.deepcopy(subscription["items"]))
@@ -1201,6 +1247,7 @@ class Engine:
                     if behaviour != "none":
                         lines.extend(self._prorations(subscription, item, new_price, at))
                     item["price"] = copy.deepcopy(new_price)
+                item["plan"] = self.plan_of(new_price)
         immediate = behaviour == "always_invoice"
         if not immediate:
             for item in subscription["items"]["data"]:
@@ -1211,7 +1258,7 @@ class Engine:
                                         description=f"{item['quantity']} × {self._product_name(item['price'])}"))
         total = sum(line["amount"] for line in lines)
         return {
-            "id": None,
+            "id": new_id("upcoming_in"),
             "object": "invoice",
             "amount_due": max(0, total),
             "amount_paid": 0,

@@ -16,13 +16,14 @@ import threading
 import time
 import traceback
 import urllib.request
+from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator import fb_api, fb_settings
+from emulator import catalogue, fb_api, fb_settings
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 
@@ -149,7 +150,7 @@ class WebhookDelivery:
             event = engine.objects.get("event", {}).get(event_id)
             if endpoint is None or event is None or endpoint.get("deleted"):
                 return
-            body = json.dumps(fb_api.public(event)).encode()
+            body = json.dumps(catalogue.conform(fb_api.public(event))).encode()
             secret = endpoint["secret"]
             url = endpoint["url"]
         request = urllib.request.Request(url, data=body, method="POST", headers={
@@ -168,10 +169,10 @@ class WebhookDelivery:
                                                "attempt": attempt, "ok": ok, "ts": time.time()})
             if ok:
                 event["pending_webhooks"] = max(0, event["pending_webhooks"] - 1)
-                if event.get("delivery_success") is not False:
-                    event["delivery_success"] = True
+                if event.get("_delivery_success") is not False:
+                    event["_delivery_success"] = True
                 return
-            event["delivery_success"] = False
+            event["_delivery_success"] = False
         if attempt < self.max_attempts:
             delay = self.retry_delays[min(attempt - 1, len(self.retry_delays) - 1)]
             with self.cond:
@@ -204,6 +205,8 @@ class EmulatorServer:
         self.state_file = state_file
         self.request_log: list[Json] = []
         self.delivery_log: list[Json] = []
+        # Callables (method, path, status, body) told of every /v1 response (the contract tests' catalogue check).
+        self.response_observers: list[Callable[[str, str, int, bytes], None]] = []
         self.idempotency: dict[str, tuple[str, int, bytes]] = {}
         self.key_locks: dict[str, threading.Lock] = {}
         self.key_locks_guard = threading.Lock()
@@ -356,6 +359,8 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             with emulator.engine.lock:
                 emulator.request_log.append({"method": method, "path": path, "status": status,
                                              "idempotency_key": key, "request_id": request_id, "ts": time.time()})
+            for observer in list(emulator.response_observers):
+                observer(method, path, status, body)
             return status, body, extra
 
         def _authenticate(self) -> None:
@@ -410,7 +415,7 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                         result = handler(emulator.engine, match, params)
                     finally:
                         emulator.engine._current_request = {"id": None, "idempotency_key": None}
-                return 200, json.dumps(result).encode()
+                return 200, json.dumps(catalogue.conform(result)).encode()
             except StripeApiError as error:
                 if raise_errors:
                     raise
