@@ -16,6 +16,7 @@ object, how many defined fields are present with the right type and enum.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import importlib
 import pkgutil
@@ -160,8 +161,8 @@ def _field_for(tp: Any, owner: type) -> Field:
         return Field("list_object", refs=_object_names(list(typing.get_args(tp)), owner))
     if origin is UntypedStripeObject:
         return Field("map", item=_field_for(typing.get_args(tp)[0], owner))
-    if isinstance(tp, ForwardRef):
-        resolved = _resolve_forward(tp.__forward_arg__, owner)
+    if isinstance(tp, (ForwardRef, str)):
+        resolved = _resolve_forward(tp.__forward_arg__ if isinstance(tp, ForwardRef) else tp, owner)
         return Field("resource", refs=_object_names([resolved], owner)) if resolved else Field("any")
     if tp is bool:
         return Field("bool")
@@ -169,7 +170,7 @@ def _field_for(tp: Any, owner: type) -> Field:
         return Field("int")
     if tp is float:
         return Field("float")
-    if tp is str:
+    if tp is str or tp is decimal.Decimal:  # decimals travel as strings ("1000.5")
         return Field("str")
     if _is_resource(tp):
         return Field("resource", refs=(str(tp.__dict__["OBJECT_NAME"]),))

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from emulator import validation
 from emulator.fb_engine import DAY, Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, check_params, expand, list_object, missing, to_bool, to_int
 
@@ -35,10 +36,13 @@ def render(engine: Engine, obj: Json, params: Json, *, is_list: bool = False) ->
     if not isinstance(paths, list):
         raise StripeApiError(400, "Invalid array", code="parameter_invalid_empty", param="expand")
     if is_list:
+        first = obj["data"][0] if obj.get("data") else None
+        validation.check_expand(first.get("object") if isinstance(first, dict) else None, paths, is_list=True)
         paths = [p.removeprefix("data.") for p in paths if p.startswith("data.")]
         obj = dict(obj)
         obj["data"] = [expand(public(item), paths, engine.find) for item in obj["data"]]
         return public(obj)
+    validation.check_expand(obj.get("object"), paths)
     return public(expand(public(obj), paths, lambda object_id: public(engine.find(object_id) or {}) or None))
 
 

@@ -249,10 +249,7 @@ class Engine:
 
     def _attach(self, pm: Json, customer_id: str) -> None:
         if pm["_behaviour"] == "declined":
-            raise StripeApiError(
-                402, "Your card was declined.", type_="card_error", code="card_declined",
-                decline_code="generic_decline", param="",
-            )
+            raise self.card_error(None, pm)
         pm["customer"] = customer_id
         self.emit("payment_method.attached", pm, created=self.now_for(customer_id))
 
@@ -516,7 +513,25 @@ class Engine:
             intent["_authenticated"] = False
         outcome = self.attempt_payment(intent, pm, now)
         self._after_intent_outcome(intent, outcome, now)
+        if outcome == "failed" and pm is not None:
+            raise self.card_error(intent, pm)
         return intent
+
+    def card_error(self, intent: Json | None, pm: Json | None) -> StripeApiError:
+        """Stripe's 402 for a declined payment: the error carries the PaymentIntent, PaymentMethod and charge."""
+        last = (intent or {}).get("last_payment_error") or {}
+        extra: Json = {}
+        if intent is not None:
+            extra["payment_intent"] = catalogue.conform(public_copy(intent))
+            if intent.get("latest_charge"):
+                extra["charge"] = intent["latest_charge"]
+        if pm is not None:
+            extra["payment_method"] = catalogue.conform(public_copy(pm))
+        return StripeApiError(
+            402, str(last.get("message") or "Your card was declined."), type_="card_error",
+            code=str(last.get("code") or "card_declined"),
+            decline_code=str(last.get("decline_code") or "generic_decline"), extra=extra,
+        )
 
     def authenticate_payment_intent(self, intent_id: str) -> Json:
         """What the customer's 3-D Secure challenge does in a browser (emulator helper)."""
@@ -816,14 +831,23 @@ class Engine:
             "trial_end": None,
             "trial_start": None,
         }
-        self.put("subscription", subscription)
-        invoice = self._invoice_for(subscription, "subscription_create", self._item_lines(subscription, now), now)
         behaviour = params.get("payment_behavior", "allow_incomplete")
+        if behaviour not in ("allow_incomplete", "default_incomplete", "error_if_incomplete"):
+            raise StripeApiError(400, f"Invalid payment_behavior: {behaviour}", code="parameter_invalid_string",
+                                 param="payment_behavior")
+        self.put("subscription", subscription)
+        self.emit("customer.subscription.created", subscription, created=now)
+        invoice = self._invoice_for(subscription, "subscription_create", self._item_lines(subscription, now), now)
+        if behaviour == "default_incomplete" and invoice["status"] == "open":
+            # The first invoice's PaymentIntent waits for the integration to confirm it.
+            self._intent_for(invoice, now)
+            return subscription
         outcome = self._collect(invoice, subscription, now)
         if outcome != "succeeded" and behaviour == "error_if_incomplete":
-            raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
-                                 decline_code="generic_decline")
-        self.emit("customer.subscription.created", subscription, created=now)
+            # Stripe creates no subscription and answers 402 with the invoice's PaymentIntent.
+            intent = self.objects["payment_intent"][invoice["_payment_intent"]]
+            subscription["deleted"] = True
+            raise self.card_error(intent, self.objects.get("payment_method", {}).get(intent.get("payment_method")))
         return subscription
 
     def _new_item(self, subscription_id: str, price: Json, quantity: int, start: int, end: int) -> Json:
@@ -961,6 +985,16 @@ class Engine:
     def _collect(self, invoice: Json, subscription: Json | None, now: int, pm: Json | None = None) -> str:
         if invoice["status"] == "paid":
             return "succeeded"
+        intent = self._intent_for(invoice, now)
+        if invoice.get("_failed_once"):
+            intent["_dunning"] = True
+        pm = pm or self.default_payment_method(invoice["customer"], subscription)
+        outcome = self.attempt_payment(intent, pm, now)
+        self._settle_invoice(invoice, intent, outcome, now)
+        return outcome
+
+    def _intent_for(self, invoice: Json, now: int) -> Json:
+        """The invoice's PaymentIntent (and its invoice_payment), created on first need."""
         intent_id = invoice.get("_payment_intent")
         intent = self.objects.get("payment_intent", {}).get(intent_id) if intent_id else None
         if intent is None:
@@ -975,12 +1009,8 @@ class Engine:
                 "payment": {"type": "payment_intent", "payment_intent": intent["id"]}, "status": "open",
                 "created": now,
             })
-        if invoice.get("_failed_once"):
-            intent["_dunning"] = True
-        pm = pm or self.default_payment_method(invoice["customer"], subscription)
-        outcome = self.attempt_payment(intent, pm, now)
-        self._settle_invoice(invoice, intent, outcome, now)
-        return outcome
+            self.emit("payment_intent.created", intent, created=now)
+        return intent
 
     def _settle_invoice(self, invoice: Json, intent: Json, outcome: str, now: int) -> None:
         subscription = self.subscription_of(invoice)
@@ -1041,8 +1071,8 @@ class Engine:
         pm = self._resolve_pm(params["payment_method"], invoice["customer"]) if params.get("payment_method") else None
         outcome = self._collect(invoice, subscription, now, pm)
         if outcome == "failed":
-            raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
-                                 decline_code="generic_decline")
+            intent = self.objects["payment_intent"][invoice["_payment_intent"]]
+            raise self.card_error(intent, self.objects.get("payment_method", {}).get(intent.get("payment_method")))
         return invoice
 
     def subscription_of(self, invoice: Json) -> Json | None:

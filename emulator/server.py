@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator import catalogue, fb_api, fb_settings
+from emulator import catalogue, fb_api, fb_settings, validation
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 
@@ -207,7 +207,7 @@ class EmulatorServer:
         self.delivery_log: list[Json] = []
         # Callables (method, path, status, body) told of every /v1 response (the contract tests' catalogue check).
         self.response_observers: list[Callable[[str, str, int, bytes], None]] = []
-        self.idempotency: dict[str, tuple[str, int, bytes]] = {}
+        self.idempotency: dict[str, tuple[str, int, bytes, str]] = {}  # key -> (fingerprint, status, body, req)
         self.key_locks: dict[str, threading.Lock] = {}
         self.key_locks_guard = threading.Lock()
         self.delivery = WebhookDelivery(self)
@@ -386,17 +386,24 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             with emulator.key_lock(key):
                 saved = emulator.idempotency.get(key)
                 if saved is not None:
-                    saved_fingerprint, saved_status, saved_body = saved
+                    saved_fingerprint, saved_status, saved_body, original_request = saved
                     if saved_fingerprint != fingerprint:
                         raise StripeApiError(
                             400, "Keys for idempotent requests can only be used with the same parameters they were "
                                  f"first used with. Try using a key other than '{key}' if you meant to execute a "
                                  "different request.", type_="idempotency_error")
-                    return saved_status, saved_body, {"Idempotent-Replayed": "true", "Original-Request": request_id}
-                status, body = self._execute(method, path, query, raw, request_id, key, raise_errors=False)
-                if status < 500:
-                    emulator.idempotency[key] = (fingerprint, status, body)
-                return status, body, {}
+                    return saved_status, saved_body, {"Idempotent-Replayed": "true",
+                                                      "Original-Request": original_request}
+                try:
+                    status, body = self._execute(method, path, query, raw, request_id, key)
+                except StripeApiError as error:
+                    status, body = error.status, _error_body(error, request_id)
+                    # Stripe saves a result only once the endpoint began executing: a request that
+                    # failed validation saves nothing, so the corrected retry with the same key runs.
+                    if error.failed_validation or error.status >= 500:
+                        return status, body, {}
+                emulator.idempotency[key] = (fingerprint, status, body, request_id)
+                return status, body, {"Original-Request": request_id}
 
         def _execute(self, method: str, path: str, query: str, raw: bytes, request_id: str, key: str | None,
                      raise_errors: bool = True) -> tuple[int, bytes]:
@@ -409,6 +416,7 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                     raise StripeApiError(404, f"Unrecognized request URL ({method}: {path}). Please see "
                                               "https://stripe.com/docs or we can help at https://support.stripe.com/.")
                 handler, match = found
+                validation.check_request(method, path, params)
                 with emulator.engine.lock:
                     emulator.engine._current_request = {"id": request_id, "idempotency_key": key}
                     try:
