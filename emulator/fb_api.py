@@ -136,6 +136,7 @@ def products_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
 def products_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
     check_params(params, {"name", "active", "description", "metadata"})
     product = engine.get("product", m["id"], "product")
+    before = engine.snapshot(product)
     for field in ("name", "description"):
         if field in params:
             product[field] = params[field]
@@ -143,7 +144,9 @@ def products_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
         product["active"] = to_bool(params["active"], "active")
     if "metadata" in params:
         engine._merge_metadata(product, params["metadata"])
-    engine.emit("product.updated", product, created=engine.now_for(None))
+    if engine.snapshot(product) != before:
+        product["updated"] = engine.now_for(None)
+        engine.emit_update("product.updated", product, before, created=engine.now_for(None))
     return render(engine, product, params)
 
 
@@ -173,6 +176,7 @@ def prices_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
 def prices_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
     check_params(params, {"active", "metadata", "lookup_key", "nickname"})
     price = engine.get("price", m["id"], "price")
+    before = engine.snapshot(price)
     if "active" in params:
         price["active"] = to_bool(params["active"], "active")
     for field in ("lookup_key", "nickname"):
@@ -180,7 +184,7 @@ def prices_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
             price[field] = params[field] or None
     if "metadata" in params:
         engine._merge_metadata(price, params["metadata"])
-    engine.emit("price.updated", price, created=engine.now_for(None))
+    engine.emit_update("price.updated", price, before, created=engine.now_for(None))
     return render(engine, price, params)
 
 

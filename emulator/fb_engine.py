@@ -65,6 +65,21 @@ def public_copy(obj: Json) -> Json:
     return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
 
 
+def changed_fields(before: Json, after: Json) -> Json:
+    """Stripe's previous_attributes: the old value of each changed field; inside a hash only the
+    changed keys (null for a key that was added); an array that changed is given whole."""
+    previous: Json = {}
+    for key in before.keys() | after.keys():
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            previous[key] = changed_fields(old, new)
+        else:
+            previous[key] = copy.deepcopy(old)
+    return previous
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
@@ -97,6 +112,7 @@ class Engine:
 
         def run() -> None:
             with self.lock:
+                self._current_request = {"id": None, "idempotency_key": None}
                 action()
 
         timer = threading.Timer(delay_s, run)
@@ -154,6 +170,19 @@ class Engine:
             self.on_event(event)
         return event
 
+    def snapshot(self, obj: Json) -> Json:
+        """The object as a client sees it now (for previous_attributes)."""
+        return catalogue.conform(json.loads(json.dumps(obj)))
+
+    def emit_update(self, event_type: str, obj: Json, before: Json, *, created: int,
+                    always: bool = False) -> Json | None:
+        """Emit `event_type` with previous_attributes holding exactly what changed since `before`;
+        nothing at all for a no-op update (unless `always`, for events such as charge.refunded)."""
+        previous = changed_fields(before, self.snapshot(obj))
+        if not previous and not always:
+            return None
+        return self.emit(event_type, obj, created=created, previous=previous)
+
     # --- customers and payment methods -----------------------------------------------
     def create_customer(self, params: Json, *, created: int | None = None) -> Json:
         clock = params.get("test_clock")
@@ -191,22 +220,19 @@ class Engine:
 
     def update_customer(self, customer_id: str, params: Json) -> Json:
         customer = self.get("customer", customer_id, "customer")
-        previous: Json = {}
+        before = self.snapshot(customer)
         for field in ("email", "name", "description", "phone"):
             if field in params:
-                previous[field] = customer.get(field)
                 customer[field] = params[field] or None
         if "metadata" in params:
-            previous["metadata"] = dict(customer["metadata"])
             self._merge_metadata(customer, params["metadata"])
         settings = params.get("invoice_settings") or {}
         if "default_payment_method" in settings:
-            previous["invoice_settings"] = dict(customer["invoice_settings"])
             pm_id = settings["default_payment_method"]
             customer["invoice_settings"]["default_payment_method"] = (
                 self._resolve_pm(pm_id, customer_id)["id"] if pm_id else None
             )
-        self.emit("customer.updated", customer, created=self.now_for(customer_id), previous=previous)
+        self.emit_update("customer.updated", customer, before, created=self.now_for(customer_id))
         return customer
 
     def card_payment_method(self, token_or_number: str) -> Json:
@@ -418,9 +444,9 @@ class Engine:
         self.emit("charge.succeeded", charge, created=now)
         self.emit("payment_intent.succeeded", intent, created=now)
         if behaviour in ("dispute", "inquiry"):
-            self.create_dispute_for(charge, now + 60, inquiry=behaviour == "inquiry")
+            self.create_dispute_for(charge, now, inquiry=behaviour == "inquiry")
         if behaviour == "efw":
-            self.create_efw_for(charge, now + 60)
+            self.create_efw_for(charge, now)
         return "succeeded"
 
     def _new_charge(self, intent: Json, pm: Json, now: int, *, succeeded: bool) -> Json:
@@ -594,12 +620,12 @@ class Engine:
             "status": "succeeded",
         }
         self.put("refund", refund)
-        previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
+        before = self.snapshot(charge)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
         charge["refunds"]["data"].insert(0, refund)
         self.emit("refund.created", refund, created=now)
-        self.emit("charge.refunded", charge, created=now, previous=previous)
+        self.emit_update("charge.refunded", charge, before, created=now, always=True)
         if charge["refunded"]:
             self._efw_no_longer_actionable(charge_id, now)
         return refund
@@ -672,7 +698,7 @@ class Engine:
         if text > EVIDENCE_TEXT_LIMIT:
             raise StripeApiError(400, "The combined length of the evidence text fields exceeds 150000 characters.",
                                  param="evidence")
-        previous = {"evidence": dict(dispute["evidence"]), "status": dispute["status"]}
+        before = self.snapshot(dispute)
         dispute["evidence"] = merged
         dispute["evidence_details"]["has_evidence"] = any(v for v in merged.values())
         if "metadata" in params:
@@ -682,14 +708,15 @@ class Engine:
             dispute["evidence_details"]["submission_count"] += 1
             dispute["evidence_details"]["submission_method"] = "manual"
             dispute["status"] = "under_review" if dispute["status"] == "needs_response" else "warning_under_review"
-        self.emit("charge.dispute.updated", dispute, created=now, previous=previous)
+        self.emit_update("charge.dispute.updated", dispute, before, created=now)
         if submit:
             all_text = " ".join(str(v) for v in merged.values() if v)
             # Stripe decides test-mode disputes shortly after submission, by the evidence text.
+            customer_id = self.objects["charge"][dispute["charge"]].get("customer")
             if "winning_evidence" in all_text:
-                self.later(0.2, lambda: self._close_dispute(dispute, "won", now + 1))
+                self.later(0.2, lambda: self._close_dispute(dispute, "won", self.now_for(customer_id)))
             elif "losing_evidence" in all_text:
-                self.later(0.2, lambda: self._close_dispute(dispute, "lost", now + 1))
+                self.later(0.2, lambda: self._close_dispute(dispute, "lost", self.now_for(customer_id)))
         return dispute
 
     def close_dispute(self, dispute_id: str) -> Json:
@@ -703,9 +730,9 @@ class Engine:
         return dispute
 
     def _close_dispute(self, dispute: Json, status: str, now: int) -> None:
-        previous = {"status": dispute["status"]}
+        before = self.snapshot(dispute)
         dispute["status"] = status
-        self.emit("charge.dispute.closed", dispute, created=now, previous=previous)
+        self.emit_update("charge.dispute.closed", dispute, before, created=now, always=True)
         if status == "won":
             dispute["balance_transactions"].append(self._balance_transaction(
                 dispute["amount"], dispute["currency"], now, dispute["id"], "Chargeback reversal"))
@@ -740,8 +767,9 @@ class Engine:
     def _efw_no_longer_actionable(self, charge_id: str, now: int) -> None:
         for efw in self.all("radar.early_fraud_warning"):
             if efw["charge"] == charge_id and efw["actionable"]:
+                before = self.snapshot(efw)
                 efw["actionable"] = False
-                self.emit("radar.early_fraud_warning.updated", efw, created=now, previous={"actionable": True})
+                self.emit_update("radar.early_fraud_warning.updated", efw, before, created=now)
 
     # --- files --------------------------------------------------------------------------
     def create_file(self, content: bytes, filename: str, purpose: str) -> Json:
@@ -1020,9 +1048,9 @@ class Engine:
         if outcome == "succeeded":
             self._mark_paid(invoice, now)
             if subscription is not None and subscription["status"] in ("incomplete", "past_due", "unpaid"):
-                previous = {"status": subscription["status"]}
+                before = self.snapshot(subscription)
                 subscription["status"] = "active"
-                self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+                self.emit_update("customer.subscription.updated", subscription, before, created=now)
             return
         if outcome == "requires_action":
             invoice["_action_reported"] = True
@@ -1038,14 +1066,14 @@ class Engine:
                 invoice["next_payment_attempt"] = None
             self.emit("invoice.payment_failed", invoice, created=now)
         if subscription is not None and subscription["status"] == "active":
-            previous = {"status": "active"}
+            before = self.snapshot(subscription)
             subscription["status"] = "past_due"
-            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+            self.emit_update("customer.subscription.updated", subscription, before, created=now)
         if subscription is not None and invoice["next_payment_attempt"] is None and outcome == "failed" and \
                 subscription["status"] == "past_due":
-            previous = {"status": "past_due"}
+            before = self.snapshot(subscription)
             subscription["status"] = "unpaid"
-            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+            self.emit_update("customer.subscription.updated", subscription, before, created=now)
 
     def _mark_paid(self, invoice: Json, now: int) -> None:
         invoice["status"] = "paid"
@@ -1056,6 +1084,8 @@ class Engine:
         for payment in invoice["payments"]["data"]:
             payment["status"] = "paid"
             payment["amount_paid"] = invoice["amount_due"]
+            payment.setdefault("status_transitions", {})["paid_at"] = now
+            self.emit("invoice_payment.paid", payment, created=now)
         self.emit("invoice.paid", invoice, created=now)
         self.emit("invoice.payment_succeeded", invoice, created=now)
 
@@ -1176,14 +1206,13 @@ class Engine:
             raise StripeApiError(400, "A canceled subscription can only update its cancellation_details and "
                                       "metadata.")
         now = self.now_for(subscription["customer"])
-        previous: Json = {}
+        before = self.snapshot(subscription)
         proration_behavior = params.get("proration_behavior", "create_prorations")
         if proration_behavior not in ("create_prorations", "none", "always_invoice"):
             raise StripeApiError(400, "Invalid proration_behavior", code="parameter_invalid_string",
                                  param="proration_behavior")
         proration_at = to_int(params.get("proration_date", now), "proration_date")
         items_in = params.get("items") or []
-        price_changed = False
         ignore_price = bool(self.misbehave.get("downgrade_cancels"))
         proration_lines: list[Json] = []
         for index, change in enumerate(items_in):
@@ -1196,40 +1225,32 @@ class Engine:
                 new_price = self._price(change["price"], f"items[{index}][price]")
                 if ignore_price:
                     continue
-                previous.setdefault("items", copy.deepcopy(subscription["items"]))
                 if proration_behavior != "none":
                     proration_lines.extend(self._prorations(subscription, item, new_price, proration_at))
                 item["price"] = copy.deepcopy(new_price)
                 item["plan"] = self.plan_of(new_price)
-                price_changed = True
             if change.get("quantity"):
-                previous.setdefault("items", copy.deepcopy(subscription["items"]))
                 item["quantity"] = to_int(change["quantity"], f"items[{index}][quantity]", minimum=1)
         if "cancel_at_period_end" in params:
             value = to_bool(params["cancel_at_period_end"], "cancel_at_period_end")
             if not (ignore_price and value is False and subscription["cancel_at_period_end"]):
-                if value != subscription["cancel_at_period_end"]:
-                    previous["cancel_at_period_end"] = subscription["cancel_at_period_end"]
-                    previous["cancel_at"] = subscription["cancel_at"]
                 subscription["cancel_at_period_end"] = value
                 end = subscription["items"]["data"][0]["current_period_end"]
                 subscription["cancel_at"] = end if value else None
                 subscription["canceled_at"] = now if value else None
         if "metadata" in params:
-            previous["metadata"] = dict(subscription["metadata"])
             self._merge_metadata(subscription, params["metadata"])
         if params.get("default_payment_method"):
-            previous["default_payment_method"] = subscription["default_payment_method"]
             subscription["default_payment_method"] = self._resolve_pm(params["default_payment_method"],
                                                                       subscription["customer"])["id"]
+        # The subscription's update comes first; the proration invoice's events follow it.
+        self.emit_update("customer.subscription.updated", subscription, before, created=now)
         if proration_lines:
             if proration_behavior == "always_invoice":
                 invoice = self._invoice_for(subscription, "subscription_update", proration_lines, now)
                 self._collect(invoice, subscription, now)
             else:
                 self.pending_prorations.setdefault(subscription_id, []).extend(proration_lines)
-        if previous or price_changed:
-            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
         return subscription
 
     def cancel_subscription(self, subscription_id: str, *, at: int | None = None) -> Json:
@@ -1330,11 +1351,11 @@ class Engine:
             if subscription["cancel_at_period_end"]:
                 self.cancel_subscription(subscription["id"], at=period_end)
                 return
+            before = self.snapshot(subscription)
             for each in subscription["items"]["data"]:
                 each["current_period_start"] = period_end
                 each["current_period_end"] = period_end + self.period_length(each["price"])
-            self.emit("customer.subscription.updated", subscription, created=period_end,
-                      previous={"items": {"data": [{"current_period_start": item["current_period_start"]}]}})
+            self.emit_update("customer.subscription.updated", subscription, before, created=period_end)
             lines = self.pending_prorations.pop(subscription["id"], []) + self._item_lines(subscription, period_end)
             invoice = self._invoice_for(subscription, "subscription_cycle", lines, period_end)
             self._collect(invoice, subscription, period_end)
@@ -1349,8 +1370,13 @@ class Engine:
         subscriptions = [s for s in self.all("subscription") if s["customer"] in customers]
         # Step through each subscription's due work in time order (renewals, retries, period ends).
         clock["frozen_time"] = frozen_time
-        for subscription in sorted(subscriptions, key=lambda s: s["created"]):
-            self.advance_subscription(subscription, frozen_time)
+        # What the clock's advance sets off is Stripe's own (automatic) work: its events have no request.
+        request, self._current_request = self._current_request, {"id": None, "idempotency_key": None}
+        try:
+            for subscription in sorted(subscriptions, key=lambda s: s["created"]):
+                self.advance_subscription(subscription, frozen_time)
+        finally:
+            self._current_request = request
         clock["status"] = "ready"
         self.emit("test_helpers.test_clock.ready", clock, created=frozen_time)
         return clock

@@ -545,10 +545,10 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
         with engine.lock:
             warning = engine.get("radar.early_fraud_warning", parts[1], "radar.early_fraud_warning")
             if "actionable" in payload:
-                previous = {"actionable": warning["actionable"]}
+                before = engine.snapshot(warning)
                 warning["actionable"] = bool(payload["actionable"])
-                engine.emit("radar.early_fraud_warning.updated", warning, created=engine.now_for(None),
-                            previous=previous)
+                engine.emit_update("radar.early_fraud_warning.updated", warning, before,
+                                   created=engine.now_for(None))
             return fb_api.public(copy.deepcopy(warning))
     if len(parts) == 3 and parts[0] == "payment_method_domains" and parts[2] == "set" and method == "POST":
         # Test helper: a wallet's verification on the domain failed (or passed again).
