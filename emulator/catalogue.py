@@ -225,8 +225,14 @@ def _zero(f: Field) -> Any:
     if f.kind == "list_object":
         return {"object": "list", "data": [], "has_more": False, "url": ""}
     if f.kind == "nested" and f.nested is not None:
-        return _conform_fields({}, fields_of(f.nested))
+        return _zero_nested(f.nested)
     return None
+
+
+@functools.cache
+def _zero_nested(cls: type) -> Json:
+    """A nested hash with every field at its zero value; shared, so conform's output is read-only."""
+    return _conform_fields({}, fields_of(cls))
 
 
 def _conform_value(value: Any, f: Field) -> Any:
@@ -260,7 +266,10 @@ def _conform_fields(obj: Json, fields: dict[str, Field], omit: frozenset[str] = 
 
 
 def conform(obj: Json) -> Json:
-    """`obj` with exactly the fields its object type defines (by its `object` value)."""
+    """`obj` with exactly the fields its object type defines (by its `object` value).
+
+    The result is for sending (or snapshotting) and must not be mutated: zero-filled nested
+    hashes are shared between results."""
     kind = obj.get("object")
     if kind in ("list", "search_result"):
         out = {k: v for k, v in obj.items() if not k.startswith("_")}
@@ -275,7 +284,10 @@ def conform(obj: Json) -> Json:
     if kind == "event" and isinstance(out.get("data"), dict):
         data = dict(out["data"])
         if isinstance(data.get("object"), dict):
+            had_id = "id" in data["object"]
             data["object"] = conform(data["object"])
+            if out.get("type") == "invoice.upcoming" and not had_id:
+                data["object"].pop("id", None)  # Stripe: the upcoming invoice has no id
         out["data"] = data
     return out
 

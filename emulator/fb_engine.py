@@ -18,12 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from emulator import catalogue
+from emulator import billing_calendar, catalogue
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
 
 API_VERSION = "2026-10-28.endive"
 DAY = 86_400
-INTERVAL_SECONDS = {"day": DAY, "week": 7 * DAY, "month": 30 * DAY, "year": 365 * DAY}
 # Smart-Retries-like schedule after a failed renewal: +3 d, +5 d, +7 d, then give up.
 RETRY_SCHEDULE_DAYS = (3, 5, 7)
 DISPUTE_RESPONSE_DAYS = 7
@@ -70,6 +69,8 @@ def changed_fields(before: Json, after: Json) -> Json:
     changed keys (null for a key that was added); an array that changed is given whole."""
     previous: Json = {}
     for key in before.keys() | after.keys():
+        if key.startswith("_"):
+            continue
         old, new = before.get(key), after.get(key)
         if old == new:
             continue
@@ -98,6 +99,7 @@ class Engine:
             self.pending_prorations: dict[str, list[Json]] = {}
             self.invoices_by_subscription: dict[str, list[str]] = {}
             self._current_request: Json = {"id": None, "idempotency_key": None}
+            self.billing_config: Json = {"upcoming_days": billing_calendar.DEFAULT_UPCOMING_DAYS}
 
     # --- storage -----------------------------------------------------------------
     def put(self, kind: str, obj: Json) -> Json:
@@ -149,7 +151,10 @@ class Engine:
         if event_type in set(self.misbehave.get("suppress_events") or []):
             return None
         # A JSON round trip snapshots the object several times faster than deepcopy.
-        data: Json = {"object": catalogue.conform(json.loads(json.dumps(obj)))}
+        # A snapshot; it is fitted to Stripe's catalogue when served or delivered.
+        data: Json = {"object": json.loads(json.dumps(obj))}
+        if event_type == "invoice.upcoming":
+            data["object"].pop("id", None)  # Stripe: the upcoming invoice has no id
         if previous:
             data["previous_attributes"] = json.loads(json.dumps(previous))
         event = {
@@ -171,8 +176,8 @@ class Engine:
         return event
 
     def snapshot(self, obj: Json) -> Json:
-        """The object as a client sees it now (for previous_attributes)."""
-        return catalogue.conform(json.loads(json.dumps(obj)))
+        """The object's state now (for previous_attributes; private keys are ignored there)."""
+        return json.loads(json.dumps(obj))  # type: ignore[no-any-return]
 
     def emit_update(self, event_type: str, obj: Json, before: Json, *, created: int,
                     always: bool = False) -> Json | None:
@@ -349,7 +354,7 @@ class Engine:
         recurring = params.get("recurring")
         if recurring:
             interval = recurring.get("interval")
-            if interval not in INTERVAL_SECONDS:
+            if interval not in billing_calendar.INTERVALS:
                 raise StripeApiError(
                     400, "Invalid recurring[interval]: must be one of day, week, month, or year",
                     code="parameter_invalid_string", param="recurring[interval]",
@@ -811,9 +816,9 @@ class Engine:
         return price
 
     @staticmethod
-    def period_length(price: Json) -> int:
-        recurring = price["recurring"]
-        return int(INTERVAL_SECONDS[recurring["interval"]] * recurring.get("interval_count", 1))
+    def period_end(price: Json, anchor: int, start: int) -> int:
+        """Where the period that starts at `start` ends, on the billing calendar anchored at `anchor`."""
+        return billing_calendar.period_end(price, anchor, start)
 
     def create_subscription(self, params: Json, *, now: int | None = None) -> Json:
         customer_id = params["customer"]
@@ -827,7 +832,7 @@ class Engine:
         for index, item in enumerate(items_in):
             price = self._price(str(item.get("price")), f"items[{index}][price]")
             items.append(self._new_item(subscription_id, price, to_int(item.get("quantity", 1), "quantity", minimum=1),
-                                        now, now + self.period_length(price)))
+                                        now, self.period_end(price, now, now)))
         pm_param = params.get("default_payment_method")
         default_pm = self._resolve_pm(pm_param, customer_id)["id"] if pm_param else None
         subscription = {
@@ -951,7 +956,8 @@ class Engine:
             "subtotal": amount,
         }
 
-    def _invoice_for(self, subscription: Json, billing_reason: str, lines: list[Json], now: int) -> Json:
+    def _invoice_for(self, subscription: Json, billing_reason: str, lines: list[Json], now: int, *,
+                     finalize: bool = True) -> Json:
         total = sum(line["amount"] for line in lines)
         invoice_id = new_id("in")
         invoice = {
@@ -996,8 +1002,12 @@ class Engine:
         self.put("invoice", invoice)
         self.invoices_by_subscription.setdefault(subscription["id"], []).append(invoice_id)
         subscription["latest_invoice"] = invoice_id
+        if not finalize:
+            # A renewal stays a draft for about an hour before Stripe finalizes it and attempts payment.
+            invoice["automatically_finalizes_at"] = now + billing_calendar.RENEWAL_DRAFT_SECONDS
         self.emit("invoice.created", invoice, created=now)
-        self.finalize_invoice(invoice, now)
+        if finalize:
+            self.finalize_invoice(invoice, now)
         return invoice
 
     def finalize_invoice(self, invoice: Json, now: int) -> None:
@@ -1005,6 +1015,7 @@ class Engine:
             raise StripeApiError(400, "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
                                  code="invoice_not_editable")
         invoice["status"] = "open"
+        invoice["automatically_finalizes_at"] = None
         invoice["status_transitions"]["finalized_at"] = now
         self.emit("invoice.finalized", invoice, created=now)
         if invoice["amount_due"] == 0:
@@ -1283,7 +1294,7 @@ class Engine:
             subscription = {"id": "sub_preview", "customer": customer_id, "currency": price["currency"],
                             "metadata": {}, "test_clock": None,
                             "items": {"data": [self._new_item("sub_preview", price, 1, now,
-                                                              now + self.period_length(price))]}}
+                                                              self.period_end(price, now, now))]}}
         now = self.now_for(subscription["customer"])
         at = to_int(details.get("proration_date", now), "subscription_details[proration_date]")
         behaviour = details.get("proration_behavior", "create_prorations")
@@ -1302,10 +1313,11 @@ class Engine:
         immediate = behaviour == "always_invoice"
         if not immediate:
             for item in subscription["items"]["data"]:
-                length = self.period_length(item["price"])
+                anchor = int(subscription.get("billing_cycle_anchor") or item["current_period_start"])
                 start = item["current_period_end"] if subscription_id else item["current_period_start"]
+                end = self.period_end(item["price"], anchor, start)
                 lines.append(self._line(subscription, item, item["price"], item["price"]["unit_amount"] *
-                                        item["quantity"], start, start + length, proration=False,
+                                        item["quantity"], start, end, proration=False,
                                         description=f"{item['quantity']} × {self._product_name(item['price'])}"))
         total = sum(line["amount"] for line in lines)
         return {
@@ -1331,34 +1343,89 @@ class Engine:
 
     # --- the passage of time ---------------------------------------------------------------
     def advance_subscription(self, subscription: Json, until: int) -> None:
-        """Run renewals, period-end cancellations and payment retries due up to `until`."""
-        for _ in range(1000):  # bounded: a year of daily prices at most
-            if subscription["status"] in ("canceled", "incomplete_expired", "incomplete"):
+        """Run the subscription's due work up to `until`, in time order: incomplete expiry,
+        invoice.upcoming, renewals (a draft at period end), draft finalization and payment
+        about an hour later, payment retries and period-end cancellations."""
+        for _ in range(5000):  # bounded: years of daily prices at most
+            work = self._next_work(subscription, until)
+            if work is None:
                 return
-            item = subscription["items"]["data"][0]
-            period_end = item["current_period_end"]
-            invoices = self.objects.get("invoice", {})
-            retries = [invoices[i] for i in self.invoices_by_subscription.get(subscription["id"], [])
-                       if invoices[i]["status"] == "open" and invoices[i].get("next_payment_attempt")
-                       and invoices[i]["next_payment_attempt"] <= until]
-            next_retry = min(retries, key=lambda inv: inv["next_payment_attempt"]) if retries else None
-            if next_retry is not None and next_retry["next_payment_attempt"] < period_end:
-                at = next_retry["next_payment_attempt"]
-                self._collect(next_retry, subscription, at)
-                continue
-            if period_end > until:
-                return
-            if subscription["cancel_at_period_end"]:
-                self.cancel_subscription(subscription["id"], at=period_end)
-                return
-            before = self.snapshot(subscription)
-            for each in subscription["items"]["data"]:
-                each["current_period_start"] = period_end
-                each["current_period_end"] = period_end + self.period_length(each["price"])
-            self.emit_update("customer.subscription.updated", subscription, before, created=period_end)
-            lines = self.pending_prorations.pop(subscription["id"], []) + self._item_lines(subscription, period_end)
-            invoice = self._invoice_for(subscription, "subscription_cycle", lines, period_end)
-            self._collect(invoice, subscription, period_end)
+            at, _order, kind, invoice = work
+            if kind == "expire":
+                self._expire_incomplete(subscription, at)
+            elif kind == "finalize" and invoice is not None:
+                self.finalize_invoice(invoice, at)
+                if invoice["status"] == "open":
+                    self._collect(invoice, subscription, at)
+            elif kind == "retry" and invoice is not None:
+                self._collect(invoice, subscription, at)
+            elif kind == "upcoming":
+                self._send_upcoming(subscription, at)
+            elif kind == "renew":
+                self._renew(subscription, at)
+
+    def _next_work(self, subscription: Json, until: int) -> tuple[int, int, str, Json | None] | None:
+        status = subscription["status"]
+        if status in ("canceled", "incomplete_expired"):
+            return None
+        due: list[tuple[int, int, str, Json | None]] = []
+        if status == "incomplete":
+            expires = int(subscription["created"]) + billing_calendar.INCOMPLETE_EXPIRES_SECONDS
+            return (expires, 0, "expire", None) if expires <= until else None
+        invoices = self.objects.get("invoice", {})
+        for invoice_id in self.invoices_by_subscription.get(subscription["id"], []):
+            invoice = invoices[invoice_id]
+            finalizes = invoice.get("automatically_finalizes_at")
+            if invoice["status"] == "draft" and finalizes and finalizes <= until:
+                due.append((int(finalizes), 1, "finalize", invoice))
+            retry = invoice.get("next_payment_attempt")
+            if invoice["status"] == "open" and retry and retry <= until:
+                due.append((int(retry), 2, "retry", invoice))
+        item = subscription["items"]["data"][0]
+        period_end = int(item["current_period_end"])
+        notice = int(self.billing_config.get("upcoming_days", billing_calendar.DEFAULT_UPCOMING_DAYS)) * DAY
+        upcoming_at = period_end - notice
+        if (notice > 0 and not subscription["cancel_at_period_end"] and upcoming_at <= until
+                and upcoming_at > item["current_period_start"] and subscription.get("_upcoming_for") != period_end):
+            due.append((upcoming_at, 3, "upcoming", None))
+        if period_end <= until:
+            due.append((period_end, 4, "renew", None))
+        return min(due, key=lambda work: (work[0], work[1])) if due else None
+
+    def _renew(self, subscription: Json, period_end: int) -> None:
+        if subscription["cancel_at_period_end"]:
+            self.cancel_subscription(subscription["id"], at=period_end)
+            return
+        before = self.snapshot(subscription)
+        anchor = int(subscription["billing_cycle_anchor"])
+        for each in subscription["items"]["data"]:
+            each["current_period_start"] = period_end
+            each["current_period_end"] = self.period_end(each["price"], anchor, period_end)
+        self.emit_update("customer.subscription.updated", subscription, before, created=period_end)
+        lines = self.pending_prorations.pop(subscription["id"], []) + self._item_lines(subscription, period_end)
+        self._invoice_for(subscription, "subscription_cycle", lines, period_end, finalize=False)
+
+    def _send_upcoming(self, subscription: Json, at: int) -> None:
+        """invoice.upcoming, the configured number of days before renewal (its invoice has no id)."""
+        subscription["_upcoming_for"] = subscription["items"]["data"][0]["current_period_end"]
+        preview = self.preview_invoice({"subscription": subscription["id"]})
+        preview["created"] = at
+        self.emit("invoice.upcoming", preview, created=at)
+
+    def _expire_incomplete(self, subscription: Json, at: int) -> None:
+        """Stripe: no successful payment within 23 hours of creation -> incomplete_expired, the
+        first invoice voided, and no further invoices."""
+        before = self.snapshot(subscription)
+        subscription["status"] = "incomplete_expired"
+        subscription["ended_at"] = at
+        self.emit_update("customer.subscription.updated", subscription, before, created=at)
+        invoice_id = subscription.get("latest_invoice")
+        invoice = self.objects.get("invoice", {}).get(invoice_id) if invoice_id else None
+        if invoice is not None and invoice["status"] == "open":
+            invoice["status"] = "void"
+            invoice["status_transitions"]["voided_at"] = at
+            invoice["next_payment_attempt"] = None
+            self.emit("invoice.voided", invoice, created=at)
 
     def advance_clock(self, clock_id: str, frozen_time: int) -> Json:
         clock = self.get("test_clock", clock_id, "test_helpers.test_clock")

@@ -524,6 +524,12 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
 
         with engine.lock:
             return seed_month(engine, customers=int(payload.get("customers", 300)), seed=int(payload.get("seed", 42)))
+    if action == "billing/config":
+        # Account billing settings: the days before renewal that invoice.upcoming is sent.
+        with engine.lock:
+            if method == "POST" and "upcoming_days" in payload:
+                engine.billing_config["upcoming_days"] = int(payload["upcoming_days"])
+            return dict(engine.billing_config)
     if action == "tick" and method == "POST":
         with engine.lock:
             engine.tick_realtime()
