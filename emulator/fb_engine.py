@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from emulator import billing_calendar, catalogue
+from emulator import billing_calendar, catalogue, test_cards
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
 
 API_VERSION = "2026-10-28.endive"
@@ -40,21 +40,6 @@ EVIDENCE_FILE_FIELDS = {
     "cancellation_policy", "customer_communication", "customer_signature", "duplicate_charge_documentation",
     "receipt", "refund_policy", "service_documentation", "shipping_documentation", "uncategorized_file",
 }
-
-# Stripe's documented test payment methods: token -> (number, brand, behaviour).
-TEST_CARDS: dict[str, tuple[str, str, str]] = {
-    "pm_card_visa": ("4242424242424242", "visa", "ok"),
-    "pm_card_mastercard": ("5555555555554444", "mastercard", "ok"),
-    "pm_card_amex": ("378282246310005", "amex", "ok"),
-    "pm_card_chargeDeclined": ("4000000000000002", "visa", "declined"),
-    "pm_card_chargeCustomerFail": ("4000000000000341", "visa", "fail_later"),
-    "pm_card_createDispute": ("4000000000000259", "visa", "dispute"),
-    "pm_card_createDisputeInquiry": ("4000000000001976", "visa", "inquiry"),
-    "pm_card_createIssuerFraudRecord": ("4000000000005423", "visa", "efw"),
-    "pm_card_authenticationRequired": ("4000002760003184", "visa", "sca"),
-    "pm_card_threeDSecure2Required": ("4000000000003220", "visa", "sca"),
-}
-CARD_NUMBERS = {number: token for token, (number, _brand, _b) in TEST_CARDS.items()}
 
 Json = dict[str, Any]
 
@@ -242,10 +227,11 @@ class Engine:
 
     def card_payment_method(self, token_or_number: str) -> Json:
         """A new PaymentMethod object for a test token (pm_card_*) or a test card number."""
-        token = CARD_NUMBERS.get(token_or_number.replace(" ", ""), token_or_number)
-        if token not in TEST_CARDS:
+        found = test_cards.lookup(token_or_number)
+        if found is None:
             raise missing("PaymentMethod", token_or_number, "payment_method")
-        number, brand, behaviour = TEST_CARDS[token]
+        token, test_card = found
+        number, brand = test_card.number, test_card.brand
         return {
             "id": new_id("pm"),
             "object": "payment_method",
@@ -253,11 +239,14 @@ class Engine:
             "billing_details": {"address": None, "email": None, "name": None, "phone": None},
             "card": {
                 "brand": brand,
-                "country": "US",
+                "checks": {"address_line1_check": None, "address_postal_code_check": test_card.postal_check,
+                           "cvc_check": test_card.cvc_check},
+                "country": test_card.country,
+                "display_brand": brand,
                 "exp_month": 12,
                 "exp_year": 2034,
                 "fingerprint": hashlib.sha256(number.encode()).hexdigest()[:16],
-                "funding": "credit",
+                "funding": test_card.funding,
                 "last4": number[-4:],
                 "three_d_secure_usage": {"supported": True},
                 "networks": {"available": [brand], "preferred": None},
@@ -266,11 +255,12 @@ class Engine:
             "customer": None,
             "livemode": False,
             "metadata": {},
-            "_behaviour": behaviour,
+            "_behaviour": test_card.behaviour,
+            "_test_card": token,
         }
 
     def _resolve_pm(self, pm_id: str, customer_id: str | None) -> Json:
-        if pm_id in TEST_CARDS or pm_id in CARD_NUMBERS:
+        if test_cards.is_test_card(pm_id):
             pm = self.card_payment_method(pm_id)
             self.put("payment_method", pm)
             if customer_id:
@@ -286,7 +276,7 @@ class Engine:
 
     def attach_payment_method(self, pm_id: str, customer_id: str) -> Json:
         self.get("customer", customer_id, "customer", "customer")
-        if pm_id in TEST_CARDS or pm_id in CARD_NUMBERS:
+        if test_cards.is_test_card(pm_id):
             return self._resolve_pm(pm_id, customer_id)
         pm = self.get("payment_method", pm_id, "PaymentMethod")
         self._attach(pm, customer_id)
@@ -416,6 +406,11 @@ class Engine:
         }
         return self.put("payment_intent", intent)
 
+    @staticmethod
+    def test_card_of(pm: Json) -> test_cards.TestCard:
+        found = test_cards.lookup(str(pm.get("_test_card") or "pm_card_visa"))
+        return found[1] if found else test_cards.CARDS["pm_card_visa"]
+
     def attempt_payment(self, intent: Json, pm: Json | None, now: int) -> str:
         """Try to collect `intent` with `pm`: returns succeeded | failed | requires_action."""
         if pm is None:
@@ -423,43 +418,68 @@ class Engine:
             intent["last_payment_error"] = {"code": "payment_method_missing", "message": "No payment method."}
             return "failed"
         intent["payment_method"] = pm["id"]
+        card = self.test_card_of(pm)
         behaviour = pm.get("_behaviour", "ok")
+        decline = card.decline or test_cards.GENERIC
         if self.misbehave.get("dunning_never_recovers") and intent.get("_dunning"):
-            behaviour = "fail_later"
-        if behaviour == "sca" and not intent.get("_authenticated"):
+            behaviour, decline = "fail_later", test_cards.GENERIC
+        needs_auth = behaviour in ("sca", "sca_then_decline") or (behaviour == "sca_on_setup"
+                                                                   and not pm.get("_set_up"))
+        if needs_auth and not intent.get("_authenticated"):
             intent["status"] = "requires_action"
             intent["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}}
             self.emit("payment_intent.requires_action", intent, created=now)
             return "requires_action"
-        charge = self._new_charge(intent, pm, now, succeeded=behaviour not in ("fail_later", "declined"))
+        declined = behaviour in ("fail_later", "declined", "sca_then_decline", "blocked")
+        charge = self._new_charge(intent, pm, now, succeeded=not declined,
+                                  decline=decline if declined else None, blocked=behaviour == "blocked")
         if charge["status"] == "failed":
             intent["status"] = "requires_payment_method"
             intent["last_payment_error"] = {
-                "type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
-                "message": "Your card was declined.", "payment_method": public_copy(pm),
+                "type": "card_error", "code": decline.code, "decline_code": decline.decline_code,
+                "message": decline.message, "charge": charge["id"], "payment_method": public_copy(pm),
+                "doc_url": f"https://docs.stripe.com/error-codes/{decline.code.replace('_', '-')}",
             }
             intent["_dunning"] = True
             self.emit("charge.failed", charge, created=now)
             self.emit("payment_intent.payment_failed", intent, created=now)
             return "failed"
+        if intent.get("_authenticated"):
+            pm["_set_up"] = True  # an authenticated payment sets the card up for later off-session use
         intent["status"] = "succeeded"
         intent["amount_received"] = intent["amount"]
         intent["next_action"] = None
         intent["last_payment_error"] = None
         self.emit("charge.succeeded", charge, created=now)
         self.emit("payment_intent.succeeded", intent, created=now)
-        if behaviour in ("dispute", "inquiry"):
-            self.create_dispute_for(charge, now, inquiry=behaviour == "inquiry")
+        if behaviour == "dispute":
+            for _ in range(card.disputes):
+                self.create_dispute_for(charge, now, reason=card.dispute_reason)
+        if behaviour == "inquiry":
+            self.create_dispute_for(charge, now, inquiry=True)
         if behaviour == "efw":
             self.create_efw_for(charge, now)
         return "succeeded"
 
-    def _new_charge(self, intent: Json, pm: Json, now: int, *, succeeded: bool) -> Json:
+    def _new_charge(self, intent: Json, pm: Json, now: int, *, succeeded: bool,
+                    decline: test_cards.Decline | None = None, blocked: bool = False) -> Json:
         card = pm["card"]
+        test_card = self.test_card_of(pm)
         three_d = {"result": "authenticated", "version": "2.2.0"} if intent.get("_authenticated") else None
-        risk_score = int(hashlib.sha256(intent["id"].encode()).hexdigest()[:2], 16) % 60
-        if pm.get("_behaviour") == "efw":
-            risk_score = 78
+        risk_score = {"elevated": 78, "highest": 95}.get(test_card.risk_level,
+                                                         int(hashlib.sha256(intent["id"].encode()).hexdigest()[:2], 16)
+                                                         % 60)
+        decline = decline or test_cards.GENERIC
+        if succeeded:
+            outcome = {"network_status": "approved_by_network", "reason": None, "seller_message": "Payment complete.",
+                       "type": "authorized"}
+        elif blocked:
+            outcome = {"network_status": "not_sent_to_network", "reason": "highest_risk_level",
+                       "seller_message": "Stripe blocked this payment as too risky.", "type": "blocked"}
+        else:
+            outcome = {"network_status": "declined_by_network", "reason": decline.decline_code,
+                       "seller_message": "The bank did not return any further details with this decline.",
+                       "type": "issuer_declined"}
         charge = {
             "id": new_id("ch"),
             "object": "charge",
@@ -474,19 +494,13 @@ class Engine:
             "customer": intent.get("customer"),
             "description": intent.get("description"),
             "disputed": False,
-            "failure_code": None if succeeded else "card_declined",
-            "failure_message": None if succeeded else "Your card was declined.",
+            "failure_code": None if succeeded else decline.code,
+            "failure_message": None if succeeded else decline.message,
             "fraud_details": {},
             "livemode": False,
             "metadata": {},
-            "outcome": {
-                "network_status": "approved_by_network" if succeeded else "declined_by_network",
-                "reason": None if succeeded else "generic_decline",
-                "risk_level": "elevated" if risk_score >= 65 else "normal",
-                "risk_score": risk_score,
-                "seller_message": "Payment complete." if succeeded else "The bank did not return any further details.",
-                "type": "authorized" if succeeded else "issuer_declined",
-            },
+            "outcome": {**outcome, "risk_level": test_card.risk_level if test_card.risk_level != "normal" else
+                        ("elevated" if risk_score >= 65 else "normal"), "risk_score": risk_score},
             "paid": succeeded,
             "payment_intent": intent["id"],
             "payment_method": pm["id"],
@@ -502,7 +516,8 @@ class Engine:
                     "last4": card["last4"],
                     "network": card["brand"],
                     "three_d_secure": three_d,
-                    "checks": {"cvc_check": "pass", "address_postal_code_check": None},
+                    "checks": dict(card.get("checks") or {"cvc_check": "pass", "address_postal_code_check": None,
+                                                          "address_line1_check": None}),
                 },
             },
             "refunded": False,
@@ -523,8 +538,8 @@ class Engine:
         self._merge_metadata(intent, params.get("metadata") or {})
         pm_id = params.get("payment_method")
         if pm_id:
-            intent["payment_method"] = self._resolve_pm(pm_id, customer_id)["id"] if pm_id in TEST_CARDS or \
-                pm_id in CARD_NUMBERS else self.get("payment_method", pm_id, "PaymentMethod")["id"]
+            intent["payment_method"] = self._resolve_pm(pm_id, customer_id)["id"] if test_cards.is_test_card(pm_id) \
+                else self.get("payment_method", pm_id, "PaymentMethod")["id"]
             intent["status"] = "requires_confirmation"
         self.emit("payment_intent.created", intent, created=now)
         if to_bool(params.get("confirm", False), "confirm"):
@@ -540,7 +555,7 @@ class Engine:
         now = self.now_for(intent.get("customer"))
         pm_id = params.get("payment_method") or intent.get("payment_method")
         pm = self._resolve_pm(pm_id, intent.get("customer")) if pm_id else None
-        if pm is not None and pm.get("_behaviour") != "sca":
+        if pm is not None and pm.get("_behaviour") not in ("sca", "sca_on_setup", "sca_then_decline"):
             intent["_authenticated"] = False
         outcome = self.attempt_payment(intent, pm, now)
         self._after_intent_outcome(intent, outcome, now)
@@ -551,6 +566,9 @@ class Engine:
     def card_error(self, intent: Json | None, pm: Json | None) -> StripeApiError:
         """Stripe's 402 for a declined payment: the error carries the PaymentIntent, PaymentMethod and charge."""
         last = (intent or {}).get("last_payment_error") or {}
+        if not last and pm is not None:  # declined when attached: the card's own decline
+            decline = self.test_card_of(pm).decline or test_cards.GENERIC
+            last = {"code": decline.code, "decline_code": decline.decline_code, "message": decline.message}
         extra: Json = {}
         if intent is not None:
             extra["payment_intent"] = catalogue.conform(public_copy(intent))
@@ -624,6 +642,10 @@ class Engine:
             "reason": reason,
             "status": "succeeded",
         }
+        pm = self.objects.get("payment_method", {}).get(str(charge.get("payment_method")))
+        behaviour = pm.get("_behaviour") if pm else None
+        if behaviour == "pending_refund":
+            refund["status"] = "pending"  # later succeeds (refund.updated)
         self.put("refund", refund)
         before = self.snapshot(charge)
         charge["amount_refunded"] += amount
@@ -633,7 +655,23 @@ class Engine:
         self.emit_update("charge.refunded", charge, before, created=now, always=True)
         if charge["refunded"]:
             self._efw_no_longer_actionable(charge_id, now)
+        if behaviour in ("pending_refund", "refund_fail"):
+            self.later(0.3, lambda: self._settle_refund(refund, charge, failed=behaviour == "refund_fail"))
         return refund
+
+    def _settle_refund(self, refund: Json, charge: Json, *, failed: bool) -> None:
+        """An asynchronous refund's outcome: pending -> succeeded (refund.updated), or
+        succeeded -> failed (refund.failed, the amount back on the charge)."""
+        now = self.now_for(charge.get("customer"))
+        before = self.snapshot(refund)
+        if not failed:
+            refund["status"] = "succeeded"
+            self.emit_update("refund.updated", refund, before, created=now)
+            return
+        refund["status"] = "failed"
+        charge["amount_refunded"] = max(0, charge["amount_refunded"] - refund["amount"])
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        self.emit_update("refund.failed", refund, before, created=now, always=True)
 
     # --- disputes and early fraud warnings ---------------------------------------------------
     def create_dispute_for(self, charge: Json, now: int, *, inquiry: bool = False, reason: str = "fraudulent",
@@ -722,7 +760,19 @@ class Engine:
                 self.later(0.2, lambda: self._close_dispute(dispute, "won", self.now_for(customer_id)))
             elif "losing_evidence" in all_text:
                 self.later(0.2, lambda: self._close_dispute(dispute, "lost", self.now_for(customer_id)))
+            elif "escalate_inquiry_evidence" in all_text and dispute["status"] == "warning_under_review":
+                self.later(0.2, lambda: self._escalate_inquiry(dispute, self.now_for(customer_id)))
         return dispute
+
+    def _escalate_inquiry(self, dispute: Json, now: int) -> None:
+        """Test mode's `escalate_inquiry_evidence`: the inquiry becomes a chargeback."""
+        before = self.snapshot(dispute)
+        dispute["status"] = "needs_response"
+        dispute["evidence_details"]["due_by"] = int(now + DISPUTE_RESPONSE_DAYS * DAY)
+        dispute["balance_transactions"] = [self._balance_transaction(-dispute["amount"], dispute["currency"], now,
+                                                                     dispute["id"], "Chargeback withdrawal")]
+        self.emit_update("charge.dispute.updated", dispute, before, created=now)
+        self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
 
     def close_dispute(self, dispute_id: str) -> Json:
         dispute = self.get("dispute", dispute_id, "dispute")
