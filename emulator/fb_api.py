@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from emulator import validation
 from emulator.fb_engine import DAY, Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, check_params, expand, list_object, missing, to_bool, to_int
 
@@ -35,10 +36,13 @@ def render(engine: Engine, obj: Json, params: Json, *, is_list: bool = False) ->
     if not isinstance(paths, list):
         raise StripeApiError(400, "Invalid array", code="parameter_invalid_empty", param="expand")
     if is_list:
+        first = obj["data"][0] if obj.get("data") else None
+        validation.check_expand(first.get("object") if isinstance(first, dict) else None, paths, is_list=True)
         paths = [p.removeprefix("data.") for p in paths if p.startswith("data.")]
         obj = dict(obj)
         obj["data"] = [expand(public(item), paths, engine.find) for item in obj["data"]]
         return public(obj)
+    validation.check_expand(obj.get("object"), paths)
     return public(expand(public(obj), paths, lambda object_id: public(engine.find(object_id) or {}) or None))
 
 
@@ -132,6 +136,7 @@ def products_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
 def products_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
     check_params(params, {"name", "active", "description", "metadata"})
     product = engine.get("product", m["id"], "product")
+    before = engine.snapshot(product)
     for field in ("name", "description"):
         if field in params:
             product[field] = params[field]
@@ -139,7 +144,9 @@ def products_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
         product["active"] = to_bool(params["active"], "active")
     if "metadata" in params:
         engine._merge_metadata(product, params["metadata"])
-    engine.emit("product.updated", product, created=engine.now_for(None))
+    if engine.snapshot(product) != before:
+        product["updated"] = engine.now_for(None)
+        engine.emit_update("product.updated", product, before, created=engine.now_for(None))
     return render(engine, product, params)
 
 
@@ -169,6 +176,7 @@ def prices_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
 def prices_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
     check_params(params, {"active", "metadata", "lookup_key", "nickname"})
     price = engine.get("price", m["id"], "price")
+    before = engine.snapshot(price)
     if "active" in params:
         price["active"] = to_bool(params["active"], "active")
     for field in ("lookup_key", "nickname"):
@@ -176,7 +184,7 @@ def prices_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
             price[field] = params[field] or None
     if "metadata" in params:
         engine._merge_metadata(price, params["metadata"])
-    engine.emit("price.updated", price, created=engine.now_for(None))
+    engine.emit_update("price.updated", price, before, created=engine.now_for(None))
     return render(engine, price, params)
 
 
@@ -489,7 +497,7 @@ def events_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
         engine, "event", "/v1/events", params, {"type", "types", "delivery_success"},
         lambda e: (not wanted_type or _type_matches(e["type"], wanted_type))
         and (not types or any(_type_matches(e["type"], t) for t in types))
-        and (delivery_value is None or e.get("delivery_success") is delivery_value),
+        and (delivery_value is None or e.get("_delivery_success") is delivery_value),
     )
 
 

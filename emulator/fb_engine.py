@@ -18,12 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from emulator import refund_outcomes
+from emulator import billing_calendar, catalogue, refund_outcomes, test_cards
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
 
 API_VERSION = "2026-10-28.endive"
 DAY = 86_400
-INTERVAL_SECONDS = {"day": DAY, "week": 7 * DAY, "month": 30 * DAY, "year": 365 * DAY}
 # Smart-Retries-like schedule after a failed renewal: +3 d, +5 d, +7 d, then give up.
 RETRY_SCHEDULE_DAYS = (3, 5, 7)
 DISPUTE_RESPONSE_DAYS = 7
@@ -43,27 +42,29 @@ EVIDENCE_FILE_FIELDS = {
     "receipt", "refund_policy", "service_documentation", "shipping_documentation", "uncategorized_file",
 }
 
-# Stripe's documented test payment methods: token -> (number, brand, behaviour).
-TEST_CARDS: dict[str, tuple[str, str, str]] = {
-    "pm_card_visa": ("4242424242424242", "visa", "ok"),
-    "pm_card_mastercard": ("5555555555554444", "mastercard", "ok"),
-    "pm_card_amex": ("378282246310005", "amex", "ok"),
-    "pm_card_chargeDeclined": ("4000000000000002", "visa", "declined"),
-    "pm_card_chargeCustomerFail": ("4000000000000341", "visa", "fail_later"),
-    "pm_card_createDispute": ("4000000000000259", "visa", "dispute"),
-    "pm_card_createDisputeInquiry": ("4000000000001976", "visa", "inquiry"),
-    # docs.stripe.com/disputes/api/visa-ce3#testing: a Visa CE 3.0 eligible dispute (network reason code 10.4).
-    "pm_card_createCe3EligibleDispute": ("4000000404000038", "visa", "ce3"),
-    "pm_card_createIssuerFraudRecord": ("4000000000005423", "visa", "efw"),
-    "pm_card_authenticationRequired": ("4000002760003184", "visa", "sca"),
-    "pm_card_threeDSecure2Required": ("4000000000003220", "visa", "sca"),
-    # Refunds on these settle later: pending -> succeeded, or succeeded -> failed (emulator/refund_outcomes.py).
-    "pm_card_pendingRefund": ("4000000000007726", "visa", "refund_pending"),
-    "pm_card_refundFail": ("4000000000005126", "visa", "refund_fail"),
-}
-CARD_NUMBERS = {number: token for token, (number, _brand, _b) in TEST_CARDS.items()}
-
 Json = dict[str, Any]
+
+
+def public_copy(obj: Json) -> Json:
+    """A snapshot of `obj` without the emulator's private (`_`) keys, for embedding in another object."""
+    return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+
+
+def changed_fields(before: Json, after: Json) -> Json:
+    """Stripe's previous_attributes: the old value of each changed field; inside a hash only the
+    changed keys (null for a key that was added); an array that changed is given whole."""
+    previous: Json = {}
+    for key in before.keys() | after.keys():
+        if key.startswith("_"):
+            continue
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            previous[key] = changed_fields(old, new)
+        else:
+            previous[key] = copy.deepcopy(old)
+    return previous
 
 
 def new_id(prefix: str) -> str:
@@ -182,6 +183,7 @@ class Engine:
             self.pending_prorations: dict[str, list[Json]] = {}
             self.invoices_by_subscription: dict[str, list[str]] = {}
             self._current_request: Json = {"id": None, "idempotency_key": None}
+            self.billing_config: Json = {"upcoming_days": billing_calendar.DEFAULT_UPCOMING_DAYS}
 
     # --- storage -----------------------------------------------------------------
     def put(self, kind: str, obj: Json) -> Json:
@@ -196,6 +198,7 @@ class Engine:
 
         def run() -> None:
             with self.lock:
+                self._current_request = {"id": None, "idempotency_key": None}
                 action()
 
         timer = threading.Timer(delay_s, run)
@@ -232,7 +235,10 @@ class Engine:
         if event_type in set(self.misbehave.get("suppress_events") or []):
             return None
         # A JSON round trip snapshots the object several times faster than deepcopy.
+        # A snapshot; it is fitted to Stripe's catalogue when served or delivered.
         data: Json = {"object": json.loads(json.dumps(obj))}
+        if event_type == "invoice.upcoming":
+            data["object"].pop("id", None)  # Stripe: the upcoming invoice has no id
         if previous:
             data["previous_attributes"] = json.loads(json.dumps(previous))
         event = {
@@ -245,13 +251,26 @@ class Engine:
             "pending_webhooks": 0,
             "request": dict(self._current_request),
             "type": event_type,
-            "delivery_success": None,
+            "_delivery_success": None,
         }
         self.events.append(event)
         self.put("event", event)
         if self.on_event is not None:
             self.on_event(event)
         return event
+
+    def snapshot(self, obj: Json) -> Json:
+        """The object's state now (for previous_attributes; private keys are ignored there)."""
+        return json.loads(json.dumps(obj))  # type: ignore[no-any-return]
+
+    def emit_update(self, event_type: str, obj: Json, before: Json, *, created: int,
+                    always: bool = False) -> Json | None:
+        """Emit `event_type` with previous_attributes holding exactly what changed since `before`;
+        nothing at all for a no-op update (unless `always`, for events such as charge.refunded)."""
+        previous = changed_fields(before, self.snapshot(obj))
+        if not previous and not always:
+            return None
+        return self.emit(event_type, obj, created=created, previous=previous)
 
     # --- customers and payment methods -----------------------------------------------
     def create_customer(self, params: Json, *, created: int | None = None) -> Json:
@@ -290,30 +309,28 @@ class Engine:
 
     def update_customer(self, customer_id: str, params: Json) -> Json:
         customer = self.get("customer", customer_id, "customer")
-        previous: Json = {}
+        before = self.snapshot(customer)
         for field in ("email", "name", "description", "phone"):
             if field in params:
-                previous[field] = customer.get(field)
                 customer[field] = params[field] or None
         if "metadata" in params:
-            previous["metadata"] = dict(customer["metadata"])
             self._merge_metadata(customer, params["metadata"])
         settings = params.get("invoice_settings") or {}
         if "default_payment_method" in settings:
-            previous["invoice_settings"] = dict(customer["invoice_settings"])
             pm_id = settings["default_payment_method"]
             customer["invoice_settings"]["default_payment_method"] = (
                 self._resolve_pm(pm_id, customer_id)["id"] if pm_id else None
             )
-        self.emit("customer.updated", customer, created=self.now_for(customer_id), previous=previous)
+        self.emit_update("customer.updated", customer, before, created=self.now_for(customer_id))
         return customer
 
     def card_payment_method(self, token_or_number: str) -> Json:
         """A new PaymentMethod object for a test token (pm_card_*) or a test card number."""
-        token = CARD_NUMBERS.get(token_or_number.replace(" ", ""), token_or_number)
-        if token not in TEST_CARDS:
+        found = test_cards.lookup(token_or_number)
+        if found is None:
             raise missing("PaymentMethod", token_or_number, "payment_method")
-        number, brand, behaviour = TEST_CARDS[token]
+        token, test_card = found
+        number, brand = test_card.number, test_card.brand
         return {
             "id": new_id("pm"),
             "object": "payment_method",
@@ -321,11 +338,14 @@ class Engine:
             "billing_details": {"address": None, "email": None, "name": None, "phone": None},
             "card": {
                 "brand": brand,
-                "country": "US",
+                "checks": {"address_line1_check": None, "address_postal_code_check": test_card.postal_check,
+                           "cvc_check": test_card.cvc_check},
+                "country": test_card.country,
+                "display_brand": brand,
                 "exp_month": 12,
                 "exp_year": 2034,
                 "fingerprint": hashlib.sha256(number.encode()).hexdigest()[:16],
-                "funding": "credit",
+                "funding": test_card.funding,
                 "last4": number[-4:],
                 "three_d_secure_usage": {"supported": True},
                 "networks": {"available": [brand], "preferred": None},
@@ -334,11 +354,12 @@ class Engine:
             "customer": None,
             "livemode": False,
             "metadata": {},
-            "_behaviour": behaviour,
+            "_behaviour": test_card.behaviour,
+            "_test_card": token,
         }
 
     def _resolve_pm(self, pm_id: str, customer_id: str | None) -> Json:
-        if pm_id in TEST_CARDS or pm_id in CARD_NUMBERS:
+        if test_cards.is_test_card(pm_id):
             pm = self.card_payment_method(pm_id)
             self.put("payment_method", pm)
             if customer_id:
@@ -348,16 +369,13 @@ class Engine:
 
     def _attach(self, pm: Json, customer_id: str) -> None:
         if pm["_behaviour"] == "declined":
-            raise StripeApiError(
-                402, "Your card was declined.", type_="card_error", code="card_declined",
-                decline_code="generic_decline", param="",
-            )
+            raise self.card_error(None, pm)
         pm["customer"] = customer_id
         self.emit("payment_method.attached", pm, created=self.now_for(customer_id))
 
     def attach_payment_method(self, pm_id: str, customer_id: str) -> Json:
         self.get("customer", customer_id, "customer", "customer")
-        if pm_id in TEST_CARDS or pm_id in CARD_NUMBERS:
+        if test_cards.is_test_card(pm_id):
             return self._resolve_pm(pm_id, customer_id)
         pm = self.get("payment_method", pm_id, "PaymentMethod")
         self._attach(pm, customer_id)
@@ -425,7 +443,7 @@ class Engine:
         recurring = params.get("recurring")
         if recurring:
             interval = recurring.get("interval")
-            if interval not in INTERVAL_SECONDS:
+            if interval not in billing_calendar.INTERVALS:
                 raise StripeApiError(
                     400, "Invalid recurring[interval]: must be one of day, week, month, or year",
                     code="parameter_invalid_string", param="recurring[interval]",
@@ -487,6 +505,11 @@ class Engine:
         }
         return self.put("payment_intent", intent)
 
+    @staticmethod
+    def test_card_of(pm: Json) -> test_cards.TestCard:
+        found = test_cards.lookup(str(pm.get("_test_card") or "pm_card_visa"))
+        return found[1] if found else test_cards.CARDS["pm_card_visa"]
+
     def attempt_payment(self, intent: Json, pm: Json | None, now: int) -> str:
         """Try to collect `intent` with `pm`: returns succeeded | failed | requires_action."""
         if pm is None:
@@ -494,43 +517,70 @@ class Engine:
             intent["last_payment_error"] = {"code": "payment_method_missing", "message": "No payment method."}
             return "failed"
         intent["payment_method"] = pm["id"]
+        card = self.test_card_of(pm)
         behaviour = pm.get("_behaviour", "ok")
+        decline = card.decline or test_cards.GENERIC
         if self.misbehave.get("dunning_never_recovers") and intent.get("_dunning"):
-            behaviour = "fail_later"
-        if behaviour == "sca" and not intent.get("_authenticated"):
+            behaviour, decline = "fail_later", test_cards.GENERIC
+        needs_auth = behaviour in ("sca", "sca_then_decline") or (behaviour == "sca_on_setup"
+                                                                   and not pm.get("_set_up"))
+        if needs_auth and not intent.get("_authenticated"):
             intent["status"] = "requires_action"
             intent["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}}
             self.emit("payment_intent.requires_action", intent, created=now)
             return "requires_action"
-        charge = self._new_charge(intent, pm, now, succeeded=behaviour not in ("fail_later", "declined"))
+        declined = behaviour in ("fail_later", "declined", "sca_then_decline", "blocked")
+        charge = self._new_charge(intent, pm, now, succeeded=not declined,
+                                  decline=decline if declined else None, blocked=behaviour == "blocked")
         if charge["status"] == "failed":
             intent["status"] = "requires_payment_method"
             intent["last_payment_error"] = {
-                "type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
-                "message": "Your card was declined.", "payment_method": {"id": pm["id"]},
+                "type": "card_error", "code": decline.code, "decline_code": decline.decline_code,
+                "message": decline.message, "charge": charge["id"], "payment_method": public_copy(pm),
+                "doc_url": f"https://docs.stripe.com/error-codes/{decline.code.replace('_', '-')}",
             }
             intent["_dunning"] = True
             self.emit("charge.failed", charge, created=now)
             self.emit("payment_intent.payment_failed", intent, created=now)
             return "failed"
+        if intent.get("_authenticated"):
+            pm["_set_up"] = True  # an authenticated payment sets the card up for later off-session use
         intent["status"] = "succeeded"
         intent["amount_received"] = intent["amount"]
         intent["next_action"] = None
         intent["last_payment_error"] = None
         self.emit("charge.succeeded", charge, created=now)
         self.emit("payment_intent.succeeded", intent, created=now)
-        if behaviour in ("dispute", "inquiry", "ce3"):
-            self.create_dispute_for(charge, now + 60, inquiry=behaviour == "inquiry", ce3=behaviour == "ce3")
+        if behaviour == "dispute":
+            for _ in range(card.disputes):
+                self.create_dispute_for(charge, now, reason=card.dispute_reason)
+        if behaviour == "inquiry":
+            self.create_dispute_for(charge, now, inquiry=True)
+        if behaviour == "ce3":
+            self.create_dispute_for(charge, now, ce3=True)
         if behaviour == "efw":
-            self.create_efw_for(charge, now + 60)
+            self.create_efw_for(charge, now)
         return "succeeded"
 
-    def _new_charge(self, intent: Json, pm: Json, now: int, *, succeeded: bool) -> Json:
+    def _new_charge(self, intent: Json, pm: Json, now: int, *, succeeded: bool,
+                    decline: test_cards.Decline | None = None, blocked: bool = False) -> Json:
         card = pm["card"]
+        test_card = self.test_card_of(pm)
         three_d = {"result": "authenticated", "version": "2.2.0"} if intent.get("_authenticated") else None
-        risk_score = int(hashlib.sha256(intent["id"].encode()).hexdigest()[:2], 16) % 60
-        if pm.get("_behaviour") == "efw":
-            risk_score = 78
+        risk_score = {"elevated": 78, "highest": 95}.get(test_card.risk_level,
+                                                         int(hashlib.sha256(intent["id"].encode()).hexdigest()[:2], 16)
+                                                         % 60)
+        decline = decline or test_cards.GENERIC
+        if succeeded:
+            outcome = {"network_status": "approved_by_network", "reason": None, "seller_message": "Payment complete.",
+                       "type": "authorized"}
+        elif blocked:
+            outcome = {"network_status": "not_sent_to_network", "reason": "highest_risk_level",
+                       "seller_message": "Stripe blocked this payment as too risky.", "type": "blocked"}
+        else:
+            outcome = {"network_status": "declined_by_network", "reason": decline.decline_code,
+                       "seller_message": "The bank did not return any further details with this decline.",
+                       "type": "issuer_declined"}
         charge = {
             "id": new_id("ch"),
             "object": "charge",
@@ -545,19 +595,13 @@ class Engine:
             "customer": intent.get("customer"),
             "description": intent.get("description"),
             "disputed": False,
-            "failure_code": None if succeeded else "card_declined",
-            "failure_message": None if succeeded else "Your card was declined.",
+            "failure_code": None if succeeded else decline.code,
+            "failure_message": None if succeeded else decline.message,
             "fraud_details": {},
             "livemode": False,
             "metadata": {},
-            "outcome": {
-                "network_status": "approved_by_network" if succeeded else "declined_by_network",
-                "reason": None if succeeded else "generic_decline",
-                "risk_level": "elevated" if risk_score >= 65 else "normal",
-                "risk_score": risk_score,
-                "seller_message": "Payment complete." if succeeded else "The bank did not return any further details.",
-                "type": "authorized" if succeeded else "issuer_declined",
-            },
+            "outcome": {**outcome, "risk_level": test_card.risk_level if test_card.risk_level != "normal" else
+                        ("elevated" if risk_score >= 65 else "normal"), "risk_score": risk_score},
             "paid": succeeded,
             "payment_intent": intent["id"],
             "payment_method": pm["id"],
@@ -573,8 +617,8 @@ class Engine:
                     "last4": card["last4"],
                     "network": card["brand"],
                     "three_d_secure": three_d,
-                    "checks": {"address_line1_check": None, "address_postal_code_check": None,
-                               "cvc_check": "pass"},
+                    "checks": dict(card.get("checks") or {"cvc_check": "pass", "address_postal_code_check": None,
+                                                          "address_line1_check": None}),
                 },
             },
             "refunded": False,
@@ -595,8 +639,8 @@ class Engine:
         self._merge_metadata(intent, params.get("metadata") or {})
         pm_id = params.get("payment_method")
         if pm_id:
-            intent["payment_method"] = self._resolve_pm(pm_id, customer_id)["id"] if pm_id in TEST_CARDS or \
-                pm_id in CARD_NUMBERS else self.get("payment_method", pm_id, "PaymentMethod")["id"]
+            intent["payment_method"] = self._resolve_pm(pm_id, customer_id)["id"] if test_cards.is_test_card(pm_id) \
+                else self.get("payment_method", pm_id, "PaymentMethod")["id"]
             intent["status"] = "requires_confirmation"
         self.emit("payment_intent.created", intent, created=now)
         if to_bool(params.get("confirm", False), "confirm"):
@@ -612,11 +656,32 @@ class Engine:
         now = self.now_for(intent.get("customer"))
         pm_id = params.get("payment_method") or intent.get("payment_method")
         pm = self._resolve_pm(pm_id, intent.get("customer")) if pm_id else None
-        if pm is not None and pm.get("_behaviour") != "sca":
+        if pm is not None and pm.get("_behaviour") not in ("sca", "sca_on_setup", "sca_then_decline"):
             intent["_authenticated"] = False
         outcome = self.attempt_payment(intent, pm, now)
         self._after_intent_outcome(intent, outcome, now)
+        if outcome == "failed" and pm is not None:
+            raise self.card_error(intent, pm)
         return intent
+
+    def card_error(self, intent: Json | None, pm: Json | None) -> StripeApiError:
+        """Stripe's 402 for a declined payment: the error carries the PaymentIntent, PaymentMethod and charge."""
+        last = (intent or {}).get("last_payment_error") or {}
+        if not last and pm is not None:  # declined when attached: the card's own decline
+            decline = self.test_card_of(pm).decline or test_cards.GENERIC
+            last = {"code": decline.code, "decline_code": decline.decline_code, "message": decline.message}
+        extra: Json = {}
+        if intent is not None:
+            extra["payment_intent"] = catalogue.conform(public_copy(intent))
+            if intent.get("latest_charge"):
+                extra["charge"] = intent["latest_charge"]
+        if pm is not None:
+            extra["payment_method"] = catalogue.conform(public_copy(pm))
+        return StripeApiError(
+            402, str(last.get("message") or "Your card was declined."), type_="card_error",
+            code=str(last.get("code") or "card_declined"),
+            decline_code=str(last.get("decline_code") or "generic_decline"), extra=extra,
+        )
 
     def authenticate_payment_intent(self, intent_id: str) -> Json:
         """What the customer's 3-D Secure challenge does in a browser (emulator helper)."""
@@ -695,18 +760,17 @@ class Engine:
         }
         settle_later = refund_outcomes.prepare(self, refund, charge)
         self.put("refund", refund)
-        previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
+        before = self.snapshot(charge)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
         charge["refunds"]["data"].insert(0, refund)
         self.emit("refund.created", refund, created=now)
-        self.emit("charge.refunded", charge, created=now, previous=previous)
+        self.emit_update("charge.refunded", charge, before, created=now, always=True)
         if charge["refunded"]:
             self._efw_no_longer_actionable(charge_id, now)
         settle_later()
         return refund
 
-    # --- disputes and early fraud warnings ---------------------------------------------------
     def create_dispute_for(self, charge: Json, now: int, *, inquiry: bool = False, reason: str = "fraudulent",
                            due_in_days: float = DISPUTE_RESPONSE_DAYS, ce3: bool = False) -> Json:
         card = (charge.get("payment_method_details") or {}).get("card") or {}
@@ -727,6 +791,7 @@ class Engine:
                 "due_by": int(now + due_in_days * DAY),
                 "enhanced_eligibility": {"visa_compelling_evidence_3": ce3_eligibility({})} if ce3 else {},
                 "has_evidence": False,
+                "submission_method": "not_submitted",
                 "past_due": False,
                 "submission_count": 0,
             },
@@ -746,13 +811,8 @@ class Engine:
         self.emit("charge.dispute.created", dispute, created=now)
         if not inquiry:
             # Stripe debits the disputed amount plus its dispute fee (a "Dispute fee" stripe_fee line).
-            fee = DISPUTE_FEE
-            dispute["balance_transactions"] = [{
-                "id": new_id("txn"), "object": "balance_transaction", "amount": -charge["amount"],
-                "currency": charge["currency"], "description": f"Chargeback withdrawal for {charge['id']}",
-                "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": charge["currency"],
-                                             "description": "Dispute fee", "type": "stripe_fee"}],
-                "net": -charge["amount"] - fee, "type": "adjustment"}]
+            dispute["balance_transactions"] = [self._balance_transaction(
+                -charge["amount"], charge["currency"], now, dispute["id"], "Chargeback withdrawal", fee=DISPUTE_FEE)]
             self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
         self._efw_no_longer_actionable(charge["id"], now)
         return dispute
@@ -792,7 +852,7 @@ class Engine:
             raise StripeApiError(400, "The combined length of the evidence text fields exceeds 150000 characters.",
                                  param="evidence")
         ce3 = _merge_ce3(dispute, enhanced)
-        previous = {"evidence": dict(dispute["evidence"]), "status": dispute["status"]}
+        before = self.snapshot(dispute)
         if ce3 is not None:
             merged["enhanced_evidence"] = {**(merged.get("enhanced_evidence") or {}), "visa_compelling_evidence_3": ce3}
         dispute["evidence"] = merged
@@ -809,15 +869,19 @@ class Engine:
             eligibility["visa_compelling_evidence_3"] = state
         if submit:
             dispute["evidence_details"]["submission_count"] += 1
+            dispute["evidence_details"]["submission_method"] = "manual"
             dispute["status"] = "under_review" if dispute["status"] == "needs_response" else "warning_under_review"
-        self.emit("charge.dispute.updated", dispute, created=now, previous=previous)
+        self.emit_update("charge.dispute.updated", dispute, before, created=now)
         if submit:
             all_text = " ".join(str(v) for v in merged.values() if v)
             # Stripe decides test-mode disputes shortly after submission, by the evidence text.
+            customer_id = self.objects["charge"][dispute["charge"]].get("customer")
             if "winning_evidence" in all_text:
-                self.later(0.2, lambda: self._close_dispute(dispute, "won", now + 1))
+                self.later(0.2, lambda: self._close_dispute(dispute, "won", self.now_for(customer_id)))
             elif "losing_evidence" in all_text:
-                self.later(0.2, lambda: self._close_dispute(dispute, "lost", now + 1))
+                self.later(0.2, lambda: self._close_dispute(dispute, "lost", self.now_for(customer_id)))
+            elif "escalate_inquiry_evidence" in all_text and dispute["status"] == "warning_under_review":
+                self.later(0.2, lambda: self._escalate_inquiry(dispute, self.now_for(customer_id)))
         return dispute
 
     def escalate_inquiry(self, dispute_id: str, now: int) -> Json:
@@ -827,22 +891,20 @@ class Engine:
         dispute = self.get("dispute", dispute_id, "dispute")
         if dispute["status"] not in ("warning_needs_response", "warning_under_review"):
             raise StripeApiError(400, "Only an open inquiry can become a chargeback.", code="dispute_closed")
-        charge = self.objects["charge"][dispute["charge"]]
-        previous = {"status": dispute["status"], "evidence_details": dict(dispute["evidence_details"])}
+        self._escalate_inquiry(dispute, now)
+        return dispute
+
+    def _escalate_inquiry(self, dispute: Json, now: int) -> None:
+        """The inquiry becomes a chargeback (the helper above, or test mode's `escalate_inquiry_evidence`)."""
+        before = self.snapshot(dispute)
         dispute["status"] = "needs_response"
         dispute["evidence_details"]["due_by"] = int(now + DISPUTE_RESPONSE_DAYS * DAY)
         dispute["evidence_details"]["submission_count"] = 0
         dispute["payment_method_details"]["card"]["case_type"] = "chargeback"
-        self.emit("charge.dispute.updated", dispute, created=now, previous=previous)
-        fee = DISPUTE_FEE
-        dispute["balance_transactions"] = [{
-            "id": new_id("txn"), "object": "balance_transaction", "amount": -dispute["amount"],
-            "currency": dispute["currency"], "description": f"Chargeback withdrawal for {charge['id']}",
-            "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": dispute["currency"],
-                                         "description": "Dispute fee", "type": "stripe_fee"}],
-            "net": -dispute["amount"] - fee, "type": "adjustment"}]
+        dispute["balance_transactions"] = [self._balance_transaction(
+            -dispute["amount"], dispute["currency"], now, dispute["id"], "Chargeback withdrawal", fee=DISPUTE_FEE)]
+        self.emit_update("charge.dispute.updated", dispute, before, created=now)
         self.emit("charge.dispute.funds_withdrawn", dispute, created=now)
-        return dispute
 
     def close_dispute(self, dispute_id: str) -> Json:
         dispute = self.get("dispute", dispute_id, "dispute")
@@ -855,15 +917,28 @@ class Engine:
         return dispute
 
     def _close_dispute(self, dispute: Json, status: str, now: int) -> None:
-        previous = {"status": dispute["status"]}
+        before = self.snapshot(dispute)
         dispute["status"] = status
-        self.emit("charge.dispute.closed", dispute, created=now, previous=previous)
+        self.emit_update("charge.dispute.closed", dispute, before, created=now, always=True)
         if status == "won":
-            dispute["balance_transactions"].append({
-                "id": new_id("txn"), "object": "balance_transaction", "amount": dispute["amount"],
-                "currency": dispute["currency"], "description": f"Chargeback reversal for {dispute['charge']}",
-                "fee": 0, "fee_details": [], "net": dispute["amount"], "type": "adjustment"})
+            dispute["balance_transactions"].append(self._balance_transaction(
+                dispute["amount"], dispute["currency"], now, dispute["id"], "Chargeback reversal"))
             self.emit("charge.dispute.funds_reinstated", dispute, created=now)
+
+    def _balance_transaction(self, amount: int, currency: str, now: int, source: str, description: str, *,
+                             fee: int = 0) -> Json:
+        """A dispute's funds movement: an `adjustment` in reporting category `dispute` (or its reversal),
+        with Stripe's dispute fee as a `stripe_fee` line on the withdrawal."""
+        fee_details = [{"amount": fee, "application": None, "currency": currency, "description": "Dispute fee",
+                        "type": "stripe_fee"}] if fee else []
+        txn = {
+            "id": new_id("txn"), "object": "balance_transaction", "amount": amount, "available_on": now,
+            "balance_type": "payments", "created": now, "currency": currency, "description": description,
+            "exchange_rate": None, "fee": fee, "fee_details": fee_details, "net": amount - fee,
+            "reporting_category": "dispute" if amount < 0 else "dispute_reversal", "source": source,
+            "status": "available", "type": "adjustment",
+        }
+        return self.put("balance_transaction", txn)
 
     def create_efw_for(self, charge: Json, now: int, fraud_type: str = "made_with_stolen_card") -> Json:
         efw = {
@@ -883,8 +958,9 @@ class Engine:
     def _efw_no_longer_actionable(self, charge_id: str, now: int) -> None:
         for efw in self.all("radar.early_fraud_warning"):
             if efw["charge"] == charge_id and efw["actionable"]:
+                before = self.snapshot(efw)
                 efw["actionable"] = False
-                self.emit("radar.early_fraud_warning.updated", efw, created=now, previous={"actionable": True})
+                self.emit_update("radar.early_fraud_warning.updated", efw, before, created=now)
 
     # --- files --------------------------------------------------------------------------
     def create_file(self, content: bytes, filename: str, purpose: str) -> Json:
@@ -926,9 +1002,9 @@ class Engine:
         return price
 
     @staticmethod
-    def period_length(price: Json) -> int:
-        recurring = price["recurring"]
-        return int(INTERVAL_SECONDS[recurring["interval"]] * recurring.get("interval_count", 1))
+    def period_end(price: Json, anchor: int, start: int) -> int:
+        """Where the period that starts at `start` ends, on the billing calendar anchored at `anchor`."""
+        return billing_calendar.period_end(price, anchor, start)
 
     def create_subscription(self, params: Json, *, now: int | None = None) -> Json:
         customer_id = params["customer"]
@@ -942,13 +1018,16 @@ class Engine:
         for index, item in enumerate(items_in):
             price = self._price(str(item.get("price")), f"items[{index}][price]")
             items.append(self._new_item(subscription_id, price, to_int(item.get("quantity", 1), "quantity", minimum=1),
-                                        now, now + self.period_length(price)))
+                                        now, self.period_end(price, now, now)))
         pm_param = params.get("default_payment_method")
         default_pm = self._resolve_pm(pm_param, customer_id)["id"] if pm_param else None
         subscription = {
             "id": subscription_id,
             "object": "subscription",
             "billing_cycle_anchor": now,
+            # Since 2025-09-30.clover new subscriptions default to flexible billing mode.
+            "billing_mode": {"type": "flexible", "flexible": None, "updated_at": now},
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             "cancel_at": None,
             "cancel_at_period_end": False,
             "canceled_at": None,
@@ -971,14 +1050,23 @@ class Engine:
             "trial_end": None,
             "trial_start": None,
         }
-        self.put("subscription", subscription)
-        invoice = self._invoice_for(subscription, "subscription_create", self._item_lines(subscription, now), now)
         behaviour = params.get("payment_behavior", "allow_incomplete")
+        if behaviour not in ("allow_incomplete", "default_incomplete", "error_if_incomplete"):
+            raise StripeApiError(400, f"Invalid payment_behavior: {behaviour}", code="parameter_invalid_string",
+                                 param="payment_behavior")
+        self.put("subscription", subscription)
+        self.emit("customer.subscription.created", subscription, created=now)
+        invoice = self._invoice_for(subscription, "subscription_create", self._item_lines(subscription, now), now)
+        if behaviour == "default_incomplete" and invoice["status"] == "open":
+            # The first invoice's PaymentIntent waits for the integration to confirm it.
+            self._intent_for(invoice, now)
+            return subscription
         outcome = self._collect(invoice, subscription, now)
         if outcome != "succeeded" and behaviour == "error_if_incomplete":
-            raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
-                                 decline_code="generic_decline")
-        self.emit("customer.subscription.created", subscription, created=now)
+            # Stripe creates no subscription and answers 402 with the invoice's PaymentIntent.
+            intent = self.objects["payment_intent"][invoice["_payment_intent"]]
+            subscription["deleted"] = True
+            raise self.card_error(intent, self.objects.get("payment_method", {}).get(intent.get("payment_method")))
         return subscription
 
     def _new_item(self, subscription_id: str, price: Json, quantity: int, start: int, end: int) -> Json:
@@ -989,9 +1077,25 @@ class Engine:
             "current_period_end": end,
             "current_period_start": start,
             "metadata": {},
+            "plan": self.plan_of(price),
             "price": copy.deepcopy(price),
             "quantity": quantity,
             "subscription": subscription_id,
+        }
+
+    @staticmethod
+    def plan_of(price: Json) -> Json:
+        """The legacy `plan` view Stripe still gives of a recurring price on subscription items."""
+        recurring = price.get("recurring") or {}
+        return {
+            "id": price["id"], "object": "plan", "active": price["active"], "amount": price["unit_amount"],
+            "amount_decimal": price["unit_amount_decimal"], "billing_scheme": price["billing_scheme"],
+            "created": price["created"], "currency": price["currency"], "interval": recurring.get("interval"),
+            "interval_count": recurring.get("interval_count", 1), "livemode": False,
+            "metadata": dict(price.get("metadata") or {}), "meter": recurring.get("meter"),
+            "nickname": price.get("nickname"), "product": price["product"], "tiers_mode": None,
+            "transform_usage": None, "trial_period_days": recurring.get("trial_period_days"),
+            "usage_type": recurring.get("usage_type", "licensed"),
         }
 
     def _item_lines(self, subscription: Json, now: int) -> list[Json]:
@@ -1034,15 +1138,19 @@ class Engine:
                 "unit_amount_decimal": price["unit_amount_decimal"],
             },
             "quantity": item["quantity"],
+            "discountable": True,
+            "subtotal": amount,
         }
 
-    def _invoice_for(self, subscription: Json, billing_reason: str, lines: list[Json], now: int) -> Json:
+    def _invoice_for(self, subscription: Json, billing_reason: str, lines: list[Json], now: int, *,
+                     finalize: bool = True) -> Json:
         total = sum(line["amount"] for line in lines)
         invoice_id = new_id("in")
         invoice = {
             "id": invoice_id,
             "object": "invoice",
             "account_country": "US",
+            "issuer": {"type": "self"},
             "amount_due": max(total, 0),
             "amount_paid": 0,
             "amount_remaining": max(total, 0),
@@ -1080,8 +1188,12 @@ class Engine:
         self.put("invoice", invoice)
         self.invoices_by_subscription.setdefault(subscription["id"], []).append(invoice_id)
         subscription["latest_invoice"] = invoice_id
+        if not finalize:
+            # A renewal stays a draft for about an hour before Stripe finalizes it and attempts payment.
+            invoice["automatically_finalizes_at"] = now + billing_calendar.RENEWAL_DRAFT_SECONDS
         self.emit("invoice.created", invoice, created=now)
-        self.finalize_invoice(invoice, now)
+        if finalize:
+            self.finalize_invoice(invoice, now)
         return invoice
 
     def finalize_invoice(self, invoice: Json, now: int) -> None:
@@ -1089,6 +1201,7 @@ class Engine:
             raise StripeApiError(400, "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
                                  code="invoice_not_editable")
         invoice["status"] = "open"
+        invoice["automatically_finalizes_at"] = None
         invoice["status_transitions"]["finalized_at"] = now
         self.emit("invoice.finalized", invoice, created=now)
         if invoice["amount_due"] == 0:
@@ -1097,6 +1210,16 @@ class Engine:
     def _collect(self, invoice: Json, subscription: Json | None, now: int, pm: Json | None = None) -> str:
         if invoice["status"] == "paid":
             return "succeeded"
+        intent = self._intent_for(invoice, now)
+        if invoice.get("_failed_once"):
+            intent["_dunning"] = True
+        pm = pm or self.default_payment_method(invoice["customer"], subscription)
+        outcome = self.attempt_payment(intent, pm, now)
+        self._settle_invoice(invoice, intent, outcome, now)
+        return outcome
+
+    def _intent_for(self, invoice: Json, now: int) -> Json:
+        """The invoice's PaymentIntent (and its invoice_payment), created on first need."""
         intent_id = invoice.get("_payment_intent")
         intent = self.objects.get("payment_intent", {}).get(intent_id) if intent_id else None
         if intent is None:
@@ -1111,12 +1234,8 @@ class Engine:
                 "payment": {"type": "payment_intent", "payment_intent": intent["id"]}, "status": "open",
                 "created": now,
             })
-        if invoice.get("_failed_once"):
-            intent["_dunning"] = True
-        pm = pm or self.default_payment_method(invoice["customer"], subscription)
-        outcome = self.attempt_payment(intent, pm, now)
-        self._settle_invoice(invoice, intent, outcome, now)
-        return outcome
+            self.emit("payment_intent.created", intent, created=now)
+        return intent
 
     def _settle_invoice(self, invoice: Json, intent: Json, outcome: str, now: int) -> None:
         subscription = self.subscription_of(invoice)
@@ -1126,9 +1245,9 @@ class Engine:
         if outcome == "succeeded":
             self._mark_paid(invoice, now)
             if subscription is not None and subscription["status"] in ("incomplete", "past_due", "unpaid"):
-                previous = {"status": subscription["status"]}
+                before = self.snapshot(subscription)
                 subscription["status"] = "active"
-                self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+                self.emit_update("customer.subscription.updated", subscription, before, created=now)
             return
         if outcome == "requires_action":
             invoice["_action_reported"] = True
@@ -1144,14 +1263,14 @@ class Engine:
                 invoice["next_payment_attempt"] = None
             self.emit("invoice.payment_failed", invoice, created=now)
         if subscription is not None and subscription["status"] == "active":
-            previous = {"status": "active"}
+            before = self.snapshot(subscription)
             subscription["status"] = "past_due"
-            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+            self.emit_update("customer.subscription.updated", subscription, before, created=now)
         if subscription is not None and invoice["next_payment_attempt"] is None and outcome == "failed" and \
                 subscription["status"] == "past_due":
-            previous = {"status": "past_due"}
+            before = self.snapshot(subscription)
             subscription["status"] = "unpaid"
-            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
+            self.emit_update("customer.subscription.updated", subscription, before, created=now)
 
     def _mark_paid(self, invoice: Json, now: int) -> None:
         invoice["status"] = "paid"
@@ -1162,6 +1281,8 @@ class Engine:
         for payment in invoice["payments"]["data"]:
             payment["status"] = "paid"
             payment["amount_paid"] = invoice["amount_due"]
+            payment.setdefault("status_transitions", {})["paid_at"] = now
+            self.emit("invoice_payment.paid", payment, created=now)
         self.emit("invoice.paid", invoice, created=now)
         self.emit("invoice.payment_succeeded", invoice, created=now)
 
@@ -1177,8 +1298,8 @@ class Engine:
         pm = self._resolve_pm(params["payment_method"], invoice["customer"]) if params.get("payment_method") else None
         outcome = self._collect(invoice, subscription, now, pm)
         if outcome == "failed":
-            raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
-                                 decline_code="generic_decline")
+            intent = self.objects["payment_intent"][invoice["_payment_intent"]]
+            raise self.card_error(intent, self.objects.get("payment_method", {}).get(intent.get("payment_method")))
         return invoice
 
     def subscription_of(self, invoice: Json) -> Json | None:
@@ -1194,7 +1315,8 @@ class Engine:
         now = self.now_for(customer["id"])
         invoice_id = new_id("in")
         invoice: Json = {
-            "id": invoice_id, "object": "invoice", "account_country": "US", "amount_due": 0, "amount_paid": 0,
+            "id": invoice_id, "object": "invoice", "account_country": "US", "issuer": {"type": "self"},
+            "amount_due": 0, "amount_paid": 0,
             "amount_remaining": 0, "attempt_count": 0, "attempted": False,
             "auto_advance": to_bool(params["auto_advance"], "auto_advance") if "auto_advance" in params else False,
             "billing_reason": "manual",
@@ -1231,12 +1353,14 @@ class Engine:
             "customer": customer["id"], "date": now, "description": params.get("description"),
             "invoice": invoice["id"], "livemode": False, "metadata": dict(params.get("metadata") or {}),
             "parent": None, "period": {"start": now, "end": now}, "proration": False, "quantity": 1,
+            "quantity_decimal": "1", "discountable": True,
             "test_clock": customer.get("test_clock"),
         }
         self.put("invoiceitem", item)
         invoice["lines"]["data"].append({
             "id": new_id("il"), "object": "line_item", "amount": amount, "currency": invoice["currency"],
             "description": item["description"], "invoice": invoice["id"], "livemode": False, "metadata": {},
+            "discountable": True, "subtotal": amount,
             "parent": {"type": "invoice_item_details", "subscription_item_details": None,
                        "invoice_item_details": {"invoice_item": item["id"], "proration": False,
                                                 "proration_details": {"credited_items": None},
@@ -1279,14 +1403,13 @@ class Engine:
             raise StripeApiError(400, "A canceled subscription can only update its cancellation_details and "
                                       "metadata.")
         now = self.now_for(subscription["customer"])
-        previous: Json = {}
+        before = self.snapshot(subscription)
         proration_behavior = params.get("proration_behavior", "create_prorations")
         if proration_behavior not in ("create_prorations", "none", "always_invoice"):
             raise StripeApiError(400, "Invalid proration_behavior", code="parameter_invalid_string",
                                  param="proration_behavior")
         proration_at = to_int(params.get("proration_date", now), "proration_date")
         items_in = params.get("items") or []
-        price_changed = False
         ignore_price = bool(self.misbehave.get("downgrade_cancels"))
         proration_lines: list[Json] = []
         for index, change in enumerate(items_in):
@@ -1299,39 +1422,32 @@ class Engine:
                 new_price = self._price(change["price"], f"items[{index}][price]")
                 if ignore_price:
                     continue
-                previous.setdefault("items", copy.deepcopy(subscription["items"]))
                 if proration_behavior != "none":
                     proration_lines.extend(self._prorations(subscription, item, new_price, proration_at))
                 item["price"] = copy.deepcopy(new_price)
-                price_changed = True
+                item["plan"] = self.plan_of(new_price)
             if change.get("quantity"):
-                previous.setdefault("items", copy.deepcopy(subscription["items"]))
                 item["quantity"] = to_int(change["quantity"], f"items[{index}][quantity]", minimum=1)
         if "cancel_at_period_end" in params:
             value = to_bool(params["cancel_at_period_end"], "cancel_at_period_end")
             if not (ignore_price and value is False and subscription["cancel_at_period_end"]):
-                if value != subscription["cancel_at_period_end"]:
-                    previous["cancel_at_period_end"] = subscription["cancel_at_period_end"]
-                    previous["cancel_at"] = subscription["cancel_at"]
                 subscription["cancel_at_period_end"] = value
                 end = subscription["items"]["data"][0]["current_period_end"]
                 subscription["cancel_at"] = end if value else None
                 subscription["canceled_at"] = now if value else None
         if "metadata" in params:
-            previous["metadata"] = dict(subscription["metadata"])
             self._merge_metadata(subscription, params["metadata"])
         if params.get("default_payment_method"):
-            previous["default_payment_method"] = subscription["default_payment_method"]
             subscription["default_payment_method"] = self._resolve_pm(params["default_payment_method"],
                                                                       subscription["customer"])["id"]
+        # The subscription's update comes first; the proration invoice's events follow it.
+        self.emit_update("customer.subscription.updated", subscription, before, created=now)
         if proration_lines:
             if proration_behavior == "always_invoice":
                 invoice = self._invoice_for(subscription, "subscription_update", proration_lines, now)
                 self._collect(invoice, subscription, now)
             else:
                 self.pending_prorations.setdefault(subscription_id, []).extend(proration_lines)
-        if previous or price_changed:
-            self.emit("customer.subscription.updated", subscription, created=now, previous=previous)
         return subscription
 
     def cancel_subscription(self, subscription_id: str, *, at: int | None = None) -> Json:
@@ -1364,7 +1480,7 @@ class Engine:
             subscription = {"id": "sub_preview", "customer": customer_id, "currency": price["currency"],
                             "metadata": {}, "test_clock": None,
                             "items": {"data": [self._new_item("sub_preview", price, 1, now,
-                                                              now + self.period_length(price))]}}
+                                                              self.period_end(price, now, now))]}}
         now = self.now_for(subscription["customer"])
         at = to_int(details.get("proration_date", now), "subscription_details[proration_date]")
         behaviour = details.get("proration_behavior", "create_prorations")
@@ -1379,17 +1495,19 @@ class Engine:
                     if behaviour != "none":
                         lines.extend(self._prorations(subscription, item, new_price, at))
                     item["price"] = copy.deepcopy(new_price)
+                item["plan"] = self.plan_of(new_price)
         immediate = behaviour == "always_invoice"
         if not immediate:
             for item in subscription["items"]["data"]:
-                length = self.period_length(item["price"])
+                anchor = int(subscription.get("billing_cycle_anchor") or item["current_period_start"])
                 start = item["current_period_end"] if subscription_id else item["current_period_start"]
+                end = self.period_end(item["price"], anchor, start)
                 lines.append(self._line(subscription, item, item["price"], item["price"]["unit_amount"] *
-                                        item["quantity"], start, start + length, proration=False,
+                                        item["quantity"], start, end, proration=False,
                                         description=f"{item['quantity']} × {self._product_name(item['price'])}"))
         total = sum(line["amount"] for line in lines)
         return {
-            "id": None,
+            "id": new_id("upcoming_in"),
             "object": "invoice",
             "amount_due": max(0, total),
             "amount_paid": 0,
@@ -1411,34 +1529,89 @@ class Engine:
 
     # --- the passage of time ---------------------------------------------------------------
     def advance_subscription(self, subscription: Json, until: int) -> None:
-        """Run renewals, period-end cancellations and payment retries due up to `until`."""
-        for _ in range(1000):  # bounded: a year of daily prices at most
-            if subscription["status"] in ("canceled", "incomplete_expired", "incomplete"):
+        """Run the subscription's due work up to `until`, in time order: incomplete expiry,
+        invoice.upcoming, renewals (a draft at period end), draft finalization and payment
+        about an hour later, payment retries and period-end cancellations."""
+        for _ in range(5000):  # bounded: years of daily prices at most
+            work = self._next_work(subscription, until)
+            if work is None:
                 return
-            item = subscription["items"]["data"][0]
-            period_end = item["current_period_end"]
-            invoices = self.objects.get("invoice", {})
-            retries = [invoices[i] for i in self.invoices_by_subscription.get(subscription["id"], [])
-                       if invoices[i]["status"] == "open" and invoices[i].get("next_payment_attempt")
-                       and invoices[i]["next_payment_attempt"] <= until]
-            next_retry = min(retries, key=lambda inv: inv["next_payment_attempt"]) if retries else None
-            if next_retry is not None and next_retry["next_payment_attempt"] < period_end:
-                at = next_retry["next_payment_attempt"]
-                self._collect(next_retry, subscription, at)
-                continue
-            if period_end > until:
-                return
-            if subscription["cancel_at_period_end"]:
-                self.cancel_subscription(subscription["id"], at=period_end)
-                return
-            for each in subscription["items"]["data"]:
-                each["current_period_start"] = period_end
-                each["current_period_end"] = period_end + self.period_length(each["price"])
-            self.emit("customer.subscription.updated", subscription, created=period_end,
-                      previous={"items": {"data": [{"current_period_start": item["current_period_start"]}]}})
-            lines = self.pending_prorations.pop(subscription["id"], []) + self._item_lines(subscription, period_end)
-            invoice = self._invoice_for(subscription, "subscription_cycle", lines, period_end)
-            self._collect(invoice, subscription, period_end)
+            at, _order, kind, invoice = work
+            if kind == "expire":
+                self._expire_incomplete(subscription, at)
+            elif kind == "finalize" and invoice is not None:
+                self.finalize_invoice(invoice, at)
+                if invoice["status"] == "open":
+                    self._collect(invoice, subscription, at)
+            elif kind == "retry" and invoice is not None:
+                self._collect(invoice, subscription, at)
+            elif kind == "upcoming":
+                self._send_upcoming(subscription, at)
+            elif kind == "renew":
+                self._renew(subscription, at)
+
+    def _next_work(self, subscription: Json, until: int) -> tuple[int, int, str, Json | None] | None:
+        status = subscription["status"]
+        if status in ("canceled", "incomplete_expired"):
+            return None
+        due: list[tuple[int, int, str, Json | None]] = []
+        if status == "incomplete":
+            expires = int(subscription["created"]) + billing_calendar.INCOMPLETE_EXPIRES_SECONDS
+            return (expires, 0, "expire", None) if expires <= until else None
+        invoices = self.objects.get("invoice", {})
+        for invoice_id in self.invoices_by_subscription.get(subscription["id"], []):
+            invoice = invoices[invoice_id]
+            finalizes = invoice.get("automatically_finalizes_at")
+            if invoice["status"] == "draft" and finalizes and finalizes <= until:
+                due.append((int(finalizes), 1, "finalize", invoice))
+            retry = invoice.get("next_payment_attempt")
+            if invoice["status"] == "open" and retry and retry <= until:
+                due.append((int(retry), 2, "retry", invoice))
+        item = subscription["items"]["data"][0]
+        period_end = int(item["current_period_end"])
+        notice = int(self.billing_config.get("upcoming_days", billing_calendar.DEFAULT_UPCOMING_DAYS)) * DAY
+        upcoming_at = period_end - notice
+        if (notice > 0 and not subscription["cancel_at_period_end"] and upcoming_at <= until
+                and upcoming_at > item["current_period_start"] and subscription.get("_upcoming_for") != period_end):
+            due.append((upcoming_at, 3, "upcoming", None))
+        if period_end <= until:
+            due.append((period_end, 4, "renew", None))
+        return min(due, key=lambda work: (work[0], work[1])) if due else None
+
+    def _renew(self, subscription: Json, period_end: int) -> None:
+        if subscription["cancel_at_period_end"]:
+            self.cancel_subscription(subscription["id"], at=period_end)
+            return
+        before = self.snapshot(subscription)
+        anchor = int(subscription["billing_cycle_anchor"])
+        for each in subscription["items"]["data"]:
+            each["current_period_start"] = period_end
+            each["current_period_end"] = self.period_end(each["price"], anchor, period_end)
+        self.emit_update("customer.subscription.updated", subscription, before, created=period_end)
+        lines = self.pending_prorations.pop(subscription["id"], []) + self._item_lines(subscription, period_end)
+        self._invoice_for(subscription, "subscription_cycle", lines, period_end, finalize=False)
+
+    def _send_upcoming(self, subscription: Json, at: int) -> None:
+        """invoice.upcoming, the configured number of days before renewal (its invoice has no id)."""
+        subscription["_upcoming_for"] = subscription["items"]["data"][0]["current_period_end"]
+        preview = self.preview_invoice({"subscription": subscription["id"]})
+        preview["created"] = at
+        self.emit("invoice.upcoming", preview, created=at)
+
+    def _expire_incomplete(self, subscription: Json, at: int) -> None:
+        """Stripe: no successful payment within 23 hours of creation -> incomplete_expired, the
+        first invoice voided, and no further invoices."""
+        before = self.snapshot(subscription)
+        subscription["status"] = "incomplete_expired"
+        subscription["ended_at"] = at
+        self.emit_update("customer.subscription.updated", subscription, before, created=at)
+        invoice_id = subscription.get("latest_invoice")
+        invoice = self.objects.get("invoice", {}).get(invoice_id) if invoice_id else None
+        if invoice is not None and invoice["status"] == "open":
+            invoice["status"] = "void"
+            invoice["status_transitions"]["voided_at"] = at
+            invoice["next_payment_attempt"] = None
+            self.emit("invoice.voided", invoice, created=at)
 
     def advance_clock(self, clock_id: str, frozen_time: int) -> Json:
         clock = self.get("test_clock", clock_id, "test_helpers.test_clock")
@@ -1450,8 +1623,13 @@ class Engine:
         subscriptions = [s for s in self.all("subscription") if s["customer"] in customers]
         # Step through each subscription's due work in time order (renewals, retries, period ends).
         clock["frozen_time"] = frozen_time
-        for subscription in sorted(subscriptions, key=lambda s: s["created"]):
-            self.advance_subscription(subscription, frozen_time)
+        # What the clock's advance sets off is Stripe's own (automatic) work: its events have no request.
+        request, self._current_request = self._current_request, {"id": None, "idempotency_key": None}
+        try:
+            for subscription in sorted(subscriptions, key=lambda s: s["created"]):
+                self.advance_subscription(subscription, frozen_time)
+        finally:
+            self._current_request = request
         clock["status"] = "ready"
         self.emit("test_helpers.test_clock.ready", clock, created=frozen_time)
         return clock

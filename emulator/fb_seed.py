@@ -9,7 +9,7 @@ import random
 import time
 from typing import Any
 
-from emulator import fb_api
+from emulator import billing_calendar, fb_api
 from emulator.fb_engine import DAY, Engine, Json
 from emulator.fb_wire import StripeApiError
 
@@ -96,7 +96,9 @@ def _seed_customer(engine: Engine, clock: _Clock, rng: random.Random, index: int
                    prices: dict[str, dict[str, str]], counts: dict[str, int], *, dispute: bool, efw: bool) -> None:
     roll = rng.random()
     due_soon = index % 40 == 7  # a few downgrades due inside the 15-minute reconcile lookahead
-    signup = now - 30 * DAY + rng.randint(120, 780) if due_soon else now - rng.randint(1 * DAY, 45 * DAY)
+    # Due-soon downgrades: the monthly period (anchor-day months) ends 2-13 minutes from now.
+    signup = billing_calendar.boundary(now + rng.randint(120, 780), "month", 1, -1) if due_soon \
+        else now - rng.randint(1 * DAY, 45 * DAY)
     clock.at(signup)
     name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
     email = f"{name.lower().replace(' ', '.').replace('-', '')}.{index}@customers.example"
@@ -159,7 +161,8 @@ def _seed_customer(engine: Engine, clock: _Clock, rng: random.Random, index: int
             renewal = subscription["items"]["data"][0]["current_period_end"]
             if renewal + 2 * DAY < now:
                 clock.release()
-                engine.advance_subscription(subscription, renewal + 1)
+                # The renewal is a draft for an hour, then finalized and charged (and declined).
+                engine.advance_subscription(subscription, renewal + 2 * 3600)
                 clock.at(renewal + rng.randint(3600, 2 * DAY))
                 open_invoices = [i for i in engine.all("invoice") if i["customer"] == customer["id"]
                                  and i["status"] == "open"]

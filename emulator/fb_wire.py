@@ -37,6 +37,12 @@ class StripeApiError(Exception):
         if extra:
             self.body.update(extra)
 
+    @property
+    def failed_validation(self) -> bool:
+        """A bad or unknown param (or an id that names nothing): the endpoint never began executing."""
+        code = str(self.body.get("code") or "")
+        return self.status in (400, 404) and (code.startswith("parameter") or code == "resource_missing")
+
 
 def missing(object_name: str, object_id: str, param: str = "id") -> StripeApiError:
     return StripeApiError(

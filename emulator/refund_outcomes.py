@@ -28,7 +28,7 @@ def _behaviour(engine: Engine, charge: Json) -> str:
 def prepare(engine: Engine, refund: Json, charge: Json) -> Callable[[], None]:
     """Set the refund's first status; return what to schedule once the refund is stored."""
     behaviour = _behaviour(engine, charge)
-    if behaviour == "refund_pending":
+    if behaviour == "pending_refund":
         refund["status"], refund["pending_reason"] = "pending", "processing"
         return lambda: engine.later(SETTLE_AFTER_SECONDS, lambda: _succeed(engine, refund))
     if behaviour == "refund_fail":

@@ -16,13 +16,14 @@ import threading
 import time
 import traceback
 import urllib.request
+from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator import fb_api, fb_checkout, fb_portal, fb_settings  # noqa: F401 (importing registers routes)
+from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
@@ -169,7 +170,7 @@ class WebhookDelivery:
             event = engine.objects.get("event", {}).get(event_id)
             if endpoint is None or event is None or endpoint.get("deleted"):
                 return
-            body = json.dumps(fb_api.public(event)).encode()
+            body = json.dumps(catalogue.conform(fb_api.public(event))).encode()
             secrets = active_secrets(endpoint, time.time())
             url = endpoint["url"]
         request = urllib.request.Request(url, data=body, method="POST", headers={
@@ -188,10 +189,10 @@ class WebhookDelivery:
                                                "attempt": attempt, "ok": ok, "ts": time.time()})
             if ok:
                 event["pending_webhooks"] = max(0, event["pending_webhooks"] - 1)
-                if event.get("delivery_success") is not False:
-                    event["delivery_success"] = True
+                if event.get("_delivery_success") is not False:
+                    event["_delivery_success"] = True
                 return
-            event["delivery_success"] = False
+            event["_delivery_success"] = False
         if attempt < self.max_attempts:
             delay = self.retry_delays[min(attempt - 1, len(self.retry_delays) - 1)]
             with self.cond:
@@ -224,7 +225,9 @@ class EmulatorServer:
         self.state_file = state_file
         self.request_log: list[Json] = []
         self.delivery_log: list[Json] = []
-        self.idempotency: dict[str, tuple[str, int, bytes]] = {}
+        # Callables (method, path, status, body) told of every /v1 response (the contract tests' catalogue check).
+        self.response_observers: list[Callable[[str, str, int, bytes], None]] = []
+        self.idempotency: dict[str, tuple[str, int, bytes, str]] = {}  # key -> (fingerprint, status, body, req)
         self.key_locks: dict[str, threading.Lock] = {}
         self.key_locks_guard = threading.Lock()
         self.delivery = WebhookDelivery(self)
@@ -376,6 +379,8 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             with emulator.engine.lock:
                 emulator.request_log.append({"method": method, "path": path, "status": status,
                                              "idempotency_key": key, "request_id": request_id, "ts": time.time()})
+            for observer in list(emulator.response_observers):
+                observer(method, path, status, body)
             return status, body, extra
 
         def _authenticate(self) -> None:
@@ -401,17 +406,24 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             with emulator.key_lock(key):
                 saved = emulator.idempotency.get(key)
                 if saved is not None:
-                    saved_fingerprint, saved_status, saved_body = saved
+                    saved_fingerprint, saved_status, saved_body, original_request = saved
                     if saved_fingerprint != fingerprint:
                         raise StripeApiError(
                             400, "Keys for idempotent requests can only be used with the same parameters they were "
                                  f"first used with. Try using a key other than '{key}' if you meant to execute a "
                                  "different request.", type_="idempotency_error")
-                    return saved_status, saved_body, {"Idempotent-Replayed": "true", "Original-Request": request_id}
-                status, body = self._execute(method, path, query, raw, request_id, key, raise_errors=False)
-                if status < 500:
-                    emulator.idempotency[key] = (fingerprint, status, body)
-                return status, body, {}
+                    return saved_status, saved_body, {"Idempotent-Replayed": "true",
+                                                      "Original-Request": original_request}
+                try:
+                    status, body = self._execute(method, path, query, raw, request_id, key)
+                except StripeApiError as error:
+                    status, body = error.status, _error_body(error, request_id)
+                    # Stripe saves a result only once the endpoint began executing: a request that
+                    # failed validation saves nothing, so the corrected retry with the same key runs.
+                    if error.failed_validation or error.status >= 500:
+                        return status, body, {}
+                emulator.idempotency[key] = (fingerprint, status, body, request_id)
+                return status, body, {"Original-Request": request_id}
 
         def _execute(self, method: str, path: str, query: str, raw: bytes, request_id: str, key: str | None,
                      raise_errors: bool = True) -> tuple[int, bytes]:
@@ -424,13 +436,14 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                     raise StripeApiError(404, f"Unrecognized request URL ({method}: {path}). Please see "
                                               "https://stripe.com/docs or we can help at https://support.stripe.com/.")
                 handler, match = found
+                validation.check_request(method, path, params)
                 with emulator.engine.lock:
                     emulator.engine._current_request = {"id": request_id, "idempotency_key": key}
                     try:
                         result = handler(emulator.engine, match, params)
                     finally:
                         emulator.engine._current_request = {"id": None, "idempotency_key": None}
-                return 200, json.dumps(result).encode()
+                return 200, json.dumps(catalogue.conform(result)).encode()
             except StripeApiError as error:
                 if raise_errors:
                     raise
@@ -531,6 +544,12 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
 
         with engine.lock:
             return seed_month(engine, customers=int(payload.get("customers", 300)), seed=int(payload.get("seed", 42)))
+    if action == "billing/config":
+        # Account billing settings: the days before renewal that invoice.upcoming is sent.
+        with engine.lock:
+            if method == "POST" and "upcoming_days" in payload:
+                engine.billing_config["upcoming_days"] = int(payload["upcoming_days"])
+            return dict(engine.billing_config)
     if action == "tick" and method == "POST":
         with engine.lock:
             engine.tick_realtime()
@@ -564,10 +583,10 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
         with engine.lock:
             warning = engine.get("radar.early_fraud_warning", parts[1], "radar.early_fraud_warning")
             if "actionable" in payload:
-                previous = {"actionable": warning["actionable"]}
+                before = engine.snapshot(warning)
                 warning["actionable"] = bool(payload["actionable"])
-                engine.emit("radar.early_fraud_warning.updated", warning, created=engine.now_for(None),
-                            previous=previous)
+                engine.emit_update("radar.early_fraud_warning.updated", warning, before,
+                                   created=engine.now_for(None))
             return fb_api.public(copy.deepcopy(warning))
     if len(parts) == 3 and parts[0] == "payment_method_domains" and parts[2] == "set" and method == "POST":
         # Test helper: a wallet's verification on the domain failed (or passed again).

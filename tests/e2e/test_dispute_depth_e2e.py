@@ -31,8 +31,8 @@ def _ce3_dispute(demo_server: Any) -> str:
 
 
 def _gateway(demo_server: Any) -> Any:
-    from services.config import load_settings
     from demo import DEMO_API_KEY
+    from services.config import load_settings
     from services.stripe_gateway import StripeGateway
 
     return StripeGateway(load_settings({"STRIPE_API_KEY": DEMO_API_KEY, "STRIPE_API_BASE": demo_server.emulator_url,

@@ -65,3 +65,34 @@ def create_endpoint(env: dict[str, str], events: list[str], tag: str, url: str =
                                                       idempotency_key=f"test-endpoint:{tag}"))
 
 
+
+
+# --- the catalogue contract check over the emulator contract suite ----------------------------------
+@pytest.fixture(autouse=True)
+def _catalogue_audit(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every object the emulator returns in an emulator contract test must match Stripe's catalogue."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    if not module.startswith("test_emulator_") or "emulator_server" not in request.fixturenames:
+        yield
+        return
+    from tests.integration.catalogue_check import SESSION_AUDIT, ResponseAudit, attach, detach
+
+    server = request.getfixturevalue("emulator_server")
+    audit = ResponseAudit()
+    attach(server, audit)
+    attach(server, SESSION_AUDIT)
+    try:
+        yield
+    finally:
+        detach(server, audit)
+        detach(server, SESSION_AUDIT)
+    serious = audit.serious()
+    assert not serious, f"{len(serious)} objects' fields differ from Stripe's catalogue:\n" + "\n".join(serious[:20])
+    assert audit.report.percent >= 98.0, audit.summary()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.integration.catalogue_check import SESSION_AUDIT
+
+    if SESSION_AUDIT.responses:
+        terminalreporter.write_line(SESSION_AUDIT.summary())

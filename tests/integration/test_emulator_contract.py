@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import stripe
 
+from emulator.billing_calendar import boundary
 from tests.conftest import EmulatorHandle
 
 
@@ -74,7 +75,8 @@ def test_subscription_basil_shapes(client: stripe.StripeClient, catalog: dict[st
     subscription = client.v1.subscriptions.create({"customer": customer.id, "items": [{"price": catalog["pro"].id}]})
     assert subscription.status == "active"
     item = subscription["items"].data[0]
-    assert item.current_period_end - item.current_period_start == 30 * 86400
+    # Anchor-day months: the period ends on the same day (and time) next month, not 30 days later.
+    assert item.current_period_end == boundary(item.current_period_start, "month", 1, 1)
     assert "current_period_end" not in subscription  # basil: the period is on the item
     invoice = client.v1.invoices.retrieve(subscription.latest_invoice)
     assert invoice.parent.subscription_details.subscription == subscription.id
@@ -138,6 +140,11 @@ def test_failing_card_enters_dunning_and_retries(client: stripe.StripeClient, ca
     client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": failing.id}})
     end = subscription["items"].data[0].current_period_end
     client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 60})
+    # The renewal invoice is a draft for about an hour; nothing is charged yet.
+    draft = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(subscription.id).latest_invoice)
+    assert draft.status == "draft" and draft.automatically_finalizes_at == end + 3600
+    assert client.v1.subscriptions.retrieve(subscription.id).status == "active"
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 3600 + 60})
     assert client.v1.subscriptions.retrieve(subscription.id).status == "past_due"
     client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 4 * 86400})
     failures = client.v1.events.list({"type": "invoice.payment_failed"}).data

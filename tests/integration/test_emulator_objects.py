@@ -110,6 +110,8 @@ def test_one_off_invoice_draft_item_finalize_pay(client: stripe.StripeClient) ->
                                            "invoice_settings": {"default_payment_method": "pm_card_visa"}})
     invoice = client.v1.invoices.create({"customer": customer.id, "auto_advance": False})
     assert invoice.status == "draft" and invoice.parent is None and invoice.billing_reason == "manual"
+    # Every field Stripe defines is there, null where Stripe sends null (the SDK raised AttributeError before).
+    assert invoice.due_date is None and invoice.issuer.type == "self" and invoice.automatic_tax.enabled is False
     item = client.v1.invoice_items.create({"customer": customer.id, "invoice": invoice.id, "amount": 1234,
                                            "currency": "usd", "description": "Setup"})
     assert item.object == "invoiceitem" and item.invoice == invoice.id

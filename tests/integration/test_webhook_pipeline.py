@@ -294,7 +294,8 @@ def _scenario(client: stripe.StripeClient, emulator: EmulatorHandle, prices: dic
     failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer.id})
     client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": failing.id}})
     client.v1.subscriptions.update(sub.id, {"cancel_at_period_end": False, "metadata": {"pending_plan": ""}})
-    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": item.current_period_end + 60})
+    # The renewal is a draft for about an hour, then finalized and charged (and declined).
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": item.current_period_end + 3600 + 60})
     invoice = client.v1.invoices.list({"customer": customer.id, "status": "open"}).data[0]
     client.v1.invoices.pay(invoice.id, {"payment_method": "pm_card_visa"})
     sca = client.v1.customers.create({"email": "sca@example.io", "payment_method": "pm_card_authenticationRequired"})
