@@ -150,7 +150,7 @@ def test_asynchronous_refunds(client: stripe.StripeClient) -> None:
     assert _wait_for(lambda: client.v1.refunds.retrieve(pending.id).status == "succeeded")
     updated = client.v1.events.list({"type": "refund.updated"}).data
     assert [e.data.object.id for e in updated] == [pending.id]
-    assert updated[0].data.previous_attributes.to_dict() == {"status": "pending"}
+    assert updated[0].data.previous_attributes.to_dict() == {"status": "pending", "pending_reason": "processing"}
     failing = client.v1.refunds.create({"payment_intent": _pay(client, "pm_card_refundFail").id})
     assert failing.status == "succeeded"
     assert _wait_for(lambda: client.v1.refunds.retrieve(failing.id).status == "failed")
