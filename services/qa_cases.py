@@ -21,7 +21,6 @@ from services.qa_runner import (
     expect_db_subscription,
     expect_events,
     expect_recovered,
-    invoice_payment_intent,
     invoices_of,
     pay_with,
     period_end_of,
@@ -33,7 +32,7 @@ from services.qa_runner import (
     subscribe,
     subscribed,
 )
-from services.stripe_objects import item_id, item_price_id
+from services.stripe_objects import invoice_payment_intent, item_id, item_price_id
 
 # Stripe finalizes a renewal invoice about an hour after the period ends, then charges it.
 RENEWAL_GRACE_SECONDS = 2 * 3600

@@ -201,15 +201,6 @@ def emulator_helper(ctx: CaseContext, path: str, payload: dict[str, Any]) -> dic
     return result if isinstance(result, dict) else {}
 
 
-def invoice_payment_intent(invoice: dict[str, Any]) -> str | None:
-    """basil: an invoice's PaymentIntent is under invoice.payments, not invoice.payment_intent."""
-    for payment in ((invoice.get("payments") or {}).get("data")) or []:
-        intent = (payment.get("payment") or {}).get("payment_intent")
-        if intent:
-            return str(intent.get("id") if isinstance(intent, dict) else intent)
-    return None
-
-
 def pay_with(ctx: CaseContext, invoice_id: str, payment_method: str, expectation: str) -> None:
     try:
         ctx.gateway.pay_invoice(invoice_id, {"payment_method": payment_method}, idempotency_key=ctx.key("pay"))
