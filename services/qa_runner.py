@@ -306,6 +306,21 @@ def is_recovered(invoice: dict[str, Any] | None) -> bool:
     return bool(invoice and invoice["recovered_at"] and invoice["recovery_method"])
 
 
+def expect_open_invoice(ctx: CaseContext, invoices: list[dict[str, Any]], expectation: str) -> str:
+    """The newest of `invoices` is open (unpaid); its id, kept in the evidence."""
+    ctx.expect(bool(invoices) and invoices[-1].get("status") == "open", expectation,
+               [i.get("status") for i in invoices])
+    invoice_id = str(invoices[-1]["id"])
+    ctx.ids["invoice"] = invoice_id
+    return invoice_id
+
+
+def expect_invoice_recorded(ctx: CaseContext, invoice_id: str, column: str) -> None:
+    """The billing DB's invoice row has `column` (e.g. payment_failed_at) set, once it settles."""
+    row = settled(lambda: db_invoice_row(ctx, invoice_id), lambda r: bool(r and r[column]))
+    ctx.expect(bool(row and row[column]), f"billing DB invoice records {column}")
+
+
 def expect_recovered(ctx: CaseContext, invoice_id: str, method: str) -> None:
     """The billing DB records the invoice as recovered, and how (customer_action, card_update, retry)."""
     row = settled(lambda: db_invoice_row(ctx, invoice_id), is_recovered)
