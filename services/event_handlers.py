@@ -21,7 +21,7 @@ from services.fraud_warnings import reopen_after_failed_refund
 from services.runtime import Runtime
 from services.smoke_test import record_checkout_completed
 from services.stripe_gateway import StripeGatewayError
-from services.stripe_objects import object_id
+from services.stripe_objects import invoice_payment_intent, object_id
 from services.webhook_counts import test_tags
 
 Event = dict[str, Any]
@@ -91,14 +91,6 @@ def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Runtime, refet
     record_checkout_completed(uow, session, event)  # the guided smoke test's session, if it is one
 
 
-def _payment_intent_id(invoice: dict[str, Any]) -> str | None:
-    for payment in ((invoice.get("payments") or {}).get("data") or []):
-        intent = (payment.get("payment") or {}).get("payment_intent")
-        if intent:
-            return object_id(intent)
-    return object_id(invoice.get("payment_intent"))
-
-
 def _recovery_method(row: Invoice, runtime: Runtime) -> str:
     """customer_action when it needed SCA; card_update when the paying card is not the
     one that failed; otherwise a retry of the same card recovered it."""
@@ -145,7 +137,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
     current, observed_at = _current_state(
         uow, Invoice, invoice, lambda: runtime.gateway.retrieve_invoice(invoice["id"]), event, refetch)
     row = stripe_mapping.upsert_invoice(uow, current, settings=runtime.settings, observed_at=observed_at)
-    row.payment_intent_id = row.payment_intent_id or _payment_intent_id(invoice)
+    row.payment_intent_id = row.payment_intent_id or invoice_payment_intent(invoice)
     at = from_unix(event["created"])
     tags = {"plan": row.plan or "unknown", **test_tags(event)}  # test-clock / QA activity kept apart
     kind = event["type"]

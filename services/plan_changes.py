@@ -37,6 +37,7 @@ from services.metric_points import (
 from services.money import format_money
 from services.plan_change_queries import period_end_text
 from services.stripe_gateway import StripeGateway, StripeGatewayError
+from services.stripe_mapping import fresh_observed_at as stripe_fresh_observed_at
 from services.stripe_mapping import upsert_subscription
 from services.stripe_objects import first_item, item_price_id, subscription_period
 
@@ -138,13 +139,12 @@ def record_plan_change(
 
 
 def fresh_observed_at(uow: UnitOfWork, subscription_id: str) -> int:
-    """`observed_at` for a subscription Stripe just returned to our own call: it is
-    the newest state there is, so it must win even over events stamped with a test
-    clock's (future) time."""
+    """`observed_at` for a subscription Stripe just returned to our own call (the rule is
+    stripe_mapping.fresh_observed_at: newer than the stored state, even a test clock's)."""
     stored = uow.session.execute(
-        select(UserSubscription.stripe_updated).where(UserSubscription.stripe_subscription_id == subscription_id)
-    ).scalar()
-    return max(int(utcnow().timestamp()), int(stored or 0) + 1)
+        select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
+    ).scalar_one_or_none()
+    return stripe_fresh_observed_at(stored)
 
 
 def _changes_so_far(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...]) -> int:

@@ -20,8 +20,9 @@ from services.qa_runner import (
     emulator_helper,
     expect_db_subscription,
     expect_events,
+    expect_invoice_recorded,
+    expect_open_invoice,
     expect_recovered,
-    invoice_payment_intent,
     invoices_of,
     pay_with,
     period_end_of,
@@ -33,7 +34,7 @@ from services.qa_runner import (
     subscribe,
     subscribed,
 )
-from services.stripe_objects import item_id, item_price_id
+from services.stripe_objects import invoice_payment_intent, item_id, item_price_id
 
 # Stripe finalizes a renewal invoice about an hour after the period ends, then charges it.
 RENEWAL_GRACE_SECONDS = 2 * 3600
@@ -219,13 +220,9 @@ def _case_sca_required(ctx: CaseContext) -> None:
     ctx.expect(subscription.get("status") == "incomplete", "Stripe subscription waits for authentication (incomplete)",
                subscription.get("status"))
     invoices = invoices_of(ctx, subscription["id"])
-    ctx.expect(bool(invoices) and invoices[-1].get("status") == "open", "the first invoice is open, awaiting 3DS",
-               [i.get("status") for i in invoices])
-    invoice_id = invoices[-1]["id"]
-    ctx.ids["invoice"] = invoice_id
+    invoice_id = expect_open_invoice(ctx, invoices, "the first invoice is open, awaiting 3DS")
     expect_events(ctx, {"invoice.payment_action_required"})
-    row = settled(lambda: db_invoice_row(ctx, invoice_id), lambda r: bool(r and r["action_required_at"]))
-    ctx.expect(bool(row and row["action_required_at"]), "billing DB invoice records action_required_at")
+    expect_invoice_recorded(ctx, invoice_id, "action_required_at")
     with ctx.step("complete_authentication"):
         intent_id = invoice_payment_intent(ctx.gateway.retrieve_invoice(invoice_id))
         ctx.ids["payment_intent"] = intent_id
@@ -256,13 +253,9 @@ def _case_past_due_recovered(ctx: CaseContext) -> None:
     ctx.expect(after.get("status") == "past_due", "Stripe subscription is past_due after the failed renewal",
                after.get("status"))
     cycle = [i for i in invoices_of(ctx, subscription["id"]) if i.get("billing_reason") == "subscription_cycle"]
-    ctx.expect(bool(cycle) and cycle[-1].get("status") == "open", "the renewal invoice is open (unpaid)",
-               [i.get("status") for i in cycle])
-    invoice_id = cycle[-1]["id"]
-    ctx.ids["invoice"] = invoice_id
+    invoice_id = expect_open_invoice(ctx, cycle, "the renewal invoice is open (unpaid)")
     expect_events(ctx, {"invoice.payment_failed"})
-    row = settled(lambda: db_invoice_row(ctx, invoice_id), lambda r: bool(r and r["payment_failed_at"]))
-    ctx.expect(bool(row and row["payment_failed_at"]), "billing DB invoice records payment_failed_at")
+    expect_invoice_recorded(ctx, invoice_id, "payment_failed_at")
     expect_db_subscription(ctx, subscription["id"], status="past_due")
     with ctx.step("update_card_and_pay"):
         new_card = set_card(ctx, "pm_card_visa", "updated")

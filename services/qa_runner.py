@@ -201,15 +201,6 @@ def emulator_helper(ctx: CaseContext, path: str, payload: dict[str, Any]) -> dic
     return result if isinstance(result, dict) else {}
 
 
-def invoice_payment_intent(invoice: dict[str, Any]) -> str | None:
-    """basil: an invoice's PaymentIntent is under invoice.payments, not invoice.payment_intent."""
-    for payment in ((invoice.get("payments") or {}).get("data")) or []:
-        intent = (payment.get("payment") or {}).get("payment_intent")
-        if intent:
-            return str(intent.get("id") if isinstance(intent, dict) else intent)
-    return None
-
-
 def pay_with(ctx: CaseContext, invoice_id: str, payment_method: str, expectation: str) -> None:
     try:
         ctx.gateway.pay_invoice(invoice_id, {"payment_method": payment_method}, idempotency_key=ctx.key("pay"))
@@ -313,6 +304,21 @@ def settled(read: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
 
 def is_recovered(invoice: dict[str, Any] | None) -> bool:
     return bool(invoice and invoice["recovered_at"] and invoice["recovery_method"])
+
+
+def expect_open_invoice(ctx: CaseContext, invoices: list[dict[str, Any]], expectation: str) -> str:
+    """The newest of `invoices` is open (unpaid); its id, kept in the evidence."""
+    ctx.expect(bool(invoices) and invoices[-1].get("status") == "open", expectation,
+               [i.get("status") for i in invoices])
+    invoice_id = str(invoices[-1]["id"])
+    ctx.ids["invoice"] = invoice_id
+    return invoice_id
+
+
+def expect_invoice_recorded(ctx: CaseContext, invoice_id: str, column: str) -> None:
+    """The billing DB's invoice row has `column` (e.g. payment_failed_at) set, once it settles."""
+    row = settled(lambda: db_invoice_row(ctx, invoice_id), lambda r: bool(r and r[column]))
+    ctx.expect(bool(row and row[column]), f"billing DB invoice records {column}")
 
 
 def expect_recovered(ctx: CaseContext, invoice_id: str, method: str) -> None:

@@ -2,7 +2,7 @@
 
 Pure functions over the dicts the gateway returns (API 2025-03-31.basil and later):
 expandable fields, a subscription's items (its price and, since basil, its billing
-period), an invoice's subscription. Turning objects into billing-DB rows is
+period), an invoice's subscription and PaymentIntent. Turning objects into billing-DB rows is
 services/stripe_mapping.py; this module only reads.
 """
 
@@ -61,3 +61,13 @@ def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
     parent = invoice.get("parent") or {}
     details = parent.get("subscription_details") or {}
     return object_id(details.get("subscription"))
+
+
+def invoice_payment_intent(invoice: dict[str, Any]) -> str | None:
+    """Basil: an invoice's PaymentIntent is under `payments.data[].payment.payment_intent`; the
+    pre-basil top-level `payment_intent` is read only when no payment names one."""
+    for payment in (invoice.get("payments") or {}).get("data") or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent:
+            return object_id(intent)
+    return object_id(invoice.get("payment_intent"))

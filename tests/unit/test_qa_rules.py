@@ -11,6 +11,7 @@ import pytest
 from services import qa_matrix, qa_runner
 from services.qa_matrix import CASE_IDS, CASE_RUNNERS, CaseContext, ExpectationFailed
 from services.runtime import Runtime
+from services.stripe_objects import invoice_payment_intent
 
 NO_RUNTIME = cast(Runtime, None)  # the pure rules never reach Stripe or the database
 
@@ -42,8 +43,10 @@ def test_event_windows_cover_a_past_clock() -> None:
 
 def test_invoice_payment_intent_reads_basil_payments() -> None:
     invoice = {"payments": {"data": [{"payment": {"type": "payment_intent", "payment_intent": "pi_1"}}]}}
-    assert qa_runner.invoice_payment_intent(invoice) == "pi_1"
-    assert qa_runner.invoice_payment_intent({"payments": {"data": []}}) is None
+    assert invoice_payment_intent(invoice) == "pi_1"
+    assert invoice_payment_intent({"payments": {"data": [{"payment": {"payment_intent": {"id": "pi_2"}}}]}}) == "pi_2"
+    assert invoice_payment_intent({"payments": {"data": []}}) is None
+    assert invoice_payment_intent({"payment_intent": "pi_old"}) == "pi_old"  # pre-basil shape, only as a fallback
 
 
 def test_code_version_falls_back_to_the_package_version(monkeypatch: pytest.MonkeyPatch) -> None:
