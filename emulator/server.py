@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
+from emulator import search as _search_routes  # noqa: F401 (registers the /v1/*/search routes, ahead of /{id})
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 
