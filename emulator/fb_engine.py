@@ -169,6 +169,10 @@ def _merge_ce3(dispute: Json, enhanced: Any) -> Json | None:
     return merged
 
 
+# Modules that keep objects derived from another one register here: called after each put of that kind.
+PUT_HOOKS: dict[str, list[Callable[[Engine, Json], None]]] = {}
+
+
 class Engine:
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -191,6 +195,8 @@ class Engine:
             self._seq = getattr(self, "_seq", 0) + 1
             obj["_seq"] = self._seq
         self.objects.setdefault(kind, {})[obj["id"]] = obj
+        for hook in PUT_HOOKS.get(kind, ()):  # e.g. a charge's balance transaction (emulator/balance.py)
+            hook(self, obj)
         return obj
 
     def later(self, delay_s: float, action: Callable[[], None]) -> None:

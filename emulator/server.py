@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from emulator import balance as _balance_routes  # noqa: F401 (registers /v1/balance_transactions, /v1/balance)
 from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
 from emulator import search as _search_routes  # noqa: F401 (registers the /v1/*/search routes, ahead of /{id})
