@@ -551,6 +551,12 @@ class Engine:
             return "failed"
         if intent.get("_authenticated"):
             pm["_set_up"] = True  # an authenticated payment sets the card up for later off-session use
+        if not charge["captured"]:  # capture_method=manual: the funds are held until captured
+            intent.update(status="requires_capture", amount_capturable=intent["amount"], next_action=None,
+                          last_payment_error=None)
+            self.emit("charge.succeeded", charge, created=now)
+            self.emit("payment_intent.amount_capturable_updated", intent, created=now)
+            return "requires_capture"
         intent["status"] = "succeeded"
         intent["amount_received"] = intent["amount"]
         intent["next_action"] = None
@@ -587,15 +593,16 @@ class Engine:
             outcome = {"network_status": "declined_by_network", "reason": decline.decline_code,
                        "seller_message": "The bank did not return any further details with this decline.",
                        "type": "issuer_declined"}
+        captured = succeeded and intent.get("capture_method") != "manual"  # manual: authorized, captured later
         charge = {
             "id": new_id("ch"),
             "object": "charge",
             "amount": intent["amount"],
-            "amount_captured": intent["amount"] if succeeded else 0,
+            "amount_captured": intent["amount"] if captured else 0,
             "amount_refunded": 0,
-            "balance_transaction": new_id("txn") if succeeded else None,
+            "balance_transaction": new_id("txn") if captured else None,
             "billing_details": pm.get("billing_details"),
-            "captured": succeeded,
+            "captured": captured,
             "created": now,
             "currency": intent["currency"],
             "customer": intent.get("customer"),

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from emulator import balance as _balance_routes  # noqa: F401 (registers /v1/balance_transactions, /v1/balance)
 from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
+from emulator import payment_intent_actions as _payment_intent_routes  # noqa: F401 (capture, cancel, update)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
 from emulator import search as _search_routes  # noqa: F401 (registers the /v1/*/search routes, ahead of /{id})
 from emulator import setup_intents as setup_intent_routes  # /v1/setup_intents, /v1/customers/{id}/payment_methods
