@@ -34,7 +34,7 @@ CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmat
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
 AMOUNT_UPDATABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 CREATE = {"amount", "currency", "customer", "payment_method", "confirm", "description", "metadata", "off_session",
-          "payment_method_types", "automatic_payment_methods", "capture_method"}
+          "automatic_payment_methods", "capture_method"}
 UPDATE = {"amount", "currency", "customer", "description", "metadata", "payment_method", "capture_method",
           "receipt_email", "statement_descriptor", "statement_descriptor_suffix"}
 

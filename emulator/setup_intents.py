@@ -29,12 +29,12 @@ CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_acti
 CANCELLATION_REASONS = ("abandoned", "requested_by_customer", "duplicate")
 NEEDS_AUTH_ON_SETUP = ("sca", "sca_on_setup", "sca_then_decline")
 DECLINES_ON_SETUP = ("declined", "blocked")
-CREATE = {"customer", "payment_method", "payment_method_types", "confirm", "usage", "description", "metadata",
+CREATE = {"customer", "payment_method", "allowed_payment_method_types", "confirm", "usage", "description", "metadata",
           "return_url", "automatic_payment_methods", "attach_to_self", "flow_directions", "on_behalf_of",
           "mandate_data", "payment_method_options", "payment_method_data", "single_use", "use_stripe_sdk",
           "excluded_payment_method_types", "confirmation_token", "payment_method_configuration",
           "customer_account"}
-UPDATE = {"customer", "payment_method", "payment_method_types", "description", "metadata", "attach_to_self",
+UPDATE = {"customer", "payment_method", "allowed_payment_method_types", "description", "metadata", "attach_to_self",
           "flow_directions", "payment_method_options", "payment_method_data", "excluded_payment_method_types",
           "payment_method_configuration", "customer_account"}
 CONFIRM = {"payment_method", "return_url", "mandate_data", "payment_method_options", "payment_method_data",
@@ -79,7 +79,9 @@ def setup_intents_create(engine: Engine, _m: dict[str, str], params: Json) -> Js
         "next_action": None,
         "on_behalf_of": params.get("on_behalf_of"),
         "payment_method": None,
-        "payment_method_types": list(params.get("payment_method_types") or ["card"]),
+        "allowed_payment_method_types": list(params["allowed_payment_method_types"])
+        if params.get("allowed_payment_method_types") else None,
+        "payment_method_types": list(params.get("allowed_payment_method_types") or ["card"]),
         "single_use_mandate": None,
         "status": "requires_payment_method",
         "usage": usage,
@@ -112,8 +114,9 @@ def setup_intents_update(engine: Engine, m: dict[str, str], params: Json) -> Jso
     for field in ("description", "flow_directions"):
         if field in params:
             intent[field] = params[field] or None
-    if params.get("payment_method_types"):
-        intent["payment_method_types"] = list(params["payment_method_types"])
+    if params.get("allowed_payment_method_types"):
+        intent["allowed_payment_method_types"] = list(params["allowed_payment_method_types"])
+        intent["payment_method_types"] = list(params["allowed_payment_method_types"])
     if "metadata" in params:
         engine._merge_metadata(intent, params["metadata"])
     if params.get("payment_method"):

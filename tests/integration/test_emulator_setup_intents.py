@@ -39,7 +39,8 @@ def test_setup_intent_lifecycle_and_customer_payment_methods(client: stripe.Stri
         client.v1.setup_intents.cancel(intent.id)
     assert not_cancelable.value.code == "setup_intent_unexpected_state"
 
-    other = client.v1.setup_intents.create({"customer": customer.id})
+    other = client.v1.setup_intents.create({"customer": customer.id, "allowed_payment_method_types": ["card"]})
+    assert (other.allowed_payment_method_types, other.payment_method_types) == (["card"], ["card"])
     canceled = client.v1.setup_intents.cancel(other.id, {"cancellation_reason": "abandoned"})
     assert (canceled.status, canceled.cancellation_reason) == ("canceled", "abandoned")
     listed = client.v1.setup_intents.list({"customer": customer.id})
