@@ -169,6 +169,10 @@ def _merge_ce3(dispute: Json, enhanced: Any) -> Json | None:
     return merged
 
 
+# Modules that keep objects derived from another one register here: called after each put of that kind.
+PUT_HOOKS: dict[str, list[Callable[[Engine, Json], None]]] = {}
+
+
 class Engine:
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -191,6 +195,8 @@ class Engine:
             self._seq = getattr(self, "_seq", 0) + 1
             obj["_seq"] = self._seq
         self.objects.setdefault(kind, {})[obj["id"]] = obj
+        for hook in PUT_HOOKS.get(kind, ()):  # e.g. a charge's balance transaction (emulator/balance.py)
+            hook(self, obj)
         return obj
 
     def later(self, delay_s: float, action: Callable[[], None]) -> None:
@@ -545,6 +551,12 @@ class Engine:
             return "failed"
         if intent.get("_authenticated"):
             pm["_set_up"] = True  # an authenticated payment sets the card up for later off-session use
+        if not charge["captured"]:  # capture_method=manual: the funds are held until captured
+            intent.update(status="requires_capture", amount_capturable=intent["amount"], next_action=None,
+                          last_payment_error=None)
+            self.emit("charge.succeeded", charge, created=now)
+            self.emit("payment_intent.amount_capturable_updated", intent, created=now)
+            return "requires_capture"
         intent["status"] = "succeeded"
         intent["amount_received"] = intent["amount"]
         intent["next_action"] = None
@@ -581,15 +593,16 @@ class Engine:
             outcome = {"network_status": "declined_by_network", "reason": decline.decline_code,
                        "seller_message": "The bank did not return any further details with this decline.",
                        "type": "issuer_declined"}
+        captured = succeeded and intent.get("capture_method") != "manual"  # manual: authorized, captured later
         charge = {
             "id": new_id("ch"),
             "object": "charge",
             "amount": intent["amount"],
-            "amount_captured": intent["amount"] if succeeded else 0,
+            "amount_captured": intent["amount"] if captured else 0,
             "amount_refunded": 0,
-            "balance_transaction": new_id("txn") if succeeded else None,
+            "balance_transaction": new_id("txn") if captured else None,
             "billing_details": pm.get("billing_details"),
-            "captured": succeeded,
+            "captured": captured,
             "created": now,
             "currency": intent["currency"],
             "customer": intent.get("customer"),

@@ -23,8 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from emulator import balance as _balance_routes  # noqa: F401 (registers /v1/balance_transactions, /v1/balance)
 from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
+from emulator import payment_intent_actions as _payment_intent_routes  # noqa: F401 (capture, cancel, update)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
+from emulator import search as _search_routes  # noqa: F401 (registers the /v1/*/search routes, ahead of /{id})
+from emulator import setup_intents as setup_intent_routes  # /v1/setup_intents, /v1/customers/{id}/payment_methods
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 
@@ -563,6 +567,9 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
         with engine.lock:
             endpoint = engine.get("webhook_endpoint", parts[1], "webhook_endpoint")
             return roll_endpoint_secret(endpoint, float(payload.get("expires_in_s", 86400)), time.time())
+    if len(parts) == 3 and parts[0] == "setup_intents" and parts[2] == "authenticate" and method == "POST":
+        with engine.lock:
+            return fb_api.public(setup_intent_routes.authenticate(engine, parts[1]))
     if len(parts) == 3 and parts[0] == "payment_intents" and parts[2] == "authenticate":
         with engine.lock:
             return fb_api.public(engine.authenticate_payment_intent(parts[1]))
