@@ -5,8 +5,9 @@ GIL, and localstripe's dependencies never mix with ours). Several SDK threads re
 console and its tests do with Stripe: create a customer, attach `pm_card_visa` and make it the
 default, create a product and a price, subscribe, list and retrieve invoices, create and
 confirm a payment intent, refund it, read the customer and its subscriptions back. The run
-prints requests/s and p50/p99 per server, then a table of call -> ok/fail on each, beside the
-goal: >= 2x localstripe's throughput, answering every call localstripe answers.
+prints requests/s and p50/p99 per server and for the ceiling (the same load on a do-nothing
+server), then a table of call -> ok/fail on each, beside the goal: >= 2x localstripe's
+throughput, answering every call localstripe answers.
 
 localstripe (PyPI) goes in a virtualenv of its own:
     python3 -m venv .venv-localstripe && .venv-localstripe/bin/pip install localstripe
@@ -199,6 +200,48 @@ def start_emulator(port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+def serve_ceiling(port: int) -> None:
+    """The ceiling: the emulator's HTTP stack (ThreadingHTTPServer, HTTP/1.1 keep-alive) answering
+    every call at once with a canned object, so the figure is what the SDK threads can send."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Canned(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes; no delayed-ACK stall between them
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            parts = [p for p in self.path.split("?", 1)[0].split("/") if p]
+            if self.command == "GET" and len(parts) == 2:
+                body: dict[str, Any] = {"object": "list", "data": [], "has_more": False, "url": "/" + "/".join(parts)}
+            else:
+                body = {"id": f"{parts[1][:3]}_ceiling", "object": parts[1].rstrip("s"), "status": "succeeded",
+                        "latest_invoice": "in_ceiling"}
+            payload = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Canned).serve_forever()
+
+
+def start_ceiling(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-ceiling", str(port)],
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_listening(port, process)
+    return process
+
+
 def find_localstripe() -> tuple[str | None, str]:
     """The localstripe executable, or None and why not."""
     candidates = [os.environ.get("LOCALSTRIPE_BIN", ""), str(REPO_ROOT / ".venv-localstripe" / "bin" / "localstripe"),
@@ -224,6 +267,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def start_on_a_free_port(start: Callable[[int], subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server on a free port; another process on this machine may take the port first, so retry."""
+    for attempt in range(3):
+        port = _free_port()
+        try:
+            return start(port), port
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def run_workload(name: str, base_url: str, seconds: float, threads: int, max_rounds: int | None = None) -> Result:
@@ -282,9 +337,10 @@ def run_workload(name: str, base_url: str, seconds: float, threads: int, max_rou
 
 
 def _summary_line(result: Result) -> str:
+    note = "  (the same SDK load on a do-nothing server)" if result.name == "ceiling" else ""
     return (f"{result.name:<12} {result.requests:>7} requests in {result.elapsed:5.1f} s from {result.threads} SDK "
             f"threads = {result.per_second:7.0f} requests/s, p50 {result.percentile(0.50) * 1000:6.1f} ms, "
-            f"p99 {result.percentile(0.99) * 1000:6.1f} ms")
+            f"p99 {result.percentile(0.99) * 1000:6.1f} ms{note}")
 
 
 def _cell(tally: CallTally | None) -> str:
@@ -339,13 +395,16 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--seconds", type=float, default=10.0, help="per server")
     parser.add_argument("--threads", type=int, default=4, help="SDK threads")
     parser.add_argument("--quick", action="store_true", help="2 s per server, 2 threads")
-    parser.add_argument("--emulator-only", action="store_true", help="leave localstripe out")
+    parser.add_argument("--emulator-only", action="store_true", help="leave localstripe and the ceiling out")
+    parser.add_argument("--serve-ceiling", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_ceiling:
+        serve_ceiling(args.serve_ceiling)
+        return []
     seconds, threads = (2.0, 2) if args.quick else (args.seconds, args.threads)
 
     results: list[Result] = []
-    port = _free_port()
-    process = start_emulator(port)
+    process, port = start_on_a_free_port(start_emulator)
     try:
         results.append(run_workload("emulator", f"http://127.0.0.1:{port}", seconds, threads))
     finally:
@@ -354,10 +413,15 @@ def main(argv: list[str] | None = None) -> list[Result]:
     skip_reason = "--emulator-only" if args.emulator_only else ""
     executable, why_not = (None, skip_reason) if args.emulator_only else find_localstripe()
     if executable:
-        port = _free_port()
-        process = start_localstripe(executable, port)
+        process, port = start_on_a_free_port(lambda free: start_localstripe(executable, free))
         try:
             results.append(run_workload("localstripe", f"http://127.0.0.1:{port}", seconds, threads))
+        finally:
+            stop(process)
+    if not args.emulator_only:
+        process, port = start_on_a_free_port(start_ceiling)
+        try:
+            results.append(run_workload("ceiling", f"http://127.0.0.1:{port}", seconds, threads))
         finally:
             stop(process)
     print(report(results, why_not))
