@@ -82,7 +82,8 @@ def _case_new_subscription(ctx: CaseContext) -> None:
         ctx.object_ids.add(session["id"])
         ctx.expect(bool(session.get("url")), "Checkout returns a payment page URL")
         completed = emulator_helper(ctx, f"checkout/sessions/{session['id']}/complete",
-                                     {"payment_method": "pm_card_visa"})
+                                     {"payment_method": "pm_card_visa"}, step="checkout",
+                                     manual="open the Checkout URL in a browser and pay with 4242 4242 4242 4242")
     subscription_id = (completed or {}).get("subscription")
     if isinstance(subscription_id, dict):
         subscription_id = subscription_id.get("id")
@@ -226,7 +227,10 @@ def _case_sca_required(ctx: CaseContext) -> None:
     with ctx.step("complete_authentication"):
         intent_id = invoice_payment_intent(ctx.gateway.retrieve_invoice(invoice_id))
         ctx.ids["payment_intent"] = intent_id
-        authenticated = emulator_helper(ctx, f"payment_intents/{intent_id}/authenticate", {}) if intent_id else None
+        authenticated = emulator_helper(
+            ctx, f"payment_intents/{intent_id}/authenticate", {}, step="complete_authentication",
+            manual="open the invoice's hosted page in a browser and complete the 3-D Secure challenge",
+        ) if intent_id else None
         if authenticated is None:
             # Real Stripe: the 3DS challenge needs a browser; complete with a card that needs none.
             ctx.notes.append("completed by paying with pm_card_visa (3DS challenge needs a browser on real Stripe)")

@@ -64,6 +64,8 @@ class CaseContext:
     timings_ms: dict[str, int] = field(default_factory=dict)
     ids: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Browser-only steps (3-D Secure, hosted Checkout) a person does by hand on real Stripe.
+    manual_steps: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def gateway(self) -> Any:
@@ -72,6 +74,11 @@ class CaseContext:
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    @property
+    def on_emulator(self) -> bool:
+        """The case's target: the emulator when STRIPE_API_BASE is set, else Stripe test mode."""
+        return on_emulator(self.settings)
 
     @property
     def system_actor(self) -> SystemCaller:
@@ -106,7 +113,13 @@ class CaseContext:
             "expectations": self.expectations,
             "timings_ms": self.timings_ms,
             "notes": self.notes,
+            "manual_steps": self.manual_steps,
         }
+
+
+def on_emulator(settings: Settings) -> bool:
+    """STRIPE_API_BASE set means the emulator; unset, the console talks to Stripe itself."""
+    return bool(settings.stripe_api_base)
 
 
 # --- Stripe helpers --------------------------------------------------------------------
@@ -187,12 +200,17 @@ def invoices_of(ctx: CaseContext, subscription_id: str) -> list[dict[str, Any]]:
     return sorted(invoices, key=lambda i: int(i.get("created") or 0))
 
 
-def emulator_helper(ctx: CaseContext, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+def emulator_helper(ctx: CaseContext, path: str, payload: dict[str, Any], *, step: str = "",
+                    manual: str = "") -> dict[str, Any] | None:
     """Checkout and 3-D Secure are steps a person does in a browser; the emulator
-    has helpers that do them as a customer would. Against real Stripe there are
-    none (None is returned) and the caller takes the API route instead."""
+    has helpers (under /_emulator/) that do them as a customer would. Against real
+    Stripe there are none: the step is marked manual in the evidence (`step`, and
+    `manual`, what a person does in the browser), None is returned and the caller
+    takes the API route instead."""
     base = ctx.settings.stripe_api_base
-    if not base:
+    if not ctx.on_emulator or not base:
+        if manual:
+            ctx.manual_steps.append({"step": step or path, "manual": manual})
         return None
     try:
         result = emulator_call(base, path, payload, timeout=60)

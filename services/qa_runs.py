@@ -74,6 +74,7 @@ def run_matrix(
         outcomes.append(outcome)
         with runtime.uow() as uow:
             uow.session.add(QaResult(run_id=run_id, case_id=case_id, status=outcome.status, manual=False,
+                                     notes=manual_steps_note(outcome),
                                      failed_expectation=outcome.failed_expectation,
                                      evidence=json.loads(json.dumps(outcome.evidence, default=str)), actor=actor,
                                      code_version=version, duration_ms=outcome.duration_ms))
@@ -91,6 +92,14 @@ def run_matrix(
                details={"code_version": version, "cases": {o.case_id: o.status for o in outcomes}})
         uow.commit()
     return summary
+
+
+def manual_steps_note(outcome: CaseOutcome) -> str | None:
+    """The browser-only steps a run against real Stripe left to a person (None on the emulator)."""
+    steps = outcome.evidence.get("manual_steps") or []
+    if not steps:
+        return None
+    return "Manual on real Stripe (browser only): " + "; ".join(f"{s['step']}: {s['manual']}" for s in steps)
 
 
 @privileged("qa.run")
@@ -118,6 +127,8 @@ def run_matrix_cli(runtime: Runtime, *, case_ids: list[str] | None, actor: str, 
         if outcome.failed_expectation:
             line += f": expected {outcome.failed_expectation}"
         echo(line)
+        for step in outcome.evidence.get("manual_steps") or []:
+            echo(f"       MANUAL step {step['step']}: {step['manual']} (browser only on real Stripe)")
     passed = sum(o.status == "passed" for o in summary.outcomes)
     echo(f"QA run {summary.run_id} at code {summary.code_version}: {passed}/{len(summary.outcomes)} passed.")
     return summary.passed

@@ -11,6 +11,7 @@ import pytest
 from services.config import CONSOLE_EVENT_TYPES
 from tests.conftest import TEST_API_KEY, TEST_WEBHOOK_SECRETS
 from tests.integration.golive_fixtures import LocalHttp
+from tests.integration.stripe_target import EMULATOR, REAL_STRIPE, StripeTarget, real_stripe_key
 
 WEBHOOK_URL = "https://billing.example.com/billing/webhook"
 
@@ -67,12 +68,39 @@ def create_endpoint(env: dict[str, str], events: list[str], tag: str, url: str =
 
 
 
+# --- one contract suite, two targets (tests/integration/stripe_target.py) ---------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking `stripe_target` runs on the emulator and on a real Stripe test-mode account,
+    unless it is marked `emulator_only(reason=...)`: then on the emulator alone."""
+    if "stripe_target" not in metafunc.fixturenames:
+        return
+    only = metafunc.definition.get_closest_marker("emulator_only")
+    if only is not None and not (only.kwargs.get("reason") or only.args):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: emulator_only needs reason=... saying why")
+    targets = [EMULATOR] if only is not None else [EMULATOR, REAL_STRIPE]
+    metafunc.parametrize("stripe_target", targets, indirect=True, ids=targets)
+
+
+@pytest.fixture
+def stripe_target(request: pytest.FixtureRequest, emulator_server: Any) -> StripeTarget:
+    """Where the test's SDK calls go. The emulator (reset for the test), or the real test-mode
+    account named by STRIPE_TEST_API_KEY (skipped, with the reason, when it is not set)."""
+    if request.param == EMULATOR:
+        return StripeTarget(EMULATOR, base_url=request.getfixturevalue("emulator").base_url)
+    key, why_not = real_stripe_key()
+    if key is None:
+        pytest.skip(why_not)
+    return StripeTarget(REAL_STRIPE, api_key=key)
+
+
 # --- the catalogue contract check over the emulator contract suite ----------------------------------
 @pytest.fixture(autouse=True)
 def _catalogue_audit(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every object the emulator returns in an emulator contract test must match Stripe's catalogue."""
     module = request.module.__name__.rsplit(".", 1)[-1]
-    if not module.startswith("test_emulator_") or "emulator_server" not in request.fixturenames:
+    callspec = getattr(request.node, "callspec", None)
+    on_real_stripe = callspec is not None and callspec.params.get("stripe_target") == REAL_STRIPE
+    if not module.startswith("test_emulator_") or "emulator_server" not in request.fixturenames or on_real_stripe:
         yield
         return
     from tests.integration.catalogue_check import SESSION_AUDIT, ResponseAudit, attach, detach

@@ -11,6 +11,7 @@ import pytest
 import stripe
 
 from tests.conftest import EmulatorHandle
+from tests.integration.stripe_target import StripeTarget
 
 HOUR = 3600
 DAY = 86_400
@@ -21,9 +22,8 @@ def _ts(*parts: int) -> int:
 
 
 @pytest.fixture
-def client(emulator: EmulatorHandle) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_calendar", base_addresses={"api": emulator.base_url},
-                               max_network_retries=0)
+def client(stripe_target: StripeTarget) -> stripe.StripeClient:
+    return stripe_target.client("sk_test_calendar")
 
 
 def _monthly(client: stripe.StripeClient, amount: int, name: str = "Plan") -> Any:
@@ -69,6 +69,8 @@ def test_anchor_day_months_and_the_renewal_drafts_for_an_hour(client: stripe.Str
     assert again.current_period_end == _ts(2027, 4, 30, 10, 15, 30)
 
 
+@pytest.mark.emulator_only(
+    reason="sets the invoice.upcoming lead time through /_emulator/billing/config (a Dashboard setting on Stripe)")
 def test_invoice_upcoming_the_configured_days_before_renewal(client: stripe.StripeClient,
                                                              emulator: EmulatorHandle) -> None:
     emulator.admin("billing/config", {"upcoming_days": 3})

@@ -13,23 +13,24 @@ import stripe
 
 from emulator.billing_calendar import boundary
 from tests.conftest import EmulatorHandle
+from tests.integration.stripe_target import FIXED_IDEMPOTENCY_KEYS, StripeTarget, empty_account
 
 
 @pytest.fixture
-def client(emulator: EmulatorHandle) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        "sk_test_contract", base_addresses={"api": emulator.base_url, "files": emulator.base_url},
-        max_network_retries=0,
-    )
+def client(stripe_target: StripeTarget) -> stripe.StripeClient:
+    return stripe_target.client("sk_test_contract", files=True)
 
 
 @pytest.fixture
-def catalog(client: stripe.StripeClient) -> dict[str, Any]:
+def catalog(client: stripe.StripeClient, stripe_target: StripeTarget) -> dict[str, Any]:
+    # Lookup keys are unique per Stripe account: on a real one a rerun's prices go without them.
+    pro_key: Any = {"lookup_key": "pro_monthly"} if stripe_target.is_emulator else {}
+    basic_key: Any = {"lookup_key": "basic_monthly"} if stripe_target.is_emulator else {}
     product = client.v1.products.create({"name": "Pro"})
     monthly = client.v1.prices.create({"currency": "usd", "unit_amount": 2900, "product": product.id,
-                                       "recurring": {"interval": "month"}, "lookup_key": "pro_monthly"})
+                                       "recurring": {"interval": "month"}, **pro_key})
     basic = client.v1.prices.create({"currency": "usd", "unit_amount": 900, "product_data": {"name": "Basic"},
-                                     "recurring": {"interval": "month"}, "lookup_key": "basic_monthly"})
+                                     "recurring": {"interval": "month"}, **basic_key})
     return {"product": product, "pro": monthly, "basic": basic}
 
 
@@ -55,6 +56,8 @@ def test_customer_lifecycle(client: stripe.StripeClient) -> None:
     assert caught.value.http_status == 404 and caught.value.code == "resource_missing"
 
 
+@pytest.mark.emulator_only(
+    reason="lookup keys are unique per account, so a second run's prices would be refused on Stripe")
 def test_price_shapes_and_filters(client: stripe.StripeClient, catalog: dict[str, Any]) -> None:
     price = client.v1.prices.retrieve(catalog["pro"].id, {"expand": ["product"]})
     assert price.recurring.interval == "month" and price.type == "recurring" and price.unit_amount == 2900
@@ -104,6 +107,7 @@ def test_upgrade_with_always_invoice_charges_the_proration(client: stripe.Stripe
     assert invoice.amount_paid == preview.amount_due
 
 
+@pytest.mark.emulator_only(reason=empty_account("customer.subscription.deleted events"))
 def test_scheduled_downgrade_and_cancel_at_period_end_on_a_test_clock(client: stripe.StripeClient,
                                                                       catalog: dict[str, Any]) -> None:
     start = 1_800_000_000
@@ -130,6 +134,7 @@ def test_scheduled_downgrade_and_cancel_at_period_end_on_a_test_clock(client: st
     assert types == ["customer.subscription.deleted"]
 
 
+@pytest.mark.emulator_only(reason=empty_account("invoice.payment_failed events"))
 def test_failing_card_enters_dunning_and_retries(client: stripe.StripeClient, catalog: dict[str, Any]) -> None:
     start = 1_800_000_000
     clock = client.v1.test_helpers.test_clocks.create({"frozen_time": start})
@@ -155,6 +160,7 @@ def test_failing_card_enters_dunning_and_retries(client: stripe.StripeClient, ca
     assert client.v1.subscriptions.retrieve(subscription.id).status == "active"
 
 
+@pytest.mark.emulator_only(reason="completes 3-D Secure through /_emulator/ (a browser step on Stripe)")
 def test_sca_card_requires_action_then_completes(client: stripe.StripeClient, emulator: EmulatorHandle,
                                                  catalog: dict[str, Any]) -> None:
     customer = _customer(client, card="pm_card_authenticationRequired")
@@ -247,6 +253,7 @@ def test_dispute_draft_submit_and_outcome(client: stripe.StripeClient, emulator:
     assert closed[0].data.object.status == "won"
 
 
+@pytest.mark.emulator_only(reason="moves a dispute's due_by into the past through /_emulator/")
 def test_losing_evidence_and_close_and_past_due(client: stripe.StripeClient, emulator: EmulatorHandle) -> None:
     accepted = client.v1.disputes.list({"payment_intent": _pay(client, "pm_card_createDispute").id}).data[0]
     closed = client.v1.disputes.close(accepted.id)
@@ -261,6 +268,7 @@ def test_losing_evidence_and_close_and_past_due(client: stripe.StripeClient, emu
         client.v1.disputes.update(too_long.id, {"evidence": {"uncategorized_text": "x" * 150_001}, "submit": False})
 
 
+@pytest.mark.emulator_only(reason="completes Checkout through /_emulator/ (a browser step on Stripe)")
 def test_checkout_completion_and_portal_configuration(client: stripe.StripeClient, emulator: EmulatorHandle,
                                                       catalog: dict[str, Any]) -> None:
     session = client.v1.checkout.sessions.create({"mode": "subscription", "customer_email": "new@example.io",
@@ -280,6 +288,7 @@ def test_checkout_completion_and_portal_configuration(client: stripe.StripeClien
     assert listed[0].features.subscription_update.enabled is True
 
 
+@pytest.mark.emulator_only(reason=empty_account("customers"))
 def test_pagination_over_250_objects_and_ending_before(client: stripe.StripeClient) -> None:
     ids = [client.v1.customers.create({"email": f"u{i}@example.io"}).id for i in range(260)]
     seen = [c.id for c in client.v1.customers.list({"limit": 100}).auto_paging_iter()]
@@ -298,6 +307,7 @@ def test_expand_nested(client: stripe.StripeClient) -> None:
     assert charge.customer.object == "customer" and charge.payment_intent.object == "payment_intent"
 
 
+@pytest.mark.emulator_only(reason=FIXED_IDEMPOTENCY_KEYS)
 def test_idempotent_replay_mismatch_and_concurrency(client: stripe.StripeClient, emulator: EmulatorHandle) -> None:
     first = client.v1.customers.create({"email": "same@example.io"}, {"idempotency_key": "cust-1"})
     replay = client.v1.customers.create({"email": "same@example.io"}, {"idempotency_key": "cust-1"})
@@ -322,6 +332,7 @@ def test_idempotent_replay_mismatch_and_concurrency(client: stripe.StripeClient,
     assert len(client.v1.refunds.list({"charge": intent.latest_charge}).data) == 1
 
 
+@pytest.mark.emulator_only(reason=empty_account("charge and dispute events"))
 def test_events_filters(client: stripe.StripeClient) -> None:
     _pay(client, "pm_card_createDispute")
     all_dispute = client.v1.events.list({"type": "charge.dispute.*"}).data
@@ -357,6 +368,7 @@ def test_bad_requests_get_stripe_shaped_errors(client: stripe.StripeClient, call
     assert caught.value.request_id and caught.value.request_id.startswith("req_")
 
 
+@pytest.mark.emulator_only(reason="builds its own clients with made-up keys against the emulator's address")
 def test_missing_or_wrong_key_is_401(emulator: EmulatorHandle) -> None:
     for key in ("pk_test_publishable", "nonsense"):
         bad = stripe.StripeClient(key, base_addresses={"api": emulator.base_url}, max_network_retries=0)
@@ -365,6 +377,7 @@ def test_missing_or_wrong_key_is_401(emulator: EmulatorHandle) -> None:
         assert caught.value.http_status == 401
 
 
+@pytest.mark.emulator_only(reason="lowers the emulator's rate limit through /_emulator/rate_limit")
 def test_rate_limit_answers_429(client: stripe.StripeClient, emulator: EmulatorHandle) -> None:
     emulator.admin("rate_limit", {"per_second": 5})
     statuses = []
@@ -377,6 +390,7 @@ def test_rate_limit_answers_429(client: stripe.StripeClient, emulator: EmulatorH
     assert 429 in statuses and statuses[0] == 200
 
 
+@pytest.mark.emulator_only(reason="reads the emulator's request log and injects 500s and latency through /_emulator/")
 def test_request_log_and_fault_injection(client: stripe.StripeClient, emulator: EmulatorHandle) -> None:
     emulator.clear_requests()
     client.v1.customers.create({"email": "x@example.io"}, {"idempotency_key": "log-1"})
@@ -392,6 +406,7 @@ def test_request_log_and_fault_injection(client: stripe.StripeClient, emulator: 
     assert time.monotonic() - started >= 0.05
 
 
+@pytest.mark.emulator_only(reason="seeds a month of data through /_emulator/seed")
 def test_seed_builds_a_realistic_month(emulator: EmulatorHandle, client: stripe.StripeClient) -> None:
     seeded = emulator.admin("seed", {"customers": 120, "seed": 3})
     assert set(seeded["prices"]) == {"basic", "pro", "business"}

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.conftest import EmulatorHandle
+from tests.integration.stripe_target import FIXED_IDEMPOTENCY_KEYS, StripeTarget
 
 
 @pytest.fixture
-def client(emulator: EmulatorHandle) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_errors", base_addresses={"api": emulator.base_url},
-                               max_network_retries=0)
+def client(stripe_target: StripeTarget) -> stripe.StripeClient:
+    return stripe_target.client("sk_test_errors")
 
 
 @pytest.fixture
@@ -123,6 +122,7 @@ def test_expanding_a_field_stripe_cannot_expand_is_a_400(client: stripe.StripeCl
     assert subscription["items"].data[0].price.product.name == "Team"
 
 
+@pytest.mark.emulator_only(reason=FIXED_IDEMPOTENCY_KEYS)
 def test_no_idempotent_result_is_saved_for_a_request_that_failed_validation(client: stripe.StripeClient) -> None:
     key = "create-customer-once"
     with pytest.raises(stripe.InvalidRequestError):

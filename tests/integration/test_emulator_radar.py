@@ -14,11 +14,12 @@ import pytest
 import stripe
 
 from tests.conftest import EmulatorHandle
+from tests.integration.stripe_target import StripeTarget
 
 
 @pytest.fixture
-def client(emulator: EmulatorHandle) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_radar", base_addresses={"api": emulator.base_url}, max_network_retries=0)
+def client(stripe_target: StripeTarget) -> stripe.StripeClient:
+    return stripe_target.client("sk_test_radar")
 
 
 def _fields(cls: type) -> set[str]:

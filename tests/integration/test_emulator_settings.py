@@ -8,14 +8,15 @@ import pytest
 import stripe
 
 from tests.conftest import EmulatorHandle
+from tests.integration.stripe_target import StripeTarget
 
 
 @pytest.fixture
-def client(emulator: EmulatorHandle) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_settings", base_addresses={"api": emulator.base_url},
-                               max_network_retries=0)
+def client(stripe_target: StripeTarget) -> stripe.StripeClient:
+    return stripe_target.client("sk_test_settings")
 
 
+@pytest.mark.emulator_only(reason="starts from an account with no tax head office, and sets one")
 def test_tax_settings_pending_until_head_office_then_active(client: stripe.StripeClient) -> None:
     settings = client.v1.tax.settings.retrieve()
     assert isinstance(settings, stripe.tax.Settings)
@@ -37,6 +38,7 @@ def test_tax_settings_pending_until_head_office_then_active(client: stripe.Strip
     assert bad.value.param == "defaults[tax_behavior]"
 
 
+@pytest.mark.emulator_only(reason="sets a domain's validation outcome through /_emulator/")
 def test_payment_method_domain_lifecycle(client: stripe.StripeClient, emulator: EmulatorHandle) -> None:
     domain = client.v1.payment_method_domains.create({"domain_name": "Pay.Example.com"})
     assert isinstance(domain, stripe.PaymentMethodDomain) and domain.id.startswith("pmd_")

@@ -13,6 +13,9 @@ import stripe
 
 from tests.conftest import EmulatorHandle
 
+pytestmark = pytest.mark.emulator_only(
+    reason="delivers webhooks to a receiver on 127.0.0.1 with the emulator's retry settings and faults")
+
 
 class Receiver:
     def __init__(self) -> None:
