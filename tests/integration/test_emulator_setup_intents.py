@@ -47,6 +47,8 @@ def test_setup_intent_lifecycle_and_customer_payment_methods(client: stripe.Stri
     assert {i.id for i in listed.data} == {intent.id, other.id}
 
 
+@pytest.mark.emulator_only(reason="plays the customer's 3-D Secure step through "
+                                   "/_emulator/setup_intents/{id}/authenticate (a browser step on real Stripe)")
 def test_authentication_required_on_setup_then_off_session_payment(emulator: EmulatorHandle,
                                                                    client: stripe.StripeClient) -> None:
     customer = client.v1.customers.create({"email": "sca@example.com"})
