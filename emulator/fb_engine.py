@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from emulator import billing_calendar, catalogue, refund_outcomes, test_cards
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
@@ -43,6 +43,21 @@ EVIDENCE_FILE_FIELDS = {
 }
 
 Json = dict[str, Any]
+
+
+class SubscriptionWork(Protocol):
+    """Scheduled work other modules add to a subscription's timeline (subscription schedules'
+    phase switches): `due` names the time of the next piece at or before `until`, `run` does it."""
+
+    def due(self, engine: Engine, subscription: Json, until: int) -> int | None: ...
+
+    def run(self, engine: Engine, subscription: Json, at: int) -> None: ...
+
+
+# Registered by the modules that add such work; run before a renewal due at the same second.
+SUBSCRIPTION_WORK: list[SubscriptionWork] = []
+# Called as (engine, clock_id, frozen_time) when a test clock advances, before its subscriptions.
+CLOCK_WORK: list[Callable[[Engine, str, int], None]] = []
 
 
 def public_copy(obj: Json) -> Json:
@@ -1549,6 +1564,10 @@ class Engine:
                 self._send_upcoming(subscription, at)
             elif kind == "renew":
                 self._renew(subscription, at)
+            elif kind == "work":
+                for work_item in SUBSCRIPTION_WORK:
+                    if work_item.due(self, subscription, at) == at:
+                        work_item.run(self, subscription, at)
 
     def _next_work(self, subscription: Json, until: int) -> tuple[int, int, str, Json | None] | None:
         status = subscription["status"]
@@ -1576,6 +1595,10 @@ class Engine:
             due.append((upcoming_at, 3, "upcoming", None))
         if period_end <= until:
             due.append((period_end, 4, "renew", None))
+        for work_item in SUBSCRIPTION_WORK:
+            work_at = work_item.due(self, subscription, until)
+            if work_at is not None and work_at <= until:
+                due.append((work_at, 0, "work", None))
         return min(due, key=lambda work: (work[0], work[1])) if due else None
 
     def _renew(self, subscription: Json, period_end: int) -> None:
@@ -1619,6 +1642,8 @@ class Engine:
             raise StripeApiError(400, "The test clock can only be advanced forward in time.",
                                  code="parameter_invalid_integer", param="frozen_time")
         clock["status"] = "advancing"
+        for clock_work in CLOCK_WORK:
+            clock_work(self, clock_id, frozen_time)
         customers = {c["id"] for c in self.all("customer") if c.get("test_clock") == clock_id}
         subscriptions = [s for s in self.all("subscription") if s["customer"] in customers]
         # Step through each subscription's due work in time order (renewals, retries, period ends).

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
 from emulator import invoices_extra as _invoice_routes  # noqa: F401 (invoice update/delete/send/lines, items, payments)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
+from emulator import schedules as _schedule_routes  # noqa: F401 (the /v1/subscription_schedules routes)
 from emulator import subscription_items as _item_routes  # noqa: F401 (the /v1/subscription_items routes)
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
