@@ -58,6 +58,12 @@ class SubscriptionWork(Protocol):
 SUBSCRIPTION_WORK: list[SubscriptionWork] = []
 # Called as (engine, clock_id, frozen_time) when a test clock advances, before its subscriptions.
 CLOCK_WORK: list[Callable[[Engine, str, int], None]] = []
+# Called as (engine, subscription, params, now) when a subscription is created or updated, before its
+# event (the discounts module applies the `discounts` param).
+SUBSCRIPTION_PARAMS: list[Callable[[Engine, Json, Json, int], None]] = []
+# Called as (engine, invoice, subscription, now) on a new subscription invoice before it is stored
+# (discounts: total_discount_amounts, line discount_amounts, totals).
+INVOICE_ADJUST: list[Callable[[Engine, Json, Json, int], None]] = []
 
 
 def public_copy(obj: Json) -> Json:
@@ -1070,6 +1076,8 @@ class Engine:
             raise StripeApiError(400, f"Invalid payment_behavior: {behaviour}", code="parameter_invalid_string",
                                  param="payment_behavior")
         self.put("subscription", subscription)
+        for apply_params in SUBSCRIPTION_PARAMS:
+            apply_params(self, subscription, params, now)
         self.emit("customer.subscription.created", subscription, created=now)
         invoice = self._invoice_for(subscription, "subscription_create", self._item_lines(subscription, now), now)
         if behaviour == "default_incomplete" and invoice["status"] == "open":
@@ -1200,6 +1208,8 @@ class Engine:
             "total": total,
             "test_clock": subscription.get("test_clock"),
         }
+        for adjust in INVOICE_ADJUST:
+            adjust(self, invoice, subscription, now)
         self.put("invoice", invoice)
         self.invoices_by_subscription.setdefault(subscription["id"], []).append(invoice_id)
         subscription["latest_invoice"] = invoice_id
@@ -1455,6 +1465,8 @@ class Engine:
         if params.get("default_payment_method"):
             subscription["default_payment_method"] = self._resolve_pm(params["default_payment_method"],
                                                                       subscription["customer"])["id"]
+        for apply_params in SUBSCRIPTION_PARAMS:
+            apply_params(self, subscription, params, now)
         # The subscription's update comes first; the proration invoice's events follow it.
         self.emit_update("customer.subscription.updated", subscription, before, created=now)
         if proration_lines:
