@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
+from emulator import credit_notes as _credit_note_routes  # noqa: F401 (the /v1/credit_notes routes)
 from emulator import discounts as _discount_routes  # noqa: F401 (coupons, promotion codes, invoice discounts)
 from emulator import invoices_extra as _invoice_routes  # noqa: F401 (invoice update/delete/send/lines, items, payments)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
