@@ -210,7 +210,8 @@ def promotion_codes_list(engine: Engine, _m: dict[str, str], params: Json) -> Js
 
 
 # --- discounts on subscriptions and their invoices ------------------------------------------------
-def _redeem(engine: Engine, subscription: Json, entry: Any, index: int, now: int) -> Json:
+def _redeem(engine: Engine, subscription: Json, entry: Any, index: int, now: int, *,
+            invoice: str | None = None) -> Json:
     param = f"discounts[{index}]"
     if not isinstance(entry, dict):
         raise StripeApiError(400, f"Invalid {param}", param=param)
@@ -246,9 +247,9 @@ def _redeem(engine: Engine, subscription: Json, entry: Any, index: int, now: int
         end = billing_calendar.boundary(now, "month", int(coupon["duration_in_months"]), 1)
     discount: Json = {
         "id": new_id("di"), "object": DISCOUNT, "checkout_session": None, "customer": subscription["customer"],
-        "customer_account": None, "end": end, "invoice": None, "invoice_item": None,
+        "customer_account": None, "end": end, "invoice": invoice, "invoice_item": None,
         "promotion_code": promo["id"] if promo else None, "source": {"coupon": coupon["id"], "type": "coupon"},
-        "start": now, "subscription": subscription["id"], "subscription_item": None,
+        "start": now, "subscription": None if invoice else subscription["id"], "subscription_item": None,
         "_coupon": dict(coupon),
     }
     return engine.put(DISCOUNT, discount)
@@ -262,6 +263,22 @@ def _apply_params(engine: Engine, subscription: Json, params: Json, now: int) ->
     entries = raw if isinstance(raw, list) else []
     subscription["discounts"] = [_redeem(engine, subscription, entry, index, now)["id"]
                                  for index, entry in enumerate(entries)]
+
+
+def set_invoice_discounts(engine: Engine, invoice: Json, raw: Any) -> None:
+    """A draft invoice's `discounts` param: its own discounts (coupon, promotion_code or discount)."""
+    now = engine.now_for(invoice["customer"])
+    entries = raw if isinstance(raw, list) else []
+    owner = {"id": invoice["id"], "customer": invoice["customer"], "currency": invoice["currency"]}
+    invoice["_discounts"] = [_redeem(engine, owner, entry, index, now, invoice=invoice["id"])["id"]
+                             for index, entry in enumerate(entries)]
+    apply_discounts(engine, invoice, invoice["_discounts"], now)
+
+
+def reapply_invoice_discounts(engine: Engine, invoice: Json) -> None:
+    """Recompute a draft's discount amounts and totals after its lines changed."""
+    discount_ids = list(invoice.get("_discounts") or invoice.get("discounts") or [])
+    apply_discounts(engine, invoice, discount_ids, engine.now_for(invoice["customer"]))
 
 
 def _amount(coupon: Json, base: int) -> int:
@@ -321,5 +338,6 @@ def _adjust_invoice(engine: Engine, invoice: Json, subscription: Json, now: int)
 
 fb_engine.SUBSCRIPTION_PARAMS.append(_apply_params)
 fb_engine.INVOICE_ADJUST.append(_adjust_invoice)
+fb_engine.INVOICE_LINES_CHANGED.append(reapply_invoice_discounts)
 
-__all__ = ["apply_discounts"]
+__all__ = ["apply_discounts", "reapply_invoice_discounts", "set_invoice_discounts"]

@@ -64,6 +64,8 @@ SUBSCRIPTION_PARAMS: list[Callable[[Engine, Json, Json, int], None]] = []
 # Called as (engine, invoice, subscription, now) on a new subscription invoice before it is stored
 # (discounts: total_discount_amounts, line discount_amounts, totals).
 INVOICE_ADJUST: list[Callable[[Engine, Json, Json, int], None]] = []
+# Called as (engine, invoice) after an invoice item changed a draft's lines (discounts recompute).
+INVOICE_LINES_CHANGED: list[Callable[[Engine, Json], None]] = []
 
 
 def public_copy(obj: Json) -> Json:
@@ -1395,6 +1397,8 @@ class Engine:
         total = sum(line["amount"] for line in invoice["lines"]["data"])
         invoice.update({"subtotal": total, "total": total, "amount_due": max(total, 0),
                         "amount_remaining": max(total, 0)})
+        for lines_changed in INVOICE_LINES_CHANGED:
+            lines_changed(self, invoice)
         self.emit("invoiceitem.created", item, created=now)
         return item
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator import discounts
 from emulator.fb_api import LIST_PARAMS, created_filter, render, route
 from emulator.fb_engine import DAY, Engine, Json
 from emulator.fb_wire import StripeApiError, check_params, list_object, to_bool, to_int
@@ -43,14 +44,9 @@ def _invoice(engine: Engine, invoice_id: str) -> Json:
     return engine.get("invoice", invoice_id, "invoice")
 
 
-def recompute_totals(invoice: Json) -> None:
-    """Subtotal/total/amount_due from the lines (and discounts other modules record)."""
-    subtotal = sum(int(line["amount"]) for line in invoice["lines"]["data"])
-    discount = sum(int(d["amount"]) for d in invoice.get("total_discount_amounts") or [])
-    total = subtotal - discount
-    invoice.update({"subtotal": subtotal, "subtotal_excluding_tax": subtotal, "total": total,
-                    "total_excluding_tax": total, "amount_due": max(total, 0),
-                    "amount_remaining": max(total, 0) - int(invoice.get("amount_paid") or 0)})
+def recompute_totals(engine: Engine, invoice: Json) -> None:
+    """Subtotal, discounts, total and amount_due from the lines."""
+    discounts.reapply_invoice_discounts(engine, invoice)
 
 
 def _not_editable(invoice: Json, param: str) -> StripeApiError:
@@ -91,6 +87,8 @@ def invoices_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
         invoice["due_date"] = int(invoice["created"]) + days * DAY
     if "due_date" in params:
         invoice["due_date"] = to_int(params["due_date"], "due_date") if params["due_date"] != "" else None
+    if "discounts" in params:
+        discounts.set_invoice_discounts(engine, invoice, params["discounts"])
     if invoice.get("collection_method") == "send_invoice" and invoice.get("due_date") is None \
             and ("collection_method" in params):
         raise StripeApiError(400, "Invoices with `collection_method=send_invoice` require `days_until_due` or "
@@ -236,7 +234,7 @@ def invoice_items_update(engine: Engine, m: dict[str, str], params: Json) -> Jso
     if invoice is not None and line is not None:
         line.update({"amount": item["amount"], "subtotal": item["amount"], "description": item["description"],
                      "quantity": item["quantity"], "discountable": item["discountable"]})
-        recompute_totals(invoice)
+        recompute_totals(engine, invoice)
     return render(engine, item, params)
 
 
@@ -249,7 +247,7 @@ def invoice_items_delete(engine: Engine, m: dict[str, str], params: Json) -> Jso
             line for line in invoice["lines"]["data"]
             if ((line.get("parent") or {}).get("invoice_item_details") or {}).get("invoice_item") != item["id"]
         ]
-        recompute_totals(invoice)
+        recompute_totals(engine, invoice)
     item["deleted"] = True
     engine.emit("invoiceitem.deleted", item, created=engine.now_for(item["customer"]))
     return {"id": item["id"], "object": "invoiceitem", "deleted": True}

@@ -109,3 +109,20 @@ def test_once_coupon_and_bad_codes(client: stripe.StripeClient) -> None:
         client.v1.subscriptions.update(subscription.id, {"discounts": [{"promotion_code": inactive.id}]})
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.subscriptions.update(subscription.id, {"discounts": [{"coupon": "missing"}]})
+
+
+def test_one_off_invoice_discounts(client: stripe.StripeClient) -> None:
+    _price, customer = _setup(client)
+    coupon = client.v1.coupons.create({"percent_off": 10})
+    invoice = client.v1.invoices.create({"customer": customer.id})
+    client.v1.invoice_items.create({"customer": customer.id, "invoice": invoice.id, "amount": 3000,
+                                    "currency": "usd"})
+    discounted = client.v1.invoices.update(invoice.id, {"discounts": [{"coupon": coupon.id}]})
+    assert (discounted.subtotal, discounted.total, discounted.amount_due) == (3000, 2700, 2700)
+    client.v1.invoice_items.create({"customer": customer.id, "invoice": invoice.id, "amount": 1000,
+                                    "currency": "usd"})
+    grown = client.v1.invoices.retrieve(invoice.id)
+    assert (grown.subtotal, grown.total) == (4000, 3600)
+    assert [d.amount for d in grown.total_discount_amounts or []] == [400]
+    paid = client.v1.invoices.pay(client.v1.invoices.finalize_invoice(invoice.id).id)
+    assert (paid.status, paid.amount_paid) == ("paid", 3600)
