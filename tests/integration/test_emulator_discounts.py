@@ -77,6 +77,10 @@ def test_subscription_discounts_reflected_in_invoice_totals(client: stripe.Strip
     assert len(subscription.discounts) == 1
     discount_id = str(subscription.discounts[0])
     assert discount_id.startswith("di_")
+    discount = client.v1.subscriptions.retrieve(subscription.id, {"expand": ["discounts"]}).discounts[0]
+    assert isinstance(discount, stripe.Discount)
+    assert (discount.source.coupon, discount.promotion_code, discount.subscription) == (
+        coupon.id, promo.id, subscription.id)
     first = client.v1.invoices.retrieve(str(subscription.latest_invoice))
     assert (first.subtotal, first.total, first.amount_paid) == (5000, 4000, 4000)
     assert [(d.amount, d.discount) for d in first.total_discount_amounts or []] == [(1000, discount_id)]
