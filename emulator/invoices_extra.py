@@ -26,16 +26,16 @@ from emulator.fb_api import LIST_PARAMS, created_filter, render, route
 from emulator.fb_engine import DAY, Engine, Json
 from emulator.fb_wire import StripeApiError, check_params, list_object, to_bool, to_int
 
-# Editable after finalization (Stripe: monetary values and collection_method are not).
+# Editable after finalization (Stripe: monetary values and collection_method are not). Params the
+# emulator doesn't model (tax rates, shipping, automatic tax, payment settings, Connect transfers)
+# are refused as unknown, like the emulator's other endpoints do.
 FINALIZED_EDITABLE = frozenset({
     "auto_advance", "custom_fields", "default_payment_method", "default_source", "description", "footer",
-    "metadata", "payment_settings", "rendering", "statement_descriptor", "expand",
+    "metadata", "statement_descriptor", "expand",
 })
 DRAFT_EDITABLE = FINALIZED_EDITABLE | {"collection_method", "days_until_due", "due_date", "discounts",
-                                       "account_tax_ids", "default_tax_rates", "number", "shipping_details",
-                                       "shipping_cost", "automatic_tax", "automatically_finalizes_at", "issuer",
-                                       "on_behalf_of", "application_fee_amount", "transfer_data", "effective_at",
-                                       "amounts_due"}
+                                       "account_tax_ids", "number", "effective_at",
+                                       "on_behalf_of"}
 ITEM_UPDATE = {"amount", "description", "metadata", "discountable", "quantity", "period", "unit_amount_decimal",
                "price_data", "pricing", "tax_rates", "tax_behavior", "tax_code", "discounts"}
 
@@ -65,9 +65,15 @@ def invoices_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
             raise StripeApiError(400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name)
     now = engine.now_for(invoice["customer"])
     before = engine.snapshot(invoice)
-    for name in ("description", "footer", "statement_descriptor", "default_payment_method", "number"):
+    for name in ("description", "footer", "statement_descriptor", "default_payment_method", "default_source",
+                 "number", "on_behalf_of"):
         if name in params:
             invoice[name] = params[name] or None
+    if "effective_at" in params:
+        invoice["effective_at"] = to_int(params["effective_at"], "effective_at") if params["effective_at"] != "" \
+            else None
+    if "account_tax_ids" in params:
+        invoice["account_tax_ids"] = [str(t) for t in params["account_tax_ids"] or []] or None
     if "auto_advance" in params:
         invoice["auto_advance"] = to_bool(params["auto_advance"], "auto_advance")
     if "metadata" in params:
