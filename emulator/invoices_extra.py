@@ -11,7 +11,8 @@ Behaviour follows Stripe's API reference:
   subscription, it must be voided." Emits `invoice.deleted`.
 - send: for `collection_method=send_invoice`; a draft is finalized first; in test mode no email is
   sent "despite sending an `invoice.sent` event".
-- mark_uncollectible: an open invoice becomes `uncollectible` (`invoice.marked_uncollectible`).
+- mark_uncollectible: an open invoice becomes `uncollectible` (`invoice.marked_uncollectible`), with
+  `status_details.uncollectible.reason=user_forgiven` (API 2026-09-30.endive's changelog).
 - invoice items: updatable and deletable while their invoice is a draft (or they are pending);
   deleting one removes its line and emits `invoiceitem.deleted`.
 - invoice payments: the `invoice_payment` objects the engine records on each invoice's `payments`.
@@ -148,6 +149,8 @@ def invoices_mark_uncollectible(engine: Engine, m: dict[str, str], params: Json)
     now = engine.now_for(invoice["customer"])
     invoice["status"] = "uncollectible"
     invoice["status_transitions"]["marked_uncollectible_at"] = now
+    # Since 2026-09-30.endive: why it is uncollectible; marked by the user -> user_forgiven.
+    invoice["status_details"] = {"uncollectible": {"reason": "user_forgiven"}}
     invoice["next_payment_attempt"] = None
     engine.emit("invoice.marked_uncollectible", invoice, created=now)
     return render(engine, invoice, params)

@@ -93,6 +93,8 @@ def test_send_void_and_mark_uncollectible(client: stripe.StripeClient) -> None:
     client.v1.invoices.finalize_invoice(bad_debt.id)
     marked = client.v1.invoices.mark_uncollectible(bad_debt.id)
     assert marked.status == "uncollectible" and marked.status_transitions.marked_uncollectible_at is not None
+    assert marked.status_details is not None and marked.status_details.uncollectible is not None
+    assert marked.status_details.uncollectible.reason == "user_forgiven"
     assert "invoice.marked_uncollectible" in _types(client, bad_debt.id)
 
 
