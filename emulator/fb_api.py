@@ -237,9 +237,9 @@ def payment_methods_list(engine: Engine, _m: dict[str, str], params: Json) -> Js
 
 # --- subscriptions ---------------------------------------------------------------------------
 SUBSCRIPTION_CREATE = {"customer", "items", "default_payment_method", "metadata", "payment_behavior",
-                       "proration_behavior", "collection_method", "off_session", "cancel_at_period_end"}
+                       "proration_behavior", "collection_method", "off_session", "cancel_at_period_end", "discounts"}
 SUBSCRIPTION_UPDATE = {"items", "default_payment_method", "metadata", "payment_behavior", "proration_behavior",
-                       "proration_date", "cancel_at_period_end", "off_session", "collection_method"}
+                       "proration_date", "cancel_at_period_end", "off_session", "collection_method", "discounts"}
 
 
 @route("POST", "/v1/subscriptions")

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from emulator import billing_calendar, catalogue, refund_outcomes, test_cards
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
@@ -43,6 +43,29 @@ EVIDENCE_FILE_FIELDS = {
 }
 
 Json = dict[str, Any]
+
+
+class SubscriptionWork(Protocol):
+    """Scheduled work other modules add to a subscription's timeline (subscription schedules'
+    phase switches): `due` names the time of the next piece at or before `until`, `run` does it."""
+
+    def due(self, engine: Engine, subscription: Json, until: int) -> int | None: ...
+
+    def run(self, engine: Engine, subscription: Json, at: int) -> None: ...
+
+
+# Registered by the modules that add such work; run before a renewal due at the same second.
+SUBSCRIPTION_WORK: list[SubscriptionWork] = []
+# Called as (engine, clock_id, frozen_time) when a test clock advances, before its subscriptions.
+CLOCK_WORK: list[Callable[[Engine, str, int], None]] = []
+# Called as (engine, subscription, params, now) when a subscription is created or updated, before its
+# event (the discounts module applies the `discounts` param).
+SUBSCRIPTION_PARAMS: list[Callable[[Engine, Json, Json, int], None]] = []
+# Called as (engine, invoice, subscription, now) on a new subscription invoice before it is stored
+# (discounts: total_discount_amounts, line discount_amounts, totals).
+INVOICE_ADJUST: list[Callable[[Engine, Json, Json, int], None]] = []
+# Called as (engine, invoice) after an invoice item changed a draft's lines (discounts recompute).
+INVOICE_LINES_CHANGED: list[Callable[[Engine, Json], None]] = []
 
 
 def public_copy(obj: Json) -> Json:
@@ -1068,6 +1091,8 @@ class Engine:
             raise StripeApiError(400, f"Invalid payment_behavior: {behaviour}", code="parameter_invalid_string",
                                  param="payment_behavior")
         self.put("subscription", subscription)
+        for apply_params in SUBSCRIPTION_PARAMS:
+            apply_params(self, subscription, params, now)
         self.emit("customer.subscription.created", subscription, created=now)
         invoice = self._invoice_for(subscription, "subscription_create", self._item_lines(subscription, now), now)
         if behaviour == "default_incomplete" and invoice["status"] == "open":
@@ -1198,6 +1223,8 @@ class Engine:
             "total": total,
             "test_clock": subscription.get("test_clock"),
         }
+        for adjust in INVOICE_ADJUST:
+            adjust(self, invoice, subscription, now)
         self.put("invoice", invoice)
         self.invoices_by_subscription.setdefault(subscription["id"], []).append(invoice_id)
         subscription["latest_invoice"] = invoice_id
@@ -1383,6 +1410,8 @@ class Engine:
         total = sum(line["amount"] for line in invoice["lines"]["data"])
         invoice.update({"subtotal": total, "total": total, "amount_due": max(total, 0),
                         "amount_remaining": max(total, 0)})
+        for lines_changed in INVOICE_LINES_CHANGED:
+            lines_changed(self, invoice)
         self.emit("invoiceitem.created", item, created=now)
         return item
 
@@ -1453,6 +1482,8 @@ class Engine:
         if params.get("default_payment_method"):
             subscription["default_payment_method"] = self._resolve_pm(params["default_payment_method"],
                                                                       subscription["customer"])["id"]
+        for apply_params in SUBSCRIPTION_PARAMS:
+            apply_params(self, subscription, params, now)
         # The subscription's update comes first; the proration invoice's events follow it.
         self.emit_update("customer.subscription.updated", subscription, before, created=now)
         if proration_lines:
@@ -1562,6 +1593,10 @@ class Engine:
                 self._send_upcoming(subscription, at)
             elif kind == "renew":
                 self._renew(subscription, at)
+            elif kind == "work":
+                for work_item in SUBSCRIPTION_WORK:
+                    if work_item.due(self, subscription, at) == at:
+                        work_item.run(self, subscription, at)
 
     def _next_work(self, subscription: Json, until: int) -> tuple[int, int, str, Json | None] | None:
         status = subscription["status"]
@@ -1589,6 +1624,10 @@ class Engine:
             due.append((upcoming_at, 3, "upcoming", None))
         if period_end <= until:
             due.append((period_end, 4, "renew", None))
+        for work_item in SUBSCRIPTION_WORK:
+            work_at = work_item.due(self, subscription, until)
+            if work_at is not None and work_at <= until:
+                due.append((work_at, 0, "work", None))
         return min(due, key=lambda work: (work[0], work[1])) if due else None
 
     def _renew(self, subscription: Json, period_end: int) -> None:
@@ -1632,6 +1671,8 @@ class Engine:
             raise StripeApiError(400, "The test clock can only be advanced forward in time.",
                                  code="parameter_invalid_integer", param="frozen_time")
         clock["status"] = "advancing"
+        for clock_work in CLOCK_WORK:
+            clock_work(self, clock_id, frozen_time)
         customers = {c["id"] for c in self.all("customer") if c.get("test_clock") == clock_id}
         subscriptions = [s for s in self.all("subscription") if s["customer"] in customers]
         # Step through each subscription's due work in time order (renewals, retries, period ends).

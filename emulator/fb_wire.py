@@ -175,6 +175,9 @@ def _expand_path(node: Any, parts: list[str], resolve: Callable[[str], dict[str,
     if isinstance(value, str):
         resolved = resolve(value)
         value = dict(resolved) if resolved is not None else value
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        # A list of expandable ids (a subscription's or an invoice's `discounts`).
+        value = [dict(found) if (found := resolve(item)) is not None else item for item in value]
     node = dict(node)
     node[head] = _expand_path(value, rest, resolve)
     return node

@@ -25,10 +25,15 @@ from urllib.parse import urlsplit
 
 from emulator import balance as _balance_routes  # noqa: F401 (registers /v1/balance_transactions, /v1/balance)
 from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
+from emulator import credit_notes as _credit_note_routes  # noqa: F401 (the /v1/credit_notes routes)
+from emulator import discounts as _discount_routes  # noqa: F401 (coupons, promotion codes, invoice discounts)
+from emulator import invoices_extra as _invoice_routes  # noqa: F401 (invoice update/delete/send/lines, items, payments)
 from emulator import payment_intent_actions as _payment_intent_routes  # noqa: F401 (capture, cancel, update)
 from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
+from emulator import schedules as _schedule_routes  # noqa: F401 (the /v1/subscription_schedules routes)
 from emulator import search as _search_routes  # noqa: F401 (registers the /v1/*/search routes, ahead of /{id})
 from emulator import setup_intents as setup_intent_routes  # /v1/setup_intents, /v1/customers/{id}/payment_methods
+from emulator import subscription_items as _item_routes  # noqa: F401 (the /v1/subscription_items routes)
 from emulator.fb_engine import Engine, Json, new_id
 from emulator.fb_wire import StripeApiError, parse_form
 

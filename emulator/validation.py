@@ -202,7 +202,9 @@ def _walk(fields: dict[str, catalogue.Field], parts: list[str]) -> None:
         raise _cannot_expand(head)
     if not rest:
         includable = field.kind == "list_object" and field.nullable
-        if not (field.kind == "resource" and field.expandable) and not includable:
+        expandable_list = field.kind == "list" and field.item is not None and field.item.kind == "resource" \
+            and field.item.expandable
+        if not (field.kind == "resource" and field.expandable) and not includable and not expandable_list:
             raise _cannot_expand(head)
         return
     if field.kind == "nested" and field.nested is not None:
