@@ -12,6 +12,7 @@ import streamlit as st
 from app_pages import _efw_radar as efw_radar_panel
 from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
 from db.models.base import utcnow
+from services import efw_funnel
 from services import fraud_warnings as efw
 from services.money import format_money as money
 from services.money import format_totals
@@ -37,8 +38,8 @@ def load_fraud_types(database_url: str) -> list[str]:
 
 
 @st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
-def load_funnel(database_url: str, since: datetime, until: datetime) -> efw.Funnel:
-    return efw.funnel(runtime().uow(), since=since, until=until)
+def load_funnel(database_url: str, since: datetime, until: datetime) -> efw_funnel.Funnel:
+    return efw_funnel.funnel(runtime().uow(), since=since, until=until)
 
 
 def clear_reads() -> None:
@@ -261,10 +262,10 @@ else:
     stats = st.columns(4)
     stats[0].metric("Became disputes", result.became_disputes,
                     help=f"won {result.disputes_won}, lost {result.disputes_lost}, pending {result.disputes_pending}")
+    dispute_fee = money(efw_funnel.DISPUTE_FEE_MINOR_UNITS, efw_funnel.DISPUTE_FEE_CURRENCY)
     stats[1].metric("Cost of lost disputes",
                     format_totals(result.dispute_cost, empty="nothing"),
-                    help=f"Disputed amount plus a {money(efw.DISPUTE_FEE_MINOR_UNITS, efw.DISPUTE_FEE_CURRENCY)} "
-                         "network fee per lost dispute.")
+                    help=f"Disputed amount plus a {dispute_fee} network fee per lost dispute.")
     stats[2].metric("Median time to decision", "n/a" if result.hours_to_decision_median is None
                     else f"{result.hours_to_decision_median} h")
     stats[3].metric("90th percentile", "n/a" if result.hours_to_decision_p90 is None
