@@ -7,7 +7,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _dispute_panels as panels
-from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url, take_linked_query_param
+from app_pages._shared import (
+    plain,
+    require_admin,
+    run_action,
+    runtime,
+    show_flash,
+    stripe_dashboard_url,
+    take_linked_query_param,
+)
 from app_pages.registry import page_file
 from db.models.base import utcnow
 from services import dispute_analytics, dispute_queue, dispute_views, disputes
@@ -22,9 +30,7 @@ PAGE_SIZE = 50
 
 
 st.title("Disputes")
-flash = st.session_state.pop("dispute_flash", None)
-if flash:
-    (st.success if flash[0] else st.error)(flash[1])
+show_flash("dispute", refused="Nothing was changed")
 
 # The filters live in the URL too (?status=&reason=&email=&currency=&min=&max=&page=), so a
 # refresh or a shared link shows the same queue.
@@ -211,14 +217,9 @@ with st.form(f"evidence_{dispute.id}"):
                 _evidence_input(evidence_field)
     st.caption(f"{ev.text_length(values):,} of {ev.TEXT_LIMIT:,} characters")
     if st.form_submit_button("Save draft", disabled=read_only):
-        try:
-            disputes.save_draft(dispute.id, values, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                gateway=rt.gateway)
-        except Exception as error:
-            show_error(error)
-        else:
-            st.session_state["dispute_flash"] = (True, "Draft saved and staged at Stripe (not submitted).")
-            st.rerun()
+        run_action("dispute", lambda: disputes.save_draft(dispute.id, values, actor=identity.email,
+                                                          settings=rt.settings, uow=rt.uow(), gateway=rt.gateway),
+                   "Draft saved and staged at Stripe (not submitted).")
 
 if not read_only:
     with st.form(f"evidence_file_{dispute.id}", clear_on_submit=True):
@@ -228,15 +229,10 @@ if not read_only:
         file_field = st.selectbox("Attach a file to", file_options, format_func=lambda f: ev.ALL_FIELDS[f].label)
         upload = st.file_uploader("PDF, JPEG or PNG, up to 5 MB", type=["pdf", "jpg", "jpeg", "png"])
         if st.form_submit_button("Upload file") and upload is not None:
-            try:
-                disputes.upload_evidence_file(dispute.id, file_field, upload.name, upload.getvalue(),
-                                              actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                              gateway=rt.gateway)
-            except Exception as error:
-                show_error(error)
-            else:
-                st.session_state["dispute_flash"] = (True, f"Attached {plain(upload.name)}.")
-                st.rerun()
+            name, content = upload.name, upload.getvalue()
+            run_action("dispute", lambda: disputes.upload_evidence_file(
+                dispute.id, file_field, name, content, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                gateway=rt.gateway), f"Attached {plain(name)}.")
 
     def _close() -> None:
         st.session_state.pop("dispute_confirm", None)
@@ -256,30 +252,20 @@ if not read_only:
         for line in lines:  # customer-controlled text: plain, never markdown
             st.text(f"{'File — ' if line.is_file else ''}{line.label}: {line.value}")
         if st.button("Submit evidence", type="primary"):
-            _close()
-            try:
-                disputes.submit_evidence(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                         gateway=rt.gateway)
-            except Exception as error:
-                st.session_state["dispute_flash"] = (False, plain(getattr(error, "message", str(error))))
-            else:
-                st.session_state["dispute_flash"] = (True, "Evidence submitted; the dispute is under review.")
-            st.rerun()
+            run_action("dispute", lambda: disputes.submit_evidence(dispute.id, actor=identity.email,
+                                                                   settings=rt.settings, uow=rt.uow(),
+                                                                   gateway=rt.gateway),
+                       "Evidence submitted; the dispute is under review.", before=_close)
 
     @st.dialog("Accept this dispute?", on_dismiss=_close)
     def confirm_accept() -> None:
         st.write(f"Accepting closes {plain(dispute.id)} in Stripe **{mode}** mode and gives up "
                  f"**{money(dispute.amount, dispute.currency)}** to the cardholder. This cannot be undone.")
         if st.button(f"Accept and lose {money(dispute.amount, dispute.currency)}", type="primary"):
-            _close()
-            try:
-                disputes.accept_dispute(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                        gateway=rt.gateway)
-            except Exception as error:
-                st.session_state["dispute_flash"] = (False, plain(getattr(error, "message", str(error))))
-            else:
-                st.session_state["dispute_flash"] = (True, "Dispute accepted and closed.")
-            st.rerun()
+            run_action("dispute", lambda: disputes.accept_dispute(dispute.id, actor=identity.email,
+                                                                  settings=rt.settings, uow=rt.uow(),
+                                                                  gateway=rt.gateway),
+                       "Dispute accepted and closed.", before=_close)
 
     actions = st.columns(2)
     if actions[0].button("Submit evidence…", type="primary", disabled=not saved and not files):

@@ -10,10 +10,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _efw_radar as efw_radar_panel
-from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
+from app_pages._shared import (
+    flash_error,
+    plain,
+    require_admin,
+    run_action,
+    runtime,
+    show_flash,
+    stripe_dashboard_url,
+)
 from db.models.base import utcnow
 from services import efw_funnel
 from services import fraud_warnings as efw
+from services.errors import ConsoleError
 from services.money import format_money as money
 from services.money import format_totals
 
@@ -52,7 +61,8 @@ st.title("Early fraud warnings")
 st.caption("Issuers warn before most fraud disputes. Refunding an actionable warning in time avoids the dispute "
            "and its fee; each refund is re-checked live at Stripe first and sent exactly once.")
 
-flash = st.session_state.pop("efw_flash", None)
+show_flash("efw", refused="Nothing was changed")
+flash = st.session_state.pop("efw_flash", None)  # the Radar panel's outcomes (a block can half succeed)
 if flash:
     (st.success if flash[0] else st.error)(flash[1])
 
@@ -124,17 +134,11 @@ else:
                  f"({plain(target.customer_email or 'unknown customer')}) in Stripe **{mode}** mode, reason "
                  f"*fraudulent*. The charge and warning are re-checked at Stripe first.")
         if st.button(f"Refund {money(target.remaining, target.currency)}", type="primary"):
-            _close_refund()
-            try:
-                result = efw.refund_fraud_warning(target.id, confirmed_amount=target.remaining, actor=identity.email,
-                                                  settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-            except Exception as error:  # refused or failed: plain words, nothing changed locally
-                st.session_state["efw_flash"] = (False, plain(getattr(error, "message", str(error))))
-            else:
-                st.session_state["efw_flash"] = (True, f"Refunded {money(result.amount, result.currency)} "
-                                                       f"({plain(result.refund_id)}).")
-            clear_reads()
-            st.rerun()
+            run_action("efw", lambda: efw.refund_fraud_warning(
+                target.id, confirmed_amount=target.remaining, actor=identity.email, settings=rt.settings,
+                uow=rt.uow(), gateway=rt.gateway),
+                lambda result: f"Refunded {money(result.amount, result.currency)} ({plain(result.refund_id)}).",
+                before=_close_refund, after=clear_reads)
 
     actions = st.columns(3)
     if row.status == "open":
@@ -148,24 +152,13 @@ else:
         with actions[1].form("efw_ignore"):
             reason = st.text_area("Reason for ignoring", placeholder="e.g. long-standing customer, verified by phone")
             if st.form_submit_button("Mark as ignored"):
-                try:
-                    efw.ignore_fraud_warning(row.id, reason=reason, actor=identity.email, settings=rt.settings,
-                                             uow=rt.uow())
-                except Exception as error:
-                    show_error(error)
-                else:
-                    st.session_state["efw_flash"] = (True, f"Marked {plain(row.id)} as ignored.")
-                    clear_reads()
-                    st.rerun()
+                run_action("efw", lambda: efw.ignore_fraud_warning(row.id, reason=reason, actor=identity.email,
+                                                                   settings=rt.settings, uow=rt.uow()),
+                           f"Marked {plain(row.id)} as ignored.", after=clear_reads)
     elif row.status == "ignored" and actions[0].button("Reopen"):
-        try:
-            efw.reopen_fraud_warning(row.id, actor=identity.email, settings=rt.settings, uow=rt.uow())
-        except Exception as error:
-            show_error(error)
-        else:
-            st.session_state["efw_flash"] = (True, f"Reopened {plain(row.id)}.")
-            clear_reads()
-            st.rerun()
+        run_action("efw", lambda: efw.reopen_fraud_warning(row.id, actor=identity.email, settings=rt.settings,
+                                                           uow=rt.uow()),
+                   f"Reopened {plain(row.id)}.", after=clear_reads)
     if st.session_state.get("efw_refund_target") == row.id:
         confirm_refund(row)
     efw_radar_panel.render(row, actor=identity.email, rt=rt, mode=mode, done=clear_reads)
@@ -218,8 +211,8 @@ else:
                 else:
                     outcomes = efw.bulk_ignore([r.id for r in chosen_rows], reason=reason, actor=identity.email,
                                                settings=rt.settings, uow=rt.uow(), progress=progress)
-            except Exception as error:
-                st.session_state["efw_flash"] = (False, plain(getattr(error, "message", str(error))))
+            except ConsoleError as error:
+                flash_error("efw", error)
             else:
                 st.session_state["efw_bulk_results"] = [
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
