@@ -247,49 +247,48 @@ def _refused_decision(uow: UnitOfWork, action: str, efw_id: str, actor: str, rea
     return EfwActionError(reason)
 
 
+def _decide(uow: UnitOfWork, efw_id: str, *, actor: str, action: str, from_status: str, values: dict[str, Any],
+            details: dict[str, Any] | None, refused: Callable[[str], str]) -> None:
+    """Move the warning out of `from_status` with one conditional UPDATE and audit it; if another
+    request got there first (or there is no such warning), refuse with `refused(current status)`."""
+    refusal: str | None = None
+    with uow:
+        changed = rows_affected(uow.session.execute(
+            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == from_status)
+            .values(**values)
+        ))
+        if changed:
+            audit.record(uow, actor=actor, action=action, target=efw_id, result="ok", details=details)
+            uow.commit()
+        else:
+            current = uow.session.get(FraudWarning, efw_id)
+            refusal = (f"There is no early fraud warning {efw_id}." if current is None
+                       else refused(current.status))
+    if refusal:
+        raise _refused_decision(uow, action, efw_id, actor, refusal)
+
+
 @privileged("efw.ignore")
 def ignore_fraud_warning(efw_id: str, *, reason: str, actor: str, settings: Settings, uow: UnitOfWork) -> None:
     cleaned = (reason or "").strip()
     if len(cleaned) < MIN_IGNORE_REASON_CHARS:
         raise _refused_decision(uow, "efw.ignore", efw_id, actor,
                                 f"Say why in at least {MIN_IGNORE_REASON_CHARS} characters; nothing was changed.")
-    refusal: str | None = None
-    with uow:
-        changed = rows_affected(uow.session.execute(
-            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "open")
-            .values(status="ignored", action="ignore", actor=actor, reason=cleaned, decided_at=utcnow(),
-                    updated_at=utcnow())
-        ))
-        if changed:
-            audit.record(uow, actor=actor, action="efw.ignore", target=efw_id, result="ok",
-                         details={"reason": cleaned})
-            uow.commit()
-        else:
-            current = uow.session.get(FraudWarning, efw_id)
-            refusal = (f"There is no early fraud warning {efw_id}." if current is None
-                       else f"This warning is already {current.status}; nothing was changed.")
-    if refusal:
-        raise _refused_decision(uow, "efw.ignore", efw_id, actor, refusal)
+    _decide(uow, efw_id, actor=actor, action="efw.ignore", from_status="open",
+            values={"status": "ignored", "action": "ignore", "actor": actor, "reason": cleaned,
+                    "decided_at": utcnow(), "updated_at": utcnow()},
+            details={"reason": cleaned},
+            refused=lambda status: f"This warning is already {status}; nothing was changed.")
 
 
 @privileged("efw.reopen")
 def reopen_fraud_warning(efw_id: str, *, actor: str, settings: Settings, uow: UnitOfWork) -> None:
     """Undo an ignore. A refund cannot be undone here: money already left."""
-    refusal: str | None = None
-    with uow:
-        changed = rows_affected(uow.session.execute(
-            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "ignored")
-            .values(status="open", action="reopen", actor=actor, decided_at=None, updated_at=utcnow())
-        ))
-        if changed:
-            audit.record(uow, actor=actor, action="efw.reopen", target=efw_id, result="ok")
-            uow.commit()
-        else:
-            current = uow.session.get(FraudWarning, efw_id)
-            refusal = (f"There is no early fraud warning {efw_id}." if current is None
-                       else f"Only ignored warnings can be reopened; this one is {current.status}.")
-    if refusal:
-        raise _refused_decision(uow, "efw.reopen", efw_id, actor, refusal)
+    _decide(uow, efw_id, actor=actor, action="efw.reopen", from_status="ignored",
+            values={"status": "open", "action": "reopen", "actor": actor, "decided_at": None,
+                    "updated_at": utcnow()},
+            details=None,
+            refused=lambda status: f"Only ignored warnings can be reopened; this one is {status}.")
 
 
 @dataclass(frozen=True)
