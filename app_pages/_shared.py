@@ -10,7 +10,9 @@ import dataclasses
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import streamlit as st
 
@@ -19,6 +21,8 @@ from services.auth import Identity, is_admin, normalise_email, session_expired, 
 from services.config import SettingsError
 from services.errors import ConsoleError
 from services.runtime import Runtime, get_runtime
+
+T = TypeVar("T")
 
 IDENTITY_KEY = "identity"
 _FRAGMENT_RERUN_KEY = "_fragment_signed_out_rerun"
@@ -381,6 +385,29 @@ def show_flash(name: str, *, refused: str) -> None:
     error = st.session_state.pop(f"{name}_error", None)
     if error:
         st.error(f"{refused}: {plain(error)}")
+
+
+def run_action(name: str, action: Callable[[], T], success: str | Callable[[T], str], *,
+               before: Callable[[], None] | None = None, after: Callable[[], None] | None = None) -> None:
+    """Run one page action (from a button or a confirm dialog) and rerun the page.
+
+    `before` runs first (e.g. closing the confirm dialog), `after` once the action returned or was
+    refused (e.g. clearing cached reads). The outcome is kept with
+    `flash`/`flash_error` under `name` and shown once by `show_flash(name, ...)` on the next run,
+    so nothing is written during render and every page words success and refusal the same way.
+    A ConsoleError (a refusal, Stripe unavailable, a conflict) is flashed; anything else is a bug
+    and propagates."""
+    if before is not None:
+        before()
+    try:
+        result = action()
+    except ConsoleError as error:
+        flash_error(name, error)
+    else:
+        flash(name, success(result) if callable(success) else success)
+    if after is not None:
+        after()
+    st.rerun()
 
 
 def stripe_dashboard_url(object_path: str) -> str:

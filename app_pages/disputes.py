@@ -7,10 +7,18 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _dispute_panels as panels
-from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url, take_linked_query_param
+from app_pages._shared import (
+    plain,
+    require_admin,
+    run_action,
+    runtime,
+    show_flash,
+    stripe_dashboard_url,
+    take_linked_query_param,
+)
 from app_pages.registry import page_file
 from db.models.base import utcnow
-from services import dispute_analytics, disputes
+from services import dispute_analytics, dispute_queue, dispute_views, disputes
 from services import dispute_evidence as ev
 from services.money import MoneyError, format_totals
 from services.money import format_money as money
@@ -22,9 +30,7 @@ PAGE_SIZE = 50
 
 
 st.title("Disputes")
-flash = st.session_state.pop("dispute_flash", None)
-if flash:
-    (st.success if flash[0] else st.error)(flash[1])
+show_flash("dispute", refused="Nothing was changed")
 
 # The filters live in the URL too (?status=&reason=&email=&currency=&min=&max=&page=), so a
 # refresh or a shared link shows the same queue.
@@ -41,13 +47,13 @@ def _url_number(name: str, minimum: float) -> float | None:
     return value if value >= minimum and value < 1e12 else None
 
 
-reason_options = disputes.reasons(rt.uow())
+reason_options = dispute_queue.reasons(rt.uow())
 if "dispute_filters_from_url" not in st.session_state:
     # Seeded once per session from the URL; stable widget keys keep later edits (a default that
     # changed with the URL would make Streamlit treat the widget as a new one and drop them).
     st.session_state["dispute_filters_from_url"] = True
-    st.session_state["f_status"] = (_url_list("status", list(disputes.ALL_STATUSES))
-                                    if "status" in st.query_params else list(disputes.OPEN_STATUSES))
+    st.session_state["f_status"] = (_url_list("status", list(dispute_queue.ALL_STATUSES))
+                                    if "status" in st.query_params else list(dispute_queue.OPEN_STATUSES))
     st.session_state["f_reason"] = _url_list("reason", reason_options) or []
     st.session_state["f_email"] = st.query_params.get("email", "")[:320]
     st.session_state["f_currency"] = st.query_params.get("currency", "")[:3]
@@ -56,7 +62,7 @@ if "dispute_filters_from_url" not in st.session_state:
     st.session_state["f_page"] = int(_url_number("page", 1.0) or 1)
 with st.form("dispute_filters"):
     cols = st.columns(3)
-    statuses = cols[0].multiselect("Status", list(disputes.ALL_STATUSES), key="f_status")
+    statuses = cols[0].multiselect("Status", list(dispute_queue.ALL_STATUSES), key="f_status")
     reason_choice = cols[1].multiselect("Reason", reason_options, key="f_reason")
     email = cols[2].text_input("Customer email contains", key="f_email")
     cols = st.columns(3)
@@ -68,7 +74,7 @@ with st.form("dispute_filters"):
         # New filters choose from the new queue: a dispute linked earlier no longer sticks.
         st.query_params.pop("dispute", None)
         st.session_state.pop("dispute_choice", None)
-        default_statuses = set(statuses) == set(disputes.OPEN_STATUSES)
+        default_statuses = set(statuses) == set(dispute_queue.OPEN_STATUSES)
         wanted = {"status": "" if default_statuses else ",".join(statuses), "reason": ",".join(reason_choice),
                   "email": email.strip(),
                   "currency": currency.strip(), "min": f"{min_amount:g}" if min_amount else "",
@@ -80,11 +86,11 @@ with st.form("dispute_filters"):
                 st.query_params.pop(name, None)
 
 try:
-    min_minor, max_minor = disputes.amount_bounds(currency, min_amount, max_amount)
+    min_minor, max_minor = dispute_queue.amount_bounds(currency, min_amount, max_amount)
 except MoneyError as error:
     st.warning(f"Amount filter not applied: {error.message}")
     min_minor = max_minor = None
-queue = disputes.list_queue(rt.uow(), disputes.DisputeFilter(
+queue = dispute_queue.list_queue(rt.uow(), dispute_queue.DisputeFilter(
     statuses=tuple(statuses), reasons=tuple(reason_choice), currency=currency or None,
     min_amount=min_minor, max_amount=max_minor,
     customer_email=email or None, limit=PAGE_SIZE, offset=(int(page_number) - 1) * PAGE_SIZE,
@@ -101,7 +107,7 @@ if not queue.rows:
     st.info("No disputes match these filters.")
     st.stop()
 table = pd.DataFrame([{
-    "urgency": disputes.urgency(d.due_by, d.status, now), "due by": d.due_by, "dispute": d.id,
+    "urgency": dispute_queue.urgency(d.due_by, d.status, now), "due by": d.due_by, "dispute": d.id,
     "status": d.status, "reason": d.reason, "network code": panels.network_code(d),
     "amount": money(d.amount, d.currency), "customer": d.customer_email,
 } for d in queue.rows])
@@ -113,7 +119,7 @@ st.caption(f"{len(queue.rows)} of {queue.total} on this page; open disputes by d
 # The chosen dispute lives in the URL (?dispute=dp_...), so a refresh or a shared link opens it,
 # even when it is outside the current filters or page.
 shown = list(queue.rows)
-linked = disputes.find(rt.uow(), st.query_params.get("dispute") or take_linked_query_param("dispute"))
+linked = dispute_queue.find(rt.uow(), st.query_params.get("dispute") or take_linked_query_param("dispute"))
 if linked is not None and all(d.id != linked.id for d in shown):
     shown.append(linked)
 options = [d.id for d in shown]
@@ -123,7 +129,7 @@ chosen = st.selectbox("Dispute", options, index=options.index(linked.id) if link
                                                  f"{d.customer_email or 'unknown'}" for d in shown if d.id == i))
 if st.query_params.get("dispute") != chosen:
     st.query_params["dispute"] = chosen
-context = disputes.get_context(rt.uow(), chosen, rt.gateway)
+context = dispute_queue.get_context(rt.uow(), chosen, rt.gateway)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "
              f"{plain(dispute.status)}")
@@ -149,7 +155,7 @@ info[1].text(f"{customer.name if customer and customer.name else 'unknown'}\n"
              f"{customer.email if customer else dispute.customer_email or ''}\n"
              + ", ".join(f"{s.plan or '?'} ({s.status})" for s in context.subscriptions))
 info[2].markdown(f"**Due by** {dispute.due_by:%Y-%m-%d %H:%M} UTC  \n"
-                 f"{disputes.urgency(dispute.due_by, dispute.status, now) or 'on time'}"
+                 f"{dispute_queue.urgency(dispute.due_by, dispute.status, now) or 'on time'}"
                  if dispute.due_by else "**Due by** n/a")
 with st.expander(f"Billing history: {len(context.invoices)} invoices, {len(context.refunds)} refunds, "
                  f"{len(context.plan_history)} plan changes, "
@@ -181,7 +187,7 @@ st.info(f"**{plain((dispute.reason or 'general').replace('_', ' '))}**: {advice}
         + ", ".join(ev.ALL_FIELDS[f].label for f in key_fields))
 saved = dict(context.draft.fields) if context.draft else {}
 files = dict(context.draft.files) if context.draft else {}
-initial = saved or disputes.auto_draft(context, rt.settings)
+initial = saved or dispute_views.auto_draft(context, rt.settings)
 if not saved and not read_only:
     st.caption("First draft filled in from the billing DB; review it before saving.")
 
@@ -211,14 +217,9 @@ with st.form(f"evidence_{dispute.id}"):
                 _evidence_input(evidence_field)
     st.caption(f"{ev.text_length(values):,} of {ev.TEXT_LIMIT:,} characters")
     if st.form_submit_button("Save draft", disabled=read_only):
-        try:
-            disputes.save_draft(dispute.id, values, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                gateway=rt.gateway)
-        except Exception as error:
-            show_error(error)
-        else:
-            st.session_state["dispute_flash"] = (True, "Draft saved and staged at Stripe (not submitted).")
-            st.rerun()
+        run_action("dispute", lambda: disputes.save_draft(dispute.id, values, actor=identity.email,
+                                                          settings=rt.settings, uow=rt.uow(), gateway=rt.gateway),
+                   "Draft saved and staged at Stripe (not submitted).")
 
 if not read_only:
     with st.form(f"evidence_file_{dispute.id}", clear_on_submit=True):
@@ -228,22 +229,17 @@ if not read_only:
         file_field = st.selectbox("Attach a file to", file_options, format_func=lambda f: ev.ALL_FIELDS[f].label)
         upload = st.file_uploader("PDF, JPEG or PNG, up to 5 MB", type=["pdf", "jpg", "jpeg", "png"])
         if st.form_submit_button("Upload file") and upload is not None:
-            try:
-                disputes.upload_evidence_file(dispute.id, file_field, upload.name, upload.getvalue(),
-                                              actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                              gateway=rt.gateway)
-            except Exception as error:
-                show_error(error)
-            else:
-                st.session_state["dispute_flash"] = (True, f"Attached {plain(upload.name)}.")
-                st.rerun()
+            name, content = upload.name, upload.getvalue()
+            run_action("dispute", lambda: disputes.upload_evidence_file(
+                dispute.id, file_field, name, content, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                gateway=rt.gateway), f"Attached {plain(name)}.")
 
     def _close() -> None:
         st.session_state.pop("dispute_confirm", None)
 
     @st.dialog("Submit this evidence?", on_dismiss=_close)
     def confirm_submit() -> None:
-        lines = disputes.submission_summary(rt.uow(), dispute.id)
+        lines = dispute_views.submission_summary(rt.uow(), dispute.id)
         st.write(f"This sends the saved evidence for the **{money(dispute.amount, dispute.currency)}** dispute "
                  f"{plain(dispute.id)} to the card network in Stripe **{mode}** mode. It can be submitted only once; "
                  "the form becomes read-only.")
@@ -256,30 +252,20 @@ if not read_only:
         for line in lines:  # customer-controlled text: plain, never markdown
             st.text(f"{'File — ' if line.is_file else ''}{line.label}: {line.value}")
         if st.button("Submit evidence", type="primary"):
-            _close()
-            try:
-                disputes.submit_evidence(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                         gateway=rt.gateway)
-            except Exception as error:
-                st.session_state["dispute_flash"] = (False, plain(getattr(error, "message", str(error))))
-            else:
-                st.session_state["dispute_flash"] = (True, "Evidence submitted; the dispute is under review.")
-            st.rerun()
+            run_action("dispute", lambda: disputes.submit_evidence(dispute.id, actor=identity.email,
+                                                                   settings=rt.settings, uow=rt.uow(),
+                                                                   gateway=rt.gateway),
+                       "Evidence submitted; the dispute is under review.", before=_close)
 
     @st.dialog("Accept this dispute?", on_dismiss=_close)
     def confirm_accept() -> None:
         st.write(f"Accepting closes {plain(dispute.id)} in Stripe **{mode}** mode and gives up "
                  f"**{money(dispute.amount, dispute.currency)}** to the cardholder. This cannot be undone.")
         if st.button(f"Accept and lose {money(dispute.amount, dispute.currency)}", type="primary"):
-            _close()
-            try:
-                disputes.accept_dispute(dispute.id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                        gateway=rt.gateway)
-            except Exception as error:
-                st.session_state["dispute_flash"] = (False, plain(getattr(error, "message", str(error))))
-            else:
-                st.session_state["dispute_flash"] = (True, "Dispute accepted and closed.")
-            st.rerun()
+            run_action("dispute", lambda: disputes.accept_dispute(dispute.id, actor=identity.email,
+                                                                  settings=rt.settings, uow=rt.uow(),
+                                                                  gateway=rt.gateway),
+                       "Dispute accepted and closed.", before=_close)
 
     actions = st.columns(2)
     if actions[0].button("Submit evidence…", type="primary", disabled=not saved and not files):
@@ -291,7 +277,7 @@ if not read_only:
         (confirm_submit if pending[0] == "submit" else confirm_accept)()
 
 panels.submitted_panel(rt, dispute)
-history = disputes.evidence_history(rt.uow(), dispute.id)
+history = dispute_views.evidence_history(rt.uow(), dispute.id)
 if history:
     st.markdown("**Evidence history**")
     st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
@@ -301,7 +287,7 @@ st.subheader("Dispute rate")
 for programme_warning in dispute_analytics.compute_warnings(rt.uow()):
     st.warning(programme_warning)
 panels.analytics_link(page_file("dispute-analytics"))
-series = disputes.dispute_rate_series(rt.uow(), days=30)
+series = dispute_queue.dispute_rate_series(rt.uow(), days=30)
 figure = go.Figure(go.Scatter(x=[p["day"] for p in series], y=[p["rate"] * 100 for p in series],
                               mode="lines+markers", name="disputes / charges (30 days)"))
 for label, threshold in dispute_analytics.CHART_LINES.items():

@@ -10,9 +10,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _efw_radar as efw_radar_panel
-from app_pages._shared import plain, require_admin, runtime, show_error, stripe_dashboard_url
+from app_pages._shared import (
+    flash_error,
+    plain,
+    require_admin,
+    run_action,
+    runtime,
+    show_flash,
+    stripe_dashboard_url,
+)
 from db.models.base import utcnow
+from services import efw_funnel
 from services import fraud_warnings as efw
+from services.errors import ConsoleError
 from services.money import format_money as money
 from services.money import format_totals
 
@@ -37,8 +47,8 @@ def load_fraud_types(database_url: str) -> list[str]:
 
 
 @st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
-def load_funnel(database_url: str, since: datetime, until: datetime) -> efw.Funnel:
-    return efw.funnel(runtime().uow(), since=since, until=until)
+def load_funnel(database_url: str, since: datetime, until: datetime) -> efw_funnel.Funnel:
+    return efw_funnel.funnel(runtime().uow(), since=since, until=until)
 
 
 def clear_reads() -> None:
@@ -51,7 +61,8 @@ st.title("Early fraud warnings")
 st.caption("Issuers warn before most fraud disputes. Refunding an actionable warning in time avoids the dispute "
            "and its fee; each refund is re-checked live at Stripe first and sent exactly once.")
 
-flash = st.session_state.pop("efw_flash", None)
+show_flash("efw", refused="Nothing was changed")
+flash = st.session_state.pop("efw_flash", None)  # the Radar panel's outcomes (a block can half succeed)
 if flash:
     (st.success if flash[0] else st.error)(flash[1])
 
@@ -123,17 +134,11 @@ else:
                  f"({plain(target.customer_email or 'unknown customer')}) in Stripe **{mode}** mode, reason "
                  f"*fraudulent*. The charge and warning are re-checked at Stripe first.")
         if st.button(f"Refund {money(target.remaining, target.currency)}", type="primary"):
-            _close_refund()
-            try:
-                result = efw.refund_fraud_warning(target.id, confirmed_amount=target.remaining, actor=identity.email,
-                                                  settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-            except Exception as error:  # refused or failed: plain words, nothing changed locally
-                st.session_state["efw_flash"] = (False, plain(getattr(error, "message", str(error))))
-            else:
-                st.session_state["efw_flash"] = (True, f"Refunded {money(result.amount, result.currency)} "
-                                                       f"({plain(result.refund_id)}).")
-            clear_reads()
-            st.rerun()
+            run_action("efw", lambda: efw.refund_fraud_warning(
+                target.id, confirmed_amount=target.remaining, actor=identity.email, settings=rt.settings,
+                uow=rt.uow(), gateway=rt.gateway),
+                lambda result: f"Refunded {money(result.amount, result.currency)} ({plain(result.refund_id)}).",
+                before=_close_refund, after=clear_reads)
 
     actions = st.columns(3)
     if row.status == "open":
@@ -147,24 +152,13 @@ else:
         with actions[1].form("efw_ignore"):
             reason = st.text_area("Reason for ignoring", placeholder="e.g. long-standing customer, verified by phone")
             if st.form_submit_button("Mark as ignored"):
-                try:
-                    efw.ignore_fraud_warning(row.id, reason=reason, actor=identity.email, settings=rt.settings,
-                                             uow=rt.uow())
-                except Exception as error:
-                    show_error(error)
-                else:
-                    st.session_state["efw_flash"] = (True, f"Marked {plain(row.id)} as ignored.")
-                    clear_reads()
-                    st.rerun()
+                run_action("efw", lambda: efw.ignore_fraud_warning(row.id, reason=reason, actor=identity.email,
+                                                                   settings=rt.settings, uow=rt.uow()),
+                           f"Marked {plain(row.id)} as ignored.", after=clear_reads)
     elif row.status == "ignored" and actions[0].button("Reopen"):
-        try:
-            efw.reopen_fraud_warning(row.id, actor=identity.email, settings=rt.settings, uow=rt.uow())
-        except Exception as error:
-            show_error(error)
-        else:
-            st.session_state["efw_flash"] = (True, f"Reopened {plain(row.id)}.")
-            clear_reads()
-            st.rerun()
+        run_action("efw", lambda: efw.reopen_fraud_warning(row.id, actor=identity.email, settings=rt.settings,
+                                                           uow=rt.uow()),
+                   f"Reopened {plain(row.id)}.", after=clear_reads)
     if st.session_state.get("efw_refund_target") == row.id:
         confirm_refund(row)
     efw_radar_panel.render(row, actor=identity.email, rt=rt, mode=mode, done=clear_reads)
@@ -217,8 +211,8 @@ else:
                 else:
                     outcomes = efw.bulk_ignore([r.id for r in chosen_rows], reason=reason, actor=identity.email,
                                                settings=rt.settings, uow=rt.uow(), progress=progress)
-            except Exception as error:
-                st.session_state["efw_flash"] = (False, plain(getattr(error, "message", str(error))))
+            except ConsoleError as error:
+                flash_error("efw", error)
             else:
                 st.session_state["efw_bulk_results"] = [
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
@@ -261,10 +255,10 @@ else:
     stats = st.columns(4)
     stats[0].metric("Became disputes", result.became_disputes,
                     help=f"won {result.disputes_won}, lost {result.disputes_lost}, pending {result.disputes_pending}")
+    dispute_fee = money(efw_funnel.DISPUTE_FEE_MINOR_UNITS, efw_funnel.DISPUTE_FEE_CURRENCY)
     stats[1].metric("Cost of lost disputes",
                     format_totals(result.dispute_cost, empty="nothing"),
-                    help=f"Disputed amount plus a {money(efw.DISPUTE_FEE_MINOR_UNITS, efw.DISPUTE_FEE_CURRENCY)} "
-                         "network fee per lost dispute.")
+                    help=f"Disputed amount plus a {dispute_fee} network fee per lost dispute.")
     stats[2].metric("Median time to decision", "n/a" if result.hours_to_decision_median is None
                     else f"{result.hours_to_decision_median} h")
     stats[3].metric("90th percentile", "n/a" if result.hours_to_decision_p90 is None

@@ -24,8 +24,11 @@ from db.migrate import upgrade  # noqa: E402
 from db.models import Charge, FraudWarning  # noqa: E402
 from db.models.base import utcnow  # noqa: E402
 from db.session import UnitOfWork  # noqa: E402
+from services import (
+    efw_funnel,  # noqa: E402
+    stripe_mapping,  # noqa: E402
+)
 from services import fraud_warnings as efw  # noqa: E402
-from services import stripe_mapping  # noqa: E402
 from services.config import load_settings  # noqa: E402
 from services.stripe_gateway import StripeGateway  # noqa: E402
 
@@ -121,7 +124,7 @@ def main() -> None:
         queue_ms = time_ms(lambda: efw.list_queue(UnitOfWork(database_url), efw.EfwFilter()))
         all_ms = time_ms(lambda: efw.list_queue(UnitOfWork(database_url), efw.EfwFilter(statuses=())))
         now = utcnow()
-        funnel_ms = time_ms(lambda: efw.funnel(UnitOfWork(database_url), since=now - timedelta(days=30),
+        funnel_ms = time_ms(lambda: efw_funnel.funnel(UnitOfWork(database_url), since=now - timedelta(days=30),
                                                until=now + timedelta(minutes=1)))
         print(f"queue (open, default order): {queue_ms:.1f} ms; queue (all statuses): {all_ms:.1f} ms; "
               f"funnel (30 days): {funnel_ms:.1f} ms  [median of 5]")

@@ -712,7 +712,7 @@ def complete_checkout(engine: Engine, session_id: str, payment_method: str) -> J
 @route("POST", "/v1/test_helpers/test_clocks")
 def test_clocks_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
     check_params(params, {"frozen_time", "name"}, ("frozen_time",))
-    clock = {
+    clock: Json = {
         "id": new_id("clock"),
         "object": "test_helpers.test_clock",
         "created": engine.now_for(None),

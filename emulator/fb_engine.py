@@ -307,7 +307,7 @@ class Engine:
         if clock:
             self.get("test_clock", clock, "test clock", "test_clock")
         now = created or (int(self.objects["test_clock"][clock]["frozen_time"]) if clock else int(time.time()))
-        customer = {
+        customer: Json = {
             "id": new_id("cus"),
             "object": "customer",
             "address": None,
@@ -1104,7 +1104,8 @@ class Engine:
             # Stripe creates no subscription and answers 402 with the invoice's PaymentIntent.
             intent = self.objects["payment_intent"][invoice["_payment_intent"]]
             subscription["deleted"] = True
-            raise self.card_error(intent, self.objects.get("payment_method", {}).get(intent.get("payment_method")))
+            pm_id = intent.get("payment_method") or ""
+            raise self.card_error(intent, self.objects.get("payment_method", {}).get(pm_id))
         return subscription
 
     def _new_item(self, subscription_id: str, price: Json, quantity: int, start: int, end: int) -> Json:
@@ -1339,7 +1340,8 @@ class Engine:
         outcome = self._collect(invoice, subscription, now, pm)
         if outcome == "failed":
             intent = self.objects["payment_intent"][invoice["_payment_intent"]]
-            raise self.card_error(intent, self.objects.get("payment_method", {}).get(intent.get("payment_method")))
+            pm_id = intent.get("payment_method") or ""
+            raise self.card_error(intent, self.objects.get("payment_method", {}).get(pm_id))
         return invoice
 
     def subscription_of(self, invoice: Json) -> Json | None:

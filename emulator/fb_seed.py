@@ -28,7 +28,10 @@ class _Clock:
         self.original = engine.now_for
 
     def at(self, moment: int) -> None:
-        self.engine.now_for = lambda _customer_id=None: moment  # type: ignore[method-assign]
+        def pinned(_customer_id: str | None = None) -> int:
+            return moment
+
+        self.engine.now_for = pinned  # type: ignore[method-assign,assignment]
 
     def release(self) -> None:
         self.engine.now_for = self.original  # type: ignore[method-assign]

@@ -85,7 +85,8 @@ def parse_form(body: str) -> dict[str, Any]:
                 if not isinstance(child, container):
                     child = node[part] = container()
             node = child
-    return _listify(result)
+    listified: dict[str, Any] = _listify(result)
+    return listified
 
 
 def to_bool(value: Any, param: str) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from emulator import balance as _balance_routes  # noqa: F401 (registers /v1/balance_transactions, /v1/balance)
@@ -243,7 +243,7 @@ class EmulatorServer:
         self.engine.on_event = self.delivery.enqueue
         self.httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self.httpd.daemon_threads = True
-        self.host, self.port = self.httpd.server_address[0], int(self.httpd.server_address[1])
+        self.host, self.port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         if state_file:
@@ -360,7 +360,8 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, body, request_id, extra)
 
         # --- Stripe's API ---------------------------------------------------------------
-        def _v1(self, method: str, path: str, query: str, raw: bytes, request_id: str) -> tuple[int, bytes, dict]:
+        def _v1(self, method: str, path: str, query: str, raw: bytes,
+                request_id: str) -> tuple[int, bytes, dict[str, str]]:
             key = self.headers.get("Idempotency-Key")
             status = 500
             try:
@@ -410,7 +411,7 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                 raise StripeApiError(401, f"Invalid API Key provided: {masked}")
 
         def _idempotent(self, method: str, path: str, query: str, raw: bytes, key: str,
-                        request_id: str) -> tuple[int, bytes, dict]:
+                        request_id: str) -> tuple[int, bytes, dict[str, str]]:
             fingerprint = hashlib.sha256(f"{method} {path}?{query}\n".encode() + raw).hexdigest()
             with emulator.key_lock(key):
                 saved = emulator.idempotency.get(key)
@@ -459,10 +460,10 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                 return error.status, _error_body(error, request_id)
             except Exception:  # noqa: BLE001 (an emulator bug must still look like Stripe's api_error)
                 traceback.print_exc()
-                error = StripeApiError(500, "An unknown error occurred", type_="api_error")
+                failure = StripeApiError(500, "An unknown error occurred", type_="api_error")
                 if raise_errors:
-                    raise error from None
-                return 500, _error_body(error, request_id)
+                    raise failure from None
+                return 500, _error_body(failure, request_id)
 
         def _params(self, method: str, path: str, query: str, raw: bytes) -> Json:
             if method == "GET" or method == "DELETE" and not raw:
@@ -476,7 +477,7 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                 for part in message.iter_parts():
                     name = part.get_param("name", header="content-disposition")
                     filename = part.get_filename()
-                    payload = part.get_payload(decode=True) or b""
+                    payload = cast(bytes, part.get_payload(decode=True) or b"")
                     params[str(name)] = (filename or "upload", payload) if filename is not None else payload.decode()
                 return params
             try:

@@ -7,9 +7,7 @@ never contains the value itself, because several of these values are secrets.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -18,84 +16,36 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.errors import ConsoleError
+from services.config_constants import (
+    AUDIT_KEY_MIN_BYTES,
+    CONSOLE_EVENT_TYPES,
+    DEFAULT_RECONCILE_INTERVAL_SECONDS,
+    DEFAULT_RECONCILE_LOOKAHEAD_SECONDS,
+    ENV_FILE_VARIABLE,
+    KNOWN_INTERVALS,
+    RATE_LIMIT_SHARE,
+    REQUIRED_PLAN_INTERVALS,
+    SETTING_FIXES,
+    STRIPE_RATE_LIMITS,
+    PriceMapping,
+)
+from services.config_validation import (
+    SettingsError,
+    env_name_for,
+    explain,
+    parse_price_mapping,
+    publishable_key_mode,
+    stripe_key_mode,
+)
 from services.redaction import mask_url_passwords, url_passwords
 
-# Stripe's documented per-mode rate limits (requests/second), see
-# https://docs.stripe.com/rate-limits ; the gateway stays under 80 % of them.
-STRIPE_RATE_LIMITS = {"live": 100, "test": 25}
-RATE_LIMIT_SHARE = 0.8
-
-# The runbook's reconciliation cadence: every 420 s, looking 900 s ahead.
-DEFAULT_RECONCILE_INTERVAL_SECONDS = 420
-DEFAULT_RECONCILE_LOOKAHEAD_SECONDS = 900
-
-# Plans the console cannot go live without (go-live checklist section 2).
-REQUIRED_PLAN_INTERVALS = (("basic", "monthly"), ("pro", "monthly"))
-KNOWN_INTERVALS = ("monthly", "yearly")
-
-# Events the console handles; the webhook endpoint must be subscribed to them.
-CONSOLE_EVENT_TYPES = (
-    "checkout.session.completed",
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "invoice.paid",
-    "invoice.payment_succeeded",
-    "invoice.payment_failed",
-    "invoice.payment_action_required",
-    "charge.succeeded",
-    "charge.failed",
-    "charge.refunded",
-    "charge.updated",
-    "charge.dispute.created",
-    "charge.dispute.updated",
-    "charge.dispute.closed",
-    "charge.dispute.funds_withdrawn",
-    "charge.dispute.funds_reinstated",
-    "radar.early_fraud_warning.created",
-    "radar.early_fraud_warning.updated",
-    "refund.created",
-    "refund.updated",
-    "refund.failed",
-    "charge.refund.updated",
-)
-
-_PRICE_ENV = re.compile(r"^STRIPE_PRICE_([A-Z0-9]+)_(MONTHLY|YEARLY)$")
-
-PriceMapping = dict[str, dict[str, str]]
-AUDIT_KEY_MIN_BYTES = 32
-ENV_FILE_VARIABLE = "BILLING_OPS_ENV_FILE"
-
-# What to tell the user for each variable when its value is rejected.
-_FIXES: dict[str, str] = {
-    "DATABASE_URL": "use sqlite:///path.db or postgresql+psycopg://user@host/db",
-    "STRIPE_API_KEY": (
-        "set STRIPE_API_KEY (or STRIPE_SECRET_KEY) to a key starting sk_test_/rk_test_ or sk_live_/rk_live_"
-    ),
-    "STRIPE_MODE": "set STRIPE_MODE=test or STRIPE_MODE=live, matching the key prefix",
-    "STRIPE_WEBHOOK_SECRETS": "use comma-separated signing secrets that each start with whsec_",
-    "STRIPE_PLAN_PRICE_MAPPING": 'use JSON like {"basic":{"monthly":"price_..."}}',
-    "DISABLE_AUTH": "unset DISABLE_AUTH (it is refused in live mode)",
-    "RECONCILE_CRON_INTERVAL_SECONDS": "use a whole number of seconds, e.g. 420",
-    "RECONCILE_CRON_LOOKAHEAD_SECONDS": "use a whole number of seconds, e.g. 900",
-    "ADMIN_EMAIL_DOMAIN": "use a bare domain such as example.com",
-    "ADMIN_EMAILS": "use comma-separated plain ASCII emails such as ops@example.com",
-    "SIGNOFF_ENG_LEADS": "use comma-separated plain ASCII emails such as lead@example.com",
-    "SIGNOFF_PRODUCT_OWNERS": "use comma-separated plain ASCII emails such as po@example.com",
-    "AUDIT_HMAC_KEY": "use a random key of at least 32 bytes, e.g. python3 -c 'import secrets; "
-                      "print(secrets.token_urlsafe(32))'",
-    "STRIPE_PUBLISHABLE_KEY": "use the publishable key (pk_test_... or pk_live_...) from the same Stripe account",
-    "STRIPE_SMOKE_TEST_PRICE": "use the price_... id of the cheapest recurring price the account sells",
-    "SMOKE_TEST_RETURN_URL": "use the https:// page Checkout should send the smoke-test buyer back to",
-    "SENTRY_DSN": (
-        "use the DSN from Sentry's project settings, like https://<public key>@o0.ingest.sentry.io/<project id>"
-    ),
-}
-
-
-class SettingsError(ConsoleError):
-    """A configuration value is wrong; the message is safe to print."""
+# Callers import these from here (the settings' one public module).
+__all__ = [
+    "AUDIT_KEY_MIN_BYTES", "CONSOLE_EVENT_TYPES", "DEFAULT_RECONCILE_INTERVAL_SECONDS",
+    "DEFAULT_RECONCILE_LOOKAHEAD_SECONDS", "ENV_FILE_VARIABLE", "KNOWN_INTERVALS", "RATE_LIMIT_SHARE",
+    "REQUIRED_PLAN_INTERVALS", "STRIPE_RATE_LIMITS", "PriceMapping", "Settings", "SettingsError", "load_settings",
+    "publishable_key_mode", "stripe_key_mode",
+]
 
 
 class Settings(BaseSettings):
@@ -409,93 +359,6 @@ class Settings(BaseSettings):
         return None
 
 
-def stripe_key_mode(key: str) -> Literal["test", "live"] | None:
-    if key.startswith(("sk_test_", "rk_test_")):
-        return "test"
-    if key.startswith(("sk_live_", "rk_live_")):
-        return "live"
-    return None
-
-
-def publishable_key_mode(key: str) -> Literal["test", "live"] | None:
-    if key.startswith("pk_test_"):
-        return "test"
-    if key.startswith("pk_live_"):
-        return "live"
-    return None
-
-
-def _parse_price_mapping(environ: Mapping[str, str], mode: str) -> PriceMapping:
-    """Merge the JSON mapping for the mode with STRIPE_PRICE_<PLAN>_<INTERVAL> variables."""
-    mapping: PriceMapping = {}
-    json_var = f"STRIPE_PLAN_PRICE_MAPPING_{mode.upper()}"
-    for name in ("STRIPE_PLAN_PRICE_MAPPING", json_var):
-        raw = environ.get(name)
-        if not raw:
-            continue
-        try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError:
-            raise SettingsError(f"{name}: not valid JSON; fix: {_FIXES['STRIPE_PLAN_PRICE_MAPPING']}") from None
-        if not isinstance(parsed, dict) or not all(
-            isinstance(intervals, dict) and all(isinstance(p, str) for p in intervals.values())
-            for intervals in parsed.values()
-        ):
-            raise SettingsError(
-                f"{name}: must map plan -> interval -> price id; fix: {_FIXES['STRIPE_PLAN_PRICE_MAPPING']}"
-            )
-        for plan, intervals in parsed.items():
-            mapping.setdefault(plan.lower(), {}).update({k.lower(): v for k, v in intervals.items()})
-    for name, price in environ.items():
-        match = _PRICE_ENV.match(name)
-        if match and price:
-            mapping.setdefault(match.group(1).lower(), {})[match.group(2).lower()] = price
-    for plan, intervals in mapping.items():
-        for interval, price in intervals.items():
-            if interval not in KNOWN_INTERVALS:
-                raise SettingsError(
-                    f"price mapping: unknown interval '{interval}' for plan '{plan}'; fix: use monthly or yearly"
-                )
-            if not price.startswith("price_"):
-                raise SettingsError(
-                    f"price mapping: the price for {plan}.{interval} is not a price id; fix: use price_... ids"
-                )
-    return mapping
-
-
-def _env_name_for(field: str) -> str:
-    info = Settings.model_fields.get(field)
-    alias = info.validation_alias if info else None
-    if isinstance(alias, str):
-        return alias
-    if isinstance(alias, AliasChoices):
-        first = alias.choices[0]
-        return first if isinstance(first, str) else field.upper()
-    return field.upper()
-
-
-def _canonical_variable(name: str) -> str:
-    """The primary env name for any accepted alias (e.g. RECONCILE_CRON_INTERVAL)."""
-    for field_name, info in Settings.model_fields.items():
-        alias = info.validation_alias
-        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
-        if name in choices or name == field_name:
-            return _env_name_for(field_name)
-    return name
-
-
-def _explain(error: ValidationError) -> str:
-    first = error.errors()[0]
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if "|" in message:  # cross-field checks name their variable themselves
-        variable, message = message.split("|", 1)
-    else:
-        loc = first.get("loc") or ("settings",)
-        variable = str(loc[0])
-        variable = variable if variable.isupper() else _env_name_for(variable)
-    fix = _FIXES.get(variable) or _FIXES.get(_canonical_variable(variable), "")
-    return f"{variable}: {message}" + (f"; fix: {fix}" if fix else "")
-
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
     """Build and validate settings. `environ` replaces os.environ (tests).
@@ -514,10 +377,10 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
     merged.update(os.environ if environ is None else environ)
     mode = (merged.get("STRIPE_MODE") or "test").strip().lower()
     if mode not in STRIPE_RATE_LIMITS:
-        raise SettingsError(f"STRIPE_MODE: unknown mode; fix: {_FIXES['STRIPE_MODE']}")
+        raise SettingsError(f"STRIPE_MODE: unknown mode; fix: {SETTING_FIXES['STRIPE_MODE']}")
     merged["STRIPE_MODE"] = mode
-    price_mapping = _parse_price_mapping(merged, mode)
-    known = {_env_name_for(name) for name in Settings.model_fields} | {
+    price_mapping = parse_price_mapping(merged, mode)
+    known = {env_name_for(Settings, name) for name in Settings.model_fields} | {
         choice
         for info in Settings.model_fields.values()
         if isinstance(info.validation_alias, AliasChoices)
@@ -529,4 +392,4 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
         values_any: dict[str, Any] = dict(values)
         return Settings(price_mapping=price_mapping, **values_any)
     except ValidationError as error:
-        raise SettingsError(_explain(error)) from None
+        raise SettingsError(explain(Settings, error)) from None

@@ -1,4 +1,4 @@
-"""Early fraud warnings: the queue, and the two decisions ops make on each one.
+"""Early fraud warnings: the two decisions ops make on each one (refund, ignore), single and bulk.
 
 Refunding is guarded three ways: the EFW is claimed locally with a conditional
 UPDATE (a double click or a second admin cannot both refund), the EFW and its
@@ -10,34 +10,39 @@ so even a retry after a crash refunds once.
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, or_, update
 
-from db.models import Charge, Dispute, FraudWarning, Refund
+from db.models import Charge, FraudWarning, Refund
 from db.models.base import utcnow
 from db.session import UnitOfWork, rows_affected
 from services import audit, stripe_mapping
 from services.audit import privileged
 from services.config import Settings
+from services.efw_queue import STATUSES as STATUSES
+from services.efw_queue import EfwFilter as EfwFilter
+from services.efw_queue import EfwQueue as EfwQueue
+from services.efw_queue import EfwRow as EfwRow
+from services.efw_queue import RefundHistoryRow as RefundHistoryRow
+from services.efw_queue import fraud_types as fraud_types
+from services.efw_queue import get_fraud_warning as get_fraud_warning
+from services.efw_queue import list_queue as list_queue
+from services.efw_queue import refund_history as refund_history
 from services.errors import ConsoleError
 from services.money import format_money
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_objects import object_id
 
+# The reads above live in services/efw_queue.py and are re-exported here (the page and many tests
+# use them beside the decisions); the funnel is services/efw_funnel.py.
+
 MIN_IGNORE_REASON_CHARS = 10
 # A claim older than this belonged to a request that died; the idempotency key makes retrying it safe.
 STALE_CLAIM = timedelta(minutes=2)
-# What a lost dispute costs beyond the amount: the network fee Stripe charges (USD 15 by default).
-# The fee is in its own currency, not the disputed charge's (1500 is 15.00 USD, but would be 1,500 JPY).
-DISPUTE_FEE_MINOR_UNITS = 1500
-DISPUTE_FEE_CURRENCY = "usd"
-STATUSES = ("open", "refunding", "refunded", "ignored")
 
 
 class EfwActionError(ConsoleError):
@@ -46,178 +51,6 @@ class EfwActionError(ConsoleError):
 
 def refund_key(efw_id: str) -> str:
     return f"refund:efw:{efw_id}"
-
-
-# --- the queue ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EfwFilter:
-    statuses: tuple[str, ...] = ("open", "refunding")
-    fraud_types: tuple[str, ...] = ()
-    actionable: bool | None = None
-    max_age_days: int | None = None
-    limit: int = 500
-    offset: int = 0
-
-
-@dataclass(frozen=True)
-class EfwRow:
-    id: str
-    created: datetime | None
-    charge_id: str
-    customer_email: str | None
-    amount: int
-    amount_refunded: int
-    currency: str
-    fraud_type: str | None
-    actionable: bool
-    status: str
-    actor: str | None
-    decided_at: datetime | None
-    reason: str | None
-    refund_id: str | None
-    dispute_id: str | None
-    dispute_status: str | None
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.amount - self.amount_refunded)
-
-    @property
-    def resolution(self) -> str | None:
-        """Why an open warning needs nothing more: its charge is disputed or fully refunded."""
-        if self.dispute_id:
-            return "disputed"
-        if self.remaining <= 0:
-            return "resolved by refund"
-        return None
-
-    @property
-    def shown_status(self) -> str:
-        """What the queue calls it: "open" only while something can still be done."""
-        if self.status in ("open", "refunding") and self.resolution:
-            return self.resolution
-        return self.status
-
-
-@dataclass
-class EfwQueue:
-    rows: list[EfwRow]
-    total: int
-    open_count: int  # open AND still actionable by us: the charge is neither disputed nor fully refunded
-    actionable_open_count: int
-    at_risk: dict[str, int] = field(default_factory=dict)  # currency -> minor units still refundable
-    resolved_by_refund: int = 0  # open in our DB, but the charge is already fully refunded
-    disputed: int = 0  # open in our DB, but the charge is disputed (answer the dispute instead)
-
-
-def _dispute_on_charge() -> Any:
-    return (
-        select(Dispute.id, Dispute.status, Dispute.charge_id)
-        .order_by(Dispute.created.desc())
-        .subquery()
-    )
-
-
-def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) -> EfwQueue:
-    """Open and actionable first, oldest first; filtering and paging in SQL."""
-    moment = now or utcnow()
-    disputes = _dispute_on_charge()
-    with uow:
-        conditions: list[ColumnElement[bool]] = []
-        if flt.statuses:
-            conditions.append(FraudWarning.status.in_(flt.statuses))
-        if flt.fraud_types:
-            conditions.append(FraudWarning.fraud_type.in_(flt.fraud_types))
-        if flt.actionable is not None:
-            conditions.append(FraudWarning.actionable.is_(flt.actionable))
-        if flt.max_age_days is not None:
-            conditions.append(FraudWarning.created >= moment - timedelta(days=flt.max_age_days))
-        where = and_(*conditions) if conditions else and_(True)
-        query = (
-            select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
-            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-            .where(where)
-            .order_by(
-                case((FraudWarning.status == "open", 0), else_=1),
-                case((and_(FraudWarning.actionable.is_(True), disputes.c.id.is_(None),
-                           func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount), 0), else_=1),
-                FraudWarning.created.asc(),
-            )
-        )
-        total = uow.session.execute(select(func.count()).select_from(FraudWarning).where(where)).scalar() or 0
-        seen: set[str] = set()
-        rows: list[EfwRow] = []
-        for efw, refunded, dispute_id, dispute_status in uow.session.execute(
-            query.limit(flt.limit * 2).offset(flt.offset)
-        ):
-            if efw.id in seen:  # several disputes on one charge: show the newest once
-                continue
-            seen.add(efw.id)
-            rows.append(_row(efw, refunded, dispute_id, dispute_status))
-            if len(rows) >= flt.limit:
-                break
-        disputed_charge = exists().where(Dispute.charge_id == FraudWarning.charge_id)
-        state = case(
-            (disputed_charge, "disputed"),
-            (func.coalesce(Charge.amount_refunded, 0) >= FraudWarning.amount, "refunded"),
-            else_="open",
-        )
-        per_warning = (
-            select(state.label("state"), FraudWarning.actionable.label("actionable"),
-                   FraudWarning.currency.label("currency"),
-                   (FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)).label("remaining"))
-            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .where(FraudWarning.status == "open", where)  # the tiles follow the page's filters
-            .subquery()
-        )
-        open_rows = uow.session.execute(
-            select(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency, func.count(),
-                   func.sum(per_warning.c.remaining))
-            .group_by(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency)
-        ).all()
-    at_risk: dict[str, int] = {}
-    open_count = actionable = refunded = disputed = 0
-    for charge_state, is_actionable, currency, n, amount in open_rows:
-        if charge_state == "disputed":
-            disputed += int(n)
-            continue
-        if charge_state == "refunded":
-            refunded += int(n)
-            continue
-        open_count += int(n)
-        if is_actionable:
-            actionable += int(n)
-            at_risk[currency] = at_risk.get(currency, 0) + int(amount or 0)
-    return EfwQueue(rows, int(total), open_count, actionable, at_risk, refunded, disputed)
-
-
-def _row(efw: FraudWarning, refunded: int | None, dispute_id: str | None, dispute_status: str | None) -> EfwRow:
-    return EfwRow(
-        id=efw.id, created=efw.created, charge_id=efw.charge_id, customer_email=efw.customer_email,
-        amount=efw.amount, amount_refunded=int(refunded or 0), currency=efw.currency, fraud_type=efw.fraud_type,
-        actionable=efw.actionable, status=efw.status, actor=efw.actor, decided_at=efw.decided_at,
-        reason=efw.reason, refund_id=efw.refund_id, dispute_id=dispute_id, dispute_status=dispute_status,
-    )
-
-
-def get_fraud_warning(uow: UnitOfWork, efw_id: str) -> EfwRow | None:
-    disputes = _dispute_on_charge()
-    with uow:
-        found = uow.session.execute(
-            select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
-            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-            .where(FraudWarning.id == efw_id)
-            .limit(1)
-        ).first()
-    return _row(*found) if found else None
-
-
-def fraud_types(uow: UnitOfWork) -> list[str]:
-    with uow:
-        return [t for t in uow.session.execute(
-            select(FraudWarning.fraud_type).distinct().order_by(FraudWarning.fraud_type)).scalars() if t]
 
 
 # --- decisions ---------------------------------------------------------------------------------
@@ -414,49 +247,48 @@ def _refused_decision(uow: UnitOfWork, action: str, efw_id: str, actor: str, rea
     return EfwActionError(reason)
 
 
+def _decide(uow: UnitOfWork, efw_id: str, *, actor: str, action: str, from_status: str, values: dict[str, Any],
+            details: dict[str, Any] | None, refused: Callable[[str], str]) -> None:
+    """Move the warning out of `from_status` with one conditional UPDATE and audit it; if another
+    request got there first (or there is no such warning), refuse with `refused(current status)`."""
+    refusal: str | None = None
+    with uow:
+        changed = rows_affected(uow.session.execute(
+            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == from_status)
+            .values(**values)
+        ))
+        if changed:
+            audit.record(uow, actor=actor, action=action, target=efw_id, result="ok", details=details)
+            uow.commit()
+        else:
+            current = uow.session.get(FraudWarning, efw_id)
+            refusal = (f"There is no early fraud warning {efw_id}." if current is None
+                       else refused(current.status))
+    if refusal:
+        raise _refused_decision(uow, action, efw_id, actor, refusal)
+
+
 @privileged("efw.ignore")
 def ignore_fraud_warning(efw_id: str, *, reason: str, actor: str, settings: Settings, uow: UnitOfWork) -> None:
     cleaned = (reason or "").strip()
     if len(cleaned) < MIN_IGNORE_REASON_CHARS:
         raise _refused_decision(uow, "efw.ignore", efw_id, actor,
                                 f"Say why in at least {MIN_IGNORE_REASON_CHARS} characters; nothing was changed.")
-    refusal: str | None = None
-    with uow:
-        changed = rows_affected(uow.session.execute(
-            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "open")
-            .values(status="ignored", action="ignore", actor=actor, reason=cleaned, decided_at=utcnow(),
-                    updated_at=utcnow())
-        ))
-        if changed:
-            audit.record(uow, actor=actor, action="efw.ignore", target=efw_id, result="ok",
-                         details={"reason": cleaned})
-            uow.commit()
-        else:
-            current = uow.session.get(FraudWarning, efw_id)
-            refusal = (f"There is no early fraud warning {efw_id}." if current is None
-                       else f"This warning is already {current.status}; nothing was changed.")
-    if refusal:
-        raise _refused_decision(uow, "efw.ignore", efw_id, actor, refusal)
+    _decide(uow, efw_id, actor=actor, action="efw.ignore", from_status="open",
+            values={"status": "ignored", "action": "ignore", "actor": actor, "reason": cleaned,
+                    "decided_at": utcnow(), "updated_at": utcnow()},
+            details={"reason": cleaned},
+            refused=lambda status: f"This warning is already {status}; nothing was changed.")
 
 
 @privileged("efw.reopen")
 def reopen_fraud_warning(efw_id: str, *, actor: str, settings: Settings, uow: UnitOfWork) -> None:
     """Undo an ignore. A refund cannot be undone here: money already left."""
-    refusal: str | None = None
-    with uow:
-        changed = rows_affected(uow.session.execute(
-            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "ignored")
-            .values(status="open", action="reopen", actor=actor, decided_at=None, updated_at=utcnow())
-        ))
-        if changed:
-            audit.record(uow, actor=actor, action="efw.reopen", target=efw_id, result="ok")
-            uow.commit()
-        else:
-            current = uow.session.get(FraudWarning, efw_id)
-            refusal = (f"There is no early fraud warning {efw_id}." if current is None
-                       else f"Only ignored warnings can be reopened; this one is {current.status}.")
-    if refusal:
-        raise _refused_decision(uow, "efw.reopen", efw_id, actor, refusal)
+    _decide(uow, efw_id, actor=actor, action="efw.reopen", from_status="ignored",
+            values={"status": "open", "action": "reopen", "actor": actor, "decided_at": None,
+                    "updated_at": utcnow()},
+            details=None,
+            refused=lambda status: f"Only ignored warnings can be reopened; this one is {status}.")
 
 
 @dataclass(frozen=True)
@@ -544,100 +376,3 @@ def bulk_ignore(efw_ids: Sequence[str], *, reason: str, actor: str, settings: Se
         return "ignored"
 
     return _bulk(list(efw_ids), run, progress)
-
-
-# --- refund history ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RefundHistoryRow:
-    id: str
-    created: datetime | None
-    amount: int
-    currency: str
-    reason: str | None
-    status: str | None  # Stripe's: pending | requires_action | succeeded | failed | canceled
-    failure_reason: str | None
-    requested_by: str | None  # the console user, or None when sent elsewhere (Dashboard, API)
-
-    @property
-    def shown_status(self) -> str:
-        return self.status or "unknown"
-
-
-def refund_history(uow: UnitOfWork, charge_id: str) -> list[RefundHistoryRow]:
-    """Every refund on the charge, newest first, with the status refund.* events last reported."""
-    with uow:
-        rows = uow.session.execute(
-            select(Refund).where(Refund.charge_id == charge_id).order_by(Refund.created.desc(), Refund.id)
-        ).scalars().all()
-    return [RefundHistoryRow(r.id, r.created, r.amount, r.currency, r.reason, r.status, r.failure_reason,
-                             r.requested_by) for r in rows]
-
-
-# --- the funnel ----------------------------------------------------------------------------------
-@dataclass
-class Funnel:
-    total: int = 0
-    refunded: int = 0
-    ignored: int = 0
-    open: int = 0
-    became_disputes: int = 0
-    disputes_won: int = 0
-    disputes_lost: int = 0
-    disputes_pending: int = 0
-    dispute_cost: dict[str, int] = field(default_factory=dict)  # currency -> amount lost + fees
-    hours_to_decision_median: float | None = None
-    hours_to_decision_p90: float | None = None
-
-
-def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
-    """Of the EFWs created in [since, until): what was decided, and which became disputes."""
-    disputes = _dispute_on_charge()
-    with uow:
-        rows = uow.session.execute(
-            select(FraudWarning.id, FraudWarning.status, FraudWarning.created, FraudWarning.decided_at,
-                   FraudWarning.currency, disputes.c.id, disputes.c.status, Dispute.amount)
-            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-            .outerjoin(Dispute, Dispute.id == disputes.c.id)
-            .where(FraudWarning.created >= since, FraudWarning.created < until)
-        ).all()
-    result = Funnel()
-    seen: set[Any] = set()
-    waits: list[float] = []
-    for efw_id, status, created, decided_at, currency, dispute_id, dispute_status, dispute_amount in rows:
-        # A charge with more than one dispute row would repeat its EFW; count each EFW once.
-        if efw_id in seen:
-            continue
-        seen.add(efw_id)
-        result.total += 1
-        if status == "refunded":
-            result.refunded += 1
-        elif status == "ignored":
-            result.ignored += 1
-        else:
-            result.open += 1
-        if decided_at is not None and created is not None and status in ("refunded", "ignored"):
-            waits.append((decided_at - created).total_seconds() / 3600)
-        if dispute_id:
-            result.became_disputes += 1
-            if dispute_status == "won":
-                result.disputes_won += 1
-            elif dispute_status == "lost":
-                result.disputes_lost += 1
-                result.dispute_cost[currency] = result.dispute_cost.get(currency, 0) + int(dispute_amount or 0)
-                result.dispute_cost[DISPUTE_FEE_CURRENCY] = (result.dispute_cost.get(DISPUTE_FEE_CURRENCY, 0)
-                                                             + DISPUTE_FEE_MINOR_UNITS)
-            else:
-                result.disputes_pending += 1
-    if waits:
-        result.hours_to_decision_median = round(statistics.median(waits), 1)
-        result.hours_to_decision_p90 = round(nearest_rank(waits, 90), 1)
-    return result
-
-
-def nearest_rank(values: Sequence[float], percentile: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least `percentile`% of values at or below it."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
-    return ordered[rank - 1]

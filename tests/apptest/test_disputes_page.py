@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from db.models import Dispute
-from services import disputes
+from services import dispute_queue, disputes
 from tests.conftest import EmulatorHandle, app_test_for, page_direct_test, page_text
 from tests.integration.test_disputes import _dispute
 
@@ -61,7 +61,6 @@ def test_other_roles_see_nothing(runtime: Any, emulator: EmulatorHandle) -> None
 
 
 def test_submit_confirmation_reads_in_words_and_the_history_shows_it(runtime: Any, emulator: EmulatorHandle) -> None:
-    from services import disputes
     from tests.integration.test_disputes import PDF, _kw
 
     dispute_id = _dispute(runtime, "words-buyer@example.io")
@@ -126,7 +125,7 @@ def test_other_disputes_split_by_customer_and_card_and_tiles_follow_filters(runt
     first = _dispute_for(runtime, "ann@example.io", "Ann Again", "pi-ann-1")
     second = _dispute_for(runtime, "ann@example.io", "Ann Again", "pi-ann-2")
     other = _dispute_for(runtime, "cora@example.io", "**Cora** <b>Other</b>", "pi-cora-1")
-    context = disputes.get_context(runtime.uow(), first, None)
+    context = dispute_queue.get_context(runtime.uow(), first, None)
     assert [d.id for d in context.same_customer_disputes] == [second]
     assert [(d.dispute.id, d.customer_label) for d in context.same_card_disputes] == [
         (other, "**Cora** <b>Other</b> <cora@example.io>")]

@@ -12,7 +12,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from services import web_sessions
-from services.disputes import OPEN_STATUSES
+from services.dispute_queue import OPEN_STATUSES
 from tests.e2e.conftest import open_page, sign_in, wait_until_idle
 
 COOKIE = web_sessions.COOKIE_NAME

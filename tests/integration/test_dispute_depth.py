@@ -15,8 +15,8 @@ from db.models import AuditLog, Charge, Dispute, DisputeEvidenceFile
 from db.models.base import utcnow
 from services import compelling_evidence as ce
 from services import dispute_analytics as da
+from services import dispute_queue, dispute_views, disputes, evidence_files
 from services import dispute_timeline as dt
-from services import disputes, evidence_files
 from services.sync import run_sync
 from tests.conftest import ADMIN_EMAIL, EmulatorHandle
 
@@ -79,8 +79,8 @@ def test_ce3_prior_payments_qualify_are_staged_and_submitted(runtime_factory: An
     # Live mode also needs the same card: these priors were paid with another card.
     assert not ce.assess(runtime.uow(), dispute_id, test_mode=False).qualifies
 
-    context = disputes.get_context(runtime.uow(), dispute_id, runtime.gateway)
-    disputes.save_draft(dispute_id, {**disputes.auto_draft(context, runtime.settings),
+    context = dispute_queue.get_context(runtime.uow(), dispute_id, runtime.gateway)
+    disputes.save_draft(dispute_id, {**dispute_views.auto_draft(context, runtime.settings),
                                      "uncategorized_text": "winning_evidence"}, **_kw(runtime))
     disputes.upload_evidence_file(dispute_id, "receipt", "receipt.png", PNG, **_kw(runtime))
     staged = runtime.gateway.retrieve_dispute(dispute_id)

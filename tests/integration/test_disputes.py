@@ -14,7 +14,7 @@ from sqlalchemy import select
 from db.models import AuditLog, Dispute
 from db.models.base import utcnow
 from services import dispute_evidence as ev
-from services import disputes
+from services import dispute_queue, dispute_views, disputes
 from services.sync import run_sync
 from tests.conftest import ADMIN_EMAIL, EmulatorHandle
 
@@ -40,8 +40,8 @@ def _posts(emulator: EmulatorHandle, dispute_id: str) -> list[dict[str, Any]]:
 
 def test_draft_twice_then_submit_once(runtime: Any, emulator: EmulatorHandle) -> None:
     dispute_id = _dispute(runtime)
-    context = disputes.get_context(runtime.uow(), dispute_id, runtime.gateway)
-    draft = disputes.auto_draft(context, runtime.settings)
+    context = dispute_queue.get_context(runtime.uow(), dispute_id, runtime.gateway)
+    draft = dispute_views.auto_draft(context, runtime.settings)
     assert draft["customer_email_address"] == "buyer@example.io" and draft["customer_name"] == "Bea Buyer"
     assert draft["refund_policy_disclosure"] == runtime.settings.refund_policy_text
     emulator.clear_requests()
@@ -138,16 +138,17 @@ def test_double_click_acts_once(runtime_factory: Any, database_url: str, emulato
 def test_queue_filters_counts_and_rate(runtime: Any, emulator: EmulatorHandle) -> None:
     emulator.admin("seed", {"customers": 40, "seed": 2})
     run_sync(runtime, since=None, days=30)
-    queue = disputes.list_queue(runtime.uow(), disputes.DisputeFilter(statuses=disputes.OPEN_STATUSES))
-    assert queue.rows and all(d.status in disputes.OPEN_STATUSES for d in queue.rows)
+    queue = dispute_queue.list_queue(runtime.uow(), dispute_queue.DisputeFilter(statuses=dispute_queue.OPEN_STATUSES))
+    assert queue.rows and all(d.status in dispute_queue.OPEN_STATUSES for d in queue.rows)
     due = [d.due_by for d in queue.rows]
     assert due == sorted(due)  # most urgent first
     assert queue.overdue >= 1 and queue.at_risk.get("usd", 0) == sum(d.amount for d in queue.rows)
-    fraud = disputes.list_queue(runtime.uow(), disputes.DisputeFilter(reasons=("fraudulent",)))
+    fraud = dispute_queue.list_queue(runtime.uow(), dispute_queue.DisputeFilter(reasons=("fraudulent",)))
     assert all(d.reason == "fraudulent" for d in fraud.rows)
-    paged = disputes.list_queue(runtime.uow(), disputes.DisputeFilter(limit=3, offset=3))
-    assert len(paged.rows) <= 3 and paged.total == disputes.list_queue(runtime.uow(), disputes.DisputeFilter()).total
-    series = disputes.dispute_rate_series(runtime.uow(), days=3)
+    paged = dispute_queue.list_queue(runtime.uow(), dispute_queue.DisputeFilter(limit=3, offset=3))
+    everything = dispute_queue.list_queue(runtime.uow(), dispute_queue.DisputeFilter())
+    assert len(paged.rows) <= 3 and paged.total == everything.total
+    series = dispute_queue.dispute_rate_series(runtime.uow(), days=3)
     assert len(series) == 3 and series[-1]["charges"] > 0 and 0 < series[-1]["rate"] < 1
 
 
@@ -184,12 +185,12 @@ def test_submission_reads_in_words_and_the_history_says_who_sent_what(runtime: A
     disputes.save_draft(dispute_id, {"product_description": "Pro plan, monthly", "uncategorized_text": "Used daily"},
                         **_kw(runtime))
     disputes.upload_evidence_file(dispute_id, "receipt", "receipt-march.pdf", PDF, **_kw(runtime))
-    lines = disputes.submission_summary(runtime.uow(), dispute_id)
+    lines = dispute_views.submission_summary(runtime.uow(), dispute_id)
     shown = {line.label: line.value for line in lines}
     assert shown["Product description"] == "Pro plan, monthly" and shown["Receipt"].startswith("receipt-march.pdf (")
     assert not any("file_" in line.value for line in lines)
     disputes.submit_evidence(dispute_id, **_kw(runtime))
-    history = disputes.evidence_history(runtime.uow(), dispute_id)
+    history = dispute_views.evidence_history(runtime.uow(), dispute_id)
     assert history[0]["who"] == ADMIN_EMAIL and history[0]["result"] == "done"
     assert history[0]["what"].startswith("submitted the evidence: ")
     assert "Product description" in history[0]["what"] and "Receipt (receipt-march.pdf)" in history[0]["what"]

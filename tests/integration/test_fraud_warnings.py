@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from db.models import AuditLog, FraudWarning
 from db.models.base import utcnow
+from services import efw_funnel
 from services import fraud_warnings as efw
 from services.sync import run_sync
 from tests.conftest import ADMIN_EMAIL, EmulatorHandle
@@ -173,7 +174,7 @@ def test_funnel_counts_each_warning_once_and_p90_is_nearest_rank(runtime_factory
                                          actor=ADMIN_EMAIL, reason="checked by phone",
                                          decided_at=start + timedelta(hours=i + 1)))
         uow.commit()
-    result = efw.funnel(runtime.uow(), since=start - timedelta(minutes=1), until=utcnow())
+    result = efw_funnel.funnel(runtime.uow(), since=start - timedelta(minutes=1), until=utcnow())
     assert (result.total, result.ignored, result.open) == (10, 10, 0)
     assert (result.hours_to_decision_median, result.hours_to_decision_p90) == (5.5, 9.0)
 
@@ -216,10 +217,10 @@ def test_queue_order_counts_and_funnel(runtime_factory: Any, database_url: str, 
     dispute_id = next(runtime.gateway.list_disputes(charge=disputed_charge))["id"]
     emulator.admin(f"disputes/{dispute_id}/set", {"status": "lost"})
     _sync(runtime)
-    result = efw.funnel(runtime.uow(), since=utcnow() - timedelta(days=1), until=utcnow() + timedelta(minutes=1))
+    result = efw_funnel.funnel(runtime.uow(), since=utcnow() - timedelta(days=1), until=utcnow() + timedelta(minutes=1))
     assert (result.total, result.refunded, result.ignored, result.open) == (4, 1, 1, 2)
     assert (result.became_disputes, result.disputes_lost) == (1, 1)
-    assert result.dispute_cost == {"usd": 3000 + efw.DISPUTE_FEE_MINOR_UNITS}
+    assert result.dispute_cost == {"usd": 3000 + efw_funnel.DISPUTE_FEE_MINOR_UNITS}
     assert result.hours_to_decision_median is not None
     with runtime.uow() as uow:
         assert uow.session.get(FraudWarning, refunded).decided_at is not None

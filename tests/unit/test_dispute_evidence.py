@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services import dispute_evidence as ev
-from services.disputes import urgency
+from services.dispute_queue import urgency
 
 STRIPE_EVIDENCE_FIELDS = {
     "access_activity_log", "billing_address", "cancellation_policy", "cancellation_policy_disclosure",

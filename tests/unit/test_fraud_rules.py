@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services import efw_funnel
 from services import fraud_warnings as efw
 
 
@@ -30,12 +31,12 @@ def test_keys_for_partial_refunds_retries_and_blocks_follow_the_intent() -> None
      ([10, 1, 5], 50, 5), ([3, 1, 2], 0, 1)],
 )
 def test_nearest_rank(values: list[float], percentile: float, expected: float) -> None:
-    assert efw.nearest_rank(values, percentile) == expected
+    assert efw_funnel.nearest_rank(values, percentile) == expected
 
 
 def test_nearest_rank_needs_values() -> None:
     with pytest.raises(ValueError):
-        efw.nearest_rank([], 90)
+        efw_funnel.nearest_rank([], 90)
 
 
 def test_bulk_keeps_going_past_failures_and_reports_progress() -> None:

@@ -161,7 +161,7 @@ def test_zero_is_accepted_only_when_asked() -> None:
 
 # --- a typed amount filter (the dispute queue's bounds) ---------------------------------------------
 def test_dispute_amount_bounds_follow_the_chosen_currency() -> None:
-    from services.disputes import amount_bounds
+    from services.dispute_queue import amount_bounds
 
     assert amount_bounds("usd", 10.0, 0.0) == (1000, None)
     assert amount_bounds("JPY", 1000.0, 5000.0) == (1000, 5000)

@@ -1,0 +1,92 @@
+"""Early fraud warnings, the funnel: how many were refunded, ignored or became disputes,
+what the disputes cost (amount lost plus Stripe's fee) and how long decisions took."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from db.models import Dispute, FraudWarning
+from db.session import UnitOfWork
+from services.efw_queue import dispute_on_charge
+
+# What a lost dispute costs beyond the amount: the network fee Stripe charges (USD 15 by default).
+# The fee is in its own currency, not the disputed charge's (1500 is 15.00 USD, but would be 1,500 JPY).
+DISPUTE_FEE_MINOR_UNITS = 1500
+DISPUTE_FEE_CURRENCY = "usd"
+
+
+# --- the funnel ----------------------------------------------------------------------------------
+@dataclass
+class Funnel:
+    total: int = 0
+    refunded: int = 0
+    ignored: int = 0
+    open: int = 0
+    became_disputes: int = 0
+    disputes_won: int = 0
+    disputes_lost: int = 0
+    disputes_pending: int = 0
+    dispute_cost: dict[str, int] = field(default_factory=dict)  # currency -> amount lost + fees
+    hours_to_decision_median: float | None = None
+    hours_to_decision_p90: float | None = None
+
+
+def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
+    """Of the EFWs created in [since, until): what was decided, and which became disputes."""
+    disputes = dispute_on_charge()
+    with uow:
+        rows = uow.session.execute(
+            select(FraudWarning.id, FraudWarning.status, FraudWarning.created, FraudWarning.decided_at,
+                   FraudWarning.currency, disputes.c.id, disputes.c.status, Dispute.amount)
+            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
+            .outerjoin(Dispute, Dispute.id == disputes.c.id)
+            .where(FraudWarning.created >= since, FraudWarning.created < until)
+        ).all()
+    result = Funnel()
+    seen: set[Any] = set()
+    waits: list[float] = []
+    for efw_id, status, created, decided_at, currency, dispute_id, dispute_status, dispute_amount in rows:
+        # A charge with more than one dispute row would repeat its EFW; count each EFW once.
+        if efw_id in seen:
+            continue
+        seen.add(efw_id)
+        result.total += 1
+        if status == "refunded":
+            result.refunded += 1
+        elif status == "ignored":
+            result.ignored += 1
+        else:
+            result.open += 1
+        if decided_at is not None and created is not None and status in ("refunded", "ignored"):
+            waits.append((decided_at - created).total_seconds() / 3600)
+        if dispute_id:
+            result.became_disputes += 1
+            if dispute_status == "won":
+                result.disputes_won += 1
+            elif dispute_status == "lost":
+                result.disputes_lost += 1
+                result.dispute_cost[currency] = result.dispute_cost.get(currency, 0) + int(dispute_amount or 0)
+                result.dispute_cost[DISPUTE_FEE_CURRENCY] = (result.dispute_cost.get(DISPUTE_FEE_CURRENCY, 0)
+                                                             + DISPUTE_FEE_MINOR_UNITS)
+            else:
+                result.disputes_pending += 1
+    if waits:
+        result.hours_to_decision_median = round(statistics.median(waits), 1)
+        result.hours_to_decision_p90 = round(nearest_rank(waits, 90), 1)
+    return result
+
+
+def nearest_rank(values: Sequence[float], percentile: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least `percentile`% of values at or below it."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+    return ordered[rank - 1]
