@@ -80,7 +80,9 @@ def send_test_event(request_token: str, *, actor: str, settings: Settings, uow: 
     try:
         intent = runtime.gateway.create_payment_intent(
             {"amount": TEST_AMOUNT, "currency": TEST_CURRENCY, "payment_method": TEST_PAYMENT_METHOD,
-             "payment_method_types": ["card"], "confirm": True,
+             # payment_method_types is not writable on the pinned API version (endive): a card
+             # confirmed server-side with no return_url, so no redirect-based methods.
+             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"}, "confirm": True,
              "description": "(webhook test event from the Billing Ops Console)",
              "metadata": {"qa_run": QA_RUN_TAG, "sent_by": "billing-ops console"}},
             idempotency_key=key,
