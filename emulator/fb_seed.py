@@ -44,7 +44,7 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
     counts = {"customers": 0, "subscriptions": 0, "upgrades": 0, "scheduled_downgrades": 0,
               "downgrades_due_soon": 0, "dunning": 0, "sca": 0, "disputes": 0, "efws": 0, "refunds": 0,
               "cancellations": 0, "ce3_eligible_disputes": 0,
-              "escalated_inquiries": 0}
+              "escalated_inquiries": 0, "card_testing_declines": 0}
     try:
         clock.at(now - 90 * DAY)
         prices: dict[str, dict[str, str]] = {}
@@ -86,6 +86,7 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
         _escalate_one_inquiry(engine, now, counts)
         if customers:  # customers=0 seeds the catalogue only
             _seed_ce3_customer(engine, clock, now, counts)
+            _seed_card_testing(engine, clock, now, counts)
         clock.release()
         for subscription in engine.all("subscription"):
             engine.advance_subscription(subscription, now)
@@ -258,3 +259,22 @@ def _escalate_one_inquiry(engine: Engine, now: int, counts: dict[str, int]) -> N
     if len(inquiries) >= 2:  # keep at least one open inquiry in the month
         engine.escalate_inquiry(inquiries[0]["id"], max(inquiries[0]["created"] + 3600, now - 2 * DAY))
         counts["escalated_inquiries"] += 1
+
+
+# Stripe's decline test cards, by reason (emulator/test_cards.py): a tester cycles through a few stolen cards.
+CARD_TESTING_CARDS = ("pm_card_chargeDeclinedIncorrectCvc", "pm_card_chargeDeclinedExpiredCard",
+                      "pm_card_chargeDeclinedInsufficientFunds", "pm_card_chargeDeclinedStolenCard")
+CARD_TESTING_ATTEMPTS = 24  # above the default alerts (20 declines, 20 charges of at most 1.00 an hour)
+
+
+def _seed_card_testing(engine: Engine, clock: _Clock, now: int, counts: dict[str, int]) -> None:
+    """A card-testing burst in the last quarter hour: guest payments of 0.50 to 1.00 on a few
+    declined cards, every one declined (a charge.failed each), so the First-24h board alerts."""
+    for attempt in range(CARD_TESTING_ATTEMPTS):
+        clock.at(now - 900 + attempt * 35)
+        with contextlib.suppress(StripeApiError):  # the 402 a declined card answers
+            engine.create_payment_intent({
+                "amount": str(50 + (attempt * 13) % 51), "currency": "usd", "confirm": "true",
+                "payment_method": CARD_TESTING_CARDS[attempt % len(CARD_TESTING_CARDS)],
+                "description": "Gift card top-up (guest checkout)"})
+        counts["card_testing_declines"] += 1

@@ -95,6 +95,8 @@ def test_ce3_dispute_timeline_submission_and_analytics(demo_server: Any, page: A
     assert len(priors) == 2 and all(p["charge"].startswith("ch_") for p in priors)
 
     open_page(page, "Dispute analytics")
+    page.wait_for_selector("text=Win rate by network", timeout=60_000)  # the page renders past its first widget
+    wait_until_idle(page)
     body = page.locator("body").inner_text()
     assert "Win rate by reason" in body and "Win rate by network" in body
     for programme in ("Visa VAMP excessive", "Mastercard Excessive Chargeback Merchant"):

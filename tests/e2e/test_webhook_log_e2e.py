@@ -80,7 +80,11 @@ def test_filter_the_log_read_a_payload_resolve_a_poison_event_and_send_a_test_ev
     assert _event_status(demo_server, POISON_EVENT) == "resolved"
 
     page.get_by_role("button", name="Send test event").click()
-    page.wait_for_selector("text=Test event arrived", timeout=90_000)
+    try:
+        page.wait_for_selector("text=Test event arrived", timeout=90_000)
+    except Exception:
+        screenshot(page, "webhook_test_event_not_arrived")
+        raise AssertionError(page.locator("[data-testid='stMain']").inner_text()[-3000:]) from None
     arrived = page.locator("[data-testid='stAlert']").filter(has_text="Test event arrived").first.inner_text()
     assert "charge.succeeded" in arrived and "verified with key" in arrived
     event_id = next(word for word in arrived.replace("(", " ").split() if word.startswith("evt_"))

@@ -426,3 +426,9 @@ def test_seed_builds_a_realistic_month(emulator: EmulatorHandle, client: stripe.
     assert soon, "some scheduled downgrades fall inside the 15-minute reconcile lookahead"
     oldest = min(e.created for e in client.v1.events.list({"limit": 100}).auto_paging_iter())
     assert time.time() - oldest > 20 * 86400  # history spread over the month
+    # A card-testing burst in the last hour: small guest payments declined by reason, one charge.failed each.
+    assert counts["card_testing_declines"] == 24
+    recent = list(client.v1.charges.list({"limit": 100, "created": {"gte": int(time.time()) - 3600}})
+                  .auto_paging_iter())
+    burst = [c for c in recent if c.status == "failed" and c.amount <= 100 and c.customer is None]
+    assert len(burst) == 24 and {c.failure_code for c in burst} == {"card_declined", "incorrect_cvc", "expired_card"}
