@@ -329,10 +329,11 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
 def run_database(database: str, url_for: Any, args: argparse.Namespace, scratch: Path) -> list[Result]:
     results = [run_target("ceiling", f"do-nothing ASGI ({args.workers} proc)", database, None, args, scratch,
                           args.workers)]
-    with url_for("ours") as url:
-        results.append(run_target("ours", f"ours serve-webhooks ({args.workers} proc)", database, url, args, scratch,
-                                  args.workers))
-    peer_workers = [1] if args.quick else sorted({1, args.workers})
+    for workers in args.ours_workers:
+        with url_for("ours") as url:
+            results.append(run_target("ours", f"ours serve-webhooks ({workers} proc)", database, url, args, scratch,
+                                      workers))
+    peer_workers = [] if args.no_peer else [1] if args.quick else sorted({1, args.workers})
     for workers in peer_workers:
         with url_for("peer") as url:
             results.append(run_target("peer", f"peer construct_event+INSERT ({workers} proc)", database, url, args,
@@ -360,11 +361,13 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                   f"{share * 100:8.1f}%" + (f"  errors {r.errors}" if r.errors else "")
                   + (f"  ({r.exhausted_threads} threads ran out of events)" if r.exhausted_threads and r is not ceiling
                      else ""))
-        ours = next((r for r in rows if r.label.startswith("ours")), None)
+        ours_runs = [r for r in rows if r.label.startswith("ours")]
+        ours = max(ours_runs, key=lambda r: r.events_per_second) if ours_runs else None
         if ours and best_peer:
             x_peer = ours.events_per_second / best_peer.events_per_second
             share = ours.events_per_second / ceiling.events_per_second
-            print(f"  goals: >= {GOAL_PEER_RATIO:g}x best peer: {x_peer:.2f}x; p99 < {GOAL_P99_MS:g} ms: "
+            print(f"  goals ({ours.label}): >= {GOAL_PEER_RATIO:g}x best peer: {x_peer:.2f}x; "
+                  f"p99 < {GOAL_P99_MS:g} ms: "
                   f"{ours.p99_ms:.1f} ms; >= {GOAL_CEILING_SHARE:.0%} of ceiling (PostgreSQL): {share:.1%}")
         for r in rows:
             if r.checks:
@@ -384,11 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="receiver processes for ours, the ceiling and a peer")
     parser.add_argument("--quick", action="store_true", help="smoke run: SQLite only, 1 s, 4 connections, 1 process")
+    parser.add_argument("--ours-workers", type=lambda v: [int(w) for w in v.split(",")], default=None,
+                        help="receiver processes for ours, one run each (e.g. 1,2,4; default: --workers)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer (a quicker look at ours)")
     parser.add_argument("--json", type=Path, help="also write the figures and checks as JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.connections, args.workers, args.no_postgres = 1.0, 4, 1, True
+    args.ours_workers = args.ours_workers or [args.workers]
     if args.generator == "wrk" and shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk (or --generator python)")
         return 2
@@ -400,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         def sqlite_url(kind: str) -> Iterator[str]:
             yield f"sqlite:///{scratch}/{kind}-{uuid.uuid4().hex[:6]}.db"
 
-        results += run_database("SQLite", sqlite_url, args, scratch)
+        if not args.no_sqlite:
+            results += run_database("SQLite", sqlite_url, args, scratch)
         if not args.no_postgres:
             @contextmanager
             def postgres_url(kind: str) -> Iterator[str | None]:

@@ -10,29 +10,36 @@ the row pending or failed, never "seen and dropped". Handlers live in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import queue
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, or_, select, update
+import orjson
+from sqlalchemy import Connection, Table, Text, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects import sqlite
 
 from db.models import MetricPoint, StripeEvent
 from db.models.base import from_unix, utcnow
-from db.session import UnitOfWork, insert_ignoring_conflicts
+from db.session import UnitOfWork
 from services import audit, metric_points, prometheus, webhook_counts
 from services.audit import privileged
 from services.config import CONSOLE_EVENT_TYPES, Settings
 from services.errors import ConsoleError
+from services.fast_json import dumps_text
 from services.observability import scrub_text_and_emails
 
 logger = logging.getLogger(__name__)
@@ -127,16 +134,33 @@ def verify_signature(
     expected = [hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets]
     if not any(hmac.compare_digest(e, s) for e in expected for s in signatures):
         raise SignatureError("no signature matches")
+    event = _parse_json(payload)
+    check_event(event)
+    checked: dict[str, Any] = event
+    return checked
+
+
+# A run of 19+ digits may be an integer past 64 bits, which orjson would read as a float: such a
+# body takes the standard library's path, which keeps it an int (refused as out of range).
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+
+
+def _parse_json(payload: bytes) -> Any:
+    """The body parsed (only after its signature verified): orjson for the common case; the
+    standard library, which names the reason, for whatever orjson refuses or might read
+    differently. Both refuse NaN/Infinity, numbers that overflow a double, invalid UTF-8 and a BOM."""
+    if not _LONG_DIGIT_RUN.search(payload):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
     try:
         # Stripe sends UTF-8; json.loads(bytes) would also guess UTF-16/32.
-        event = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise SignatureError("body nests too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise SignatureError("body is not JSON") from None
-    check_event(event)
-    checked: dict[str, Any] = event
-    return checked
 
 
 def _refuse_constant(name: str) -> Any:
@@ -234,41 +258,91 @@ def _object_id(event: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str = "webhook") -> list[str]:
+def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str = "webhook",
+                 uow: UnitOfWork | None = None) -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
     an exception means nothing was. A later copy of an id (a redelivery, or the same
-    event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate."""
+    event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate.
+    The batch is one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING id (the ids that
+    went in), one UPDATE per id that was already there, and one INSERT of the metric points.
+    `uow` lets the receiver's writer reuse its own connection."""
     allowed_types = runtime.settings.stripe_webhook_allowed_events
-    outcomes: list[str] = []
-    metric_rows: list[dict[str, Any]] = []
-    with runtime.uow() as uow:
-        insert_event = insert_ignoring_conflicts(uow.session, StripeEvent)
-        for event in events:
-            allowed = event["type"] in allowed_types
-            now = utcnow()
-            inserted = uow.session.execute(insert_event.values(
-                id=event["id"], type=event["type"], created=from_unix(event["created"]) or now,
-                livemode=bool(event.get("livemode")), api_version=event.get("api_version"), payload=event,
-                source=source, received_at=now, status="pending" if allowed else "ignored",
-                object_id=_object_id(event), attempts=0, duplicate_deliveries=0,
-            ).returning(StripeEvent.id)).first()
-            if inserted is None:
-                uow.session.execute(
-                    update(StripeEvent)
-                    .where(StripeEvent.id == event["id"])
-                    .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + 1)
-                )
-                outcomes.append("duplicate")
+    now = utcnow()
+    postgres = runtime.engine.dialect.name == "postgresql"
+    rows: list[dict[str, Any]] = []
+    first_copy: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if event["id"] in first_copy:
+            continue
+        first_copy[event["id"]] = index
+        rows.append({
+            "id": event["id"], "type": event["type"], "created": from_unix(event["created"]) or now,
+            "livemode": bool(event.get("livemode")), "api_version": event.get("api_version"),
+            "payload_json": None if postgres else dumps_text(event), "source": source, "received_at": now,
+            "status": "pending" if event["type"] in allowed_types else "ignored",
+            "object_id": _object_id(event), "attempts": 0, "duplicate_deliveries": 0,
+        })
+    with uow or runtime.uow() as unit:
+        if postgres:
+            firsts = [events[index] for index in first_copy.values()]
+            inserted = _insert_events_postgres(unit, firsts, rows, source=source, received_at=now)
+        else:
+            # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends it as multi-row
+            # INSERTs (one per 1,000 rows) from one cached compiled statement.
+            inserted = set(unit.session.execute(_insert_events_statement(), rows).scalars())
+        outcomes: list[str] = []
+        copies: dict[str, int] = {}
+        metric_rows: list[dict[str, Any]] = []
+        for index, event in enumerate(events):
+            if first_copy[event["id"]] == index and event["id"] in inserted:
+                outcomes.append("stored" if event["type"] in allowed_types else "ignored")
             else:
-                outcomes.append("stored" if allowed else "ignored")
+                outcomes.append("duplicate")
+                copies[event["id"]] = copies.get(event["id"], 0) + 1
             # What counts as received, duplicate, ignored or backfilled: services/webhook_counts.py.
             metric_rows += webhook_counts.delivery_metric_rows(event, outcomes[-1], source=source, at=now)
-        metric_points.record_metrics(uow, metric_rows)
-        uow.commit()
+        for event_id, count in copies.items():
+            unit.session.execute(update(StripeEvent).where(StripeEvent.id == event_id)
+                                 .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + count))
+        metric_points.record_metrics(unit, metric_rows)
+        unit.commit()
     webhook_counts.count_in_process(outcomes, source=source)
     return outcomes
+
+
+@functools.cache
+def _insert_events_statement() -> Any:
+    """SQLite: INSERT ... ON CONFLICT DO NOTHING RETURNING id for a batch of inbox rows, the payload
+    bound as JSON text (SQLite stores JSON as text)."""
+    table: Table = StripeEvent.__table__  # type: ignore[assignment]
+    return (sqlite.insert(table).values(payload=bindparam("payload_json", type_=Text))
+            .on_conflict_do_nothing().returning(table.c.id))
+
+
+# PostgreSQL: the whole batch as one JSON document read by json_to_recordset(): one short statement
+# whatever the batch size (psycopg prepares it once), one orjson call to encode it, and PostgreSQL
+# parses it in C (a multi-row VALUES would be a new, long query text per batch size, and text
+# arrays make psycopg escape every quote of every payload in Python).
+_INSERT_EVENTS_POSTGRES = text(
+    "INSERT INTO stripe_events (id, type, created, livemode, api_version, payload, source, received_at, status,"
+    " object_id, attempts, duplicate_deliveries)"
+    " SELECT u.id, u.type, u.created, u.livemode, u.api_version, u.payload, :source, :received_at,"
+    " u.status, u.object_id, 0, 0"
+    " FROM json_to_recordset(CAST(:batch AS json)) AS u(id varchar, type varchar, created timestamptz,"
+    " livemode boolean, api_version varchar, payload json, status varchar, object_id varchar)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _insert_events_postgres(unit: UnitOfWork, events: list[dict[str, Any]], rows: list[dict[str, Any]], *,
+                            source: str, received_at: datetime) -> set[str]:
+    batch = [{"id": row["id"], "type": row["type"], "created": row["created"], "livemode": row["livemode"],
+              "api_version": row["api_version"], "payload": event, "status": row["status"],
+              "object_id": row["object_id"]} for event, row in zip(events, rows, strict=True)]
+    params = {"batch": dumps_text(batch), "source": source, "received_at": received_at}
+    return set(unit.session.execute(_INSERT_EVENTS_POSTGRES, params).scalars())
 
 
 def ingest_event(runtime: Any, event: dict[str, Any], *, source: str = "webhook", process: bool | None = None) -> str:
@@ -298,6 +372,11 @@ class InboxWriter:
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # The writer thread's own connection, kept between batches (no pool checkout or pre-ping
+        # round trip per batch); dropped after any error, so the next batch starts on a fresh one.
+        self._connection: Connection | None = None
+        self._unit: UnitOfWork | None = None
+        self._lock_path = _sqlite_writer_lock_path(runtime.engine)
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
@@ -319,6 +398,12 @@ class InboxWriter:
         thread.join()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._drop_connection()
+
+    def _loop(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
@@ -342,10 +427,41 @@ class InboxWriter:
             if stopping:
                 return
 
+    def _unit_of_work(self) -> UnitOfWork:
+        if self._connection is None or self._unit is None:
+            self._connection = self._runtime.engine.connect()
+            self._unit = UnitOfWork(self._connection, audit_key=self._runtime.settings.audit_key_bytes)
+        return self._unit
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """On SQLite, receiver processes (serve-webhooks --workers) take turns through a file lock:
+        a blocked writer wakes the moment the other commits, instead of SQLite's busy handler
+        sleeping (up to 100 ms a try) while it waits for the write lock."""
+        if self._lock_path is None:
+            yield
+            return
+        with open(self._lock_path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _drop_connection(self) -> None:
+        self._unit = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
     def _store(self, batch: list[tuple[dict[str, Any], Future[str]]]) -> None:
         try:
-            outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook")
+            with self._turn():
+                outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook",
+                                        uow=self._unit_of_work())
         except Exception as error:  # the requests answer 5xx, so Stripe redelivers
+            self._drop_connection()
             if len(batch) > 1:
                 # One event the DB refuses must not fail its neighbours: store each alone.
                 for item in batch:
@@ -355,6 +471,14 @@ class InboxWriter:
             return
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             _settle(future, outcome=outcome)
+
+
+def _sqlite_writer_lock_path(engine: Any) -> str | None:
+    """`<database file>.writer-lock` for a SQLite file database, else None."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return f"{url.database}.writer-lock"
 
 
 def _settle(future: Future[str], *, outcome: str | None = None, error: Exception | None = None) -> None:
