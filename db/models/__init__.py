@@ -15,6 +15,7 @@ from db.models.disputes import Dispute, DisputeEvidenceDraft
 from db.models.events import AppSetting, MetricPoint, StripeEvent, WorkerLease
 from db.models.fraud import FraudWarning
 from db.models.golive import ChecklistItem, MetricsSnapshot, QaResult, QaRun, Signoff
+from db.models.metric_rollup import MetricHourly
 from db.models.reconcile import ReconcileAction, ReconcileRun
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "DisputeEvidenceDraft",
     "FraudWarning",
     "Invoice",
+    "MetricHourly",
     "MetricPoint",
     "MetricsSnapshot",
     "PlanChange",
