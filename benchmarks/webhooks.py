@@ -107,8 +107,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 @contextmanager
-def serve(kind: str, workers: int, database_url: str | None) -> Iterator[int]:
+def serve(kind: str, workers: int, database_url: str | None) -> Iterator[tuple[int, int]]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
@@ -125,7 +142,7 @@ def serve(kind: str, workers: int, database_url: str | None) -> Iterator[int]:
     server = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         _wait_ready(port, kind, server)
-        yield port
+        yield port, server.pid
     finally:
         server.terminate()
         try:
@@ -307,8 +324,10 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
     per_thread = 2000 if cycle else int(MAX_RATE_PER_SECOND * args.duration / connections) + 50
     ids = write_events(directory, connections, per_thread, run)
     drive = drive_wrk if args.generator == "wrk" else drive_python
-    with serve(kind, workers, database_url) as port:
+    with serve(kind, workers, database_url) as (port, pid):
+        cpu_before = tree_cpu_seconds(pid)
         summary = drive(port, directory, connections, args.duration, cycle=cycle)
+        cpu = tree_cpu_seconds(pid) - cpu_before
         acked, refused, sent = _answered_ids(summary, ids)
         checks: dict[str, Any] = {}
         if kind == "ours" and database_url:
@@ -319,6 +338,7 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
         checks.update(check_peer(database_url, acked, sent))
     seconds = summary["duration_us"] / 1e6
     count = summary["requests"] if cycle else len(acked)
+    checks["server_cpu_us_per_event"] = round(cpu / count * 1e6) if count else None
     shutil.rmtree(directory, ignore_errors=True)
     return Result(label=label, database=database, events_per_second=count / seconds if seconds else 0.0,
                   p50_ms=summary["p50_us"] / 1000, p99_ms=summary["p99_us"] / 1000, answered=summary["requests"],
@@ -352,13 +372,15 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         peers = [r for r in rows if r.label.startswith("peer")]
         best_peer = max(peers, key=lambda r: r.events_per_second) if peers else None
         print(f"\n{database}")
-        print(f"  {'target':42} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'x peer':>7} {'% ceiling':>9}")
+        print(f"  {'target':42} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'x peer':>7} {'% ceiling':>9} "
+              f"{'server CPU/event':>16}")
         for r in rows:
             best = best_peer.events_per_second if best_peer else 0
             x_peer = r.events_per_second / best if best else 0
             share = r.events_per_second / ceiling.events_per_second if ceiling.events_per_second else 0
             print(f"  {r.label:42} {r.events_per_second:9,.0f} {r.p50_ms:7.1f} {r.p99_ms:7.1f} {x_peer:7.2f} "
-                  f"{share * 100:8.1f}%" + (f"  errors {r.errors}" if r.errors else "")
+                  f"{share * 100:8.1f}% {r.checks.get('server_cpu_us_per_event') or 0:>13,} us"
+                  + (f"  errors {r.errors}" if r.errors else "")
                   + (f"  ({r.exhausted_threads} threads ran out of events)" if r.exhausted_threads and r is not ceiling
                      else ""))
         ours_runs = [r for r in rows if r.label.startswith("ours")]

@@ -124,17 +124,15 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     skipped. The rollup gets the points that went in, in the same transaction. PostgreSQL: one
     statement for both (the batch as one JSON document through json_to_recordset, whatever its
     size one short prepared statement; psycopg's executemany would send a statement per row).
-    SQLite: SQLAlchemy sends the executemany as multi-row INSERTs from one cached statement."""
+    SQLite: multi-row INSERTs (services/sqlite_bulk.py)."""
     if not rows:
         return
     if uow.session.get_bind().dialect.name == "postgresql":
         uow.session.execute(metric_rollup.INSERT_POINTS_AND_ROLL_UP_POSTGRES, {"batch": dumps_text(list(rows))})
         return
-    table = MetricPoint.__table__
-    statement = insert_ignoring_conflicts(uow.session, table).returning(table.c.name, table.c.at, table.c.value,
-                                                                        table.c.tags)
-    inserted = uow.session.execute(statement, list(rows)).all()
-    metric_rollup.add_points(uow, [{"name": n, "at": a, "value": v, "tags": t} for n, a, v, t in inserted])
+    from services import sqlite_bulk
+
+    metric_rollup.add_points(uow, sqlite_bulk.insert_points(uow.session, rows))
 
 
 def test_points() -> ColumnElement[bool]:

@@ -8,12 +8,13 @@ same transaction, so the rollup always equals the raw aggregate
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, func, insert, literal_column, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from db.models import MetricHourly, MetricPoint
 from db.session import UnitOfWork
@@ -41,15 +42,23 @@ def add_points(uow: UnitOfWork, points: Iterable[Mapping[str, Any]]) -> None:
         sums[key] = sums.get(key, 0) + int(point["value"])
     if not sums:
         return
-    postgres = uow.session.get_bind().dialect.name == "postgresql"
-    dialect_insert = postgresql.insert if postgres else sqlite.insert
-    table: Table = MetricHourly.__table__  # type: ignore[assignment]
-    statement = dialect_insert(table)
-    statement = statement.on_conflict_do_update(index_elements=["hour", "name", "test"],
-                                                set_={"value": table.c.value + statement.excluded.value})
     # Sorted, so two transactions touching the same rows lock them in the same order.
-    uow.session.execute(statement, [{"hour": h, "name": n, "test": t, "value": v}
-                                    for (h, n, t), v in sorted(sums.items())])
+    ordered = sorted(sums.items())
+    if uow.session.get_bind().dialect.name == "postgresql":
+        uow.session.execute(_upsert_postgres(), [{"hour": h, "name": n, "test": t, "value": v}
+                                                 for (h, n, t), v in ordered])
+    else:
+        from services import sqlite_bulk
+
+        sqlite_bulk.add_to_rollup(uow.session, ordered)
+
+
+@functools.cache
+def _upsert_postgres() -> Any:
+    table: Table = MetricHourly.__table__  # type: ignore[assignment]
+    statement = postgresql.insert(table)
+    return statement.on_conflict_do_update(index_elements=["hour", "name", "test"],
+                                           set_={"value": table.c.value + statement.excluded.value})
 
 
 # PostgreSQL: insert a batch of points (one JSON document) and roll up the ones that went in, in one
@@ -71,7 +80,7 @@ INSERT_POINTS_AND_ROLL_UP_POSTGRES = text(
 
 # GROUP BY the first three columns by position (PostgreSQL would not match the repeated
 # expressions, whose bound parameters get new names).
-_FIRST_THREE = (literal_column("1"), literal_column("2"), literal_column("3"))
+_FIRST_THREE: tuple[Any, ...] = (literal_column("1"), literal_column("2"), literal_column("3"))
 
 
 def _raw_hour(dialect: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import hmac
 import json
@@ -29,8 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import Connection, Table, Text, bindparam, func, or_, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Connection, func, or_, select, text, update
 
 from db.models import MetricPoint, StripeEvent
 from db.models.base import from_unix, utcnow
@@ -289,9 +287,9 @@ def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str 
             firsts = [events[index] for index in first_copy.values()]
             inserted = _insert_events_postgres(unit, firsts, rows, source=source, received_at=now)
         else:
-            # executemany with RETURNING: SQLAlchemy's "insertmanyvalues" sends it as multi-row
-            # INSERTs (one per 1,000 rows) from one cached compiled statement.
-            inserted = set(unit.session.execute(_insert_events_statement(), rows).scalars())
+            from services import sqlite_bulk
+
+            inserted = sqlite_bulk.insert_events(unit.session, rows, [row["payload_json"] for row in rows])
         outcomes: list[str] = []
         copies: dict[str, int] = {}
         metric_rows: list[dict[str, Any]] = []
@@ -310,15 +308,6 @@ def store_events(runtime: Any, events: Sequence[dict[str, Any]], *, source: str 
         unit.commit()
     webhook_counts.count_in_process(outcomes, source=source)
     return outcomes
-
-
-@functools.cache
-def _insert_events_statement() -> Any:
-    """SQLite: INSERT ... ON CONFLICT DO NOTHING RETURNING id for a batch of inbox rows, the payload
-    bound as JSON text (SQLite stores JSON as text)."""
-    table: Table = StripeEvent.__table__  # type: ignore[assignment]
-    return (sqlite.insert(table).values(payload=bindparam("payload_json", type_=Text))
-            .on_conflict_do_nothing().returning(table.c.id))
 
 
 # PostgreSQL: the whole batch as one JSON document read by json_to_recordset(): one short statement
