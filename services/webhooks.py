@@ -10,6 +10,7 @@ the row pending or failed, never "seen and dropped". Handlers live in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -358,7 +359,8 @@ class InboxWriter:
 
     def __init__(self, runtime: Any) -> None:
         self._runtime = runtime
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
+            queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         # The writer thread's own connection, kept between batches (no pool checkout or pre-ping
@@ -366,16 +368,27 @@ class InboxWriter:
         self._connection: Connection | None = None
         self._unit: UnitOfWork | None = None
         self._lock_path = _sqlite_writer_lock_path(runtime.engine)
+        self._lock_file: Any = None
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
         future: Future[str] = Future()
+        self._enqueue(event, future)
+        return future
+
+    async def store(self, event: dict[str, Any]) -> str:
+        """The outcome once the row is committed (or the error raised), for a caller on an event
+        loop: the writer wakes each loop once per batch rather than once per request."""
+        waiter = _LoopWaiter(asyncio.get_running_loop())
+        self._enqueue(event, waiter)
+        return await waiter.future
+
+    def _enqueue(self, event: dict[str, Any], waiter: Future[str] | _LoopWaiter) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
                 self._thread.start()
-            self._queue.put((event, future))
-        return future
+            self._queue.put((event, waiter))
 
     def close(self) -> None:
         """Store what is queued, then stop the thread."""
@@ -391,6 +404,9 @@ class InboxWriter:
             self._loop()
         finally:
             self._drop_connection()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
 
     def _loop(self) -> None:
         while True:
@@ -430,12 +446,13 @@ class InboxWriter:
         if self._lock_path is None:
             yield
             return
-        with open(self._lock_path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        if self._lock_file is None:
+            self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept open by the writer thread)
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def _drop_connection(self) -> None:
         self._unit = None
@@ -444,7 +461,7 @@ class InboxWriter:
             with contextlib.suppress(Exception):
                 connection.close()
 
-    def _store(self, batch: list[tuple[dict[str, Any], Future[str]]]) -> None:
+    def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         try:
             with self._turn():
                 outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook",
@@ -458,8 +475,44 @@ class InboxWriter:
                 return
             _settle(batch[0][1], error=error)
             return
+        waiting: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str], str]]] = {}
         for (_, future), outcome in zip(batch, outcomes, strict=True):
-            _settle(future, outcome=outcome)
+            if isinstance(future, _LoopWaiter):
+                waiting.setdefault(future.loop, []).append((future.future, outcome))
+            else:
+                _settle(future, outcome=outcome)
+        for loop, answers in waiting.items():
+            _call_soon(loop, _answer_all, answers)
+
+
+class _LoopWaiter:
+    """A request waiting on an event loop (InboxWriter.store): its asyncio future is settled on
+    its loop; a request that gave up (cancelled) is skipped then, its event stored anyway."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[str] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _answer_all(answers: list[tuple[asyncio.Future[str], str]]) -> None:
+    for future, outcome in answers:
+        if not future.done():
+            future.set_result(outcome)
+
+
+def _fail(future: asyncio.Future[str], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _sqlite_writer_lock_path(engine: Any) -> str | None:
@@ -470,7 +523,14 @@ def _sqlite_writer_lock_path(engine: Any) -> str | None:
     return f"{url.database}.writer-lock"
 
 
-def _settle(future: Future[str], *, outcome: str | None = None, error: Exception | None = None) -> None:
+def _settle(future: Future[str] | _LoopWaiter, *, outcome: str | None = None,
+            error: Exception | None = None) -> None:
+    if isinstance(future, _LoopWaiter):
+        if error is not None:
+            _call_soon(future.loop, _fail, future.future, error)
+        else:
+            _call_soon(future.loop, _answer_all, [(future.future, outcome or "")])
+        return
     if future.cancelled():  # cancelled while queued: nobody is waiting for the answer
         return
     if error is not None:

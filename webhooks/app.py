@@ -136,7 +136,7 @@ class ReceiverApp:
         # Commit before answering (an error here is a 500, so Stripe redelivers); the effects
         # run after the response, or in the worker.
         try:
-            outcome = await asyncio.wrap_future(self.inbox.submit(event))
+            outcome = await self.inbox.store(event)
         except Exception:
             logger.exception("could not store webhook event %s", event["id"])
             await _answer(send, 500, {"error": "the event could not be stored; it will be redelivered"})
