@@ -128,7 +128,8 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     if uow.session.get_bind().dialect.name == "postgresql":
-        uow.session.execute(metric_rollup.INSERT_POINTS_AND_ROLL_UP_POSTGRES, {"batch": dumps_text(list(rows))})
+        uow.session.execute(metric_rollup.INSERT_POINTS_AND_ROLL_UP_POSTGRES,
+                            {"batch": dumps_text(list(rows)), "shard": metric_rollup.shard()})
         return
     from services import sqlite_bulk
 

@@ -9,17 +9,21 @@ same transaction, so the rollup always equals the raw aggregate
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, literal_column, select, text
+from sqlalchemy import Table, delete, func, insert, literal, literal_column, select, text
 from sqlalchemy.dialects import postgresql
 
 from db.models import MetricHourly, MetricPoint
 from db.session import UnitOfWork
 
 HOUR = timedelta(hours=1)
+# Each writing process adds to shard (pid % SHARDS): concurrent receivers and workers on one
+# PostgreSQL then rarely wait on each other's row lock for the same metric and hour.
+SHARDS = 16
 TEST_TAG = "test"  # services/metric_points.TEST_TAG (imported there from here would be circular)
 
 
@@ -34,6 +38,10 @@ def is_test(tags: Mapping[str, Any] | None) -> bool:
     return bool(tags) and tags.get(TEST_TAG) is True  # type: ignore[union-attr]
 
 
+def shard() -> int:
+    return os.getpid() % SHARDS
+
+
 def add_points(uow: UnitOfWork, points: Iterable[Mapping[str, Any]]) -> None:
     """Add inserted points (name, at, value, tags) to their hours' rows."""
     sums: dict[tuple[datetime, str, bool], int] = {}
@@ -45,19 +53,20 @@ def add_points(uow: UnitOfWork, points: Iterable[Mapping[str, Any]]) -> None:
     # Sorted, so two transactions touching the same rows lock them in the same order.
     ordered = sorted(sums.items())
     if uow.session.get_bind().dialect.name == "postgresql":
-        uow.session.execute(_upsert_postgres(), [{"hour": h, "name": n, "test": t, "value": v}
+        mine = shard()
+        uow.session.execute(_upsert_postgres(), [{"hour": h, "name": n, "test": t, "shard": mine, "value": v}
                                                  for (h, n, t), v in ordered])
     else:
         from services import sqlite_bulk
 
-        sqlite_bulk.add_to_rollup(uow.session, ordered)
+        sqlite_bulk.add_to_rollup(uow.session, ordered, shard=shard())
 
 
 @functools.cache
 def _upsert_postgres() -> Any:
     table: Table = MetricHourly.__table__  # type: ignore[assignment]
     statement = postgresql.insert(table)
-    return statement.on_conflict_do_update(index_elements=["hour", "name", "test"],
+    return statement.on_conflict_do_update(index_elements=["hour", "name", "test", "shard"],
                                            set_={"value": table.c.value + statement.excluded.value})
 
 
@@ -70,11 +79,11 @@ INSERT_POINTS_AND_ROLL_UP_POSTGRES = text(
     " FROM json_to_recordset(CAST(:batch AS json))"
     " AS u(name varchar, at timestamptz, value bigint, tags json, dedupe_key varchar)"
     " ON CONFLICT DO NOTHING RETURNING name, at, value, tags)"
-    " INSERT INTO metric_hourly (hour, name, test, value)"
+    " INSERT INTO metric_hourly (hour, name, test, shard, value)"
     " SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', name,"
-    " COALESCE(CAST(tags ->> 'test' AS BOOLEAN), false), SUM(value)"
+    " COALESCE(CAST(tags ->> 'test' AS BOOLEAN), false), :shard, SUM(value)"
     " FROM inserted GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    " ON CONFLICT (hour, name, test) DO UPDATE SET value = metric_hourly.value + excluded.value"
+    " ON CONFLICT (hour, name, test, shard) DO UPDATE SET value = metric_hourly.value + excluded.value"
 )
 
 
@@ -100,8 +109,8 @@ def rebuild(uow: UnitOfWork) -> None:
     test = test_points()
     uow.session.execute(delete(MetricHourly))
     uow.session.execute(insert(MetricHourly).from_select(
-        ["hour", "name", "test", "value"],
-        select(hour, MetricPoint.name, test, func.sum(MetricPoint.value)).group_by(*_FIRST_THREE)))
+        ["hour", "name", "test", "shard", "value"],
+        select(hour, MetricPoint.name, test, literal(0), func.sum(MetricPoint.value)).group_by(*_FIRST_THREE)))
 
 
 def raw_aggregate(uow: UnitOfWork) -> dict[tuple[datetime, str, bool], int]:
@@ -115,8 +124,13 @@ def raw_aggregate(uow: UnitOfWork) -> dict[tuple[datetime, str, bool], int]:
 
 
 def rollup(uow: UnitOfWork) -> dict[tuple[datetime, str, bool], int]:
+    """The rollup, its shards summed."""
     rows = uow.session.execute(select(MetricHourly.hour, MetricHourly.name, MetricHourly.test, MetricHourly.value))
-    return {(_as_hour(h), n, bool(t)): int(v) for h, n, t, v in rows if v}
+    sums: dict[tuple[datetime, str, bool], int] = {}
+    for h, n, t, v in rows:
+        key = (_as_hour(h), n, bool(t))
+        sums[key] = sums.get(key, 0) + int(v)
+    return {key: value for key, value in sums.items() if value}
 
 
 def _as_hour(value: Any) -> datetime:
@@ -127,9 +141,10 @@ def _as_hour(value: Any) -> datetime:
 
 def hourly_sums(uow: UnitOfWork, *, names: Iterable[str], start_hour: datetime, end_hour: datetime,
                 test: bool) -> list[tuple[str, datetime, int]]:
-    """(name, hour, sum) for every rolled-up hour in [start_hour, end_hour)."""
+    """(name, hour, sum of the shards) for every rolled-up hour in [start_hour, end_hour)."""
     rows = uow.session.execute(
-        select(MetricHourly.name, MetricHourly.hour, MetricHourly.value)
+        select(MetricHourly.name, MetricHourly.hour, func.sum(MetricHourly.value))
         .where(MetricHourly.hour >= start_hour, MetricHourly.hour < end_hour, MetricHourly.test == test,
-               MetricHourly.name.in_(list(names)))).all()
+               MetricHourly.name.in_(list(names)))
+        .group_by(MetricHourly.name, MetricHourly.hour)).all()
     return [(name, _as_hour(hour), int(value)) for name, hour, value in rows]

@@ -48,9 +48,9 @@ def _points_sql(rows: int) -> str:
 
 @functools.cache
 def _rollup_sql(rows: int) -> str:
-    values = ",".join(["(?,?,?,?)"] * rows)
-    return (f"INSERT INTO metric_hourly (hour, name, test, value) VALUES {values}"  # noqa: S608
-            " ON CONFLICT (hour, name, test) DO UPDATE SET value = metric_hourly.value + excluded.value")
+    values = ",".join(["(?,?,?,?,?)"] * rows)
+    return (f"INSERT INTO metric_hourly (hour, name, test, shard, value) VALUES {values}"  # noqa: S608
+            " ON CONFLICT (hour, name, test, shard) DO UPDATE SET value = metric_hourly.value + excluded.value")
 
 
 def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
@@ -93,11 +93,11 @@ def insert_points(session: Session, rows: Sequence[dict[str, Any]]) -> list[dict
     return inserted
 
 
-def add_to_rollup(session: Session, sums: Sequence[tuple[tuple[datetime, str, bool], int]]) -> None:
-    """Upsert (hour, name, test) += value, in the given (sorted) order."""
+def add_to_rollup(session: Session, sums: Sequence[tuple[tuple[datetime, str, bool], int]], *, shard: int) -> None:
+    """Upsert (hour, name, test, shard) += value, in the given (sorted) order."""
     connection = session.connection()
     for chunk in _chunks(sums):
         params: list[Any] = []
         for (hour, name, test), value in chunk:
-            params += (sqlite_datetime(hour), name, 1 if test else 0, value)
+            params += (sqlite_datetime(hour), name, 1 if test else 0, shard, value)
         connection.exec_driver_sql(_rollup_sql(len(chunk)), tuple(params))

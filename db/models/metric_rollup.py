@@ -12,7 +12,10 @@ from db.models.base import Base
 
 
 class MetricHourly(Base):
-    """Sum of a metric's point values per UTC hour, production and test (QA / test-clock) apart."""
+    """Sum of a metric's point values per UTC hour, production and test (QA / test-clock) apart,
+    in a few shards: each writing process adds to its own shard (its pid modulo
+    services/metric_rollup.SHARDS), so receivers and workers on one PostgreSQL do not queue on
+    one row lock per metric and hour; readers sum the shards."""
 
     __tablename__ = "metric_hourly"
 
@@ -20,4 +23,5 @@ class MetricHourly(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     # True for points tagged {"test": true} (services/metric_points.TEST_TAG).
     test: Mapped[bool] = mapped_column(primary_key=True)
+    shard: Mapped[int] = mapped_column(primary_key=True, default=0)
     value: Mapped[int] = mapped_column(default=0)

@@ -5,8 +5,9 @@ Revises: 0003
 Create Date: 2026-12-04 18:30:00
 
 The board summed every point of its window (1M points: 7-day p95 325-884 ms); it now reads one
-row per metric, hour and production/test from this table, which services/metric_points.py keeps
-up to date in the same transaction as the points it inserts. Existing points are rolled up here.
+row per metric, hour, production/test and shard from this table, which services/metric_points.py
+keeps up to date in the same transaction as the points it inserts (each process in its own shard,
+so concurrent writers do not queue on one row). Existing points are rolled up here (shard 0).
 """
 from collections.abc import Sequence
 
@@ -25,21 +26,22 @@ def upgrade() -> None:
         sa.Column('hour', sa.DateTime(timezone=True), nullable=False),
         sa.Column('name', sa.String(length=128), nullable=False),
         sa.Column('test', sa.Boolean(), nullable=False),
+        sa.Column('shard', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
         sa.Column('value', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-        sa.PrimaryKeyConstraint('hour', 'name', 'test', name=op.f('pk_metric_hourly')),
+        sa.PrimaryKeyConstraint('hour', 'name', 'test', 'shard', name=op.f('pk_metric_hourly')),
     )
     # Roll up the points already there: UTC hour, name, the {"test": true} tag (as the board reads it).
     if op.get_bind().dialect.name == 'postgresql':
         op.execute(
-            "INSERT INTO metric_hourly (hour, name, test, value)"
+            "INSERT INTO metric_hourly (hour, name, test, shard, value)"
             " SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', name,"
-            " COALESCE(CAST(tags ->> 'test' AS BOOLEAN), false), SUM(value) FROM metric_points GROUP BY 1, 2, 3"
+            " COALESCE(CAST(tags ->> 'test' AS BOOLEAN), false), 0, SUM(value) FROM metric_points GROUP BY 1, 2, 3"
         )
     else:
         op.execute(
-            "INSERT INTO metric_hourly (hour, name, test, value)"
+            "INSERT INTO metric_hourly (hour, name, test, shard, value)"
             " SELECT substr(at, 1, 13) || ':00:00.000000', name, COALESCE(JSON_EXTRACT(tags, '$.\"test\"'), 0) != 0,"
-            " SUM(value) FROM metric_points GROUP BY 1, 2, 3"
+            " 0, SUM(value) FROM metric_points GROUP BY 1, 2, 3"
         )
 
 
