@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, literal, literal_column, select, text
+from sqlalchemy import BigInteger, Integer, Table, cast, delete, func, insert, literal, literal_column, select, text
 from sqlalchemy.dialects import postgresql
 
 from db.models import MetricHourly, MetricPoint
@@ -140,11 +140,17 @@ def _as_hour(value: Any) -> datetime:
 
 
 def hourly_sums(uow: UnitOfWork, *, names: Iterable[str], start_hour: datetime, end_hour: datetime,
-                test: bool) -> list[tuple[str, datetime, int]]:
-    """(name, hour, sum of the shards) for every rolled-up hour in [start_hour, end_hour)."""
+                test: bool) -> list[tuple[str, int, int]]:
+    """(name, hour start in unix seconds, sum of the shards) for every rolled-up hour in
+    [start_hour, end_hour); the hour comes back as a number computed in SQL (parsing thousands of
+    datetimes in Python was a third of a 7-day board)."""
+    if uow.session.get_bind().dialect.name == "postgresql":
+        epoch = cast(func.extract("epoch", MetricHourly.hour), BigInteger)
+    else:
+        epoch = cast(func.strftime("%s", MetricHourly.hour), Integer)
     rows = uow.session.execute(
-        select(MetricHourly.name, MetricHourly.hour, func.sum(MetricHourly.value))
+        select(MetricHourly.name, epoch, func.sum(MetricHourly.value))
         .where(MetricHourly.hour >= start_hour, MetricHourly.hour < end_hour, MetricHourly.test == test,
                MetricHourly.name.in_(list(names)))
         .group_by(MetricHourly.name, MetricHourly.hour)).all()
-    return [(name, _as_hour(hour), int(value)) for name, hour, value in rows]
+    return [(name, int(hour), int(value)) for name, hour, value in rows]

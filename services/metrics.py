@@ -101,7 +101,7 @@ def _rolled_up_counts(uow: UnitOfWork, start: datetime, end: datetime, test: boo
     counts: dict[tuple[str, int], int] = {}
     for name, hour, total in metric_rollup.hourly_sums(uow, names=BOARD_METRICS, start_hour=first_whole,
                                                        end_hour=last_whole, test=test):
-        key = (name, int(hour.timestamp()))
+        key = (name, hour)
         counts[key] = counts.get(key, 0) + total
     for edge_start, edge_end in ((start, first_whole), (last_whole, end)):
         if edge_start < edge_end:
