@@ -6,7 +6,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -78,7 +78,8 @@ class UnitOfWork:
 
     session: Session
 
-    def __init__(self, engine_or_url: Engine | str, *, audit_key: bytes | None = None) -> None:
+    def __init__(self, engine_or_url: Engine | Connection | str, *, audit_key: bytes | None = None) -> None:
+        # A Connection (the receiver's writer keeps one) makes each unit a transaction on it.
         engine = get_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
         self._session_factory = sessionmaker(bind=engine, expire_on_commit=False)
         # The audit chain's HMAC key (AUDIT_HMAC_KEY); audit rows written through this unit use it.

@@ -19,6 +19,8 @@ from sqlalchemy import ColumnElement, false, func
 from db.models import MetricPoint
 from db.models.base import utcnow
 from db.session import UnitOfWork, insert_ignoring_conflicts
+from services import metric_rollup
+from services.fast_json import dumps_text
 
 # The metric names the go-live runbook (section 7) asks engineers to watch.
 WEBHOOK_RECEIVED = "stripe.webhook.received"
@@ -69,7 +71,7 @@ ALL_METRICS = (
 
 # Points tagged {"test": true} come from QA-matrix runs or Stripe test clocks: they are kept
 # out of production figures and alerts, and shown on their own.
-TEST_TAG = "test"
+TEST_TAG = metric_rollup.TEST_TAG
 # Set while the QA matrix runs a case: every point recorded meanwhile is test activity.
 _TEST_ACTIVITY: ContextVar[bool] = ContextVar("metric_points_test_activity", default=False)
 
@@ -106,20 +108,32 @@ def record_metric(
     dedupe_key: str | None = None,
 ) -> bool:
     """Add one point inside the caller's transaction; False if `dedupe_key` was already counted.
-    The unique key decides, so two workers replaying one event at once still count it once."""
+    The unique key decides, so two workers replaying one event at once still count it once.
+    The point's hour in the rollup (services/metric_rollup.py) goes up with it."""
     row = metric_row(name, at=at, value=value, tags=tags, dedupe_key=dedupe_key)
     inserted = uow.session.execute(
         insert_ignoring_conflicts(uow.session, MetricPoint).values(**row).returning(MetricPoint.id)
     ).first()
+    if inserted is not None:
+        metric_rollup.add_points(uow, [row])
     return inserted is not None
 
 
 def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
-    """Add many `metric_row`s in one statement; rows whose `dedupe_key` was already counted are skipped."""
-    if rows:
-        uow.session.execute(insert_ignoring_conflicts(uow.session, MetricPoint), list(rows))
+    """Add many `metric_row`s in one statement; rows whose `dedupe_key` was already counted are
+    skipped. The rollup gets the points that went in, in the same transaction. PostgreSQL: one
+    statement for both (the batch as one JSON document through json_to_recordset, whatever its
+    size one short prepared statement; psycopg's executemany would send a statement per row).
+    SQLite: multi-row INSERTs (services/sqlite_bulk.py)."""
+    if not rows:
+        return
+    if uow.session.get_bind().dialect.name == "postgresql":
+        uow.session.execute(metric_rollup.INSERT_POINTS_AND_ROLL_UP_POSTGRES,
+                            {"batch": dumps_text(list(rows)), "shard": metric_rollup.shard()})
+        return
+    from services import sqlite_bulk
 
-
+    metric_rollup.add_points(uow, sqlite_bulk.insert_points(uow.session, rows))
 
 
 def test_points() -> ColumnElement[bool]:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from db.models import AppSetting, MetricPoint, MetricsSnapshot, ReconcileRun, StripeEvent
 from db.models.base import utcnow
 from db.session import UnitOfWork
-from services import audit
+from services import audit, metric_rollup
 from services import metric_points as m
 from services.audit import privileged
 from services.config import Settings
@@ -61,25 +61,54 @@ class Board:
 
 
 def board(uow: UnitOfWork, *, start: datetime, end: datetime, settings: Settings | None = None,
-          test: bool = False) -> Board:
-    """Production figures; test=True gives only QA-matrix / test-clock activity, shown on its own."""
+          test: bool = False, from_points: bool = False) -> Board:
+    """Production figures; test=True gives only QA-matrix / test-clock activity, shown on its own.
+    Whole hours come from the hourly rollup (services/metric_rollup.py), the partial hours at
+    either end of the window from the points; from_points=True sums the points for all of it
+    (the raw aggregate the rollup equals)."""
     # settings is accepted for the agreed interface; the figures need none of it yet
     with uow:
-        dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
-        bucket = _hour_bucket(dialect, MetricPoint.at).label("bucket")
-        rows = uow.session.execute(
-            select(MetricPoint.name, bucket, func.sum(MetricPoint.value))
-            .where(MetricPoint.at >= start, MetricPoint.at < end, MetricPoint.name.in_(BOARD_METRICS),
-                   m.test_points() if test else m.production_points())
-            .group_by(MetricPoint.name, bucket)
-        ).all()
+        read = _point_counts if from_points else _rolled_up_counts
+        counts = read(uow, start, end, test)
     first_hour = int(start.timestamp()) // 3600 * 3600
     hours = list(range(first_hour, int(end.timestamp()), 3600))
-    counts = {(name, _bucket_seconds(b)): int(total or 0) for name, b, total in rows}
     series = {name: [(datetime.fromtimestamp(h, UTC), counts.get((name, h), 0)) for h in hours]
               for name in BOARD_METRICS}
     totals = {name: sum(c for _h, c in points) for name, points in series.items()}
     return Board(start, end, totals, series)
+
+
+def _point_counts(uow: UnitOfWork, start: datetime, end: datetime, test: bool) -> dict[tuple[str, int], int]:
+    """{(metric, hour start in unix seconds): sum} from metric_points over [start, end)."""
+    dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
+    bucket = _hour_bucket(dialect, MetricPoint.at).label("bucket")
+    rows = uow.session.execute(
+        select(MetricPoint.name, bucket, func.sum(MetricPoint.value))
+        .where(MetricPoint.at >= start, MetricPoint.at < end, MetricPoint.name.in_(BOARD_METRICS),
+               m.test_points() if test else m.production_points())
+        .group_by(MetricPoint.name, bucket)
+    ).all()
+    return {(name, _bucket_seconds(b)): int(total or 0) for name, b, total in rows}
+
+
+def _rolled_up_counts(uow: UnitOfWork, start: datetime, end: datetime, test: bool) -> dict[tuple[str, int], int]:
+    """The same figures: whole hours from metric_hourly, partial end hours from the points."""
+    first_whole = metric_rollup.hour_of(start)
+    if first_whole < start:
+        first_whole += metric_rollup.HOUR
+    last_whole = metric_rollup.hour_of(end)
+    if first_whole >= last_whole:
+        return _point_counts(uow, start, end, test)
+    counts: dict[tuple[str, int], int] = {}
+    for name, hour, total in metric_rollup.hourly_sums(uow, names=BOARD_METRICS, start_hour=first_whole,
+                                                       end_hour=last_whole, test=test):
+        key = (name, hour)
+        counts[key] = counts.get(key, 0) + total
+    for edge_start, edge_end in ((start, first_whole), (last_whole, end)):
+        if edge_start < edge_end:
+            for key, total in _point_counts(uow, edge_start, edge_end, test).items():
+                counts[key] = counts.get(key, 0) + total
+    return counts
 
 
 # --- go-live time ---------------------------------------------------------------------------------

@@ -10,29 +10,35 @@ the row pending or failed, never "seen and dropped". Handlers live in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import logging
 import queue
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, or_, select, update
+import orjson
+from sqlalchemy import Connection, func, or_, select, text, update
 
 from db.models import MetricPoint, StripeEvent
 from db.models.base import from_unix, utcnow
-from db.session import UnitOfWork, insert_ignoring_conflicts
+from db.session import UnitOfWork
 from services import audit, metric_points, prometheus, webhook_counts, webhook_secrets
 from services.audit import privileged
 from services.config import CONSOLE_EVENT_TYPES, Settings
 from services.errors import ConsoleError
+from services.fast_json import dumps_text
 from services.observability import scrub_text_and_emails
 from services.runtime import Runtime
 
@@ -132,17 +138,34 @@ def verify_signature(
                if any(hmac.compare_digest(e, s) for s in signatures)]
     if not matched:
         raise SignatureError("no signature matches")
-    try:
-        # Stripe sends UTF-8; json.loads(bytes) would also guess UTF-16/32.
-        event = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise SignatureError("body nests too deeply") from None
-    except (ValueError, UnicodeDecodeError):
-        raise SignatureError("body is not JSON") from None
+    event = _parse_json(payload)
     check_event(event)
     # At most MAX_SIGNED_WITH keys are named, so the column (255 characters) always holds them.
     return VerifiedEvent(event, signed_with=",".join(webhook_secrets.fingerprint(m)
                                                      for m in matched[:MAX_SIGNED_WITH]))
+
+
+# A run of 19+ digits may be an integer past 64 bits, which orjson would read as a float: such a
+# body takes the standard library's path, which keeps it an int (refused as out of range).
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+
+
+def _parse_json(payload: bytes) -> Any:
+    """The body parsed (only after its signature verified): orjson for the common case; the
+    standard library, which names the reason, for whatever orjson refuses or might read
+    differently. Both refuse NaN/Infinity, numbers that overflow a double, invalid UTF-8 and a BOM."""
+    if not _LONG_DIGIT_RUN.search(payload):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        # Stripe sends UTF-8; json.loads(bytes) would also guess UTF-16/32.
+        return json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise SignatureError("body nests too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise SignatureError("body is not JSON") from None
 
 
 class VerifiedEvent(dict[str, Any]):
@@ -249,42 +272,86 @@ def _object_id(event: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: str = "webhook") -> list[str]:
+def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: str = "webhook",
+                 uow: UnitOfWork | None = None) -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
     an exception means nothing was. A later copy of an id (a redelivery, or the same
-    event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate."""
+    event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate.
+    The batch is one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING id (the ids that
+    went in), one UPDATE per id that was already there, and one INSERT of the metric points.
+    `uow` lets the receiver's writer reuse its own connection."""
     allowed_types = runtime.settings.stripe_webhook_allowed_events
-    outcomes: list[str] = []
-    metric_rows: list[dict[str, Any]] = []
-    with runtime.uow() as uow:
-        insert_event = insert_ignoring_conflicts(uow.session, StripeEvent)
-        for event in events:
-            allowed = event["type"] in allowed_types
-            now = utcnow()
-            inserted = uow.session.execute(insert_event.values(
-                id=event["id"], type=event["type"], created=from_unix(event["created"]) or now,
-                livemode=bool(event.get("livemode")), api_version=event.get("api_version"), payload=event,
-                source=source, received_at=now, status="pending" if allowed else "ignored",
-                object_id=_object_id(event), attempts=0, duplicate_deliveries=0,
-                signed_with=getattr(event, "signed_with", None),
-            ).returning(StripeEvent.id)).first()
-            if inserted is None:
-                uow.session.execute(
-                    update(StripeEvent)
-                    .where(StripeEvent.id == event["id"])
-                    .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + 1)
-                )
-                outcomes.append("duplicate")
+    now = utcnow()
+    postgres = runtime.engine.dialect.name == "postgresql"
+    rows: list[dict[str, Any]] = []
+    first_copy: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if event["id"] in first_copy:
+            continue
+        first_copy[event["id"]] = index
+        rows.append({
+            "id": event["id"], "type": event["type"], "created": from_unix(event["created"]) or now,
+            "livemode": bool(event.get("livemode")), "api_version": event.get("api_version"),
+            "payload_json": None if postgres else dumps_text(event), "source": source, "received_at": now,
+            "status": "pending" if event["type"] in allowed_types else "ignored",
+            "object_id": _object_id(event), "attempts": 0, "duplicate_deliveries": 0,
+            # Which configured secrets verified it (fingerprints; the webhook delivery log shows them).
+            "signed_with": getattr(event, "signed_with", None),
+        })
+    with uow or runtime.uow() as unit:
+        if postgres:
+            firsts = [events[index] for index in first_copy.values()]
+            inserted = _insert_events_postgres(unit, firsts, rows, source=source, received_at=now)
+        else:
+            from services import sqlite_bulk
+
+            inserted = sqlite_bulk.insert_events(unit.session, rows, [row["payload_json"] for row in rows])
+        outcomes: list[str] = []
+        copies: dict[str, int] = {}
+        metric_rows: list[dict[str, Any]] = []
+        for index, event in enumerate(events):
+            if first_copy[event["id"]] == index and event["id"] in inserted:
+                outcomes.append("stored" if event["type"] in allowed_types else "ignored")
             else:
-                outcomes.append("stored" if allowed else "ignored")
+                outcomes.append("duplicate")
+                copies[event["id"]] = copies.get(event["id"], 0) + 1
             # What counts as received, duplicate, ignored or backfilled: services/webhook_counts.py.
             metric_rows += webhook_counts.delivery_metric_rows(event, outcomes[-1], source=source, at=now)
-        metric_points.record_metrics(uow, metric_rows)
-        uow.commit()
+        for event_id, count in copies.items():
+            unit.session.execute(update(StripeEvent).where(StripeEvent.id == event_id)
+                                 .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + count))
+        metric_points.record_metrics(unit, metric_rows)
+        unit.commit()
     webhook_counts.count_in_process(outcomes, source=source)
     return outcomes
+
+
+# PostgreSQL: the whole batch as one JSON document read by json_to_recordset(): one short statement
+# whatever the batch size (psycopg prepares it once), one orjson call to encode it, and PostgreSQL
+# parses it in C (a multi-row VALUES would be a new, long query text per batch size, and text
+# arrays make psycopg escape every quote of every payload in Python).
+_INSERT_EVENTS_POSTGRES = text(
+    "INSERT INTO stripe_events (id, type, created, livemode, api_version, payload, source, received_at, status,"
+    " object_id, attempts, duplicate_deliveries, signed_with)"
+    " SELECT u.id, u.type, u.created, u.livemode, u.api_version, u.payload, :source, :received_at,"
+    " u.status, u.object_id, 0, 0, u.signed_with"
+    " FROM json_to_recordset(CAST(:batch AS json)) AS u(id varchar, type varchar, created timestamptz,"
+    " livemode boolean, api_version varchar, payload json, status varchar, object_id varchar,"
+    " signed_with varchar)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _insert_events_postgres(unit: UnitOfWork, events: list[dict[str, Any]], rows: list[dict[str, Any]], *,
+                            source: str, received_at: datetime) -> set[str]:
+    batch = [{"id": row["id"], "type": row["type"], "created": row["created"], "livemode": row["livemode"],
+              "api_version": row["api_version"], "payload": event, "status": row["status"],
+              "object_id": row["object_id"], "signed_with": row["signed_with"]}
+             for event, row in zip(events, rows, strict=True)]
+    params = {"batch": dumps_text(batch), "source": source, "received_at": received_at}
+    return set(unit.session.execute(_INSERT_EVENTS_POSTGRES, params).scalars())
 
 
 def ingest_event(runtime: Runtime, event: dict[str, Any], *, source: str = "webhook",
@@ -312,19 +379,36 @@ class InboxWriter:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
+            queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # The writer thread's own connection, kept between batches (no pool checkout or pre-ping
+        # round trip per batch); dropped after any error, so the next batch starts on a fresh one.
+        self._connection: Connection | None = None
+        self._unit: UnitOfWork | None = None
+        self._lock_path = _sqlite_writer_lock_path(runtime.engine)
+        self._lock_file: Any = None
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
         future: Future[str] = Future()
+        self._enqueue(event, future)
+        return future
+
+    async def store(self, event: dict[str, Any]) -> str:
+        """The outcome once the row is committed (or the error raised), for a caller on an event
+        loop: the writer wakes each loop once per batch rather than once per request."""
+        waiter = _LoopWaiter(asyncio.get_running_loop())
+        self._enqueue(event, waiter)
+        return await waiter.future
+
+    def _enqueue(self, event: dict[str, Any], waiter: Future[str] | _LoopWaiter) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
                 self._thread.start()
-            self._queue.put((event, future))
-        return future
+            self._queue.put((event, waiter))
 
     def close(self) -> None:
         """Store what is queued, then stop the thread."""
@@ -336,6 +420,15 @@ class InboxWriter:
         thread.join()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._drop_connection()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    def _loop(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
@@ -359,10 +452,42 @@ class InboxWriter:
             if stopping:
                 return
 
-    def _store(self, batch: list[tuple[dict[str, Any], Future[str]]]) -> None:
+    def _unit_of_work(self) -> UnitOfWork:
+        if self._connection is None or self._unit is None:
+            self._connection = self._runtime.engine.connect()
+            self._unit = UnitOfWork(self._connection, audit_key=self._runtime.settings.audit_key_bytes)
+        return self._unit
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """On SQLite, receiver processes (serve-webhooks --workers) take turns through a file lock:
+        a blocked writer wakes the moment the other commits, instead of SQLite's busy handler
+        sleeping (up to 100 ms a try) while it waits for the write lock."""
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_file is None:
+            self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept open by the writer thread)
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         try:
-            outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook")
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def _drop_connection(self) -> None:
+        self._unit = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
+        try:
+            with self._turn():
+                outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook",
+                                        uow=self._unit_of_work())
         except Exception as error:  # the requests answer 5xx, so Stripe redelivers
+            self._drop_connection()
             if len(batch) > 1:
                 # One event the DB refuses must not fail its neighbours: store each alone.
                 for item in batch:
@@ -370,11 +495,62 @@ class InboxWriter:
                 return
             _settle(batch[0][1], error=error)
             return
+        waiting: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str], str]]] = {}
         for (_, future), outcome in zip(batch, outcomes, strict=True):
-            _settle(future, outcome=outcome)
+            if isinstance(future, _LoopWaiter):
+                waiting.setdefault(future.loop, []).append((future.future, outcome))
+            else:
+                _settle(future, outcome=outcome)
+        for loop, answers in waiting.items():
+            _call_soon(loop, _answer_all, answers)
 
 
-def _settle(future: Future[str], *, outcome: str | None = None, error: Exception | None = None) -> None:
+class _LoopWaiter:
+    """A request waiting on an event loop (InboxWriter.store): its asyncio future is settled on
+    its loop; a request that gave up (cancelled) is skipped then, its event stored anyway."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[str] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _answer_all(answers: list[tuple[asyncio.Future[str], str]]) -> None:
+    for future, outcome in answers:
+        if not future.done():
+            future.set_result(outcome)
+
+
+def _fail(future: asyncio.Future[str], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _sqlite_writer_lock_path(engine: Any) -> str | None:
+    """`<database file>.writer-lock` for a SQLite file database, else None."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return f"{url.database}.writer-lock"
+
+
+def _settle(future: Future[str] | _LoopWaiter, *, outcome: str | None = None,
+            error: Exception | None = None) -> None:
+    if isinstance(future, _LoopWaiter):
+        if error is not None:
+            _call_soon(future.loop, _fail, future.future, error)
+        else:
+            _call_soon(future.loop, _answer_all, [(future.future, outcome or "")])
+        return
     if future.cancelled():  # cancelled while queued: nobody is waiting for the answer
         return
     if error is not None:

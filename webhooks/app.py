@@ -6,55 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from services import metric_points, prometheus, webhooks
 
+logger = logging.getLogger(__name__)
 WEBHOOK_PATHS = ("/billing/webhook", "/api/subscription/webhook")
 
 
-def create_app(runtime: Any) -> Starlette:
+def create_app(runtime: Any) -> ReceiverApp:
     inbox = webhooks.InboxWriter(runtime)
     rejections = webhooks.RejectionCounter(runtime)
-
-    async def receive(request: Request) -> Response:
-        started = time.perf_counter()
-        secrets = runtime.settings.webhook_secret_values
-        if not secrets:
-            # Refuse rather than "200 and ignore": Stripe keeps retrying until it is configured.
-            return JSONResponse({"error": "no webhook signing secret is configured"}, status_code=503)
-        try:
-            body = await _read_body(request)
-        except ClientDisconnect:  # the sender is gone; nobody reads an answer
-            return Response(status_code=400)
-        if body is None:
-            return _too_large()
-        try:
-            event = webhooks.verify_signature(body, request.headers.get("stripe-signature"), secrets)
-        except webhooks.SignatureError as error:
-            return _rejected(error.reason, rejections)
-        if not webhooks.livemode_matches(event, runtime.settings):
-            # Another mode's event (e.g. a live event on a test console) is never stored or processed.
-            prometheus.WEBHOOK_DELIVERIES.labels("livemode_mismatch").inc()
-            rejections.add(metric_points.WEBHOOK_LIVEMODE_MISMATCH, webhooks.LIVEMODE_MISMATCH)
-            return JSONResponse({"error": webhooks.LIVEMODE_MISMATCH}, status_code=400)
-        # Commit before answering (an error here is a 500, so Stripe redelivers); the effects
-        # run after the response, or in the worker.
-        outcome = await asyncio.wrap_future(inbox.submit(event))
-        background = None
-        if outcome == "stored" and runtime.settings.webhook_process_inline:
-            background = BackgroundTask(webhooks.process_event, runtime, event["id"])
-        prometheus.ACK_SECONDS.observe(time.perf_counter() - started)
-        return JSONResponse({"received": True, "status": outcome}, background=background)
 
     def check_database() -> float | None:
         with runtime.engine.connect() as conn:
@@ -72,7 +45,9 @@ def create_app(runtime: Any) -> Starlette:
     async def metrics(_request: Request) -> Response:
         return Response(prometheus.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    routes = [Route(path, receive, methods=["POST"]) for path in WEBHOOK_PATHS]
+    # POST on the webhook paths never reaches these routes (ReceiverApp answers it); they are here
+    # so any other method on those paths gets Starlette's 405.
+    routes = [Route(path, _not_reached, methods=["POST"]) for path in WEBHOOK_PATHS]
     routes += [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
 
     @contextlib.asynccontextmanager
@@ -84,34 +59,124 @@ def create_app(runtime: Any) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.rejections = rejections
-    return app
+    return ReceiverApp(runtime, inbox, rejections, app)
 
 
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None once it is over MAX_BODY_BYTES: a declared Content-Length over the cap
-    is refused before reading, and a chunked (or lying) body is counted while it streams, so
-    the receiver never holds more than the cap plus one chunk."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and (
-            len(declared) > 9 or int(declared) > webhooks.MAX_BODY_BYTES):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > webhooks.MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _not_reached(_request: Request) -> Response:
+    raise AssertionError("POST on a webhook path is answered by ReceiverApp")
 
 
-def _too_large() -> Response:
+class ReceiverApp:
+    """The receiver as a plain ASGI app: POST on a webhook path is handled right here (read the
+    body under the cap, verify the signature on the raw bytes, hand the event to the group-commit
+    writer, answer once it is committed), with no routing, Request or Response objects per
+    delivery; everything else (GET /healthz and /metrics, 404/405, the lifespan) goes to Starlette."""
+
+    def __init__(self, runtime: Any, inbox: webhooks.InboxWriter, rejections: webhooks.RejectionCounter,
+                 fallback: Starlette) -> None:
+        self.runtime = runtime
+        self.inbox = inbox
+        self.rejections = rejections
+        self.fallback = fallback
+        self.state = fallback.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in WEBHOOK_PATHS:
+            await self._webhook(scope, receive, send)
+        else:
+            await self.fallback(scope, receive, send)
+
+    async def _webhook(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        runtime = self.runtime
+        secrets = runtime.settings.webhook_secret_values
+        if not secrets:
+            # Refuse rather than "200 and ignore": Stripe keeps retrying until it is configured.
+            await _answer(send, 503, {"error": "no webhook signing secret is configured"})
+            return
+        declared: bytes | None = None
+        signature: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length" and declared is None:
+                declared = value
+            elif name == b"stripe-signature" and signature is None:
+                signature = value
+        if declared and declared.isdigit() and (len(declared) > 9 or int(declared) > webhooks.MAX_BODY_BYTES):
+            await _answer_too_large(send)
+            return
+        # The body, counted while it streams: never more than the cap plus one chunk in memory.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender is gone; nobody reads an answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > webhooks.MAX_BODY_BYTES:
+                await _answer_too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            # HMAC over the raw bytes first; only a verified body is parsed (orjson).
+            event = webhooks.verify_signature(body, signature.decode("latin-1") if signature is not None else None,
+                                              secrets)
+        except webhooks.SignatureError as error:
+            _count_rejection(error.reason, self.rejections)
+            await _answer(send, 400, {"error": error.reason})
+            return
+        if not webhooks.livemode_matches(event, runtime.settings):
+            # Another mode's event (e.g. a live event on a test console) is never stored or processed.
+            prometheus.WEBHOOK_DELIVERIES.labels("livemode_mismatch").inc()
+            self.rejections.add(metric_points.WEBHOOK_LIVEMODE_MISMATCH, webhooks.LIVEMODE_MISMATCH)
+            await _answer(send, 400, {"error": webhooks.LIVEMODE_MISMATCH})
+            return
+        # Commit before answering (an error here is a 500, so Stripe redelivers); the effects
+        # run after the response, or in the worker.
+        try:
+            outcome = await self.inbox.store(event)
+        except Exception:
+            logger.exception("could not store webhook event %s", event["id"])
+            await _answer(send, 500, {"error": "the event could not be stored; it will be redelivered"})
+            return
+        prometheus.ACK_SECONDS.observe(time.perf_counter() - started)
+        await _answer(send, 200, {"received": True, "status": outcome})
+        if outcome == "stored" and runtime.settings.webhook_process_inline:
+            try:
+                await asyncio.to_thread(webhooks.process_event, runtime, event["id"])
+            except Exception:  # the event stays stored and retryable; the worker picks it up
+                logger.exception("inline processing of %s failed", event["id"])
+
+
+async def _answer(send: Any, status: int, content: dict[str, Any], *,
+                  close: bool = False) -> None:
+    body = orjson.dumps(content)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _answer_too_large(send: Any) -> None:
     prometheus.WEBHOOK_DELIVERIES.labels("rejected").inc()
     # The rest of the body is never read, so the connection cannot be reused.
-    return JSONResponse({"error": "body too large"}, status_code=413, headers={"Connection": "close"})
+    await _answer(send, 413, {"error": "body too large"}, close=True)
 
 
-def create_app_from_env() -> Starlette:
+def _count_rejection(reason: str, rejections: webhooks.RejectionCounter) -> None:
+    if reason in webhooks.INVALID_SIGNATURE_REASONS:
+        # Counted in memory and written in batches off the event loop (see RejectionCounter).
+        prometheus.WEBHOOK_DELIVERIES.labels("invalid_signature").inc()
+        rejections.add(metric_points.WEBHOOK_INVALID_SIGNATURE, reason)
+    else:
+        prometheus.WEBHOOK_DELIVERIES.labels("rejected").inc()
+
+
+def create_app_from_env() -> ReceiverApp:
     """Factory for `uvicorn --factory` with several worker processes (settings from the environment)."""
     from services.config import load_settings
     from services.observability import configure_logging, init_sentry
@@ -121,13 +186,3 @@ def create_app_from_env() -> Starlette:
     configure_logging(settings=runtime.settings)  # scrubs this deployment's own secret values too
     init_sentry(runtime.settings)
     return create_app(runtime)
-
-
-def _rejected(reason: str, rejections: webhooks.RejectionCounter) -> Response:
-    if reason in webhooks.INVALID_SIGNATURE_REASONS:
-        # Counted in memory and written in batches off the event loop (see RejectionCounter).
-        prometheus.WEBHOOK_DELIVERIES.labels("invalid_signature").inc()
-        rejections.add(metric_points.WEBHOOK_INVALID_SIGNATURE, reason)
-    else:
-        prometheus.WEBHOOK_DELIVERIES.labels("rejected").inc()
-    return JSONResponse({"error": reason}, status_code=400)

@@ -15,6 +15,7 @@ from db.models.events import AppSetting, MetricPoint, StripeEvent, WorkerLease
 from db.models.fraud import FraudWarning, RadarBlock
 from db.models.golive import ChecklistItem, MetricsSnapshot, QaResult, QaRun, Signoff
 from db.models.launch import ChangeErrorResolution, SmokeTest
+from db.models.metric_rollup import MetricHourly
 from db.models.reconcile import ReconcileAction, ReconcileRun
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DisputeEvidenceFile",
     "FraudWarning",
     "Invoice",
+    "MetricHourly",
     "MetricPoint",
     "MetricsSnapshot",
     "PlanChange",
