@@ -11,12 +11,22 @@ to the balance, so the charge's `amount_refunded` drops by the refund). Both als
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from emulator.fb_engine import Engine
+from typing import Any, Protocol
 
 Json = dict[str, Any]
+
+
+class Engine(Protocol):
+    """What settling a refund needs of emulator/fb_engine.Engine (a protocol, so the engine can
+    import this module without a cycle)."""
+
+    objects: dict[str, dict[str, Json]]
+
+    def later(self, delay_s: float, action: Callable[[], None]) -> None: ...
+
+    def now_for(self, customer_id: str | None) -> int: ...
+
+    def emit(self, event_type: str, obj: Json, *, created: int, previous: Json | None = None) -> Json | None: ...
 SETTLE_AFTER_SECONDS = 1.0
 
 

@@ -136,9 +136,7 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     metric_rollup.add_points(uow, sqlite_bulk.insert_points(uow.session, rows))
 
 
-def test_points() -> ColumnElement[bool]:
-    """SQL: the point was tagged as QA / test-clock activity (portable JSON read)."""
-    return func.coalesce(MetricPoint.tags[TEST_TAG].as_boolean(), false()) != false()
+test_points = metric_rollup.test_points  # SQL: tagged as QA / test-clock activity (defined beside the rollup)
 
 
 def production_points() -> ColumnElement[bool]:

@@ -14,7 +14,21 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Table, cast, delete, func, insert, literal, literal_column, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Table,
+    cast,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 
 from db.models import MetricHourly, MetricPoint
@@ -24,8 +38,13 @@ HOUR = timedelta(hours=1)
 # Each writing process adds to shard (pid % SHARDS): concurrent receivers and workers on one
 # PostgreSQL then rarely wait on each other's row lock for the same metric and hour.
 SHARDS = 16
-TEST_TAG = "test"  # services/metric_points.TEST_TAG (imported there from here would be circular)
+TEST_TAG = "test"  # the tag of QA / test-clock points (services/metric_points.TEST_TAG reads it from here)
 
+
+
+def test_points() -> ColumnElement[bool]:
+    """SQL: the point was tagged as QA / test-clock activity (portable JSON read)."""
+    return func.coalesce(MetricPoint.tags[TEST_TAG].as_boolean(), false()) != false()
 
 def hour_of(moment: datetime) -> datetime:
     """The UTC hour a moment falls in."""
@@ -102,7 +121,6 @@ def _raw_hour(dialect: str) -> Any:
 
 def rebuild(uow: UnitOfWork) -> None:
     """Recompute the whole rollup from metric_points (inside the caller's transaction)."""
-    from services.metric_points import test_points
 
     dialect = uow.session.get_bind().dialect.name
     hour = _raw_hour(dialect)
@@ -115,7 +133,6 @@ def rebuild(uow: UnitOfWork) -> None:
 
 def raw_aggregate(uow: UnitOfWork) -> dict[tuple[datetime, str, bool], int]:
     """The raw aggregate the rollup must equal (tests and checks)."""
-    from services.metric_points import test_points
 
     hour = _raw_hour(uow.session.get_bind().dialect.name)
     rows = uow.session.execute(select(hour, MetricPoint.name, test_points(), func.sum(MetricPoint.value))
