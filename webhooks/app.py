@@ -86,7 +86,7 @@ class ReceiverApp:
         else:
             await self.fallback(scope, receive, send)
 
-    async def _webhook(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         runtime = self.runtime
         secrets = runtime.settings.webhook_secret_values
