@@ -55,7 +55,8 @@ def _wait_for_subscription(rt: Any, subscription_id: str, timeout_s: float = 60)
 def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: Any) -> None:
     from db.models import ChecklistItem
     from db.models.base import utcnow
-    from services import launch_figures
+    from services import launch_figures, metrics
+    from services.metric_labels import percent
 
     sign_in(page, demo_server, demo_server.admin_email)
     open_page(page, "Preflight & checklist", "Go-live preflight & checklist")
@@ -100,10 +101,15 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
     line = [{"price": basic, "quantity": 1}]
     paid = rt.gateway.create_checkout_session({"mode": "subscription", "line_items": line},
                                               idempotency_key="e2e:figures:paid")
-    rt.gateway.create_checkout_session({"mode": "subscription", "line_items": line},
-                                       idempotency_key="e2e:figures:abandoned")
+    abandoned = rt.gateway.create_checkout_session({"mode": "subscription", "line_items": line},
+                                                   idempotency_key="e2e:figures:abandoned")
     _complete_checkout(demo_server, paid["id"])
     _wait_for_subscription(rt, rt.gateway.retrieve_checkout_session(paid["id"])["subscription"])
+
+    # The board's 24 h range is anchored at go-live once that is over 24 h ago; other browser tests
+    # share this demo and may have set it, so go live an hour ago: the board then shows the last 24 h.
+    metrics.set_golive_time(utcnow() - timedelta(hours=1), actor=demo_server.admin_email,
+                            settings=rt.settings, uow=rt.uow())
 
     # The board's launch figures, against the data behind them (the smoke test is left out).
     open_page(page, "First 24 hours")
@@ -111,11 +117,15 @@ def test_smoke_test_end_to_end_then_the_launch_figures(demo_server: Any, page: A
     wait_until_idle(page)
     end = utcnow() + timedelta(minutes=1)
     start = end - timedelta(hours=24, minutes=2)
-    sessions = [s for s in rt.gateway.list_checkout_sessions(created={"gte": int(start.timestamp())})
-                if not (s.get("metadata") or {}).get("smoke_test")]
+    # Every Checkout Session in the window but the test activity (smoke test, QA matrix, test clocks)
+    # the board leaves out; other browser tests on this demo may have added some of their own.
+    listed = list(rt.gateway.list_checkout_sessions(created={"gte": int(start.timestamp())}))
+    sessions = [s for s in listed if not launch_figures.is_test_object(s)]
+    assert session_id.group(0) not in {s["id"] for s in sessions}  # the smoke test's own is left out
+    assert {paid["id"], abandoned["id"]} <= {s["id"] for s in sessions}
     completed = sum(1 for s in sessions if s["status"] == "complete")
     shown = metric_value(page, "Checkout completed / created")
-    assert shown == f"{completed} / {len(sessions)} (50 %)" and completed == 1, shown
+    assert shown == f"{completed} / {len(sessions)} ({percent(completed / len(sessions))})", shown
     rate = launch_figures.success_rate(rt.uow(), None, start=start, end=end)
     assert rate.subscriptions_active >= 1  # the paid sign-up (the smoke test's is left out)
     assert metric_value(page, "Subscriptions active / created").startswith(
