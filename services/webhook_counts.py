@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
 from db.models import MetricPoint
+from db.models.base import utcnow
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import prometheus
@@ -163,6 +164,9 @@ def prometheus_counts(exposition: str) -> DeliveryCounts:
     )
 
 
+CLOCK_SKEW = timedelta(minutes=1)  # an event Stripe stamped a moment before our clock reads it
+
+
 def events_per_hour(uow: UnitOfWork, *, since: datetime, until: datetime | None = None,
                     include_test: bool = False) -> list[dict[str, Any]]:
     """Stored events per hour of the event's own `created` time, split into webhook
@@ -175,10 +179,11 @@ def events_per_hour(uow: UnitOfWork, *, since: datetime, until: datetime | None 
             hour = func.to_char(func.date_trunc("hour", StripeEvent.created), "YYYY-MM-DD HH24:00")
         else:
             hour = func.strftime("%Y-%m-%d %H:00", StripeEvent.created)
+        # A window ends now: an event stamped later can only be a test clock's (Stripe dates its
+        # events at the clock's frozen time), which a "last 24 h" chart must not stretch to.
+        end = until if until is not None else utcnow() + CLOCK_SKEW
         query = (select(hour.label("hour"), StripeEvent.source, StripeEvent.payload, StripeEvent.id)
-                 .where(StripeEvent.created >= since))
-        if until is not None:
-            query = query.where(StripeEvent.created < until)
+                 .where(StripeEvent.created >= since, StripeEvent.created < end))
         rows = uow.session.execute(query).all()
     counts: dict[tuple[str, str], int] = {}
     for bucket, source, payload, _event_id in rows:

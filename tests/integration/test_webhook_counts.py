@@ -120,6 +120,18 @@ def test_the_chart_buckets_by_event_time_with_backfill_apart(runtime: Any) -> No
         (hour_of_recent, "webhook delivery")}
 
 
+def test_the_chart_window_ends_now_not_at_a_test_clocks_future(runtime: Any) -> None:
+    """A test clock advanced a month stamps its events a month ahead; "last 24 h" still ends now."""
+    from services import webhooks
+
+    now = int(time.time())
+    future = json.loads(_event("evt_future", "charge.succeeded", created=now + 30 * 86400))
+    recent = json.loads(_event("evt_recent_2", "charge.succeeded", created=now - 600))
+    webhooks.store_events(runtime, [future, recent], source="webhook")
+    day = webhook_counts.events_per_hour(runtime.uow(), since=utcnow() - timedelta(hours=24), include_test=True)
+    assert [(r["hour"], r["events"]) for r in day] == [(time.strftime("%Y-%m-%d %H:00", time.gmtime(now - 600)), 1)]
+
+
 def test_test_clock_deliveries_are_shown_only_when_asked(runtime: Any) -> None:
     from services import webhooks
 
