@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -35,17 +36,21 @@ def figures_world(emulator: Any, runtime_factory: Any, migrated_url: str) -> dic
     rt = runtime_factory(DATABASE_URL=migrated_url, STRIPE_PLAN_PRICE_MAPPING_TEST=json.dumps(prices))
     gw, basic = rt.gateway, prices["basic"]["monthly"]
     line = [{"price": basic, "quantity": 1}]
-    paid = gw.create_checkout_session({"mode": "subscription", "line_items": line}, idempotency_key="t:cs1")
-    gw.create_checkout_session({"mode": "subscription", "line_items": line}, idempotency_key="t:cs2")  # abandoned
+    # Keys unique per world: the emulator keeps its idempotency store across a re-seed, so a fixed
+    # key would replay the previous world's session.
+    run = uuid.uuid4().hex[:8]
+    paid = gw.create_checkout_session({"mode": "subscription", "line_items": line}, idempotency_key=f"t:cs1:{run}")
+    gw.create_checkout_session({"mode": "subscription", "line_items": line},
+                               idempotency_key=f"t:cs2:{run}")  # abandoned
     smoke = gw.create_checkout_session({"mode": "subscription", "line_items": line, "metadata": {"smoke_test": "9"},
                                         "subscription_data": {"metadata": {"smoke_test": "9"}}},
-                                       idempotency_key="t:cs3")
+                                       idempotency_key=f"t:cs3:{run}")
     for session in (paid, smoke):
         emulator.admin(f"checkout/sessions/{session['id']}/complete", {"payment_method": "pm_card_visa"})
     _subscribe(gw, basic, "pm_card_visa", "ok")
     # Stripe's documented card for "attaching succeeds, charging fails": the subscription stays incomplete.
     failing = _subscribe(gw, basic, "pm_card_chargeCustomerFail", "fails")
-    clock = gw.create_test_clock(int(time.time()), "figures", idempotency_key="t:clock")
+    clock = gw.create_test_clock(int(time.time()), "figures", idempotency_key=f"t:clock:{run}")
     on_clock = _subscribe(gw, basic, "pm_card_chargeCustomerFail", "clock", test_clock=clock["id"])
     deliver_events(rt)
     return {"rt": rt, "failing": failing, "on_clock": on_clock}
