@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -38,7 +39,7 @@ import httpx  # noqa: E402
 
 from db.migrate import upgrade  # noqa: E402
 
-SECRET = "whsec_benchmark_secret_value_0123456789"
+SECRET = "whsec_" + secrets.token_hex(16)  # a fresh signing secret per run, never a committed one
 WRK = "/usr/bin/wrk"
 FLOOD_CONNECTIONS = 10
 BIG_BODY_BYTES = 200 * 1000 * 1000

@@ -10,6 +10,7 @@ Usage: python benchmarks/webhook_log.py [events, default 100000] [repeats per qu
 from __future__ import annotations
 
 import random
+import secrets
 import statistics
 import sys
 import time
@@ -34,7 +35,7 @@ GOAL_P95_MS = 100.0
 TYPES = ["invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed", "charge.succeeded",
          "charge.refunded", "customer.subscription.updated", "customer.subscription.created",
          "charge.dispute.created", "radar.early_fraud_warning.created", "checkout.session.completed"]
-SECRET = "whsec_benchmark0123456789abcdef"
+SECRET = "whsec_" + secrets.token_hex(16)  # a fresh signing secret per run, never a committed one
 
 
 def load(url: str, events: int) -> None:

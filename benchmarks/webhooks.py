@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -52,7 +53,7 @@ import httpx  # noqa: E402
 
 from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 
-SECRET = "whsec_benchmark_secret_value_0123456789"
+SECRET = "whsec_" + secrets.token_hex(16)  # a fresh signing secret per run, never a committed one
 LUA = Path(__file__).with_name("webhooks_replay.lua")
 PATH = "/billing/webhook"
 # Goals (issue 23): >= 3x the best peer, ack p99 < 50 ms at 16 connections, >= 15 % of the ceiling.
