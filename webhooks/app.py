@@ -20,14 +20,16 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services import metric_points, prometheus, webhooks
+from webhooks.inbox_writer import InboxWriter
+from webhooks.rejections import RejectionCounter
 
 logger = logging.getLogger(__name__)
 WEBHOOK_PATHS = ("/billing/webhook", "/api/subscription/webhook")
 
 
 def create_app(runtime: Any) -> ReceiverApp:
-    inbox = webhooks.InboxWriter(runtime)
-    rejections = webhooks.RejectionCounter(runtime)
+    inbox = InboxWriter(runtime)
+    rejections = RejectionCounter(runtime)
 
     def check_database() -> float | None:
         with runtime.engine.connect() as conn:
@@ -72,7 +74,7 @@ class ReceiverApp:
     writer, answer once it is committed), with no routing, Request or Response objects per
     delivery; everything else (GET /healthz and /metrics, 404/405, the lifespan) goes to Starlette."""
 
-    def __init__(self, runtime: Any, inbox: webhooks.InboxWriter, rejections: webhooks.RejectionCounter,
+    def __init__(self, runtime: Any, inbox: InboxWriter, rejections: RejectionCounter,
                  fallback: Starlette) -> None:
         self.runtime = runtime
         self.inbox = inbox
@@ -167,7 +169,7 @@ async def _answer_too_large(send: Any) -> None:
     await _answer(send, 413, {"error": "body too large"}, close=True)
 
 
-def _count_rejection(reason: str, rejections: webhooks.RejectionCounter) -> None:
+def _count_rejection(reason: str, rejections: RejectionCounter) -> None:
     if reason in webhooks.INVALID_SIGNATURE_REASONS:
         # Counted in memory and written in batches off the event loop (see RejectionCounter).
         prometheus.WEBHOOK_DELIVERIES.labels("invalid_signature").inc()

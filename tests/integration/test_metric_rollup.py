@@ -16,6 +16,7 @@ from db.models import MetricPoint
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import metric_rollup, metrics, webhooks
+from webhooks.rejections import RejectionCounter
 
 BASE = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 
@@ -48,7 +49,7 @@ def _record_everything(runtime: Any) -> None:
                                                             _event("evt_rx_clock", test_clock="clock_1")]
     webhooks.store_events(runtime, events)
     webhooks.store_events(runtime, events[:5])
-    counter = webhooks.RejectionCounter(runtime)
+    counter = RejectionCounter(runtime)
     counter.add(m.WEBHOOK_INVALID_SIGNATURE, "no signature matches")
     counter.add(m.WEBHOOK_INVALID_SIGNATURE, "no signature matches")
     counter.flush()

@@ -1,4 +1,4 @@
-"""The receiver's group commit (services.webhooks.InboxWriter), on SQLite and PostgreSQL:
+"""The receiver's group commit (services.InboxWriter), on SQLite and PostgreSQL:
 deliveries that arrive while a commit is in flight share the next one, each request still
 learns its own outcome only after its row is committed, and one event the DB refuses does
 not fail the others in its batch."""
@@ -27,6 +27,7 @@ from db.models import MetricPoint, StripeEvent
 from services import metric_points, webhooks
 from tests.conftest import TEST_WEBHOOK_SECRETS
 from webhooks.app import create_app
+from webhooks.inbox_writer import InboxWriter
 
 
 def _event(event_id: str, event_type: str = "invoice.paid") -> dict[str, Any]:
@@ -71,10 +72,10 @@ class _CommitGate:
 
 
 @contextlib.contextmanager
-def held_writer(runtime: Any, first_event_id: str) -> Iterator[tuple[webhooks.InboxWriter, _CommitGate, Future[str]]]:
+def held_writer(runtime: Any, first_event_id: str) -> Iterator[tuple[InboxWriter, _CommitGate, Future[str]]]:
     """A writer whose first delivery is inside its transaction, held there until
     `gate.release` is set: what the test submits meanwhile queues behind that commit."""
-    writer = webhooks.InboxWriter(runtime)
+    writer = InboxWriter(runtime)
     gate = _CommitGate(runtime.engine)
     try:
         first = writer.submit(_event(first_event_id))
@@ -142,7 +143,7 @@ def test_a_request_that_gave_up_while_queued_is_still_stored(runtime_factory: An
 
 def test_close_stores_what_is_queued(runtime_factory: Any, database_url: str) -> None:
     runtime = runtime_factory(DATABASE_URL=database_url)
-    writer = webhooks.InboxWriter(runtime)
+    writer = InboxWriter(runtime)
     futures = [writer.submit(_event(f"evt_close_{i}")) for i in range(50)]
     writer.close()
     assert all(f.done() for f in futures) and {f.result() for f in futures} == {"stored"}

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 from starlette.testclient import TestClient
 
 from db.models import AuditLog, Dispute, FraudWarning, Invoice, MetricPoint, StripeEvent, UserSubscription
-from services import event_handlers, metric_points, webhooks
+from services import event_handlers, event_processing, metric_points, webhooks
 from services.sync import run_sync
 from tests.conftest import ADMIN_EMAIL, TEST_WEBHOOK_SECRETS, EmulatorHandle
 from webhooks.app import create_app
@@ -185,7 +185,7 @@ def test_a_raising_handler_leaves_the_event_retryable(runtime_factory: Any, data
     assert webhooks.process_pending(runtime) == 0  # backoff: not due yet
     from db.models.base import utcnow
 
-    assert webhooks.process_pending(runtime, now=utcnow() + webhooks._backoff(1) * 2) == 1
+    assert webhooks.process_pending(runtime, now=utcnow() + event_processing._backoff(1) * 2) == 1
     row = rows(runtime, StripeEvent)[0]
     assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
     assert count(runtime, Invoice) == 1
@@ -214,9 +214,9 @@ def test_a_worker_that_died_mid_processing_is_taken_over(runtime: Any) -> None:
     from db.models.base import utcnow
 
     webhooks.ingest_event(runtime, _failed_invoice_event("evt_orphan"), process=False)
-    assert webhooks._claim(runtime, "evt_orphan", utcnow())  # claimed, then the worker vanished
+    assert event_processing._claim(runtime, "evt_orphan", utcnow())  # claimed, then the worker vanished
     assert webhooks.process_pending(runtime) == 0
-    assert webhooks.process_pending(runtime, now=utcnow() + webhooks.PROCESSING_LEASE * 2) == 1
+    assert webhooks.process_pending(runtime, now=utcnow() + event_processing.PROCESSING_LEASE * 2) == 1
     assert rows(runtime, StripeEvent)[0].status == "processed"
 
 

@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from db.models import MetricPoint, StripeEvent
 from services import metric_points, webhooks
 from tests.conftest import TEST_WEBHOOK_SECRETS
+from webhooks.rejections import RejectionCounter
 
 PRIMARY = TEST_WEBHOOK_SECRETS[0]
 CAP = webhooks.MAX_BODY_BYTES
@@ -382,7 +383,7 @@ def test_a_flush_the_database_refuses_keeps_its_counts(sqlite_url: str) -> None:
     from services.runtime import Runtime
 
     runtime = Runtime(load_settings({"DATABASE_URL": sqlite_url}, env_file=None))  # not migrated yet
-    counter = webhooks.RejectionCounter(runtime, flush_seconds=3600)
+    counter = RejectionCounter(runtime, flush_seconds=3600)
     for _ in range(4):
         counter.add(metric_points.WEBHOOK_INVALID_SIGNATURE, "no signature matches")
     assert counter.flush() == 0 and counter.pending() == 4  # no table: nothing written, nothing lost

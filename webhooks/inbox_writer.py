@@ -1,0 +1,213 @@
+"""The receiver's group commit: one writer thread stores what concurrent deliveries hand it in one
+transaction (services.webhooks.store_events), then answers each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import Connection
+
+from db.session import UnitOfWork
+from services.runtime import Runtime
+from services.webhooks import store_events
+
+
+class InboxWriter:
+    """Group commit for the receiver. Request handlers hand verified events to one writer
+    thread, which stores everything waiting in one transaction and then resolves each
+    request's future. Concurrent deliveries share a commit instead of queuing one by one
+    for SQLite's write lock (whose busy handler sleeps up to 100 ms a turn) or for
+    PostgreSQL's WAL flush; a lone delivery is written at once, never held back."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
+            queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        # The writer thread's own connection, kept between batches (no pool checkout or pre-ping
+        # round trip per batch); dropped after any error, so the next batch starts on a fresh one.
+        self._connection: Connection | None = None
+        self._unit: UnitOfWork | None = None
+        self._lock_path = _sqlite_writer_lock_path(runtime.engine)
+        self._lock_file: Any = None
+
+    def submit(self, event: dict[str, Any]) -> Future[str]:
+        """The future resolves to the outcome once the row is committed, or to the error."""
+        future: Future[str] = Future()
+        self._enqueue(event, future)
+        return future
+
+    async def store(self, event: dict[str, Any]) -> str:
+        """The outcome once the row is committed (or the error raised), for a caller on an event
+        loop: the writer wakes each loop once per batch rather than once per request."""
+        waiter = _LoopWaiter(asyncio.get_running_loop())
+        self._enqueue(event, waiter)
+        return await waiter.future
+
+    def _enqueue(self, event: dict[str, Any], waiter: Future[str] | _LoopWaiter) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
+                self._thread.start()
+            self._queue.put((event, waiter))
+
+    def close(self) -> None:
+        """Store what is queued, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._queue.put(None)
+        thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._drop_connection()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stopping = False
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            for _, future in batch:
+                # From here a request that gave up (client gone, server stopping) can no longer
+                # cancel its future; its event is stored anyway and a redelivery is a duplicate.
+                future.set_running_or_notify_cancel()
+            self._store(batch)
+            if stopping:
+                return
+
+    def _unit_of_work(self) -> UnitOfWork:
+        if self._connection is None or self._unit is None:
+            self._connection = self._runtime.engine.connect()
+            self._unit = UnitOfWork(self._connection, audit_key=self._runtime.settings.audit_key_bytes)
+        return self._unit
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """On SQLite, receiver processes (serve-webhooks --workers) take turns through a file lock:
+        a blocked writer wakes the moment the other commits, instead of SQLite's busy handler
+        sleeping (up to 100 ms a try) while it waits for the write lock."""
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_file is None:
+            self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept open by the writer thread)
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def _drop_connection(self) -> None:
+        self._unit = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
+        try:
+            with self._turn():
+                outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook",
+                                        uow=self._unit_of_work())
+        except Exception as error:  # the requests answer 5xx, so Stripe redelivers
+            self._drop_connection()
+            if len(batch) > 1:
+                # One event the DB refuses must not fail its neighbours: store each alone.
+                for item in batch:
+                    self._store([item])
+                return
+            _settle(batch[0][1], error=error)
+            return
+        waiting: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str], str]]] = {}
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(future, _LoopWaiter):
+                waiting.setdefault(future.loop, []).append((future.future, outcome))
+            else:
+                _settle(future, outcome=outcome)
+        for loop, answers in waiting.items():
+            _call_soon(loop, _answer_all, answers)
+
+
+class _LoopWaiter:
+    """A request waiting on an event loop (InboxWriter.store): its asyncio future is settled on
+    its loop; a request that gave up (cancelled) is skipped then, its event stored anyway."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[str] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _answer_all(answers: list[tuple[asyncio.Future[str], str]]) -> None:
+    for future, outcome in answers:
+        if not future.done():
+            future.set_result(outcome)
+
+
+def _fail(future: asyncio.Future[str], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _sqlite_writer_lock_path(engine: Any) -> str | None:
+    """`<database file>.writer-lock` for a SQLite file database, else None."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return f"{url.database}.writer-lock"
+
+
+def _settle(future: Future[str] | _LoopWaiter, *, outcome: str | None = None,
+            error: Exception | None = None) -> None:
+    if isinstance(future, _LoopWaiter):
+        if error is not None:
+            _call_soon(future.loop, _fail, future.future, error)
+        else:
+            _call_soon(future.loop, _answer_all, [(future.future, outcome or "")])
+        return
+    if future.cancelled():  # cancelled while queued: nobody is waiting for the answer
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(outcome or "")
+
+
