@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import functools
 import io
-import random
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any, TypeVar
 
@@ -27,130 +24,51 @@ import stripe
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from services.config import Settings
-from services.errors import ConsoleError
-from services.observability import scrub_text
+from services.gateway_policy import (
+    ErrorFacts,
+    GatewayStats,
+    RateLimiter,
+    StripeGatewayError,
+    backoff_seconds,
+    gateway_error,
+    shared_rate_limiter,
+)
+
+# Callers import the error, the limiter and the stats from here, beside the gateway they belong to.
+__all__ = ["PINNED_API_VERSION", "GatewayStats", "RateLimiter", "StripeGateway", "StripeGatewayError",
+           "translate_error"]
 
 # The API version the installed SDK pins (stripe 16.1: 2026-10-28.endive). The
 # emulator answers in it; basil-era shapes (periods on items, invoice.parent).
 PINNED_API_VERSION: str = stripe.api_version
 LIST_PAGE_SIZE = 100
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 8.0
 
 T = TypeVar("T")
 
 
-# Plain words for the errors ops will meet; anything else falls back to Stripe's own message.
-_PLAIN_MESSAGES = {
-    "charge_disputed": "This charge has been disputed, so it can no longer be refunded.",
-    "charge_already_refunded": "This charge has already been fully refunded.",
-    "amount_too_large": "The amount is more than what is left to refund on this charge.",
-    "resource_missing": "Stripe has no such object (it may belong to the other mode or was deleted).",
-    "idempotency_error": "This action was already sent with different details; reload and try again.",
-    "rate_limit": "Stripe is rate limiting us; the request was retried and still refused. Try again shortly.",
-    "card_declined": "The card was declined.",
-    "expired_card": "The card has expired.",
-}
-
-
-class StripeGatewayError(ConsoleError):
-    """A Stripe call failed. `message` is safe to show on a page or in a log."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        http_status: int | None = None,
-        request_id: str | None = None,
-        retryable: bool = False,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
-        self.request_id = request_id
-        self.retryable = retryable
-        self.param = param
+def _facts(error: stripe.StripeError) -> ErrorFacts:
+    if isinstance(error, stripe.AuthenticationError):
+        kind = "authentication"
+    elif isinstance(error, stripe.APIConnectionError):
+        kind = "connection"
+    elif isinstance(error, stripe.RateLimitError):
+        kind = "rate_limit"
+    else:
+        kind = "other"
+    return ErrorFacts(kind=kind, code=getattr(error, "code", None), http_status=error.http_status,
+                      request_id=error.request_id, param=getattr(error, "param", None),
+                      user_message=error.user_message, raw_message=str(getattr(error, "_message", "") or "") or None,
+                      class_name=error.__class__.__name__)
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, stripe.RateLimitError | stripe.APIConnectionError):
-        return True
-    if isinstance(error, stripe.StripeError):
-        status = error.http_status or 0
-        return status == 429 or status >= 500
-    return False
+    if not isinstance(error, stripe.StripeError):
+        return False
+    return _facts(error).retryable
 
 
 def translate_error(error: stripe.StripeError) -> StripeGatewayError:
-    code = getattr(error, "code", None)
-    status = error.http_status
-    if isinstance(error, stripe.AuthenticationError):
-        message = "Stripe rejected the API key (check STRIPE_API_KEY and STRIPE_MODE)."
-    elif isinstance(error, stripe.APIConnectionError):
-        message = "Could not reach Stripe (network error); nothing was changed. Try again."
-    elif code and code in _PLAIN_MESSAGES:
-        message = _PLAIN_MESSAGES[code]
-    else:
-        message = error.user_message or str(getattr(error, "_message", "") or "") or "Stripe returned an error."
-    return StripeGatewayError(
-        scrub_text(message),
-        code=code or (error.__class__.__name__ if status is None else None),
-        http_status=status,
-        request_id=error.request_id,
-        retryable=_is_retryable(error),
-        param=getattr(error, "param", None),
-    )
-
-
-class RateLimiter:
-    """Token bucket shared by every gateway in the process for one mode."""
-
-    def __init__(self, per_second: float, burst: float | None = None) -> None:
-        self.per_second = per_second
-        # No burst by default: with capacity c, a one-second window can hold c + rate
-        # requests, and the rate is already the 80 % ceiling.
-        self.capacity = burst if burst is not None else 1.0
-        self._tokens = self.capacity
-        self._updated = time.monotonic()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping as needed; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.per_second)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return waited
-                delay = (1 - self._tokens) / self.per_second
-            time.sleep(delay)
-            waited += delay
-
-
-_limiters: dict[tuple[str, float], RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def shared_rate_limiter(key: str, per_second: float) -> RateLimiter:
-    with _limiters_lock:
-        limiter = _limiters.get((key, per_second))
-        if limiter is None:
-            limiter = _limiters[(key, per_second)] = RateLimiter(per_second)
-        return limiter
-
-
-@dataclass
-class GatewayStats:
-    requests: int = 0
-    retries: int = 0
-    list_calls: int = 0
-    throttled_seconds: float = 0.0
-    request_times: list[float] = field(default_factory=list)
+    return gateway_error(_facts(error))
 
 
 def _wire_values(value: Any) -> Any:
@@ -212,9 +130,7 @@ class StripeGateway:
     # --- the one choke point ------------------------------------------------
     def _call(self, operation: Callable[[], T], *, is_list: bool = False) -> T:
         def wait(state: RetryCallState) -> float:
-            # Full jitter (AWS architecture blog) keeps retrying workers from synchronising.
-            ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * (2 ** (state.attempt_number - 1)))
-            return random.uniform(0, ceiling)
+            return backoff_seconds(state.attempt_number)
 
         def attempt() -> T:
             self.stats.throttled_seconds += self.limiter.acquire()
