@@ -20,154 +20,49 @@ Every step is stored with pass/fail, ids, the amount (minor units + currency, sh
 services/money.py) and its time. A run whose every step passed ticks the `live_test_charge`
 checklist item (the note names the mode and the run); sign-off freezes the latest run.
 Smoke-test objects carry `metadata.smoke_test`, which keeps them out of the first-24h figures.
+
+This module holds the actions; the checks are in services/smoke_test_checks.py, the read model
+(a run as shown, the step table, the QR code) in services/smoke_test_view.py, the queries in
+db/repositories/smoke_tests.py.
 """
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-
-from db.models import AuditLog, ChecklistItem, SmokeTest, UserSubscription
+from db.models import ChecklistItem, SmokeTest
 from db.models.base import from_unix, utcnow
-from db.session import UnitOfWork, rows_affected
+from db.repositories import smoke_tests
+from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
-from services.errors import ConsoleError
 from services.money import format_money
+from services.smoke_test_checks import CHECK_STEPS, CheckRun, SmokeTestError, check_price, run_all, stripe_id
+from services.smoke_test_view import (
+    IN_PROGRESS,
+    STEPS,
+    UNFINISHED_PAID,
+    frozen_for_signoff,
+    get,
+    latest,
+    qr_png,
+    step,
+    step_rows,
+    view,
+    when_text,
+)
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.webhook_counts import SMOKE_TEST_METADATA
 
+# The page, the sign-off and the event handler reach the whole smoke test through this module.
+__all__ = ["STEPS", "SmokeTestError", "check_price", "frozen_for_signoff", "get", "latest", "qr_png",
+           "record_checkout_completed", "refund_and_cancel", "run_checks", "start", "step_rows", "when_text"]
+
 METADATA_KEY = SMOKE_TEST_METADATA  # metadata.smoke_test=<run id> on the session and subscription
 CHECKLIST_KEY = "live_test_charge"
-IN_PROGRESS = ("open", "completed", "checking")
-STEPS = (
-    ("checkout_created", "Checkout Session created"),
-    ("checkout_completed", "checkout.session.completed received"),
-    ("subscription_active", "Subscription active at Stripe"),
-    ("billing_db", "Billing DB and console show it"),
-    ("portal_session", "Customer Portal session created"),
-    ("refund", "Payment refunded"),
-    ("cancel", "Subscription cancelled"),
-)
-STEP_TITLES = dict(STEPS)
-
-
-class SmokeTestError(ConsoleError):
-    """The smoke test cannot do this now; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class PriceCheck:
-    price_id: str
-    amount: int
-    currency: str
-    interval: str
-    product: str
-
-    @property
-    def amount_text(self) -> str:
-        return format_money(self.amount, self.currency)
-
-
-def _step(name: str, passed: bool, detail: str, **ids: Any) -> dict[str, Any]:
-    return {"step": name, "title": STEP_TITLES[name], "passed": passed, "detail": detail,
-            "ids": {k: v for k, v in ids.items() if v is not None}, "at": utcnow().isoformat(timespec="seconds")}
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("id")
-    return value if isinstance(value, str) and value else None
-
-
-# --- reading -----------------------------------------------------------------------------------------
-def view(row: SmokeTest) -> dict[str, Any]:
-    steps = list(row.steps or [])
-    done = {s["step"] for s in steps if s.get("passed")}
-    return {
-        "id": row.id, "status": row.status, "mode": row.mode, "price_id": row.price_id,
-        "started_at": row.started_at.isoformat(timespec="seconds"), "started_by": row.started_by,
-        "checkout_session_id": row.checkout_session_id, "checkout_url": row.checkout_url,
-        "completed_at": row.completed_at.isoformat(timespec="seconds") if row.completed_at else None,
-        "customer_id": row.customer_id, "subscription_id": row.subscription_id, "invoice_id": row.invoice_id,
-        "payment_intent_id": row.payment_intent_id, "refund_id": row.refund_id,
-        "amount": row.amount, "currency": row.currency,
-        "amount_text": format_money(row.amount, row.currency) if row.amount is not None and row.currency else None,
-        "steps": steps,
-        "passed": all(name in done for name, _title in STEPS),
-        "failed": any(not s.get("passed") for s in steps),
-        "finished_at": row.finished_at.isoformat(timespec="seconds") if row.finished_at else None,
-        "finished_by": row.finished_by,
-    }
-
-
-UNFINISHED_PAID = ("completed", "checking", "checked", "failed", "cleanup_failed")
-
-
-def latest(uow: UnitOfWork) -> dict[str, Any] | None:
-    """The run to show: one that was paid and is not refunded yet if there is one, else the newest."""
-    with uow:
-        row = uow.session.execute(select(SmokeTest).where(
-            SmokeTest.status.in_(UNFINISHED_PAID), SmokeTest.completed_at.is_not(None))
-            .order_by(SmokeTest.id.desc()).limit(1)).scalar_one_or_none()
-        if row is None:
-            row = uow.session.execute(select(SmokeTest).order_by(SmokeTest.id.desc()).limit(1)).scalar_one_or_none()
-        return view(row) if row else None
-
-
-def get(uow: UnitOfWork, smoke_id: int) -> dict[str, Any] | None:
-    with uow:
-        row = uow.session.get(SmokeTest, smoke_id)
-        return view(row) if row else None
-
-
-def frozen_for_signoff(uow: UnitOfWork) -> dict[str, Any] | None:
-    """The latest run as the sign-off record freezes it."""
-    current = latest(uow)
-    if current is None:
-        return None
-    keep = ("id", "status", "mode", "passed", "started_by", "started_at", "finished_at", "checkout_session_id",
-            "subscription_id", "customer_id", "refund_id", "amount", "currency", "amount_text", "steps")
-    return {k: current[k] for k in keep}
-
-
-def qr_png(url: str, *, scale: int = 6) -> bytes:
-    """The Checkout URL as a QR code (PNG), for paying from a phone."""
-    import segno
-
-    buffer = io.BytesIO()
-    segno.make(url, error="m").save(buffer, kind="png", scale=scale, border=2)
-    return buffer.getvalue()
-
-
-def check_price(settings: Settings, gateway: StripeGateway) -> PriceCheck:
-    """The configured price exists in this mode, is active and recurring (Checkout's subscription mode)."""
-    price_id = settings.stripe_smoke_test_price
-    if not price_id:
-        raise SmokeTestError("No smoke-test price is configured: set STRIPE_SMOKE_TEST_PRICE to the price_... id "
-                             "of the cheapest recurring price the account sells.")
-    try:
-        price = gateway.retrieve_price(price_id)
-    except StripeGatewayError as error:
-        raise SmokeTestError(f"STRIPE_SMOKE_TEST_PRICE {price_id}: {error.message}") from None
-    if bool(price.get("livemode")) != (settings.stripe_mode == "live"):
-        raise SmokeTestError(f"STRIPE_SMOKE_TEST_PRICE {price_id} belongs to the other Stripe mode.")
-    if not price.get("active"):
-        raise SmokeTestError(f"STRIPE_SMOKE_TEST_PRICE {price_id} is archived (inactive) at Stripe.")
-    recurring = price.get("recurring") or {}
-    if not recurring:
-        raise SmokeTestError(f"STRIPE_SMOKE_TEST_PRICE {price_id} is a one-time price; the smoke test buys a "
-                             "subscription, so use a recurring price.")
-    product = price.get("product")
-    name = product.get("name") if isinstance(product, dict) else str(product or "")
-    count = int(recurring.get("interval_count") or 1)
-    interval = f"every {count} {recurring.get('interval')}s" if count > 1 else f"per {recurring.get('interval')}"
-    return PriceCheck(price_id, int(price.get("unit_amount") or 0), str(price.get("currency") or "usd"), interval,
-                      name or "")
+# Checks may run again after a failure (e.g. the billing DB lagged while processing was paused)
+# or when a checker died half-way, but never once the refund was attempted.
+RECHECKABLE = ("failed", "checking")
 
 
 # --- 1. start ----------------------------------------------------------------------------------------------
@@ -186,11 +81,9 @@ def start(*, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGat
             uow.commit()
         raise
     with uow:
-        row = SmokeTest(started_by=actor, mode=settings.stripe_mode, price_id=price.price_id, status="open",
-                        amount=price.amount, currency=price.currency, steps=[])
-        uow.session.add(row)
-        uow.session.flush()
-        smoke_id = row.id
+        smoke_id = smoke_tests.add(uow, SmokeTest(started_by=actor, mode=settings.stripe_mode,
+                                                  price_id=price.price_id, status="open", amount=price.amount,
+                                                  currency=price.currency, steps=[]))
         uow.commit()
     key = f"smoke:{smoke_id}:checkout"
     params: dict[str, Any] = {
@@ -207,22 +100,18 @@ def start(*, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGat
         session = gateway.create_checkout_session(params, idempotency_key=key)
     except StripeGatewayError as error:
         with uow:
-            failed_row = uow.session.get(SmokeTest, smoke_id)
-            assert failed_row is not None
-            row = failed_row
-            row.steps = [_step("checkout_created", False, error.message, price=price.price_id)]
+            row = smoke_tests.require(uow, smoke_id)
+            row.steps = [step("checkout_created", False, error.message, price=price.price_id)]
             row.status, row.finished_at, row.finished_by = "failed", utcnow(), actor
             record(uow, actor=actor, action="smoke.start", result="error", target=f"smoke_test:{smoke_id}",
                    idempotency_key=key, error=error.message)
             uow.commit()
         raise
     with uow:
-        stored = uow.session.get(SmokeTest, smoke_id)
-        assert stored is not None
-        row = stored
+        row = smoke_tests.require(uow, smoke_id)
         row.checkout_session_id = session["id"]
         row.checkout_url = session.get("url")
-        row.steps = [_step("checkout_created", True,
+        row.steps = [step("checkout_created", True,
                            f"{price.amount_text} {price.interval} ({price.product or price.price_id}) in "
                            f"{settings.stripe_mode} mode", checkout_session=session["id"], price=price.price_id)]
         record(uow, actor=actor, action="smoke.start", result="ok", target=f"smoke_test:{smoke_id}",
@@ -235,9 +124,8 @@ def start(*, actor: str, settings: Settings, uow: UnitOfWork, gateway: StripeGat
 
 def _close_earlier_runs(actor: str, uow: UnitOfWork, gateway: StripeGateway) -> None:
     with uow:
-        earlier = [(r.id, r.status, r.checkout_session_id, r.completed_at) for r in uow.session.execute(
-            select(SmokeTest).where(SmokeTest.status.in_((*IN_PROGRESS, *UNFINISHED_PAID))))
-            .scalars()]
+        earlier = [(r.id, r.status, r.checkout_session_id, r.completed_at)
+                   for r in smoke_tests.with_status(uow, (*IN_PROGRESS, *UNFINISHED_PAID))]
     for smoke_id, status, session_id, completed_at in earlier:
         if completed_at is not None:
             raise SmokeTestError(f"Smoke test #{smoke_id} was paid and is not refunded yet: finish it first "
@@ -255,10 +143,10 @@ def _close_earlier_runs(actor: str, uow: UnitOfWork, gateway: StripeGateway) -> 
                                          "and finish it first.") from None
                 detail += f"; expiring its Checkout Session: {error.message}"
         with uow:
-            row = uow.session.get(SmokeTest, smoke_id)
+            row = smoke_tests.get(uow, smoke_id)
             if row is not None and row.status == "open":
                 row.status, row.finished_at, row.finished_by = "abandoned", utcnow(), actor
-                row.steps = [*row.steps, {**_step("checkout_completed", False, detail), "title": "Abandoned"}]
+                row.steps = [*row.steps, {**step("checkout_completed", False, detail), "title": "Abandoned"}]
                 record(uow, actor=actor, action="smoke.abandon", result="ok", target=f"smoke_test:{smoke_id}",
                        idempotency_key=f"smoke:{smoke_id}:expire", details={"checkout_session": session_id})
             uow.commit()
@@ -268,8 +156,7 @@ def _close_earlier_runs(actor: str, uow: UnitOfWork, gateway: StripeGateway) -> 
 def record_checkout_completed(uow: UnitOfWork, session: dict[str, Any], event: dict[str, Any]) -> bool:
     """Called by the checkout.session.completed handler inside its transaction; True when it was
     a smoke test's session (idempotent: a replayed event changes nothing)."""
-    row = uow.session.execute(
-        select(SmokeTest).where(SmokeTest.checkout_session_id == session.get("id"))).scalar_one_or_none()
+    row = smoke_tests.by_checkout_session(uow, session.get("id"))
     if row is None or row.status not in ("open", "abandoned"):
         return row is not None
     # Abandoned but paid after all (the buyer finished just before it expired): it needs its checks
@@ -278,96 +165,13 @@ def record_checkout_completed(uow: UnitOfWork, session: dict[str, Any], event: d
     row.finished_at = row.finished_by = None
     row.completed_at = from_unix(event.get("created")) or utcnow()
     row.completed_event_id = event.get("id")
-    row.customer_id = _id(session.get("customer"))
-    row.subscription_id = _id(session.get("subscription"))
-    row.steps = [*row.steps, _step("checkout_completed", True,
+    row.customer_id = stripe_id(session.get("customer"))
+    row.subscription_id = stripe_id(session.get("subscription"))
+    row.steps = [*row.steps, step("checkout_completed", True,
                                    f"event {event.get('id')} at {row.completed_at:%Y-%m-%d %H:%M:%S} UTC, "
                                    f"payment status {session.get('payment_status')}",
                                    event=event.get("id"), customer=row.customer_id, subscription=row.subscription_id)]
     return True
-
-
-# --- 3. checks ------------------------------------------------------------------------------------------------
-def _payment_intent(invoice: dict[str, Any]) -> str | None:
-    for payment in ((invoice.get("payments") or {}).get("data") or []):
-        intent = _id((payment.get("payment") or {}).get("payment_intent"))
-        if intent:
-            return intent
-    return None
-
-
-@dataclass
-class _Run:
-    """What the checks need from the row, read in one short transaction (no transaction is held
-    across a Stripe call or the console's own read)."""
-
-    id: int
-    customer_id: str | None
-    subscription_id: str | None
-    currency: str | None
-    amount: int | None = None
-    invoice_id: str | None = None
-    payment_intent_id: str | None = None
-    attempt: int = 1
-
-
-def _check_subscription(run: _Run, gateway: StripeGateway) -> dict[str, Any]:
-    if not run.subscription_id:
-        return _step("subscription_active", False, "The completed Checkout Session names no subscription.")
-    try:
-        subscription = gateway.retrieve_subscription(run.subscription_id)
-        invoice_id = _id(subscription.get("latest_invoice"))
-        invoice = gateway.retrieve_invoice(invoice_id, expand=["payments"]) if invoice_id else {}
-    except StripeGatewayError as error:
-        return _step("subscription_active", False, error.message, subscription=run.subscription_id)
-    run.invoice_id = invoice_id
-    run.payment_intent_id = _payment_intent(invoice)
-    if invoice:
-        run.amount, run.currency = int(invoice.get("amount_paid") or 0), str(invoice.get("currency") or run.currency)
-    status = subscription.get("status")
-    paid = invoice.get("status") == "paid"
-    amount = format_money(run.amount or 0, run.currency or "usd")
-    ok = status == "active" and paid and run.payment_intent_id is not None
-    detail = f"status {status}; first invoice {invoice_id or '-'} {invoice.get('status') or '-'}, {amount} paid"
-    return _step("subscription_active", ok, detail, subscription=run.subscription_id, invoice=invoice_id,
-                 payment_intent=run.payment_intent_id)
-
-
-def _check_billing_db(run: _Run, uow: UnitOfWork) -> dict[str, Any]:
-    from services.search import search
-
-    with uow:
-        stored = uow.session.execute(select(UserSubscription).where(
-            UserSubscription.stripe_subscription_id == run.subscription_id)).scalar_one_or_none()
-    if stored is None:
-        return _step("billing_db", False, "The billing DB has no row for the subscription (is the worker running, "
-                                          "and processing not paused?).", subscription=run.subscription_id)
-    # What the console shows: its own search (sidebar and Search page) finds the subscription.
-    hits = [h for h in search(uow, run.subscription_id or "") if h.kind == "subscription"]
-    ok = stored.is_active and stored.status == "active" and bool(hits)
-    detail = (f"billing DB: {stored.status}, price {stored.stripe_price_id}; console search: "
-              + (hits[0].title if hits else "not found"))
-    return _step("billing_db", ok, detail, subscription=run.subscription_id, customer=stored.stripe_customer_id)
-
-
-def _check_portal(run: _Run, settings: Settings, gateway: StripeGateway) -> dict[str, Any]:
-    params: dict[str, Any] = {"customer": run.customer_id}
-    if settings.smoke_test_return_url:
-        params["return_url"] = settings.smoke_test_return_url
-    try:
-        portal = gateway.create_portal_session(params, idempotency_key=f"smoke:{run.id}:portal:{run.attempt}")
-    except StripeGatewayError as error:
-        return _step("portal_session", False, error.message, customer=run.customer_id)
-    ok = str(portal.get("url") or "").startswith("https://")
-    # The URL signs the customer in to their portal, so only its id and configuration are kept.
-    return _step("portal_session", ok, f"portal URL issued (configuration {portal.get('configuration')})",
-                 portal_session=portal.get("id"), customer=run.customer_id)
-
-
-CHECK_STEPS = ("subscription_active", "billing_db", "portal_session")
-# Checks may run again after a failure (e.g. the billing DB lagged while processing was paused)
-# or when a checker died half-way, but never once the refund was attempted.
-RECHECKABLE = ("failed", "checking")
 
 
 @privileged("smoke.check")
@@ -378,38 +182,23 @@ def run_checks(smoke_id: int, *, actor: str, settings: Settings, uow: UnitOfWork
     `again` re-runs the checks of a failed (or stuck) run, replacing their earlier results."""
     statuses = ("completed", *RECHECKABLE) if again else ("completed",)
     with uow:
-        current = uow.session.get(SmokeTest, smoke_id)
+        current = smoke_tests.get(uow, smoke_id)
         if again and current is not None and any(s["step"] in ("refund", "cancel") for s in current.steps):
             statuses = ("completed",)
-        claimed = uow.session.execute(update(SmokeTest).where(SmokeTest.id == smoke_id,
-                                                              SmokeTest.status.in_(statuses),
-                                                              SmokeTest.completed_at.is_not(None))
-                                      .values(status="checking"))
-        row = uow.session.get(SmokeTest, smoke_id)
+        claimed = smoke_tests.claim(uow, smoke_id, statuses=statuses, to="checking")
+        row = smoke_tests.get(uow, smoke_id)
         if row is None:
             raise SmokeTestError("There is no such smoke test; reload the page.")
-        if not rows_affected(claimed):
+        if not claimed:
             return view(row)
         # Each check run is its own portal request: a retry after a refused one must not replay it.
-        attempt = 1 + int(uow.session.execute(select(func.count(AuditLog.id)).where(
-            AuditLog.action == "smoke.check", AuditLog.target == f"smoke_test:{smoke_id}")).scalar() or 0)
+        attempt = 1 + smoke_tests.audited_attempts(uow, "smoke.check", smoke_id)
         uow.commit()
-        run = _Run(row.id, row.customer_id, row.subscription_id, row.currency, row.amount, attempt=attempt)
-    steps: list[dict[str, Any]] = []
-    for check in CHECK_STEPS:
-        if check == "subscription_active":
-            step = _check_subscription(run, gateway)
-        elif check == "billing_db":
-            step = _check_billing_db(run, uow)
-        else:
-            step = _check_portal(run, settings, gateway)
-        steps.append(step)
-        if not step["passed"]:
-            break
+        run = CheckRun(row.id, row.customer_id, row.subscription_id, row.currency, row.amount, attempt=attempt)
+    steps = run_all(run, uow=uow, settings=settings, gateway=gateway)
     failed = [s["step"] for s in steps if not s["passed"]]
     with uow:
-        row = uow.session.get(SmokeTest, smoke_id)
-        assert row is not None
+        row = smoke_tests.require(uow, smoke_id)
         row.steps = [*(s for s in row.steps if s["step"] not in CHECK_STEPS), *steps]
         row.invoice_id, row.payment_intent_id = run.invoice_id, run.payment_intent_id
         row.amount, row.currency = run.amount, run.currency
@@ -427,7 +216,7 @@ def refund_and_cancel(smoke_id: int, *, confirmed_amount: int, actor: str, setti
                       gateway: StripeGateway) -> dict[str, Any]:
     """Refund the smoke test's payment in full and cancel its subscription now (one confirmed action)."""
     with uow:
-        row = uow.session.get(SmokeTest, smoke_id)
+        row = smoke_tests.get(uow, smoke_id)
         if row is None:
             raise SmokeTestError("There is no such smoke test; reload the page.")
         refusal = None
@@ -446,9 +235,7 @@ def refund_and_cancel(smoke_id: int, *, confirmed_amount: int, actor: str, setti
         payment_intent, subscription_id, amount = row.payment_intent_id, str(row.subscription_id), row.amount
         currency = row.currency or "usd"
         steps = [s for s in row.steps if s["step"] not in ("refund", "cancel")]
-        tries = 1 + int(uow.session.execute(select(func.count(AuditLog.id)).where(
-            AuditLog.action == "smoke.refund_and_cancel", AuditLog.target == f"smoke_test:{smoke_id}",
-            AuditLog.result.in_(("ok", "error")))).scalar() or 0)
+        tries = 1 + smoke_tests.audited_attempts(uow, "smoke.refund_and_cancel", smoke_id, results=("ok", "error"))
     # One refund ever (a retry replays it); each try's cancel is its own request, so a refused
     # cancel can be tried again once its cause is fixed.
     refund_key, cancel_key = f"smoke:{smoke_id}:refund", f"smoke:{smoke_id}:cancel:{tries}"
@@ -457,22 +244,21 @@ def refund_and_cancel(smoke_id: int, *, confirmed_amount: int, actor: str, setti
     try:
         refund = gateway.create_refund({"payment_intent": payment_intent}, idempotency_key=refund_key)
         refund_id = refund.get("id")
-        steps.append(_step("refund", refund.get("status") in ("succeeded", "pending"),
+        steps.append(step("refund", refund.get("status") in ("succeeded", "pending"),
                            f"{format_money(int(refund.get('amount') or 0), currency)} refunded "
                            f"({refund.get('status')})", refund=refund_id, payment_intent=payment_intent))
     except StripeGatewayError as error:
         errors.append(error.message)
-        steps.append(_step("refund", False, error.message, payment_intent=payment_intent))
+        steps.append(step("refund", False, error.message, payment_intent=payment_intent))
     try:
         cancelled = gateway.cancel_subscription(subscription_id, idempotency_key=cancel_key)
-        steps.append(_step("cancel", cancelled.get("status") == "canceled", f"status {cancelled.get('status')}",
+        steps.append(step("cancel", cancelled.get("status") == "canceled", f"status {cancelled.get('status')}",
                            subscription=subscription_id))
     except StripeGatewayError as error:
         errors.append(error.message)
-        steps.append(_step("cancel", False, error.message, subscription=subscription_id))
+        steps.append(step("cancel", False, error.message, subscription=subscription_id))
     with uow:
-        row = uow.session.get(SmokeTest, smoke_id)
-        assert row is not None
+        row = smoke_tests.require(uow, smoke_id)
         row.steps = steps
         row.refund_id = refund_id or row.refund_id
         row.finished_at, row.finished_by = utcnow(), actor
@@ -492,11 +278,11 @@ def _tick_checklist(uow: UnitOfWork, row: SmokeTest, actor: str) -> None:
     """A run whose every step passed ticks `live_test_charge` (one audited checklist edit)."""
     from services.checklist import SEED_BY_KEY
 
-    item = uow.session.execute(select(ChecklistItem).where(ChecklistItem.key == CHECKLIST_KEY)).scalar_one_or_none()
+    item = smoke_tests.checklist_item(uow, CHECKLIST_KEY)
     if item is None:
         seed = SEED_BY_KEY[CHECKLIST_KEY]
         item = ChecklistItem(key=seed.key, section=seed.section, title=seed.title, detail=seed.detail, status="open")
-        uow.session.add(item)
+        smoke_tests.add_checklist_item(uow, item)
     before = {"owner": item.owner, "status": item.status, "note": item.note}
     amount = format_money(row.amount or 0, row.currency or "usd")
     item.status = "done"
@@ -512,22 +298,3 @@ def _tick_checklist(uow: UnitOfWork, row: SmokeTest, actor: str) -> None:
                     "by": f"smoke_test:{row.id}"})
 
 
-def step_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each step for a table: the seven steps in order, not-yet-run ones as waiting."""
-    by_name = {s["step"]: s for s in result.get("steps") or []}
-    rows = []
-    for name, title in STEPS:
-        step = by_name.get(name)
-        rows.append({"step": title, "result": ("PASS" if step["passed"] else "FAIL") if step else "waiting",
-                     "detail": step["detail"] if step else "",
-                     "ids": ", ".join(f"{k} {v}" for k, v in (step or {}).get("ids", {}).items()),
-                     "at": when_text(step["at"]) if step else ""})
-    return rows
-
-
-def when_text(iso: str | None) -> str:
-    """A stored ISO time as people read it: "2026-12-04 18:19:04 UTC"."""
-    if not iso:
-        return "-"
-    moment = datetime.fromisoformat(iso)
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if moment.tzinfo else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
