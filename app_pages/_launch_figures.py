@@ -8,10 +8,9 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, runtime, show_error
+from app_pages._shared import plain, run_action, runtime, show_flash
 from services import launch_figures
-from services.auth import AccessDenied, Identity
-from services.launch_figures import FiguresError
+from services.auth import Identity
 from services.metric_labels import percent
 
 LINK = st.column_config.LinkColumn("open", display_text="Plan changes")
@@ -62,9 +61,7 @@ def render(identity: Identity, start: datetime, end: datetime) -> None:
     st.dataframe(pd.DataFrame([{k: e[k] for k in ("id", "at", "action", "subscription", "email", "error", "link",
                                                    "resolved", "resolved_by", "note")} for e in errors]),
                  hide_index=True, column_config={"link": LINK})
-    flash = st.session_state.pop("change_error_flash", None)
-    if flash:
-        st.success(flash)
+    show_flash("change_error", refused="Nothing was changed")
     if not open_errors:
         return
     with st.form("resolve_change_error"):
@@ -72,11 +69,6 @@ def render(identity: Identity, start: datetime, end: datetime) -> None:
         chosen = st.selectbox("Error", list(labels), format_func=labels.__getitem__)
         note = st.text_input("How it was resolved (required)")
         if st.form_submit_button("Mark resolved"):
-            try:
-                launch_figures.resolve_change_error(int(chosen), note, actor=identity.email, settings=rt.settings,
-                                                    uow=rt.uow())
-            except (FiguresError, AccessDenied) as error:
-                show_error(error)
-            else:
-                st.session_state["change_error_flash"] = f"Error #{chosen} marked resolved."
-                st.rerun()
+            run_action("change_error", lambda: launch_figures.resolve_change_error(
+                int(chosen), note, actor=identity.email, settings=rt.settings, uow=rt.uow()),
+                f"Error #{chosen} marked resolved.")

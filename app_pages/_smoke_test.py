@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import fragment_user, plain, runtime, show_error
+from app_pages._shared import fragment_user, plain, run_action, runtime, show_error, show_flash
 from services import smoke_test
 from services.auth import AccessDenied, Identity
 from services.smoke_test import SmokeTestError
@@ -47,19 +47,11 @@ def render(identity: Identity, on_change: Callable[[], None]) -> None:
     if price is not None:
         st.text(f"Price: {price.price_id} · {price.amount_text} {price.interval} · {price.product} "
                 f"(Stripe {mode} mode)")
-    flash = st.session_state.pop("smoke_flash", None)
-    if flash:
-        st.success(flash)
-    failed = st.session_state.pop("smoke_flash_error", None)
-    if failed:
-        st.error(f"Nothing more was done: {plain(failed)}")
+    show_flash("smoke", refused="Nothing more was done")
     if st.button("Create smoke-test Checkout Session", disabled=price is None, key="smoke_start"):
-        try:
-            smoke_test.start(actor=identity.email, settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-        except ERRORS as error:
-            show_error(error)
-        else:
-            st.rerun()
+        run_action("smoke", lambda: smoke_test.start(actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                                     gateway=rt.gateway),
+                   lambda started: f"Smoke test #{started['id']}: Checkout Session created.")
 
     current = smoke_test.latest(rt.uow())
     if current is None:
@@ -71,13 +63,10 @@ def render(identity: Identity, on_change: Callable[[], None]) -> None:
     refund_tried = any(s["step"] in ("refund", "cancel") for s in current["steps"])
     if current["status"] == "failed" and current["completed_at"] and not refund_tried and \
             st.button("Run the checks again", key="smoke_recheck"):
-        try:
-            smoke_test.run_checks(current["id"], actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                  gateway=rt.gateway, again=True)
-        except ERRORS as error:
-            show_error(error)
-        else:
-            st.rerun()
+        run_action("smoke", lambda: smoke_test.run_checks(current["id"], actor=identity.email, settings=rt.settings,
+                                                          uow=rt.uow(), gateway=rt.gateway, again=True),
+                   lambda checked: f"Smoke test #{checked['id']}: checks ran again "
+                                   f"({STATUS_WORDS.get(checked['status'], checked['status'])}).")
     can_refund = current["status"] in ("checked", "failed", "cleanup_failed") and current["payment_intent_id"]
     if can_refund and st.button("Refund and cancel…", type="primary", key="smoke_refund"):
         st.session_state["smoke_confirm"] = current["id"]
@@ -131,19 +120,12 @@ def _confirm(current: dict[str, Any], identity: Identity, mode: str, on_change: 
                 f"Customer: {current['customer_id']}")
         col1, col2 = st.columns(2)
         if col1.button("Refund and cancel now", type="primary", key="smoke_refund_confirm"):
-            _close()
-            try:
-                done = smoke_test.refund_and_cancel(current["id"], confirmed_amount=current["amount"],
-                                                    actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                                    gateway=rt.gateway)
-            except ERRORS as error:
-                st.session_state["smoke_flash_error"] = error.message
-            else:
-                on_change()
-                st.session_state["smoke_flash"] = (
-                    f"Smoke test #{done['id']} {'PASSED' if done['status'] == 'passed' else done['status']}: "
-                    f"{done['amount_text']} refunded, subscription cancelled.")
-            st.rerun()
+            run_action("smoke", lambda: smoke_test.refund_and_cancel(
+                current["id"], confirmed_amount=current["amount"], actor=identity.email, settings=rt.settings,
+                uow=rt.uow(), gateway=rt.gateway),
+                lambda done: f"Smoke test #{done['id']} {'PASSED' if done['status'] == 'passed' else done['status']}: "
+                             f"{done['amount_text']} refunded, subscription cancelled.",
+                before=_close, after=on_change)
         if col2.button("Cancel", key="smoke_refund_cancel"):
             _close()
             st.rerun()

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, show_error, take_linked_query_param
-from services import webhook_log, webhooks
+from app_pages._shared import plain, run_action, show_flash, take_linked_query_param
+from services import webhook_log
 from services.auth import Identity
 from services.runtime import Runtime
 
@@ -50,9 +50,8 @@ def render_log(identity: Identity, rt: Runtime) -> None:
                "what processing made of it. Latency is from the event's creation at Stripe to its arrival here. "
                "Requests refused before storing (bad signature, other mode) are not events: the tiles and the "
                "per-endpoint chart above count them.")
-    flash = st.session_state.pop("log_flash", None)
-    if flash:
-        (st.success if flash[0] else st.error)(flash[1])
+    show_flash("log_replay", refused="Replay did not process it")
+    show_flash("log_resolve", refused="Nothing was changed")
     types = webhook_log.event_types(rt.uow())
     _seed_filters(types)
     with st.form("log_filters"):
@@ -128,28 +127,17 @@ def _render_event(identity: Identity, rt: Runtime, rows: list[webhook_log.Delive
         st.code(json.dumps(detail.payload, indent=2, sort_keys=True, default=str), language="json")
     actions = st.columns(2)
     if row.status != "ignored" and actions[0].button("Replay this event", key=f"log_replay_{row.id}"):
-        try:
-            done = webhooks.replay_event(row.id, actor=identity.email, settings=rt.settings, uow=rt.uow(), runtime=rt)
-        except Exception as error:  # shown in plain words, nothing else changes
-            show_error(error)
-        else:
-            st.session_state["log_flash"] = (done, f"Replayed {plain(row.id)}: " + (
-                "processed." if done else "it failed again; the error is in the log."))
-            st.rerun()
+        run_action("log_replay", lambda: webhook_log.replay(row.id, actor=identity.email, settings=rt.settings,
+                                                            uow=rt.uow(), runtime=rt),
+                   f"Replayed {plain(row.id)}: processed.")
     if row.status in webhook_log.RESOLVABLE:
         with actions[1].form(f"resolve_{row.id}"):
             st.markdown("**Mark resolved** (a poison event: it is never retried again)")
             reason = st.text_area("Reason (kept in the audit log)", key=f"resolve_reason_{row.id}",
                                   max_chars=webhook_log.REASON_MAX_CHARS)
             if st.form_submit_button("Mark resolved"):
-                try:
-                    webhook_log.resolve_event(row.id, reason, actor=identity.email, settings=rt.settings,
-                                              uow=rt.uow())
-                except Exception as error:  # the refusal says why; nothing changed
-                    show_error(error)
-                else:
-                    st.session_state["log_flash"] = (True, f"Marked {plain(row.id)} resolved; the worker will not "
-                                                           "retry it.")
-                    st.rerun()
+                run_action("log_resolve", lambda: webhook_log.resolve_event(
+                    row.id, reason, actor=identity.email, settings=rt.settings, uow=rt.uow()),
+                    f"Marked {plain(row.id)} resolved; the worker will not retry it.")
     elif row.status == "resolved":
         actions[1].caption(f"Resolved {detail.resolved_at:%Y-%m-%d %H:%M} UTC" if detail.resolved_at else "Resolved")

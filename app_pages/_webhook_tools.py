@@ -4,6 +4,7 @@ services/webhook_test_event.py and services/secret_roll.py."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 
@@ -11,7 +12,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, plain, show_error
+from app_pages._shared import fragment_user, plain, run_action, show_error, show_flash
 from db.models.base import utcnow
 from services import secret_roll, webhook_log, webhook_secrets, webhook_test_event
 from services.auth import Identity
@@ -67,19 +68,21 @@ def render_test_event(identity: Identity, rt: Runtime) -> None:
     (st.caption if ok else st.info)(explanation)
     if not ok:
         return
+    show_flash("test_event", refused="Nothing was sent")
     if st.button("Send test event", key="send_test_event"):
+        # Kept until Stripe accepted it: a retried click reuses the token, so it pays once.
         token = st.session_state.setdefault("test_event_token", uuid.uuid4().hex)
-        try:
-            sent = webhook_test_event.send_test_event(token, actor=identity.email, settings=rt.settings,
-                                                      uow=rt.uow(), runtime=rt)
-        except Exception as error:  # Stripe's words or the refusal; nothing was sent
-            show_error(error)
-        else:
-            st.session_state.pop("test_event_token", None)  # the next click is a new test payment
-            st.session_state["test_event_sent"] = sent
+        run_action("test_event", lambda: webhook_test_event.send_test_event(
+            token, actor=identity.email, settings=rt.settings, uow=rt.uow(), runtime=rt), _remember_sent)
     sent_event = st.session_state.get("test_event_sent")
     if isinstance(sent_event, webhook_test_event.SentTestEvent):
         _arrival(rt, sent_event)
+
+
+def _remember_sent(sent: webhook_test_event.SentTestEvent) -> str:
+    st.session_state.pop("test_event_token", None)  # the next click is a new test payment
+    st.session_state["test_event_sent"] = sent
+    return f"Sent test payment {plain(sent.payment_intent)}."
 
 
 @st.fragment(run_every=2)
@@ -129,9 +132,7 @@ def render_secret_roll(identity: Identity, rt: Runtime) -> None:
         st.caption("On the emulator, `POST /_emulator/webhook_endpoints/<id>/roll_secret` with "
                    "`{\"expires_in_s\": 3600}` stands in for the Dashboard's Roll secret and returns the new "
                    "secret once.")
-    flash = st.session_state.pop("roll_flash", None)
-    if flash:
-        (st.success if flash[0] else st.error)(flash[1])
+    show_flash("roll", refused="Not yet")
     state = secret_roll.roll_state(rt.uow())
     if not state.active:
         if state.finished_at:
@@ -143,8 +144,9 @@ def render_secret_roll(identity: Identity, rt: Runtime) -> None:
                                       key="roll_retiring",
                                       format_func=lambda fp: webhook_secrets.label(fp, configured))
         if st.button("Start a secret roll", key="roll_start"):
-            _run(lambda: secret_roll.start_roll(retiring, actor=identity.email, settings=rt.settings, uow=rt.uow()),
-                 "Roll started: " + ", ".join(f"key {fp}" for fp in retiring) + " will be retired at the end.")
+            run_action("roll", lambda: secret_roll.start_roll(retiring, actor=identity.email, settings=rt.settings,
+                                                              uow=rt.uow()),
+                       "Roll started: " + ", ".join(f"key {fp}" for fp in retiring) + " will be retired at the end.")
         return
     st.caption(f"Started by {plain(state.started_by)} at {_when(state.started_at)}; retiring "
                + ", ".join(f"key {fp}" for fp in state.old) + ".")
@@ -160,14 +162,14 @@ def render_secret_roll(identity: Identity, rt: Runtime) -> None:
             st.caption(STEP_HELP[step])
             action = STEP_ACTIONS[step]
             if st.button(f"Check: {secret_roll.STEP_TITLES[step].lower()}", key=f"roll_check_{step}"):
-                _run(lambda step_action=action: step_action(actor=identity.email, settings=rt.settings,
-                                                             uow=rt.uow()), f"Step {number} done.")
+                run_action("roll", functools.partial(action, actor=identity.email, settings=rt.settings,
+                                                     uow=rt.uow()), f"Step {number} done.")
     with st.expander("Cancel this roll"):
         with st.form("roll_cancel"):
             reason = st.text_input("Why", key="roll_cancel_reason")
             if st.form_submit_button("Cancel the roll"):
-                _run(lambda: secret_roll.cancel_roll(reason, actor=identity.email, settings=rt.settings,
-                                                     uow=rt.uow()), "Roll cancelled.")
+                run_action("roll", lambda: secret_roll.cancel_roll(reason, actor=identity.email, settings=rt.settings,
+                                                               uow=rt.uow()), "Roll cancelled.")
 
 
 def _when(iso: str | None) -> str:
@@ -176,14 +178,3 @@ def _when(iso: str | None) -> str:
         return datetime.fromisoformat(str(iso)).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return plain(iso)
-
-
-def _run(action: object, success: str) -> None:
-    try:
-        assert callable(action)
-        action()
-    except Exception as error:  # the service says what is missing; nothing changed
-        st.session_state["roll_flash"] = (False, plain(getattr(error, "message", None) or str(error)))
-    else:
-        st.session_state["roll_flash"] = (True, success)
-    st.rerun()

@@ -9,7 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages import _launch_figures
-from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
+from app_pages._shared import fragment_user, plain, require_admin, run_action, runtime, show_flash
 from db.models.base import utcnow
 from services import exports, fraud_signals, metrics
 from services import metric_points as m
@@ -21,9 +21,7 @@ rt = runtime()
 st.title("First 24 hours")
 st.caption("The go-live runbook's metrics (section 7), hourly from the go-live time, with its alerts (section 8).")
 
-flash = st.session_state.pop("board_flash", None)
-if flash:
-    st.success(flash)
+show_flash("board", refused="Nothing was changed")
 
 golive = metrics.get_golive_time(rt.uow())
 with st.expander("Go-live time: " + (golive.strftime("%Y-%m-%d %H:%M UTC") if golive else "not set"),
@@ -33,14 +31,9 @@ with st.expander("Go-live time: " + (golive.strftime("%Y-%m-%d %H:%M UTC") if go
         day = st.date_input("Date (UTC)", value=default.date())
         clock = st.time_input("Time (UTC)", value=default.time().replace(second=0, microsecond=0))
         if st.form_submit_button("Save go-live time"):
-            try:
-                metrics.set_golive_time(datetime.combine(day, clock, UTC), actor=identity.email,
-                                        settings=rt.settings, uow=rt.uow())
-            except Exception as error:
-                show_error(error)
-            else:
-                st.session_state["board_flash"] = "Go-live time saved."
-                st.rerun()
+            run_action("board", lambda: metrics.set_golive_time(datetime.combine(day, clock, UTC), actor=identity.email,
+                                                                settings=rt.settings, uow=rt.uow()),
+                       "Go-live time saved.")
 
 RANGES = {"1 h": timedelta(hours=1), "6 h": timedelta(hours=6), "24 h": timedelta(hours=24),
           "7 d": timedelta(days=7), "custom": None}
@@ -122,13 +115,9 @@ with st.expander("QA / test clocks (kept out of the figures and alerts above)"):
 st.subheader("Snapshots")
 st.caption("A snapshot freezes the board from the go-live time (24 h) for sign-off; it never changes afterwards.")
 if st.button("Take snapshot"):
-    try:
-        record = metrics.create_snapshot(hours=24, actor=identity.email, settings=rt.settings, uow=rt.uow())
-    except Exception as error:
-        show_error(error)
-    else:
-        st.session_state["board_flash"] = f"Snapshot {record['id']} saved (sha256 {record['sha256'][:12]}…)."
-        st.rerun()
+    run_action("board", lambda: metrics.create_snapshot(hours=24, actor=identity.email, settings=rt.settings,
+                                                        uow=rt.uow()),
+               lambda record: f"Snapshot {record['id']} saved (sha256 {record['sha256'][:12]}…).")
 snapshots = metrics.list_snapshots(rt.uow())
 if snapshots:
     st.dataframe(pd.DataFrame([{"id": s.id, "taken": s.created_at, "by": s.created_by, "from": s.window_start,

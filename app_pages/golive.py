@@ -11,10 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _smoke_test
-from app_pages._shared import require_admin, runtime, show_error
+from app_pages._shared import require_admin, run_action, runtime, show_flash
 from services import checklist, preflight, preflight_record, switches
-from services.auth import AccessDenied
-from services.checklist import ChecklistError
 
 identity = require_admin()
 rt = runtime()
@@ -103,6 +101,7 @@ for section, section_title in checklist.SECTIONS.items():
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 st.subheader("Update an item")
+show_flash("checklist", refused="Nothing was changed")
 titles = {i["key"]: f"{checklist.SECTIONS[i['section']]}: {i['title']}" for i in items}
 chosen = st.selectbox("Item", list(titles), format_func=lambda key: titles[key])
 current = next((i for i in items if i["key"] == chosen), None)
@@ -113,12 +112,7 @@ if current is not None:
         status = st.selectbox("Status", checklist.STATUSES, index=checklist.STATUSES.index(current["status"]))
         note = st.text_area("Note", value=current["note"] or "")
         if st.form_submit_button("Save item"):
-            try:
-                checklist.update_item(chosen, owner=owner, status=status, note=note, actor=identity.email,
-                                      settings=rt.settings, uow=rt.uow())
-            except (ChecklistError, AccessDenied) as error:
-                show_error(error)
-            else:
-                _items.clear()
-                st.success(f"Saved: {current['title']} is {status}.")
-                st.rerun()
+            run_action("checklist", lambda: checklist.update_item(chosen, owner=owner, status=status, note=note,
+                                                                  actor=identity.email, settings=rt.settings,
+                                                                  uow=rt.uow()),
+                       f"Saved: {current['title']} is {status}.", after=_items.clear)

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _corrections
-from app_pages._shared import plain, require_admin, runtime, show_error
+from app_pages._shared import plain, require_admin, run_action, runtime, show_flash
 from services import switches
 
 identity = require_admin()
@@ -49,17 +49,14 @@ def confirm(name: str, pause: bool, reason: str) -> None:
     if pause:
         st.text("Reason: " + reason)
     if st.button(f"{verb} now", type="primary"):
-        _close()
-        try:
-            if pause:
-                switches.pause_switch(name, reason=reason, actor=identity.email, settings=rt.settings, uow=rt.uow())
-            else:
-                switches.resume_switch(name, actor=identity.email, settings=rt.settings, uow=rt.uow())
-        except Exception as error:  # refused or denied: one message, nothing changed
-            show_error(error)
-            return
-        st.session_state["switch_result"] = f"{switches.TITLES[name]} {'paused' if pause else 'resumed'}."
-        st.rerun()
+        if pause:
+            run_action("switch", lambda: switches.pause_switch(name, reason=reason, actor=identity.email,
+                                                               settings=rt.settings, uow=rt.uow()),
+                       f"{switches.TITLES[name]} paused.", before=_close)
+        else:
+            run_action("switch", lambda: switches.resume_switch(name, actor=identity.email, settings=rt.settings,
+                                                                uow=rt.uow()),
+                       f"{switches.TITLES[name]} resumed.", before=_close)
 
 
 for name, state in states.items():
@@ -80,8 +77,6 @@ for name, state in states.items():
 target = st.session_state.get("switch_target")
 if target:
     confirm(*target)
-done = st.session_state.pop("switch_result", None)
-if done:
-    st.success(done)
+show_flash("switch", refused="Nothing was changed")
 
 _corrections.render(identity)

@@ -10,11 +10,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import fragment_user, plain, require_admin, runtime, show_error
+from app_pages._shared import fragment_user, plain, require_admin, run_action, runtime, show_flash
 from app_pages._webhook_log import render_log
 from app_pages._webhook_tools import render_endpoint_success, render_secret_roll, render_test_event
 from db.models.base import utcnow
-from services import webhook_counts, webhooks
+from services import webhook_counts, webhook_log, webhooks
 
 identity = require_admin()
 rt = runtime()
@@ -90,27 +90,16 @@ else:
         st.write(f"Run the handlers for **{plain(row['type'])}** {plain(event_id)} again "
                  f"(attempt {row['attempts'] + 1}). Handlers are idempotent: nothing is applied twice.")
         if st.button("Replay now", type="primary"):
-            _close_replay()
-            try:
-                done = webhooks.replay_event(event_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                             runtime=rt)
-            except Exception as error:  # shown in plain words, nothing else changes
-                show_error(error)
-                return
-            st.session_state["replay_result"] = (event_id, done)
-            st.rerun()
+            run_action("replay", lambda: webhook_log.replay(event_id, actor=identity.email, settings=rt.settings,
+                                                            uow=rt.uow(), runtime=rt),
+                       f"Replayed {plain(event_id)}: processed.", before=_close_replay)
 
     if st.button("Replay…"):
         st.session_state["replay_target"] = choice
     # The dialog stays open across reruns until confirmed or dismissed.
     if st.session_state.get("replay_target"):
         confirm_replay(st.session_state["replay_target"])
-result = st.session_state.pop("replay_result", None)
-if result:
-    event_id, done = result
-    (st.success if done else st.error)(
-        f"Replayed {plain(event_id)}: " + ("processed." if done else "it failed again; the error is in the table.")
-    )
+show_flash("replay", refused="Replay did not process it")
 
 render_test_event(identity, rt)
 render_secret_roll(identity, rt)

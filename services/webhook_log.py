@@ -257,6 +257,20 @@ def resolve_event(event_id: str, reason: str, *, actor: str, settings: Settings,
     return detail.row
 
 
+def replay(event_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, runtime: Runtime) -> bool:
+    """Replay from the log (services/event_processing.py:replay_event, audited there); an event
+    that fails again is refused in words, so the page shows it as it shows any refusal."""
+    from services.event_processing import replay_event
+
+    try:
+        processed = replay_event(event_id, actor=actor, settings=settings, uow=uow, runtime=runtime)
+    except (LookupError, ValueError) as refusal:  # no such event, or an ignored type: audited as refused
+        raise WebhookLogError(str(refusal)) from None
+    if not processed:
+        raise WebhookLogError(f"{event_id} ran again and failed again; the error is in the log.")
+    return True
+
+
 # --- per-endpoint delivery success over time ----------------------------------------------------
 REFUSED_SERIES = "refused (signature or mode; endpoint unknown)"
 
