@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
-from db.models import AuditLog, ChangeErrorResolution, Customer, MetricPoint, UserSubscription
+from db.models import ChangeErrorResolution
 from db.models.base import utcnow
+from db.repositories import launch_figures as launch_rows
+from db.repositories import metrics as metric_rows
 from db.session import UnitOfWork
 from services import audit
 from services import metric_points as m
@@ -75,13 +75,6 @@ class SuccessRate:
         return self.subscriptions_active / self.subscriptions_created if self.subscriptions_created else None
 
 
-def _emails(uow: UnitOfWork, customer_ids: set[str]) -> dict[str, str | None]:
-    if not customer_ids:
-        return {}
-    rows = uow.session.execute(select(Customer.id, Customer.email).where(Customer.id.in_(customer_ids))).all()
-    return {cid: email for cid, email in rows}
-
-
 def success_rate(uow: UnitOfWork, gateway: StripeGateway | None, *, start: datetime, end: datetime) -> SuccessRate:
     created = completed = None
     error = None
@@ -94,11 +87,9 @@ def success_rate(uow: UnitOfWork, gateway: StripeGateway | None, *, start: datet
         except StripeGatewayError as failure:
             error = failure.message
     with uow:
-        rows = [r for r in uow.session.execute(select(UserSubscription).where(
-            UserSubscription.started_at >= start, UserSubscription.started_at < end)).scalars()
-            if not is_test_object(r.raw)]
+        rows = [r for r in launch_rows.subscriptions_started(uow, start=start, end=end) if not is_test_object(r.raw)]
         incomplete = [r for r in rows if r.status in INCOMPLETE]
-        emails = _emails(uow, {r.stripe_customer_id for r in incomplete})
+        emails = launch_rows.customer_emails(uow, {r.stripe_customer_id for r in incomplete})
         listed = [{"subscription": r.stripe_subscription_id, "customer": r.stripe_customer_id,
                    "email": emails.get(r.stripe_customer_id), "status": r.status,
                    "started": r.started_at, "link": subscription_link(r.stripe_subscription_id)}
@@ -118,15 +109,9 @@ def downgrades(uow: UnitOfWork, *, start: datetime, end: datetime, now: datetime
     """Due = applied in the window + period ended in the window with the pending plan still set."""
     moment = min(end, now or utcnow())
     with uow:
-        applied = int(uow.session.execute(
-            select(func.coalesce(func.sum(MetricPoint.value), 0)).where(
-                MetricPoint.name == m.DOWNGRADE_APPLIED, MetricPoint.at >= start, MetricPoint.at < end,
-                m.production_points())).scalar() or 0)
-        missed = [r for r in uow.session.execute(select(UserSubscription).where(
-            UserSubscription.pending_plan.is_not(None), UserSubscription.current_period_end >= start,
-            UserSubscription.current_period_end < moment).order_by(UserSubscription.current_period_end)).scalars()
-            if not is_test_object(r.raw)]
-        emails = _emails(uow, {r.stripe_customer_id for r in missed})
+        applied = metric_rows.production_total(uow, m.DOWNGRADE_APPLIED, start=start, end=end)
+        missed = [r for r in launch_rows.pending_plan_due(uow, start=start, until=moment) if not is_test_object(r.raw)]
+        emails = launch_rows.customer_emails(uow, {r.stripe_customer_id for r in missed})
         listed = [{"subscription": r.stripe_subscription_id, "customer": r.stripe_customer_id,
                    "email": emails.get(r.stripe_customer_id), "pending_plan": r.pending_plan,
                    "period_end": r.current_period_end, "status": r.status,
@@ -137,15 +122,10 @@ def downgrades(uow: UnitOfWork, *, start: datetime, end: datetime, now: datetime
 # --- plan-change errors ---------------------------------------------------------------------------------
 def change_errors(uow: UnitOfWork, *, start: datetime, end: datetime) -> list[dict[str, Any]]:
     with uow:
-        rows = list(uow.session.execute(select(AuditLog).where(
-            AuditLog.action.in_(CHANGE_ACTIONS), AuditLog.result == "error", AuditLog.at >= start,
-            AuditLog.at < end).order_by(AuditLog.at.desc(), AuditLog.id.desc())).scalars())
-        targets = {r.target for r in rows if r.target}
-        subscriptions = {s.stripe_subscription_id: s for s in uow.session.execute(select(UserSubscription).where(
-            UserSubscription.stripe_subscription_id.in_(targets))).scalars()} if targets else {}
-        emails = _emails(uow, {s.stripe_customer_id for s in subscriptions.values()})
-        resolutions = {r.audit_id: r for r in uow.session.execute(select(ChangeErrorResolution).where(
-            ChangeErrorResolution.audit_id.in_([r.id for r in rows]))).scalars()} if rows else {}
+        rows = launch_rows.audited_errors(uow, CHANGE_ACTIONS, start=start, end=end)
+        subscriptions = launch_rows.subscriptions_by_id(uow, {r.target for r in rows if r.target})
+        emails = launch_rows.customer_emails(uow, {s.stripe_customer_id for s in subscriptions.values()})
+        resolutions = launch_rows.resolutions(uow, [r.id for r in rows])
         listed = []
         for row in rows:
             subscription = subscriptions.get(row.target or "")
@@ -171,14 +151,13 @@ def resolve_change_error(audit_id: int, note: str, *, actor: str, settings: Sett
     """Mark one plan-change error resolved with a note (who, when and why kept; audited)."""
     text = (note or "").strip()
     with uow:
-        error_row = uow.session.get(AuditLog, audit_id)
+        error_row = launch_rows.audit_row(uow, audit_id)
         refusal = None
         if error_row is None or error_row.action not in CHANGE_ACTIONS or error_row.result != "error":
             refusal = "There is no such plan-change error; reload the page."
         elif len(text) < MIN_NOTE_CHARS:
             refusal = f"Write a note of at least {MIN_NOTE_CHARS} characters saying how it was resolved."
-        elif uow.session.execute(select(ChangeErrorResolution.id).where(
-                ChangeErrorResolution.audit_id == audit_id)).first() is not None:
+        elif launch_rows.resolutions(uow, [audit_id]):
             refusal = "This error is already marked resolved."
         if refusal:
             audit.record(uow, actor=actor, action="metrics.resolve_change_error", result="refused",
@@ -190,7 +169,7 @@ def resolve_change_error(audit_id: int, note: str, *, actor: str, settings: Sett
                                            resolved_at=utcnow(),
                                            details={"action": error_row.action, "subscription": error_row.target,
                                                     "error": error_row.error})
-        uow.session.add(resolution)
+        launch_rows.add_resolution(uow, resolution)
         audit.record(uow, actor=actor, action="metrics.resolve_change_error", result="ok",
                      target=f"audit:{audit_id}", idempotency_key=f"resolve:change_error:{audit_id}",
                      details={"subscription": error_row.target, "note": resolution.note})

@@ -14,11 +14,10 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func
-
-from db.models import MetricPoint
 from db.models.base import utcnow
-from db.session import UnitOfWork, insert_ignoring_conflicts
+from db.repositories import metrics as metric_rows
+from db.repositories.hours import dialect_name
+from db.session import UnitOfWork
 from services import metric_rollup
 from services.fast_json import dumps_text
 
@@ -111,12 +110,10 @@ def record_metric(
     The unique key decides, so two workers replaying one event at once still count it once.
     The point's hour in the rollup (services/metric_rollup.py) goes up with it."""
     row = metric_row(name, at=at, value=value, tags=tags, dedupe_key=dedupe_key)
-    inserted = uow.session.execute(
-        insert_ignoring_conflicts(uow.session, MetricPoint).values(**row).returning(MetricPoint.id)
-    ).first()
-    if inserted is not None:
+    inserted = metric_rows.insert_point(uow, row)
+    if inserted:
         metric_rollup.add_points(uow, [row])
-    return inserted is not None
+    return inserted
 
 
 def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
@@ -127,18 +124,14 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     SQLite: multi-row INSERTs (services/sqlite_bulk.py)."""
     if not rows:
         return
-    if uow.session.get_bind().dialect.name == "postgresql":
-        uow.session.execute(metric_rollup.INSERT_POINTS_AND_ROLL_UP_POSTGRES,
-                            {"batch": dumps_text(list(rows)), "shard": metric_rollup.shard()})
+    if dialect_name(uow) == "postgresql":
+        metric_rows.insert_points_and_roll_up_postgres(uow, dumps_text(list(rows)), shard=metric_rollup.shard())
         return
     from services import sqlite_bulk
 
     metric_rollup.add_points(uow, sqlite_bulk.insert_points(uow.session, rows))
 
 
-test_points = metric_rollup.test_points  # SQL: tagged as QA / test-clock activity (defined beside the rollup)
-
-
-def production_points() -> ColumnElement[bool]:
-    """SQL: the point counts toward production figures."""
-    return func.coalesce(MetricPoint.tags[TEST_TAG].as_boolean(), false()) == false()
+# SQL: tagged as QA / test-clock activity, and its opposite (db/repositories/metrics.py).
+test_points = metric_rows.test_points
+production_points = metric_rows.production_points

@@ -9,10 +9,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
-from db.models import AppSetting, MetricPoint, MetricsSnapshot, ReconcileRun, StripeEvent
 from db.models.base import utcnow
+from db.repositories import app_settings, webhook_events
+from db.repositories import metrics as metric_rows
 from db.session import UnitOfWork
 from services import audit, metric_rollup
 from services import metric_points as m
@@ -26,21 +25,6 @@ GOLIVE_KEY = "golive_at"
 ALERTS_SENT_KEY = "alerts_sent"
 BASELINE_DAYS = 7
 BOARD_METRICS = m.ALL_METRICS
-
-
-def _hour_bucket(dialect: str, column: Any) -> Any:
-    """The hour a timestamp falls in, computed in SQL: date_trunc on PostgreSQL; on SQLite
-    the stored text's "YYYY-MM-DD HH" prefix (SQLAlchemy writes UTC datetimes there as
-    "YYYY-MM-DD HH:MM:SS.ffffff"), which costs a third of parsing every row with strftime."""
-    if dialect == "postgresql":
-        return func.date_trunc("hour", func.timezone("UTC", column))  # UTC whatever the session zone
-    return func.substr(column, 1, 13)
-
-
-def _bucket_seconds(bucket: Any) -> int:
-    if isinstance(bucket, datetime):
-        return int((bucket if bucket.tzinfo else bucket.replace(tzinfo=UTC)).timestamp())
-    return int(datetime.strptime(bucket, "%Y-%m-%d %H").replace(tzinfo=UTC).timestamp())
 
 
 @dataclass
@@ -80,15 +64,7 @@ def board(uow: UnitOfWork, *, start: datetime, end: datetime, settings: Settings
 
 def _point_counts(uow: UnitOfWork, start: datetime, end: datetime, test: bool) -> dict[tuple[str, int], int]:
     """{(metric, hour start in unix seconds): sum} from metric_points over [start, end)."""
-    dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
-    bucket = _hour_bucket(dialect, MetricPoint.at).label("bucket")
-    rows = uow.session.execute(
-        select(MetricPoint.name, bucket, func.sum(MetricPoint.value))
-        .where(MetricPoint.at >= start, MetricPoint.at < end, MetricPoint.name.in_(BOARD_METRICS),
-               m.test_points() if test else m.production_points())
-        .group_by(MetricPoint.name, bucket)
-    ).all()
-    return {(name, _bucket_seconds(b)): int(total or 0) for name, b, total in rows}
+    return metric_rows.point_sums_per_hour(uow, BOARD_METRICS, start=start, end=end, test=test)
 
 
 def _rolled_up_counts(uow: UnitOfWork, start: datetime, end: datetime, test: bool) -> dict[tuple[str, int], int]:
@@ -100,7 +76,7 @@ def _rolled_up_counts(uow: UnitOfWork, start: datetime, end: datetime, test: boo
     if first_whole >= last_whole:
         return _point_counts(uow, start, end, test)
     counts: dict[tuple[str, int], int] = {}
-    for name, hour, total in metric_rollup.hourly_sums(uow, names=BOARD_METRICS, start_hour=first_whole,
+    for name, hour, total in metric_rows.hourly_sums(uow, names=BOARD_METRICS, start_hour=first_whole,
                                                        end_hour=last_whole, test=test):
         key = (name, hour)
         counts[key] = counts.get(key, 0) + total
@@ -114,8 +90,8 @@ def _rolled_up_counts(uow: UnitOfWork, start: datetime, end: datetime, test: boo
 # --- go-live time ---------------------------------------------------------------------------------
 def get_golive_time(uow: UnitOfWork) -> datetime | None:
     with uow:
-        row = uow.session.get(AppSetting, GOLIVE_KEY)
-        return datetime.fromisoformat(row.value["at"]) if row else None
+        stored = app_settings.value(uow, GOLIVE_KEY)
+        return datetime.fromisoformat(stored["at"]) if stored else None
 
 
 @privileged("metrics.set_golive_time")
@@ -123,15 +99,11 @@ def set_golive_time(when: datetime, *, actor: str, settings: Settings, uow: Unit
     if when.tzinfo is None:
         raise ValueError("The go-live time needs a time zone.")
     with uow:
-        row = uow.session.get(AppSetting, GOLIVE_KEY)
-        before = row.value["at"] if row else None
-        if row is None:
-            row = AppSetting(key=GOLIVE_KEY, value={})
-            uow.session.add(row)
-        row.value = {"at": when.astimezone(UTC).isoformat()}
-        row.updated_by = actor
+        before = app_settings.value(uow, GOLIVE_KEY).get("at")
+        after = when.astimezone(UTC).isoformat()
+        app_settings.put(uow, GOLIVE_KEY, {"at": after}, actor=actor)
         audit.record(uow, actor=actor, action="metrics.set_golive_time", target=GOLIVE_KEY, result="ok",
-                     details={"before": before, "after": row.value["at"]})
+                     details={"before": before, "after": after})
         uow.commit()
 
 
@@ -146,10 +118,7 @@ class Alert:
 
 
 def _count(uow: UnitOfWork, name: str, start: datetime, end: datetime) -> int:
-    return int(uow.session.execute(
-        select(func.coalesce(func.sum(MetricPoint.value), 0))
-        .where(MetricPoint.name == name, MetricPoint.at >= start, MetricPoint.at < end, m.production_points())
-    ).scalar() or 0)
+    return metric_rows.production_total(uow, name, start=start, end=end)
 
 
 def _failure_share(uow: UnitOfWork, start: datetime, end: datetime) -> float | None:
@@ -172,18 +141,16 @@ def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None =
             alerts.append(Alert("change_error_rate", "Plan-change errors",
                                 f"{errors} of {changes} plan changes failed in the last hour",
                                 errors / changes, settings.alert_change_error_rate))
-        biggest = uow.session.execute(
-            select(func.max(ReconcileRun.applied)).where(ReconcileRun.started_at >= moment - timedelta(hours=24),
-                                                         ReconcileRun.trigger != QA_TRIGGER)
-        ).scalar()
+        biggest = metric_rows.largest_reconcile_apply(uow, since=moment - timedelta(hours=24),
+                                                       except_trigger=QA_TRIGGER)
         if biggest is not None and biggest > settings.alert_reconcile_applied_max:
             alerts.append(Alert("reconcile_applied_spike", "Reconciliation applied a spike",
                                 f"one run applied {biggest} changes (alert above "
                                 f"{settings.alert_reconcile_applied_max})",
                                 float(biggest), float(settings.alert_reconcile_applied_max)))
         share = _failure_share(uow, moment - timedelta(hours=24), moment)
-        golive = uow.session.get(AppSetting, GOLIVE_KEY)
-        golive_at = datetime.fromisoformat(golive.value["at"]) if golive else moment
+        golive = app_settings.value(uow, GOLIVE_KEY)
+        golive_at = datetime.fromisoformat(golive["at"]) if golive else moment
         baseline = settings.alert_invoice_failure_baseline
         if baseline is None:
             baseline = _failure_share(uow, golive_at - timedelta(days=BASELINE_DAYS), golive_at)
@@ -195,8 +162,7 @@ def active_alerts(uow: UnitOfWork, *, settings: Settings, now: datetime | None =
                                 f"(+{settings.alert_invoice_failure_margin:.0%} allowed)",
                                 share, baseline + settings.alert_invoice_failure_margin))
         # Silence is about Stripe's deliveries: a backfill does not hide it.
-        last = uow.session.execute(select(func.max(StripeEvent.received_at)).where(
-            StripeEvent.source == WEBHOOK_SOURCE)).scalar()
+        last = webhook_events.last_received_at(uow, source=WEBHOOK_SOURCE)
         silence = settings.alert_webhook_silence_minutes
         if last is not None and moment - last >= timedelta(minutes=silence):
             minutes = (moment - last).total_seconds() / 60
@@ -240,18 +206,14 @@ def send_alerts(uow: UnitOfWork, alerts: list[Alert], *, now: datetime | None = 
     hour = moment.strftime("%Y-%m-%dT%H")
     sent = 0
     with uow:
-        row = uow.session.get(AppSetting, ALERTS_SENT_KEY)
-        if row is None:
-            row = AppSetting(key=ALERTS_SENT_KEY, value={})
-            uow.session.add(row)
-        already = dict(row.value)
+        already = app_settings.value(uow, ALERTS_SENT_KEY)
         for alert in alerts:
             if already.get(alert.key) == hour:
                 continue
             capture_alert(f"{alert.title}: {alert.detail}", {"alert": alert.key, "threshold": str(alert.threshold)})
             already[alert.key] = hour
             sent += 1
-        row.value = already
+        app_settings.put(uow, ALERTS_SENT_KEY, already)
         uow.commit()
     return sent
 
@@ -285,14 +247,12 @@ def _freeze(uow: UnitOfWork, actor: str, start: datetime, end: datetime, setting
         figures["audit_anchor"] = audit.chain_head(uow, at=created_at)
         canonical = json.dumps(figures, sort_keys=True, separators=(",", ":"), default=str)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
-        row = MetricsSnapshot(created_at=created_at, created_by=actor, window_start=start, window_end=end,
-                              figures=figures, content_sha256=digest)
-        uow.session.add(row)
-        uow.session.flush()
-        audit.record(uow, actor=actor, action="metrics.snapshot", target=f"snapshot:{row.id}", result="ok",
+        snapshot_id = metric_rows.add_snapshot(uow, created_at=created_at, created_by=actor, window_start=start,
+                                               window_end=end, figures=figures, content_sha256=digest)
+        audit.record(uow, actor=actor, action="metrics.snapshot", target=f"snapshot:{snapshot_id}", result="ok",
                      details={"sha256": digest})
         uow.commit()
-        return {"id": row.id, "window": figures["window"], "sha256": digest, "figures": figures}
+        return {"id": snapshot_id, "window": figures["window"], "sha256": digest, "figures": figures}
 
 
 def snapshot_window(uow: UnitOfWork, hours: int, start: datetime | None, now: datetime | None = None) -> tuple[
@@ -316,7 +276,7 @@ def create_snapshot(*, hours: int = 24, actor: str, settings: Settings, uow: Uni
 
 def verify_snapshot(uow: UnitOfWork, snapshot_id: int) -> bool:
     with uow:
-        row = uow.session.get(MetricsSnapshot, snapshot_id)
+        row = metric_rows.snapshot(uow, snapshot_id)
         if row is None:
             return False
         canonical = json.dumps(row.figures, sort_keys=True, separators=(",", ":"), default=str)
@@ -336,7 +296,7 @@ class SnapshotSummary:
 
 def list_snapshots(uow: UnitOfWork, limit: int = 20) -> list[SnapshotSummary]:
     with uow:
-        rows = uow.session.execute(select(MetricsSnapshot).order_by(MetricsSnapshot.id.desc()).limit(limit)).scalars()
+        rows = metric_rows.newest_snapshots(uow, limit=limit)
         return [SnapshotSummary(r.id, r.created_at, r.created_by, r.window_start, r.window_end, r.content_sha256,
                                 dict(r.figures.get("totals", {}))) for r in rows]
 

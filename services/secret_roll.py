@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import AppSetting, StripeEvent
 from db.models.base import utcnow
+from db.repositories import app_settings, webhook_events
 from db.session import UnitOfWork
 from services import audit, webhook_secrets
 from services.audit import privileged
@@ -74,9 +72,8 @@ class RollState:
         return "current" if step == self.current_step else "waiting"
 
 
-def _load(uow: UnitOfWork) -> tuple[AppSetting | None, dict[str, Any]]:
-    row = uow.session.get(AppSetting, SETTING_KEY)
-    return row, dict(row.value) if row is not None else {}
+def _load(uow: UnitOfWork) -> dict[str, Any]:
+    return app_settings.value(uow, SETTING_KEY)
 
 
 def _state(value: dict[str, Any]) -> RollState:
@@ -90,16 +87,16 @@ def _state(value: dict[str, Any]) -> RollState:
 
 def roll_state(uow: UnitOfWork) -> RollState:
     with uow:
-        return _state(_load(uow)[1])
+        return _state(_load(uow))
 
 
-def _save(uow: UnitOfWork, row: AppSetting | None, value: dict[str, Any], actor: str) -> None:
-    if row is None:
-        uow.session.add(AppSetting(key=SETTING_KEY, value=value, updated_by=actor, updated_at=utcnow()))
-    else:
-        row.value = value  # a new dict, so the JSON column is written
-        row.updated_by = actor
-        row.updated_at = utcnow()
+def _save(uow: UnitOfWork, value: dict[str, Any], *, actor: str, action: str, target: str = SETTING_KEY,
+          details: dict[str, Any]) -> RollState:
+    """Store the new state, audit the step as done, commit: the end of every step."""
+    app_settings.put(uow, SETTING_KEY, value, actor=actor)
+    audit.record(uow, actor=actor, action=action, result="ok", target=target, details=details)
+    uow.commit()
+    return _state(value)
 
 
 def _refuse(uow: UnitOfWork, actor: str, action: str, message: str, details: dict[str, Any] | None = None) -> None:
@@ -120,7 +117,7 @@ def start_roll(retiring: Sequence[str] | None = None, *, actor: str, settings: S
     default: with one endpoint there is one) and every key configured now, so a new one shows."""
     action = "webhooks.secret_roll.start"
     with uow:
-        row, value = _load(uow)
+        value = _load(uow)
         if value.get("active"):
             _refuse(uow, actor, action, "A secret roll is already in progress; finish or cancel it first.")
         start_keys = configured(settings)
@@ -133,22 +130,18 @@ def start_roll(retiring: Sequence[str] | None = None, *, actor: str, settings: S
         now = utcnow().isoformat(timespec="seconds")
         value = {"active": True, "started_by": actor, "started_at": now, "old": old, "start_keys": start_keys,
                  "new": None, "done": {}}
-        _save(uow, row, value, actor)
-        audit.record(uow, actor=actor, action=action, result="ok", target=SETTING_KEY, details={"old": old})
-        uow.commit()
-        return _state(value)
+        return _save(uow, value, actor=actor, action=action, details={"old": old})
 
 
-def _running(uow: UnitOfWork, actor: str, action: str, step: str) -> tuple[AppSetting, dict[str, Any]]:
-    row, value = _load(uow)
+def _running(uow: UnitOfWork, actor: str, action: str, step: str) -> dict[str, Any]:
+    value = _load(uow)
     state = _state(value)
-    if row is None or not state.active:
+    if not state.active:
         _refuse(uow, actor, action, "No secret roll is in progress; start one first.")
     if state.current_step != step:
         _refuse(uow, actor, action, f"Do the steps in order: the current step is "
                                     f"'{STEP_TITLES.get(state.current_step or '', 'none')}'.")
-    assert row is not None
-    return row, value
+    return value
 
 
 def _mark(value: dict[str, Any], step: str, actor: str, **facts: Any) -> dict[str, Any]:
@@ -162,7 +155,7 @@ def confirm_added(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollSta
     """Step 1 is done when the settings hold a secret the roll did not start with, beside the old ones."""
     action = "webhooks.secret_roll.add"
     with uow:
-        row, value = _running(uow, actor, action, "add")
+        value = _running(uow, actor, action, "add")
         now_configured = configured(settings)
         added = [fp for fp in now_configured if fp not in value.get("start_keys", value["old"])]
         if not added:
@@ -176,10 +169,7 @@ def confirm_added(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollSta
             _refuse(uow, actor, action, "The old secret was removed too early: deliveries still signed only with "
                                         "it would be refused. Put it back until step 3.", {"added": added})
         value = _mark({**value, "new": added[0]}, "add", actor, new=added[0])
-        _save(uow, row, value, actor)
-        audit.record(uow, actor=actor, action=action, result="ok", target=SETTING_KEY, details={"new": added[0]})
-        uow.commit()
-        return _state(value)
+        return _save(uow, value, actor=actor, action=action, details={"new": added[0]})
 
 
 def verifying_delivery(uow: UnitOfWork, state: RollState) -> tuple[str, datetime] | None:
@@ -189,12 +179,7 @@ def verifying_delivery(uow: UnitOfWork, state: RollState) -> tuple[str, datetime
         return None
     since = datetime.fromisoformat(added["at"])
     with uow:
-        rows = uow.session.execute(
-            select(StripeEvent.id, StripeEvent.received_at, StripeEvent.signed_with)
-            .where(StripeEvent.source == "webhook", StripeEvent.received_at >= since,
-                   StripeEvent.signed_with.like(f"%{state.new}%"))
-            .order_by(StripeEvent.received_at).limit(5)
-        ).all()
+        rows = webhook_events.deliveries_signed_with(uow, state.new, since=since)
     for event_id, received_at, signed_with in rows:
         if state.new in (signed_with or "").split(","):
             return str(event_id), received_at
@@ -210,7 +195,7 @@ def confirm_verified(*, actor: str, settings: Settings, uow: UnitOfWork) -> Roll
     state = roll_state(uow)
     found = verifying_delivery(uow, state)
     with uow:
-        row, value = _running(uow, actor, action, "verify")
+        value = _running(uow, actor, action, "verify")
         if found is None:
             _refuse(uow, actor, action, f"No delivery has been verified with the new secret (key {state.new}) "
                                         "yet. Send a test event or wait for the next event; if deliveries keep "
@@ -218,10 +203,7 @@ def confirm_verified(*, actor: str, settings: Settings, uow: UnitOfWork) -> Roll
                                         "(or a receiver was not restarted).")
         assert found is not None
         value = _mark(value, "verify", actor, event=found[0], received_at=found[1].isoformat(timespec="seconds"))
-        _save(uow, row, value, actor)
-        audit.record(uow, actor=actor, action=action, result="ok", target=found[0], details={"new": state.new})
-        uow.commit()
-        return _state(value)
+        return _save(uow, value, actor=actor, action=action, target=found[0], details={"new": state.new})
 
 
 @privileged("webhooks.secret_roll.retire")
@@ -229,7 +211,7 @@ def confirm_retired(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollS
     """Step 3 (and the roll) is done when the old secrets are gone from the settings and the new one stays."""
     action = "webhooks.secret_roll.retire"
     with uow:
-        row, value = _running(uow, actor, action, "retire")
+        value = _running(uow, actor, action, "retire")
         now_configured = configured(settings)
         still = [fp for fp in value["old"] if fp in now_configured]
         if still:
@@ -241,27 +223,19 @@ def confirm_retired(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollS
                                         "the old one, or every delivery will be refused.")
         now = utcnow().isoformat(timespec="seconds")
         value = {**_mark(value, "retire", actor, retired=value["old"]), "active": False, "finished_at": now}
-        _save(uow, row, value, actor)
-        audit.record(uow, actor=actor, action=action, result="ok", target=SETTING_KEY,
-                     details={"retired": value["old"], "new": value.get("new")})
-        uow.commit()
-        return _state(value)
+        return _save(uow, value, actor=actor, action=action, details={"retired": value["old"], "new": value.get("new")})
 
 
 @privileged("webhooks.secret_roll.cancel")
 def cancel_roll(reason: str, *, actor: str, settings: Settings, uow: UnitOfWork) -> RollState:
     action = "webhooks.secret_roll.cancel"
     with uow:
-        row, value = _load(uow)
-        if row is None or not value.get("active"):
+        value = _load(uow)
+        if not value.get("active"):
             _refuse(uow, actor, action, "No secret roll is in progress.")
         text = " ".join((reason or "").split())
         if len(text) < 3:
             _refuse(uow, actor, action, "Say why the roll is cancelled (at least 3 characters).")
-        assert row is not None
         value = {**value, "active": False, "cancelled": True, "cancel_reason": text[:500],
                  "finished_at": utcnow().isoformat(timespec="seconds")}
-        _save(uow, row, value, actor)
-        audit.record(uow, actor=actor, action=action, result="ok", target=SETTING_KEY, details={"reason": text})
-        uow.commit()
-        return _state(value)
+        return _save(uow, value, actor=actor, action=action, details={"reason": text})

@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
-from db.models import MetricPoint
 from db.models.base import utcnow
+from db.repositories import metrics as metric_rows
+from db.repositories import webhook_events
+from db.repositories.hours import hour_label
 from db.session import UnitOfWork
 from services import metric_points as m
 from services import prometheus
 
-WEBHOOK_SOURCE = "webhook"
+WEBHOOK_SOURCE = webhook_events.WEBHOOK_SOURCE
 
 # The store outcome (services/webhooks.store_events) -> the /metrics `outcome` label.
 OUTCOME_LABELS = {"stored": "new", "duplicate": "duplicate", "ignored": "ignored"}
@@ -127,16 +127,7 @@ def delivery_counts(uow: UnitOfWork, *, since: datetime, until: datetime | None 
     names = [m.WEBHOOK_RECEIVED, m.WEBHOOK_DUPLICATE, m.WEBHOOK_IGNORED, m.EVENTS_BACKFILLED,
              m.WEBHOOK_INVALID_SIGNATURE]
     with uow:
-        query = (select(MetricPoint.name, func.coalesce(func.sum(MetricPoint.value), 0))
-                 .where(MetricPoint.name.in_(names), MetricPoint.at >= since)
-                 .group_by(MetricPoint.name))
-        if until is not None:
-            query = query.where(MetricPoint.at < until)
-        if not include_test:
-            query = query.where(m.production_points())
-        rows = uow.session.execute(query).all()
-    totals = dict.fromkeys(names, 0)
-    totals.update({name: int(total) for name, total in rows})
+        totals = metric_rows.point_totals(uow, names, since=since, until=until, test=None if include_test else False)
     return DeliveryCounts(received=totals[m.WEBHOOK_RECEIVED], duplicates=totals[m.WEBHOOK_DUPLICATE],
                           ignored=totals[m.WEBHOOK_IGNORED], backfilled=totals[m.EVENTS_BACKFILLED],
                           invalid_signatures=totals[m.WEBHOOK_INVALID_SIGNATURE])
@@ -171,26 +162,17 @@ def events_per_hour(uow: UnitOfWork, *, since: datetime, until: datetime | None 
                     include_test: bool = False) -> list[dict[str, Any]]:
     """Stored events per hour of the event's own `created` time, split into webhook
     deliveries and backfill, so a month of backfill lands in its own hours and series."""
-    from db.models import StripeEvent
-
+    # A window ends now: an event stamped later can only be a test clock's (Stripe dates its
+    # events at the clock's frozen time), which a "last 24 h" chart must not stretch to.
+    end = until if until is not None else utcnow() + CLOCK_SKEW
     with uow:
-        dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
-        if dialect == "postgresql":
-            hour = func.to_char(func.date_trunc("hour", StripeEvent.created), "YYYY-MM-DD HH24:00")
-        else:
-            hour = func.strftime("%Y-%m-%d %H:00", StripeEvent.created)
-        # A window ends now: an event stamped later can only be a test clock's (Stripe dates its
-        # events at the clock's frozen time), which a "last 24 h" chart must not stretch to.
-        end = until if until is not None else utcnow() + CLOCK_SKEW
-        query = (select(hour.label("hour"), StripeEvent.source, StripeEvent.payload, StripeEvent.id)
-                 .where(StripeEvent.created >= since, StripeEvent.created < end))
-        rows = uow.session.execute(query).all()
+        rows = webhook_events.created_between(uow, since=since, until=end)
     counts: dict[tuple[str, str], int] = {}
-    for bucket, source, payload, _event_id in rows:
+    for hour, source, payload in rows:
         if not include_test and isinstance(payload, dict) and is_test_event(payload):
             continue
-        series = source_label(source)
-        counts[(str(bucket)[:16], series)] = counts.get((str(bucket)[:16], series), 0) + 1
+        key = (hour_label(hour), source_label(source))
+        counts[key] = counts.get(key, 0) + 1
     return [{"hour": h, "source": s, "events": n} for (h, s), n in sorted(counts.items())]
 
 

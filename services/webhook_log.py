@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
-
-from db.models import MetricPoint, StripeEvent
 from db.models.base import utcnow
+from db.repositories import metrics as metric_rows
+from db.repositories import webhook_events
+from db.repositories.hours import hour_label
 from db.session import UnitOfWork
 from services import audit, metric_points, webhook_secrets
 from services.audit import privileged
@@ -99,45 +99,21 @@ class EventDetail:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _where(flt: LogFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if flt.types:
-        conditions.append(StripeEvent.type.in_(list(flt.types)))
-    if flt.object_id and flt.object_id.strip():
-        wanted = flt.object_id.strip()
-        conditions.append(or_(StripeEvent.object_id == wanted, StripeEvent.id == wanted))
-    if flt.statuses:
-        conditions.append(StripeEvent.status.in_([s for s in flt.statuses if s in STATUSES]))
-    if flt.source == "webhook":
-        conditions.append(StripeEvent.source == "webhook")
-    elif flt.source == "backfill":
-        conditions.append(StripeEvent.source != "webhook")
-    return conditions
-
-
-_LIST_COLUMNS = (
-    StripeEvent.id, StripeEvent.type, StripeEvent.object_id, StripeEvent.created, StripeEvent.received_at,
-    StripeEvent.source, StripeEvent.signed_with, StripeEvent.status, StripeEvent.attempts,
-    StripeEvent.duplicate_deliveries, StripeEvent.processed_at, StripeEvent.last_error,
-    StripeEvent.resolved_by, StripeEvent.resolution_reason,
-)
+def _conditions(flt: LogFilter) -> list[Any]:
+    wanted = (flt.object_id or "").strip()
+    return webhook_events.log_conditions(types=flt.types, object_id=wanted or None,
+                                         statuses=[s for s in flt.statuses if s in STATUSES], source=flt.source)
 
 
 def list_deliveries(uow: UnitOfWork, flt: LogFilter, *, settings: Settings) -> LogPage:
     """One page of the log, newest delivery first; the payload is not read here."""
     limit = max(1, min(flt.limit, MAX_PAGE_SIZE))
     offset = max(0, flt.offset)
-    conditions = _where(flt)
+    conditions = _conditions(flt)
     configured = webhook_secrets.fingerprints(settings.webhook_secret_values)
     with uow:
-        # Counted up to a cap: an exact count of 100k+ rows costs a full scan on every page view.
-        matching = select(StripeEvent.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
-        total = int(uow.session.execute(select(func.count()).select_from(matching)).scalar_one())
-        rows = uow.session.execute(
-            select(*_LIST_COLUMNS).where(*conditions)
-            .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
-            .limit(limit).offset(offset)
-        ).all()
+        total = webhook_events.count_capped(uow, conditions, cap=COUNT_CAP)
+        rows = webhook_events.log_page(uow, conditions, limit=limit, offset=offset)
     return LogPage([_row(r, configured) for r in rows], min(total, COUNT_CAP), offset, limit,
                    capped=total > COUNT_CAP)
 
@@ -185,7 +161,7 @@ def processing_result(status: str, last_error: str | None, resolved_by: str | No
 def event_types(uow: UnitOfWork) -> list[str]:
     """The types present in the inbox, for the filter's choices."""
     with uow:
-        return list(uow.session.execute(select(StripeEvent.type).distinct().order_by(StripeEvent.type)).scalars())
+        return webhook_events.types_present(uow)
 
 
 def event_detail(uow: UnitOfWork, event_id: str, *, settings: Settings) -> EventDetail | None:
@@ -193,9 +169,7 @@ def event_detail(uow: UnitOfWork, event_id: str, *, settings: Settings) -> Event
     Stripe keys and `whsec_` values, URL passwords and every secret this console holds."""
     configured = webhook_secrets.fingerprints(settings.webhook_secret_values)
     with uow:
-        found = uow.session.execute(
-            select(*_LIST_COLUMNS, StripeEvent.payload, StripeEvent.resolved_at).where(StripeEvent.id == event_id)
-        ).first()
+        found = webhook_events.log_row_with_payload(uow, event_id)
     if found is None:
         return None
     payload = redacted_payload(found.payload, settings)
@@ -216,7 +190,7 @@ def resolve_event(event_id: str, reason: str, *, actor: str, settings: Settings,
     moment = now or utcnow()
     text = " ".join((reason or "").split())
     with uow:
-        row = uow.session.get(StripeEvent, event_id)
+        row = webhook_events.get(uow, event_id)
         problem = None
         if len(text) < REASON_MIN_CHARS:
             problem = f"Give a reason of at least {REASON_MIN_CHARS} characters (it is kept in the audit log)."
@@ -236,14 +210,8 @@ def resolve_event(event_id: str, reason: str, *, actor: str, settings: Settings,
         assert row is not None
         previous = {"status": row.status, "attempts": row.attempts, "last_error": row.last_error}
         # Conditional: a worker that claimed the row since it was read wins, and nothing changes.
-        changed = uow.session.execute(
-            update(StripeEvent)
-            .where(StripeEvent.id == event_id, StripeEvent.status == row.status,
-                   StripeEvent.attempts == row.attempts)
-            .values(status="resolved", resolved_at=moment, resolved_by=actor, resolution_reason=text,
-                    next_attempt_at=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        changed = webhook_events.mark_resolved(uow, event_id, status=row.status, attempts=row.attempts, at=moment,
+                                               by=actor, reason=text)
         if not changed:
             audit.record(uow, actor=actor, action="webhooks.resolve", result="refused", target=event_id,
                          error="a worker took the event meanwhile", details={"reason": text})
@@ -275,13 +243,6 @@ def replay(event_id: str, *, actor: str, settings: Settings, uow: UnitOfWork, ru
 REFUSED_SERIES = "refused (signature or mode; endpoint unknown)"
 
 
-def _hour(uow: UnitOfWork, column: Any) -> Any:
-    dialect = uow.session.bind.dialect.name if uow.session.bind else "sqlite"
-    if dialect == "postgresql":
-        return func.to_char(func.date_trunc("hour", column), "YYYY-MM-DD HH24:00")
-    return func.strftime("%Y-%m-%d %H:00", column)
-
-
 def endpoint_success_per_hour(uow: UnitOfWork, *, since: datetime, settings: Settings,
                               until: datetime | None = None) -> list[dict[str, Any]]:
     """Per hour of arrival and per endpoint (the signing secret that verified the delivery):
@@ -292,31 +253,21 @@ def endpoint_success_per_hour(uow: UnitOfWork, *, since: datetime, settings: Set
     configured = webhook_secrets.fingerprints(settings.webhook_secret_values)
     end = until or utcnow() + timedelta(seconds=1)
     with uow:
-        hour = _hour(uow, StripeEvent.received_at)
-        handled = func.sum(case((StripeEvent.status.in_(("processed", "ignored")), 1), else_=0))
-        rows = uow.session.execute(
-            select(hour.label("hour"), StripeEvent.signed_with, func.count().label("events"),
-                   func.sum(1 + StripeEvent.duplicate_deliveries).label("deliveries"), handled.label("handled"))
-            .where(StripeEvent.source == "webhook", StripeEvent.received_at >= since, StripeEvent.received_at < end)
-            .group_by(hour, StripeEvent.signed_with)
-        ).all()
-        point_hour = _hour(uow, MetricPoint.at)
-        refused_rows = uow.session.execute(
-            select(point_hour.label("hour"), func.coalesce(func.sum(MetricPoint.value), 0))
-            .where(MetricPoint.name.in_([metric_points.WEBHOOK_INVALID_SIGNATURE,
-                                         metric_points.WEBHOOK_LIVEMODE_MISMATCH]),
-                   and_(MetricPoint.at >= since, MetricPoint.at < end))
-            .group_by(point_hour)
-        ).all()
+        rows = webhook_events.deliveries_per_hour_and_key(uow, since=since, until=end)
+        refused_points = metric_rows.point_sums_per_hour(
+            uow, [metric_points.WEBHOOK_INVALID_SIGNATURE, metric_points.WEBHOOK_LIVEMODE_MISMATCH],
+            start=since, end=end, test=None)
     series: dict[tuple[str, str], dict[str, int]] = {}
-    for bucket, signed_with, events, deliveries, handled_count in rows:
+    for hour, signed_with, events, deliveries, handled_count in rows:
         first = (signed_with or "").split(",")[0]
         endpoint = webhook_secrets.label(first, configured) if first else "unrecorded key (before the log)"
-        entry = series.setdefault((str(bucket)[:16], endpoint), {"accepted": 0, "events": 0, "handled": 0})
-        entry["accepted"] += int(deliveries or 0)
-        entry["events"] += int(events or 0)
-        entry["handled"] += int(handled_count or 0)
-    refused = {str(bucket)[:16]: int(total) for bucket, total in refused_rows}
+        entry = series.setdefault((hour_label(hour), endpoint), {"accepted": 0, "events": 0, "handled": 0})
+        entry["accepted"] += deliveries
+        entry["events"] += events
+        entry["handled"] += handled_count
+    refused: dict[str, int] = {}
+    for (_name, hour), total in refused_points.items():
+        refused[hour_label(hour)] = refused.get(hour_label(hour), 0) + total
     accepted_per_hour: dict[str, int] = {}
     for (bucket, _), entry in series.items():
         accepted_per_hour[bucket] = accepted_per_hour.get(bucket, 0) + entry["accepted"]
@@ -357,8 +308,7 @@ def undelivered_at_stripe(runtime: Runtime, *, since: datetime) -> Undelivered:
                "pending_webhooks": e.get("pending_webhooks")} for e in listed]
     ids = [e["id"] for e in events]
     with runtime.uow() as uow:
-        stored = set(uow.session.execute(select(StripeEvent.id).where(StripeEvent.id.in_(ids))).scalars()) if ids \
-            else set()
+        stored = webhook_events.stored_ids(uow, ids)
     for event in events:
         event["stored here"] = event["id"] in stored
     return Undelivered(events, len(events) >= UNDELIVERED_LIMIT, sum(1 for e in events if not e["stored here"]))

@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-
-from db.models import StripeEvent
 from db.models.base import utcnow
+from db.repositories import webhook_events
 from db.session import UnitOfWork
 from services import audit
 from services.audit import privileged
@@ -108,9 +106,5 @@ def arrival(uow: UnitOfWork, sent: SentTestEvent) -> Arrival | None:
     if not sent.charge:
         return None
     with uow:
-        row = uow.session.execute(
-            select(StripeEvent.id, StripeEvent.received_at, StripeEvent.status, StripeEvent.signed_with)
-            .where(StripeEvent.object_id == sent.charge, StripeEvent.type == sent.event_type)
-            .order_by(StripeEvent.received_at).limit(1)
-        ).first()
+        row = webhook_events.first_about(uow, object_id=sent.charge, event_type=sent.event_type)
     return None if row is None else Arrival(row.id, row.received_at, row.status, row.signed_with)
