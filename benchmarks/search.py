@@ -9,11 +9,9 @@ Usage: python benchmarks/search.py [customers, default 100000] [repeats per quer
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, or_, select  # noqa: E402
 
+from benchmarks._common import timed  # noqa: E402
 from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import Charge, Customer, Dispute  # noqa: E402
@@ -66,17 +65,6 @@ def peer(uow: UnitOfWork, query: str) -> int:
         return len(list(uow.session.execute(select(Customer.id).where(or_(
             Customer.id.ilike(pattern), Customer.email.ilike(pattern), Customer.name.ilike(pattern)))
             .limit(search.DEFAULT_LIMIT)).scalars()))
-
-
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    fn()  # warm the page cache / plan
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
 
 
 def run(label: str, url: str, customers: int, repeats: int) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import random
 import secrets
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, select, text  # noqa: E402
 
+from benchmarks._common import timed  # noqa: E402
 from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import StripeEvent  # noqa: E402
@@ -64,17 +63,6 @@ def load(url: str, events: int) -> None:
     if url.startswith("postgresql"):
         with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE stripe_events"))  # what autovacuum does after a bulk load
-
-
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    fn()  # warm the page cache / plan
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
 
 
 def peer(uow: UnitOfWork, flt: webhook_log.LogFilter) -> int:

@@ -210,9 +210,9 @@ def confirm_verified(*, actor: str, settings: Settings, uow: UnitOfWork) -> Roll
 def confirm_retired(*, actor: str, settings: Settings, uow: UnitOfWork) -> RollState:
     """Step 3 (and the roll) is done when the old secrets are gone from the settings and the new one stays."""
     action = "webhooks.secret_roll.retire"
+    now_configured = configured(settings)
     with uow:
         value = _running(uow, actor, action, "retire")
-        now_configured = configured(settings)
         still = [fp for fp in value["old"] if fp in now_configured]
         if still:
             _refuse(uow, actor, action, "STRIPE_WEBHOOK_SECRETS still holds the old secret ("

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from db.models.base import utcnow
 from db.repositories import webhook_events
@@ -24,11 +25,17 @@ from services.errors import ConsoleError
 from services.runtime import Runtime
 
 TEST_EVENT_TYPE = "charge.succeeded"
-TEST_AMOUNT = 100  # minor units: 1.00 USD, as in the Stripe CLI's charge.succeeded fixture
-TEST_CURRENCY = "usd"
 TEST_PAYMENT_METHOD = "pm_card_visa"
 QA_RUN_TAG = "webhook_test_event"
 STRIPE_CLI_COMMAND = "stripe trigger charge.succeeded"
+# The PaymentIntent the Stripe CLI's charge.succeeded fixture creates: 1.00 USD, confirmed at once.
+TEST_PAYMENT: dict[str, Any] = {
+    "amount": 100, "currency": "usd", "payment_method": TEST_PAYMENT_METHOD, "confirm": True,
+    # Card only: with redirect-capable methods allowed Stripe would demand a return_url.
+    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+    "description": "(webhook test event from the Billing Ops Console)",
+    "metadata": {"qa_run": QA_RUN_TAG, "sent_by": "billing-ops console"},
+}
 
 
 class WebhookTestEventError(ConsoleError):
@@ -76,15 +83,7 @@ def send_test_event(request_token: str, *, actor: str, settings: Settings, uow: 
             uow.commit()
         raise WebhookTestEventError(why if not ok else "Refresh the page and try again.")
     try:
-        intent = runtime.gateway.create_payment_intent(
-            {"amount": TEST_AMOUNT, "currency": TEST_CURRENCY, "payment_method": TEST_PAYMENT_METHOD,
-             "confirm": True,
-             # Card only: with redirect-capable methods allowed Stripe would demand a return_url.
-             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
-             "description": "(webhook test event from the Billing Ops Console)",
-             "metadata": {"qa_run": QA_RUN_TAG, "sent_by": "billing-ops console"}},
-            idempotency_key=key,
-        )
+        intent = runtime.gateway.create_payment_intent(dict(TEST_PAYMENT), idempotency_key=key)
     except Exception as error:  # Stripe's refusal, shown in its words; audited
         message = getattr(error, "user_message", None) or getattr(error, "message", None) or str(error)
         with uow:

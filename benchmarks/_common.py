@@ -1,0 +1,19 @@
+"""Helpers the benchmark scripts share."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """(median, p95) of `repeats` calls in milliseconds, after one warm-up call (page cache, plan)."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
