@@ -7,7 +7,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +267,13 @@ def page_text(at: Any) -> str:
     for table in getattr(at, "table", []):
         parts.append(str(table.value))
     return "\n".join(parts)
+
+
+def assert_page_hides(page: str, role: str, *, words: Sequence[str] = (), buttons: Sequence[str] = ()) -> None:
+    """Reached through the navigation and run on its own (a stale deep link), the page shows
+    `role` none of `words` (case-insensitive) and none of `buttons`, and raises nothing."""
+    for at in (app_test_for(page, role), page_direct_test(page, role)):
+        assert not at.exception
+        text = page_text(at).lower()
+        shown = [w for w in words if w.lower() in text] + [b.label for b in at.button if b.label in buttons]
+        assert shown == [], f"{page} shows {role}: {shown}"

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import ADMIN_EMAIL, VIEWER_EMAIL
+
+
+@contextlib.contextmanager
+def serving(runtime: Any) -> Iterator[Any]:
+    """Pages read `runtime` inside the block, starting from empty `st.cache_data` (each test has
+    its own DB) and leaving none behind."""
+    import streamlit as st
+
+    from services.runtime import set_runtime
+
+    set_runtime(runtime)
+    st.cache_data.clear()
+    try:
+        yield runtime
+    finally:
+        st.cache_data.clear()
+        set_runtime(None)
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from db.models import AuditLog, ChecklistItem, QaResult, Signoff
 from services.qa_matrix import CASE_IDS, code_version
-from services.runtime import Runtime, set_runtime
-from tests.conftest import REPO_ROOT, app_test_for, identity_for, page_direct_test, page_text
+from services.runtime import Runtime
+from tests.apptest.conftest import serving
+from tests.conftest import REPO_ROOT, app_test_for, assert_page_hides, identity_for, page_text
 from tests.integration.golive_fixtures import (
     ENG_LEAD,
     PRODUCT_OWNER,
@@ -31,11 +32,8 @@ ADMIN_ONLY_WORDS = {"golive": "Preflight", "qa_matrix": "Cases passed", "signoff
 def golive_page_runtime(migrated_sqlite_url: str) -> Iterator[Runtime]:
     runtime = Runtime(golive_settings(migrated_sqlite_url))
     runtime.__dict__["gateway"] = FakePreflightGateway()
-    set_runtime(runtime)
-    st.cache_data.clear()
-    yield runtime
-    st.cache_data.clear()
-    set_runtime(None)
+    with serving(runtime):
+        yield runtime
 
 
 def _as(email: str, page: str) -> Any:
@@ -59,11 +57,7 @@ def _passed_results(runtime: Runtime) -> None:
 @pytest.mark.parametrize("page", PAGES)
 @pytest.mark.parametrize("role", ["signed_out", "non_admin"])
 def test_others_see_nothing(golive_page_runtime: Runtime, page: str, role: str) -> None:
-    for at in (app_test_for(page, role), page_direct_test(page, role)):
-        assert not at.exception
-        text = page_text(at)
-        assert ADMIN_ONLY_WORDS[page] not in text
-        assert "webhook.endpoint" not in text and "Sign off" not in [b.label for b in at.button]
+    assert_page_hides(page, role, words=[ADMIN_ONLY_WORDS[page], "webhook.endpoint"], buttons=["Sign off"])
 
 
 def test_golive_page_shows_preflight_and_edits_checklist(golive_page_runtime: Runtime) -> None:
@@ -113,14 +107,11 @@ def test_qa_page_refuses_to_run_in_live_mode(migrated_sqlite_url: str) -> None:
     runtime = Runtime(golive_settings(migrated_sqlite_url, STRIPE_API_KEY="sk_live_SECRETCANARY0123456789ab",
                                       STRIPE_MODE="live"))
     runtime.__dict__["gateway"] = FakePreflightGateway()
-    set_runtime(runtime)
-    try:
+    with serving(runtime):
         at = app_test_for("qa_matrix", "admin")
         assert "refused here" in page_text(at)
         run_button = next(b for b in at.button if b.label == "Run QA matrix")
         assert run_button.disabled
-    finally:
-        set_runtime(None)
 
 
 def _product_owner_signs(at: Any) -> Any:
@@ -189,10 +180,7 @@ def test_admin_runs_a_case_from_the_page_against_the_emulator(emulator: Any, run
 
 @pytest.mark.parametrize("role", ["signed_out", "non_admin"])
 def test_runbook_boxes_hidden_from_others(golive_page_runtime: Runtime, role: str) -> None:
-    for at in (app_test_for("golive", role), page_direct_test("golive", role)):
-        assert not at.exception
-        text = page_text(at)
-        assert "Runbook boxes" not in text and "why manual" not in text.lower()
+    assert_page_hides("golive", role, words=["Runbook boxes", "why manual"])
     with golive_page_runtime.uow() as uow:  # the preflight never ran for them
         assert not uow.session.execute(select(AuditLog).where(AuditLog.action == "preflight.run")).scalars().all()
 

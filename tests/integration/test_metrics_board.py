@@ -47,13 +47,25 @@ def _alert_keys(url: str, now: datetime, **settings: str) -> set[str]:
     return {a.key for a in metrics.active_alerts(UnitOfWork(url), settings=_settings(url, **settings), now=now)}
 
 
-@pytest.mark.parametrize(("errors", "changes", "fires"), [(1, 19, True), (1, 20, False)])
-def test_change_error_rate_alert(migrated_url: str, errors: int, changes: int, fires: bool) -> None:
-    now = T0 + timedelta(hours=2)
-    _points(migrated_url, m.CHANGE_ERROR, [now - timedelta(minutes=10)] * errors)
-    _points(migrated_url, m.SUBSCRIPTION_CHANGE, [now - timedelta(minutes=10)] * changes)
-    # 1 of 20 is exactly the 5 % threshold; 1 of 21 is below it.
-    assert ("change_error_rate" in _alert_keys(migrated_url, now)) is fires
+# (alert, failing metric and count, the other metric and count, hours after T0, how long before now, fires)
+SHARE_ALERTS = [
+    # 1 of 20 plan changes is exactly the 5 % threshold; 1 of 21 is below it.
+    ("change_error_rate", m.CHANGE_ERROR, 1, m.SUBSCRIPTION_CHANGE, 19, 2, timedelta(minutes=10), True),
+    ("change_error_rate", m.CHANGE_ERROR, 1, m.SUBSCRIPTION_CHANGE, 20, 2, timedelta(minutes=10), False),
+    # Baseline 10 % + margin 5 % = 15 %: 3 of 20 invoices failing fires, 2 of 20 does not.
+    ("invoice_failure_share", m.INVOICE_FAILED, 3, m.INVOICE_PAID, 17, 5, timedelta(hours=1), True),
+    ("invoice_failure_share", m.INVOICE_FAILED, 2, m.INVOICE_PAID, 18, 5, timedelta(hours=1), False),
+]
+
+
+@pytest.mark.parametrize(("alert", "failing", "failures", "other", "others", "hours", "ago", "fires"), SHARE_ALERTS)
+def test_share_alerts_fire_at_their_threshold(migrated_url: str, alert: str, failing: str, failures: int,
+                                              other: str, others: int, hours: int, ago: timedelta,
+                                              fires: bool) -> None:
+    now = T0 + timedelta(hours=hours)
+    _points(migrated_url, failing, [now - ago] * failures)
+    _points(migrated_url, other, [now - ago] * others)
+    assert (alert in _alert_keys(migrated_url, now)) is fires
 
 
 @pytest.mark.parametrize(("applied", "fires"), [(51, True), (50, False)])
@@ -66,13 +78,6 @@ def test_reconcile_spike_alert(migrated_url: str, applied: int, fires: bool) -> 
     assert ("reconcile_applied_spike" in _alert_keys(migrated_url, now)) is fires
 
 
-@pytest.mark.parametrize(("failed", "paid", "fires"), [(3, 17, True), (2, 18, False)])
-def test_invoice_failure_share_alert(migrated_url: str, failed: int, paid: int, fires: bool) -> None:
-    now = T0 + timedelta(hours=5)
-    _points(migrated_url, m.INVOICE_FAILED, [now - timedelta(hours=1)] * failed)
-    _points(migrated_url, m.INVOICE_PAID, [now - timedelta(hours=1)] * paid)
-    # Baseline 10 % + margin 5 % = 15 %: 3 of 20 fires, 2 of 20 does not.
-    assert ("invoice_failure_share" in _alert_keys(migrated_url, now)) is fires
 
 
 def test_failure_baseline_from_the_week_before_go_live(migrated_url: str) -> None:
