@@ -277,3 +277,11 @@ def assert_page_hides(page: str, role: str, *, words: Sequence[str] = (), button
         text = page_text(at).lower()
         shown = [w for w in words if w.lower() in text] + [b.label for b in at.button if b.label in buttons]
         assert shown == [], f"{page} shows {role}: {shown}"
+
+
+def rendered(page: str, role: str = "admin") -> tuple[Any, str]:
+    """The page as `role` sees it through the navigation, once it ran without raising: the
+    AppTest (to click on) and everything it shows."""
+    at = app_test_for(page, role)
+    assert not at.exception
+    return at, page_text(at)

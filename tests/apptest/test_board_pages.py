@@ -8,7 +8,7 @@ from typing import Any
 from db.models import Invoice, MetricsSnapshot
 from db.models.base import utcnow
 from services import metric_points as m
-from tests.conftest import app_test_for, page_direct_test, page_text
+from tests.conftest import app_test_for, page_direct_test, page_text, rendered
 
 
 def _data(runtime: Any) -> None:
@@ -29,9 +29,7 @@ def _data(runtime: Any) -> None:
 
 def test_board_with_data_alert_and_snapshot(runtime: Any) -> None:
     _data(runtime)
-    at = app_test_for("first_24h", "admin")
-    text = page_text(at)
-    assert not at.exception
+    at, text = rendered("first_24h")
     assert "Invalid webhook signatures" in text  # 12 in the last hour, alert at 10
     assert at.get("plotly_chart") and at.get("download_button")
     values = {x.label: x.value for x in at.metric}

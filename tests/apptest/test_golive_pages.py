@@ -15,7 +15,7 @@ from db.models import AuditLog, ChecklistItem, QaResult, Signoff
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime
 from tests.apptest.conftest import serving
-from tests.conftest import REPO_ROOT, app_test_for, assert_page_hides, identity_for, page_text
+from tests.conftest import REPO_ROOT, app_test_for, assert_page_hides, identity_for, page_text, rendered
 from tests.integration.golive_fixtures import (
     ENG_LEAD,
     PRODUCT_OWNER,
@@ -61,9 +61,7 @@ def test_others_see_nothing(golive_page_runtime: Runtime, page: str, role: str) 
 
 
 def test_golive_page_shows_preflight_and_edits_checklist(golive_page_runtime: Runtime) -> None:
-    at = app_test_for("golive", "admin")
-    assert not at.exception
-    text = page_text(at)
+    at, text = rendered("golive")
     assert "Ready: no blocking failures" in text
     assert "webhook.endpoint" in text and "Support macros ready" in text and "Halt automated downgrades" in text
     assert "SECRETCANARY" not in text
@@ -186,9 +184,7 @@ def test_runbook_boxes_hidden_from_others(golive_page_runtime: Runtime, role: st
 
 
 def test_golive_page_shows_who_ticks_every_runbook_box(golive_page_runtime: Runtime) -> None:
-    at = app_test_for("golive", "admin")
-    assert not at.exception
-    text = page_text(at)
+    at, text = rendered("golive")
     assert "Runbook boxes" in text and "192 boxes" in text and "still open" in text
     assert "Last run:" in text
     boxes = next(df.value for df in at.dataframe if "box" in df.value.columns)
