@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from db.models import ChecklistItem
 from db.models.base import utcnow
+from db.repositories import checklist as checklist_rows
 from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
@@ -162,12 +161,12 @@ class ChecklistError(ConsoleError):
 def seed_checklist(uow: UnitOfWork) -> int:
     """Add the seed items that are missing; returns how many were added."""
     with uow:
-        existing = set(uow.session.execute(select(ChecklistItem.key)).scalars())
+        existing = checklist_rows.keys(uow)
         added = 0
         for item in SEED_ITEMS:
             if item.key not in existing:
-                uow.session.add(ChecklistItem(key=item.key, section=item.section, title=item.title,
-                                              detail=item.detail, status="open"))
+                checklist_rows.add(uow, ChecklistItem(key=item.key, section=item.section, title=item.title,
+                                                     detail=item.detail, status="open"))
                 added += 1
         uow.commit()
         return added
@@ -186,7 +185,7 @@ def item_row(item: ChecklistItem) -> dict[str, Any]:
 def list_items(uow: UnitOfWork) -> list[dict[str, Any]]:
     order = {key: position for position, key in enumerate(SECTIONS)}
     with uow:
-        items = list(uow.session.execute(select(ChecklistItem).order_by(ChecklistItem.id)).scalars())
+        items = checklist_rows.every(uow)
         return [item_row(i) for i in sorted(items, key=lambda i: (order.get(i.section, 99), i.id))]
 
 
@@ -208,7 +207,7 @@ def update_item(
     owner = _clean(owner, 255)
     note = _clean(note, MAX_NOTE_CHARS)
     with uow:
-        item = uow.session.execute(select(ChecklistItem).where(ChecklistItem.key == item_key)).scalar_one_or_none()
+        item = checklist_rows.by_key(uow, item_key)
         if item is None:
             record(uow, actor=actor, action="checklist.update", result="error", target=f"checklist:{item_key}",
                    error="no such checklist item")
