@@ -102,7 +102,8 @@ def list_queue(uow: UnitOfWork, flt: DisputeFilter, *, now: datetime | None = No
                                        min_amount=flt.min_amount, max_amount=flt.max_amount,
                                        email_contains=flt.customer_email)
     with uow:
-        rows = disputes_repo.queue_page(uow, where, OPEN_STATUSES, limit=flt.limit, offset=flt.offset)
+        rows = disputes_repo.queue_page(uow, where, flt.statuses, OPEN_STATUSES, limit=flt.limit,
+                                        offset=flt.offset)
         total = disputes_repo.count(uow, where)
         tiles = disputes_repo.queue_tiles(uow, where, OPEN_STATUSES, moment)  # the tiles follow the filters
     return DisputeQueue(rows, total, tiles.open_count, tiles.overdue, tiles.due_24h, tiles.due_72h, tiles.at_risk)
@@ -217,10 +218,9 @@ def dispute_rate_series(uow: UnitOfWork, *, days: int = 30, now: datetime | None
     """For each of the last `days` days: disputes / charges over the trailing `window_days`
     (two grouped queries, whole days back from `now`)."""
     moment = now or utcnow()
-    since = moment - timedelta(days=days - 1 + window_days)
     with uow:
-        disputes_by_day = disputes_repo.created_by_day(uow, now=moment, since=since)
-        charges_by_day = history.succeeded_charges_by_day(uow, now=moment, since=since)
+        disputes_by_day = disputes_repo.created_by_day(uow, now=moment, days=days - 1 + window_days)
+        charges_by_day = history.succeeded_charges_by_day(uow, now=moment, days=days - 1 + window_days)
     series = []
     for back in range(days - 1, -1, -1):
         window = range(back, back + window_days)

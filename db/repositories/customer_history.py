@@ -128,9 +128,9 @@ def charges_with_email(uow: UnitOfWork, charge_ids: Iterable[str]) -> list[tuple
 
 
 # --- the denominators of dispute rates -------------------------------------------------------------------
-def succeeded_charges_by_day(uow: UnitOfWork, *, now: datetime, since: datetime) -> dict[int, int]:
-    """Succeeded charges per whole day before `now` (see db/repositories/_days.py)."""
-    return counts_by_day(uow, Charge.created, Charge.status == "succeeded", now=now, since=since)
+def succeeded_charges_by_day(uow: UnitOfWork, *, now: datetime, days: int) -> dict[int, int]:
+    """Succeeded charges per whole day before `now`, for `days` days (see db/repositories/_days.py)."""
+    return counts_by_day(uow, Charge.created, Charge.status == "succeeded", now=now, days=days)
 
 
 def succeeded_payments(uow: UnitOfWork, brand: str, since: datetime, until: datetime) -> int:

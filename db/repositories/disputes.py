@@ -6,9 +6,10 @@ Every function takes the open UnitOfWork and never commits (the service owns the
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -58,15 +59,47 @@ def queue_filter(*, statuses: Sequence[str] = (), reasons: Sequence[str] = (), c
     return and_(*conditions) if conditions else and_(True)
 
 
-def queue_page(uow: UnitOfWork, where: ColumnElement[bool], open_statuses: Sequence[str], *, limit: int,
-               offset: int) -> list[Dispute]:
-    """One page: open disputes by deadline first, then the rest by deadline."""
-    is_open = Dispute.status.in_(open_statuses)
-    return list(uow.session.execute(
-        select(Dispute).where(where)
-        .order_by(case((is_open, 0), else_=1), Dispute.due_by.asc(), Dispute.id)
-        .limit(limit).offset(offset)
-    ).scalars())
+def queue_page(uow: UnitOfWork, where: ColumnElement[bool], statuses: Sequence[str],
+               open_statuses: Sequence[str], *, limit: int, offset: int) -> list[Dispute]:
+    """One page of the disputes matching `where` (and `statuses`, all when empty): open ones by
+    deadline first, then the rest by deadline.
+
+    Read as one ordered index range per status (status, due_by) merged here, so a page costs
+    `offset + limit` rows per status rather than a sort of every matching dispute (an ORDER BY
+    "is open" first can use no index)."""
+    wanted_open = [s for s in (statuses or open_statuses) if s in open_statuses]
+    first = _by_deadline(uow, where, wanted_open, offset + limit)
+    if len(first) >= offset + limit:
+        return first[offset:offset + limit]
+    # Every open dispute is in `first`; the page goes on with the closed ones.
+    page = first[offset:]
+    skip, want = max(0, offset - len(first)), limit - len(page)
+    if statuses:
+        closed = [s for s in statuses if s not in open_statuses]
+        return page + _by_deadline(uow, where, closed, skip + want)[skip:]
+    rest = uow.session.execute(
+        select(Dispute).where(where, Dispute.status.not_in(open_statuses))
+        .order_by(Dispute.due_by.asc(), Dispute.id).limit(want).offset(skip)).scalars()
+    return page + list(rest)
+
+
+def _by_deadline(uow: UnitOfWork, where: ColumnElement[bool], statuses: Sequence[str], count: int) -> list[Dispute]:
+    """The first `count` disputes of these statuses by (due_by, id), as the database orders them
+    (SQLite puts a missing due_by first, PostgreSQL last)."""
+    if not statuses or count <= 0:
+        return []
+    runs = [list(uow.session.execute(
+        select(Dispute).where(where, Dispute.status == status)
+        .order_by(Dispute.due_by.asc(), Dispute.id).limit(count)).scalars()) for status in statuses]
+    if len(runs) == 1:
+        return runs[0]
+    nulls_first = uow.session.get_bind().dialect.name == "sqlite"
+
+    def key(d: Dispute) -> tuple[bool, datetime, str]:
+        missing = d.due_by is None
+        return (not missing if nulls_first else missing), d.due_by or datetime.min.replace(tzinfo=UTC), d.id
+
+    return list(heapq.merge(*runs, key=key))[:count]
 
 
 def count(uow: UnitOfWork, where: ColumnElement[bool]) -> int:
@@ -132,9 +165,9 @@ def count_created_between(uow: UnitOfWork, since: datetime, until: datetime) -> 
         Dispute.created >= since, Dispute.created < until)).scalar() or 0)
 
 
-def created_by_day(uow: UnitOfWork, *, now: datetime, since: datetime) -> dict[int, int]:
-    """Disputes opened per whole day before `now` (see db/repositories/_days.py)."""
-    return counts_by_day(uow, Dispute.created, now=now, since=since)
+def created_by_day(uow: UnitOfWork, *, now: datetime, days: int) -> dict[int, int]:
+    """Disputes opened per whole day before `now`, for `days` days (see db/repositories/_days.py)."""
+    return counts_by_day(uow, Dispute.created, now=now, days=days)
 
 
 def chargebacks_by_network(uow: UnitOfWork, since: datetime, until: datetime) -> dict[str, int]:

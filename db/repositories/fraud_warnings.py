@@ -43,11 +43,6 @@ def fraud_types(uow: UnitOfWork) -> list[str]:
         select(FraudWarning.fraud_type).distinct().order_by(FraudWarning.fraud_type)).scalars() if t]
 
 
-def _disputes() -> Any:
-    """The disputes by charge, newest first (a charge may have more than one)."""
-    return select(Dispute.id, Dispute.status, Dispute.charge_id).order_by(Dispute.created.desc()).subquery()
-
-
 # --- the queue -----------------------------------------------------------------------------------
 def queue_filter(*, statuses: Sequence[str] = (), fraud_types: Sequence[str] = (), actionable: bool | None = None,
                  created_since: datetime | None = None) -> ColumnElement[bool]:
@@ -63,32 +58,44 @@ def queue_filter(*, statuses: Sequence[str] = (), fraud_types: Sequence[str] = (
     return and_(*conditions) if conditions else and_(True)
 
 
+def _ours() -> ColumnElement[bool]:
+    """Still ours to act on: Stripe marks it actionable, the charge is not disputed and not fully refunded."""
+    return and_(FraudWarning.actionable.is_(True), ~exists().where(Dispute.charge_id == FraudWarning.charge_id),
+                func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount)
+
+
 def queue_page(uow: UnitOfWork, where: ColumnElement[bool], *, limit: int, offset: int) -> list[WarningRow]:
     """One page: open first, then actionable by us (not disputed, not fully refunded), oldest first;
-    each warning once with its charge's newest dispute."""
-    disputes = _disputes()
-    query = (
-        select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
-        .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-        .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-        .where(where)
-        .order_by(
-            case((FraudWarning.status == "open", 0), else_=1),
-            case((and_(FraudWarning.actionable.is_(True), disputes.c.id.is_(None),
-                       func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount), 0), else_=1),
-            FraudWarning.created.asc(),
-        )
-    )
-    seen: set[str] = set()
-    rows: list[WarningRow] = []
-    for efw, refunded, dispute_id, dispute_status in uow.session.execute(query.limit(limit * 2).offset(offset)):
-        if efw.id in seen:  # several disputes on one charge: show the newest once
-            continue
-        seen.add(efw.id)
-        rows.append((efw, refunded, dispute_id, dispute_status))
-        if len(rows) >= limit:
+    each warning with its charge's newest dispute.
+
+    Read as four runs in that order (open and ours, open and not, then the others), each an
+    ordered range by `created`, so a page costs `offset + limit` rows rather than a sort of every
+    matching warning (an ORDER BY over the charge and its disputes can use no index)."""
+    is_open, ours = FraudWarning.status == "open", _ours()
+    need = offset + limit
+    found: list[tuple[FraudWarning, int | None]] = []
+    for run in (and_(is_open, ours), and_(is_open, ~ours), and_(~is_open, ours), and_(~is_open, ~ours)):
+        if len(found) >= need:
             break
-    return rows
+        found += [(efw, refunded) for efw, refunded in uow.session.execute(
+            select(FraudWarning, Charge.amount_refunded).outerjoin(Charge, Charge.id == FraudWarning.charge_id)
+            .where(where, run).order_by(FraudWarning.created.asc(), FraudWarning.id).limit(need - len(found)))]
+    page = found[offset:need]
+    newest = newest_disputes(uow, [efw.charge_id for efw, _ in page])
+    return [(efw, refunded, *newest.get(efw.charge_id, (None, None))) for efw, refunded in page]
+
+
+def newest_disputes(uow: UnitOfWork, charge_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """{charge id: (its newest dispute's id, status)} for the charges that have one."""
+    ids = list(set(charge_ids))
+    if not ids:
+        return {}
+    newest: dict[str, tuple[str, str]] = {}
+    for dispute_id, status, charge_id in uow.session.execute(
+            select(Dispute.id, Dispute.status, Dispute.charge_id).where(Dispute.charge_id.in_(ids))
+            .order_by(Dispute.created.desc(), Dispute.id.desc())):
+        newest.setdefault(charge_id or "", (dispute_id, status))
+    return newest
 
 
 def count(uow: UnitOfWork, where: ColumnElement[bool]) -> int:
@@ -121,15 +128,13 @@ def open_tiles(uow: UnitOfWork, where: ColumnElement[bool]) -> list[tuple[Any, .
 
 def one(uow: UnitOfWork, efw_id: str) -> WarningRow | None:
     """One warning as a queue row."""
-    disputes = _disputes()
     found = uow.session.execute(
-        select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
-        .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-        .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-        .where(FraudWarning.id == efw_id)
-        .limit(1)
-    ).first()
-    return (found[0], found[1], found[2], found[3]) if found else None
+        select(FraudWarning, Charge.amount_refunded).outerjoin(Charge, Charge.id == FraudWarning.charge_id)
+        .where(FraudWarning.id == efw_id)).first()
+    if found is None:
+        return None
+    dispute_id, dispute_status = newest_disputes(uow, [found[0].charge_id]).get(found[0].charge_id, (None, None))
+    return found[0], found[1], dispute_id, dispute_status
 
 
 # --- decisions -------------------------------------------------------------------------------------
@@ -162,15 +167,20 @@ def reopen_refunded_by(uow: UnitOfWork, refund_id: str, values: dict[str, Any]) 
 # --- the funnel and the counts ------------------------------------------------------------------------
 def funnel_rows(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
     """Warnings created in [since, until): (id, status, created, decided_at, currency, dispute id,
-    dispute status, dispute amount), one row per dispute on the charge."""
-    disputes = _disputes()
-    return [tuple(r) for r in uow.session.execute(
+    dispute status, dispute amount) with the newest dispute on the warning's charge, if any."""
+    rows = uow.session.execute(
         select(FraudWarning.id, FraudWarning.status, FraudWarning.created, FraudWarning.decided_at,
-               FraudWarning.currency, disputes.c.id, disputes.c.status, Dispute.amount)
-        .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-        .outerjoin(Dispute, Dispute.id == disputes.c.id)
+               FraudWarning.currency, Dispute.id, Dispute.status, Dispute.amount, Dispute.created)
+        .outerjoin(Dispute, Dispute.charge_id == FraudWarning.charge_id)
         .where(FraudWarning.created >= since, FraudWarning.created < until)
-    ).all()]
+    ).all()
+    # A charge with several disputes joins once per dispute: keep the newest (no ORDER BY, no sort).
+    best: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        kept = best.get(row[0])
+        if kept is None or (row[8] is not None and (kept[8] is None or (row[8], row[5]) > (kept[8], kept[5]))):
+            best[row[0]] = tuple(row)
+    return [row[:8] for row in best.values()]
 
 
 def count_created_between(uow: UnitOfWork, since: datetime, until: datetime) -> int:

@@ -30,10 +30,10 @@ def test_counts_by_day_puts_each_row_in_its_whole_day(migrated_url: str) -> None
                              Charge(id="ch_failed", amount=5, currency="usd", status="failed", created=NOW - US)])
         uow.commit()
     with UnitOfWork(migrated_url) as uow:
-        by_day = disputes.created_by_day(uow, now=NOW, since=NOW - 30 * DAY)
-        charges = customer_history.succeeded_charges_by_day(uow, now=NOW, since=NOW - 30 * DAY)
+        by_day = disputes.created_by_day(uow, now=NOW, days=30)
+        charges = customer_history.succeeded_charges_by_day(uow, now=NOW, days=30)
     # (now - 1 day, now) is day 0; exactly one day back is still day 0; a microsecond more is day 1;
-    # `now` itself, the future and what is before `since` are in no day.
+    # `now` itself, the future and what is more than `days` back are in no day.
     assert by_day == {0: 3, 1: 1, 2: 1}
     assert charges == {0: 1}
 
@@ -77,8 +77,32 @@ def test_queue_tiles_add_up_across_currencies(migrated_url: str) -> None:
     open_statuses = ("needs_response", "warning_needs_response")
     with UnitOfWork(migrated_url) as uow:
         tiles = disputes.queue_tiles(uow, disputes.queue_filter(), open_statuses, NOW)
-        page = disputes.queue_page(uow, disputes.queue_filter(), open_statuses, limit=5, offset=0)
+        page = disputes.queue_page(uow, disputes.queue_filter(), (), open_statuses, limit=5, offset=0)
     assert (tiles.open_count, tiles.overdue, tiles.due_24h, tiles.due_72h) == (4, 1, 1, 2)
     assert tiles.at_risk == {"usd": 400, "eur": 600}
     # Open by deadline first, then the closed one (where a missing deadline sorts is the database's call).
     assert [d.id for d in page if d.due_by] == ["dp_repo_1", "dp_repo_2", "dp_repo_3", "dp_repo_5"]
+
+
+def test_queue_pages_follow_open_first_then_deadline_across_statuses(migrated_url: str) -> None:
+    statuses = ["needs_response", "warning_needs_response", "won", "lost", "under_review"]
+    rows = [_dispute(i, NOW, status=statuses[i % 5], due_by=NOW + timedelta(hours=(i * 7) % 23 - 11))
+            for i in range(23)]
+    rows.append(_dispute(99, NOW, status="needs_response", due_by=rows[0].due_by))  # a tie: by id
+    with UnitOfWork(migrated_url) as uow:
+        uow.session.add_all(rows)
+        uow.commit()
+    open_statuses = ("needs_response", "warning_needs_response")
+
+    def expected(chosen: tuple[str, ...]) -> list[str]:
+        kept = [d for d in rows if not chosen or d.status in chosen]
+        return [d.id for d in sorted(kept, key=lambda d: (d.status not in open_statuses, d.due_by, d.id))]
+
+    for chosen in ((), open_statuses, ("won", "lost"), ("needs_response", "lost", "under_review")):
+        where = disputes.queue_filter(statuses=chosen)
+        with UnitOfWork(migrated_url) as uow:
+            paged = [d.id for offset in range(0, 30, 4)
+                     for d in disputes.queue_page(uow, where, chosen, open_statuses, limit=4, offset=offset)]
+            total = disputes.count(uow, where)
+        assert paged == expected(chosen), chosen
+        assert total == len(paged)
