@@ -231,6 +231,24 @@ def drive_python(port: int, directory: Path, connections: int, duration: float, 
             "threads": sorted(threads, key=lambda t: t["id"])}
 
 
+@contextmanager
+def profiled(pid: int, directory: Path | None, name: str, duration: float, *, enabled: bool) -> Iterator[None]:
+    """With --profile DIR: py-spy records the server (and its worker processes) while wrk drives it,
+    as collapsed stacks (DIR/<name>.txt) summed by benchmarks/profile_summary.py."""
+    if directory is None or not enabled:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    output = directory / f"{name}.txt"
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking",
+                            "--format", "raw", "--rate", "200", "--duration", str(max(1, round(duration))),
+                            "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.wait(timeout=60)
+
+
 # --- checks --------------------------------------------------------------------------------
 def _answered_ids(summary: dict[str, Any], ids: list[list[str]]) -> tuple[set[str], set[str], set[str]]:
     """(acknowledged with 200, answered otherwise, sent) event ids."""
@@ -327,7 +345,9 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
     drive = drive_wrk if args.generator == "wrk" else drive_python
     with serve(kind, workers, database_url) as (port, pid):
         cpu_before = tree_cpu_seconds(pid)
-        summary = drive(port, directory, connections, args.duration, cycle=cycle)
+        with profiled(pid, args.profile, f"{kind}-{database.lower()}-{workers}proc", args.duration,
+                      enabled=kind == "ours"):
+            summary = drive(port, directory, connections, args.duration, cycle=cycle)
         cpu = tree_cpu_seconds(pid) - cpu_before
         acked, refused, sent = _answered_ids(summary, ids)
         checks: dict[str, Any] = {}
@@ -416,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer (a quicker look at ours)")
     parser.add_argument("--json", type=Path, help="also write the figures and checks as JSON")
+    parser.add_argument("--profile", type=Path, help="py-spy records ours under load: collapsed stacks in this folder")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.connections, args.workers, args.no_postgres = 1.0, 4, 1, True

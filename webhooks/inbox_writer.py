@@ -107,6 +107,11 @@ class InboxWriter:
     def _unit_of_work(self) -> UnitOfWork:
         if self._connection is None or self._unit is None:
             self._connection = self._runtime.engine.connect()
+            if self._runtime.engine.dialect.name == "postgresql":
+                # store_events is one statement there: in autocommit it is its own transaction
+                # (durable when it returns, synchronous_commit as configured), with no BEGIN and
+                # COMMIT round trips around it.
+                self._connection = self._connection.execution_options(isolation_level="AUTOCOMMIT")
             self._unit = UnitOfWork(self._connection, audit_key=self._runtime.settings.audit_key_bytes)
         return self._unit
 

@@ -62,7 +62,8 @@ class _CommitGate:
         self.commits += 1
 
     def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("INSERT INTO stripe_events") and not self.first_insert_reached.is_set():
+        # SQLite: INSERT INTO stripe_events ...; PostgreSQL: WITH batch AS (...) INSERT INTO stripe_events ...
+        if "INSERT INTO stripe_events" in statement and not self.first_insert_reached.is_set():
             self.first_insert_reached.set()
             assert self.release.wait(10)
 
