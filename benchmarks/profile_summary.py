@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _THREAD = re.compile(r"thread \(\d+\): ?([^;]*)")
@@ -66,6 +69,24 @@ def summarize(text: str, top: int) -> str:
     out += [f"inclusive (top {top}):"] + [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(top)]
     out += [f"self (top {top}):"] + [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
     return "\n".join(out)
+
+
+@contextmanager
+def profiled(pid: int, directory: Path | None, name: str, duration: float, *, enabled: bool) -> Iterator[None]:
+    """With --profile DIR: py-spy records the server (and its worker processes) while wrk drives it,
+    as collapsed stacks (DIR/<name>.txt) summed by `summarize`."""
+    if directory is None or not enabled:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    output = directory / f"{name}.txt"
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking",
+                            "--format", "raw", "--rate", "200", "--duration", str(max(1, round(duration))),
+                            "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.wait(timeout=60)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ Run with `uvicorn benchmarks.webhook_peers:ceiling` or `uvicorn --factory benchm
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 PEER_TABLE = "peer_events"
@@ -81,3 +82,34 @@ def create_peer() -> Any:
 
     return Starlette(routes=[Route("/billing/webhook", webhook, methods=["POST"]),
                              Route("/healthz", healthz, methods=["GET"])])
+
+
+def commit_latency_seconds(database_url: str, commits: int = 100) -> float:
+    """Mean time of a one-row commit, one after another, as ours commits (PostgreSQL: one statement
+    in autocommit, synchronous_commit as the server has it; SQLite: WAL, synchronous=NORMAL). A
+    receiver that answers only after a commit, driven by C connections with one request each, answers
+    at most C deliveries per commit: C / this bounds it, whatever its code."""
+    from db.session import dispose_engines, get_engine
+
+    engine = get_engine(database_url)
+    raw: Any = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("CREATE TABLE commit_probe (n integer)")
+        raw.commit()
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:
+            raw.driver_connection.autocommit = True
+        insert = "INSERT INTO commit_probe (n) VALUES (%s)" if postgres else "INSERT INTO commit_probe (n) VALUES (?)"
+        began = time.perf_counter()
+        for n in range(commits):
+            cursor.execute(insert, (n,))
+            if not postgres:
+                raw.commit()
+        elapsed = time.perf_counter() - began
+        cursor.execute("DROP TABLE commit_probe")
+        raw.commit()
+    finally:
+        raw.close()
+        dispose_engines()
+    return elapsed / commits
