@@ -40,7 +40,7 @@ async def ceiling(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def create_peer() -> Any:
     import stripe
-    from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, create_engine, event, func
+    from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, create_engine, event, exc, func
     from sqlalchemy.dialects import postgresql, sqlite
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -60,7 +60,10 @@ def create_peer() -> Any:
     metadata = MetaData()
     table = Table(PEER_TABLE, metadata, Column("id", String(255), primary_key=True), Column("type", String(255)),
                   Column("payload", JSON), Column("received_at", DateTime(timezone=True), server_default=func.now()))
-    metadata.create_all(engine)
+    try:
+        metadata.create_all(engine)
+    except exc.DBAPIError:  # another worker process of this peer created it at the same moment
+        metadata.create_all(engine)
     dialect_insert = postgresql.insert if url.startswith("postgresql") else sqlite.insert
 
     def store(event_obj: Any) -> None:

@@ -10,6 +10,7 @@ the row pending or failed, never "seen and dropped". Handlers live in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -184,8 +185,12 @@ def _store_postgres(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: li
         else:
             points += ({**point, "event_id": event_id, "hinge": "always"}
                        for point in webhook_counts.delivery_metric_rows(event, "duplicate", source=source, at=at))
+    # By event, in the events' order, so concurrent batches meet on a point's key in the same order.
+    points.sort(key=lambda point: point["event_id"])
+    # The rollup shard by thread (native thread ids are unique across processes): two writer
+    # threads of one receiver do not queue on the same hour's row lock through each other's commit.
     params = {"events": dumps_text(batch), "points": dumps_text(points), "source": source, "received_at": at,
-              "shard": metric_rollup.shard()}
+              "shard": threading.get_native_id() % metric_rollup.SHARDS}
     result = unit.session.connection().exec_driver_sql(_STORE_POSTGRES, params)
     return {row[0] for row in result}
 
