@@ -14,6 +14,7 @@ Run with `uvicorn benchmarks.webhook_peers:ceiling` or `uvicorn --factory benchm
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 PEER_TABLE = "peer_events"
@@ -39,7 +40,7 @@ async def ceiling(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def create_peer() -> Any:
     import stripe
-    from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, create_engine, event, func
+    from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, create_engine, event, exc, func
     from sqlalchemy.dialects import postgresql, sqlite
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -59,7 +60,10 @@ def create_peer() -> Any:
     metadata = MetaData()
     table = Table(PEER_TABLE, metadata, Column("id", String(255), primary_key=True), Column("type", String(255)),
                   Column("payload", JSON), Column("received_at", DateTime(timezone=True), server_default=func.now()))
-    metadata.create_all(engine)
+    try:
+        metadata.create_all(engine)
+    except exc.DBAPIError:  # another worker process of this peer created it at the same moment
+        metadata.create_all(engine)
     dialect_insert = postgresql.insert if url.startswith("postgresql") else sqlite.insert
 
     def store(event_obj: Any) -> None:
@@ -81,3 +85,34 @@ def create_peer() -> Any:
 
     return Starlette(routes=[Route("/billing/webhook", webhook, methods=["POST"]),
                              Route("/healthz", healthz, methods=["GET"])])
+
+
+def commit_latency_seconds(database_url: str, commits: int = 100) -> float:
+    """Mean time of a one-row commit, one after another, as ours commits (PostgreSQL: one statement
+    in autocommit, synchronous_commit as the server has it; SQLite: WAL, synchronous=NORMAL). A
+    receiver that answers only after a commit, driven by C connections with one request each, answers
+    at most C deliveries per commit: C / this bounds it, whatever its code."""
+    from db.session import dispose_engines, get_engine
+
+    engine = get_engine(database_url)
+    raw: Any = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("CREATE TABLE commit_probe (n integer)")
+        raw.commit()
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:
+            raw.driver_connection.autocommit = True
+        insert = "INSERT INTO commit_probe (n) VALUES (%s)" if postgres else "INSERT INTO commit_probe (n) VALUES (?)"
+        began = time.perf_counter()
+        for n in range(commits):
+            cursor.execute(insert, (n,))
+            if not postgres:
+                raw.commit()
+        elapsed = time.perf_counter() - began
+        cursor.execute("DROP TABLE commit_probe")
+        raw.commit()
+    finally:
+        raw.close()
+        dispose_engines()
+    return elapsed / commits

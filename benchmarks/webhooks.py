@@ -51,7 +51,9 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from benchmarks.profile_summary import profiled  # noqa: E402
 from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
+from benchmarks.webhook_peers import commit_latency_seconds  # noqa: E402
 
 SECRET = "whsec_" + secrets.token_hex(16)  # a fresh signing secret per run, never a committed one
 LUA = Path(__file__).with_name("webhooks_replay.lua")
@@ -327,7 +329,9 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
     drive = drive_wrk if args.generator == "wrk" else drive_python
     with serve(kind, workers, database_url) as (port, pid):
         cpu_before = tree_cpu_seconds(pid)
-        summary = drive(port, directory, connections, args.duration, cycle=cycle)
+        with profiled(pid, args.profile, f"{kind}-{database.lower()}-{workers}proc", args.duration,
+                      enabled=kind == "ours"):
+            summary = drive(port, directory, connections, args.duration, cycle=cycle)
         cpu = tree_cpu_seconds(pid) - cpu_before
         acked, refused, sent = _answered_ids(summary, ids)
         checks: dict[str, Any] = {}
@@ -350,6 +354,12 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
 def run_database(database: str, url_for: Any, args: argparse.Namespace, scratch: Path) -> list[Result]:
     results = [run_target("ceiling", f"do-nothing ASGI ({args.workers} proc)", database, None, args, scratch,
                           args.workers)]
+    with url_for("probe") as url:
+        latency = commit_latency_seconds(url)
+    results.append(Result(label=f"bound: {args.connections} conn / 1-row commit", database=database,
+                          events_per_second=args.connections / latency, p50_ms=latency * 1000, p99_ms=0.0,
+                          answered=0, acknowledged=0, errors={}, exhausted_threads=0,
+                          checks={"commit_ms": round(latency * 1000, 2)}))
     for workers in args.ours_workers:
         with url_for("ours") as url:
             results.append(run_target("ours", f"ours serve-webhooks ({workers} proc)", database, url, args, scratch,
@@ -376,6 +386,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         print(f"  {'target':42} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'x peer':>7} {'% ceiling':>9} "
               f"{'server CPU/event':>16}")
         for r in rows:
+            if r.label.startswith("bound"):
+                continue  # printed on its own line below
             best = best_peer.events_per_second if best_peer else 0
             x_peer = r.events_per_second / best if best else 0
             share = r.events_per_second / ceiling.events_per_second if ceiling.events_per_second else 0
@@ -392,6 +404,10 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             print(f"  goals ({ours.label}): >= {GOAL_PEER_RATIO:g}x best peer: {x_peer:.2f}x; "
                   f"p99 < {GOAL_P99_MS:g} ms: "
                   f"{ours.p99_ms:.1f} ms; >= {GOAL_CEILING_SHARE:.0%} of ceiling (PostgreSQL): {share:.1%}")
+        bound = next((r for r in rows if r.label.startswith("bound")), None)
+        if ours and bound:
+            print(f"  durable-commit bound: {bound.events_per_second:,.0f}/s ({bound.p50_ms:.2f} ms a commit); "
+                  f"ours at {ours.events_per_second / bound.events_per_second:.0%} of it")
         for r in rows:
             if r.checks:
                 print(f"  checks {r.label}: " + ", ".join(f"{k}={v}" for k, v in r.checks.items()))
@@ -416,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer (a quicker look at ours)")
     parser.add_argument("--json", type=Path, help="also write the figures and checks as JSON")
+    parser.add_argument("--profile", type=Path, help="py-spy records ours under load: collapsed stacks in this folder")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.connections, args.workers, args.no_postgres = 1.0, 4, 1, True

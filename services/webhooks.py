@@ -10,16 +10,17 @@ the row pending or failed, never "seen and dropped". Handlers live in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from db.models import StripeEvent
 from db.models.base import from_unix, utcnow
 from db.session import UnitOfWork
-from services import metric_points, prometheus, webhook_counts
+from services import metric_points, metric_rollup, prometheus, webhook_counts
 from services.event_processing import process_event, process_pending, replay_event
 from services.fast_json import dumps_text
 from services.runtime import Runtime
@@ -62,15 +63,18 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
     an exception means nothing was. A later copy of an id (a redelivery, or the same
     event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate.
-    The batch is one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING id (the ids that
-    went in), one UPDATE per id that was already there, and one INSERT of the metric points.
-    `uow` lets the receiver's writer reuse its own connection."""
+    PostgreSQL: the batch, its duplicate counts, its metric points and their rollup are one
+    statement (`_store_postgres`); SQLite: multi-row statements in one transaction.
+    `uow` lets the receiver's writer reuse its own connection (in autocommit on PostgreSQL,
+    where the one statement is the transaction)."""
     allowed_types = runtime.settings.stripe_webhook_allowed_events
     now = utcnow()
     postgres = runtime.engine.dialect.name == "postgresql"
     rows: list[dict[str, Any]] = []
     first_copy: dict[str, int] = {}
+    copies_of: dict[str, int] = {}
     for index, event in enumerate(events):
+        copies_of[event["id"]] = copies_of.get(event["id"], 0) + 1
         if event["id"] in first_copy:
             continue
         first_copy[event["id"]] = index
@@ -85,56 +89,110 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
         })
     with uow or runtime.uow() as unit:
         if postgres:
-            firsts = [events[index] for index in first_copy.values()]
-            inserted = _insert_events_postgres(unit, firsts, rows, source=source, received_at=now)
+            inserted = _store_postgres(unit, events, rows, first_copy, copies_of, source=source, at=now)
         else:
-            from services import sqlite_bulk
-
-            inserted = sqlite_bulk.insert_events(unit.session, rows, [row["payload_json"] for row in rows])
-        outcomes: list[str] = []
-        copies: dict[str, int] = {}
-        metric_rows: list[dict[str, Any]] = []
-        for index, event in enumerate(events):
-            if first_copy[event["id"]] == index and event["id"] in inserted:
-                outcomes.append("stored" if event["type"] in allowed_types else "ignored")
-            else:
-                outcomes.append("duplicate")
-                copies[event["id"]] = copies.get(event["id"], 0) + 1
-            # What counts as received, duplicate, ignored or backfilled: services/webhook_counts.py.
-            metric_rows += webhook_counts.delivery_metric_rows(event, outcomes[-1], source=source, at=now)
-        for event_id, count in copies.items():
-            unit.session.execute(update(StripeEvent).where(StripeEvent.id == event_id)
-                                 .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + count))
-        metric_points.record_metrics(unit, metric_rows)
+            inserted = _store_sqlite(unit, events, rows, first_copy, source=source, at=now)
         unit.commit()
+    outcomes = [_outcome(event, index, first_copy, inserted, allowed_types) for index, event in enumerate(events)]
     webhook_counts.count_in_process(outcomes, source=source)
     return outcomes
 
 
-# PostgreSQL: the whole batch as one JSON document read by json_to_recordset(): one short statement
-# whatever the batch size (psycopg prepares it once), one orjson call to encode it, and PostgreSQL
-# parses it in C (a multi-row VALUES would be a new, long query text per batch size, and text
-# arrays make psycopg escape every quote of every payload in Python).
-_INSERT_EVENTS_POSTGRES = text(
-    "INSERT INTO stripe_events (id, type, created, livemode, api_version, payload, source, received_at, status,"
-    " object_id, attempts, duplicate_deliveries, signed_with)"
-    " SELECT u.id, u.type, u.created, u.livemode, u.api_version, u.payload, :source, :received_at,"
-    " u.status, u.object_id, 0, 0, u.signed_with"
-    " FROM json_to_recordset(CAST(:batch AS json)) AS u(id varchar, type varchar, created timestamptz,"
-    " livemode boolean, api_version varchar, payload json, status varchar, object_id varchar,"
-    " signed_with varchar)"
-    " ON CONFLICT DO NOTHING RETURNING id"
+def _outcome(event: dict[str, Any], index: int, first_copy: dict[str, int], inserted: set[str],
+             allowed_types: Any) -> str:
+    if first_copy[event["id"]] == index and event["id"] in inserted:
+        return "stored" if event["type"] in allowed_types else "ignored"
+    return "duplicate"
+
+
+def _store_sqlite(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: list[dict[str, Any]],
+                  first_copy: dict[str, int], *, source: str, at: datetime) -> set[str]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, an UPDATE per id already there, then the
+    metric points: one transaction (SQLite has one writer at a time; the statements are local calls)."""
+    from services import sqlite_bulk
+
+    pending = {row["id"] for row in rows if row["status"] == "pending"}
+    inserted = sqlite_bulk.insert_events(unit.session, rows, [row["payload_json"] for row in rows])
+    copies: dict[str, int] = {}
+    metric_rows: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        stored = first_copy[event["id"]] == index and event["id"] in inserted
+        outcome = ("stored" if event["id"] in pending else "ignored") if stored else "duplicate"
+        if outcome == "duplicate":
+            copies[event["id"]] = copies.get(event["id"], 0) + 1
+        # What counts as received, duplicate, ignored or backfilled: services/webhook_counts.py.
+        metric_rows += webhook_counts.delivery_metric_rows(event, outcome, source=source, at=at)
+    for event_id, count in copies.items():
+        unit.session.execute(update(StripeEvent).where(StripeEvent.id == event_id)
+                             .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + count))
+    metric_points.record_metrics(unit, metric_rows)
+    return inserted
+
+
+# PostgreSQL: the whole batch in ONE statement (one round trip; in the writer's autocommit
+# connection also its own transaction, committed durably before it returns). The events and the
+# metric points each come as one JSON document read by json_to_recordset(): a short statement
+# whatever the batch size (psycopg prepares it once), one orjson call each, parsed in C.
+# - `stored`: the first copy of each id. ON CONFLICT DO UPDATE (not DO NOTHING + a separate
+#   UPDATE, whose snapshot would miss a row another receiver committed meanwhile) adds the copies
+#   to an existing row; a new row starts with its later in-batch copies. `xmax = 0` tells a row
+#   this statement inserted from one it updated (an updated row carries this transaction's lock).
+# - `points`: each delivery's metric rows for both outcomes, computed in Python by
+#   webhook_counts.delivery_metric_rows; `hinge` keeps the ones whose outcome happened
+#   ('inserted', 'conflict', or 'always' for a later in-batch copy).
+# - `rolled`: the points that went in, added to their hours (as metric_rollup does).
+_STORE_POSTGRES = (
+    "WITH batch AS (SELECT * FROM json_to_recordset(CAST(%(events)s AS json)) AS u(id varchar, type varchar,"
+    " created timestamptz, livemode boolean, api_version varchar, payload json, status varchar, object_id varchar,"
+    " signed_with varchar, later_copies integer)),"
+    " stored AS (INSERT INTO stripe_events AS e (id, type, created, livemode, api_version, payload, source,"
+    " received_at, status, object_id, attempts, duplicate_deliveries, signed_with)"
+    " SELECT id, type, created, livemode, api_version, payload, %(source)s, %(received_at)s, status, object_id, 0,"
+    " later_copies, signed_with FROM batch"
+    " ON CONFLICT (id) DO UPDATE SET duplicate_deliveries = e.duplicate_deliveries + excluded.duplicate_deliveries + 1"
+    " RETURNING e.id, e.xmax = 0 AS inserted),"
+    " points AS (INSERT INTO metric_points (name, at, value, tags, dedupe_key)"
+    " SELECT p.name, p.at, p.value, p.tags, p.dedupe_key FROM json_to_recordset(CAST(%(points)s AS json))"
+    " AS p(name varchar, at timestamptz, value bigint, tags json, dedupe_key varchar, event_id varchar, hinge varchar)"
+    " LEFT JOIN stored ON stored.id = p.event_id"
+    " WHERE p.hinge = 'always' OR (p.hinge = 'inserted') = stored.inserted"
+    " ON CONFLICT DO NOTHING RETURNING name, at, value, tags),"
+    " rolled AS (INSERT INTO metric_hourly (hour, name, test, shard, value)"
+    " SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', name,"
+    " COALESCE(CAST(tags ->> 'test' AS BOOLEAN), false), %(shard)s, SUM(value)"
+    " FROM points GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " ON CONFLICT (hour, name, test, shard) DO UPDATE SET value = metric_hourly.value + excluded.value)"
+    " SELECT id FROM stored WHERE inserted"
 )
 
 
-def _insert_events_postgres(unit: UnitOfWork, events: list[dict[str, Any]], rows: list[dict[str, Any]], *,
-                            source: str, received_at: datetime) -> set[str]:
-    batch = [{"id": row["id"], "type": row["type"], "created": row["created"], "livemode": row["livemode"],
-              "api_version": row["api_version"], "payload": event, "status": row["status"],
-              "object_id": row["object_id"], "signed_with": row["signed_with"]}
-             for event, row in zip(events, rows, strict=True)]
-    params = {"batch": dumps_text(batch), "source": source, "received_at": received_at}
-    return set(unit.session.execute(_INSERT_EVENTS_POSTGRES, params).scalars())
+def _store_postgres(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: list[dict[str, Any]],
+                    first_copy: dict[str, int], copies_of: dict[str, int], *, source: str, at: datetime) -> set[str]:
+    # Sorted by id, so two receivers storing overlapping batches lock the rows in the same order.
+    batch = sorted(({"id": row["id"], "type": row["type"], "created": row["created"], "livemode": row["livemode"],
+                     "api_version": row["api_version"], "payload": events[first_copy[row["id"]]],
+                     "status": row["status"], "object_id": row["object_id"], "signed_with": row["signed_with"],
+                     "later_copies": copies_of[row["id"]] - 1} for row in rows), key=lambda item: item["id"])
+    status_of = {row["id"]: row["status"] for row in rows}
+    points: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        event_id = event["id"]
+        if first_copy[event_id] == index:
+            if_stored = "stored" if status_of[event_id] == "pending" else "ignored"
+            for hinge, outcome in (("inserted", if_stored), ("conflict", "duplicate")):
+                points += ({**point, "event_id": event_id, "hinge": hinge}
+                           for point in webhook_counts.delivery_metric_rows(event, outcome, source=source, at=at))
+        else:
+            points += ({**point, "event_id": event_id, "hinge": "always"}
+                       for point in webhook_counts.delivery_metric_rows(event, "duplicate", source=source, at=at))
+    # By event, in the events' order, so concurrent batches meet on a point's key in the same order.
+    points.sort(key=lambda point: point["event_id"])
+    # The rollup shard by thread (native thread ids are unique across processes): two writer
+    # threads of one receiver do not queue on the same hour's row lock through each other's commit.
+    params = {"events": dumps_text(batch), "points": dumps_text(points), "source": source, "received_at": at,
+              "shard": threading.get_native_id() % metric_rollup.SHARDS}
+    result = unit.session.connection().exec_driver_sql(_STORE_POSTGRES, params)
+    return {row[0] for row in result}
 
 
 def ingest_event(runtime: Runtime, event: dict[str, Any], *, source: str = "webhook",

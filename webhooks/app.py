@@ -81,6 +81,15 @@ class ReceiverApp:
         self.rejections = rejections
         self.fallback = fallback
         self.state = fallback.state
+        self._secrets_for: Any = None
+        self._secrets: list[str] = []
+
+    def _secret_values(self) -> list[str]:
+        """The configured signing secrets, unwrapped once per settings object (not per request)."""
+        settings = self.runtime.settings
+        if settings is not self._secrets_for:
+            self._secrets, self._secrets_for = settings.webhook_secret_values, settings
+        return self._secrets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in WEBHOOK_PATHS:
@@ -91,7 +100,7 @@ class ReceiverApp:
     async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         runtime = self.runtime
-        secrets = runtime.settings.webhook_secret_values
+        secrets = self._secret_values()
         if not secrets:
             # Refuse rather than "200 and ignore": Stripe keeps retrying until it is configured.
             await _answer(send, 503, {"error": "no webhook signing secret is configured"})

@@ -1,4 +1,4 @@
-"""The receiver's group commit: one writer thread stores what concurrent deliveries hand it in one
+"""The receiver's group commit: a writer thread stores what concurrent deliveries hand it in one
 transaction (services.webhooks.store_events), then answers each request.
 """
 
@@ -21,26 +21,29 @@ from services.webhooks import store_events
 
 
 class InboxWriter:
-    """Group commit for the receiver. Request handlers hand verified events to one writer
-    thread, which stores everything waiting in one transaction and then resolves each
-    request's future. Concurrent deliveries share a commit instead of queuing one by one
+    """Group commit for the receiver. Request handlers hand verified events to a writer
+    thread (two on PostgreSQL), which stores everything waiting in one transaction and then
+    resolves each request's future. Concurrent deliveries share a commit instead of queuing one by one
     for SQLite's write lock (whose busy handler sleeps up to 100 ms a turn) or for
     PostgreSQL's WAL flush; a lone delivery is written at once, never held back."""
 
     MAX_BATCH = 256
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, threads: int | None = None) -> None:
         self._runtime = runtime
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
             queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        # PostgreSQL: two writers, so one batch's round trip (and the thread wake-ups around it)
+        # overlaps the next one's instead of every delivery waiting for the whole chain in turn.
+        # SQLite writes one transaction at a time anyway: one writer.
+        self._thread_count = threads or (2 if runtime.engine.dialect.name == "postgresql" else 1)
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        # The writer thread's own connection, kept between batches (no pool checkout or pre-ping
-        # round trip per batch); dropped after any error, so the next batch starts on a fresh one.
-        self._connection: Connection | None = None
-        self._unit: UnitOfWork | None = None
+        # Each writer thread's own connection (and SQLite lock file), kept between batches (no
+        # pool checkout or pre-ping round trip per batch); dropped after any error, so the next
+        # batch starts on a fresh one.
+        self._local = threading.local()
         self._lock_path = _sqlite_writer_lock_path(runtime.engine)
-        self._lock_file: Any = None
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
@@ -57,28 +60,32 @@ class InboxWriter:
 
     def _enqueue(self, event: dict[str, Any], waiter: Future[str] | _LoopWaiter) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
-                self._thread.start()
+            if len(self._threads) < self._thread_count or not all(t.is_alive() for t in self._threads):
+                self._threads = [t for t in self._threads if t.is_alive()]
+                while len(self._threads) < self._thread_count:
+                    thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
             self._queue.put((event, waiter))
 
     def close(self) -> None:
         """Store what is queued, then stop the thread."""
         with self._lock:
-            thread, self._thread = self._thread, None
-            if thread is None:
-                return
-            self._queue.put(None)
-        thread.join()
+            threads, self._threads = self._threads, []
+            for _ in threads:
+                self._queue.put(None)  # each writer stops at the first None it takes
+        for thread in threads:
+            thread.join()
 
     def _run(self) -> None:
         try:
             self._loop()
         finally:
             self._drop_connection()
-            if self._lock_file is not None:
-                self._lock_file.close()
-                self._lock_file = None
+            lock_file = getattr(self._local, "lock_file", None)
+            if lock_file is not None:
+                lock_file.close()
+                self._local.lock_file = None
 
     def _loop(self) -> None:
         while True:
@@ -105,10 +112,17 @@ class InboxWriter:
                 return
 
     def _unit_of_work(self) -> UnitOfWork:
-        if self._connection is None or self._unit is None:
-            self._connection = self._runtime.engine.connect()
-            self._unit = UnitOfWork(self._connection, audit_key=self._runtime.settings.audit_key_bytes)
-        return self._unit
+        unit: UnitOfWork | None = getattr(self._local, "unit", None)
+        if unit is None:
+            connection: Connection = self._runtime.engine.connect()
+            if self._runtime.engine.dialect.name == "postgresql":
+                # store_events is one statement there: in autocommit it is its own transaction
+                # (durable when it returns, synchronous_commit as configured), with no BEGIN and
+                # COMMIT round trips around it.
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            unit = UnitOfWork(connection, audit_key=self._runtime.settings.audit_key_bytes)
+            self._local.connection, self._local.unit = connection, unit
+        return unit
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -118,17 +132,18 @@ class InboxWriter:
         if self._lock_path is None:
             yield
             return
-        if self._lock_file is None:
-            self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept open by the writer thread)
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        lock_file = getattr(self._local, "lock_file", None)
+        if lock_file is None:
+            lock_file = self._local.lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept by the thread)
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _drop_connection(self) -> None:
-        self._unit = None
-        connection, self._connection = self._connection, None
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = self._local.unit = None
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.close()

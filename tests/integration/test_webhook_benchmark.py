@@ -24,7 +24,8 @@ def test_quick_benchmark_stores_every_acknowledged_event_exactly_once(tmp_path: 
     figures = json.loads(out.read_text())
     assert figures["generator"] == "wrk" and figures["exactly_once"] is True
     by_label = {r["label"].split()[0]: r for r in figures["results"]}
-    assert set(by_label) == {"do-nothing", "ours", "peer"}
+    assert set(by_label) == {"do-nothing", "bound:", "ours", "peer"}
+    assert by_label["bound:"]["checks"]["commit_ms"] > 0  # the one-row commit the bound is read from
     ours = by_label["ours"]
     assert ours["acknowledged"] > 0 and ours["checks"]["stored"] >= ours["acknowledged"]
     assert ours["checks"]["race_stored_once"] is True and ours["checks"]["acknowledged_stored"] is True

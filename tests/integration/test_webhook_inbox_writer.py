@@ -62,7 +62,8 @@ class _CommitGate:
         self.commits += 1
 
     def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("INSERT INTO stripe_events") and not self.first_insert_reached.is_set():
+        # SQLite: INSERT INTO stripe_events ...; PostgreSQL: WITH batch AS (...) INSERT INTO stripe_events ...
+        if "INSERT INTO stripe_events" in statement and not self.first_insert_reached.is_set():
             self.first_insert_reached.set()
             assert self.release.wait(10)
 
@@ -75,7 +76,7 @@ class _CommitGate:
 def held_writer(runtime: Any, first_event_id: str) -> Iterator[tuple[InboxWriter, _CommitGate, Future[str]]]:
     """A writer whose first delivery is inside its transaction, held there until
     `gate.release` is set: what the test submits meanwhile queues behind that commit."""
-    writer = InboxWriter(runtime)
+    writer = InboxWriter(runtime, threads=1)  # one writer: what queues behind its commit shares the next
     gate = _CommitGate(runtime.engine)
     try:
         first = writer.submit(_event(first_event_id))
@@ -106,6 +107,29 @@ def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: A
     assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 13  # every verified delivery, the copy too
     assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 1
     assert _metric_count(runtime, metric_points.WEBHOOK_IGNORED) == 1
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_second_writer_commits_while_the_first_is_held(runtime_factory: Any,
+                                                                      postgres_url: str) -> None:
+    runtime = runtime_factory(DATABASE_URL=postgres_url)
+    writer = InboxWriter(runtime)  # the default: two writer threads on PostgreSQL
+    gate = _CommitGate(runtime.engine)
+    try:
+        first = writer.submit(_event("evt_held"))
+        assert gate.first_insert_reached.wait(10)
+        others = [writer.submit(_event(f"evt_free_{i}")) for i in range(5)]
+        assert [f.result(10) for f in others] == ["stored"] * 5  # committed by the other writer meanwhile
+        assert not first.done()
+        gate.release.set()
+        assert first.result(10) == "stored"
+    finally:
+        gate.release.set()
+        gate.remove()
+        writer.close()
+    assert sorted(_stored(runtime)) == ["evt_free_0", "evt_free_1", "evt_free_2", "evt_free_3", "evt_free_4",
+                                        "evt_held"]
+    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 6
 
 
 def test_an_event_the_database_refuses_fails_alone(runtime_factory: Any, database_url: str,
