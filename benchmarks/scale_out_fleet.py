@@ -140,7 +140,9 @@ class Fleet:
         """The do-nothing ASGI app (benchmarks/webhook_peers.py): what the generator reaches at most."""
         port = free_port()
         process = self.start("ceiling", ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level",
-                                         "warning", "--no-access-log", "benchmarks.webhook_peers:ceiling"])
+                                         "warning", "--no-access-log", "--http", "httptools", "--loop", "uvloop",
+                                         "benchmarks.webhook_peers:ceiling"],
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
         _wait_until(lambda: httpx.post(f"http://127.0.0.1:{port}/", content=b"", timeout=2).status_code == 200,
                     process, "ceiling")
         return port
@@ -162,6 +164,12 @@ class Fleet:
                 process.wait()
             log.close()
         self.processes = [entry for entry in self.processes if entry not in chosen]
+
+    def named(self, *prefixes: str) -> list[str]:
+        return [name for name, _process, _log in self.processes if name.startswith(prefixes)]
+
+    def pids(self, *prefixes: str) -> list[int]:
+        return [process.pid for name, process, _log in self.processes if name.startswith(prefixes)]
 
     def close(self) -> None:
         self.stop()
