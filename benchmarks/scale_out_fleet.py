@@ -66,9 +66,17 @@ def make_events(count: int, secret: str, run: str) -> list[SignedEvent]:
         body = json.dumps({"id": event_id, "object": "event", "type": kind, "created": now, "livemode": False,
                            "api_version": "2026-10-28.endive", "pending_webhooks": 1, "data": {"object": obj}},
                           separators=(",", ":")).encode()
-        digest = hmac.new(secret.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
-        events.append(SignedEvent(event_id, kind, obj["id"], body, f"t={now},v1={digest}"))
+        events.append(SignedEvent(event_id, kind, obj["id"], body, sign(body, secret, now)))
     return events
+
+
+def sign(body: bytes, secret: str, at: int | None = None) -> str:
+    """The Stripe-Signature header for `body` signed at `at` (now by default). Stripe signs every
+    delivery attempt afresh, and the receiver refuses a timestamp over 5 minutes old, so a delivery
+    sent later than that after its event was made (a long run, a redelivery) must be signed again."""
+    ts = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
 
 
 def delivery_plan(count: int, duplicate_share: float, receivers: int, seed: int) -> tuple[list[tuple[int, int]], int]:
@@ -219,9 +227,11 @@ class Delivered:
 
 
 def deliver(plan: Sequence[tuple[int, int]], events: Sequence[SignedEvent], ports: Sequence[int], *,
-            threads: int = 16, retries: int = 5, stop_after: float | None = None) -> Delivered:
+            threads: int = 16, retries: int = 5, stop_after: float | None = None,
+            secret: str | None = None) -> Delivered:
     """POST every planned delivery over TCP (httpx, keep-alive, one client per thread and receiver);
-    with `stop_after`, only those begun within that many seconds."""
+    with `stop_after`, only those begun within that many seconds; with `secret`, each POST signed
+    when it is sent (as Stripe does), else with the event's signature from make_events."""
     total = Delivered()
     lock = threading.Lock()
     stop_at = None if stop_after is None else time.monotonic() + stop_after
@@ -234,8 +244,9 @@ def deliver(plan: Sequence[tuple[int, int]], events: Sequence[SignedEvent], port
                 if stop_at is not None and time.monotonic() > stop_at:
                     break
                 event = events[index]
-                headers = {"Stripe-Signature": event.signature, "Content-Type": "application/json"}
                 for _attempt in range(retries + 1):
+                    signature = sign(event.body, secret) if secret else event.signature
+                    headers = {"Stripe-Signature": signature, "Content-Type": "application/json"}
                     try:
                         response = clients[receiver].post(WEBHOOK_PATH, content=event.body, headers=headers)
                     except httpx.TransportError:

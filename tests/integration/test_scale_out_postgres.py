@@ -60,7 +60,7 @@ def test_four_receivers_three_workers_store_and_process_every_event_exactly_once
     events = make_events(EVENTS, secret, uuid.uuid4().hex[:6])
     plan, copies = delivery_plan(EVENTS, DUPLICATE_SHARE, RECEIVERS, seed=23)
 
-    delivered = deliver(plan, events, ports, threads=16)
+    delivered = deliver(plan, events, ports, threads=16, secret=secret)
 
     logs = "\n".join(f"--- {name}\n{fleet.log_tail(name)}" for name in ("receiver0", "worker0"))
     # Every POST answered 200: no 5xx, no refusal; nothing left unanswered after redelivery.
