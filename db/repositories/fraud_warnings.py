@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 
 from db.models import Charge, Dispute, FraudWarning
 from db.session import UnitOfWork, rows_affected
@@ -58,9 +58,14 @@ def queue_filter(*, statuses: Sequence[str] = (), fraud_types: Sequence[str] = (
     return and_(*conditions) if conditions else and_(True)
 
 
+def _disputed() -> ColumnElement[bool]:
+    """The warning's charge has a dispute (EXISTS of the charge id alone: answered from the index)."""
+    return select(Dispute.charge_id).where(Dispute.charge_id == FraudWarning.charge_id).exists()
+
+
 def _ours() -> ColumnElement[bool]:
     """Still ours to act on: Stripe marks it actionable, the charge is not disputed and not fully refunded."""
-    return and_(FraudWarning.actionable.is_(True), ~exists().where(Dispute.charge_id == FraudWarning.charge_id),
+    return and_(FraudWarning.actionable.is_(True), ~_disputed(),
                 func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount)
 
 
@@ -105,9 +110,8 @@ def count(uow: UnitOfWork, where: ColumnElement[bool]) -> int:
 def open_tiles(uow: UnitOfWork, where: ColumnElement[bool]) -> list[tuple[Any, ...]]:
     """Open warnings matching `where`, grouped: (charge state disputed | refunded | open, actionable,
     currency, count, amount still refundable)."""
-    disputed_charge = exists().where(Dispute.charge_id == FraudWarning.charge_id)
     state = case(
-        (disputed_charge, "disputed"),
+        (_disputed(), "disputed"),
         (func.coalesce(Charge.amount_refunded, 0) >= FraudWarning.amount, "refunded"),
         else_="open",
     )
