@@ -18,13 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from emulator import billing_calendar, catalogue, refund_outcomes, test_cards
+from emulator import billing_calendar, catalogue, refund_outcomes, retry_schedule, test_cards
 from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
 
 API_VERSION = "2026-10-28.endive"
 DAY = 86_400
-# Smart-Retries-like schedule after a failed renewal: +3 d, +5 d, +7 d, then give up.
-RETRY_SCHEDULE_DAYS = (3, 5, 7)
 DISPUTE_RESPONSE_DAYS = 7
 DISPUTE_FEE = 1500  # Stripe's dispute fee in USD minor units, on the withdrawal balance transaction
 FILE_MAX_BYTES = 5 * 1024 * 1024
@@ -210,7 +208,8 @@ class Engine:
             self.pending_prorations: dict[str, list[Json]] = {}
             self.invoices_by_subscription: dict[str, list[str]] = {}
             self._current_request: Json = {"id": None, "idempotency_key": None}
-            self.billing_config: Json = {"upcoming_days": billing_calendar.DEFAULT_UPCOMING_DAYS}
+            self.billing_config: Json = {"upcoming_days": billing_calendar.DEFAULT_UPCOMING_DAYS,
+                                         **retry_schedule.default_config()}
 
     # --- storage -----------------------------------------------------------------
     def put(self, kind: str, obj: Json) -> Json:
@@ -1297,11 +1296,9 @@ class Engine:
             invoice["_failed_once"] = True
             failures = int(invoice.get("_failures", 0)) + 1
             invoice["_failures"] = failures
-            if subscription is not None and failures <= len(RETRY_SCHEDULE_DAYS) and invoice["billing_reason"] != \
-                    "subscription_create":
-                invoice["next_payment_attempt"] = now + RETRY_SCHEDULE_DAYS[failures - 1] * DAY
-            else:
-                invoice["next_payment_attempt"] = None
+            retries = subscription is not None and invoice["billing_reason"] != "subscription_create"
+            invoice["next_payment_attempt"] = \
+                retry_schedule.next_attempt(self.billing_config, failures, now) if retries else None
             self.emit("invoice.payment_failed", invoice, created=now)
         if subscription is not None and subscription["status"] == "active":
             before = self.snapshot(subscription)
@@ -1309,12 +1306,27 @@ class Engine:
             self.emit_update("customer.subscription.updated", subscription, before, created=now)
         if subscription is not None and invoice["next_payment_attempt"] is None and outcome == "failed" and \
                 subscription["status"] == "past_due":
+            self._retries_exhausted(invoice, subscription, now)
+
+    def _retries_exhausted(self, invoice: Json, subscription: Json, now: int) -> None:
+        """The account's setting for when all retries fail (emulator/retry_schedule.py)."""
+        ends = retry_schedule.after_retries(self.billing_config)
+        if ends["invoice"] == "uncollectible" and invoice["status"] == "open":
+            invoice["status"] = "uncollectible"
+            invoice["status_transitions"]["marked_uncollectible_at"] = now
+            invoice["status_details"] = {"uncollectible": {"reason": "max_payment_attempts"}}
+            self.emit("invoice.marked_uncollectible", invoice, created=now)
+        if ends["subscription"] == "cancel":
+            subscription["cancellation_details"]["reason"] = "payment_failed"
+            self.cancel_subscription(subscription["id"], at=now)
+        elif ends["subscription"] == "unpaid":
             before = self.snapshot(subscription)
             subscription["status"] = "unpaid"
             self.emit_update("customer.subscription.updated", subscription, before, created=now)
 
     def _mark_paid(self, invoice: Json, now: int) -> None:
         invoice["status"] = "paid"
+        invoice.pop("status_details", None)  # only an uncollectible invoice has it
         invoice["amount_paid"] = invoice["amount_due"]
         invoice["amount_remaining"] = 0
         invoice["next_payment_attempt"] = None
@@ -1331,7 +1343,8 @@ class Engine:
         invoice = self.get("invoice", invoice_id, "invoice")
         if invoice["status"] == "paid":
             raise StripeApiError(400, "Invoice is already paid", code="invoice_not_editable")
-        if invoice["status"] in ("void", "uncollectible", "draft"):
+        # An uncollectible invoice can still be paid (Stripe's invoice status transitions).
+        if invoice["status"] in ("void", "draft"):
             raise StripeApiError(400, f"This invoice can't be paid because it is {invoice['status']}.",
                                  code="invoice_not_editable")
         now = self.now_for(invoice["customer"])

@@ -24,7 +24,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from emulator import balance as _balance_routes  # noqa: F401 (registers /v1/balance_transactions, /v1/balance)
-from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, validation  # noqa: F401 (registers routes)
+from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, retry_schedule, validation  # noqa: F401 (registers routes)
 from emulator import credit_notes as _credit_note_routes  # noqa: F401 (the /v1/credit_notes routes)
 from emulator import discounts as _discount_routes  # noqa: F401 (coupons, promotion codes, invoice discounts)
 from emulator import invoices_extra as _invoice_routes  # noqa: F401 (invoice update/delete/send/lines, items, payments)
@@ -555,11 +555,20 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
         with engine.lock:
             return seed_month(engine, customers=int(payload.get("customers", 300)), seed=int(payload.get("seed", 42)))
     if action == "billing/config":
-        # Account billing settings: the days before renewal that invoice.upcoming is sent.
+        # Account billing settings: the days before renewal that invoice.upcoming is sent, and the
+        # retry schedule with what happens after the last retry (emulator/retry_schedule.py).
         with engine.lock:
-            if method == "POST" and "upcoming_days" in payload:
-                engine.billing_config["upcoming_days"] = int(payload["upcoming_days"])
-            return dict(engine.billing_config)
+            if method == "POST":
+                update = dict(engine.billing_config)
+                if "upcoming_days" in payload:
+                    update["upcoming_days"] = int(payload["upcoming_days"])
+                if "retries" in payload:
+                    update["retries"] = retry_schedule.parse_retries(payload["retries"])
+                if "after_retries" in payload:
+                    update["after_retries"] = retry_schedule.parse_after_retries(payload["after_retries"],
+                                                                                 update["after_retries"])
+                engine.billing_config = update
+            return copy.deepcopy(engine.billing_config)
     if action == "tick" and method == "POST":
         with engine.lock:
             engine.tick_realtime()
