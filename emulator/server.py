@@ -23,19 +23,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from emulator import balance as _balance_routes  # noqa: F401 (registers /v1/balance_transactions, /v1/balance)
-from emulator import catalogue, fb_api, fb_checkout, fb_portal, fb_settings, retry_schedule, validation  # noqa: F401 (registers routes)
-from emulator import credit_notes as _credit_note_routes  # noqa: F401 (the /v1/credit_notes routes)
-from emulator import discounts as _discount_routes  # noqa: F401 (coupons, promotion codes, invoice discounts)
-from emulator import invoices_extra as _invoice_routes  # noqa: F401 (invoice update/delete/send/lines, items, payments)
-from emulator import payment_intent_actions as _payment_intent_routes  # noqa: F401 (capture, cancel, update)
-from emulator import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
-from emulator import schedules as _schedule_routes  # noqa: F401 (the /v1/subscription_schedules routes)
-from emulator import search as _search_routes  # noqa: F401 (registers the /v1/*/search routes, ahead of /{id})
-from emulator import setup_intents as setup_intent_routes  # /v1/setup_intents, /v1/customers/{id}/payment_methods
-from emulator import subscription_items as _item_routes  # noqa: F401 (the /v1/subscription_items routes)
-from emulator.fb_engine import Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, parse_form
+# Importing a module registers its routes; the names used here are the ones bound.
+from emulator import api as fb_api
+from emulator import settings as account_settings  # tax settings, payment method domains
+from emulator.billing import checkout as _checkout_routes  # noqa: F401 (Checkout Session expiry)
+from emulator.billing import credit_notes as _credit_note_routes  # noqa: F401 (the /v1/credit_notes routes)
+from emulator.billing import discounts as _discount_routes  # noqa: F401 (coupons, promotion codes, invoice discounts)
+from emulator.billing import invoice_actions as _invoice_routes  # noqa: F401 (invoice update/delete/send/lines, ...)
+from emulator.billing import portal as _portal_routes  # noqa: F401 (billing portal sessions)
+from emulator.billing import retry_schedule
+from emulator.billing import schedules as _schedule_routes  # noqa: F401 (the /v1/subscription_schedules routes)
+from emulator.billing import subscription_items as _item_routes  # noqa: F401 (the /v1/subscription_items routes)
+from emulator.disputes import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
+from emulator.engine import Engine, Json, new_id
+from emulator.objects import catalogue, validation
+from emulator.payments import balance as _balance_routes  # noqa: F401 (/v1/balance_transactions, /v1/balance)
+from emulator.payments import intent_actions as _payment_intent_routes  # noqa: F401 (capture, cancel, update)
+from emulator.payments import setup_intents as setup_intent_routes  # /v1/setup_intents, customer payment methods
+from emulator.wire import search as _search_routes  # noqa: F401 (the /v1/*/search routes, ahead of /{id})
+from emulator.wire.protocol import StripeApiError, parse_form
 
 DEFAULT_RETRY_DELAYS_S = (5.0, 30.0, 120.0, 600.0)
 REALTIME_TICK_S = 5.0
@@ -502,7 +508,7 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
 
 
 def fb_api_version() -> str:
-    from emulator.fb_engine import API_VERSION
+    from emulator.engine import API_VERSION
 
     return API_VERSION
 
@@ -550,13 +556,13 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
             emulator.delivery.max_attempts = int(payload["max_attempts"])
         return {"retry_delays_s": emulator.delivery.retry_delays, "max_attempts": emulator.delivery.max_attempts}
     if action == "seed" and method == "POST":
-        from emulator.fb_seed import seed_month
+        from emulator.seed import seed_month
 
         with engine.lock:
             return seed_month(engine, customers=int(payload.get("customers", 300)), seed=int(payload.get("seed", 42)))
     if action == "billing/config":
         # Account billing settings: the days before renewal that invoice.upcoming is sent, and the
-        # retry schedule with what happens after the last retry (emulator/retry_schedule.py).
+        # retry schedule with what happens after the last retry (emulator/billing/retry_schedule.py).
         with engine.lock:
             if method == "POST":
                 update = dict(engine.billing_config)
@@ -613,7 +619,7 @@ def _admin_action(emulator: EmulatorServer, method: str, action: str, payload: J
     if len(parts) == 3 and parts[0] == "payment_method_domains" and parts[2] == "set" and method == "POST":
         # Test helper: a wallet's verification on the domain failed (or passed again).
         with engine.lock:
-            return fb_settings.set_domain_states(engine, parts[1], payload)
+            return account_settings.set_domain_states(engine, parts[1], payload)
     if len(parts) == 3 and parts[0] == "disputes" and parts[2] == "escalate" and method == "POST":
         # Test helper: the cardholder's bank turns an inquiry into a chargeback.
         with engine.lock:

@@ -7,7 +7,7 @@ import json
 import threading
 from typing import Any
 
-from emulator.catalogue import Report, validate
+from emulator.objects.catalogue import Report, validate
 
 
 class ResponseAudit:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import stripe
 
-from emulator.billing_calendar import boundary
+from emulator.billing.calendar import boundary
 from tests.conftest import EmulatorHandle
 from tests.integration.stripe_target import FIXED_IDEMPOTENCY_KEYS, StripeTarget, empty_account
 

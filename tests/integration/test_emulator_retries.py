@@ -1,7 +1,7 @@
 """Contract tests for failed renewal payments on test clocks, through the real stripe SDK: the
 retry schedule (Smart Retries' recommended 8 tries within 2 weeks, or a custom schedule of up to
 three retries), `attempt_count` and `next_payment_attempt` on the invoice, and what the account's
-setting does once every retry has failed (emulator/retry_schedule.py)."""
+setting does once every retry has failed (emulator/billing/retry_schedule.py)."""
 
 from __future__ import annotations
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import discounts
-from emulator.fb_api import LIST_PARAMS, created_filter, render, route
-from emulator.fb_engine import DAY, Engine, Json
-from emulator.fb_wire import StripeApiError, check_params, list_object, to_bool, to_int
+from emulator.api import LIST_PARAMS, created_filter, render, route
+from emulator.billing import discounts
+from emulator.engine import DAY, Engine, Json
+from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
 
 # Editable after finalization (Stripe: monetary values and collection_method are not). Params the
 # emulator doesn't model (tax rates, shipping, automatic tax, payment settings, Connect transfers)

@@ -7,9 +7,9 @@ session's status becomes `expired` and `checkout.session.expired` is emitted.
 
 from __future__ import annotations
 
-from emulator.fb_api import public, route
-from emulator.fb_engine import Engine, Json
-from emulator.fb_wire import StripeApiError, check_params
+from emulator.api import public, route
+from emulator.engine import Engine, Json
+from emulator.wire.protocol import StripeApiError, check_params
 
 
 @route("POST", "/v1/checkout/sessions/{id}/expire")

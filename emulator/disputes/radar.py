@@ -16,9 +16,9 @@ import typing
 
 import stripe
 
-from emulator.fb_api import LIST_PARAMS, created_filter, public, route
-from emulator.fb_engine import Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, check_params, list_object
+from emulator.api import LIST_PARAMS, created_filter, public, route
+from emulator.engine import Engine, Json, new_id
+from emulator.wire.protocol import StripeApiError, check_params, list_object
 
 LIST_KIND = "radar.value_list"
 ITEM_KIND = "radar.value_list_item"

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import billing_calendar, fb_engine
-from emulator.fb_api import LIST_PARAMS, created_filter, render, route
-from emulator.fb_engine import Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, check_params, list_object, to_bool, to_int
-from emulator.subscription_items import _proration
+from emulator import engine as fb_engine
+from emulator.api import LIST_PARAMS, created_filter, render, route
+from emulator.billing import calendar as billing_calendar
+from emulator.billing.subscription_items import _proration
+from emulator.engine import Engine, Json, new_id
+from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
 
 KIND = "subscription_schedule"
 END_BEHAVIORS = ("release", "cancel")

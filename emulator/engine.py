@@ -18,8 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from emulator import billing_calendar, catalogue, refund_outcomes, retry_schedule, test_cards
-from emulator.fb_wire import StripeApiError, missing, to_bool, to_int
+from emulator.billing import calendar as billing_calendar
+from emulator.billing import retry_schedule
+from emulator.objects import catalogue
+from emulator.payments import refund_outcomes, test_cards
+from emulator.wire.protocol import StripeApiError, missing, to_bool, to_int
 
 API_VERSION = "2026-10-28.endive"
 DAY = 86_400
@@ -1309,7 +1312,7 @@ class Engine:
             self._retries_exhausted(invoice, subscription, now)
 
     def _retries_exhausted(self, invoice: Json, subscription: Json, now: int) -> None:
-        """The account's setting for when all retries fail (emulator/retry_schedule.py)."""
+        """The account's setting for when all retries fail (emulator/billing/retry_schedule.py)."""
         ends = retry_schedule.after_retries(self.billing_config)
         if ends["invoice"] == "uncollectible" and invoice["status"] == "open":
             invoice["status"] = "uncollectible"

@@ -24,10 +24,11 @@ import secrets
 import string
 from typing import Any
 
-from emulator import billing_calendar, fb_engine
-from emulator.fb_api import LIST_PARAMS, created_filter, render, route
-from emulator.fb_engine import Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, check_params, list_object, to_bool, to_int
+from emulator import engine as fb_engine
+from emulator.api import LIST_PARAMS, created_filter, render, route
+from emulator.billing import calendar as billing_calendar
+from emulator.engine import Engine, Json, new_id
+from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
 
 COUPON, PROMO, DISCOUNT = "coupon", "promotion_code", "discount"
 DURATIONS = ("once", "repeating", "forever")

@@ -24,9 +24,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.fb_api import ROUTES, Handler, render
-from emulator.fb_engine import Engine, Json
-from emulator.fb_wire import StripeApiError, check_params, to_int
+from emulator.api import ROUTES, Handler, render
+from emulator.engine import Engine, Json
+from emulator.wire.protocol import StripeApiError, check_params, to_int
 
 MAX_CLAUSES = 10
 MIN_SUBSTRING = 3

@@ -9,9 +9,10 @@ import random
 import time
 from typing import Any
 
-from emulator import billing_calendar, fb_api
-from emulator.fb_engine import DAY, Engine, Json
-from emulator.fb_wire import StripeApiError
+from emulator import api as fb_api
+from emulator.billing import calendar as billing_calendar
+from emulator.engine import DAY, Engine, Json
+from emulator.wire.protocol import StripeApiError
 
 PLANS = {"basic": (900, 9_000), "pro": (2_900, 29_000), "business": (9_900, 99_000)}
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Radia", "Dennis", "Frances",

@@ -6,9 +6,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from emulator import validation
-from emulator.fb_engine import DAY, Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, check_params, expand, list_object, missing, to_bool, to_int
+from emulator.engine import DAY, Engine, Json, new_id
+from emulator.objects import validation
+from emulator.wire.protocol import StripeApiError, check_params, expand, list_object, missing, to_bool, to_int
 
 Handler = Callable[[Engine, dict[str, str], Json], Json]
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []

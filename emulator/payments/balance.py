@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from emulator.fb_api import LIST_PARAMS, ROUTES, created_filter, render, route
-from emulator.fb_engine import DAY, PUT_HOOKS, Engine, Json
-from emulator.fb_wire import check_params, list_object
+from emulator.api import LIST_PARAMS, ROUTES, created_filter, render, route
+from emulator.engine import DAY, PUT_HOOKS, Engine, Json
+from emulator.wire.protocol import check_params, list_object
 
 KIND = "balance_transaction"
 PERCENT = Decimal("0.029")

@@ -24,9 +24,9 @@ from typing import Any
 
 import stripe
 
-from emulator.fb_api import LIST_PARAMS, created_filter, render, route
-from emulator.fb_engine import Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, check_params, list_object, to_int
+from emulator.api import LIST_PARAMS, created_filter, render, route
+from emulator.engine import Engine, Json, new_id
+from emulator.wire.protocol import StripeApiError, check_params, list_object, to_int
 
 KIND = "credit_note"
 REASONS = tuple(typing.get_args(typing.get_args(stripe.CreditNote.__annotations__["reason"])[0]))

@@ -26,8 +26,8 @@ import stripe
 import typing_extensions
 from stripe._request_options import RequestOptions
 
-from emulator import catalogue
-from emulator.fb_wire import StripeApiError
+from emulator.objects import catalogue
+from emulator.wire.protocol import StripeApiError
 
 _METHOD = re.compile(
     r"\n    def (\w+)\((?:(?!\n    (?:async )?def ).)*?params: (?:Optional\[\s*)?\"(\w+)\""

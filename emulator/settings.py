@@ -19,9 +19,9 @@ from typing import Any
 
 import stripe
 
-from emulator.fb_api import LIST_PARAMS, public, route
-from emulator.fb_engine import Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, check_params, list_object, to_bool
+from emulator.api import LIST_PARAMS, public, route
+from emulator.engine import Engine, Json, new_id
+from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
 
 TAX_KIND = "tax.settings"
 TAX_SINGLETON = "_account"

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import copy
 
-from emulator.fb_api import LIST_PARAMS, render, route
-from emulator.fb_engine import Engine, Json
-from emulator.fb_wire import StripeApiError, check_params, list_object, missing, to_int
+from emulator.api import LIST_PARAMS, render, route
+from emulator.engine import Engine, Json
+from emulator.wire.protocol import StripeApiError, check_params, list_object, missing, to_int
 
 KIND = "subscription_item"
 PRORATION_BEHAVIORS = ("create_prorations", "none", "always_invoice")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.billing_calendar import DAY
-from emulator.fb_wire import StripeApiError
+from emulator.billing.calendar import DAY
+from emulator.wire.protocol import StripeApiError
 
 SMART_WINDOWS_DAYS = (7, 14, 21, 30, 60)  # 1, 2, 3 weeks, 1 month, 2 months
 DEFAULT_RETRIES: dict[str, Any] = {"mode": "smart", "count": 8, "window_days": 14}

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 
-from emulator.fb_api import ROUTES, Handler, render, route
-from emulator.fb_engine import Engine, Json
-from emulator.fb_wire import StripeApiError, check_params, to_bool, to_int
+from emulator.api import ROUTES, Handler, render, route
+from emulator.engine import Engine, Json
+from emulator.wire.protocol import StripeApiError, check_params, to_bool, to_int
 
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
 CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action",

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import secrets
 
-from emulator.fb_api import LIST_PARAMS, created_filter, render, route
-from emulator.fb_engine import Engine, Json, new_id, public_copy
-from emulator.fb_wire import StripeApiError, check_params, list_object, to_bool
+from emulator.api import LIST_PARAMS, created_filter, render, route
+from emulator.engine import Engine, Json, new_id, public_copy
+from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
 
 KIND = "setup_intent"
 CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import stripe
 
-from emulator.fb_api import public, route
-from emulator.fb_engine import Engine, Json, new_id
-from emulator.fb_wire import StripeApiError, check_params
+from emulator.api import public, route
+from emulator.engine import Engine, Json, new_id
+from emulator.wire.protocol import StripeApiError, check_params
 
 KIND = "billing_portal.session"
 FIELDS = tuple(name for name in stripe.billing_portal.Session.__annotations__ if name != "OBJECT_NAME")
