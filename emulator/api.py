@@ -6,8 +6,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from emulator.engine import DAY, Engine, Json, new_id
+from emulator.engine import Engine
 from emulator.objects import validation
+from emulator.state import DAY, Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, expand, list_object, missing, to_bool, to_int
 
 Handler = Callable[[Engine, dict[str, str], Json], Json]

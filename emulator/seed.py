@@ -11,7 +11,8 @@ from typing import Any
 
 from emulator import api as fb_api
 from emulator.billing import calendar as billing_calendar
-from emulator.engine import DAY, Engine, Json
+from emulator.engine import Engine
+from emulator.state import DAY, Json
 from emulator.wire.protocol import StripeApiError
 
 PLANS = {"basic": (900, 9_000), "pro": (2_900, 29_000), "business": (9_900, 99_000)}

@@ -35,11 +35,12 @@ from emulator.billing import retry_schedule
 from emulator.billing import schedules as _schedule_routes  # noqa: F401 (the /v1/subscription_schedules routes)
 from emulator.billing import subscription_items as _item_routes  # noqa: F401 (the /v1/subscription_items routes)
 from emulator.disputes import radar as _radar_routes  # noqa: F401 (registers the /v1/radar/value_list* routes)
-from emulator.engine import Engine, Json, new_id
+from emulator.engine import Engine
 from emulator.objects import catalogue, validation
 from emulator.payments import balance as _balance_routes  # noqa: F401 (/v1/balance_transactions, /v1/balance)
 from emulator.payments import intent_actions as _payment_intent_routes  # noqa: F401 (capture, cancel, update)
 from emulator.payments import setup_intents as setup_intent_routes  # /v1/setup_intents, customer payment methods
+from emulator.state import Json, new_id
 from emulator.wire import search as _search_routes  # noqa: F401 (the /v1/*/search routes, ahead of /{id})
 from emulator.wire.protocol import StripeApiError, parse_form
 
@@ -508,7 +509,7 @@ def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
 
 
 def fb_api_version() -> str:
-    from emulator.engine import API_VERSION
+    from emulator.events.emission import API_VERSION
 
     return API_VERSION
 

@@ -20,7 +20,8 @@ from typing import Any
 import stripe
 
 from emulator.api import LIST_PARAMS, public, route
-from emulator.engine import Engine, Json, new_id
+from emulator.engine import Engine
+from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
 
 TAX_KIND = "tax.settings"

@@ -8,7 +8,8 @@ session's status becomes `expired` and `checkout.session.expired` is emitted.
 from __future__ import annotations
 
 from emulator.api import public, route
-from emulator.engine import Engine, Json
+from emulator.engine import Engine
+from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params
 
 

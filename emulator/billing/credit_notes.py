@@ -25,7 +25,8 @@ from typing import Any
 import stripe
 
 from emulator.api import LIST_PARAMS, created_filter, render, route
-from emulator.engine import Engine, Json, new_id
+from emulator.engine import Engine
+from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_int
 
 KIND = "credit_note"

@@ -24,10 +24,11 @@ import secrets
 import string
 from typing import Any
 
-from emulator import engine as fb_engine
+from emulator import state
 from emulator.api import LIST_PARAMS, created_filter, render, route
 from emulator.billing import calendar as billing_calendar
-from emulator.engine import Engine, Json, new_id
+from emulator.engine import Engine
+from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
 
 COUPON, PROMO, DISCOUNT = "coupon", "promotion_code", "discount"
@@ -337,8 +338,8 @@ def _adjust_invoice(engine: Engine, invoice: Json, subscription: Json, now: int)
             subscription["discounts"] = [d for d in subscription["discounts"] if d != discount_id]
 
 
-fb_engine.SUBSCRIPTION_PARAMS.append(_apply_params)
-fb_engine.INVOICE_ADJUST.append(_adjust_invoice)
-fb_engine.INVOICE_LINES_CHANGED.append(reapply_invoice_discounts)
+state.SUBSCRIPTION_PARAMS.append(_apply_params)
+state.INVOICE_ADJUST.append(_adjust_invoice)
+state.INVOICE_LINES_CHANGED.append(reapply_invoice_discounts)
 
 __all__ = ["apply_discounts", "reapply_invoice_discounts", "set_invoice_discounts"]

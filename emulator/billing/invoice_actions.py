@@ -24,7 +24,8 @@ from typing import Any
 
 from emulator.api import LIST_PARAMS, created_filter, render, route
 from emulator.billing import discounts
-from emulator.engine import DAY, Engine, Json
+from emulator.engine import Engine
+from emulator.state import DAY, Json
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
 
 # Editable after finalization (Stripe: monetary values and collection_method are not). Params the

@@ -14,7 +14,8 @@ from __future__ import annotations
 import stripe
 
 from emulator.api import public, route
-from emulator.engine import Engine, Json, new_id
+from emulator.engine import Engine
+from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params
 
 KIND = "billing_portal.session"

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import engine as fb_engine
+from emulator import state
 from emulator.api import LIST_PARAMS, created_filter, render, route
 from emulator.billing import calendar as billing_calendar
 from emulator.billing.subscription_items import _proration
-from emulator.engine import Engine, Json, new_id
+from emulator.engine import Engine
+from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
 
 KIND = "subscription_schedule"
@@ -249,8 +250,8 @@ def _clock_work(engine: Engine, clock_id: str, frozen_time: int) -> None:
             _start(engine, schedule, int(schedule["phases"][0]["start_date"]))
 
 
-fb_engine.SUBSCRIPTION_WORK.append(_PhaseWork())
-fb_engine.CLOCK_WORK.append(_clock_work)
+state.SUBSCRIPTION_WORK.append(_PhaseWork())
+state.CLOCK_WORK.append(_clock_work)
 
 
 # --- routes -------------------------------------------------------------------------------------

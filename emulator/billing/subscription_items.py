@@ -15,7 +15,8 @@ from __future__ import annotations
 import copy
 
 from emulator.api import LIST_PARAMS, render, route
-from emulator.engine import Engine, Json
+from emulator.engine import Engine
+from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, list_object, missing, to_int
 
 KIND = "subscription_item"

@@ -17,7 +17,8 @@ import typing
 import stripe
 
 from emulator.api import LIST_PARAMS, created_filter, public, route
-from emulator.engine import Engine, Json, new_id
+from emulator.engine import Engine
+from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object
 
 LIST_KIND = "radar.value_list"

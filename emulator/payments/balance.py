@@ -8,7 +8,7 @@ Every movement of funds has one, as at Stripe:
 - a refund: type `refund`, amount minus the refunded amount, no fee (Stripe keeps the original
   processing fee); a refund that fails later: type `refund_failure`, the amount back;
 - dispute withdrawals and reinstatements: `adjustment`s in categories `dispute` / `dispute_reversal`,
-  the withdrawal carrying Stripe's $15 dispute fee (made by the dispute code in fb_engine.py).
+  the withdrawal carrying Stripe's $15 dispute fee (made by the dispute code in disputes/disputes.py).
 `charge.balance_transaction` and `refund.balance_transaction` name them and expand to them.
 
 Not modelled: currency conversion (+1% and an `exchange_rate` when the charge's currency differs
@@ -21,7 +21,8 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 
 from emulator.api import LIST_PARAMS, ROUTES, created_filter, render, route
-from emulator.engine import DAY, PUT_HOOKS, Engine, Json
+from emulator.engine import Engine
+from emulator.state import DAY, PUT_HOOKS, Json
 from emulator.wire.protocol import check_params, list_object
 
 KIND = "balance_transaction"

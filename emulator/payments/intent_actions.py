@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 
 from emulator.api import ROUTES, Handler, render, route
-from emulator.engine import Engine, Json
+from emulator.engine import Engine
+from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, to_bool, to_int
 
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
@@ -85,7 +86,7 @@ def payment_intents_capture(engine: Engine, m: dict[str, str], params: Json) -> 
         engine._merge_metadata(intent, params["metadata"])
     charge.update(captured=True, amount_captured=amount, amount_refunded=charge["amount"] - amount,
                   balance_transaction=f"txn_{charge['id'].removeprefix('ch_')}")
-    engine.put("charge", charge)  # makes its balance transaction (emulator/balance.py)
+    engine.put("charge", charge)  # makes its balance transaction (emulator/payments/balance.py)
     intent.update(status="succeeded", amount_capturable=0, amount_received=amount)
     engine.emit_update("charge.captured", charge, before, created=now, always=True)
     engine.emit("payment_intent.succeeded", intent, created=now)

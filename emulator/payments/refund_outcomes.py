@@ -17,7 +17,7 @@ Json = dict[str, Any]
 
 
 class Engine(Protocol):
-    """What settling a refund needs of emulator/fb_engine.Engine (a protocol, so the engine can
+    """What settling a refund needs of emulator.engine.Engine (a protocol, so the engine can
     import this module without a cycle)."""
 
     objects: dict[str, dict[str, Json]]

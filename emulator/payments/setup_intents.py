@@ -21,7 +21,8 @@ from __future__ import annotations
 import secrets
 
 from emulator.api import LIST_PARAMS, created_filter, render, route
-from emulator.engine import Engine, Json, new_id, public_copy
+from emulator.engine import Engine
+from emulator.state import Json, new_id, public_copy
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
 
 KIND = "setup_intent"

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.api import ROUTES, Handler, render
-from emulator.engine import Engine, Json
+from emulator.engine import Engine
+from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, to_int
 
 MAX_CLAUSES = 10
