@@ -9,8 +9,8 @@ import random
 import time
 from typing import Any
 
-from emulator import api as fb_api
 from emulator.billing import calendar as billing_calendar
+from emulator.billing.portal import portal_configuration
 from emulator.engine import Engine
 from emulator.state import DAY, Json
 from emulator.wire.protocol import StripeApiError
@@ -64,7 +64,7 @@ def seed_month(engine: Engine, *, customers: int = 300, seed: int = 42) -> Json:
                     created=now - 90 * DAY,
                 )
                 prices[plan][interval] = price["id"]
-        portal = engine.put("billing_portal.configuration", fb_api.portal_configuration(engine, {
+        portal = engine.put("billing_portal.configuration", portal_configuration(engine, {
             "features": {
                 "customer_update": {"enabled": "true"},
                 "invoice_history": {"enabled": "true"},

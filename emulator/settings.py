@@ -19,10 +19,10 @@ from typing import Any
 
 import stripe
 
-from emulator.api import LIST_PARAMS, public, route
 from emulator.engine import Engine
 from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
+from emulator.wire.routes import LIST_PARAMS, public, route
 
 TAX_KIND = "tax.settings"
 TAX_SINGLETON = "_account"

@@ -24,10 +24,10 @@ from typing import Any
 
 import stripe
 
-from emulator.api import LIST_PARAMS, created_filter, render, route
 from emulator.engine import Engine
 from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_int
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
 
 KIND = "credit_note"
 REASONS = tuple(typing.get_args(typing.get_args(stripe.CreditNote.__annotations__["reason"])[0]))

@@ -25,11 +25,11 @@ import string
 from typing import Any
 
 from emulator import state
-from emulator.api import LIST_PARAMS, created_filter, render, route
 from emulator.billing import calendar as billing_calendar
 from emulator.engine import Engine
 from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
 
 COUPON, PROMO, DISCOUNT = "coupon", "promotion_code", "discount"
 DURATIONS = ("once", "repeating", "forever")

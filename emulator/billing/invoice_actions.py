@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.api import LIST_PARAMS, created_filter, render, route
 from emulator.billing import discounts
 from emulator.engine import Engine
 from emulator.state import DAY, Json
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
 
 # Editable after finalization (Stripe: monetary values and collection_method are not). Params the
 # emulator doesn't model (tax rates, shipping, automatic tax, payment settings, Connect transfers)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import copy
 
-from emulator.api import LIST_PARAMS, render, route
 from emulator.engine import Engine
 from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, list_object, missing, to_int
+from emulator.wire.routes import LIST_PARAMS, render, route
 
 KIND = "subscription_item"
 PRORATION_BEHAVIORS = ("create_prorations", "none", "always_invoice")

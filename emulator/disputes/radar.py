@@ -16,10 +16,10 @@ import typing
 
 import stripe
 
-from emulator.api import LIST_PARAMS, created_filter, public, route
 from emulator.engine import Engine
 from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object
+from emulator.wire.routes import LIST_PARAMS, created_filter, public, route
 
 LIST_KIND = "radar.value_list"
 ITEM_KIND = "radar.value_list_item"

@@ -17,13 +17,12 @@ from the settlement currency): amounts stay in the charge's currency.
 
 from __future__ import annotations
 
-import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from emulator.api import LIST_PARAMS, ROUTES, created_filter, render, route
 from emulator.engine import Engine
 from emulator.state import DAY, PUT_HOOKS, Json
 from emulator.wire.protocol import check_params, list_object
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
 
 KIND = "balance_transaction"
 PERCENT = Decimal("0.029")
@@ -143,7 +142,6 @@ def amounts(bucket: dict[str, int]) -> list[Json]:
         [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]
 
 
-# Ahead of fb_api's fixed zero balance.
-ROUTES.insert(0, ("GET", re.compile("^/v1/balance$"), balance))
+route("GET", "/v1/balance")(balance)
 
 __all__ = ["card_fee", "sync"]

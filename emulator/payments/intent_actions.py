@@ -22,12 +22,10 @@ Behaviour follows Stripe's API reference:
 
 from __future__ import annotations
 
-import re
-
-from emulator.api import ROUTES, Handler, render, route
 from emulator.engine import Engine
 from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, to_bool, to_int
+from emulator.wire.routes import render, route
 
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
 CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action",
@@ -181,13 +179,8 @@ def refunds_cancel(engine: Engine, m: dict[str, str], params: Json) -> Json:
     return render(engine, refund, params)
 
 
-def _first(method: str, pattern: str, handler: Handler) -> None:
-    """Register ahead of fb_api's route for the same path (which lacks these params)."""
-    ROUTES.insert(0, (method, re.compile("^" + pattern.replace("{id}", r"(?P<id>[^/]+)") + "$"), handler))
-
-
-_first("POST", "/v1/payment_intents", payment_intents_create)
-_first("POST", "/v1/payment_intents/{id}", payment_intents_update)
-_first("POST", "/v1/refunds/{id}", refunds_update)
+route("POST", "/v1/payment_intents")(payment_intents_create)
+route("POST", "/v1/payment_intents/{id}")(payment_intents_update)
+route("POST", "/v1/refunds/{id}")(refunds_update)
 
 __all__ = ["payment_intents_cancel", "payment_intents_capture", "refunds_cancel"]

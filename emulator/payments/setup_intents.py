@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import secrets
 
-from emulator.api import LIST_PARAMS, created_filter, render, route
 from emulator.engine import Engine
 from emulator.state import Json, new_id, public_copy
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
 
 KIND = "setup_intent"
 CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action")

@@ -24,10 +24,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.api import ROUTES, Handler, render
 from emulator.engine import Engine
 from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, to_int
+from emulator.wire.routes import Handler, render, route
 
 MAX_CLAUSES = 10
 MIN_SUBSTRING = 3
@@ -230,8 +230,8 @@ def _handler(resource: str) -> Handler:
     return handle
 
 
-# Registered ahead of every other route so `/v1/customers/search` isn't taken for `/v1/customers/{id}`.
-for _resource in reversed(tuple(FIELDS)):
-    ROUTES.insert(0, ("GET", re.compile(f"^/v1/{_resource}/search$"), _handler(_resource)))
+# `/v1/customers/search` wins over `/v1/customers/{id}`: a literal path beats a placeholder.
+for _resource in FIELDS:
+    route("GET", f"/v1/{_resource}/search")(_handler(_resource))
 
 __all__ = ["FIELDS", "parse", "search"]

@@ -1,0 +1,91 @@
+"""The /v1 routes of payment methods, payment intents, charges and refunds (capture, cancel and
+update are in payments/intent_actions.py)."""
+
+from __future__ import annotations
+
+from emulator.engine import Engine
+from emulator.state import Json
+from emulator.wire.protocol import check_params
+from emulator.wire.routes import list_kind, render, retrieve, route
+
+
+# --- payment methods -------------------------------------------------------------------------
+@route("POST", "/v1/payment_methods")
+def payment_methods_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"type", "card", "billing_details", "metadata"}, ("type",))
+    return render(engine, engine.create_payment_method(params), params)
+
+
+retrieve("/v1/payment_methods/{id}", "payment_method", "PaymentMethod")
+
+
+@route("POST", "/v1/payment_methods/{id}/attach")
+def payment_methods_attach(engine: Engine, m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"customer"}, ("customer",))
+    return render(engine, engine.attach_payment_method(m["id"], params["customer"]), params)
+
+
+@route("POST", "/v1/payment_methods/{id}/detach")
+def payment_methods_detach(engine: Engine, m: dict[str, str], params: Json) -> Json:
+    pm = engine.get("payment_method", m["id"], "PaymentMethod")
+    pm["customer"] = None
+    return render(engine, pm, params)
+
+
+@route("GET", "/v1/payment_methods")
+def payment_methods_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    customer = params.get("customer")
+    return list_kind(engine, "payment_method", "/v1/payment_methods", params, {"customer", "type"},
+                     lambda pm: not customer or pm.get("customer") == customer)
+
+
+# --- payment intents and charges (create: payments/intent_actions.py) ------------------------------
+retrieve("/v1/payment_intents/{id}", "payment_intent")
+
+
+@route("POST", "/v1/payment_intents/{id}/confirm")
+def payment_intents_confirm(engine: Engine, m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"payment_method", "return_url", "off_session"})
+    return render(engine, engine.confirm_payment_intent(m["id"], params), params)
+
+
+@route("GET", "/v1/payment_intents")
+def payment_intents_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    customer = params.get("customer")
+    return list_kind(engine, "payment_intent", "/v1/payment_intents", params, {"customer"},
+                     lambda p: not customer or p.get("customer") == customer)
+
+
+retrieve("/v1/charges/{id}", "charge")
+
+
+@route("POST", "/v1/charges/{id}")
+def charges_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"metadata", "description", "shipping"})
+    return render(engine, engine.update_charge(m["id"], params), params)
+
+
+@route("GET", "/v1/charges")
+def charges_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    customer = params.get("customer")
+    intent = params.get("payment_intent")
+    return list_kind(engine, "charge", "/v1/charges", params, {"customer", "payment_intent"},
+                     lambda c: (not customer or c.get("customer") == customer)
+                     and (not intent or c.get("payment_intent") == intent))
+
+
+# --- refunds ----------------------------------------------------------------------------------
+@route("POST", "/v1/refunds")
+def refunds_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    check_params(params, {"charge", "payment_intent", "amount", "reason", "metadata"})
+    return render(engine, engine.create_refund(params), params)
+
+
+retrieve("/v1/refunds/{id}", "refund")
+
+
+@route("GET", "/v1/refunds")
+def refunds_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    charge = params.get("charge")
+    return list_kind(engine, "refund", "/v1/refunds", params, {"charge", "payment_intent"},
+                     lambda r: not charge or r["charge"] == charge)
