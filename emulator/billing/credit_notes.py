@@ -27,7 +27,7 @@ import stripe
 from emulator.engine import Engine
 from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_int
-from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, retrieve, route
 
 KIND = "credit_note"
 REASONS = tuple(typing.get_args(typing.get_args(stripe.CreditNote.__annotations__["reason"])[0]))
@@ -177,9 +177,7 @@ def credit_notes_create(engine: Engine, _m: dict[str, str], params: Json) -> Jso
     return render(engine, note, params)
 
 
-@route("GET", "/v1/credit_notes/{id}")
-def credit_notes_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    return render(engine, engine.get(KIND, m["id"], KIND), params)
+retrieve("/v1/credit_notes/{id}", KIND)
 
 
 @route("GET", "/v1/credit_notes")

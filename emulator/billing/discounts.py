@@ -28,8 +28,8 @@ from emulator import state
 from emulator.billing import calendar as billing_calendar
 from emulator.engine import Engine
 from emulator.state import Json, new_id
-from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
-from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
+from emulator.wire.protocol import StripeApiError, check_params, list_object, one_of, to_bool, to_int
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, retrieve, route
 
 COUPON, PROMO, DISCOUNT = "coupon", "promotion_code", "discount"
 DURATIONS = ("once", "repeating", "forever")
@@ -66,9 +66,7 @@ def coupons_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
         raise StripeApiError(400, "You must pass currency when passing amount_off.", code="parameter_missing",
                              param="currency")
     duration = str(params.get("duration") or "once")
-    if duration not in DURATIONS:
-        raise StripeApiError(400, f"Invalid duration: must be one of {', '.join(DURATIONS)}",
-                             code="parameter_invalid_string", param="duration")
+    one_of(duration, DURATIONS, "duration")
     months = None
     if duration == "repeating":
         if params.get("duration_in_months") in (None, ""):
@@ -179,9 +177,7 @@ def promotion_codes_create(engine: Engine, _m: dict[str, str], params: Json) -> 
     return render(engine, promo, params)
 
 
-@route("GET", "/v1/promotion_codes/{id}")
-def promotion_codes_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    return render(engine, engine.get(PROMO, m["id"], PROMO), params)
+retrieve("/v1/promotion_codes/{id}", PROMO)
 
 
 @route("POST", "/v1/promotion_codes/{id}")

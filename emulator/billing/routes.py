@@ -5,7 +5,7 @@ from __future__ import annotations
 from emulator.engine import Engine
 from emulator.state import DAY, Json, new_id
 from emulator.wire.protocol import check_params, to_int
-from emulator.wire.routes import list_kind, public, render, retrieve, route
+from emulator.wire.routes import call, list_kind, public, render, retrieve, route
 
 # --- subscriptions ---------------------------------------------------------------------------
 SUBSCRIPTION_CREATE = {"customer", "items", "default_payment_method", "metadata", "payment_behavior",
@@ -26,10 +26,7 @@ def subscriptions_create(engine: Engine, _m: dict[str, str], params: Json) -> Js
 retrieve("/v1/subscriptions/{id}", "subscription")
 
 
-@route("POST", "/v1/subscriptions/{id}")
-def subscriptions_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    check_params(params, SUBSCRIPTION_UPDATE)
-    return render(engine, engine.update_subscription(m["id"], params), params)
+call("POST", "/v1/subscriptions/{id}", Engine.update_subscription, SUBSCRIPTION_UPDATE)
 
 
 @route("DELETE", "/v1/subscriptions/{id}")
@@ -104,15 +101,10 @@ def invoices_finalize(engine: Engine, m: dict[str, str], params: Json) -> Json:
     return render(engine, invoice, params)
 
 
-@route("POST", "/v1/invoices/{id}/pay")
-def invoices_pay(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    check_params(params, {"payment_method", "off_session", "paid_out_of_band"})
-    return render(engine, engine.pay_invoice(m["id"], params), params)
+call("POST", "/v1/invoices/{id}/pay", Engine.pay_invoice, {"payment_method", "off_session", "paid_out_of_band"})
 
 
-@route("POST", "/v1/invoices/{id}/void")
-def invoices_void(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    return render(engine, engine.void_invoice(m["id"]), params)
+call("POST", "/v1/invoices/{id}/void", lambda engine, object_id, _params: engine.void_invoice(object_id))
 
 
 # --- test clocks --------------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from emulator.billing import calendar as billing_calendar
 from emulator.billing.subscription_items import _proration
 from emulator.engine import Engine
 from emulator.state import Json, new_id
-from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool, to_int
-from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
+from emulator.wire.protocol import StripeApiError, check_params, list_object, one_of, to_bool, to_int
+from emulator.wire.routes import LIST_PARAMS, created_filter, render, retrieve, route
 
 KIND = "subscription_schedule"
 END_BEHAVIORS = ("release", "cancel")
@@ -261,9 +261,7 @@ def _get(engine: Engine, schedule_id: str) -> Json:
 
 def _end_behavior(params: Json, default: str) -> str:
     value = str(params.get("end_behavior") or default)
-    if value not in END_BEHAVIORS:
-        raise StripeApiError(400, f"Invalid end_behavior: must be one of {', '.join(END_BEHAVIORS)}",
-                             code="parameter_invalid_string", param="end_behavior")
+    one_of(value, END_BEHAVIORS, "end_behavior")
     return value
 
 
@@ -329,9 +327,7 @@ def schedules_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
     return render(engine, schedule, params)
 
 
-@route("GET", "/v1/subscription_schedules/{id}")
-def schedules_retrieve(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    return render(engine, _get(engine, m["id"]), params)
+retrieve("/v1/subscription_schedules/{id}", KIND)
 
 
 @route("POST", "/v1/subscription_schedules/{id}")

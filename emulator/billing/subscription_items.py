@@ -16,7 +16,7 @@ import copy
 
 from emulator.engine import Engine
 from emulator.state import Json
-from emulator.wire.protocol import StripeApiError, check_params, list_object, missing, to_int
+from emulator.wire.protocol import StripeApiError, check_params, list_object, missing, one_of, to_int
 from emulator.wire.routes import LIST_PARAMS, render, route
 
 KIND = "subscription_item"
@@ -35,9 +35,7 @@ def _find(engine: Engine, item_id: str) -> tuple[Json, Json]:
 
 def _behavior(params: Json) -> str:
     behavior = str(params.get("proration_behavior") or "create_prorations")
-    if behavior not in PRORATION_BEHAVIORS:
-        raise StripeApiError(400, f"Invalid proration_behavior: must be one of {', '.join(PRORATION_BEHAVIORS)}",
-                             code="parameter_invalid_string", param="proration_behavior")
+    one_of(behavior, PRORATION_BEHAVIORS, "proration_behavior")
     return behavior
 
 

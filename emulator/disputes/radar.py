@@ -18,7 +18,7 @@ import stripe
 
 from emulator.engine import Engine
 from emulator.state import Json, new_id
-from emulator.wire.protocol import StripeApiError, check_params, list_object
+from emulator.wire.protocol import check_params, list_object, one_of
 from emulator.wire.routes import LIST_PARAMS, created_filter, public, route
 
 LIST_KIND = "radar.value_list"
@@ -46,9 +46,7 @@ def _view(engine: Engine, value_list: Json) -> Json:
 def value_lists_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
     check_params(params, {"alias", "name", "item_type", "metadata"}, ("alias", "name"))
     item_type = str(params.get("item_type") or "string")
-    if item_type not in ITEM_TYPES:
-        raise StripeApiError(400, f"Invalid item_type: must be one of {', '.join(ITEM_TYPES)}",
-                             code="parameter_invalid_string", param="item_type")
+    one_of(item_type, ITEM_TYPES, "item_type")
     value_list = {
         "id": new_id("rsl"),
         "object": LIST_KIND,

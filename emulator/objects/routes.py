@@ -5,7 +5,7 @@ from __future__ import annotations
 from emulator.engine import Engine
 from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, to_bool
-from emulator.wire.routes import list_kind, public, render, retrieve, route
+from emulator.wire.routes import call, list_by, list_kind, public, render, retrieve, route
 
 # --- customers ---------------------------------------------------------------------------
 CUSTOMER_PARAMS = {"email", "name", "description", "phone", "metadata", "test_clock", "payment_method",
@@ -21,10 +21,7 @@ def customers_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
 retrieve("/v1/customers/{id}", "customer")
 
 
-@route("POST", "/v1/customers/{id}")
-def customers_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    check_params(params, CUSTOMER_PARAMS - {"test_clock", "payment_method"})
-    return render(engine, engine.update_customer(m["id"], params), params)
+call("POST", "/v1/customers/{id}", Engine.update_customer, CUSTOMER_PARAMS - {"test_clock", "payment_method"})
 
 
 @route("DELETE", "/v1/customers/{id}")
@@ -35,13 +32,7 @@ def customers_delete(engine: Engine, m: dict[str, str], params: Json) -> Json:
     return {"id": m["id"], "object": "customer", "deleted": True}
 
 
-@route("GET", "/v1/customers")
-def customers_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    email = params.get("email")
-    clock = params.get("test_clock")
-    return list_kind(engine, "customer", "/v1/customers", params, {"email", "test_clock"},
-                     lambda c: (not email or c.get("email") == email) and (not clock or c.get("test_clock") == clock))
-
+list_by("customer", "/v1/customers", ("email", "test_clock"))
 
 # --- products and prices ------------------------------------------------------------------
 @route("POST", "/v1/products")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from emulator.engine import Engine
 from emulator.state import Json
-from emulator.wire.protocol import StripeApiError, check_params, to_bool, to_int
+from emulator.wire.protocol import StripeApiError, check_params, one_of, to_bool, to_int
 from emulator.wire.routes import render, route
 
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
@@ -42,11 +42,18 @@ def _intent(engine: Engine, intent_id: str) -> Json:
     return engine.get("payment_intent", intent_id, "payment_intent", "intent")
 
 
+def check_cancelable(intent: Json, name: str, cancelable: tuple[str, ...]) -> None:
+    """Stripe's refusal to cancel a PaymentIntent or SetupIntent past the states it can be canceled in."""
+    if intent["status"] not in cancelable:
+        raise StripeApiError(
+            400, f"You cannot cancel this {name} because it has a status of {intent['status']}. Only a "
+                 f"{name} with one of the following statuses may be canceled: {', '.join(cancelable)}.",
+            code=f"{intent['object']}_unexpected_state")
+
+
 def _capture_method(params: Json) -> str:
     method = str(params.get("capture_method") or "automatic")
-    if method not in CAPTURE_METHODS:
-        raise StripeApiError(400, f"Invalid capture_method: must be one of {', '.join(CAPTURE_METHODS)}",
-                             code="parameter_invalid_string", param="capture_method")
+    one_of(method, CAPTURE_METHODS, "capture_method")
     return method
 
 
@@ -96,14 +103,9 @@ def payment_intents_cancel(engine: Engine, m: dict[str, str], params: Json) -> J
     check_params(params, {"cancellation_reason"})
     intent = _intent(engine, m["id"])
     reason = params.get("cancellation_reason")
-    if reason and reason not in CANCELLATION_REASONS:
-        raise StripeApiError(400, f"Invalid cancellation_reason: must be one of {', '.join(CANCELLATION_REASONS)}",
-                             code="parameter_invalid_string", param="cancellation_reason")
-    if intent["status"] not in CANCELABLE:
-        raise StripeApiError(
-            400, f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}. Only a "
-                 f"PaymentIntent with one of the following statuses may be canceled: {', '.join(CANCELABLE)}.",
-            code="payment_intent_unexpected_state")
+    if reason:
+        one_of(reason, CANCELLATION_REASONS, "cancellation_reason")
+    check_cancelable(intent, "PaymentIntent", CANCELABLE)
     now = engine.now_for(intent.get("customer"))
     if intent["status"] == "requires_capture" and intent.get("latest_charge"):
         charge = engine.get("charge", str(intent["latest_charge"]), "charge")

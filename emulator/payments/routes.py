@@ -6,7 +6,7 @@ from __future__ import annotations
 from emulator.engine import Engine
 from emulator.state import Json
 from emulator.wire.protocol import check_params
-from emulator.wire.routes import list_kind, render, retrieve, route
+from emulator.wire.routes import call, list_by, list_kind, render, retrieve, route
 
 
 # --- payment methods -------------------------------------------------------------------------
@@ -32,47 +32,25 @@ def payment_methods_detach(engine: Engine, m: dict[str, str], params: Json) -> J
     return render(engine, pm, params)
 
 
-@route("GET", "/v1/payment_methods")
-def payment_methods_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    customer = params.get("customer")
-    return list_kind(engine, "payment_method", "/v1/payment_methods", params, {"customer", "type"},
-                     lambda pm: not customer or pm.get("customer") == customer)
-
+list_by("payment_method", "/v1/payment_methods", ("customer",), frozenset({"type"}))
 
 # --- payment intents and charges (create: payments/intent_actions.py) ------------------------------
 retrieve("/v1/payment_intents/{id}", "payment_intent")
 
 
-@route("POST", "/v1/payment_intents/{id}/confirm")
-def payment_intents_confirm(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    check_params(params, {"payment_method", "return_url", "off_session"})
-    return render(engine, engine.confirm_payment_intent(m["id"], params), params)
+call("POST", "/v1/payment_intents/{id}/confirm", Engine.confirm_payment_intent,
+     {"payment_method", "return_url", "off_session"})
 
 
-@route("GET", "/v1/payment_intents")
-def payment_intents_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    customer = params.get("customer")
-    return list_kind(engine, "payment_intent", "/v1/payment_intents", params, {"customer"},
-                     lambda p: not customer or p.get("customer") == customer)
-
+list_by("payment_intent", "/v1/payment_intents", ("customer",))
 
 retrieve("/v1/charges/{id}", "charge")
 
 
-@route("POST", "/v1/charges/{id}")
-def charges_update(engine: Engine, m: dict[str, str], params: Json) -> Json:
-    check_params(params, {"metadata", "description", "shipping"})
-    return render(engine, engine.update_charge(m["id"], params), params)
+call("POST", "/v1/charges/{id}", Engine.update_charge, {"metadata", "description", "shipping"})
 
 
-@route("GET", "/v1/charges")
-def charges_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    customer = params.get("customer")
-    intent = params.get("payment_intent")
-    return list_kind(engine, "charge", "/v1/charges", params, {"customer", "payment_intent"},
-                     lambda c: (not customer or c.get("customer") == customer)
-                     and (not intent or c.get("payment_intent") == intent))
-
+list_by("charge", "/v1/charges", ("customer", "payment_intent"))
 
 # --- refunds ----------------------------------------------------------------------------------
 @route("POST", "/v1/refunds")

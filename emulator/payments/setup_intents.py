@@ -21,8 +21,9 @@ from __future__ import annotations
 import secrets
 
 from emulator.engine import Engine
+from emulator.payments.intent_actions import check_cancelable
 from emulator.state import Json, new_id, public_copy
-from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
+from emulator.wire.protocol import StripeApiError, check_params, list_object, one_of, to_bool
 from emulator.wire.routes import LIST_PARAMS, created_filter, render, route
 
 KIND = "setup_intent"
@@ -193,14 +194,9 @@ def setup_intents_cancel(engine: Engine, m: dict[str, str], params: Json) -> Jso
     check_params(params, {"cancellation_reason", "expand"})
     intent = _get(engine, m["id"])
     reason = params.get("cancellation_reason")
-    if reason and reason not in CANCELLATION_REASONS:
-        raise StripeApiError(400, f"Invalid cancellation_reason: must be one of {', '.join(CANCELLATION_REASONS)}",
-                             code="parameter_invalid_string", param="cancellation_reason")
-    if intent["status"] not in CANCELABLE:
-        raise StripeApiError(
-            400, f"You cannot cancel this SetupIntent because it has a status of {intent['status']}. Only a "
-                 f"SetupIntent with one of the following statuses may be canceled: {', '.join(CANCELABLE)}.",
-            code="setup_intent_unexpected_state")
+    if reason:
+        one_of(reason, CANCELLATION_REASONS, "cancellation_reason")
+    check_cancelable(intent, "SetupIntent", CANCELABLE)
     intent.update(status="canceled", cancellation_reason=reason or None, next_action=None)
     engine.emit("setup_intent.canceled", intent, created=engine.now_for(intent.get("customer")))
     return render(engine, intent, params)

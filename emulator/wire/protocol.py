@@ -182,3 +182,11 @@ def _expand_path(node: Any, parts: list[str], resolve: Callable[[str], dict[str,
     node = dict(node)
     node[head] = _expand_path(value, rest, resolve)
     return node
+
+
+def one_of(value: str, allowed: tuple[str, ...], param: str) -> str:
+    """`value` if it is one of `allowed`, else Stripe's 400 for an enum param."""
+    if value not in allowed:
+        raise StripeApiError(400, f"Invalid {param}: must be one of {', '.join(allowed)}",
+                             code="parameter_invalid_string", param=param)
+    return value

@@ -95,6 +95,31 @@ def list_kind(engine: Engine, kind: str, url: str, params: Json, allowed: set[st
     return render(engine, list_object(url, items, params), params, is_list=True)
 
 
+def call(method: str, pattern: str, do: Callable[[Engine, str, Json], Json],
+         allowed: set[str] | None = None) -> Handler:
+    """`method pattern`: one engine call on the object the path names (its params checked against
+    `allowed` first, when given), the result rendered with its expansions."""
+
+    def handler(engine: Engine, m: dict[str, str], params: Json) -> Json:
+        if allowed is not None:
+            check_params(params, allowed)
+        return render(engine, do(engine, m["id"], params), params)
+
+    return route(method, pattern)(handler)
+
+
+def list_by(kind: str, url: str, filters: tuple[str, ...], also: frozenset[str] = frozenset()) -> Handler:
+    """GET `url`: the objects of `kind` whose fields equal the filter params given (each optional);
+    `also` names further params the endpoint accepts."""
+
+    def handler(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+        wanted = {name: params.get(name) for name in filters}
+        return list_kind(engine, kind, url, params, set(filters) | also,
+                         lambda obj: all(not value or obj.get(name) == value for name, value in wanted.items()))
+
+    return route("GET", url)(handler)
+
+
 def match_route(method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
     best: tuple[int, Handler, dict[str, str]] | None = None
     for route_method, pattern, handler, placeholders in ROUTES:
