@@ -5,17 +5,14 @@ from __future__ import annotations
 from emulator.engine import Engine
 from emulator.state import Json
 from emulator.wire.protocol import StripeApiError, check_params, to_bool
-from emulator.wire.routes import call, list_by, list_kind, public, render, retrieve, route
+from emulator.wire.routes import call, create, list_by, list_kind, public, render, retrieve, route
 
 # --- customers ---------------------------------------------------------------------------
 CUSTOMER_PARAMS = {"email", "name", "description", "phone", "metadata", "test_clock", "payment_method",
                    "invoice_settings", "address"}
 
 
-@route("POST", "/v1/customers")
-def customers_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    check_params(params, CUSTOMER_PARAMS)
-    return render(engine, engine.create_customer(params), params)
+create("/v1/customers", Engine.create_customer, CUSTOMER_PARAMS)
 
 
 retrieve("/v1/customers/{id}", "customer")
@@ -35,10 +32,7 @@ def customers_delete(engine: Engine, m: dict[str, str], params: Json) -> Json:
 list_by("customer", "/v1/customers", ("email", "test_clock"))
 
 # --- products and prices ------------------------------------------------------------------
-@route("POST", "/v1/products")
-def products_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    check_params(params, {"name", "id", "active", "description", "metadata"}, ("name",))
-    return render(engine, engine.create_product(params), params)
+create("/v1/products", Engine.create_product, {"name", "id", "active", "description", "metadata"}, ("name",))
 
 
 retrieve("/v1/products/{id}", "product")
@@ -73,10 +67,7 @@ PRICE_PARAMS = {"currency", "unit_amount", "product", "product_data", "recurring
                 "metadata", "active", "id"}
 
 
-@route("POST", "/v1/prices")
-def prices_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    check_params(params, PRICE_PARAMS, ("currency",))
-    return render(engine, engine.create_price(params), params)
+create("/v1/prices", Engine.create_price, PRICE_PARAMS, ("currency",))
 
 
 retrieve("/v1/prices/{id}", "price")

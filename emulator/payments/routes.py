@@ -6,14 +6,10 @@ from __future__ import annotations
 from emulator.engine import Engine
 from emulator.state import Json
 from emulator.wire.protocol import check_params
-from emulator.wire.routes import call, list_by, list_kind, render, retrieve, route
-
+from emulator.wire.routes import call, create, list_by, list_kind, render, retrieve, route
 
 # --- payment methods -------------------------------------------------------------------------
-@route("POST", "/v1/payment_methods")
-def payment_methods_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    check_params(params, {"type", "card", "billing_details", "metadata"}, ("type",))
-    return render(engine, engine.create_payment_method(params), params)
+create("/v1/payment_methods", Engine.create_payment_method, {"type", "card", "billing_details", "metadata"}, ("type",))
 
 
 retrieve("/v1/payment_methods/{id}", "payment_method", "PaymentMethod")
@@ -53,10 +49,7 @@ call("POST", "/v1/charges/{id}", Engine.update_charge, {"metadata", "description
 list_by("charge", "/v1/charges", ("customer", "payment_intent"))
 
 # --- refunds ----------------------------------------------------------------------------------
-@route("POST", "/v1/refunds")
-def refunds_create(engine: Engine, _m: dict[str, str], params: Json) -> Json:
-    check_params(params, {"charge", "payment_intent", "amount", "reason", "metadata"})
-    return render(engine, engine.create_refund(params), params)
+create("/v1/refunds", Engine.create_refund, {"charge", "payment_intent", "amount", "reason", "metadata"})
 
 
 retrieve("/v1/refunds/{id}", "refund")

@@ -95,6 +95,17 @@ def list_kind(engine: Engine, kind: str, url: str, params: Json, allowed: set[st
     return render(engine, list_object(url, items, params), params, is_list=True)
 
 
+def create(pattern: str, do: Callable[[Engine, Json], Json], allowed: set[str],
+           required: tuple[str, ...] = ()) -> Handler:
+    """POST `pattern`: the params checked (`allowed`, `required`), the engine creates the object, rendered."""
+
+    def handler(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+        check_params(params, allowed, required)
+        return render(engine, do(engine, params), params)
+
+    return route("POST", pattern)(handler)
+
+
 def call(method: str, pattern: str, do: Callable[[Engine, str, Json], Json],
          allowed: set[str] | None = None) -> Handler:
     """`method pattern`: one engine call on the object the path names (its params checked against
