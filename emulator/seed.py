@@ -263,7 +263,7 @@ def _escalate_one_inquiry(engine: Engine, now: int, counts: dict[str, int]) -> N
         counts["escalated_inquiries"] += 1
 
 
-# Stripe's decline test cards, by reason (emulator/test_cards.py): a tester cycles through a few stolen cards.
+# Stripe's decline test cards, by reason (emulator/payments/test_cards.py): a tester cycles through a few stolen cards.
 CARD_TESTING_CARDS = ("pm_card_chargeDeclinedIncorrectCvc", "pm_card_chargeDeclinedExpiredCard",
                       "pm_card_chargeDeclinedInsufficientFunds", "pm_card_chargeDeclinedStolenCard")
 CARD_TESTING_ATTEMPTS = 24  # above the default alerts (20 declines, 20 charges of at most 1.00 an hour)
