@@ -14,7 +14,7 @@ from tests.e2e.conftest import screenshot, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
-EMAIL = "casey.longtime@customers.example"  # emulator/fb_seed.py: the CE 3.0 customer
+EMAIL = "casey.longtime@customers.example"  # emulator/seed.py: the CE 3.0 customer
 LAST4 = "0038"  # Stripe's CE 3.0 test card, 4000 0004 0400 0038
 AMOUNT_MINOR = 29_000  # the customer's yearly top-ups
 

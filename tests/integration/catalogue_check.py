@@ -1,5 +1,5 @@
 """The catalogue contract check: every object in every emulator response, validated
-against the field catalogue derived from the stripe SDK (emulator/catalogue.py)."""
+against the field catalogue derived from the stripe SDK (emulator/objects/catalogue.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import threading
 from typing import Any
 
-from emulator.catalogue import Report, validate
+from emulator.objects.catalogue import Report, validate
 
 
 class ResponseAudit:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import stripe
 
-from emulator.billing_calendar import boundary
+from emulator.billing.calendar import boundary
 from tests.conftest import EmulatorHandle
 from tests.integration.conftest import confirmed_payment
 from tests.integration.stripe_target import FIXED_IDEMPOTENCY_KEYS, StripeTarget, empty_account
@@ -154,8 +154,9 @@ def test_failing_card_enters_dunning_and_retries(client: stripe.StripeClient, ca
     assert client.v1.subscriptions.retrieve(subscription.id).status == "past_due"
     client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 4 * 86400})
     failures = client.v1.events.list({"type": "invoice.payment_failed"}).data
-    assert len(failures) == 2  # the renewal and the +3 day retry
-    assert failures[0].data.object.attempt_count == 2
+    # The renewal and two retries (Smart Retries' default of 8 within 2 weeks: one every 42 hours).
+    assert len(failures) == 3
+    assert failures[0].data.object.attempt_count == 3
     recovered = client.v1.invoices.pay(failures[0].data.object.id, {"payment_method": "pm_card_visa"})
     assert recovered.status == "paid"
     assert client.v1.subscriptions.retrieve(subscription.id).status == "active"

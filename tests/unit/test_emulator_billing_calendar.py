@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from emulator.billing_calendar import boundary, next_boundary
+from emulator.billing.calendar import boundary, next_boundary
 
 
 def _ts(*parts: int) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator import catalogue
+from emulator.objects import catalogue
 
 
 def test_catalogue_is_derived_from_the_sdk_annotations() -> None:

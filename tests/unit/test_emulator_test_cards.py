@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator import test_cards
+from emulator.payments import test_cards
 
 
 def test_every_card_is_found_by_token_and_by_number() -> None:

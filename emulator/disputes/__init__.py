@@ -1,0 +1,1 @@
+"""Disputes, early fraud warnings and Radar value lists."""

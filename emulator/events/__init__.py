@@ -1,0 +1,1 @@
+"""Events and webhook endpoints, and their signed deliveries."""

@@ -1,0 +1,1 @@
+"""Stripe's object catalogue (field shapes from the SDK) and request validation."""

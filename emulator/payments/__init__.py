@@ -1,0 +1,1 @@
+"""Payments: payment methods and test cards, payment intents, charges, setup intents, refunds, balance."""

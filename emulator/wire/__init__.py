@@ -1,0 +1,1 @@
+"""HTTP wire format: errors, form decoding, list objects, expansion, routing, search."""
