@@ -127,6 +127,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_backend_cpu_seconds(database_url: str) -> float:
+    """CPU used so far by the PostgreSQL backends connected to this database (same machine, /proc):
+    read while the server under test still holds its connections, so it is their whole lifetime."""
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+    return sum(tree_cpu_seconds(backend) for backend in pids)
+
+
 @contextmanager
 def serve(kind: str, workers: int, database_url: str | None) -> Iterator[tuple[int, int]]:
     port = _free_port()
@@ -333,6 +344,7 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
                       enabled=kind == "ours"):
             summary = drive(port, directory, connections, args.duration, cycle=cycle)
         cpu = tree_cpu_seconds(pid) - cpu_before
+        database_cpu = postgres_backend_cpu_seconds(database_url) if database_url and database != "SQLite" else None
         acked, refused, sent = _answered_ids(summary, ids)
         checks: dict[str, Any] = {}
         if kind == "ours" and database_url:
@@ -344,6 +356,8 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
     seconds = summary["duration_us"] / 1e6
     count = summary["requests"] if cycle else len(acked)
     checks["server_cpu_us_per_event"] = round(cpu / count * 1e6) if count else None
+    if database_cpu is not None and count:
+        checks["postgres_cpu_us_per_event"] = round(database_cpu / count * 1e6)
     shutil.rmtree(directory, ignore_errors=True)
     return Result(label=label, database=database, events_per_second=count / seconds if seconds else 0.0,
                   p50_ms=summary["p50_us"] / 1000, p99_ms=summary["p99_us"] / 1000, answered=summary["requests"],

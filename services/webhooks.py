@@ -187,7 +187,7 @@ def _store_postgres(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: li
                        for point in webhook_counts.delivery_metric_rows(event, "duplicate", source=source, at=at))
     # By event, in the events' order, so concurrent batches meet on a point's key in the same order.
     points.sort(key=lambda point: point["event_id"])
-    # The rollup shard by thread (native thread ids are unique across processes): two writer
+    # The rollup shard by thread (native thread ids are unique across processes): the writer
     # threads of one receiver do not queue on the same hour's row lock through each other's commit.
     params = {"events": dumps_text(batch), "points": dumps_text(points), "source": source, "received_at": at,
               "shard": threading.get_native_id() % metric_rollup.SHARDS}

@@ -22,7 +22,7 @@ from services.webhooks import store_events
 
 class InboxWriter:
     """Group commit for the receiver. Request handlers hand verified events to a writer
-    thread (two on PostgreSQL), which stores everything waiting in one transaction and then
+    thread (four on PostgreSQL), which stores everything waiting in one transaction and then
     resolves each request's future. Concurrent deliveries share a commit instead of queuing one by one
     for SQLite's write lock (whose busy handler sleeps up to 100 ms a turn) or for
     PostgreSQL's WAL flush; a lone delivery is written at once, never held back."""
@@ -33,10 +33,11 @@ class InboxWriter:
         self._runtime = runtime
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
             queue.SimpleQueue()
-        # PostgreSQL: two writers, so one batch's round trip (and the thread wake-ups around it)
-        # overlaps the next one's instead of every delivery waiting for the whole chain in turn.
-        # SQLite writes one transaction at a time anyway: one writer.
-        self._thread_count = threads or (2 if runtime.engine.dialect.name == "postgresql" else 1)
+        # PostgreSQL: four writers (four connections), so batches' round trips (and the thread
+        # wake-ups around them) overlap instead of every delivery waiting for the whole chain in
+        # turn; 4 beat 2, and 2 beat 1, in benchmarks/README.md. SQLite writes one transaction at a
+        # time anyway: one writer.
+        self._thread_count = threads or (4 if runtime.engine.dialect.name == "postgresql" else 1)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         # Each writer thread's own connection (and SQLite lock file), kept between batches (no

@@ -113,7 +113,7 @@ def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: A
 def test_on_postgresql_a_second_writer_commits_while_the_first_is_held(runtime_factory: Any,
                                                                       postgres_url: str) -> None:
     runtime = runtime_factory(DATABASE_URL=postgres_url)
-    writer = InboxWriter(runtime)  # the default: two writer threads on PostgreSQL
+    writer = InboxWriter(runtime)  # the default: several writer threads on PostgreSQL
     gate = _CommitGate(runtime.engine)
     try:
         first = writer.submit(_event("evt_held"))
