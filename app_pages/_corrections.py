@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, runtime, show_error
+from app_pages._shared import plain, run_action, runtime, show_error, show_flash
 from services import corrections
 from services.auth import AccessDenied, Identity
 from services.corrections import CorrectionError, CorrectionPreview
@@ -19,22 +19,23 @@ def _close() -> None:
     st.session_state.pop("correction_confirm", None)
 
 
+def _close_preview() -> None:
+    _close()
+    st.session_state.pop("correction_preview", None)
+
+
 def render(identity: Identity) -> None:
     rt = runtime()
     st.header("Manual correction")
     st.caption("The rollback plan's manual corrections (runbook §12: customer.subscription.update), from here: "
                "change the price, set or clear cancel at period end, or clear a pending plan. Each is previewed "
                "with before/after, confirmed, sent once with its own idempotency key and audited.")
+    show_flash("correction", refused="Nothing was changed")
     done = st.session_state.pop("correction_done", None)
     if done is not None:
-        st.success(f"Corrected {plain(done.subscription_id)}: {corrections.KINDS[done.kind].lower()} "
-                   f"(key {plain(done.idempotency_key)}).")
         rows = [{"field": f, "before": corrections.value_text(done.before.get(f)),
                  "after": corrections.value_text(done.after.get(f))} for f in corrections.STATE_FIELDS]
         st.dataframe(pd.DataFrame(rows), hide_index=True)
-    failed = st.session_state.pop("correction_error", None)
-    if failed:
-        st.error(f"Nothing was changed: {plain(failed)}")
     with st.form("correction"):
         subscription_id = st.text_input("Subscription id (sub_…)", key="correction_sub")
         kind = st.selectbox("Correction", list(corrections.KINDS), format_func=corrections.KINDS.__getitem__,
@@ -74,14 +75,16 @@ def _confirm(preview: CorrectionPreview, identity: Identity) -> None:
         st.text("\n".join(f"{r['field']}: {r['before']} → {r['after']}" for r in preview.rows() if r["changes"]))
         col1, col2 = st.columns(2)
         if col1.button("Apply now", type="primary", key="correction_confirm_apply"):
-            _close()
-            st.session_state.pop("correction_preview", None)
-            try:
-                st.session_state["correction_done"] = corrections.apply_correction(
-                    preview, actor=identity.email, settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-            except ERRORS as error:
-                st.session_state["correction_error"] = error.message
-            st.rerun()
+            def apply() -> corrections.CorrectionResult:
+                done = corrections.apply_correction(preview, actor=identity.email, settings=rt.settings,
+                                                    uow=rt.uow(), gateway=rt.gateway)
+                st.session_state["correction_done"] = done  # its before/after table is shown after the rerun
+                return done
+
+            run_action("correction", apply,
+                       lambda done: f"Corrected {plain(done.subscription_id)}: {corrections.KINDS[done.kind].lower()} "
+                                    f"(key {plain(done.idempotency_key)}).",
+                       before=_close_preview)
         if col2.button("Cancel", key="correction_confirm_cancel"):
             _close()
             st.rerun()

@@ -4,27 +4,43 @@ Widgets only; every action is one service call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
+from functools import partial
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, show_error
+from app_pages._shared import plain, run_action, show_error
 from services import efw_radar
 from services import fraud_warnings as efw
 from services.money import MoneyError, parse_amount
 from services.money import format_money as money
 from services.runtime import Runtime
 
+T = TypeVar("T")
 REASON_LABELS = {"requested_by_customer": "requested by customer", "duplicate": "duplicate",
                  "fraudulent": "fraudulent"}
 
 
-def _flash(ok: bool, message: str, row: efw.EfwRow, done: Callable[[], None]) -> None:
-    st.session_state["efw_flash"] = (ok, message)
-    st.query_params["warning"] = row.id  # the warning stays open (and shareable) after the action
-    done()
-    st.rerun()
+def _act(row: efw.EfwRow, action: Callable[[], T], success: Callable[[T], str], done: Callable[[], None], *,
+         before: Callable[[], None] | None = None, partly: Callable[[T], bool] | None = None) -> None:
+    """One panel action through the page's `run_action` (flashed under "efw"); the warning stays
+    open (and shareable) afterwards."""
+    def keep_open() -> None:
+        st.query_params["warning"] = row.id
+        if before is not None:
+            before()
+
+    run_action("efw", action, success, before=keep_open, after=done, partly=partly)
+
+
+def _blocked(outcomes: list[efw_radar.BlockOutcome]) -> str:
+    return " ".join(plain(o.message) for o in outcomes)
+
+
+def _some_failed(outcomes: list[efw_radar.BlockOutcome]) -> bool:
+    return not all(o.ok for o in outcomes)
 
 
 def _context_section(context: efw_radar.RadarContext) -> None:
@@ -50,11 +66,18 @@ def _context_section(context: efw_radar.RadarContext) -> None:
             f" · IP {context.ip or 'not recorded'}")
 
 
+def _heading(title: str, rows: Sized, empty: str) -> bool:
+    """The section's title; False (with `empty` said) when it has no rows."""
+    st.markdown(title)
+    if not rows:
+        st.caption(empty)
+    return bool(rows)
+
+
 def _related_section(rt: Runtime, row: efw.EfwRow) -> None:
     related = efw_radar.related_payments(rt.uow(), row.id)
-    st.markdown("**Related payments** (same card fingerprint, email or IP)")
-    if not related:
-        st.caption("No other payment shares this card, email or IP in the billing DB.")
+    if not _heading("**Related payments** (same card fingerprint, email or IP)", related,
+                    "No other payment shares this card, email or IP in the billing DB."):
         return
     with_warning = sum(1 for r in related if r.early_fraud_warning)
     st.caption(f"{len(related)} payment(s): {with_warning} with an early fraud warning, "
@@ -85,20 +108,13 @@ def _blocks_section(rt: Runtime, row: efw.EfwRow, actor: str, done: Callable[[],
         before = "" if block.created_item else " (already listed before)"
         cols[0].text(f"{block.label}: {block.value} on @{block.value_list_alias}{before} · {block.status} · {when}")
         if block.status == "active" and cols[1].button("Undo", key=f"efw_unblock_{block.id}"):
-            try:
-                message = efw_radar.unblock(block.id, actor=actor, settings=rt.settings, uow=rt.uow(),
-                                            gateway=rt.gateway)
-            except Exception as error:  # refused or failed: plain words, nothing changed
-                _flash(False, plain(getattr(error, "message", str(error))), row, done)
-            else:
-                _flash(True, message, row, done)
+            _act(row, partial(efw_radar.unblock, block.id, actor=actor, settings=rt.settings, uow=rt.uow(),
+                              gateway=rt.gateway), plain, done)
 
 
 def _history_section(rt: Runtime, row: efw.EfwRow) -> None:
     history = efw.refund_history(rt.uow(), row.charge_id)
-    st.markdown("**Refund history**")
-    if not history:
-        st.caption("No refunds on this charge.")
+    if not _heading("**Refund history**", history, "No refunds on this charge."):
         return
     # A static table (a few rows): every cell readable as text, also by a screen reader.
     st.table(pd.DataFrame([{
@@ -134,18 +150,12 @@ def render(row: efw.EfwRow, *, actor: str, rt: Runtime, mode: str, done: Callabl
         st.caption("The charge and warning are re-checked at Stripe first; each block can be undone here.")
         if st.button(f"Refund {money(target.remaining, target.currency)} and block", type="primary",
                      disabled=not (card or email)):
-            close_refund_and_block()
-            try:
-                result = efw_radar.refund_and_block(target.id, confirmed_amount=target.remaining, card=card,
-                                                    email=email, actor=actor, settings=rt.settings, uow=rt.uow(),
-                                                    gateway=rt.gateway)
-            except Exception as error:
-                _flash(False, plain(getattr(error, "message", str(error))), target, done)
-            else:
-                blocked = "; ".join(plain(b.message) for b in result.blocks)
-                _flash(all(b.ok for b in result.blocks),
-                       f"Refunded {money(result.amount, result.currency)} ({plain(result.refund_id)}, "
-                       f"{result.refund_status}). {blocked}", target, done)
+            _act(target, lambda: efw_radar.refund_and_block(
+                target.id, confirmed_amount=target.remaining, card=card, email=email, actor=actor,
+                settings=rt.settings, uow=rt.uow(), gateway=rt.gateway),
+                lambda result: f"Refunded {money(result.amount, result.currency)} ({plain(result.refund_id)}, "
+                               f"{plain(result.refund_status)}). {_blocked(result.blocks)}",
+                done, before=close_refund_and_block, partly=lambda result: _some_failed(result.blocks))
 
     def close_partial() -> None:
         st.session_state.pop("efw_partial", None)
@@ -156,16 +166,11 @@ def render(row: efw.EfwRow, *, actor: str, rt: Runtime, mode: str, done: Callabl
                  f"left on charge {plain(target.charge_id)} in Stripe **{mode}** mode, reason "
                  f"*{REASON_LABELS[reason]}*. The warning stays open unless nothing is left.")
         if st.button(f"Refund {money(amount, target.currency)}", type="primary"):
-            close_partial()
-            try:
-                result = efw.partial_refund_fraud_warning(target.id, amount=amount, reason=reason,
-                                                          confirmed_remaining=target.remaining, actor=actor,
-                                                          settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-            except Exception as error:
-                _flash(False, plain(getattr(error, "message", str(error))), target, done)
-            else:
-                _flash(True, f"Refunded {money(result.amount, result.currency)} ({plain(result.refund_id)}, "
-                             f"{result.status}).", target, done)
+            _act(target, lambda: efw.partial_refund_fraud_warning(
+                target.id, amount=amount, reason=reason, confirmed_remaining=target.remaining, actor=actor,
+                settings=rt.settings, uow=rt.uow(), gateway=rt.gateway),
+                lambda result: f"Refunded {money(result.amount, result.currency)} ({plain(result.refund_id)}, "
+                               f"{plain(result.status)}).", done, before=close_partial)
 
     actions = st.columns(3)
     if can_refund and values and actions[0].button("Refund and block…", type="primary"):
@@ -187,13 +192,9 @@ def render(row: efw.EfwRow, *, actor: str, rt: Runtime, mode: str, done: Callabl
             block_card = st.checkbox("Block the card", value=False, disabled="card_fingerprint" not in values)
             block_email = st.checkbox("Block the email", value=False, disabled="email" not in values)
             if st.form_submit_button("Block"):
-                try:
-                    outcomes = efw_radar.block_fraud_warning(row.id, card=block_card, email=block_email, actor=actor,
-                                                             settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-                except Exception as error:
-                    show_error(error)
-                else:
-                    _flash(all(o.ok for o in outcomes), " ".join(plain(o.message) for o in outcomes), row, done)
+                _act(row, lambda: efw_radar.block_fraud_warning(
+                    row.id, card=block_card, email=block_email, actor=actor, settings=rt.settings, uow=rt.uow(),
+                    gateway=rt.gateway), _blocked, done, partly=_some_failed)
     if st.session_state.get("efw_refund_block_target") == row.id:
         confirm_refund_and_block(row)
     partial = st.session_state.get("efw_partial")

@@ -382,13 +382,18 @@ def show_flash(name: str, *, refused: str) -> None:
     message = st.session_state.pop(f"{name}_message", None)
     if message:
         st.success(message)
+    partly = st.session_state.pop(f"{name}_partly", None)
+    if partly:  # an action that did part of its work (a refund sent, one of two blocks refused)
+        st.warning(partly)
     error = st.session_state.pop(f"{name}_error", None)
     if error:
         st.error(f"{refused}: {plain(error)}")
 
 
 def run_action(name: str, action: Callable[[], T], success: str | Callable[[T], str], *,
-               before: Callable[[], None] | None = None, after: Callable[[], None] | None = None) -> None:
+               before: Callable[[], None] | None = None, after: Callable[[], None] | None = None,
+               failure: Callable[[T], str | None] | None = None,
+               partly: Callable[[T], bool] | None = None) -> None:
     """Run one page action (from a button or a confirm dialog) and rerun the page.
 
     `before` runs first (e.g. closing the confirm dialog), `after` once the action returned or was
@@ -396,7 +401,9 @@ def run_action(name: str, action: Callable[[], T], success: str | Callable[[T], 
     `flash`/`flash_error` under `name` and shown once by `show_flash(name, ...)` on the next run,
     so nothing is written during render and every page words success and refusal the same way.
     A ConsoleError (a refusal, Stripe unavailable, a conflict) is flashed; anything else is a bug
-    and propagates."""
+    and propagates. `failure`, when given, reads a returned result that did not succeed (e.g. a run
+    that stopped half-way) and gives its words, flashed like a refusal; `partly(result)` true: the
+    outcome is shown as a warning (part of it failed)."""
     if before is not None:
         before()
     try:
@@ -404,7 +411,15 @@ def run_action(name: str, action: Callable[[], T], success: str | Callable[[T], 
     except ConsoleError as error:
         flash_error(name, error)
     else:
-        flash(name, success(result) if callable(success) else success)
+        failed = failure(result) if failure is not None else None
+        if failed:
+            flash_error(name, ConsoleError(failed))
+        else:
+            words = success(result) if callable(success) else success
+            if partly is not None and partly(result):
+                st.session_state[f"{name}_partly"] = words
+            else:
+                flash(name, words)
     if after is not None:
         after()
     st.rerun()

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _dispute_panels as panels
+from app_pages import _queue_reads as reads
 from app_pages._shared import (
     plain,
     require_admin,
@@ -47,7 +48,7 @@ def _url_number(name: str, minimum: float) -> float | None:
     return value if value >= minimum and value < 1e12 else None
 
 
-reason_options = dispute_queue.reasons(rt.uow())
+reason_options = reads.dispute_reasons()
 if "dispute_filters_from_url" not in st.session_state:
     # Seeded once per session from the URL; stable widget keys keep later edits (a default that
     # changed with the URL would make Streamlit treat the widget as a new one and drop them).
@@ -90,7 +91,7 @@ try:
 except MoneyError as error:
     st.warning(f"Amount filter not applied: {error.message}")
     min_minor = max_minor = None
-queue = dispute_queue.list_queue(rt.uow(), dispute_queue.DisputeFilter(
+queue = reads.dispute_queue_page(dispute_queue.DisputeFilter(
     statuses=tuple(statuses), reasons=tuple(reason_choice), currency=currency or None,
     min_amount=min_minor, max_amount=max_minor,
     customer_email=email or None, limit=PAGE_SIZE, offset=(int(page_number) - 1) * PAGE_SIZE,
@@ -129,7 +130,7 @@ chosen = st.selectbox("Dispute", options, index=options.index(linked.id) if link
                                                  f"{d.customer_email or 'unknown'}" for d in shown if d.id == i))
 if st.query_params.get("dispute") != chosen:
     st.query_params["dispute"] = chosen
-context = dispute_queue.get_context(rt.uow(), chosen, rt.gateway)
+context = dispute_queue.get_context(rt.uow(), chosen, rt.gateway, live_charge=reads.live_charge)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "
              f"{plain(dispute.status)}")
@@ -219,7 +220,7 @@ with st.form(f"evidence_{dispute.id}"):
     if st.form_submit_button("Save draft", disabled=read_only):
         run_action("dispute", lambda: disputes.save_draft(dispute.id, values, actor=identity.email,
                                                           settings=rt.settings, uow=rt.uow(), gateway=rt.gateway),
-                   "Draft saved and staged at Stripe (not submitted).")
+                   "Draft saved and staged at Stripe (not submitted).", after=reads.clear)
 
 if not read_only:
     with st.form(f"evidence_file_{dispute.id}", clear_on_submit=True):
@@ -232,7 +233,7 @@ if not read_only:
             name, content = upload.name, upload.getvalue()
             run_action("dispute", lambda: disputes.upload_evidence_file(
                 dispute.id, file_field, name, content, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                gateway=rt.gateway), f"Attached {plain(name)}.")
+                gateway=rt.gateway), f"Attached {plain(name)}.", after=reads.clear)
 
     def _close() -> None:
         st.session_state.pop("dispute_confirm", None)
@@ -255,7 +256,7 @@ if not read_only:
             run_action("dispute", lambda: disputes.submit_evidence(dispute.id, actor=identity.email,
                                                                    settings=rt.settings, uow=rt.uow(),
                                                                    gateway=rt.gateway),
-                       "Evidence submitted; the dispute is under review.", before=_close)
+                       "Evidence submitted; the dispute is under review.", before=_close, after=reads.clear)
 
     @st.dialog("Accept this dispute?", on_dismiss=_close)
     def confirm_accept() -> None:
@@ -265,7 +266,7 @@ if not read_only:
             run_action("dispute", lambda: disputes.accept_dispute(dispute.id, actor=identity.email,
                                                                   settings=rt.settings, uow=rt.uow(),
                                                                   gateway=rt.gateway),
-                       "Dispute accepted and closed.", before=_close)
+                       "Dispute accepted and closed.", before=_close, after=reads.clear)
 
     actions = st.columns(2)
     if actions[0].button("Submit evidence…", type="primary", disabled=not saved and not files):
@@ -284,10 +285,10 @@ if history:
 panels.timeline_panel(rt, dispute.id)
 
 st.subheader("Dispute rate")
-for programme_warning in dispute_analytics.compute_warnings(rt.uow()):
+for programme_warning in reads.programme_warnings():
     st.warning(programme_warning)
 panels.analytics_link(page_file("dispute-analytics"))
-series = dispute_queue.dispute_rate_series(rt.uow(), days=30)
+series = reads.dispute_rates(30)
 figure = go.Figure(go.Scatter(x=[p["day"] for p in series], y=[p["rate"] * 100 for p in series],
                               mode="lines+markers", name="disputes / charges (30 days)"))
 for label, threshold in dispute_analytics.CHART_LINES.items():

@@ -3,81 +3,47 @@ partial refunds and refund history (app_pages/_efw_radar.py), and the funnel."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _efw_radar as efw_radar_panel
-from app_pages._shared import (
-    flash_error,
-    plain,
-    require_admin,
-    run_action,
-    runtime,
-    show_flash,
-    stripe_dashboard_url,
-)
-from db.models.base import utcnow
+from app_pages import _queue_reads as reads
+from app_pages import _shared as ui
+from app_pages._shared import plain, run_action
 from services import efw_funnel
 from services import fraud_warnings as efw
 from services.errors import ConsoleError
 from services.money import format_money as money
 from services.money import format_totals
 
-identity = require_admin()
-rt = runtime()
+identity = ui.require_admin()
+rt = ui.runtime()
 mode = rt.settings.stripe_mode.upper()
-
-
-# Reads are cached briefly (keyed by database so tests and environments never share results) and
-# cleared after every decision, so a decision shows at once and a new webhook within seconds.
-READ_TTL_SECONDS = 15
-
-
-@st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
-def load_queue(database_url: str, flt: efw.EfwFilter) -> efw.EfwQueue:
-    return efw.list_queue(runtime().uow(), flt)
-
-
-@st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
-def load_fraud_types(database_url: str) -> list[str]:
-    return efw.fraud_types(runtime().uow())
-
-
-@st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
-def load_funnel(database_url: str, since: datetime, until: datetime) -> efw_funnel.Funnel:
-    return efw_funnel.funnel(runtime().uow(), since=since, until=until)
-
-
-def clear_reads() -> None:
-    load_queue.clear()
-    load_fraud_types.clear()
-    load_funnel.clear()
-
+PAGE_SIZE = 50
+# Reads are cached briefly (app_pages/_queue_reads.py) and cleared after every decision.
+clear_reads = reads.clear
 
 st.title("Early fraud warnings")
 st.caption("Issuers warn before most fraud disputes. Refunding an actionable warning in time avoids the dispute "
            "and its fee; each refund is re-checked live at Stripe first and sent exactly once.")
 
-show_flash("efw", refused="Nothing was changed")
-flash = st.session_state.pop("efw_flash", None)  # the Radar panel's outcomes (a block can half succeed)
-if flash:
-    (st.success if flash[0] else st.error)(flash[1])
+ui.show_flash("efw", refused="Nothing was changed")
 
 with st.form("efw_filters"):
-    cols = st.columns(4)
+    cols = st.columns(5)
     statuses = cols[0].multiselect("Status", list(efw.STATUSES), default=["open", "refunding"])
-    types = cols[1].multiselect("Fraud type", load_fraud_types(rt.settings.database_url))
+    types = cols[1].multiselect("Fraud type", reads.fraud_types())
     actionable_choice = cols[2].selectbox("Actionable", ["any", "actionable only", "not actionable"])
     max_age = cols[3].selectbox("Age", ["any", "last 7 days", "last 30 days"])
+    page_number = cols[4].number_input("Page", min_value=1, step=1)
     st.form_submit_button("Apply filters")
 
-queue = load_queue(rt.settings.database_url, efw.EfwFilter(
+queue = reads.efw_queue_page(efw.EfwFilter(
     statuses=tuple(statuses), fraud_types=tuple(types),
     actionable={"any": None, "actionable only": True, "not actionable": False}[actionable_choice],
     max_age_days={"any": None, "last 7 days": 7, "last 30 days": 30}[max_age],
+    limit=PAGE_SIZE, offset=(int(page_number) - 1) * PAGE_SIZE,
 ))
 top = st.columns(5)
 top[0].metric("Open", queue.open_count, help="Open warnings whose charge is neither disputed nor fully refunded.")
@@ -107,7 +73,8 @@ else:
         "fraud type": r.fraud_type, "actionable": r.actionable, "status": r.shown_status, "decided by": r.actor,
         "decided at": r.decided_at, "dispute": f"{r.dispute_id} ({r.dispute_status})" if r.dispute_id else "",
     } for r in queue.rows]), hide_index=True, width="stretch")
-    st.caption(f"Showing {len(queue.rows)} of {queue.total}; open and actionable first, oldest first.")
+    st.caption(f"Showing {len(queue.rows)} of {queue.total} (page {int(page_number)}, {PAGE_SIZE} a page); "
+               "open and actionable first, oldest first.")
 
     # --- one warning ------------------------------------------------------------------------
     st.subheader("Decide one warning")
@@ -121,7 +88,7 @@ else:
     detail[0].write(f"**Issuer fraud type:** {plain(row.fraud_type or 'n/a')}")
     detail[1].write(f"**Actionable (Stripe):** {'yes' if row.actionable else 'no'}")
     detail[2].write(f"**Internal status:** {plain(row.status)}" + (f" by {plain(row.actor)}" if row.actor else ""))
-    detail[3].link_button("Open charge in Stripe", stripe_dashboard_url(f"payments/{row.charge_id}"))
+    detail[3].link_button("Open charge in Stripe", ui.stripe_dashboard_url(f"payments/{row.charge_id}"))
     if row.reason:
         st.caption(f"Reason: {plain(row.reason)}")
 
@@ -212,7 +179,7 @@ else:
                     outcomes = efw.bulk_ignore([r.id for r in chosen_rows], reason=reason, actor=identity.email,
                                                settings=rt.settings, uow=rt.uow(), progress=progress)
             except ConsoleError as error:
-                flash_error("efw", error)
+                ui.flash_error("efw", error)
             else:
                 st.session_state["efw_bulk_results"] = [
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
@@ -236,9 +203,7 @@ if bulk_results:
 # --- the funnel ---------------------------------------------------------------------------------
 st.subheader("Funnel")
 days = st.selectbox("Period", [7, 30, 90], index=1, format_func=lambda d: f"last {d} days")
-# The period ends at the next whole minute, so repeated reruns share one cached result.
-until = utcnow().replace(second=0, microsecond=0) + timedelta(minutes=1)
-result = load_funnel(rt.settings.database_url, until - timedelta(days=days), until)
+result = reads.funnel(days)
 if result.total == 0:
     st.info("No early fraud warnings in this period.")
 else:

@@ -10,10 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._shared import (
-    flash,
-    flash_error,
     plain,
     require_admin,
+    run_action,
     runtime,
     show_error,
     show_flash,
@@ -134,17 +133,13 @@ if subscription_id:
             st.text(f"Customer: {plan_change_queries.customer_label(rt.uow(), p.customer_id)}")  # plain text
             col1, col2 = st.columns(2)
             if col1.button("Confirm", type="primary", key="confirm_change"):
-                st.session_state.pop("confirming", None)
-                try:
-                    change = plan_changes.upgrade if p.direction == "upgrade" else plan_changes.schedule_downgrade
-                    result = change(p.subscription_id, p.target_plan, p.target_interval, actor=identity.email,
-                                    settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-                    _refresh()
-                    flash("plan", f"{result.kind.replace('_', ' ').capitalize()}: {plain(result.subscription_id)} → "
-                                  f"{plain(result.to_plan)}.")
-                except ERRORS as error:
-                    flash_error("plan", error)
-                st.rerun()
+                change = plan_changes.upgrade if p.direction == "upgrade" else plan_changes.schedule_downgrade
+                run_action("plan", lambda: change(p.subscription_id, p.target_plan, p.target_interval,
+                                                  actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                                  gateway=rt.gateway),
+                           lambda result: f"{result.kind.replace('_', ' ').capitalize()}: "
+                                          f"{plain(result.subscription_id)} → {plain(result.to_plan)}.",
+                           before=lambda: st.session_state.pop("confirming", None), after=_refresh)
             if col2.button("Cancel", key="cancel_change"):
                 st.session_state.pop("confirming", None)
                 st.rerun()
@@ -176,15 +171,10 @@ if subscription_id:
         st.text(f"Amount: {c.amount_text}")
         col1, col2 = st.columns(2)
         if col1.button("Confirm", type="primary", key="confirm_schedule"):
-            st.session_state.pop("schedule_confirm", None)
-            try:
-                result = action(c.subscription_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                gateway=rt.gateway)
-                _refresh()
-                flash("plan", f"{label}: done for {plain(result.subscription_id)}.")
-            except ERRORS as error:
-                flash_error("plan", error)
-            st.rerun()
+            run_action("plan", lambda: action(c.subscription_id, actor=identity.email, settings=rt.settings,
+                                              uow=rt.uow(), gateway=rt.gateway),
+                       lambda result: f"{label}: done for {plain(result.subscription_id)}.",
+                       before=_close_schedule, after=_refresh)
         if col2.button("Cancel", key="cancel_schedule"):
             st.session_state.pop("schedule_confirm", None)
             st.rerun()

@@ -9,11 +9,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, require_admin, runtime, show_error
+from app_pages._shared import plain, require_admin, run_action, runtime, show_flash
 from services import qa_matrix
-from services.auth import AccessDenied
-from services.qa_matrix import QaRefused
-from services.stripe_gateway import StripeGatewayError
+from services.qa_matrix import QaRunSummary
 
 identity = require_admin()
 rt = runtime()
@@ -55,20 +53,17 @@ if run_clicked:
         text = f"Running {title} ({done + 1}/{total})" if status == "running" else f"{title}: {status}"
         bar.progress(done / total, text=text)
 
-    try:
-        summary = qa_matrix.start_qa_run(chosen or None, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                         runtime=rt, progress=_progress)
-    except (QaRefused, AccessDenied, StripeGatewayError) as error:
-        show_error(error)
-    else:
-        _refresh()
+    def _summary_text(summary: QaRunSummary) -> str:
         ok = sum(o.status == "passed" for o in summary.outcomes)
-        message = f"QA run {summary.run_id}: {ok}/{len(summary.outcomes)} passed."
-        (st.success if summary.passed else st.error)(message)
-        for outcome in summary.outcomes:
-            if outcome.failed_expectation:
-                title = qa_matrix.CASES_BY_ID[outcome.case_id].title
-                st.error(f"{title}: expected {plain(outcome.failed_expectation)}")
+        failed = [f"{qa_matrix.CASES_BY_ID[o.case_id].title}: expected {o.failed_expectation}"
+                  for o in summary.outcomes if o.failed_expectation]
+        return " ".join([f"QA run {summary.run_id}: {ok}/{len(summary.outcomes)} passed.", *failed])
+
+    run_action("qa_run", lambda: qa_matrix.start_qa_run(chosen or None, actor=identity.email, settings=rt.settings,
+                                                        uow=rt.uow(), runtime=rt, progress=_progress),
+               _summary_text, failure=lambda summary: None if summary.passed else _summary_text(summary),
+               after=_refresh)
+show_flash("qa_run", refused="The QA matrix did not pass")
 
 latest = _latest(version)
 passed = sum(1 for r in latest.values() if r["status"] in qa_matrix.PASSED_STATUSES)
@@ -106,14 +101,12 @@ with st.form("qa_manual"):
     outcome_word = st.radio("Result", ["pass", "fail"], horizontal=True)
     notes = st.text_area("Notes (what you did and saw)")
     if st.form_submit_button("Record result"):
-        try:
-            qa_matrix.record_manual_result(manual_case, outcome_word == "pass", notes, actor=identity.email,
-                                           settings=rt.settings, uow=rt.uow())
-        except (QaRefused, AccessDenied) as error:
-            show_error(error)
-        else:
-            _refresh()
-            st.success(f"Recorded a manual {outcome_word} for {qa_matrix.CASES_BY_ID[manual_case].title}.")
+        run_action("qa_manual", lambda: qa_matrix.record_manual_result(
+                       manual_case, outcome_word == "pass", notes, actor=identity.email, settings=rt.settings,
+                       uow=rt.uow()),
+                   f"Recorded a manual {outcome_word} for {qa_matrix.CASES_BY_ID[manual_case].title}.",
+                   after=_refresh)
+show_flash("qa_manual", refused="The result was not recorded")
 
 st.header("Recent runs")
 runs = _runs()

@@ -9,11 +9,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import flash, flash_error, fragment_user, plain, require_admin, runtime, show_error, show_flash
+from app_pages._shared import fragment_user, plain, require_admin, run_action, runtime, show_error, show_flash
 from services import lost_customers, reconciliation
-from services.auth import AccessDenied
 from services.lost_customers import LostCustomer, ResubscribePlan
-from services.reconciliation import LOST_CUSTOMER, ReconcileError
+from services.reconciliation import LOST_CUSTOMER, ReconcileError, ReconcileReport
 from services.stripe_gateway import StripeGatewayError
 
 HISTORY_REFRESH_SECONDS = 30
@@ -71,21 +70,19 @@ alert = _alert()
 if alert:
     st.error(f"Alert: {plain(alert)}")
 
+def _dry_run() -> ReconcileReport:
+    with st.spinner("Reading every subscription from Stripe..."):
+        return reconciliation.run_now_dry_run(actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                              gateway=rt.gateway)
+
+
 if st.button("Run now (dry-run)", type="primary", help="Reads every subscription; changes nothing in Stripe."):
-    try:
-        with st.spinner("Reading every subscription from Stripe..."):
-            report = reconciliation.run_now_dry_run(actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                                                    gateway=rt.gateway)
-        _refresh()
-        if report.error:
-            st.error(f"Run {report.run_id} stopped: {plain(report.error)}")
-        else:
-            st.success(
-                f"Dry-run {report.run_id}: examined {report.examined}, would apply {report.planned} downgrade(s), "
-                f"found {report.drift} drift finding(s), {report.errors} error(s)."
-            )
-    except (AccessDenied, StripeGatewayError, ReconcileError) as error:
-        show_error(error)
+    run_action("dry_run", _dry_run,
+               lambda report: f"Dry-run {report.run_id}: examined {report.examined}, would apply {report.planned} "
+                              f"downgrade(s), found {report.drift} drift finding(s), {report.errors} error(s).",
+               failure=lambda report: f"Run {report.run_id} stopped: {report.error}" if report.error else None,
+               after=_refresh)
+show_flash("dry_run", refused="The dry-run did not finish")
 
 
 def _summary(run: dict[str, Any] | None, title: str, empty: str) -> None:
@@ -172,15 +169,11 @@ def _confirm_fix(finding: dict[str, Any]) -> None:
     st.write(f"What will happen: {plain(finding['fix'])}")
     col1, col2 = st.columns(2)
     if col1.button("Apply fix", type="primary", key="confirm_fix"):
-        st.session_state.pop("fix_target", None)
-        try:
-            result = reconciliation.apply_drift_fix(int(finding["action"]), actor=identity.email,
-                                                    settings=rt.settings, uow=rt.uow(), gateway=rt.gateway)
-            flash("fix", f"Fixed #{result.action_id} ({plain(result.kind)}).")
-        except (AccessDenied, StripeGatewayError, ReconcileError) as error:
-            flash_error("fix", error)
-        _refresh()
-        st.rerun()
+        run_action("fix", lambda: reconciliation.apply_drift_fix(int(finding["action"]), actor=identity.email,
+                                                                 settings=rt.settings, uow=rt.uow(),
+                                                                 gateway=rt.gateway),
+                   lambda result: f"Fixed #{result.action_id} ({plain(result.kind)}).",
+                   before=_close_fix, after=_refresh)
     if col2.button("Cancel", key="cancel_fix"):
         st.session_state.pop("fix_target", None)
         st.rerun()
@@ -210,14 +203,9 @@ if open_findings:
                                       format_func=lambda a: dismiss_labels[a])
         reason = st.text_input("Reason (required)", placeholder="e.g. legacy price kept on purpose for this customer")
         if st.form_submit_button("Dismiss finding"):
-            try:
-                reconciliation.dismiss_finding(int(dismiss_choice), reason, actor=identity.email,
-                                               settings=rt.settings, uow=rt.uow())
-                flash("fix", f"Dismissed #{dismiss_choice}.")
-                _refresh()
-                st.rerun()
-            except (AccessDenied, ReconcileError) as error:
-                show_error(error)
+            run_action("fix", lambda: reconciliation.dismiss_finding(int(dismiss_choice), reason, actor=identity.email,
+                                                                     settings=rt.settings, uow=rt.uow()),
+                       f"Dismissed #{dismiss_choice}.", after=_refresh)
 
 st.subheader("Lost customers")
 st.caption("Subscriptions Stripe ended while their downgrade was still pending: the customer asked for a cheaper "
@@ -250,17 +238,12 @@ else:
             st.caption(f"Idempotency key: {plan.idempotency_key}")
             col1, col2 = st.columns(2)
             if col1.button("Re-subscribe", type="primary", key="confirm_resubscribe"):
-                st.session_state.pop("resubscribe_plan", None)
-                try:
-                    done = lost_customers.resubscribe_lost_customer(
-                        plan.lost.action_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
-                        gateway=rt.gateway)
-                    flash("fix", f"Re-subscribed: {done.new_subscription_id} on {done.plan} ({done.status}), "
-                                 f"replacing {done.old_subscription_id}.")
-                except (AccessDenied, StripeGatewayError, ReconcileError) as error:
-                    flash_error("fix", error)
-                _refresh()
-                st.rerun()
+                run_action("fix", lambda: lost_customers.resubscribe_lost_customer(
+                               plan.lost.action_id, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                               gateway=rt.gateway),
+                           lambda done: f"Re-subscribed: {done.new_subscription_id} on {done.plan} ({done.status}), "
+                                        f"replacing {done.old_subscription_id}.",
+                           before=_close_resubscribe, after=_refresh)
             if col2.button("Cancel", key="cancel_resubscribe"):
                 st.session_state.pop("resubscribe_plan", None)
                 st.rerun()
@@ -279,15 +262,10 @@ else:
             handled_reason = st.text_input("How was it handled? (required)",
                                            placeholder="e.g. called the customer; they moved to annual invoicing")
             if st.form_submit_button("Mark handled"):
-                try:
-                    lost_customers.mark_lost_customer_handled(int(lost_choice), handled_reason,
-                                                              actor=identity.email, settings=rt.settings,
-                                                              uow=rt.uow())
-                    flash("fix", f"Marked #{lost_choice} handled.")
-                    _refresh()
-                    st.rerun()
-                except (AccessDenied, ReconcileError) as error:
-                    show_error(error)
+                run_action("fix", lambda: lost_customers.mark_lost_customer_handled(
+                               int(lost_choice), handled_reason, actor=identity.email, settings=rt.settings,
+                               uow=rt.uow()),
+                           f"Marked #{lost_choice} handled.", after=_refresh)
 
 show_flash("fix", refused="The fix was not applied")
 

@@ -9,10 +9,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import plain, require_admin, runtime, show_error
+from app_pages._shared import plain, require_admin, run_action, runtime, show_flash
 from services import preflight, qa_matrix, signoff
-from services.auth import AccessDenied, signoff_roles
-from services.signoff import SignoffRefused
+from services.auth import signoff_roles
 
 identity = require_admin()
 rt = runtime()
@@ -42,6 +41,12 @@ def _record(code: str) -> signoff.LaunchRecord | None:
     return signoff.launch_record(runtime().uow(), version=code)
 
 
+def _clear_record() -> None:
+    _record.clear()
+    _not_ready.clear()
+
+
+show_flash("signoff", refused="Not signed")
 blocking = _blocking_now()
 qa_problems = _qa_problems(version)
 record = _record(version)
@@ -86,16 +91,10 @@ else:
             help=f"At least {signoff.MIN_OVERRIDE_REASON_CHARS} characters: why launching with the reasons "
                  "above is right. The product owner's signature is then accepted for those same reasons.")
         if st.form_submit_button("Sign off", type="primary"):
-            try:
-                signoff.sign(role, actor=identity.email, settings=rt.settings, uow=rt.uow(), runtime=rt, note=note,
-                             override_reason=override if not_ready else None)
-            except (SignoffRefused, AccessDenied) as error:
-                show_error(error)
-            else:
-                _record.clear()
-                _not_ready.clear()
-                st.success(f"Signed as {signoff.ROLES[role].lower()}.")
-                record = _record(version)
+            run_action("signoff", lambda: signoff.sign(role, actor=identity.email, settings=rt.settings, uow=rt.uow(),
+                                                       runtime=rt, note=note,
+                                                       override_reason=override if not_ready else None),
+                       f"Signed as {signoff.ROLES[role].lower()}.", after=_clear_record)
 
 if record is not None:
     st.header("Record")

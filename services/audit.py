@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import func, select, text
-
-from db.models import AuditLog, MetricsSnapshot, Signoff
+from db.models import AuditLog
 from db.models.base import utcnow
+from db.repositories import audit as audit_rows
 from db.session import UnitOfWork
 from services.auth import AccessDenied, is_admin, normalise_email
 from services.config import Settings
@@ -76,12 +75,8 @@ def record(
     error: str | None = None,
 ) -> AuditLog:
     """Append one row inside the caller's transaction (committed with the action)."""
-    session = uow.session
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        # Serialise appenders so the chain never forks; SQLite's BEGIN IMMEDIATE already does.
-        session.execute(text("SELECT pg_advisory_xact_lock(7243001)"))
-    last = session.execute(select(AuditLog.row_hash).order_by(AuditLog.id.desc()).limit(1)).scalar()
-    prev_hash = last or GENESIS_HASH
+    audit_rows.lock_chain(uow)
+    prev_hash = audit_rows.last_hash(uow) or GENESIS_HASH
     row = AuditLog(
         at=utcnow(),
         actor=(actor or "anonymous")[:320],
@@ -94,9 +89,7 @@ def record(
         prev_hash=prev_hash,
     )
     row.row_hash = _row_digest(prev_hash, row, getattr(uow, "audit_key", None))
-    session.add(row)
-    session.flush()
-    return row
+    return audit_rows.add(uow, row)
 
 
 @dataclass(frozen=True)
@@ -113,11 +106,9 @@ def chain_head(uow: UnitOfWork, *, at: datetime) -> dict[str, Any]:
     """The chain head to freeze into a snapshot or sign-off record, so deleting the newest
     rows (which no per-row hash can show) is caught: the anchored row must still be there,
     with the same hash and the same number of rows up to it. With a key the anchor is MACed."""
-    session = uow.session
-    head = session.execute(select(AuditLog.id, AuditLog.row_hash).order_by(AuditLog.id.desc()).limit(1)).first()
-    rows = int(session.execute(select(func.count()).select_from(AuditLog)).scalar_one())
-    anchor: dict[str, Any] = {"head_id": head[0] if head else None, "head_hash": head[1] if head else None,
-                              "rows": rows, "at": at.isoformat(timespec="microseconds")}
+    head_id, head_hash, rows = audit_rows.head(uow)
+    anchor: dict[str, Any] = {"head_id": head_id, "head_hash": head_hash, "rows": rows,
+                              "at": at.isoformat(timespec="microseconds")}
     key = getattr(uow, "audit_key", None)
     if key:
         anchor["mac"] = _anchor_mac(anchor, key)
@@ -140,13 +131,7 @@ class _Anchor:
 def _anchors(uow: UnitOfWork, key: bytes | None) -> tuple[list[_Anchor], str | None]:
     """Every anchor frozen into a metrics snapshot or a sign-off, or a reason one was forged."""
     found: dict[tuple[Any, ...], _Anchor] = {}
-    sources: list[tuple[str, Any, Any]] = []
-    for snapshot in uow.session.execute(select(MetricsSnapshot)).scalars():
-        sources.append((f"metrics snapshot {snapshot.id}", (snapshot.figures or {}).get("audit_anchor"),
-                        snapshot.created_at))
-    for signoff in uow.session.execute(select(Signoff)).scalars():
-        sources.append((f"sign-off {signoff.id}", (signoff.preflight or {}).get("audit_anchor"), signoff.signed_at))
-    for where, raw, written_at in sources:
+    for where, raw, written_at in audit_rows.anchor_sources(uow):
         if not isinstance(raw, dict):
             continue  # written before anchors existed
         if key and not hmac.compare_digest(str(raw.get("mac", "")), _anchor_mac(raw, key)):
@@ -174,7 +159,7 @@ def verify_chain(uow: UnitOfWork) -> ChainVerification:
         prev_hash = GENESIS_HASH
         checked = 0
         unkeyed_id: int | None = None
-        for row in uow.session.execute(select(AuditLog).order_by(AuditLog.id)).scalars():
+        for row in audit_rows.in_order(uow):
             if row.prev_hash != prev_hash:
                 return ChainVerification(False, checked, row.id, "a row before this one was deleted or edited")
             if _row_digest(prev_hash, row, key) != row.row_hash:
@@ -228,27 +213,13 @@ def entries_as_rows(entries: list[AuditLog]) -> list[dict[str, Any]]:
 def distinct_values(uow: UnitOfWork) -> dict[str, list[str]]:
     """Actions and results present, for the page's filter choices."""
     with uow:
-        actions = uow.session.execute(select(AuditLog.action).distinct().order_by(AuditLog.action)).scalars()
-        results = uow.session.execute(select(AuditLog.result).distinct().order_by(AuditLog.result)).scalars()
-        return {"actions": list(actions), "results": list(results)}
+        return {"actions": audit_rows.distinct_actions(uow), "results": audit_rows.distinct_results(uow)}
 
 
 def list_entries(uow: UnitOfWork, flt: AuditFilter) -> list[AuditLog]:
     with uow:
-        query = select(AuditLog).order_by(AuditLog.id.desc())
-        if flt.actor:
-            query = query.where(AuditLog.actor.ilike(f"%{flt.actor.strip()}%"))
-        if flt.action:
-            query = query.where(AuditLog.action == flt.action)
-        if flt.target:
-            query = query.where(AuditLog.target.ilike(f"%{flt.target.strip()}%"))
-        if flt.result:
-            query = query.where(AuditLog.result == flt.result)
-        if flt.since:
-            query = query.where(AuditLog.at >= flt.since)
-        if flt.until:
-            query = query.where(AuditLog.at <= flt.until)
-        return list(uow.session.execute(query.limit(flt.limit).offset(flt.offset)).scalars())
+        return audit_rows.filtered(uow, actor=flt.actor, action=flt.action, target=flt.target, result=flt.result,
+                                   since=flt.since, until=flt.until, limit=flt.limit, offset=flt.offset)
 
 
 # --- the privileged guard ------------------------------------------------------

@@ -26,9 +26,10 @@ from datetime import datetime
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import Charge, Customer, Dispute, FraudWarning, Invoice
+from db.models import Charge, Customer, Dispute, Invoice
+from db.repositories import customer_history as history
+from db.repositories import disputes as disputes_repo
+from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
 
 CE3 = "visa_compelling_evidence_3"
@@ -187,7 +188,7 @@ def assess(uow: UnitOfWork, dispute_id: str, *, test_mode: bool = False) -> Asse
     (every Stripe test card has its own fingerprint, and its CE 3.0 card disputes every payment),
     so neither do we there; the date window and the shared elements are checked in both modes."""
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
+        dispute = disputes_repo.get(uow, dispute_id)
         if dispute is None:
             return Assessment(False, False, ["There is no such dispute."], None, None)
         network, code = network_of(dispute)
@@ -203,26 +204,20 @@ def assess(uow: UnitOfWork, dispute_id: str, *, test_mode: bool = False) -> Asse
                                   f"this one is {network or 'an unknown network'} "
                                   f"{code or 'with no network reason code'}.")
             return result
-        charge = uow.session.get(Charge, dispute.charge_id) if dispute.charge_id else None
+        charge = history.charge(uow, dispute.charge_id)
         if charge is None or charge.created is None:
             result.reasons.append("The disputed charge is not in the billing DB yet (run a sync).")
             return result
-        customer = uow.session.get(Customer, charge.stripe_customer_id) if charge.stripe_customer_id else None
-        invoice = uow.session.get(Invoice, charge.invoice_id) if charge.invoice_id else None
+        customer = history.customer(uow, charge.stripe_customer_id)
+        invoice = history.invoice(uow, charge.invoice_id)
         result.disputed = _payment(charge, customer, invoice)
         if not charge.stripe_customer_id:
             result.reasons.append("The disputed charge has no customer, so there is no payment history.")
             return result
-        rows = list(uow.session.execute(
-            select(Charge).where(Charge.stripe_customer_id == charge.stripe_customer_id, Charge.id != charge.id,
-                                 Charge.status == "succeeded", Charge.paid.is_(True), Charge.disputed.is_(False),
-                                 Charge.amount > 0).order_by(Charge.created.desc())).scalars())
-        disputed_ids = set(uow.session.execute(select(Dispute.charge_id).where(
-            Dispute.charge_id.in_([r.id for r in rows]))).scalars()) if rows else set()
-        fraud_ids = set(uow.session.execute(select(FraudWarning.charge_id).where(
-            FraudWarning.charge_id.in_([r.id for r in rows]))).scalars()) if rows else set()
-        invoices = {i.id: i for i in uow.session.execute(select(Invoice).where(
-            Invoice.id.in_([r.invoice_id for r in rows if r.invoice_id]))).scalars()} if rows else {}
+        rows = history.prior_paid_charges(uow, charge.stripe_customer_id, excluding=charge.id)
+        disputed_ids = disputes_repo.disputed_charge_ids(uow, [r.id for r in rows])
+        fraud_ids = efw_repo.warned_charge_ids(uow, [r.id for r in rows])
+        invoices = history.invoices(uow, [r.invoice_id or "" for r in rows])
         for row in rows:
             if row.id in disputed_ids or row.id in fraud_ids or row.created is None:
                 continue

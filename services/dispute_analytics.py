@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
-from db.models import Charge, Dispute, FraudWarning
+from db.models import Dispute
 from db.models.base import utcnow
+from db.repositories import customer_history as history
+from db.repositories import disputes as disputes_repo
+from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
 from services import compelling_evidence as ce
 
@@ -167,29 +168,13 @@ def monitoring_rates(uow: UnitOfWork, *, now: datetime | None = None) -> list[Ne
     previous_start = _month_start(start - timedelta(days=1))
     next_start = _month_start(start + timedelta(days=32))
     with uow:
-        def payments(brand: str, since: datetime, until: datetime) -> int:
-            return int(uow.session.execute(select(func.count()).select_from(Charge).where(
-                func.lower(Charge.card_brand) == brand, Charge.status == "succeeded", Charge.created >= since,
-                Charge.created < until)).scalar() or 0)
-
-        month_disputes = list(uow.session.execute(select(Dispute).where(
-            Dispute.created >= start, Dispute.created < next_start)).scalars())
-        brands = dict(uow.session.execute(select(Charge.id, Charge.card_brand).where(
-            Charge.id.in_([d.charge_id for d in month_disputes if d.charge_id]))).all()) if month_disputes else {}
-        warnings_by_brand: dict[str, int] = defaultdict(int)
-        for charge_brand in uow.session.execute(select(Charge.card_brand).join(
-                FraudWarning, FraudWarning.charge_id == Charge.id).where(
-                FraudWarning.created >= start, FraudWarning.created < next_start)).scalars():
-            warnings_by_brand[(charge_brand or "unknown").lower()] += 1
-        counts: dict[str, int] = defaultdict(int)
-        for dispute in month_disputes:
-            if (dispute.status or "").startswith("warning_"):
-                continue  # an inquiry that never escalated is not a chargeback
-            counts[_network(dispute, brands)] += 1
+        # Counted in SQL, by the network `_network` names (an inquiry that never escalated is no chargeback).
+        counts = disputes_repo.chargebacks_by_network(uow, start, next_start)
+        warnings_by_brand = efw_repo.by_card_brand(uow, start, next_start)
         rates = []
         for network in ("visa", "mastercard"):
-            denominator = (payments(network, previous_start, start) if network == "mastercard"
-                           else payments(network, start, next_start))
+            denominator = (history.succeeded_payments(uow, network, previous_start, start) if network == "mastercard"
+                           else history.succeeded_payments(uow, network, start, next_start))
             disputes_n = counts.get(network, 0)
             frauds = warnings_by_brand.get(network, 0) if network == "visa" else 0
             ratio = (disputes_n + frauds) / denominator if denominator else 0.0
@@ -208,10 +193,8 @@ def compute_warnings(uow: UnitOfWork, *, now: datetime | None = None) -> list[st
 def compute(uow: UnitOfWork, *, now: datetime | None = None, days: int = 365) -> Analytics:
     moment = now or utcnow()
     with uow:
-        rows = list(uow.session.execute(select(Dispute).where(
-            Dispute.created >= moment - timedelta(days=days))).scalars())
-        brands = dict(uow.session.execute(select(Charge.id, Charge.card_brand).where(
-            Charge.id.in_([d.charge_id for d in rows if d.charge_id]))).all()) if rows else {}
+        rows = disputes_repo.created_between(uow, moment - timedelta(days=days))
+        brands = history.card_brands(uow, [d.charge_id or "" for d in rows])
     reasons: dict[str, Breakdown] = {}
     networks: dict[str, Breakdown] = {}
     lost: dict[str, int] = defaultdict(int)

@@ -5,15 +5,14 @@ services/dispute_views.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
-
 from db.models import (
-    Charge,
     Customer,
     Dispute,
     DisputeEvidenceDraft,
@@ -24,6 +23,9 @@ from db.models import (
     UserSubscription,
 )
 from db.models.base import utcnow
+from db.repositories import customer_history as history
+from db.repositories import disputes as disputes_repo
+from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
 from services.errors import ConsoleError
 from services.money import MoneyError, parse_amount
@@ -96,43 +98,15 @@ def urgency(due_by: datetime | None, status: str, now: datetime) -> str:
 def list_queue(uow: UnitOfWork, flt: DisputeFilter, *, now: datetime | None = None) -> DisputeQueue:
     """Server-side filtering and paging; open disputes by deadline first."""
     moment = now or utcnow()
-    conditions: list[ColumnElement[bool]] = []
-    if flt.statuses:
-        conditions.append(Dispute.status.in_(flt.statuses))
-    if flt.reasons:
-        conditions.append(Dispute.reason.in_(flt.reasons))
-    if flt.currency:
-        conditions.append(Dispute.currency == flt.currency.lower())
-    if flt.min_amount is not None:
-        conditions.append(Dispute.amount >= flt.min_amount)
-    if flt.max_amount is not None:
-        conditions.append(Dispute.amount <= flt.max_amount)
-    if flt.customer_email:
-        conditions.append(Dispute.customer_email.ilike(f"%{flt.customer_email.strip()}%"))
-    where = and_(*conditions) if conditions else and_(True)
-    is_open = Dispute.status.in_(OPEN_STATUSES)
+    where = disputes_repo.queue_filter(statuses=flt.statuses, reasons=flt.reasons, currency=flt.currency,
+                                       min_amount=flt.min_amount, max_amount=flt.max_amount,
+                                       email_contains=flt.customer_email)
     with uow:
-        rows = list(uow.session.execute(
-            select(Dispute).where(where)
-            .order_by(case((is_open, 0), else_=1), Dispute.due_by.asc(), Dispute.id)
-            .limit(flt.limit).offset(flt.offset)
-        ).scalars())
-        total = uow.session.execute(select(func.count()).select_from(Dispute).where(where)).scalar() or 0
-        stats = uow.session.execute(
-            select(
-                func.count(),
-                func.sum(case((Dispute.due_by < moment, 1), else_=0)),
-                func.sum(case((and_(Dispute.due_by >= moment, Dispute.due_by < moment + timedelta(hours=24)), 1),
-                              else_=0)),
-                func.sum(case((and_(Dispute.due_by >= moment, Dispute.due_by < moment + timedelta(hours=72)), 1),
-                              else_=0)),
-            ).where(is_open, where)  # the tiles follow the page's filters
-        ).one()
-        at_risk = dict(uow.session.execute(
-            select(Dispute.currency, func.sum(Dispute.amount)).where(is_open, where).group_by(Dispute.currency)
-        ).all())
-    return DisputeQueue(rows, int(total), int(stats[0] or 0), int(stats[1] or 0), int(stats[2] or 0),
-                        int(stats[3] or 0), {c: int(a or 0) for c, a in at_risk.items()})
+        rows = disputes_repo.queue_page(uow, where, flt.statuses, OPEN_STATUSES, limit=flt.limit,
+                                        offset=flt.offset)
+        total = disputes_repo.count(uow, where)
+        tiles = disputes_repo.queue_tiles(uow, where, OPEN_STATUSES, moment)  # the tiles follow the filters
+    return DisputeQueue(rows, total, tiles.open_count, tiles.overdue, tiles.due_24h, tiles.due_72h, tiles.at_risk)
 
 
 def find(uow: UnitOfWork, dispute_id: str | None) -> Dispute | None:
@@ -140,13 +114,12 @@ def find(uow: UnitOfWork, dispute_id: str | None) -> Dispute | None:
     if not dispute_id or len(dispute_id) > 255:
         return None
     with uow:
-        return uow.session.get(Dispute, dispute_id)
+        return disputes_repo.get(uow, dispute_id)
 
 
 def reasons(uow: UnitOfWork) -> list[str]:
     with uow:
-        return [r for r in uow.session.execute(select(Dispute.reason).distinct().order_by(Dispute.reason))
-                .scalars() if r]
+        return disputes_repo.reasons(uow)
 
 
 # --- detail ------------------------------------------------------------------------------------------
@@ -178,61 +151,58 @@ class SameCardDispute:
     customer_label: str  # the other customer's name or email, plain text
 
 
-def get_context(uow: UnitOfWork, dispute_id: str, gateway: StripeGateway | None) -> DisputeContext:
-    charge: dict[str, Any] | None = None
-    charge_error = None
+def get_context(uow: UnitOfWork, dispute_id: str, gateway: StripeGateway | None, *,
+                live_charge: Callable[[str], LiveCharge] | None = None) -> DisputeContext:
+    """The dispute with its billing-DB context and the charge as Stripe has it now (read through
+    `live_charge` when given, e.g. the page's short-lived cache, else `gateway`; the stored copy
+    when neither answers)."""
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
+        dispute = disputes_repo.get(uow, dispute_id)
         if dispute is None:
             raise DisputeActionError(f"There is no dispute {dispute_id}.")
-        local_charge = uow.session.get(Charge, dispute.charge_id) if dispute.charge_id else None
+        local_charge = history.charge(uow, dispute.charge_id)
         customer_id = dispute.stripe_customer_id
-        customer = uow.session.get(Customer, customer_id) if customer_id else None
-        subscriptions = list(uow.session.execute(
-            select(UserSubscription).where(UserSubscription.stripe_customer_id == customer_id)).scalars()) \
-            if customer_id else []
-        sub_ids = [s.stripe_subscription_id for s in subscriptions]
-        plan_history = list(uow.session.execute(
-            select(PlanChange).where(PlanChange.stripe_subscription_id.in_(sub_ids)).order_by(PlanChange.at))
-            .scalars()) if sub_ids else []
-        invoices = list(uow.session.execute(
-            select(Invoice).where(Invoice.stripe_customer_id == customer_id).order_by(Invoice.created)).scalars()) \
-            if customer_id else []
-        charge_ids = list(uow.session.execute(
-            select(Charge.id).where(Charge.stripe_customer_id == customer_id)).scalars()) if customer_id else []
-        refunds = list(uow.session.execute(select(Refund).where(Refund.charge_id.in_(charge_ids))).scalars()) \
-            if charge_ids else []
+        customer = history.customer(uow, customer_id)
+        subscriptions = history.subscriptions_of(uow, customer_id) if customer_id else []
+        plan_history = history.plan_changes_of(uow, [s.stripe_subscription_id for s in subscriptions])
+        invoices = history.invoices_of(uow, customer_id) if customer_id else []
+        charge_ids = history.charge_ids_of(uow, customer_id) if customer_id else []
+        refunds = history.refunds_on(uow, charge_ids)
         fingerprint = local_charge.card_fingerprint if local_charge else None
-        same_card = list(uow.session.execute(
-            select(Charge.id).where(Charge.card_fingerprint == fingerprint)).scalars()) if fingerprint else []
+        same_card = history.charge_ids_with_fingerprint(uow, fingerprint) if fingerprint else []
         related = set(charge_ids) | set(same_card)
-        same_customer = list(uow.session.execute(
-            select(Dispute).where(Dispute.id != dispute_id, or_(
-                Dispute.charge_id.in_(charge_ids), Dispute.stripe_customer_id == customer_id))
-            .order_by(Dispute.created, Dispute.id)).scalars()) if customer_id else []
+        same_customer = (disputes_repo.of_customer(uow, customer_id, charge_ids, excluding=dispute_id)
+                         if customer_id else [])
         mine = {d.id for d in same_customer} | {dispute_id}
-        same_card_rows = [d for d in uow.session.execute(
-            select(Dispute).where(Dispute.charge_id.in_(same_card)).order_by(Dispute.created, Dispute.id))
-            .scalars() if d.id not in mine and (customer_id is None or d.stripe_customer_id != customer_id)] \
-            if same_card else []
-        others = {c.id: c for c in uow.session.execute(select(Customer).where(
-            Customer.id.in_({d.stripe_customer_id for d in same_card_rows if d.stripe_customer_id}))).scalars()}
+        same_card_rows = [d for d in disputes_repo.on_charges(uow, same_card)
+                          if d.id not in mine and (customer_id is None or d.stripe_customer_id != customer_id)]
+        others = history.customers(uow, {d.stripe_customer_id or "" for d in same_card_rows})
         same_card_disputes = [SameCardDispute(d, _customer_label(others.get(d.stripe_customer_id or ""), d))
                               for d in same_card_rows]
-        fraud_warnings = list(uow.session.execute(
-            select(FraudWarning).where(FraudWarning.charge_id.in_(related | {dispute.charge_id or ""})))
-            .scalars())
-        draft = uow.session.execute(
-            select(DisputeEvidenceDraft).where(DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
-    if gateway is not None and dispute.charge_id:
-        try:
-            charge = gateway.retrieve_charge(dispute.charge_id)
-        except StripeGatewayError as error:
-            charge_error = error.message
+        fraud_warnings = efw_repo.on_charges(uow, related | {dispute.charge_id or ""})
+        draft = disputes_repo.draft(uow, dispute_id)
+    charge: dict[str, Any] | None = None
+    charge_error = None
+    if dispute.charge_id and (live_charge is not None or gateway is not None):
+        charge, charge_error = (live_charge or partial(read_live_charge, gateway))(dispute.charge_id)
     if charge is None and local_charge is not None:
         charge = dict(local_charge.raw or {})
     return DisputeContext(dispute, charge, charge_error, customer, subscriptions, plan_history, invoices, refunds,
                           same_customer, fraud_warnings, draft, same_card_disputes)
+
+
+# (the charge as Stripe returned it, or None with Stripe's words why not)
+LiveCharge = tuple[dict[str, Any] | None, str | None]
+
+
+def read_live_charge(gateway: StripeGateway | None, charge_id: str) -> LiveCharge:
+    """The charge read live from Stripe, or None and why (the page then shows the stored copy)."""
+    if gateway is None:
+        return None, None
+    try:
+        return gateway.retrieve_charge(charge_id), None
+    except StripeGatewayError as error:
+        return None, error.message
 
 
 def _customer_label(customer: Customer | None, dispute: Dispute) -> str:
@@ -245,17 +215,18 @@ def _customer_label(customer: Customer | None, dispute: Dispute) -> str:
 # --- dispute rate ------------------------------------------------------------------------------------
 def dispute_rate_series(uow: UnitOfWork, *, days: int = 30, now: datetime | None = None,
                         window_days: int = 30) -> list[dict[str, Any]]:
-    """For each of the last `days` days: disputes / charges over the trailing `window_days`."""
+    """For each of the last `days` days: disputes / charges over the trailing `window_days`
+    (two grouped queries, whole days back from `now`)."""
     moment = now or utcnow()
-    series = []
     with uow:
-        for back in range(days - 1, -1, -1):
-            end = moment - timedelta(days=back)
-            start = end - timedelta(days=window_days)
-            disputes = uow.session.execute(select(func.count()).select_from(Dispute).where(
-                Dispute.created >= start, Dispute.created < end)).scalar() or 0
-            charges = uow.session.execute(select(func.count()).select_from(Charge).where(
-                Charge.created >= start, Charge.created < end, Charge.status == "succeeded")).scalar() or 0
-            series.append({"day": end.date().isoformat(), "disputes": int(disputes), "charges": int(charges),
-                           "rate": (disputes / charges) if charges else 0.0})
+        disputes_by_day = disputes_repo.created_by_day(uow, now=moment, days=days - 1 + window_days)
+        charges_by_day = history.succeeded_charges_by_day(uow, now=moment, days=days - 1 + window_days)
+    series = []
+    for back in range(days - 1, -1, -1):
+        window = range(back, back + window_days)
+        disputes = sum(disputes_by_day.get(day, 0) for day in window)
+        charges = sum(charges_by_day.get(day, 0) for day in window)
+        end = moment - timedelta(days=back)
+        series.append({"day": end.date().isoformat(), "disputes": disputes, "charges": charges,
+                       "rate": (disputes / charges) if charges else 0.0})
     return series

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import AuditLog, Dispute, StripeEvent
+from db.models import AuditLog, StripeEvent
+from db.repositories import disputes as repo
 from db.session import UnitOfWork
 from services import compelling_evidence as ce
 from services.money import format_money
@@ -114,13 +113,9 @@ def _from_audit(row: AuditLog) -> Entry:
 def timeline(uow: UnitOfWork, dispute_id: str) -> list[Entry]:
     """Every step of the dispute, oldest first."""
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
-        events = list(uow.session.execute(
-            select(StripeEvent).where(StripeEvent.object_id == dispute_id, StripeEvent.type.in_(DISPUTE_EVENTS))
-            .order_by(StripeEvent.created, StripeEvent.id)).scalars())
-        audits = list(uow.session.execute(
-            select(AuditLog).where(AuditLog.target == dispute_id, AuditLog.action.in_(tuple(AUDIT_ACTIONS)))
-            .order_by(AuditLog.id)).scalars())
+        dispute = repo.get(uow, dispute_id)
+        events = repo.events(uow, dispute_id, DISPUTE_EVENTS)
+        audits = repo.audit_rows(uow, dispute_id, AUDIT_ACTIONS, newest_first=False)
     entries = [e for e in (_from_event(row) for row in events) if e is not None]
     entries += [_from_audit(row) for row in audits]
     if dispute is not None and dispute.created and not any(e.kind == "opened" for e in entries):

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import AuditLog, DisputeEvidenceDraft
+from db.repositories import disputes as repo
 from db.session import UnitOfWork
 from services import dispute_evidence as ev
 from services.config import Settings
@@ -58,8 +56,7 @@ def auto_draft(context: DisputeContext, settings: Settings) -> dict[str, str]:
 def submission_preview(uow: UnitOfWork, dispute_id: str) -> dict[str, Any]:
     """Exactly what Submit will send."""
     with uow:
-        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
-            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        draft = repo.draft(uow, dispute_id)
         if draft is None:
             return {}
         return {**draft.fields, **{name: meta["file_id"] for name, meta in draft.files.items()}}
@@ -74,8 +71,7 @@ class EvidenceLine:
 
 def draft_file_names(uow: UnitOfWork, dispute_id: str) -> dict[str, str]:
     with uow:
-        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
-            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        draft = repo.draft(uow, dispute_id)
         return {name: str(meta.get("filename") or "file") for name, meta in (draft.files if draft else {}).items()}
 
 
@@ -87,8 +83,7 @@ def _label(name: str) -> str:
 def submission_summary(uow: UnitOfWork, dispute_id: str) -> list[EvidenceLine]:
     """What Submit will send, in words: each field's label and text, each file's label and name."""
     with uow:
-        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
-            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        draft = repo.draft(uow, dispute_id)
         if draft is None:
             return []
         order = {f.name: i for i, f in enumerate(f for group in ev.GROUPS.values() for f in group)}
@@ -107,10 +102,7 @@ _HISTORY_ACTIONS = {"disputes.save_draft": "saved the draft", "disputes.upload_f
 def evidence_history(uow: UnitOfWork, dispute_id: str) -> list[dict[str, Any]]:
     """Who did what to this dispute's evidence and when, from the audit log (newest first)."""
     with uow:
-        rows = uow.session.execute(
-            select(AuditLog).where(AuditLog.target == dispute_id, AuditLog.action.in_(tuple(_HISTORY_ACTIONS)))
-            .order_by(AuditLog.id.desc())
-        ).scalars()
+        rows = repo.audit_rows(uow, dispute_id, _HISTORY_ACTIONS, newest_first=True)
         history = []
         for row in rows:
             details = row.details or {}

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-
 from db.models import Dispute, DisputeEvidenceDraft
 from db.models.base import utcnow
-from db.session import UnitOfWork, rows_affected
+from db.repositories import disputes as repo
+from db.session import UnitOfWork
 from services import audit, evidence_files, stripe_mapping
 from services import compelling_evidence as ce
 from services import dispute_evidence as ev
@@ -28,8 +27,15 @@ from services.stripe_gateway import StripeGateway, StripeGatewayError
 
 # --- actions ---------------------------------------------------------------------------------------
 def _fresh(uow: UnitOfWork, dispute: dict[str, Any]) -> None:
-    stored = uow.session.get(Dispute, dispute["id"])
+    stored = repo.get(uow, dispute["id"])
     stripe_mapping.upsert_dispute(uow, dispute, observed_at=stripe_mapping.fresh_observed_at(stored))
+
+
+def _existing(uow: UnitOfWork, dispute_id: str) -> Dispute:
+    dispute = repo.get(uow, dispute_id)
+    if dispute is None:
+        raise DisputeActionError(f"There is no dispute {dispute_id}.")
+    return dispute
 
 
 def _check_open(dispute: Dispute, now: datetime) -> None:
@@ -81,14 +87,11 @@ def save_draft(dispute_id: str, fields: dict[str, Any], *, actor: str, settings:
     text = _clean(fields)
     problem = ev.check_text(text)
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
-        if dispute is None:
-            raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        dispute = _existing(uow, dispute_id)
         _check_open_audited(uow, dispute, utcnow(), actor=actor, action="disputes.save_draft")
         if problem:
             raise DisputeActionError(problem)
-        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
-            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
+        draft = repo.draft(uow, dispute_id)
         version = (draft.version if draft else 0) + 1
         files = dict(draft.files) if draft else {}
     evidence: dict[str, Any] = {**{name: "" for name in ev.TEXT_FIELDS if name not in text}, **text,
@@ -106,11 +109,7 @@ def save_draft(dispute_id: str, fields: dict[str, Any], *, actor: str, settings:
             uow.commit()
         raise DisputeActionError(error.message) from None
     with uow:
-        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
-            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
-        if draft is None:
-            draft = DisputeEvidenceDraft(dispute_id=dispute_id, files={})
-            uow.session.add(draft)
+        draft = repo.draft_or_new(uow, dispute_id)
         draft.fields, draft.version, draft.updated_by = text, version, actor
         draft.staged_to_stripe_at = utcnow()
         _fresh(uow, staged)
@@ -131,10 +130,7 @@ def upload_evidence_file(dispute_id: str, evidence_field: str, filename: str, co
     if problem:
         raise DisputeActionError(problem)
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
-        if dispute is None:
-            raise DisputeActionError(f"There is no dispute {dispute_id}.")
-        _check_open_audited(uow, dispute, utcnow(), actor=actor, action="disputes.upload_file")
+        _check_open_audited(uow, _existing(uow, dispute_id), utcnow(), actor=actor, action="disputes.upload_file")
     digest = hashlib.sha256(content).hexdigest()
     key = f"dispute-file:{dispute_id}:{digest}"
     try:
@@ -144,11 +140,7 @@ def upload_evidence_file(dispute_id: str, evidence_field: str, filename: str, co
         raise DisputeActionError(error.message) from None
     meta = {"file_id": uploaded["id"], "filename": filename, "size": len(content), "type": uploaded.get("type")}
     with uow:
-        draft = uow.session.execute(select(DisputeEvidenceDraft).where(
-            DisputeEvidenceDraft.dispute_id == dispute_id)).scalar_one_or_none()
-        if draft is None:
-            draft = DisputeEvidenceDraft(dispute_id=dispute_id, fields={}, files={})
-            uow.session.add(draft)
+        draft = repo.draft_or_new(uow, dispute_id)
         draft.files = {**draft.files, evidence_field: meta}
         draft.updated_by = actor
         evidence_files.keep_copy(uow, dispute_id, evidence_field, uploaded["id"], filename, content, actor=actor)
@@ -168,19 +160,13 @@ def submit_evidence(dispute_id: str, *, actor: str, settings: Settings, uow: Uni
     key = f"dispute-submit:{dispute_id}"
     now = utcnow()
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
-        if dispute is None:
-            raise DisputeActionError(f"There is no dispute {dispute_id}.")
-        _check_open_audited(uow, dispute, now, actor=actor, action="disputes.submit")
+        _check_open_audited(uow, _existing(uow, dispute_id), now, actor=actor, action="disputes.submit")
         if not evidence:
             raise DisputeActionError("Save a draft with some evidence before submitting.")
         problem = ev.check_text({k: v for k, v in evidence.items() if k in ev.TEXT_FIELDS})
         if problem:
             raise DisputeActionError(problem)
-        claimed = rows_affected(uow.session.execute(
-            update(Dispute).where(Dispute.id == dispute_id, Dispute.submitted_at.is_(None),
-                                  Dispute.accepted_at.is_(None))
-            .values(submitted_at=now, submitted_by=actor)))
+        claimed = repo.claim_answer(uow, dispute_id, {"submitted_at": now, "submitted_by": actor})
         uow.commit()
     if not claimed:
         raise DisputeActionError("This evidence is already being submitted.")
@@ -213,15 +199,10 @@ def accept_dispute(dispute_id: str, *, actor: str, settings: Settings, uow: Unit
     key = f"dispute-accept:{dispute_id}"
     now = utcnow()
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
-        if dispute is None:
-            raise DisputeActionError(f"There is no dispute {dispute_id}.")
+        dispute = _existing(uow, dispute_id)
         if dispute.status not in OPEN_STATUSES:
             raise DisputeActionError(f"This dispute is {dispute.status.replace('_', ' ')}; it cannot be accepted.")
-        claimed = rows_affected(uow.session.execute(
-            update(Dispute).where(Dispute.id == dispute_id, Dispute.accepted_at.is_(None),
-                                  Dispute.submitted_at.is_(None))
-            .values(accepted_at=now, accepted_by=actor)))
+        claimed = repo.claim_answer(uow, dispute_id, {"accepted_at": now, "accepted_by": actor})
         uow.commit()
     if not claimed:
         raise DisputeActionError("This dispute is already being accepted or submitted.")
@@ -242,7 +223,7 @@ def _finish_claimed(uow: UnitOfWork, dispute_id: str, *, action: str, key: str, 
         result = call()
     except StripeGatewayError as error:
         with uow:
-            uow.session.execute(update(Dispute).where(Dispute.id == dispute_id).values(**release))
+            repo.release_answer(uow, dispute_id, release)
             audit.record(uow, actor=actor, action=action, target=dispute_id, idempotency_key=key, result="error",
                          error=error.message)
             uow.commit()
@@ -252,6 +233,4 @@ def _finish_claimed(uow: UnitOfWork, dispute_id: str, *, action: str, key: str, 
         audit.record(uow, actor=actor, action=action, target=dispute_id, idempotency_key=key, result="ok",
                      details={**details, "amount": result.get("amount"), "currency": result.get("currency")})
         uow.commit()
-        row = uow.session.get(Dispute, dispute_id)
-        assert row is not None
-        return row
+        return _existing(uow, dispute_id)

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
-
 from db.models import Invoice
 from db.models.base import utcnow
+from db.repositories import dunning as invoice_rows
 from db.session import UnitOfWork
 from services.money import format_money, format_totals
 
@@ -42,12 +41,6 @@ class RecoverySummary:
         return format_totals(self.open_amount, empty="nothing")
 
 
-def _production_invoice() -> ColumnElement[bool]:
-    """Not a test-clock (QA matrix) invoice: those stay out of the production dunning figures."""
-    clock: ColumnElement[Any] = Invoice.raw["test_clock"].as_string()
-    return clock.is_(None)
-
-
 def _entered_at(invoice: Invoice) -> datetime | None:
     times = [t for t in (invoice.payment_failed_at, invoice.action_required_at) if t is not None]
     return min(times) if times else None
@@ -55,12 +48,7 @@ def _entered_at(invoice: Invoice) -> datetime | None:
 
 def _cases(uow: UnitOfWork, since: datetime, until: datetime) -> list[Invoice]:
     with uow:
-        return list(uow.session.execute(
-            select(Invoice).where(
-                _production_invoice(),
-                or_(Invoice.payment_failed_at.between(since, until), Invoice.action_required_at.between(since, until))
-            )
-        ).scalars())
+        return invoice_rows.entered_between(uow, since, until)
 
 
 def recovery_summary(uow: UnitOfWork, *, since: datetime, until: datetime) -> RecoverySummary:
@@ -80,7 +68,7 @@ def recovery_summary(uow: UnitOfWork, *, since: datetime, until: datetime) -> Re
             waits.append((invoice.recovered_at - entered).total_seconds() / 3600)
             method = invoice.recovery_method or "retry"
             result.by_method[method] = result.by_method.get(method, 0) + 1
-        elif invoice.status not in ("void", "uncollectible", "paid"):
+        elif invoice.status not in invoice_rows.SETTLED_STATUSES:
             result.open_cases += 1
             result.open_amount[invoice.currency] = result.open_amount.get(invoice.currency, 0) + invoice.amount_due
     if cases:
@@ -95,14 +83,7 @@ def recovery_summary(uow: UnitOfWork, *, since: datetime, until: datetime) -> Re
 def open_cases(uow: UnitOfWork, *, now: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
     moment = now or utcnow()
     with uow:
-        rows = uow.session.execute(
-            select(Invoice)
-            .where(or_(Invoice.payment_failed_at.is_not(None), Invoice.action_required_at.is_not(None)),
-                   Invoice.recovered_at.is_(None), Invoice.status.notin_(("void", "uncollectible", "paid")),
-                   _production_invoice())
-            .order_by(func.coalesce(Invoice.payment_failed_at, Invoice.action_required_at))
-            .limit(limit)
-        ).scalars()
+        rows = invoice_rows.open_cases(uow, limit=limit)
         return [{
             "invoice": r.id, "customer": r.stripe_customer_id, "plan": r.plan or "unknown",
             "kind": "SCA" if r.action_required_at and not r.payment_failed_at else "dunning",

@@ -10,11 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import Dispute, FraudWarning
+from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
-from services.efw_queue import dispute_on_charge
 
 # What a lost dispute costs beyond the amount: the network fee Stripe charges (USD 15 by default).
 # The fee is in its own currency, not the disputed charge's (1500 is 15.00 USD, but would be 1,500 JPY).
@@ -25,30 +22,25 @@ DISPUTE_FEE_CURRENCY = "usd"
 # --- the funnel ----------------------------------------------------------------------------------
 @dataclass
 class Funnel:
+    # the decisions, and how long they took
     total: int = 0
     refunded: int = 0
     ignored: int = 0
     open: int = 0
+    hours_to_decision_median: float | None = None
+    hours_to_decision_p90: float | None = None
+    # the warnings whose charge was disputed anyway, and what the lost ones cost
     became_disputes: int = 0
+    dispute_cost: dict[str, int] = field(default_factory=dict)  # currency -> amount lost + fees
     disputes_won: int = 0
     disputes_lost: int = 0
     disputes_pending: int = 0
-    dispute_cost: dict[str, int] = field(default_factory=dict)  # currency -> amount lost + fees
-    hours_to_decision_median: float | None = None
-    hours_to_decision_p90: float | None = None
 
 
 def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
     """Of the EFWs created in [since, until): what was decided, and which became disputes."""
-    disputes = dispute_on_charge()
     with uow:
-        rows = uow.session.execute(
-            select(FraudWarning.id, FraudWarning.status, FraudWarning.created, FraudWarning.decided_at,
-                   FraudWarning.currency, disputes.c.id, disputes.c.status, Dispute.amount)
-            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-            .outerjoin(Dispute, Dispute.id == disputes.c.id)
-            .where(FraudWarning.created >= since, FraudWarning.created < until)
-        ).all()
+        rows = efw_repo.funnel_rows(uow, since, until)
     result = Funnel()
     seen: set[Any] = set()
     waits: list[float] = []

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, select
-
-from db.models import Charge, Dispute, FraudWarning, Refund
+from db.models import FraudWarning
 from db.models.base import utcnow
+from db.repositories import customer_history as history
+from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
 
 STATUSES = ("open", "refunding", "refunded", "ignored")
@@ -79,72 +78,16 @@ class EfwQueue:
     disputed: int = 0  # open in our DB, but the charge is disputed (answer the dispute instead)
 
 
-def dispute_on_charge() -> Any:
-    return (
-        select(Dispute.id, Dispute.status, Dispute.charge_id)
-        .order_by(Dispute.created.desc())
-        .subquery()
-    )
-
-
 def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) -> EfwQueue:
     """Open and actionable first, oldest first; filtering and paging in SQL."""
     moment = now or utcnow()
-    disputes = dispute_on_charge()
+    where = efw_repo.queue_filter(
+        statuses=flt.statuses, fraud_types=flt.fraud_types, actionable=flt.actionable,
+        created_since=moment - timedelta(days=flt.max_age_days) if flt.max_age_days is not None else None)
     with uow:
-        conditions: list[ColumnElement[bool]] = []
-        if flt.statuses:
-            conditions.append(FraudWarning.status.in_(flt.statuses))
-        if flt.fraud_types:
-            conditions.append(FraudWarning.fraud_type.in_(flt.fraud_types))
-        if flt.actionable is not None:
-            conditions.append(FraudWarning.actionable.is_(flt.actionable))
-        if flt.max_age_days is not None:
-            conditions.append(FraudWarning.created >= moment - timedelta(days=flt.max_age_days))
-        where = and_(*conditions) if conditions else and_(True)
-        query = (
-            select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
-            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-            .where(where)
-            .order_by(
-                case((FraudWarning.status == "open", 0), else_=1),
-                case((and_(FraudWarning.actionable.is_(True), disputes.c.id.is_(None),
-                           func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount), 0), else_=1),
-                FraudWarning.created.asc(),
-            )
-        )
-        total = uow.session.execute(select(func.count()).select_from(FraudWarning).where(where)).scalar() or 0
-        seen: set[str] = set()
-        rows: list[EfwRow] = []
-        for efw, refunded, dispute_id, dispute_status in uow.session.execute(
-            query.limit(flt.limit * 2).offset(flt.offset)
-        ):
-            if efw.id in seen:  # several disputes on one charge: show the newest once
-                continue
-            seen.add(efw.id)
-            rows.append(_row(efw, refunded, dispute_id, dispute_status))
-            if len(rows) >= flt.limit:
-                break
-        disputed_charge = exists().where(Dispute.charge_id == FraudWarning.charge_id)
-        state = case(
-            (disputed_charge, "disputed"),
-            (func.coalesce(Charge.amount_refunded, 0) >= FraudWarning.amount, "refunded"),
-            else_="open",
-        )
-        per_warning = (
-            select(state.label("state"), FraudWarning.actionable.label("actionable"),
-                   FraudWarning.currency.label("currency"),
-                   (FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)).label("remaining"))
-            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .where(FraudWarning.status == "open", where)  # the tiles follow the page's filters
-            .subquery()
-        )
-        open_rows = uow.session.execute(
-            select(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency, func.count(),
-                   func.sum(per_warning.c.remaining))
-            .group_by(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency)
-        ).all()
+        rows = [_row(*found) for found in efw_repo.queue_page(uow, where, limit=flt.limit, offset=flt.offset)]
+        total = efw_repo.count(uow, where)
+        open_rows = efw_repo.open_tiles(uow, where)  # the tiles follow the page's filters
     at_risk: dict[str, int] = {}
     open_count = actionable = refunded = disputed = 0
     for charge_state, is_actionable, currency, n, amount in open_rows:
@@ -158,7 +101,7 @@ def list_queue(uow: UnitOfWork, flt: EfwFilter, *, now: datetime | None = None) 
         if is_actionable:
             actionable += int(n)
             at_risk[currency] = at_risk.get(currency, 0) + int(amount or 0)
-    return EfwQueue(rows, int(total), open_count, actionable, at_risk, refunded, disputed)
+    return EfwQueue(rows, total, open_count, actionable, at_risk, refunded, disputed)
 
 
 def _row(efw: FraudWarning, refunded: int | None, dispute_id: str | None, dispute_status: str | None) -> EfwRow:
@@ -171,23 +114,14 @@ def _row(efw: FraudWarning, refunded: int | None, dispute_id: str | None, disput
 
 
 def get_fraud_warning(uow: UnitOfWork, efw_id: str) -> EfwRow | None:
-    disputes = dispute_on_charge()
     with uow:
-        found = uow.session.execute(
-            select(FraudWarning, Charge.amount_refunded, disputes.c.id, disputes.c.status)
-            .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-            .outerjoin(disputes, disputes.c.charge_id == FraudWarning.charge_id)
-            .where(FraudWarning.id == efw_id)
-            .limit(1)
-        ).first()
+        found = efw_repo.one(uow, efw_id)
     return _row(*found) if found else None
 
 
 def fraud_types(uow: UnitOfWork) -> list[str]:
     with uow:
-        return [t for t in uow.session.execute(
-            select(FraudWarning.fraud_type).distinct().order_by(FraudWarning.fraud_type)).scalars() if t]
-
+        return efw_repo.fraud_types(uow)
 
 
 # --- refund history ------------------------------------------------------------------------------
@@ -210,10 +144,6 @@ class RefundHistoryRow:
 def refund_history(uow: UnitOfWork, charge_id: str) -> list[RefundHistoryRow]:
     """Every refund on the charge, newest first, with the status refund.* events last reported."""
     with uow:
-        rows = uow.session.execute(
-            select(Refund).where(Refund.charge_id == charge_id).order_by(Refund.created.desc(), Refund.id)
-        ).scalars().all()
+        rows = history.refunds_of_charge(uow, charge_id)
     return [RefundHistoryRow(r.id, r.created, r.amount, r.currency, r.reason, r.status, r.failure_reason,
                              r.requested_by) for r in rows]
-
-

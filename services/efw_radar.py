@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-
-from db.models import Charge, Customer, FraudWarning, RadarBlock
+from db.models import Customer, RadarBlock
 from db.models.base import utcnow
-from db.session import UnitOfWork, insert_ignoring_conflicts, rows_affected
+from db.repositories import customer_history as history
+from db.repositories import fraud_warnings as efw_repo
+from db.repositories import radar_blocks as block_repo
+from db.session import UnitOfWork
 from services import audit
 from services.audit import privileged
 from services.config import Settings
@@ -86,11 +87,11 @@ def _ip_of(charge: dict[str, Any], customer: Customer | None) -> str | None:
 
 def radar_context(uow: UnitOfWork, efw_id: str) -> RadarContext | None:
     with uow:
-        warning = uow.session.get(FraudWarning, efw_id)
-        charge = uow.session.get(Charge, warning.charge_id) if warning else None
+        warning = efw_repo.get(uow, efw_id)
+        charge = history.charge(uow, warning.charge_id) if warning else None
         if warning is None or charge is None:
             return None
-        customer = uow.session.get(Customer, charge.stripe_customer_id) if charge.stripe_customer_id else None
+        customer = history.customer(uow, charge.stripe_customer_id)
     raw = charge.raw or {}
     outcome = raw.get("outcome") or {}
     card = (raw.get("payment_method_details") or {}).get("card") or {}
@@ -134,44 +135,26 @@ def related_payments(uow: UnitOfWork, efw_id: str, *, limit: int = RELATED_LIMIT
     if context is None:
         return []
     with uow:
-        session = uow.session
         matches: dict[str, set[str]] = {}
 
-        def add(kind: str, ids: Any) -> None:
+        def add(kind: str, ids: list[str]) -> None:
             for charge_id in ids:
                 if charge_id != context.charge_id:
                     matches.setdefault(charge_id, set()).add(kind)
 
         if context.fingerprint:
-            add("card", session.execute(select(Charge.id).where(Charge.card_fingerprint == context.fingerprint)
-                                        .order_by(Charge.created.desc()).limit(limit)).scalars())
+            add("card", history.charge_ids_with_fingerprint(uow, context.fingerprint, limit=limit))
         if context.email:
-            # Index lookups: the email as stored and lowercased (Stripe keeps the case the customer typed).
-            customers = select(Customer.id).where(Customer.email.in_({context.email, context.email.lower()}))
-            add("email", session.execute(select(Charge.id).where(Charge.stripe_customer_id.in_(customers))
-                                         .order_by(Charge.created.desc()).limit(limit)).scalars())
+            add("email", history.charge_ids_with_email(uow, context.email, limit=limit))
         if context.ip:
-            # Two index lookups rather than one OR, which PostgreSQL answers with a scan by date.
-            same_ip_customers = select(Customer.id).where(Customer.metadata_ip == context.ip)
-            add("ip", session.execute(select(Charge.id).where(Charge.metadata_ip == context.ip)
-                                      .order_by(Charge.created.desc()).limit(limit)).scalars())
-            add("ip", session.execute(select(Charge.id).where(Charge.stripe_customer_id.in_(same_ip_customers))
-                                      .order_by(Charge.created.desc()).limit(limit)).scalars())
+            add("ip", history.charge_ids_with_ip(uow, context.ip, limit=limit))
         if not matches:
             return []
-        rows = session.execute(
-            select(Charge, Customer.email, FraudWarning.id)
-            .outerjoin(Customer, Customer.id == Charge.stripe_customer_id)
-            .outerjoin(FraudWarning, FraudWarning.charge_id == Charge.id)
-            .where(Charge.id.in_(list(matches)))
-            .order_by(Charge.created.desc())
-        ).all()
-    seen: set[str] = set()
+        rows = history.charges_with_email(uow, matches)
+        warned = {w.charge_id: w.id for w in efw_repo.on_charges(uow, matches)}
     related: list[RelatedPayment] = []
-    for charge, email, warning_id in rows:
-        if charge.id in seen:
-            continue
-        seen.add(charge.id)
+    for charge, email in rows:
+        warning_id = warned.get(charge.id)
         outcome = (charge.raw or {}).get("outcome") or {}
         related.append(RelatedPayment(
             charge_id=charge.id, created=charge.created, amount=charge.amount, amount_refunded=charge.amount_refunded,
@@ -211,8 +194,7 @@ def _block_row(row: RadarBlock) -> BlockRow:
 
 def blocks_for(uow: UnitOfWork, efw_id: str) -> list[BlockRow]:
     with uow:
-        return [_block_row(r) for r in uow.session.execute(
-            select(RadarBlock).where(RadarBlock.efw_id == efw_id).order_by(RadarBlock.item_type)).scalars()]
+        return [_block_row(r) for r in block_repo.of_warning(uow, efw_id)]
 
 
 def block_values(context: RadarContext | None) -> dict[str, str]:
@@ -237,26 +219,16 @@ def _claim_block(uow: UnitOfWork, efw_id: str, charge_id: str, item_type: str, v
     alias = BLOCK_LISTS[item_type][0]
     now = utcnow()
     with uow:
-        inserted = uow.session.execute(
-            insert_ignoring_conflicts(uow.session, RadarBlock).values(
-                efw_id=efw_id, charge_id=charge_id, item_type=item_type, value=value, value_list_alias=alias,
-                status="adding", attempt=1, actor=actor, created_at=now, updated_at=now).returning(RadarBlock.id)
-        ).first()
-        if inserted is not None:
+        if block_repo.insert_claim(uow, {"efw_id": efw_id, "charge_id": charge_id, "item_type": item_type,
+                                     "value": value, "value_list_alias": alias, "status": "adding", "attempt": 1,
+                                     "actor": actor, "created_at": now, "updated_at": now}):
             uow.commit()
             return 1
-        reclaimed = rows_affected(uow.session.execute(
-            update(RadarBlock).where(
-                RadarBlock.efw_id == efw_id, RadarBlock.item_type == item_type,
-                or_(RadarBlock.status == "removed",
-                    and_(RadarBlock.status == "adding", RadarBlock.updated_at < now - STALE_CLAIM)))
-            .values(status="adding", attempt=RadarBlock.attempt + 1, value=value, actor=actor, item_id=None,
-                    removed_by=None, removed_at=None, created_at=now, updated_at=now)
-        ))
-        if not reclaimed:
+        if not block_repo.reclaim(uow, efw_id, item_type, stale_before=now - STALE_CLAIM, values={
+                "status": "adding", "value": value, "actor": actor, "item_id": None, "removed_by": None,
+                "removed_at": None, "created_at": now, "updated_at": now}):
             return None
-        row = uow.session.execute(select(RadarBlock).where(RadarBlock.efw_id == efw_id,
-                                                           RadarBlock.item_type == item_type)).scalar_one()
+        row = block_repo.for_item_type(uow, efw_id, item_type)
         uow.commit()
         return int(row.attempt)
 
@@ -280,9 +252,7 @@ def _block_one(efw_id: str, charge_id: str, item_type: str, value: str, *, actor
     attempt = _claim_block(uow, efw_id, charge_id, item_type, value, actor)
     if attempt is None:
         with uow:
-            row = uow.session.execute(select(RadarBlock).where(RadarBlock.efw_id == efw_id,
-                                                               RadarBlock.item_type == item_type)).scalar_one()
-            status = row.status
+            status = block_repo.for_item_type(uow, efw_id, item_type).status
         # A second click: not an action of its own, so no audit row.
         return BlockOutcome(item_type, False, f"The {label} is already blocked." if status == "active"
                             else f"The {label} is being blocked right now.")
@@ -294,18 +264,16 @@ def _block_one(efw_id: str, charge_id: str, item_type: str, value: str, *, actor
         item = existing or gateway.create_value_list_item(value_list["id"], value, idempotency_key=key)
     except StripeGatewayError as error:
         with uow:
-            uow.session.execute(update(RadarBlock).where(RadarBlock.efw_id == efw_id,
-                                                         RadarBlock.item_type == item_type,
-                                                         RadarBlock.status == "adding")
-                                .values(status="removed", updated_at=utcnow()))
+            block_repo.set_for_item_type(uow, efw_id, item_type, {"status": "removed", "updated_at": utcnow()},
+                                     status="adding")
             audit.record(uow, actor=actor, action="efw.block", target=efw_id, idempotency_key=key, result="error",
                          error=error.message, details={"item_type": item_type})
             uow.commit()
         return BlockOutcome(item_type, False, f"Could not block the {label}: {error.message}")
     with uow:
-        uow.session.execute(update(RadarBlock).where(RadarBlock.efw_id == efw_id, RadarBlock.item_type == item_type)
-                            .values(status="active", item_id=item["id"], value_list_id=value_list["id"],
-                                    created_item=existing is None, updated_at=utcnow()))
+        block_repo.set_for_item_type(uow, efw_id, item_type, {
+            "status": "active", "item_id": item["id"], "value_list_id": value_list["id"],
+            "created_item": existing is None, "updated_at": utcnow()})
         audit.record(uow, actor=actor, action="efw.block", target=efw_id, idempotency_key=key, result="ok",
                      details={"item_type": item_type, "value_list": value_list["id"], "alias": value_list["alias"],
                               "item": item["id"], "already_listed": existing is not None})
@@ -313,6 +281,11 @@ def _block_one(efw_id: str, charge_id: str, item_type: str, value: str, *, actor
     suffix = " (it was already on the list)" if existing is not None else ""
     return BlockOutcome(item_type, True, f"Blocked the {label} on Radar list {value_list['alias']}{suffix}.",
                         item["id"])
+
+
+def _removed(actor: str) -> dict[str, Any]:
+    now = utcnow()
+    return {"status": "removed", "removed_by": actor, "removed_at": now, "updated_at": now}
 
 
 def _wanted(context: RadarContext | None, card: bool, email: bool) -> dict[str, str]:
@@ -376,15 +349,13 @@ def unblock(block_id: int, *, actor: str, settings: Settings, uow: UnitOfWork, g
     """Undo a block: delete the value-list item at Stripe, so the value is no longer blocked."""
     now = utcnow()
     with uow:
-        row = uow.session.get(RadarBlock, block_id)
+        row = block_repo.get(uow, block_id)
         if row is None:
             raise EfwActionError(f"There is no block {block_id}.")
         efw_id, label = row.efw_id, ITEM_LABELS.get(row.item_type, row.item_type)
         alias, owned = row.value_list_alias, row.created_item
         item_id = row.item_id
-        claimed = rows_affected(uow.session.execute(
-            update(RadarBlock).where(RadarBlock.id == block_id, RadarBlock.status == "active")
-            .values(status="removing", updated_at=now)))
+        claimed = block_repo.claim_removal(uow, block_id, now)
         uow.commit()
     if not claimed:
         reason = f"This {label} block is not active; nothing was changed."
@@ -396,8 +367,7 @@ def unblock(block_id: int, *, actor: str, settings: Settings, uow: UnitOfWork, g
     if not owned:
         # The value was on the list before this block: lifting the block leaves it there.
         with uow:
-            uow.session.execute(update(RadarBlock).where(RadarBlock.id == block_id)
-                                .values(status="removed", removed_by=actor, removed_at=utcnow(), updated_at=utcnow()))
+            block_repo.set_block(uow, block_id, _removed(actor))
             audit.record(uow, actor=actor, action="efw.unblock", target=efw_id, result="ok",
                          details={"block": block_id, "item": item_id, "item_kept": True})
             uow.commit()
@@ -409,18 +379,13 @@ def unblock(block_id: int, *, actor: str, settings: Settings, uow: UnitOfWork, g
     except StripeGatewayError as error:
         if error.code != "resource_missing":  # already gone at Stripe (removed in the Dashboard): done
             with uow:
-                uow.session.execute(update(RadarBlock).where(RadarBlock.id == block_id)
-                                    .values(status="active", updated_at=utcnow()))
+                block_repo.set_block(uow, block_id, {"status": "active", "updated_at": utcnow()})
                 audit.record(uow, actor=actor, action="efw.unblock", target=efw_id, result="error",
                              error=error.message, details={"block": block_id, "item": item_id})
                 uow.commit()
             raise EfwActionError(f"Could not remove the {label} from the Radar list: {error.message}") from None
     with uow:
-        # Every block pointing at this item (the same card on two warnings) is lifted with it.
-        lifted = or_(RadarBlock.id == block_id, and_(RadarBlock.item_id == item_id, RadarBlock.status == "active")) \
-            if item_id else RadarBlock.id == block_id
-        uow.session.execute(update(RadarBlock).where(lifted)
-            .values(status="removed", removed_by=actor, removed_at=utcnow(), updated_at=utcnow()))
+        block_repo.lift_item(uow, block_id, item_id, _removed(actor))
         audit.record(uow, actor=actor, action="efw.unblock", target=efw_id, result="ok",
                      details={"block": block_id, "item": item_id})
         uow.commit()

@@ -10,9 +10,9 @@ from functools import lru_cache
 from typing import Any
 
 import pypdfium2
-from sqlalchemy import select
 
-from db.models import Dispute, DisputeEvidenceFile
+from db.models import DisputeEvidenceFile
+from db.repositories import disputes as repo
 from db.session import UnitOfWork
 from services import compelling_evidence as ce
 from services import dispute_evidence as ev
@@ -48,11 +48,9 @@ def pdf_preview(content: bytes) -> tuple[bytes | None, int | None]:
 def keep_copy(uow: UnitOfWork, dispute_id: str, evidence_field: str, file_id: str, filename: str, content: bytes,
               *, actor: str) -> None:
     """Inside the caller's unit of work: keep the uploaded bytes once per Stripe file id."""
-    exists = uow.session.execute(select(DisputeEvidenceFile.id).where(
-        DisputeEvidenceFile.stripe_file_id == file_id)).scalar_one_or_none()
-    if exists is not None:
+    if repo.has_file_copy(uow, file_id):
         return
-    uow.session.add(DisputeEvidenceFile(
+    repo.add_file_copy(uow, DisputeEvidenceFile(
         dispute_id=dispute_id, evidence_field=evidence_field, stripe_file_id=file_id, filename=filename,
         file_type=ev.file_type(content) or "bin", size=len(content), sha256=hashlib.sha256(content).hexdigest(),
         content=content, uploaded_by=actor))
@@ -84,11 +82,10 @@ class SubmittedEvidence:
 def submitted_evidence(uow: UnitOfWork, dispute_id: str) -> SubmittedEvidence:
     """What Stripe holds as this dispute's evidence (from the last state we stored), with previews."""
     with uow:
-        dispute = uow.session.get(Dispute, dispute_id)
+        dispute = repo.get(uow, dispute_id)
         if dispute is None:
             return SubmittedEvidence(False)
-        copies = {f.stripe_file_id: f for f in uow.session.execute(select(DisputeEvidenceFile).where(
-            DisputeEvidenceFile.dispute_id == dispute_id)).scalars()}
+        copies = repo.file_copies(uow, dispute_id)
         raw = dispute.raw or {}
         evidence = raw.get("evidence") or {}
         result = SubmittedEvidence(submitted=bool(dispute.submitted_at or dispute.submission_count))

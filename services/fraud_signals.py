@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
-from db.models import Charge, Dispute, FraudWarning
 from db.models.base import utcnow
+from db.repositories import customer_history as history
+from db.repositories import disputes as disputes_repo
+from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
 from services.config import Settings
 from services.money import format_money
@@ -51,23 +51,15 @@ def _decline_reason(raw: dict[str, Any]) -> str:
 def signals(uow: UnitOfWork, *, settings: Settings, now: datetime | None = None) -> list[Signal]:
     moment = now or utcnow()
     with uow:
-        session = uow.session
-        failed_raw = list(session.execute(
-            select(Charge.raw).where(Charge.status == "failed", Charge.created >= moment - HOUR,
-                                     Charge.created < moment)
-            .limit(max(settings.alert_card_declines_per_hour, 1) * 50)).scalars())
+        failed_raw = history.failed_charge_raws(uow, moment - HOUR, moment,
+                                                limit=max(settings.alert_card_declines_per_hour, 1) * 50)
         reasons = Counter(_decline_reason(raw or {}) for raw in failed_raw)
         small_limit = settings.alert_small_charge_max_minor
-        small = list(session.execute(
-            select(Charge.currency, func.count()).where(Charge.amount <= small_limit, Charge.amount > 0,
-                                                        Charge.created >= moment - HOUR, Charge.created < moment)
-            .group_by(Charge.currency)).all())
-        disputes = int(session.execute(select(func.count()).select_from(Dispute).where(
-            Dispute.created >= moment - DAY, Dispute.created < moment)).scalar_one())
-        warnings = int(session.execute(select(func.count()).select_from(FraudWarning).where(
-            FraudWarning.created >= moment - DAY, FraudWarning.created < moment)).scalar_one())
+        small = history.small_charges_by_currency(uow, moment - HOUR, moment, max_amount=small_limit)
+        disputes = disputes_repo.count_created_between(uow, moment - DAY, moment)
+        warnings = efw_repo.count_created_between(uow, moment - DAY, moment)
     top = ", ".join(f"{reason} ×{count}" for reason, count in reasons.most_common(TOP_REASONS)) or "none"
-    small_count = sum(int(n) for _currency, n in small)
+    small_count = sum(small.values())
     return [
         Signal("card_testing_declines", "Card testing: declined charges", len(failed_raw),
                settings.alert_card_declines_per_hour, "last hour",

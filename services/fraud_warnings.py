@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
-
-from db.models import Charge, FraudWarning, Refund
 from db.models.base import utcnow
-from db.session import UnitOfWork, rows_affected
+from db.repositories import customer_history as history
+from db.repositories import fraud_warnings as efw_repo
+from db.session import UnitOfWork
 from services import audit, stripe_mapping
 from services.audit import privileged
 from services.config import Settings
@@ -57,29 +56,16 @@ def refund_key(efw_id: str) -> str:
 def _claim_for_refund(uow: UnitOfWork, efw_id: str) -> bool:
     now = utcnow()
     with uow:
-        if uow.session.get(FraudWarning, efw_id) is None:
+        if efw_repo.get(uow, efw_id) is None:
             raise EfwActionError(f"There is no early fraud warning {efw_id}.")
-        claimed = rows_affected(uow.session.execute(
-            update(FraudWarning)
-            .where(
-                FraudWarning.id == efw_id,
-                or_(
-                    FraudWarning.status == "open",
-                    and_(FraudWarning.status == "refunding", FraudWarning.updated_at < now - STALE_CLAIM),
-                ),
-            )
-            .values(status="refunding", updated_at=now)
-        ))
+        claimed = efw_repo.claim_for_refund(uow, efw_id, now=now, stale_before=now - STALE_CLAIM)
         uow.commit()
-    return bool(claimed)
+    return claimed
 
 
 def _release_claim(uow: UnitOfWork, efw_id: str) -> None:
     with uow:
-        uow.session.execute(
-            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == "refunding")
-            .values(status="open", updated_at=utcnow())
-        )
+        efw_repo.move(uow, efw_id, from_status="refunding", values={"status": "open", "updated_at": utcnow()})
         uow.commit()
 
 
@@ -122,15 +108,15 @@ def _guarded_refund(efw_id: str, *, actor: str, uow: UnitOfWork, gateway: Stripe
                     confirmed_remaining: int, amount: int | None, reason: str) -> RefundResult:
     """Claim, re-check live, refund once. `amount=None` refunds what is left (the full refund)."""
     with uow:
-        current = uow.session.get(FraudWarning, efw_id)
+        current = efw_repo.get(uow, efw_id)
         previous_refund = current.refund_id if current is not None and current.status == "open" else None
-        earlier = uow.session.get(Refund, previous_refund) if previous_refund else None
+        earlier = history.refund(uow, previous_refund)
         # Stripe marked the warning unactionable because of our refund, which then failed: refunding
         # again is still the right move, so `actionable` is not required for this retry.
         retry_after_failure = earlier is not None and earlier.status == "failed"
     if not _claim_for_refund(uow, efw_id):
         with uow:
-            current = uow.session.get(FraudWarning, efw_id)
+            current = efw_repo.get(uow, efw_id)
             status = current.status if current else "missing"
         # A second click or a second admin: not an action of its own, so no audit row.
         raise EfwActionError(
@@ -178,7 +164,7 @@ def _guarded_refund(efw_id: str, *, actor: str, uow: UnitOfWork, gateway: Stripe
         raise _refuse(uow, efw_id, actor, error.message, result="error", action=action, key=key) from None
     now = utcnow()
     with uow:
-        row = uow.session.get(FraudWarning, efw_id)
+        row = efw_repo.get(uow, efw_id)
         assert row is not None
         fully = to_refund >= remaining
         row.status = "refunded" if fully else "open"
@@ -187,7 +173,7 @@ def _guarded_refund(efw_id: str, *, actor: str, uow: UnitOfWork, gateway: Stripe
         if partial:
             row.reason = f"partial refund, {reason.replace('_', ' ')}"
         refreshed = {**charge, "amount_refunded": refunded_before + to_refund, "refunded": fully}
-        stored = uow.session.get(Charge, charge["id"])
+        stored = history.charge(uow, charge["id"])
         stripe_mapping.upsert_charge(uow, refreshed, observed_at=stripe_mapping.fresh_observed_at(stored))
         stored_refund = stripe_mapping.upsert_refund(uow, refund, observed_at=int(now.timestamp()))
         stored_refund.requested_by = actor
@@ -230,13 +216,10 @@ def reopen_after_failed_refund(uow: UnitOfWork, refund: dict[str, Any]) -> bool:
     refunded is open again, with why, so ops can refund it again. Call inside the caller's unit."""
     if refund.get("status") != "failed":
         return False
-    changed = rows_affected(uow.session.execute(
-        update(FraudWarning).where(FraudWarning.refund_id == refund["id"], FraudWarning.status == "refunded")
-        .values(status="open", action="refund_failed",
-                reason=f"Refund {refund['id']} failed at Stripe ({refund.get('failure_reason') or 'unknown'}); "
-                       "the charge can be refunded again.", updated_at=utcnow())
-    ))
-    return bool(changed)
+    return efw_repo.reopen_refunded_by(uow, refund["id"], {
+        "status": "open", "action": "refund_failed", "updated_at": utcnow(),
+        "reason": f"Refund {refund['id']} failed at Stripe ({refund.get('failure_reason') or 'unknown'}); "
+                  "the charge can be refunded again."})
 
 
 def _refused_decision(uow: UnitOfWork, action: str, efw_id: str, actor: str, reason: str) -> EfwActionError:
@@ -253,15 +236,11 @@ def _decide(uow: UnitOfWork, efw_id: str, *, actor: str, action: str, from_statu
     request got there first (or there is no such warning), refuse with `refused(current status)`."""
     refusal: str | None = None
     with uow:
-        changed = rows_affected(uow.session.execute(
-            update(FraudWarning).where(FraudWarning.id == efw_id, FraudWarning.status == from_status)
-            .values(**values)
-        ))
-        if changed:
+        if efw_repo.move(uow, efw_id, from_status=from_status, values=values):
             audit.record(uow, actor=actor, action=action, target=efw_id, result="ok", details=details)
             uow.commit()
         else:
-            current = uow.session.get(FraudWarning, efw_id)
+            current = efw_repo.get(uow, efw_id)
             refusal = (f"There is no early fraud warning {efw_id}." if current is None
                        else refused(current.status))
     if refusal:

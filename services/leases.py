@@ -13,11 +13,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
-
-from db.models import WorkerLease
 from db.models.base import from_unix, utcnow
+from db.repositories import leases as lease_rows
 from db.session import UnitOfWork
 
 Moment = datetime | int | float | None
@@ -43,22 +40,11 @@ def acquire_lease(uow: UnitOfWork, name: str, holder: str, ttl_seconds: int, now
     moment = _as_datetime(now)
     expires_at = moment + timedelta(seconds=ttl_seconds)
     with uow:
-        taken = uow.session.execute(
-            update(WorkerLease)
-            .where(WorkerLease.name == name, WorkerLease.expires_at <= moment)
-            .values(holder=holder, expires_at=expires_at, acquired_at=moment)
-            .execution_options(synchronize_session=False)
-        )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
+        if lease_rows.take_expired(uow, name, holder, moment=moment, expires_at=expires_at):
             uow.commit()
             return True
-        try:
-            uow.session.add(WorkerLease(name=name, holder=holder, expires_at=expires_at, acquired_at=moment))
-            uow.session.flush()
-        except IntegrityError:
-            # Another worker holds it (or inserted it a moment before us).
-            uow.rollback()
-            return False
+        if not lease_rows.insert(uow, name, holder, moment=moment, expires_at=expires_at):
+            return False  # another worker holds it (or inserted it a moment before us)
         uow.commit()
         return True
 
@@ -66,20 +52,16 @@ def acquire_lease(uow: UnitOfWork, name: str, holder: str, ttl_seconds: int, now
 def release_lease(uow: UnitOfWork, name: str, holder: str) -> bool:
     """Give the lease back early (only its holder can); True if it was held."""
     with uow:
-        released = uow.session.execute(
-            delete(WorkerLease)
-            .where(WorkerLease.name == name, WorkerLease.holder == holder)
-            .execution_options(synchronize_session=False)
-        )
+        released = lease_rows.delete_held(uow, name, holder)
         uow.commit()
-        return bool(released.rowcount)  # type: ignore[attr-defined]
+        return released
 
 
 def lease_holder(uow: UnitOfWork, name: str, now: Moment = None) -> str | None:
     """Who holds an unexpired lease `name`, if anyone."""
     moment = _as_datetime(now)
     with uow:
-        lease = uow.session.get(WorkerLease, name)
+        lease = lease_rows.get(uow, name)
         if lease is None or lease.expires_at <= moment:
             return None
         return lease.holder

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from db.models import Customer, ReconcileAction
 from db.models.base import from_unix, utcnow
+from db.repositories import customers as customer_rows
+from db.repositories import reconciliation as reconcile_rows
 from db.session import UnitOfWork
 from services import audit
 from services.audit import privileged
@@ -98,22 +98,18 @@ def lost_customers(uow: UnitOfWork, *, include_decided: bool = False) -> list[Lo
     if latest is None:
         return []
     with uow:
-        statement = select(ReconcileAction).where(ReconcileAction.run_id == latest["run"],
-                                                  ReconcileAction.kind == LOST_CUSTOMER)
-        if not include_decided:
-            statement = statement.where(ReconcileAction.result == "reported")
-        rows = list(uow.session.execute(statement.order_by(ReconcileAction.id)).scalars())
-        ids = {str((row.after or {}).get("customer") or "") for row in rows}
-        customers = {c.id: c for c in uow.session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()}
+        rows = reconcile_rows.actions_of_run(uow, latest["run"], kinds=(LOST_CUSTOMER,),
+                                             results=None if include_decided else ("reported",))
+        customers = customer_rows.customers_by_ids(uow, {str((row.after or {}).get("customer") or "") for row in rows})
         return [_lost(row, customers.get(str((row.after or {}).get("customer") or ""))) for row in rows]
 
 
 def _load(uow: UnitOfWork, action_id: int) -> tuple[ReconcileAction, LostCustomer]:
-    row = uow.session.get(ReconcileAction, int(action_id))
+    row = reconcile_rows.action(uow, action_id)
     if row is None or row.kind != LOST_CUSTOMER:
         raise ReconcileError("No such lost-customer finding.")
     customer_id = str((row.after or {}).get("customer") or "")
-    return row, _lost(row, uow.session.get(Customer, customer_id) if customer_id else None)
+    return row, _lost(row, customer_rows.customer(uow, customer_id))
 
 
 @dataclass(frozen=True)
@@ -221,7 +217,7 @@ def resubscribe_lost_customer(
         record_plan_change(uow, new_id, kind="resubscribed", actor=actor, from_plan=lost.plan,
                            to_plan=lost.pending_plan,
                            details={"idempotency_key": plan.idempotency_key, "old_subscription": lost.subscription_id})
-        row = uow.session.get(ReconcileAction, int(action_id))
+        row = reconcile_rows.action(uow, action_id)
         assert row is not None
         row.result = "fixed"
         row.after = {**(row.after or {}), "fixed_by": actor, "fixed_at": utcnow().isoformat(),
@@ -253,5 +249,5 @@ def mark_lost_customer_handled(
             audit.record(uow, actor=actor, action=AUDIT_HANDLED, result="ok", target=lost.subscription_id,
                          details={"action_id": int(action_id), "reason": reason})
             uow.commit()
-            return _lost(row, uow.session.get(Customer, lost.customer_id) if lost.customer_id else None)
+            return _lost(row, customer_rows.customer(uow, lost.customer_id))
     raise _refused(uow, actor, AUDIT_HANDLED, lost.subscription_id, refusal, action_id=int(action_id))

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
-
-from db.models import Customer, PlanChange, UserSubscription
+from db.models import UserSubscription
 from db.models.base import from_unix
+from db.repositories import customers as customer_rows
+from db.repositories import plan_changes as plan_rows
 from db.session import UnitOfWork
 from services.config import Settings
 
@@ -17,7 +17,7 @@ from services.config import Settings
 def customer_label(uow: UnitOfWork, customer_id: str) -> str:
     """`Name <email> (cus_…)` from the billing DB, for a confirmation (plain text, customer-controlled)."""
     with uow:
-        customer = uow.session.get(Customer, customer_id) if customer_id else None
+        customer = customer_rows.customer(uow, customer_id)
         parts = [p for p in ((customer.name, f"<{customer.email}>" if customer.email else None)
                              if customer is not None else ()) if p]
     return f"{' '.join(parts) or 'unknown customer'} ({customer_id or '?'})"
@@ -59,43 +59,18 @@ def find_subscriptions(uow: UnitOfWork, query: str, *, limit: int = 50) -> list[
     if not term:
         return []
     with uow:
-        statement = (
-            select(UserSubscription, Customer.email)
-            .outerjoin(Customer, Customer.id == UserSubscription.stripe_customer_id)
-            .where(
-                or_(
-                    UserSubscription.stripe_subscription_id == term,
-                    UserSubscription.stripe_customer_id == term,
-                    Customer.email.ilike(f"%{term}%"),
-                )
-            )
-            .order_by(UserSubscription.id.desc())
-            .limit(limit)
-        )
-        return _summaries([(row[0], row[1]) for row in uow.session.execute(statement)])
+        return _summaries(plan_rows.find_subscriptions(uow, term, limit=limit))
 
 
 def pending_downgrades(uow: UnitOfWork, *, limit: int = 200) -> list[SubscriptionSummary]:
     """Subscriptions with a scheduled downgrade, soonest period end first."""
     with uow:
-        statement = (
-            select(UserSubscription, Customer.email)
-            .outerjoin(Customer, Customer.id == UserSubscription.stripe_customer_id)
-            .where(UserSubscription.pending_plan.is_not(None))
-            .order_by(UserSubscription.current_period_end)
-            .limit(limit)
-        )
-        return _summaries([(row[0], row[1]) for row in uow.session.execute(statement)])
+        return _summaries(plan_rows.pending_downgrades(uow, limit=limit))
 
 
 def plan_history(uow: UnitOfWork, subscription_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
     with uow:
-        rows = uow.session.execute(
-            select(PlanChange)
-            .where(PlanChange.stripe_subscription_id == subscription_id)
-            .order_by(PlanChange.at.desc(), PlanChange.id.desc())
-            .limit(limit)
-        ).scalars()
+        rows = plan_rows.history(uow, subscription_id, limit=limit)
         return [
             {"at": row.at, "kind": row.kind, "from_plan": row.from_plan, "to_plan": row.to_plan, "actor": row.actor}
             for row in rows

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
-
-from db.models import Customer, PlanChange, UserSubscription
+from db.models import PlanChange
 from db.models.base import utcnow
+from db.repositories import customers as customer_rows
+from db.repositories import plan_changes as plan_rows
 from db.session import UnitOfWork
 from services import audit
 from services.audit import privileged
@@ -114,17 +114,13 @@ def record_plan_change(
 ) -> PlanChange:
     """One history row per change. `upsert_subscription` adds an "observed" row when
     the stored plan changes; when the change is ours, relabel that row instead."""
-    for pending in list(uow.session.new):
-        if (
-            isinstance(pending, PlanChange)
-            and pending.stripe_subscription_id == subscription_id
-            and pending.kind == "observed"
-        ):
-            pending.kind = kind
-            pending.actor = actor
-            pending.from_plan = from_plan
-            pending.details = {**(pending.details or {}), **(details or {})}
-            return pending
+    pending = plan_rows.unflushed(uow, subscription_id, kind="observed")
+    if pending is not None:
+        pending.kind = kind
+        pending.actor = actor
+        pending.from_plan = from_plan
+        pending.details = {**(pending.details or {}), **(details or {})}
+        return pending
     change = PlanChange(
         stripe_subscription_id=subscription_id,
         from_plan=from_plan,
@@ -134,28 +130,19 @@ def record_plan_change(
         actor=actor,
         details=details or {},
     )
-    uow.session.add(change)
-    return change
+    return plan_rows.add(uow, change)
 
 
 def fresh_observed_at(uow: UnitOfWork, subscription_id: str) -> int:
     """`observed_at` for a subscription Stripe just returned to our own call (the rule is
     stripe_mapping.fresh_observed_at: newer than the stored state, even a test clock's)."""
-    stored = uow.session.execute(
-        select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
-    ).scalar_one_or_none()
-    return stripe_fresh_observed_at(stored)
+    return stripe_fresh_observed_at(customer_rows.subscription(uow, subscription_id))
 
 
 def _changes_so_far(uow: UnitOfWork, subscription_id: str, kinds: tuple[str, ...]) -> int:
     """How many such changes were made before: part of the idempotency key, so the
     same intent retried replays, while a later, separate request is a new one."""
-    count = uow.session.execute(
-        select(func.count(PlanChange.id)).where(
-            PlanChange.stripe_subscription_id == subscription_id, PlanChange.kind.in_(kinds)
-        )
-    ).scalar()
-    return int(count or 0)
+    return plan_rows.count(uow, subscription_id, kinds)
 
 
 def retrieve_by_id(gateway: StripeGateway, subscription_id: str) -> dict[str, Any]:
@@ -274,6 +261,8 @@ def upgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
+    """Upgrade now: the item moves to the new price at once and Stripe invoices the proration
+    immediately; a scheduled downgrade is dropped."""
     target_price_id, subscription = _changing_to("upgrade", subscription_id, plan, interval, settings=settings,
                                                  gateway=gateway)
     item = subscription_item(subscription)
@@ -298,6 +287,8 @@ def schedule_downgrade(
     subscription_id: str, plan: str, interval: str, *, actor: str, settings: Settings, uow: UnitOfWork,
     gateway: StripeGateway,
 ) -> ChangeResult:
+    """Downgrade at the period end, without a credit: `cancel_at_period_end` and the pending plan in
+    the metadata now; reconciliation swaps the price shortly before the period ends."""
     target_price_id, subscription = _changing_to("downgrade", subscription_id, plan, interval, settings=settings,
                                                  gateway=gateway)
     period_end = subscription_period(subscription)[1]
@@ -407,7 +398,7 @@ def describe_schedule_change(
     _check_schedule_change(kind, subscription)
     customer_id = str(subscription.get("customer") or "")
     with uow:
-        customer = uow.session.get(Customer, customer_id) if customer_id else None
+        customer = customer_rows.customer(uow, customer_id)
         name, email = (customer.name, customer.email) if customer is not None else (None, None)
     price_id = item_price_id(subscription)
     mapped = settings.plan_for_price(price_id) if price_id else None

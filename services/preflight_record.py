@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import AuditLog
+from db.repositories import audit as audit_rows
 from db.session import UnitOfWork
 from services import checklist
 from services.audit import record
@@ -47,8 +45,7 @@ def run_and_record(runtime: Runtime, *, actor: str, repo: str | None = None) -> 
 
 def last_run(uow: UnitOfWork) -> tuple[datetime, str, list[CheckResult]] | None:
     with uow:
-        row = uow.session.execute(select(AuditLog).where(AuditLog.action == RUN_ACTION)
-                                  .order_by(AuditLog.id.desc()).limit(1)).scalar_one_or_none()
+        row = audit_rows.latest_of(uow, RUN_ACTION)
         if row is None:
             return None
         results = [CheckResult(**r) for r in (row.details or {}).get("results", [])]

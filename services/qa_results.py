@@ -9,9 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import QaResult, QaRun
+from db.models import QaResult
+from db.repositories import qa_runs as qa_rows
 from db.session import UnitOfWork
 from services.qa_cases import CASE_IDS, CASES, CASES_BY_ID
 
@@ -49,11 +48,8 @@ def result_row(row: QaResult) -> dict[str, Any]:
 def latest_results(uow: UnitOfWork, *, version: str | None = None) -> dict[str, dict[str, Any]]:
     """The latest result per case (for `version` when given)."""
     with uow:
-        query = select(QaResult).order_by(QaResult.id.desc())
-        if version is not None:
-            query = query.where(QaResult.code_version == version)
         latest: dict[str, dict[str, Any]] = {}
-        for row in uow.session.execute(query).scalars():
+        for row in qa_rows.results_newest_first(uow, version=version):
             if row.case_id not in latest:
                 latest[row.case_id] = result_row(row)
             if len(latest) == len(CASE_IDS):
@@ -77,6 +73,6 @@ def matrix_problems(uow: UnitOfWork, *, version: str) -> list[str]:
 
 def recent_runs(uow: UnitOfWork, *, limit: int = 20) -> list[dict[str, Any]]:
     with uow:
-        runs = uow.session.execute(select(QaRun).order_by(QaRun.id.desc()).limit(limit)).scalars()
+        runs = qa_rows.recent_runs(uow, limit=limit)
         return [{"run_id": r.id, "started_at": r.started_at, "finished_at": r.finished_at, "actor": r.actor,
                  "mode": r.mode, "code_version": r.code_version, "status": r.status} for r in runs]

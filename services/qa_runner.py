@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from db.models import Invoice, PlanChange, UserSubscription
+from db.repositories import customers as customer_rows
+from db.repositories import plan_changes as plan_rows
 from services import metric_points
 from services.audit import SystemCaller
 from services.config import Settings
@@ -285,8 +285,7 @@ def expect_events(ctx: CaseContext, wanted: set[str]) -> None:
 
 def db_subscription_row(ctx: CaseContext, subscription_id: str) -> dict[str, Any] | None:
     with ctx.runtime.uow() as uow:
-        row = uow.session.execute(select(UserSubscription).where(
-            UserSubscription.stripe_subscription_id == subscription_id)).scalar_one_or_none()
+        row = customer_rows.subscription(uow, subscription_id)
         if row is None:
             return None
         return {"status": row.status, "is_active": row.is_active, "plan": row.plan, "pending_plan": row.pending_plan,
@@ -295,7 +294,7 @@ def db_subscription_row(ctx: CaseContext, subscription_id: str) -> dict[str, Any
 
 def db_invoice_row(ctx: CaseContext, invoice_id: str) -> dict[str, Any] | None:
     with ctx.runtime.uow() as uow:
-        row = uow.session.get(Invoice, invoice_id)
+        row = customer_rows.invoice(uow, invoice_id)
         if row is None:
             return None
         return {"status": row.status, "paid_at": row.paid_at, "payment_failed_at": row.payment_failed_at,
@@ -305,8 +304,7 @@ def db_invoice_row(ctx: CaseContext, invoice_id: str) -> dict[str, Any] | None:
 
 def db_change_kinds(ctx: CaseContext, subscription_id: str) -> list[str]:
     with ctx.runtime.uow() as uow:
-        return list(uow.session.execute(select(PlanChange.kind).where(
-            PlanChange.stripe_subscription_id == subscription_id).order_by(PlanChange.id)).scalars())
+        return plan_rows.kinds(uow, subscription_id)
 
 
 def settled(read: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 from db.models import QaResult, QaRun
 from db.models.base import utcnow
+from db.repositories import qa_runs as qa_rows
 from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
@@ -63,7 +64,7 @@ def run_matrix(
     version = code_version()
     with runtime.uow() as uow:
         run = QaRun(actor=actor, mode=runtime.settings.stripe_mode, code_version=version, status="running")
-        uow.session.add(run)
+        qa_rows.add(uow, run)
         uow.commit()
         run_id = run.id
     outcomes: list[CaseOutcome] = []
@@ -73,17 +74,17 @@ def run_matrix(
         outcome = run_case(runtime, case_id, CASE_RUNNERS[case_id], run_id=run_id, actor=actor)
         outcomes.append(outcome)
         with runtime.uow() as uow:
-            uow.session.add(QaResult(run_id=run_id, case_id=case_id, status=outcome.status, manual=False,
-                                     notes=manual_steps_note(outcome),
-                                     failed_expectation=outcome.failed_expectation,
-                                     evidence=json.loads(json.dumps(outcome.evidence, default=str)), actor=actor,
-                                     code_version=version, duration_ms=outcome.duration_ms))
+            qa_rows.add(uow, QaResult(run_id=run_id, case_id=case_id, status=outcome.status, manual=False,
+                                      notes=manual_steps_note(outcome),
+                                      failed_expectation=outcome.failed_expectation,
+                                      evidence=json.loads(json.dumps(outcome.evidence, default=str)), actor=actor,
+                                      code_version=version, duration_ms=outcome.duration_ms))
             uow.commit()
         if progress:
             progress(position + 1, len(chosen), case_id, outcome.status)
     summary = QaRunSummary(run_id, version, outcomes)
     with runtime.uow() as uow:
-        stored = uow.session.get(QaRun, run_id)
+        stored = qa_rows.run(uow, run_id)
         assert stored is not None
         stored.status = "passed" if summary.passed else "failed"
         stored.finished_at = utcnow()
@@ -150,8 +151,7 @@ def record_manual_result(
         row = QaResult(run_id=None, case_id=case_id, status=status, manual=True, notes=notes[:4000], actor=actor,
                        code_version=version, evidence={"manual": True},
                        failed_expectation=None if passed else "the tester recorded a failure (see notes)")
-        uow.session.add(row)
-        uow.session.flush()
+        qa_rows.add(uow, row)
         record(uow, actor=actor, action="qa.manual_result", result="ok", target=f"qa_case:{case_id}",
                idempotency_key=f"qa-manual:{row.id}", details={"status": status, "code_version": version})
         uow.commit()

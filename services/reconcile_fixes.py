@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from db.models import ReconcileAction
 from db.models.base import utcnow
+from db.repositories import reconciliation as reconcile_rows
 from db.session import UnitOfWork
 from services import audit
+from services import reconcile_rules as rules
 from services.audit import privileged
 from services.config import Settings
 from services.metric_points import CHANGE_ERROR, record_metric
@@ -18,19 +19,7 @@ from services.plan_changes import (
     fresh_observed_at,
     record_plan_change,
 )
-from services.reconcile_rules import (
-    DRIFT_KINDS,
-    DRIFT_MISSING_IN_DB,
-    DRIFT_PENDING_PAST_PERIOD_END,
-    DRIFT_PENDING_WITHOUT_CANCEL,
-    DRIFT_PLAN_MISMATCH,
-    DRIFT_UNKNOWN_PRICE,
-    ENDED_STATUSES,
-    LOST_CUSTOMER,
-    ReconcileError,
-    ReconcileReport,
-    subscription_state,
-)
+from services.reconcile_rules import ReconcileError, ReconcileReport, subscription_state
 from services.reconcile_run import run_reconciliation
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import upsert_subscription
@@ -44,11 +33,11 @@ def run_now_dry_run(*, actor: str, settings: Settings, uow: UnitOfWork, gateway:
 
 def _fix_params(kind: str, subscription: dict[str, Any], settings: Settings) -> dict[str, Any] | None:
     """The Stripe update that fixes a drift kind, or None when the fix is DB-only."""
-    if kind == DRIFT_PENDING_WITHOUT_CANCEL:
+    if kind == rules.DRIFT_PENDING_WITHOUT_CANCEL:
         # cancel_at_period_end was unset (e.g. resumed in the portal): the customer
         # stays; the leftover pending_plan is removed so nothing downgrades later.
         return {"metadata": {"pending_plan": "", "pending_interval": ""}}
-    if kind == DRIFT_PENDING_PAST_PERIOD_END:
+    if kind == rules.DRIFT_PENDING_PAST_PERIOD_END:
         state = subscription_state(subscription, settings)
         interval = state["pending_interval"] or state["interval"] or "monthly"
         price = settings.price_id(state["pending_plan"] or "", interval)
@@ -75,16 +64,18 @@ class FixResult:
 
 def describe_fix(kind: str) -> str:
     return {
-        DRIFT_PENDING_WITHOUT_CANCEL: "Stripe: remove metadata.pending_plan (the subscription stays on its plan).",
-        DRIFT_PENDING_PAST_PERIOD_END: (
+        rules.DRIFT_PENDING_WITHOUT_CANCEL:
+            "Stripe: remove metadata.pending_plan (the subscription stays on its plan).",
+        rules.DRIFT_PENDING_PAST_PERIOD_END: (
             "Stripe: switch the item to the pending plan's price now (no proration), "
             "set cancel_at_period_end=false and remove pending_plan."
         ),
-        DRIFT_PLAN_MISMATCH: "Billing DB: reload the subscription from Stripe (Stripe is the source of truth).",
-        DRIFT_MISSING_IN_DB: "Billing DB: import the subscription from Stripe.",
-        DRIFT_UNKNOWN_PRICE: "No automatic fix: add the price to the plan mapping (STRIPE_PRICE_<PLAN>_<INTERVAL>).",
-        LOST_CUSTOMER: "No downgrade can be applied to an ended subscription: re-subscribe the customer on the "
-                       "pending plan, or mark it handled with a reason (Lost customers).",
+        rules.DRIFT_PLAN_MISMATCH: "Billing DB: reload the subscription from Stripe (Stripe is the source of truth).",
+        rules.DRIFT_MISSING_IN_DB: "Billing DB: import the subscription from Stripe.",
+        rules.DRIFT_UNKNOWN_PRICE:
+            "No automatic fix: add the price to the plan mapping (STRIPE_PRICE_<PLAN>_<INTERVAL>).",
+        rules.LOST_CUSTOMER: "No downgrade can be applied to an ended subscription: re-subscribe the customer on "
+                             "the pending plan, or mark it handled with a reason (Lost customers).",
     }.get(kind, "No fix for this kind.")
 
 
@@ -100,8 +91,8 @@ def apply_drift_fix(
 ) -> FixResult:
     """Fix one reported drift finding, after the admin confirmed it on the page."""
     with uow:
-        action = uow.session.get(ReconcileAction, int(action_id))
-        if action is None or action.kind not in DRIFT_KINDS:
+        action = reconcile_rows.action(uow, action_id)
+        if action is None or action.kind not in rules.DRIFT_KINDS:
             raise ReconcileError("No such drift finding.")
         if action.result in ("fixed", "dismissed"):
             raise ReconcileError(f"This finding was already {action.result}.")
@@ -121,8 +112,8 @@ def apply_drift_fix(
         raise refuse(describe_fix(kind))
     try:
         subscription = gateway.retrieve_subscription(subscription_id)
-        if kind in (DRIFT_PENDING_WITHOUT_CANCEL, DRIFT_PENDING_PAST_PERIOD_END):
-            if subscription.get("status") in ENDED_STATUSES:
+        if kind in (rules.DRIFT_PENDING_WITHOUT_CANCEL, rules.DRIFT_PENDING_PAST_PERIOD_END):
+            if subscription.get("status") in rules.ENDED_STATUSES:
                 raise refuse(ENDED_REFUSAL)
             if not (subscription.get("metadata") or {}).get("pending_plan"):
                 raise refuse("This drift is gone already (pending_plan is no longer set); run again.")
@@ -140,13 +131,13 @@ def apply_drift_fix(
             uow.commit()
         raise
     with uow:
-        row = uow.session.get(ReconcileAction, int(action_id))
+        row = reconcile_rows.action(uow, action_id)
         assert row is not None
         before_plan = (row.before or {}).get("plan")
         upsert_subscription(
             uow, subscription, observed_at=fresh_observed_at(uow, subscription_id), settings=settings
         )
-        if kind == DRIFT_PENDING_PAST_PERIOD_END:
+        if kind == rules.DRIFT_PENDING_PAST_PERIOD_END:
             state = subscription_state(subscription, settings)
             record_plan_change(uow, subscription_id, kind="downgrade_applied", actor=actor, from_plan=before_plan,
                                to_plan=state["plan"], details={"idempotency_key": key, "drift_fix": True})
@@ -160,8 +151,8 @@ def apply_drift_fix(
 
 
 # Kinds whose "Apply fix" works; the others get no button (dismiss them with a reason instead).
-FIXABLE_KINDS = frozenset({DRIFT_PENDING_WITHOUT_CANCEL, DRIFT_PENDING_PAST_PERIOD_END, DRIFT_PLAN_MISMATCH,
-                           DRIFT_MISSING_IN_DB})
+FIXABLE_KINDS = frozenset({rules.DRIFT_PENDING_WITHOUT_CANCEL, rules.DRIFT_PENDING_PAST_PERIOD_END,
+                           rules.DRIFT_PLAN_MISMATCH, rules.DRIFT_MISSING_IN_DB})
 MIN_DISMISS_REASON = 10
 
 
@@ -174,8 +165,8 @@ def dismiss_finding(action_id: int, reason: str, *, actor: str, settings: Settin
     """Set a finding aside with a written reason (audited); it is hidden by default afterwards."""
     reason = (reason or "").strip()
     with uow:
-        action = uow.session.get(ReconcileAction, int(action_id))
-        if action is None or action.kind not in DRIFT_KINDS:
+        action = reconcile_rows.action(uow, action_id)
+        if action is None or action.kind not in rules.DRIFT_KINDS:
             raise ReconcileError("No such drift finding.")
         target = action.stripe_subscription_id
         refusal = None

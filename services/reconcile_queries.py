@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import ReconcileAction, ReconcileRun
+from db.models import ReconcileAction
 from db.models.base import from_unix
+from db.repositories import reconciliation as reconcile_rows
 from db.session import UnitOfWork
 from services.config import Settings
 from services.reconcile_fixes import describe_fix, has_working_fix
@@ -20,9 +19,7 @@ from services.webhook_counts import QA_TRIGGER
 def recent_runs(uow: UnitOfWork, *, limit: int = 50, qa: bool = False) -> list[dict[str, Any]]:
     """The run history: production runs, or (qa=True) only the QA matrix's own runs."""
     with uow:
-        which = ReconcileRun.trigger == QA_TRIGGER if qa else ReconcileRun.trigger != QA_TRIGGER
-        runs = uow.session.execute(
-            select(ReconcileRun).where(which).order_by(ReconcileRun.id.desc()).limit(limit)).scalars()
+        runs = reconcile_rows.recent_runs(uow, trigger=QA_TRIGGER, only=qa, limit=limit)
         return [
             {
                 "run": run.id,
@@ -46,10 +43,7 @@ def recent_runs(uow: UnitOfWork, *, limit: int = 50, qa: bool = False) -> list[d
 
 def run_actions(uow: UnitOfWork, run_id: int) -> list[dict[str, Any]]:
     with uow:
-        rows = uow.session.execute(
-            select(ReconcileAction).where(ReconcileAction.run_id == run_id).order_by(ReconcileAction.id)
-        ).scalars()
-        return [_action_row(row) for row in rows]
+        return [_action_row(row) for row in reconcile_rows.actions_of_run(uow, run_id)]
 
 
 def _action_row(row: ReconcileAction) -> dict[str, Any]:
@@ -85,13 +79,11 @@ def last_run(uow: UnitOfWork, *, mode: str) -> dict[str, Any] | None:
     """The latest finished run of one mode ("apply" or "dry-run"): a dry-run never stands in for
     the last applied run."""
     with uow:
-        run = uow.session.execute(
-            select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == mode,
-                                      ReconcileRun.trigger != QA_TRIGGER)  # QA runs are shown on their own
-            .order_by(ReconcileRun.id.desc())
-        ).scalars().first()
-        if run is None:
+        # QA runs are shown on their own.
+        runs = reconcile_rows.finished_runs(uow, mode=mode, skip_trigger=QA_TRIGGER, limit=1)
+        if not runs:
             return None
+        run = runs[0]
         return {"run": run.id, "mode": run.mode, "trigger": run.trigger, "actor": run.actor,
                 "started": run.started_at, "finished": run.finished_at, "examined": run.examined,
                 "applied": run.applied, "drift": run.drift, "errors": run.errors, "error": run.error}
@@ -103,14 +95,8 @@ def latest_drift(uow: UnitOfWork, *, mode: str = "apply", include_dismissed: boo
     if latest is None:
         return []
     with uow:
-        statement = (
-            select(ReconcileAction)
-            .where(ReconcileAction.run_id == latest["run"], ReconcileAction.kind.in_(DRIFT_KINDS))
-            .order_by(ReconcileAction.id)
-        )
-        if not include_dismissed:
-            statement = statement.where(ReconcileAction.result.not_in(DECIDED_RESULTS))
-        rows = uow.session.execute(statement).scalars()
+        rows = reconcile_rows.actions_of_run(uow, latest["run"], kinds=DRIFT_KINDS,
+                                             excluding=None if include_dismissed else DECIDED_RESULTS)
         return [
             {**_action_row(row), "fix": describe_fix(row.kind), "fixable": has_working_fix(row.kind),
              "dismissed": (f"{(row.after or {}).get('dismissed_by')}: {(row.after or {}).get('dismissed_reason')}"
@@ -123,13 +109,7 @@ def reconcile_alert(uow: UnitOfWork, *, settings: Settings) -> str | None:
     """The runbook's alerts: the latest run applied more than the threshold, or the
     last runs all failed."""
     with uow:
-        runs = list(
-            uow.session.execute(
-                select(ReconcileRun).where(ReconcileRun.finished_at.is_not(None), ReconcileRun.mode == "apply",
-                                      ReconcileRun.trigger != QA_TRIGGER)
-                .order_by(ReconcileRun.id.desc()).limit(3)
-            ).scalars()
-        )
+        runs = reconcile_rows.finished_runs(uow, mode="apply", skip_trigger=QA_TRIGGER, limit=3)
     if not runs:
         return None
     latest = runs[0]

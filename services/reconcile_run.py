@@ -27,12 +27,12 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
-
-from db.models import ReconcileAction, ReconcileRun, UserSubscription
+from db.models import ReconcileAction, ReconcileRun
 from db.models.base import utcnow
+from db.repositories import reconciliation as reconcile_rows
 from db.session import UnitOfWork
 from services import audit
+from services import reconcile_rules as rules
 from services.config import Settings
 from services.leases import acquire_lease
 from services.metric_points import CHANGE_ERROR, DOWNGRADE_APPLIED, RECONCILE_RUN, TEST_TAG, record_metric
@@ -42,19 +42,7 @@ from services.plan_changes import (
     monthly_amount,
     record_plan_change,
 )
-from services.reconcile_rules import (
-    APPLY_DOWNGRADE,
-    DRIFT_KINDS,
-    LOST_CUSTOMER,
-    ActionReport,
-    DueDowngrade,
-    ReconcileError,
-    ReconcileRefused,
-    ReconcileReport,
-    configuration_blockers,
-    evaluate,
-    subscription_state,
-)
+from services.reconcile_rules import APPLY_DOWNGRADE, ActionReport, DueDowngrade, ReconcileError, ReconcileReport
 from services.runtime import Runtime
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import upsert_subscription
@@ -67,12 +55,10 @@ RECONCILE_LEASE = "reconcile"
 # worker; the next run completes it (same key, so Stripe replays).
 STALE_PENDING_SECONDS = 600
 
-# Serialises downgrade claims across PostgreSQL sessions (SQLite: BEGIN IMMEDIATE).
-_CLAIM_LOCK_ID = 7243008
 
 
 def _refuse_if_misconfigured(settings: Settings, uow: UnitOfWork, *, apply: bool, trigger: str, actor: str) -> None:
-    blockers = configuration_blockers(settings)
+    blockers = rules.configuration_blockers(settings)
     if not blockers:
         return
     message = "Reconciliation refused: " + " ".join(blockers)
@@ -81,13 +67,7 @@ def _refuse_if_misconfigured(settings: Settings, uow: UnitOfWork, *, apply: bool
                      details={"mode": "apply" if apply else "dry-run", "trigger": trigger, "reasons": blockers},
                      error=message)
         uow.commit()
-    raise ReconcileRefused(message)
-
-
-def _lock_claims(uow: UnitOfWork) -> None:
-    bind = uow.session.bind
-    if bind is not None and bind.dialect.name == "postgresql":
-        uow.session.execute(text(f"SELECT pg_advisory_xact_lock({_CLAIM_LOCK_ID})"))
+    raise rules.ReconcileRefused(message)
 
 
 def _start_run(uow: UnitOfWork, *, apply: bool, trigger: str, actor: str, lookahead: int) -> ReconcileRun:
@@ -96,17 +76,14 @@ def _start_run(uow: UnitOfWork, *, apply: bool, trigger: str, actor: str, lookah
             started_at=utcnow(), mode="apply" if apply else "dry-run", trigger=trigger, actor=actor,
             lookahead_seconds=lookahead,
         )
-        uow.session.add(run)
+        reconcile_rows.add(uow, run)
         uow.commit()
         return run
 
 
 def _db_plans(uow: UnitOfWork) -> dict[str, tuple[str | None, str | None]]:
     with uow:
-        rows = uow.session.execute(
-            select(UserSubscription.stripe_subscription_id, UserSubscription.plan, UserSubscription.interval)
-        )
-        return {row[0]: (row[1], row[2]) for row in rows}
+        return reconcile_rows.subscription_plans(uow)
 
 
 # A decision on a finding (dismissed, handled, or a lost customer re-subscribed) carries over
@@ -121,15 +98,10 @@ def _carry_decisions(uow: UnitOfWork, findings: list[ActionReport]) -> None:
     if not findings:
         return
     with uow:
-        rows = uow.session.execute(
-            select(ReconcileAction)
-            .where(ReconcileAction.kind.in_(DRIFT_KINDS),
-                   ReconcileAction.result.in_((*DECIDED_RESULTS, "fixed")))
-            .order_by(ReconcileAction.id.desc())
-        ).scalars()
+        rows = reconcile_rows.decided_findings(uow, rules.DRIFT_KINDS, (*DECIDED_RESULTS, "fixed"))
         decided: dict[tuple[str, str], ReconcileAction] = {}
         for row in rows:
-            if row.result == "fixed" and row.kind != LOST_CUSTOMER:
+            if row.result == "fixed" and row.kind != rules.LOST_CUSTOMER:
                 continue  # a fixed drift is gone in Stripe; if it is back, it is news
             decided.setdefault((row.stripe_subscription_id, row.kind), row)
         for finding in findings:
@@ -145,7 +117,7 @@ def _price_lost_revenue(gateway: StripeGateway, findings: list[ActionReport]) ->
     """A lost customer's monthly revenue: the pending plan's price per month, minor units."""
     prices: dict[str, dict[str, Any] | None] = {}
     for finding in findings:
-        price_id = finding.after.get("pending_price") if finding.kind == LOST_CUSTOMER else None
+        price_id = finding.after.get("pending_price") if finding.kind == rules.LOST_CUSTOMER else None
         if not price_id:
             continue
         if price_id not in prices:
@@ -171,8 +143,7 @@ def _store_findings(uow: UnitOfWork, run_id: int, findings: Iterable[ActionRepor
             )
             for f in batch
         ]
-        uow.session.add_all(rows)
-        uow.session.flush()
+        reconcile_rows.add_actions(uow, rows)
         for report, row in zip(batch, rows, strict=True):
             report.action_id = row.id
         uow.commit()
@@ -182,14 +153,8 @@ def _claim(uow: UnitOfWork, run_id: int, due: DueDowngrade) -> tuple[str, Action
     """Record intent before calling Stripe. Returns ("go"|"done"|"busy", action)."""
     subscription_id = due.subscription["id"]
     with uow:
-        _lock_claims(uow)
-        existing = uow.session.execute(
-            select(ReconcileAction).where(
-                ReconcileAction.idempotency_key == due.key,
-                ReconcileAction.kind == APPLY_DOWNGRADE,
-                ReconcileAction.result.in_(("pending", "applied")),
-            )
-        ).scalars().first()
+        reconcile_rows.lock_claims(uow)
+        existing = reconcile_rows.claimed(uow, key=due.key, kind=APPLY_DOWNGRADE)
         if existing is not None:
             report = ActionReport(
                 subscription_id, APPLY_DOWNGRADE, "skipped", before=due.before,
@@ -201,7 +166,7 @@ def _claim(uow: UnitOfWork, run_id: int, due: DueDowngrade) -> tuple[str, Action
             run_id=run_id, stripe_subscription_id=subscription_id, kind=APPLY_DOWNGRADE, before=due.before,
             after=due.after, result="pending", idempotency_key=due.key, at=utcnow(),
         )
-        uow.session.add(row)
+        reconcile_rows.add(uow, row)
         uow.commit()
         return "go", ActionReport(
             subscription_id, APPLY_DOWNGRADE, "pending", before=due.before, after=due.after,
@@ -221,7 +186,7 @@ def _finish_downgrade(
 ) -> ActionReport:
     """Mark the claimed action applied (or error) with the DB, metrics and audit, at once."""
     with uow:
-        action = uow.session.get(ReconcileAction, action_id)
+        action = reconcile_rows.action(uow, action_id)
         assert action is not None
         key = action.idempotency_key
         subscription_id = action.stripe_subscription_id
@@ -236,7 +201,7 @@ def _finish_downgrade(
                          target=subscription_id, idempotency_key=key, error=error.message)
         else:
             assert updated is not None
-            after["stripe_state"] = subscription_state(updated, settings)
+            after["stripe_state"] = rules.subscription_state(updated, settings)
             action.result = "applied"
             action.error = None
             upsert_subscription(uow, updated, observed_at=fresh_observed_at(uow, subscription_id), settings=settings)
@@ -272,17 +237,7 @@ def _recover_stale_pending(
     """Complete downgrades whose run died between the Stripe call and the DB write."""
     stale_before = utcnow() - timedelta(seconds=STALE_PENDING_SECONDS)
     with uow:
-        rows = uow.session.execute(
-            select(ReconcileAction.id, ReconcileAction.stripe_subscription_id, ReconcileAction.after,
-                   ReconcileAction.idempotency_key)
-            .join(ReconcileRun, ReconcileRun.id == ReconcileAction.run_id)
-            .where(
-                ReconcileAction.kind == APPLY_DOWNGRADE,
-                ReconcileAction.result == "pending",
-                ReconcileAction.run_id != run_id,
-                (ReconcileRun.finished_at.is_not(None)) | (ReconcileAction.at < stale_before),
-            )
-        ).all()
+        rows = reconcile_rows.stale_pending(uow, kind=APPLY_DOWNGRADE, run_id=run_id, stale_before=stale_before)
     reports = []
     for action_id, subscription_id, after, key in rows:
         params = (after or {}).get("stripe_params")
@@ -304,14 +259,9 @@ def _finish_run(uow: UnitOfWork, report: ReconcileReport, settings: Settings) ->
         )
         capture_alert(report.alert, {"alert": "reconcile_applied_spike", "run_id": str(report.run_id)})
     with uow:
-        uow.session.execute(
-            update(ReconcileRun)
-            .where(ReconcileRun.id == report.run_id)
-            .values(
-                finished_at=report.finished_at, examined=report.examined, applied=report.applied,
-                drift=report.drift, errors=report.errors, list_calls=report.list_calls, error=report.error,
-            )
-            .execution_options(synchronize_session=False)
+        reconcile_rows.finish_run(
+            uow, report.run_id, finished_at=report.finished_at, examined=report.examined, applied=report.applied,
+            drift=report.drift, errors=report.errors, list_calls=report.list_calls, error=report.error,
         )
         record_metric(
             uow, RECONCILE_RUN, value=1,
@@ -368,7 +318,7 @@ def run_reconciliation(
         due_list: list[DueDowngrade] = []
         for subscription in gateway.list_subscriptions():
             report.examined += 1
-            due, found = evaluate(subscription, db_plans.get(subscription["id"]), settings=settings, now=now,
+            due, found = rules.evaluate(subscription, db_plans.get(subscription["id"]), settings=settings, now=now,
                                   lookahead_seconds=lookahead)
             findings.extend(found)
             if due is not None:
@@ -379,7 +329,7 @@ def run_reconciliation(
         _store_findings(uow, run.id, findings)
         for finding in findings:
             report.actions.append(finding)
-            if finding.kind in DRIFT_KINDS:
+            if finding.kind in rules.DRIFT_KINDS:
                 report.drift += finding.result == "reported"
             elif finding.result == "error":
                 report.errors += 1
@@ -443,8 +393,8 @@ def _record_skipped_run(uow: UnitOfWork, paused: SwitchState, settings: Settings
     """A cron tick while the reconcile switch is on: a run row saying so, nothing examined."""
     moment = utcnow()
     with uow:
-        uow.session.add(ReconcileRun(started_at=moment, finished_at=moment, mode="skipped", trigger="cron",
-                                     actor="cron", lookahead_seconds=settings.reconcile_cron_lookahead_seconds,
-                                     error=f"skipped: reconcile paused by {paused.by} since {paused.since_text} "
-                                           f"({paused.reason})"))
+        reconcile_rows.add(uow, ReconcileRun(
+            started_at=moment, finished_at=moment, mode="skipped", trigger="cron", actor="cron",
+            lookahead_seconds=settings.reconcile_cron_lookahead_seconds,
+            error=f"skipped: reconcile paused by {paused.by} since {paused.since_text} ({paused.reason})"))
         uow.commit()

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, or_, select
-
-from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
+from db.models import Charge, Customer, Dispute, FraudWarning, Invoice
+from db.repositories import customers as customer_rows
 from db.session import UnitOfWork
 from services.errors import ConsoleError
 from services.money import THREE_DECIMAL, ZERO_DECIMAL, format_money
@@ -28,7 +27,6 @@ _LAST4 = re.compile(r"^\d{4}$")
 # The start of an email as people type it: "ada@exa", "june.70", "ops+billing".
 _EMAIL_PREFIX = re.compile(r"^[\w.+-]+(?:@[\w.-]*)?$")
 _AMOUNT = re.compile(r"^\d{1,9}(?:[.,]\d{1,3})?$")
-_HIGH = "\uffff"  # sorts after every character a prefix can be followed by
 
 # Stripe id prefixes -> the kind of object they name.
 ID_KINDS = {"cus": "customer", "sub": "subscription", "in": "invoice", "ch": "charge", "py": "charge",
@@ -66,25 +64,25 @@ def _customer_hit(row: Customer) -> SearchHit:
 
 
 def _by_id(uow: UnitOfWork, query: str, limit: int) -> list[SearchHit]:
-    session = uow.session
     kind = ID_KINDS.get(query.split("_", 1)[0])
     hits: list[SearchHit] = []
     if kind == "customer":
-        hits += [_customer_hit(c) for c in session.execute(select(Customer).where(Customer.id == query)).scalars()]
+        hits += [_customer_hit(c) for c in [customer_rows.customer(uow, query)] if c is not None]
     elif kind == "subscription":
-        for s in session.execute(select(UserSubscription).where(
-                UserSubscription.stripe_subscription_id == query)).scalars():
+        s = customer_rows.subscription(uow, query)
+        if s is not None:
             hits.append(_hit("subscription", s.stripe_subscription_id, f"{s.plan or '?'} {s.interval or ''}".strip(),
                              f"{s.status} · customer {s.stripe_customer_id}"))
     elif kind == "invoice":
-        hits += [_invoice_hit(i) for i in session.execute(select(Invoice).where(Invoice.id == query)).scalars()]
+        hits += [_invoice_hit(i) for i in [customer_rows.invoice(uow, query)] if i is not None]
     elif kind in ("charge", "payment"):
-        column = Charge.id if kind == "charge" else Charge.payment_intent_id
-        hits += [_charge_hit(c) for c in session.execute(select(Charge).where(column == query).limit(limit)).scalars()]
+        charges = (customer_rows.charges_with(uow, charge_id=query, limit=limit) if kind == "charge"
+                   else customer_rows.charges_with(uow, payment_intent_id=query, limit=limit))
+        hits += [_charge_hit(c) for c in charges]
     elif kind == "dispute":
-        hits += [_dispute_hit(d) for d in session.execute(select(Dispute).where(Dispute.id == query)).scalars()]
+        hits += [_dispute_hit(d) for d in [customer_rows.dispute(uow, query)] if d is not None]
     elif kind == "fraud_warning":
-        hits += [_efw_hit(w) for w in session.execute(select(FraudWarning).where(FraudWarning.id == query)).scalars()]
+        hits += [_efw_hit(w) for w in [customer_rows.fraud_warning(uow, query)] if w is not None]
     return hits
 
 
@@ -111,58 +109,31 @@ def _efw_hit(row: FraudWarning) -> SearchHit:
 
 def _by_email(uow: UnitOfWork, query: str, limit: int) -> list[SearchHit]:
     lowered = query.lower()
-    rows = uow.session.execute(select(Customer).where(Customer.email >= lowered, Customer.email < lowered + _HIGH)
-                               .order_by(Customer.email).limit(limit)).scalars()
-    hits = [_customer_hit(c) for c in rows]
+    hits = [_customer_hit(c) for c in customer_rows.customers_by_email_prefix(uow, lowered, limit=limit)]
     if lowered != query:  # an email stored as typed (mixed case) is found too
-        rows = uow.session.execute(select(Customer).where(Customer.email >= query, Customer.email < query + _HIGH)
-                                   .order_by(Customer.email).limit(limit)).scalars()
-        hits += [_customer_hit(c) for c in rows if c.id not in {h.id for h in hits}]
-    disputes = uow.session.execute(select(Dispute).where(
-        Dispute.customer_email >= lowered, Dispute.customer_email < lowered + _HIGH).limit(limit)).scalars()
-    return hits + [_dispute_hit(d) for d in disputes]
+        found = {h.id for h in hits}
+        hits += [_customer_hit(c) for c in customer_rows.customers_by_email_prefix(uow, query, limit=limit)
+                 if c.id not in found]
+    return hits + [_dispute_hit(d) for d in customer_rows.disputes_by_email_prefix(uow, lowered, limit=limit)]
 
 
 def _by_last4(uow: UnitOfWork, query: str, limit: int) -> list[SearchHit]:
-    rows = uow.session.execute(select(Charge).where(Charge.card_last4 == query)
-                               .order_by(Charge.created.desc()).limit(limit)).scalars()
-    return [_charge_hit(c) for c in rows]
-
-
-def _amount_filter(column: Any, currency: Any, query: str) -> Any:
-    """`query` read as an amount in currency units: minor units by each currency class's exponent
-    (so 29.00 matches 2900 USD cents and 29 JPY, never 2,900 JPY)."""
-    try:
-        value = Decimal(query.replace(",", "."))
-    except InvalidOperation:
-        return None
-    zero, three = sorted(c.lower() for c in ZERO_DECIMAL), sorted(c.lower() for c in THREE_DECIMAL)
-    clauses = []
-    for scale, in_class in ((1, func.lower(currency).in_(zero)), (1000, func.lower(currency).in_(three)),
-                            (100, ~func.lower(currency).in_(zero + three))):
-        minor = value * scale
-        if minor == int(minor):
-            clauses.append((column == int(minor)) & in_class)
-    return or_(*clauses) if clauses else None
+    return [_charge_hit(c) for c in customer_rows.charges_by_last4(uow, query, limit=limit)]
 
 
 def _by_amount(uow: UnitOfWork, query: str, limit: int) -> list[SearchHit]:
-    charge_filter = _amount_filter(Charge.amount, Charge.currency, query)
-    dispute_filter = _amount_filter(Dispute.amount, Dispute.currency, query)
-    if charge_filter is None or dispute_filter is None:
+    """`query` read as an amount in currency units (minor units by each currency's exponent)."""
+    try:
+        value = Decimal(query.replace(",", "."))
+    except InvalidOperation:
         return []
-    charges = uow.session.execute(select(Charge).where(charge_filter)
-                                  .order_by(Charge.created.desc()).limit(limit)).scalars()
-    disputes = uow.session.execute(select(Dispute).where(dispute_filter).limit(limit)).scalars()
+    charges, disputes = customer_rows.charges_and_disputes_by_amount(
+        uow, value, zero_decimal=ZERO_DECIMAL, three_decimal=THREE_DECIMAL, limit=limit)
     return [_charge_hit(c) for c in charges] + [_dispute_hit(d) for d in disputes]
 
 
 def _by_name(uow: UnitOfWork, query: str, limit: int) -> list[SearchHit]:
-    pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rows = uow.session.execute(select(Customer).where(or_(
-        func.lower(Customer.name).like(pattern, escape="\\"),
-        func.lower(Customer.user_id).like(pattern, escape="\\"))).limit(limit)).scalars()
-    return [_customer_hit(c) for c in rows]
+    return [_customer_hit(c) for c in customer_rows.customers_by_name(uow, query, limit=limit)]
 
 
 def search(uow: UnitOfWork, query: str, *, limit: int = DEFAULT_LIMIT) -> list[SearchHit]:

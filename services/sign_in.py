@@ -25,10 +25,9 @@ from typing import Any, Literal
 
 import bcrypt
 import yaml
-from sqlalchemy import select
 
-from db.models import AuditLog
 from db.models.base import utcnow
+from db.repositories import audit as audit_rows
 from db.session import UnitOfWork
 from services import audit
 from services.auth import is_admin, normalise_email
@@ -188,13 +187,8 @@ def _failure_times(
     uow: UnitOfWork, *, account: str, client: str, now: datetime
 ) -> tuple[list[datetime], list[datetime]]:
     since = now - FAILURE_WINDOW - LOCKOUT_COOL_DOWN
-    rows = uow.session.execute(
-        select(AuditLog.at, AuditLog.actor, AuditLog.target).where(
-            AuditLog.action == ACTION_FAILED, AuditLog.at >= since,
-            (AuditLog.actor == account) | (AuditLog.target == client),
-        )
-    ).all()
-    return [r.at for r in rows if r.actor == account], [r.at for r in rows if r.target == client]
+    rows = audit_rows.times_of(uow, ACTION_FAILED, since=since, actor=account, target=client)
+    return [at for at, actor, _ in rows if actor == account], [at for at, _, target in rows if target == client]
 
 
 def is_locked(uow: UnitOfWork, *, account: str, client: str, now: datetime) -> bool:

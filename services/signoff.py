@@ -19,11 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from db.models import Signoff
 from db.models.base import utcnow
+from db.repositories import signoffs as signoff_rows
 from db.session import UnitOfWork
 from services.audit import chain_head as audit_chain_head
 from services.audit import privileged, record
@@ -111,8 +109,7 @@ def signature_row(row: Signoff) -> dict[str, Any]:
 
 
 def _signatures(uow: UnitOfWork, launch_key: str) -> list[Signoff]:
-    return list(uow.session.execute(
-        select(Signoff).where(Signoff.launch_key == launch_key).order_by(Signoff.id)).scalars())
+    return signoff_rows.of_launch(uow, launch_key)
 
 
 def _is_complete(signatures: list[Signoff]) -> bool:
@@ -223,16 +220,12 @@ def sign(
                                   "cases": {case_id: _frozen_result(r) for case_id, r in qa.items()}},
                       snapshot_id=snapshot_id, metrics=_json_safe(snapshot),
                       note=(note or "").strip()[:2000] or None)
-        uow.session.add(row)
-        try:
-            uow.session.flush()
-        except IntegrityError:  # the (launch, role) constraint: another signature won the race
-            uow.rollback()
+        if not signoff_rows.insert(uow, row):  # the (launch, role) constraint: another signature won the race
             reason = f"{ROLES[role]} signed this launch at the same moment; reload the record."
             record(uow, actor=signer, action="golive.signoff", result="refused", target=launch_key,
                    idempotency_key=f"signoff:{launch_key}:{role}", details={"role": role}, error=reason)
             uow.commit()
-            raise SignoffRefused(reason) from None
+            raise SignoffRefused(reason)
         record(uow, actor=signer, action="golive.signoff", result="ok", target=launch_key,
                idempotency_key=f"signoff:{launch_key}:{role}",
                details={"role": role, "signoff_id": row.id, "snapshot_id": snapshot_id,
@@ -269,7 +262,7 @@ class LaunchRecord:
 def launch_record(uow: UnitOfWork, *, version: str) -> LaunchRecord | None:
     """The completed launch record if there is one (it stays shown), else this version's in-progress one."""
     with uow:
-        rows = list(uow.session.execute(select(Signoff).order_by(Signoff.id)).scalars())
+        rows = signoff_rows.every(uow)
     by_launch: dict[str, list[Signoff]] = {}
     for row in rows:
         by_launch.setdefault(row.launch_key, []).append(row)

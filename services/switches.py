@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
-
-from db.models import AppSetting, StripeEvent
+from db.models import AppSetting
 from db.models.base import utcnow
+from db.repositories import backlog as backlog_rows
+from db.repositories import settings as app_settings
 from db.session import UnitOfWork
 from services.audit import privileged, record
 from services.config import Settings
@@ -88,13 +88,12 @@ def switch_state(uow: UnitOfWork, name: str) -> SwitchState:
     """One primary-key read; cheap enough for every worker poll."""
     checked = _check_name(name)
     with uow:
-        return _state_from(checked, uow.session.get(AppSetting, _key(checked)))
+        return _state_from(checked, app_settings.get(uow, _key(checked)))
 
 
 def all_states(uow: UnitOfWork) -> dict[str, SwitchState]:
     with uow:
-        rows = {row.key: row for row in uow.session.execute(
-            select(AppSetting).where(AppSetting.key.in_([_key(n) for n in SWITCHES]))).scalars()}
+        rows = app_settings.many(uow, [_key(n) for n in SWITCHES])
         return {name: _state_from(name, rows.get(_key(name))) for name in SWITCHES}
 
 
@@ -102,10 +101,7 @@ def backlog(uow: UnitOfWork, *, now: datetime | None = None) -> dict[str, Any]:
     """Verified events stored and not yet processed, and how old the oldest one is."""
     moment = now or utcnow()
     with uow:
-        count, oldest = uow.session.execute(
-            select(func.count(), func.min(StripeEvent.received_at))
-            .where(StripeEvent.status.in_(BACKLOG_STATUSES))
-        ).one()
+        count, oldest = backlog_rows.count_and_oldest(uow, BACKLOG_STATUSES)
     if oldest is not None and oldest.tzinfo is None:  # min() keeps the column's type; be safe on old drivers
         oldest = oldest.replace(tzinfo=UTC)
     age = round((moment - oldest).total_seconds(), 1) if oldest is not None else None
@@ -124,7 +120,7 @@ def _set_switch(name: str, *, paused: bool, reason: str | None, actor: str, uow:
     written = (reason or "").strip()
     action = "switch.pause" if paused else "switch.resume"
     with uow:
-        row = uow.session.get(AppSetting, _key(checked))
+        row = app_settings.get(uow, _key(checked))
         before = _state_from(checked, row)
         problem = None
         if paused and len(written) < MIN_REASON_CHARS:
@@ -141,8 +137,7 @@ def _set_switch(name: str, *, paused: bool, reason: str | None, actor: str, uow:
         value: dict[str, Any] = ({"paused": True, "by": actor, "reason": written[:MAX_REASON_CHARS],
                                   "since": moment.isoformat()} if paused else {"paused": False})
         if row is None:
-            row = AppSetting(key=_key(checked), value=value, updated_by=actor)
-            uow.session.add(row)
+            row = app_settings.add(uow, _key(checked), value, updated_by=actor)
         else:
             row.value = value
             row.updated_by = actor

@@ -28,9 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
-
-from db.models import AppSetting
+from db.repositories import settings as app_settings
 from db.session import UnitOfWork
 from services.config import Settings
 
@@ -110,20 +108,18 @@ def create_session(uow: UnitOfWork, settings: Settings, *, email: str, name: str
     session_id, token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with uow:
         _prune(uow, settings, now)
-        uow.session.add(AppSetting(key=_key(_SESSION_PREFIX, session_id), value={
+        app_settings.add(uow, _key(_SESSION_PREFIX, session_id), {
             "email": email, "name": name, "method": method, "issued_at": now, "last_seen": now,
             "revoked_at": None,
-        }))
-        uow.session.add(AppSetting(key=_key(_HANDOVER_PREFIX, token),
-                                   value={"session_id": session_id, "expires_at": now + HANDOVER_SECONDS}))
+        })
+        app_settings.add(uow, _key(_HANDOVER_PREFIX, token),
+                         {"session_id": session_id, "expires_at": now + HANDOVER_SECONDS})
         uow.commit()
     return session_id, token
 
 
 def _prune(uow: UnitOfWork, settings: Settings, now: float) -> None:
-    rows = uow.session.execute(select(AppSetting).where(
-        AppSetting.key.like(f"{_SESSION_PREFIX}%") | AppSetting.key.like(f"{_HANDOVER_PREFIX}%"))).scalars()
-    for row in rows:
+    for row in app_settings.with_prefixes(uow, _SESSION_PREFIX, _HANDOVER_PREFIX):
         value = row.value or {}
         if row.key.startswith(_HANDOVER_PREFIX):
             ended = float(value.get("expires_at", 0)) < now
@@ -135,7 +131,7 @@ def _prune(uow: UnitOfWork, settings: Settings, now: float) -> None:
             else:  # revoked ones are kept for a lifetime so a replayed cookie says "revoked"
                 ended = now - record.issued_at > settings.session_max_lifetime_seconds
         if ended:
-            uow.session.delete(row)
+            app_settings.remove(uow, row)
 
 
 def consume_handover(uow: UnitOfWork, settings: Settings, token: str, *,
@@ -146,13 +142,12 @@ def consume_handover(uow: UnitOfWork, settings: Settings, token: str, *,
         return None
     with uow:
         key = _key(_HANDOVER_PREFIX, token)
-        row = uow.session.get(AppSetting, key)
+        row = app_settings.get(uow, key)
         if row is None:
             return None
         value = dict(row.value or {})
         # A conditional delete: of two racing requests only one removes the row.
-        result = uow.session.execute(delete(AppSetting).where(AppSetting.key == key))
-        deleted = int(getattr(result, "rowcount", 0) or 0)
+        deleted = app_settings.delete_key(uow, key)
         uow.commit()
     if not deleted or float(value.get("expires_at", 0)) < now:
         return None
@@ -168,7 +163,7 @@ def check(uow: UnitOfWork, settings: Settings, session_id: str, *, now: float | 
     if not _ID.match(session_id or ""):
         return None, "malformed"
     with uow:
-        row = uow.session.get(AppSetting, _key(_SESSION_PREFIX, session_id))
+        row = app_settings.get(uow, _key(_SESSION_PREFIX, session_id))
         if row is None:
             return None, "unknown"
         try:
@@ -190,7 +185,7 @@ def peek_email(uow: UnitOfWork, session_id: str) -> str | None:
     if not _ID.match(session_id or ""):
         return None
     with uow:
-        row = uow.session.get(AppSetting, _key(_SESSION_PREFIX, session_id))
+        row = app_settings.get(uow, _key(_SESSION_PREFIX, session_id))
         return str((row.value or {}).get("email")) if row is not None else None
 
 
@@ -200,7 +195,7 @@ def revoke(uow: UnitOfWork, session_id: str, *, now: float | None = None) -> boo
     if not _ID.match(session_id or ""):
         return False
     with uow:
-        row = uow.session.get(AppSetting, _key(_SESSION_PREFIX, session_id))
+        row = app_settings.get(uow, _key(_SESSION_PREFIX, session_id))
         if row is None:
             return False
         if (row.value or {}).get("revoked_at") is None:
@@ -221,7 +216,7 @@ def handover_pending(uow: UnitOfWork, token: str, *, now: float | None = None) -
     """Whether the browser has yet to exchange this token (so the page still has to send it)."""
     now = time.time() if now is None else now
     with uow:
-        row = uow.session.get(AppSetting, _key(_HANDOVER_PREFIX, token))
+        row = app_settings.get(uow, _key(_HANDOVER_PREFIX, token))
         return row is not None and float((row.value or {}).get("expires_at", 0)) >= now
 
 

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,25 +151,30 @@ def emulator(emulator_server: Any) -> EmulatorHandle:
 SettingsFactory = Callable[..., Any]
 
 
+def emulator_env(emulator: EmulatorHandle, database_url: str) -> dict[str, str]:
+    """The settings every emulator-backed test starts from (env var names): test mode on the
+    emulator with the canary key and secrets, the test admins and signers, no rate limit in the way."""
+    return {
+        "DATABASE_URL": database_url,
+        "STRIPE_API_KEY": TEST_API_KEY,
+        "STRIPE_API_BASE": emulator.base_url,
+        "STRIPE_MODE": "test",
+        "STRIPE_WEBHOOK_SECRETS": ",".join(TEST_WEBHOOK_SECRETS),
+        "ADMIN_EMAILS": ADMIN_EMAIL,
+        "SIGNOFF_ENG_LEADS": ENG_LEAD_EMAIL,
+        "SIGNOFF_PRODUCT_OWNERS": PRODUCT_OWNER_EMAIL,
+        "STRIPE_RATE_LIMIT_PER_SECOND": "1000",
+    }
+
+
 @pytest.fixture
 def make_settings(emulator: EmulatorHandle, sqlite_url: str) -> SettingsFactory:
     """Settings pointing at the emulator; keyword overrides use env var names."""
     from services.config import load_settings
 
     def build(**overrides: Any) -> Any:
-        env = {
-            "DATABASE_URL": sqlite_url,
-            "STRIPE_API_KEY": TEST_API_KEY,
-            "STRIPE_API_BASE": emulator.base_url,
-            "STRIPE_MODE": "test",
-            "STRIPE_WEBHOOK_SECRETS": ",".join(TEST_WEBHOOK_SECRETS),
-            "ADMIN_EMAILS": ADMIN_EMAIL,
-            "ADMIN_EMAIL_DOMAIN": "example.com",
-            "SIGNOFF_ENG_LEADS": ENG_LEAD_EMAIL,
-            "SIGNOFF_PRODUCT_OWNERS": PRODUCT_OWNER_EMAIL,
-            "STRIPE_RATE_LIMIT_PER_SECOND": "1000",
-            "STRIPE_MAX_RETRIES": "2",
-        }
+        env = {**emulator_env(emulator, sqlite_url), "ADMIN_EMAIL_DOMAIN": "example.com",
+               "STRIPE_MAX_RETRIES": "2"}
         env.update({k: str(v) for k, v in overrides.items() if v is not None})
         for key in [k for k, v in overrides.items() if v is None]:
             env.pop(key, None)
@@ -197,6 +203,43 @@ def runtime_factory(make_settings: SettingsFactory) -> Iterator[Callable[..., An
 @pytest.fixture
 def runtime(runtime_factory: Callable[..., Any]) -> Any:
     return runtime_factory()
+
+
+# --- runtimes installed for AppTest ------------------------------------------------------------
+@contextmanager
+def installed_runtime(runtime: Any, *, gateway: Any = None) -> Iterator[Any]:
+    """`runtime` as the process runtime for the pages (with `gateway` in the cached_property's
+    slot when given, so no Stripe is needed), Streamlit's data caches empty before and after."""
+    import streamlit as st
+
+    from services.runtime import set_runtime
+
+    if gateway is not None:
+        runtime.__dict__["gateway"] = gateway
+    set_runtime(runtime)
+    st.cache_data.clear()
+    try:
+        yield runtime
+    finally:
+        st.cache_data.clear()
+        set_runtime(None)
+
+
+def offline_runtime(database_url: str, credentials: Path, *, api_key: str = "sk_test_offline") -> Any:
+    """A runtime on `database_url` with a sign-in credentials file and no reachable Stripe (a
+    closed port, no retries), installed as the process runtime; the caller unsets it."""
+    from services.config import load_settings
+    from services.runtime import Runtime, set_runtime
+
+    settings = load_settings(
+        {"DATABASE_URL": database_url, "ADMIN_EMAILS": ADMIN_EMAIL, "STRIPE_API_KEY": api_key,
+         "STRIPE_API_BASE": "http://127.0.0.1:9", "STRIPE_MAX_RETRIES": "0",
+         "AUTH_CREDENTIALS_FILE": str(credentials)},
+        env_file=None,
+    )
+    runtime = Runtime(settings)
+    set_runtime(runtime)
+    return runtime
 
 
 # --- identities for AppTest ------------------------------------------------------------------
@@ -240,6 +283,22 @@ def page_direct_test(page: str, role: str, *, timeout: float = 30) -> Any:
         at.session_state["identity"] = identity_for(email)
     at.run()
     return at
+
+
+def choose(at: Any, label: str, value: Any) -> None:
+    """Pick `value` in the select box labelled `label` (takes effect on the next run)."""
+    next(s for s in at.selectbox if s.label == label).set_value(value)
+
+
+def enter(at: Any, label: str, text: str) -> None:
+    """Type `text` into the text input or area whose label starts with `label`."""
+    next(w for w in [*at.text_input, *at.text_area] if w.label.startswith(label)).input(text)
+
+
+def click(at: Any, label: str) -> None:
+    """Press the button labelled `label` and run the page."""
+    next(b for b in at.button if b.label == label).click()
+    at.run()
 
 
 _MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")

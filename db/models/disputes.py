@@ -11,7 +11,8 @@ from db.models.base import Base, utcnow
 
 class Dispute(Base):
     __tablename__ = "disputes"
-    __table_args__ = (Index("ix_disputes_status_due_by", "status", "due_by"),)
+    # The queue's pages and tiles read from this index alone (migration 0011).
+    __table_args__ = (Index("ix_disputes_status_due_by_currency_amount", "status", "due_by", "currency", "amount"),)
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # dp_...
     charge_id: Mapped[str | None] = mapped_column(String(255), index=True)

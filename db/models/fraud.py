@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, utcnow
@@ -17,6 +17,8 @@ class FraudWarning(Base):
     """
 
     __tablename__ = "fraud_warnings"
+    # The queue reads each run of its order from this index in order (migration 0011).
+    __table_args__ = (Index("ix_fraud_warnings_status_created", "status", "created"),)
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # issfr_...
     charge_id: Mapped[str] = mapped_column(String(255), index=True)

@@ -8,26 +8,24 @@ from sqlalchemy import update
 
 from db.models import AuditLog
 from services import audit
-from tests.conftest import app_test_for, page_direct_test, page_text
+from tests.conftest import app_test_for, page_direct_test, page_text, rendered
 
 
 def _seed(runtime: Any) -> None:
-    for actor, action, result in [
-        ("ops@example.com", "efw.refund", "ok"),
-        ("viewer@outside.io", "efw.refund", "denied"),
-        ("ops@example.com", "disputes.submit", "ok"),
-    ]:
-        with runtime.uow() as uow:
+    with runtime.uow() as uow:
+        for actor, action, result in [
+            ("ops@example.com", "efw.refund", "ok"),
+            ("viewer@outside.io", "efw.refund", "denied"),
+            ("ops@example.com", "disputes.submit", "ok"),
+        ]:
             audit.record(uow, actor=actor, action=action, result=result, target="issfr_1",
                          idempotency_key="refund:efw:issfr_1")
-            uow.commit()
+        uow.commit()
 
 
 def test_admin_sees_entries_and_a_verified_chain(shell_runtime: Any) -> None:
     _seed(shell_runtime)
-    at = app_test_for("audit", "admin")
-    text = page_text(at)
-    assert not at.exception
+    at, text = rendered("audit", "admin")
     assert "Chain verified: 3 rows" in text
     frame = at.dataframe[0].value
     assert list(frame.columns)[:3] == ["result", "id", "at"]  # the outcome is the first thing read

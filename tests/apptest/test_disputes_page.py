@@ -38,11 +38,31 @@ def test_queue_detail_draft_and_submit(runtime: Any, emulator: EmulatorHandle) -
 def test_accept_with_confirmation(runtime: Any, emulator: EmulatorHandle) -> None:
     dispute_id = _dispute(runtime, "accept-buyer@example.io")
     at = app_test_for("disputes", "admin")
+    assert {m.label: m.value for m in at.metric}["Open"] == "1"
     _click(at, "Accept dispute")
     assert "gives up **49.00 USD**" in page_text(at)
     _click(at, "Accept and lose")
     assert "Dispute accepted and closed." in page_text(at)
     assert runtime.gateway.retrieve_dispute(dispute_id)["status"] == "lost"
+    # The queue is cached between reruns; the action cleared it, so the closed dispute left the open queue at once.
+    assert "No disputes match these filters." in page_text(at)
+
+
+def test_a_rerun_reads_the_live_charge_once_and_an_action_reads_it_again(runtime: Any,
+                                                                        emulator: EmulatorHandle) -> None:
+    dispute_id = _dispute(runtime, "cached-buyer@example.io")
+    charge_id = runtime.gateway.retrieve_dispute(dispute_id)["charge"]
+    emulator.clear_requests()
+
+    def charge_reads() -> int:
+        return sum(1 for r in emulator.requests() if r["method"] == "GET" and r["path"] == f"/v1/charges/{charge_id}")
+
+    at = app_test_for("disputes", "admin")
+    at.run()
+    at.run()
+    assert not at.exception and charge_reads() == 1
+    _click(at, "Save draft")
+    assert "Draft saved and staged" in page_text(at) and charge_reads() == 2
 
 
 def test_filters_and_empty_state(runtime: Any, emulator: EmulatorHandle) -> None:

@@ -61,12 +61,17 @@ def test_bulk_refund_shows_a_failing_row(runtime: Any, emulator: EmulatorHandle)
     assert "disputed" in results.to_string()
 
 
-def test_queue_is_oldest_first_among_open_actionable(runtime: Any) -> None:
+def _three_open_warnings(runtime: Any) -> None:
+    """issfr_0, issfr_1, issfr_2 on ch_0 .. ch_2, created 3, 1 and 2 November."""
     with runtime.uow() as uow:
         for i, day in enumerate((3, 1, 2)):
             uow.session.add(FraudWarning(id=f"issfr_{i}", charge_id=f"ch_{i}", amount=100, currency="usd",
                                          actionable=True, created=datetime(2026, 11, day, tzinfo=UTC)))
         uow.commit()
+
+
+def test_queue_is_oldest_first_among_open_actionable(runtime: Any) -> None:
+    _three_open_warnings(runtime)
     assert [r.id for r in efw.list_queue(runtime.uow(), efw.EfwFilter()).rows] == ["issfr_1", "issfr_2", "issfr_0"]
 
 
@@ -104,11 +109,7 @@ def test_a_link_with_a_warning_or_charge_opens_that_warning(runtime: Any) -> Non
 
     from tests.conftest import REPO_ROOT, identity_for
 
-    with runtime.uow() as uow:
-        for i, day in enumerate((3, 1, 2)):
-            uow.session.add(FraudWarning(id=f"issfr_{i}", charge_id=f"ch_{i}", amount=100, currency="usd",
-                                         actionable=True, created=datetime(2026, 11, day, tzinfo=UTC)))
-        uow.commit()
+    _three_open_warnings(runtime)
     for params, expected in (({"warning": "issfr_2"}, "issfr_2"), ({"charge": "ch_0"}, "issfr_0"),
                              ({"warning": "issfr_nope"}, "issfr_1")):
         at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "fraud_warnings.py"), default_timeout=30)

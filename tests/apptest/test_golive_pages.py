@@ -14,8 +14,18 @@ from sqlalchemy import select
 from db.models import AuditLog, ChecklistItem, QaResult, Signoff
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime
-from tests.apptest.conftest import serving
-from tests.conftest import REPO_ROOT, app_test_for, assert_page_hides, identity_for, page_text, rendered
+from tests.conftest import (
+    REPO_ROOT,
+    app_test_for,
+    assert_page_hides,
+    choose,
+    click,
+    enter,
+    identity_for,
+    installed_runtime,
+    page_text,
+    rendered,
+)
 from tests.integration.golive_fixtures import (
     ENG_LEAD,
     PRODUCT_OWNER,
@@ -30,9 +40,7 @@ ADMIN_ONLY_WORDS = {"golive": "Preflight", "qa_matrix": "Cases passed", "signoff
 
 @pytest.fixture
 def golive_page_runtime(migrated_sqlite_url: str) -> Iterator[Runtime]:
-    runtime = Runtime(golive_settings(migrated_sqlite_url))
-    runtime.__dict__["gateway"] = FakePreflightGateway()
-    with serving(runtime):
+    with installed_runtime(Runtime(golive_settings(migrated_sqlite_url)), gateway=FakePreflightGateway()) as runtime:
         yield runtime
 
 
@@ -61,16 +69,15 @@ def test_others_see_nothing(golive_page_runtime: Runtime, page: str, role: str) 
 
 
 def test_golive_page_shows_preflight_and_edits_checklist(golive_page_runtime: Runtime) -> None:
-    at, text = rendered("golive")
+    at, text = rendered("golive", "admin")
     assert "Ready: no blocking failures" in text
     assert "webhook.endpoint" in text and "Support macros ready" in text and "Halt automated downgrades" in text
     assert "SECRETCANARY" not in text
-    next(s for s in at.selectbox if s.label == "Item").set_value("rollback_owner")
+    choose(at, "Item", "rollback_owner")
     at.run()
-    next(t for t in at.text_input if t.label == "Owner").input("Riley")
-    next(s for s in at.selectbox if s.label == "Status").set_value("done")
-    next(b for b in at.button if b.label == "Save item").click()
-    at.run()
+    enter(at, "Owner", "Riley")
+    choose(at, "Status", "done")
+    click(at, "Save item")
     assert not at.exception
     with golive_page_runtime.uow() as uow:
         item = uow.session.execute(select(ChecklistItem).where(ChecklistItem.key == "rollback_owner")).scalar_one()
@@ -104,8 +111,7 @@ def test_qa_page_lists_cases_and_records_a_manual_result(golive_page_runtime: Ru
 def test_qa_page_refuses_to_run_in_live_mode(migrated_sqlite_url: str) -> None:
     runtime = Runtime(golive_settings(migrated_sqlite_url, STRIPE_API_KEY="sk_live_SECRETCANARY0123456789ab",
                                       STRIPE_MODE="live"))
-    runtime.__dict__["gateway"] = FakePreflightGateway()
-    with serving(runtime):
+    with installed_runtime(runtime, gateway=FakePreflightGateway()):
         at = app_test_for("qa_matrix", "admin")
         assert "refused here" in page_text(at)
         run_button = next(b for b in at.button if b.label == "Run QA matrix")
@@ -184,7 +190,7 @@ def test_runbook_boxes_hidden_from_others(golive_page_runtime: Runtime, role: st
 
 
 def test_golive_page_shows_who_ticks_every_runbook_box(golive_page_runtime: Runtime) -> None:
-    at, text = rendered("golive")
+    at, text = rendered("golive", "admin")
     assert "Runbook boxes" in text and "192 boxes" in text and "still open" in text
     assert "Last run:" in text
     boxes = next(df.value for df in at.dataframe if "box" in df.value.columns)

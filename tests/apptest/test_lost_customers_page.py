@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import streamlit as st
 
-from services.stripe_mapping import upsert_customer
 from tests.conftest import app_test_for, page_direct_test, page_text
 from tests.integration.test_reconciliation_emulator import World
 
@@ -18,15 +17,7 @@ from tests.integration.test_reconciliation_emulator import World
 @pytest.fixture
 def lost_world(emulator: Any, runtime_factory: Callable[..., Any]) -> tuple[World, str]:
     world = World(runtime_factory)
-    world.customer = world.gateway.update_customer(world.customer["id"], {"name": "Lin **Lost**"},
-                                                   idempotency_key=f"name:{world.customer['id']}")
-    with world.runtime.uow() as uow:
-        upsert_customer(uow, world.customer, observed_at=world.start + 1)
-        uow.commit()
-    sub_id = world.subscribe("pro")
-    world.schedule_downgrade(sub_id)
-    end = world.period_end(sub_id)
-    world.advance(end + 3600)
+    sub_id, end = world.lose_customer("Lin **Lost**")
     world.reconcile(now=end + 3600)
     st.cache_data.clear()
     return world, sub_id

@@ -15,7 +15,7 @@ from db.models.base import utcnow
 from services import signoff
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime, set_runtime
-from tests.conftest import REPO_ROOT, EmulatorHandle, app_test_for, identity_for, page_text
+from tests.conftest import REPO_ROOT, EmulatorHandle, app_test_for, choose, click, enter, identity_for, page_text
 from tests.integration.golive_fixtures import ENG_LEAD, FakePreflightGateway, golive_settings, make_launch_ready
 from tests.integration.test_fraud_warnings import _sync, _warning
 
@@ -65,13 +65,11 @@ def test_plan_change_preview_lines_are_formatted(migrated_sqlite_url: str) -> No
     st.cache_data.clear()
     try:
         at = app_test_for("plan_changes", "admin")
-        next(t for t in at.text_input if t.label.startswith("Customer email")).input("nine@customer.io")
-        next(b for b in at.button if b.label == "Look up").click()
-        at.run()
-        next(s for s in at.selectbox if s.label == "New plan").set_value("pro")
-        next(s for s in at.selectbox if s.label == "Interval").set_value("monthly")
-        next(b for b in at.button if b.label == "Preview change").click()
-        at.run()
+        enter(at, "Customer email", "nine@customer.io")
+        click(at, "Look up")
+        choose(at, "New plan", "pro")
+        choose(at, "Interval", "monthly")
+        click(at, "Preview change")
         assert not at.exception
         metrics = {m.label: m.value for m in at.metric}
         # -4.50 unused basic (half of 9.00) + 15.00 remaining pro (half of 30.00)

@@ -7,38 +7,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import streamlit as st
 from sqlalchemy import select
 
 from db.models import AuditLog, Customer, UserSubscription
 from db.session import UnitOfWork
-from services.runtime import Runtime, set_runtime
-from services.stripe_mapping import upsert_customer, upsert_subscription
 from tests.conftest import app_test_for, page_direct_test, page_text
-from tests.integration.reconcile_fixtures import NOW, FakeGateway, settings_for, subscription
+from tests.integration.reconcile_fixtures import fake_stripe_runtime, subscription
 
 
 @pytest.fixture
 def page_runtime(migrated_sqlite_url: str) -> Iterator[Any]:
-    settings = settings_for(migrated_sqlite_url)
-    runtime = Runtime(settings)
-    gateway = FakeGateway([
+    with fake_stripe_runtime(migrated_sqlite_url, [
         subscription("sub_basic", price="price_basic_monthly", customer="cus_ada"),
         subscription("sub_pending", price="price_pro_monthly", customer="cus_bob", cancel_at_period_end=True,
                      pending_plan="basic"),
-    ])
-    runtime.__dict__["gateway"] = gateway  # the cached_property's slot: no Stripe needed
-    with UnitOfWork(migrated_sqlite_url) as uow:
-        upsert_customer(uow, {"id": "cus_ada", "email": "ada@customer.io"}, observed_at=NOW)
-        upsert_customer(uow, {"id": "cus_bob", "email": "bob@customer.io"}, observed_at=NOW)
-        for sub in gateway.subscriptions.values():
-            upsert_subscription(uow, sub, observed_at=1, settings=settings)
-        uow.commit()
-    set_runtime(runtime)
-    st.cache_data.clear()
-    yield runtime
-    st.cache_data.clear()
-    set_runtime(None)
+    ], [{"id": "cus_ada", "email": "ada@customer.io"}, {"id": "cus_bob", "email": "bob@customer.io"}]) as runtime:
+        yield runtime
 
 
 def _look_up(at: Any, term: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.config import CONSOLE_EVENT_TYPES
-from tests.conftest import TEST_API_KEY, TEST_WEBHOOK_SECRETS
+from tests.conftest import emulator_env
 from tests.integration.golive_fixtures import LocalHttp
 from tests.integration.stripe_target import EMULATOR, REAL_STRIPE, StripeTarget, real_stripe_key
 
@@ -33,21 +33,13 @@ def check_env(emulator: Any, sqlite_url: str, tmp_path: Any, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)  # no stray .env from the repo
     seeded = emulator.admin("seed", {"customers": 0})
     env = {
-        "DATABASE_URL": sqlite_url,
-        "STRIPE_API_KEY": TEST_API_KEY,
-        "STRIPE_API_BASE": emulator.base_url,
-        "STRIPE_MODE": "test",
-        "STRIPE_WEBHOOK_SECRETS": ",".join(TEST_WEBHOOK_SECRETS),
+        **emulator_env(emulator, sqlite_url),
         "STRIPE_PLAN_PRICE_MAPPING_TEST": json.dumps(seeded["prices"]),
-        "ADMIN_EMAILS": "admin@example.com",
-        "SIGNOFF_ENG_LEADS": "eng.lead@example.com",
-        "SIGNOFF_PRODUCT_OWNERS": "product.owner@example.com",
         "CONSOLE_WEBHOOK_URL": WEBHOOK_URL,
         "RECONCILE_CRON_ENABLED": "true",
         "SENTRY_DSN": sentry_ingest.dsn,
         "STRIPE_PUBLISHABLE_KEY": "pk_test_publishable0123456789",
         "STRIPE_MAX_RETRIES": "0",
-        "STRIPE_RATE_LIMIT_PER_SECOND": "1000",
     }
     upgrade(sqlite_url)
     create_endpoint(env, list(CONSOLE_EVENT_TYPES), "first")
@@ -124,3 +116,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
     if SESSION_AUDIT.responses:
         terminalreporter.write_line(SESSION_AUDIT.summary())
+
+
+def confirmed_payment(client: Any, card: str, amount: int) -> Any:
+    """A new customer and a confirmed USD PaymentIntent of `amount` (minor units) paid with the
+    test card `card` (a `pm_card_*` token), through a `stripe.StripeClient`."""
+    customer = client.v1.customers.create({"email": "payer@example.com"})
+    return client.v1.payment_intents.create({"amount": amount, "currency": "usd", "customer": customer.id,
+                                             "payment_method": card, "confirm": True})

@@ -9,6 +9,8 @@ import copy
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from services.config import Settings, load_settings
@@ -171,3 +173,25 @@ def preview_invoice_for(gateway: FakeGateway, params: dict[str, Any]) -> dict[st
     return {"object": "invoice", "currency": "usd", "amount_due": max(total, 0), "total": total,
             "lines": {"object": "list", "data": lines}}
 
+
+
+@contextmanager
+def fake_stripe_runtime(database_url: str, subscriptions: list[dict[str, Any]],
+                        customers: list[dict[str, Any]]) -> Iterator[Any]:
+    """A runtime for the pages on `database_url` (settings_for), its Stripe a FakeGateway holding
+    `subscriptions`; those customers and subscriptions are in the billing DB as synced."""
+    from db.session import UnitOfWork
+    from services.runtime import Runtime
+    from services.stripe_mapping import upsert_customer, upsert_subscription
+    from tests.conftest import installed_runtime
+
+    settings = settings_for(database_url)
+    gateway = FakeGateway(subscriptions)
+    with UnitOfWork(database_url) as uow:
+        for customer in customers:
+            upsert_customer(uow, customer, observed_at=NOW)
+        for sub in gateway.subscriptions.values():
+            upsert_subscription(uow, sub, observed_at=1, settings=settings)
+        uow.commit()
+    with installed_runtime(Runtime(settings), gateway=gateway) as runtime:
+        yield runtime

@@ -10,6 +10,7 @@ import pytest
 import stripe
 
 from tests.conftest import EmulatorHandle
+from tests.integration.conftest import confirmed_payment
 
 
 @pytest.fixture
@@ -18,9 +19,7 @@ def client(emulator: EmulatorHandle) -> stripe.StripeClient:
 
 
 def _pay(client: stripe.StripeClient, card: str, amount: int = 2000) -> Any:
-    customer = client.v1.customers.create({"email": "balance@example.com"})
-    return client.v1.payment_intents.create({"amount": amount, "currency": "usd", "customer": customer.id,
-                                             "payment_method": card, "confirm": True})
+    return confirmed_payment(client, card, amount)
 
 
 def test_charge_and_refund_balance_transactions(client: stripe.StripeClient) -> None:

@@ -13,6 +13,7 @@ import stripe
 
 from emulator.billing_calendar import boundary
 from tests.conftest import EmulatorHandle
+from tests.integration.conftest import confirmed_payment
 from tests.integration.stripe_target import FIXED_IDEMPOTENCY_KEYS, StripeTarget, empty_account
 
 
@@ -178,9 +179,7 @@ def test_sca_card_requires_action_then_completes(client: stripe.StripeClient, em
 
 
 def _pay(client: stripe.StripeClient, card: str, amount: int = 5000) -> Any:
-    customer = client.v1.customers.create({"email": "p@example.io"})
-    return client.v1.payment_intents.create({"amount": amount, "currency": "usd", "customer": customer.id,
-                                             "payment_method": card, "confirm": True})
+    return confirmed_payment(client, card, amount)
 
 
 def test_refunds_full_partial_and_errors(client: stripe.StripeClient) -> None:

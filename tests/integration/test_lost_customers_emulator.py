@@ -23,22 +23,13 @@ from services.reconciliation import (
     apply_drift_fix,
     latest_drift,
 )
-from services.stripe_mapping import upsert_customer
 from tests.conftest import ADMIN_EMAIL
 from tests.integration.test_reconciliation_emulator import World
 
 
 def _lost_world(runtime_factory: Callable[..., Any], database_url: str) -> tuple[World, str, int]:
     world = World(runtime_factory, database_url)
-    world.customer = world.gateway.update_customer(world.customer["id"], {"name": "Lin <b>Lost</b>"},
-                                                   idempotency_key=f"name:{world.customer['id']}")
-    with world.runtime.uow() as uow:
-        upsert_customer(uow, world.customer, observed_at=world.start + 1)
-        uow.commit()
-    sub_id = world.subscribe("pro")
-    world.schedule_downgrade(sub_id)
-    end = world.period_end(sub_id)
-    world.advance(end + 3600)  # nobody reconciled in time: Stripe cancels at the period end
+    sub_id, end = world.lose_customer("Lin <b>Lost</b>")
     assert world.gateway.retrieve_subscription(sub_id)["status"] == "canceled"
     return world, sub_id, end
 

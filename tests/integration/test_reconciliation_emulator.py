@@ -20,7 +20,7 @@ from db.models import ReconcileAction, UserSubscription
 from services import plan_changes, plan_preview, reconcile_run
 from services.reconciliation import DRIFT_KINDS, run_reconcile_cron, run_reconciliation
 from services.runtime import Runtime
-from services.stripe_mapping import upsert_subscription
+from services.stripe_mapping import upsert_customer, upsert_subscription
 from services.stripe_objects import subscription_period
 from tests.conftest import ADMIN_EMAIL
 
@@ -94,6 +94,20 @@ class World:
     def schedule_downgrade(self, subscription_id: str) -> None:
         plan_changes.schedule_downgrade(subscription_id, "basic", "monthly", actor=ADMIN_EMAIL,
                                         settings=self.runtime.settings, uow=self.runtime.uow(), gateway=self.gateway)
+
+    def lose_customer(self, name: str) -> tuple[str, int]:
+        """A customer named `name` on pro with a downgrade scheduled, and nobody reconciling in
+        time: the clock passes the period end, so Stripe cancels. Returns (subscription, period end)."""
+        self.customer = self.gateway.update_customer(self.customer["id"], {"name": name},
+                                                     idempotency_key=f"name:{self.customer['id']}")
+        with self.runtime.uow() as uow:
+            upsert_customer(uow, self.customer, observed_at=self.start + 1)
+            uow.commit()
+        subscription_id = self.subscribe("pro")
+        self.schedule_downgrade(subscription_id)
+        end = self.period_end(subscription_id)
+        self.advance(end + 3600)
+        return subscription_id, end
 
     def reconcile(self, *, now: int, apply: bool = True, runtime: Runtime | None = None) -> Any:
         rt = runtime or self.runtime

@@ -15,16 +15,14 @@ import streamlit as st
 
 from app_pages._shared import plain
 from db.models import StripeEvent
-from db.session import UnitOfWork
 from services import audit, checklist, event_handlers, qa_matrix, webhooks
 from services import fraud_warnings as efw
 from services.auth import Identity
 from services.runtime import Runtime, set_runtime
-from services.stripe_mapping import upsert_customer, upsert_subscription
 from services.sync import run_sync
 from tests.apptest.conftest import shell_runtime  # noqa: F401 (the AppTest runtime fixture)
 from tests.conftest import ADMIN_EMAIL, EmulatorHandle, app_test_for, page_text, unescape_markdown
-from tests.integration.reconcile_fixtures import NOW, FakeGateway, settings_for, subscription
+from tests.integration.reconcile_fixtures import fake_stripe_runtime, subscription
 
 HOSTILE = ("![x](http://evil.test/pixel.png) [Session expired — click to re-verify](http://evil.test/login) "
            "<img src=x onerror=alert(1)> **bold**")
@@ -154,21 +152,10 @@ def test_fraud_warnings_page_shows_customer_text_literally(runtime: Any, emulato
 # --- plan changes and reconciliation: Stripe metadata and customer emails ---------------------
 @pytest.fixture
 def metadata_runtime(migrated_sqlite_url: str) -> Iterator[Any]:
-    settings = settings_for(migrated_sqlite_url)
-    runtime = Runtime(settings)
-    gateway = FakeGateway([subscription("sub_hostile", price="price_pro_monthly", customer="cus_hostile",
-                                        pending_plan=HOSTILE)])
-    runtime.__dict__["gateway"] = gateway  # the cached_property's slot: no Stripe needed
-    with UnitOfWork(migrated_sqlite_url) as uow:
-        upsert_customer(uow, {"id": "cus_hostile", "email": HOSTILE_EMAIL, "name": HOSTILE}, observed_at=NOW)
-        for sub in gateway.subscriptions.values():
-            upsert_subscription(uow, sub, observed_at=1, settings=settings)
-        uow.commit()
-    set_runtime(runtime)
-    st.cache_data.clear()
-    yield runtime
-    st.cache_data.clear()
-    set_runtime(None)
+    with fake_stripe_runtime(migrated_sqlite_url, [
+        subscription("sub_hostile", price="price_pro_monthly", customer="cus_hostile", pending_plan=HOSTILE),
+    ], [{"id": "cus_hostile", "email": HOSTILE_EMAIL, "name": HOSTILE}]) as runtime:
+        yield runtime
 
 
 def test_plan_changes_page_shows_metadata_and_lookups_literally(metadata_runtime: Any) -> None:

@@ -31,7 +31,7 @@ from click.testing import CliRunner
 
 from demo import DEMO_USERS, write_credentials_file
 from services import web_sessions
-from tests.conftest import ADMIN_EMAIL, REPO_ROOT, page_text
+from tests.conftest import ADMIN_EMAIL, REPO_ROOT, offline_runtime, page_text
 
 MIN_COOKIE_KEY_BYTES = 32  # the floor (services.sign_in.MIN_COOKIE_KEY_BYTES)
 REAL_KEY = "k" * 8 + "Zq3v9-real-secret-key-for-tests_0123456789"
@@ -79,19 +79,10 @@ def _credentials(path: Path, *, cookie: dict[str, Any] | None) -> Path:
 
 @pytest.fixture
 def console(migrated_sqlite_url: str, tmp_path: Path) -> Iterator[Any]:
-    from services.config import load_settings
-    from services.runtime import Runtime, set_runtime
+    from services.runtime import set_runtime
 
     def install(credentials: Path) -> Any:
-        settings = load_settings(
-            {"DATABASE_URL": migrated_sqlite_url, "ADMIN_EMAILS": ADMIN_EMAIL, "STRIPE_API_KEY": "sk_test_cookie",
-             "STRIPE_API_BASE": "http://127.0.0.1:9", "STRIPE_MAX_RETRIES": "0",
-             "AUTH_CREDENTIALS_FILE": str(credentials)},
-            env_file=None,
-        )
-        runtime = Runtime(settings)
-        set_runtime(runtime)
-        return runtime
+        return offline_runtime(migrated_sqlite_url, credentials, api_key="sk_test_cookie")
 
     yield install
     set_runtime(None)
