@@ -52,8 +52,7 @@ else:
     anchor = golive if golive and golive + span <= utcnow() else None
     start, end = (anchor, anchor + span) if anchor else (utcnow() - span, utcnow())
 
-alerts = metrics.active_alerts(rt.uow(), settings=rt.settings)
-metrics.send_alerts(rt.uow(), alerts)
+alerts = metrics.active_alerts(rt.uow(), settings=rt.settings)  # the worker sends them (services/worker.py)
 for alert in alerts:
     st.error(f"**{alert.title}**: {plain(alert.detail)}")
 

@@ -344,3 +344,14 @@ def rendered(page: str, role: str = "admin") -> tuple[Any, str]:
     at = app_test_for(page, role)
     assert not at.exception
     return at, page_text(at)
+
+
+def database_contents(runtime: Any) -> dict[str, list[str]]:
+    """Every row of every table, as text: equal before and after a render proves it wrote nothing."""
+    from sqlalchemy import select
+
+    from db.models import Base
+
+    with runtime.uow() as uow:
+        return {table.name: sorted(repr(tuple(row)) for row in uow.session.execute(select(table)))
+                for table in Base.metadata.sorted_tables}
