@@ -12,6 +12,7 @@ import streamlit as st
 from sqlalchemy import select
 
 from db.models import AuditLog, ChecklistItem, QaResult, Signoff
+from db.session import UnitOfWork
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime
 from tests.conftest import (
@@ -20,6 +21,7 @@ from tests.conftest import (
     assert_page_hides,
     choose,
     click,
+    database_contents,
     enter,
     identity_for,
     installed_runtime,
@@ -40,6 +42,9 @@ ADMIN_ONLY_WORDS = {"golive": "Preflight", "qa_matrix": "Cases passed", "signoff
 
 @pytest.fixture
 def golive_page_runtime(migrated_sqlite_url: str) -> Iterator[Runtime]:
+    from services.checklist import seed_checklist
+
+    seed_checklist(UnitOfWork(migrated_sqlite_url))  # as `billing-ops db upgrade` does
     with installed_runtime(Runtime(golive_settings(migrated_sqlite_url)), gateway=FakePreflightGateway()) as runtime:
         yield runtime
 
@@ -68,8 +73,36 @@ def test_others_see_nothing(golive_page_runtime: Runtime, page: str, role: str) 
     assert_page_hides(page, role, words=[ADMIN_ONLY_WORDS[page], "webhook.endpoint"], buttons=["Sign off"])
 
 
-def test_golive_page_shows_preflight_and_edits_checklist(golive_page_runtime: Runtime) -> None:
+def _after_a_run() -> tuple[Any, str]:
+    """The Go-live page once its admin pressed Run preflight."""
+    at, _text = rendered("golive", "admin")
+    click(at, "Run preflight")
+    assert not at.exception
+    return at, page_text(at)
+
+
+def test_viewing_golive_writes_nothing_and_run_preflight_records_one(golive_page_runtime: Runtime) -> None:
+    before = database_contents(golive_page_runtime)
     at, text = rendered("golive", "admin")
+    assert "No preflight has been recorded yet" in text and "192 boxes" in text
+    assert database_contents(golive_page_runtime) == before
+    click(at, "Run preflight")
+    text = page_text(at)
+    assert "Preflight recorded: no blocking failures." in text
+    assert "Last run:" in text and "by admin@example.com, less than a minute ago" in text
+    with golive_page_runtime.uow() as uow:
+        [run] = uow.session.execute(select(AuditLog).where(AuditLog.action == "preflight.run")).scalars().all()
+        assert run.actor == "admin@example.com"
+
+
+def test_an_unseeded_checklist_says_how_to_seed_it(migrated_sqlite_url: str) -> None:
+    with installed_runtime(Runtime(golive_settings(migrated_sqlite_url)), gateway=FakePreflightGateway()):
+        _at, text = rendered("golive", "admin")
+    assert "The checklist is empty: run `billing-ops db upgrade`" in text
+
+
+def test_golive_page_shows_preflight_and_edits_checklist(golive_page_runtime: Runtime) -> None:
+    at, text = _after_a_run()
     assert "Ready: no blocking failures" in text
     assert "webhook.endpoint" in text and "Support macros ready" in text and "Halt automated downgrades" in text
     assert "SECRETCANARY" not in text
@@ -87,8 +120,7 @@ def test_golive_page_shows_preflight_and_edits_checklist(golive_page_runtime: Ru
 def test_golive_page_names_a_blocking_failure_and_its_fix(golive_page_runtime: Runtime) -> None:
     golive_page_runtime.gateway.endpoints.append(  # type: ignore[attr-defined]
         dict(golive_page_runtime.gateway.endpoints[0], id="we_dup"))  # type: ignore[attr-defined]
-    at = app_test_for("golive", "admin")
-    text = page_text(at)
+    _at, text = _after_a_run()
     assert "Not ready" in text and "webhook.duplicates" in text and "billing-ops prune-webhooks" in text
 
 
@@ -190,7 +222,7 @@ def test_runbook_boxes_hidden_from_others(golive_page_runtime: Runtime, role: st
 
 
 def test_golive_page_shows_who_ticks_every_runbook_box(golive_page_runtime: Runtime) -> None:
-    at, text = rendered("golive", "admin")
+    at, text = _after_a_run()
     assert "Runbook boxes" in text and "192 boxes" in text and "still open" in text
     assert "Last run:" in text
     boxes = next(df.value for df in at.dataframe if "box" in df.value.columns)
