@@ -355,3 +355,10 @@ def database_contents(runtime: Any) -> dict[str, list[str]]:
     with runtime.uow() as uow:
         return {table.name: sorted(repr(tuple(row)) for row in uow.session.execute(select(table)))
                 for table in Base.metadata.sorted_tables}
+
+
+def chart_layouts(at: Any) -> list[dict[str, Any]]:
+    """The layout of every plotly chart the page drew (as sent to the browser)."""
+    import json
+
+    return [json.loads(chart.proto.spec)["layout"] for chart in at.get("plotly_chart")]
