@@ -274,11 +274,12 @@ def app_test_for(page: str | None, role: str, *, timeout: float = 30) -> Any:
 
 def page_direct_test(page: str, role: str, *, timeout: float = 30) -> Any:
     """Run one page file on its own (as a stale deep link or legacy discovery would),
-    to prove its own require_admin() gate holds without navigation."""
+    to prove its own require_admin() gate holds without navigation. `role` is a ROLES key or the
+    email of the person signed in (e.g. an engineering lead on the sign-off page)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(REPO_ROOT / "app_pages" / f"{page}.py"), default_timeout=timeout)
-    email = ROLES[role]
+    email = ROLES.get(role, role)
     if email is not None:
         at.session_state["identity"] = identity_for(email)
     at.run()
