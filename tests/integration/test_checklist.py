@@ -93,3 +93,13 @@ def test_db_upgrade_seeds_the_checklist_once(database_url: str, monkeypatch: pyt
     assert len(list_items(UnitOfWork(database_url))) == len(SEED_ITEMS)
     again = CliRunner().invoke(main, ["db", "upgrade"], catch_exceptions=False)
     assert again.exit_code == 0 and "added" not in again.output
+
+
+def test_signoff_readiness_reads_an_unseeded_checklist_as_open(migrated_url: str) -> None:
+    """Readiness is shown on the Sign-off page, so it seeds nothing: a missing item counts as open."""
+    from services.runtime import Runtime
+    from services.signoff import readiness_reasons
+
+    reasons = {reason.key for reason in readiness_reasons(Runtime(golive_settings(migrated_url)))}
+    assert "checklist:rollback_owner" in reasons
+    assert list_items(UnitOfWork(migrated_url)) == []  # still unseeded: nothing written
