@@ -80,12 +80,14 @@ def db() -> None:
 @db.command("upgrade")
 @friendly_errors
 def db_upgrade() -> None:
-    """Run migrations up to the latest revision."""
-    from db.migrate import current_revision, upgrade
+    """Run migrations up to the latest revision and add the go-live checklist's items."""
+    from db.migrate import current_revision
+    from services.schema import upgrade_and_seed
 
     settings = load_settings()
-    upgrade(settings.database_url)
-    click.echo(f"Database at revision {current_revision(settings.database_url)}.")
+    added = upgrade_and_seed(settings.database_url)
+    click.echo(f"Database at revision {current_revision(settings.database_url)}"
+               + (f"; {added} go-live checklist item(s) added." if added else "."))
 
 
 # --- console, demo, emulator ----------------------------------------------------------
@@ -116,13 +118,13 @@ def demo(port: int, webhook_port: int, emulator_port: int, data_dir: str, custom
 @friendly_errors
 def run(port: int) -> None:
     """The console against the configured Stripe account (test or live)."""
-    from db.migrate import upgrade
     from demo import run_console
+    from services.schema import upgrade_and_seed
     from services.sign_in import load_credentials
 
     settings = load_settings()
     load_credentials(settings)  # a missing or short cookie key stops here with one line
-    upgrade(settings.database_url)
+    upgrade_and_seed(settings.database_url)
     sys.exit(run_console(port=port, env={}, wait=True))
 
 

@@ -109,7 +109,7 @@ def prepare_demo(
     echo: Callable[[str], None] = print,
 ) -> DemoEnvironment:
     """Seed the emulator, migrate the DB, register the webhook endpoint and write credentials."""
-    from db.migrate import upgrade
+    from services.schema import upgrade_and_seed
     from services.stripe_gateway import StripeGateway
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def prepare_demo(
         "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
     }
     settings = load_settings(env, env_file=None)
-    upgrade(settings.database_url)
+    upgrade_and_seed(settings.database_url)
     gateway = StripeGateway(settings)
     endpoint = gateway.create_webhook_endpoint(
         {"url": webhook_url, "enabled_events": list(CONSOLE_EVENT_TYPES), "description": "Billing Ops Console"},

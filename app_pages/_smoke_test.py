@@ -88,7 +88,13 @@ def _show(current: dict[str, Any]) -> None:
 
 
 def _watch(smoke_id: int, status: str, identity: Identity) -> None:
-    """Poll while waiting: run the checks as soon as the event is in, then redraw the page."""
+    """Poll while waiting: run the checks as soon as the event is in, then redraw the page.
+
+    The one write a render makes, on purpose: the checks are the second half of the admin's own
+    "Create smoke-test Checkout Session" (the page's caption and ARCHITECTURE promise they run when
+    checkout.session.completed arrives, while the person who paid watches). `run_checks` claims the
+    run (completed -> checking), so however many pages poll, the checks run once, audited as the
+    watcher; a failed run is re-checked only by its "Run the checks again" button."""
 
     @st.fragment(run_every=2)
     def poll() -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages import _charts
 from app_pages._shared import fragment_user, plain, run_action, show_error, show_flash
 from db.models.base import utcnow
 from services import secret_roll, webhook_log, webhook_secrets, webhook_test_event
@@ -52,7 +53,7 @@ def render_endpoint_success(rt: Runtime, since: datetime, window: str) -> None:
                   title=f"Signed requests per hour by endpoint (last {window})",
                   labels={"hour": "hour (UTC, arrival)", "requests": "requests", "endpoint": "endpoint (signing key)"})
     bars.update_xaxes(type="category")  # one bar per hour label, not a time axis of milliseconds
-    st.plotly_chart(bars, width="stretch")
+    st.plotly_chart(_charts.counts(bars), width="stretch")
     share = frame.groupby("hour", as_index=False)["success"].first()
     share["success %"] = (share["success"] * 100).round(1)
     line = px.line(share, x="hour", y="success %", markers=True, range_y=[0, 105],

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages import _charts
 from app_pages._shared import require_admin, runtime
 from db.models.base import utcnow
 from services import dunning
@@ -50,8 +51,8 @@ cohorts = dunning.weekly_cohorts(rt.uow(), since=since, until=until)
 if cohorts:
     frame = pd.DataFrame(cohorts).melt(id_vars="week", value_vars=["entered", "recovered"], var_name="cases",
                                        value_name="invoices")
-    st.plotly_chart(px.bar(frame, x="week", y="invoices", color="cases", barmode="group",
-                           title="Cohorts by the week they entered"), width="stretch")
+    st.plotly_chart(_charts.counts(px.bar(frame, x="week", y="invoices", color="cases", barmode="group",
+                                  title="Cohorts by the week they entered")), width="stretch")
 st.subheader("By plan")
 st.dataframe(pd.DataFrame(dunning.by_plan(rt.uow(), since=since, until=until)), hide_index=True, width="stretch")
 st.subheader("Still open")

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages import _launch_figures
+from app_pages import _charts, _launch_figures
 from app_pages._shared import fragment_user, plain, require_admin, run_action, runtime, show_flash
 from db.models.base import utcnow
 from services import exports, fraud_signals, metrics
@@ -52,8 +52,7 @@ else:
     anchor = golive if golive and golive + span <= utcnow() else None
     start, end = (anchor, anchor + span) if anchor else (utcnow() - span, utcnow())
 
-alerts = metrics.active_alerts(rt.uow(), settings=rt.settings)
-metrics.send_alerts(rt.uow(), alerts)
+alerts = metrics.active_alerts(rt.uow(), settings=rt.settings)  # the worker sends them (services/worker.py)
 for alert in alerts:
     st.error(f"**{alert.title}**: {plain(alert.detail)}")
 
@@ -86,7 +85,8 @@ def charts() -> None:
                       help="Recovered from dunning / entered dunning in this range")
         frame = pd.DataFrame([{"hour": hour, "metric": label(name), "count": count}
                               for name in names for hour, count in data.series[name]])
-        st.plotly_chart(px.line(frame, x="hour", y="count", color="metric", markers=True), width="stretch")
+        st.plotly_chart(_charts.counts(px.line(frame, x="hour", y="count", color="metric", markers=True)),
+                        width="stretch")
     st.download_button("Download CSV", exports.csv_bytes(data.rows()),
                        file_name=f"first-24h-{start:%Y%m%dT%H}.csv", mime="text/csv")
 

@@ -1,10 +1,11 @@
-"""Go-live page (admin only): the automated preflight, every runbook box with who
-ticks it (machine: check, result, time of the last run; person: who and when, and
-why no machine can), then the manual checklist as editable items."""
+"""Go-live page (admin only): the last recorded preflight and its age (Run preflight records a new
+one, as `billing-ops check` does), every runbook box with who ticks it (machine: check, result,
+time of the last run; person: who and when, and why no machine can), then the manual checklist as
+editable items. Viewing the page writes nothing."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -20,40 +21,78 @@ st.title("Go-live preflight & checklist")
 st.caption(f"Stripe {rt.settings.stripe_mode} mode · the same checks as `billing-ops check`.")
 
 
-@st.cache_data(ttl=60, show_spinner="Running the preflight ...")
-def _preflight(actor: str) -> tuple[list[dict[str, Any]], str]:
-    results, ran_at, _recorded = preflight_record.run_and_record(runtime(), actor=actor)
-    return [result.to_dict() for result in results], ran_at.isoformat()
+STALE_AFTER = timedelta(hours=1)  # older results still show, with a nudge to run again before signing
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _last_run() -> tuple[list[dict[str, Any]], str, str] | None:
+    """The last recorded run (audit row `preflight.run`): viewing the page runs nothing."""
+    last = preflight_record.last_run(runtime().uow())
+    if last is None:
+        return None
+    ran_at, actor, results = last
+    return [result.to_dict() for result in results], ran_at.isoformat(), actor
 
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _items() -> list[dict[str, Any]]:
-    checklist.seed_checklist(runtime().uow())
-    return checklist.list_items(runtime().uow())
+    return checklist.list_items(runtime().uow())  # seeded by `billing-ops db upgrade` / `run` / the demo
+
+
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // (24 * 60)} days"
+
+
+def _ran(outcome: tuple[list[preflight.CheckResult], datetime, bool]) -> str:
+    results = outcome[0]
+    blocking = [r.id for r in results if not r.passed and r.severity == "blocking"]
+    return (f"Preflight recorded: not ready, {len(blocking)} blocking failure(s)." if blocking
+            else "Preflight recorded: no blocking failures.")
+
+
+def _not_recorded(outcome: tuple[list[preflight.CheckResult], datetime, bool]) -> str | None:
+    return None if outcome[2] else ("The preflight ran but the billing database could not record it; "
+                                    "`billing-ops check` reports why (db.migrated).")
 
 
 st.header("Preflight")
-if st.button("Re-run preflight"):
-    _preflight.clear()
-results, ran_at_text = _preflight(identity.email)
-st.caption(f"Last run: {ran_at_text[:19].replace('T', ' ')} UTC.")
-blocking = [r for r in results if not r["passed"] and r["severity"] == "blocking"]
-warnings = [r for r in results if not r["passed"] and r["severity"] == "warning"]
-if blocking:
-    st.error(f"Not ready: {len(blocking)} blocking failure(s): {', '.join(r['id'] for r in blocking)}.")
+show_flash("preflight", refused="Not recorded")
+if st.button("Run preflight", type="primary"):
+    run_action("preflight", lambda: preflight_record.run_and_record(rt, actor=identity.email), _ran,
+               failure=_not_recorded, after=_last_run.clear)
+last = _last_run()
+results: list[dict[str, Any]] = []
+ran_at: datetime | None = None
+if last is None:
+    st.info("No preflight has been recorded yet: press **Run preflight** (or run `billing-ops check`).")
 else:
-    st.success(f"Ready: no blocking failures ({len(warnings)} warning(s)).")
-for result in blocking + warnings:
-    box = st.error if result["severity"] == "blocking" else st.warning
-    box(f"**{result['id']}** — {result['message']}  \nFix: {result['fix']}")
-table = pd.DataFrame([{"check": r["id"], "severity": r["severity"], "result": preflight.status_word(
-    preflight.CheckResult(**r)), "message": r["message"]} for r in results])
-st.dataframe(table, hide_index=True)
+    results, ran_at_text, ran_by = last
+    ran_at = datetime.fromisoformat(ran_at_text)
+    age = rt.clock() - ran_at
+    st.caption(f"Last run: {ran_at_text[:19].replace('T', ' ')} UTC by {ran_by}, {_age(age)} ago.")
+    if age > STALE_AFTER:
+        st.warning(f"These results are {_age(age)} old: run the preflight again before signing off.")
+    blocking = [r for r in results if not r["passed"] and r["severity"] == "blocking"]
+    warnings = [r for r in results if not r["passed"] and r["severity"] == "warning"]
+    if blocking:
+        st.error(f"Not ready: {len(blocking)} blocking failure(s): {', '.join(r['id'] for r in blocking)}.")
+    else:
+        st.success(f"Ready: no blocking failures ({len(warnings)} warning(s)).")
+    for result in blocking + warnings:
+        box = st.error if result["severity"] == "blocking" else st.warning
+        box(f"**{result['id']}** — {result['message']}  \nFix: {result['fix']}")
+    table = pd.DataFrame([{"check": r["id"], "severity": r["severity"], "result": preflight.status_word(
+        preflight.CheckResult(**r)), "message": r["message"]} for r in results])
+    st.dataframe(table, hide_index=True)
 
 items = _items()
 st.header("Runbook boxes")
-boxes = preflight_record.box_rows([preflight.CheckResult(**r) for r in results],
-                                  datetime.fromisoformat(ran_at_text), items)
+boxes = preflight_record.box_rows([preflight.CheckResult(**r) for r in results] or None, ran_at, items)
 manual_open = [b for b in boxes if b["ticked_by"] == "person" and b["status"] == "open"]
 machine = [b for b in boxes if b["ticked_by"] == "machine"]
 st.markdown(f"**{len(boxes)} boxes** in both runbooks: {len(machine)} ticked by the machine "
@@ -71,6 +110,10 @@ st.dataframe(pd.DataFrame([{
 _smoke_test.render(identity, on_change=_items.clear)
 
 st.header("Checklist")
+if not items:
+    st.warning("The checklist is empty: run `billing-ops db upgrade` (it adds the runbooks' manual items, keeping "
+               "edited ones), then reload this page.")
+    st.stop()
 switch_states = switches.all_states(rt.uow())
 
 

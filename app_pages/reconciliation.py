@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages import _charts
 from app_pages._shared import fragment_user, plain, require_admin, run_action, runtime, show_error, show_flash
 from services import lost_customers, reconciliation
 from services.lost_customers import LostCustomer, ResubscribePlan
@@ -122,7 +123,7 @@ def _history() -> None:
     if len(history) > 1:
         chart = px.bar(history.sort_values("run"), x="run", y=["applied", "drift", "errors"], barmode="group",
                        labels={"value": "count", "variable": ""}, height=240)
-        st.plotly_chart(chart, use_container_width=True)
+        st.plotly_chart(_charts.counts(chart), use_container_width=True)
     st.dataframe(history, hide_index=True, width="stretch")
     run_ids = [run["run"] for run in runs]
     chosen = st.selectbox("Show the actions of run", run_ids, index=0, key="run_choice")

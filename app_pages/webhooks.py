@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages import _charts
 from app_pages._shared import fragment_user, plain, require_admin, run_action, runtime, show_flash
 from app_pages._webhook_log import render_log
 from app_pages._webhook_tools import render_endpoint_success, render_secret_roll, render_test_event
@@ -63,7 +64,7 @@ def health() -> None:
                         title=f"Stored events per hour of the event's time, deliveries vs backfill (last {window})",
                         labels={"hour": "hour (UTC, event created)", "events": "events", "source": "how it arrived"})
         figure.update_xaxes(type="category")  # one bar per hour label (a time axis ticks in milliseconds)
-        st.plotly_chart(figure, width="stretch")
+        st.plotly_chart(_charts.counts(figure), width="stretch")
 
 
 health()

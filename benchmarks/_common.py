@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -17,3 +18,13 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
         samples.append((time.perf_counter() - started) * 1000)
     samples.sort()
     return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 5) -> None:
+    """Stop a server the benchmark started: SIGTERM, then SIGKILL if it is still up after `timeout`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

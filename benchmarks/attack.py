@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from benchmarks._common import stop_process  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 
 SECRET = "whsec_" + secrets.token_hex(16)  # a fresh signing secret per run, never a committed one
@@ -112,11 +113,6 @@ def _start(kind: str, database_url: str) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.1)
     server.kill()
     raise SystemExit(f"{kind} did not start on port {port}")
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    server.wait(timeout=20)
 
 
 def _valid_deliveries(port: int, count: int, expect_ok: bool) -> list[float]:
@@ -226,7 +222,7 @@ def measure(kind: str, database_url: str, deliveries: int, rps: int, scratch: st
         forged, rate, wrk_errors = _wrk_figures(output)
         rss_before, rss_peak, sent = _peak_rss_during_big_bodies(server, port)
     finally:
-        _stop(server)
+        stop_process(server, timeout=20)
     return {"quiet": quiet, "flooded": flooded, "forged": forged, "rate": rate, "wrk": wrk_errors,
             "rss_before": rss_before, "rss_peak": rss_peak, "sent": sent}
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, text  # noqa: E402
 
+from benchmarks._common import timed  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import Charge, Customer, FraudWarning  # noqa: E402
 from db.session import UnitOfWork, get_engine  # noqa: E402
@@ -67,17 +66,6 @@ def seed(url: str, customers: int) -> None:
         }])
 
 
-def percentiles(run: Callable[[], object], repeat: int) -> tuple[float, float]:
-    run()  # warm the caches and the connection pool
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=100_000)
@@ -100,7 +88,7 @@ def main() -> None:
     print(f"related payments found: {len(related)} ({', '.join(f'{k} {n}' for k, n in by_kind.items())})")
     for label, run in (("ceiling: select 1", ceiling), ("radar_context", lambda: efw_radar.radar_context(uow, TARGET)),
                        ("related_payments", lambda: efw_radar.related_payments(uow, TARGET))):
-        p50, p95 = percentiles(run, args.repeat)
+        p50, p95 = timed(run, args.repeat)
         print(f"{label:<20} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  (goal p95 < {GOAL_P95_MS:.0f} ms)")
 
 

@@ -39,6 +39,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import stripe  # noqa: E402
 
+from benchmarks._common import stop_process  # noqa: E402
+
 GOAL_RATIO = 2.0
 
 # The workload, in order: (call name, function(client, state) -> None). Each step reads what the
@@ -260,15 +262,6 @@ def start_localstripe(executable: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def start_on_a_free_port(start: Callable[[int], subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], int]:
     """Start a server on a free port; another process on this machine may take the port first, so retry."""
     for attempt in range(3):
@@ -408,7 +401,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     try:
         results.append(run_workload("emulator", f"http://127.0.0.1:{port}", seconds, threads))
     finally:
-        stop(process)
+        stop_process(process)
 
     skip_reason = "--emulator-only" if args.emulator_only else ""
     executable, why_not = (None, skip_reason) if args.emulator_only else find_localstripe()
@@ -417,13 +410,13 @@ def main(argv: list[str] | None = None) -> list[Result]:
         try:
             results.append(run_workload("localstripe", f"http://127.0.0.1:{port}", seconds, threads))
         finally:
-            stop(process)
+            stop_process(process)
     if not args.emulator_only:
         process, port = start_on_a_free_port(start_ceiling)
         try:
             results.append(run_workload("ceiling", f"http://127.0.0.1:{port}", seconds, threads))
         finally:
-            stop(process)
+            stop_process(process)
     print(report(results, why_not))
     return results
 

@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from benchmarks._common import stop_process  # noqa: E402
 from benchmarks.profile_summary import profiled  # noqa: E402
 from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 from benchmarks.webhook_peers import commit_latency_seconds  # noqa: E402
@@ -158,12 +159,7 @@ def serve(kind: str, workers: int, database_url: str | None) -> Iterator[tuple[i
         _wait_ready(port, kind, server)
         yield port, server.pid
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=20)
 
 
 def _wait_ready(port: int, kind: str, server: subprocess.Popen[bytes]) -> None:

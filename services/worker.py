@@ -9,11 +9,13 @@ import socket
 import time
 from collections.abc import Callable
 
+from services.metrics import check_alerts
 from services.runtime import Runtime
 from services.switches import switch_state
 from services.webhooks import process_pending
 
 POLL_SECONDS = 1.0
+ALERT_CHECK_SECONDS = 60.0  # alerts are evaluated at most this often; each is sent at most once per hour
 
 
 def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = print,
@@ -23,6 +25,7 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
     settings = runtime.settings
     holder = f"{socket.gethostname()}:{os.getpid()}"
     next_reconcile = 0.0
+    next_alerts = 0.0
     echo(f"worker {holder}: processing events"
          + (f"; reconciliation every {settings.reconcile_cron_interval_seconds} s"
             if settings.reconcile_cron_enabled else "; reconciliation cron disabled"))
@@ -45,6 +48,11 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
                 report = None
             if report is not None:
                 echo(f"reconcile run: examined {report.examined}, applied {report.applied}, drift {report.drift}")
+        if time.monotonic() >= next_alerts:
+            next_alerts = time.monotonic() + ALERT_CHECK_SECONDS
+            sent = check_alerts(runtime)
+            if sent:
+                echo(f"sent {sent} alert(s) to Sentry")
         if once:
             return
         sleep(POLL_SECONDS)

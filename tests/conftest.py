@@ -274,11 +274,12 @@ def app_test_for(page: str | None, role: str, *, timeout: float = 30) -> Any:
 
 def page_direct_test(page: str, role: str, *, timeout: float = 30) -> Any:
     """Run one page file on its own (as a stale deep link or legacy discovery would),
-    to prove its own require_admin() gate holds without navigation."""
+    to prove its own require_admin() gate holds without navigation. `role` is a ROLES key or the
+    email of the person signed in (e.g. an engineering lead on the sign-off page)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(REPO_ROOT / "app_pages" / f"{page}.py"), default_timeout=timeout)
-    email = ROLES[role]
+    email = ROLES.get(role, role)
     if email is not None:
         at.session_state["identity"] = identity_for(email)
     at.run()
@@ -344,3 +345,21 @@ def rendered(page: str, role: str = "admin") -> tuple[Any, str]:
     at = app_test_for(page, role)
     assert not at.exception
     return at, page_text(at)
+
+
+def database_contents(runtime: Any) -> dict[str, list[str]]:
+    """Every row of every table, as text: equal before and after a render proves it wrote nothing."""
+    from sqlalchemy import select
+
+    from db.models import Base
+
+    with runtime.uow() as uow:
+        return {table.name: sorted(repr(tuple(row)) for row in uow.session.execute(select(table)))
+                for table in Base.metadata.sorted_tables}
+
+
+def chart_layouts(at: Any) -> list[dict[str, Any]]:
+    """The layout of every plotly chart the page drew (as sent to the browser)."""
+    import json
+
+    return [json.loads(chart.proto.spec)["layout"] for chart in at.get("plotly_chart")]

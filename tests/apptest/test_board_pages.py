@@ -8,7 +8,7 @@ from typing import Any
 from db.models import Invoice, MetricsSnapshot
 from db.models.base import utcnow
 from services import metric_points as m
-from tests.conftest import app_test_for, page_direct_test, page_text, rendered
+from tests.conftest import app_test_for, chart_layouts, database_contents, page_direct_test, page_text, rendered
 
 
 def _data(runtime: Any) -> None:
@@ -43,6 +43,30 @@ def test_board_with_data_alert_and_snapshot(runtime: Any) -> None:
     assert "Snapshot 1 saved" in page_text(at)
     with runtime.uow() as uow:
         assert uow.session.get(MetricsSnapshot, 1) is not None
+
+
+def test_board_shows_alerts_without_sending_or_writing(runtime: Any, monkeypatch: Any) -> None:
+    from services import metrics
+
+    _data(runtime)
+    sent: list[str] = []
+    monkeypatch.setattr(metrics, "capture_alert", lambda message, tags: sent.append(message))
+    before = database_contents(runtime)
+    _at, text = rendered("first_24h")
+    assert "Invalid webhook signatures" in text  # shown: it fires
+    assert sent == []  # sending is the worker's (services/worker.py)
+    assert database_contents(runtime) == before
+
+
+def test_count_charts_start_at_zero(runtime: Any) -> None:
+    """An all-zero series (no dunning here) sits on the axis, not in the middle of -1..1."""
+    _data(runtime)
+    for page in ("first_24h", "dunning"):
+        at, _text = rendered(page)
+        layouts = chart_layouts(at)
+        counted = [layout for layout in layouts if "title" not in layout or "How cases" not in str(layout["title"])]
+        assert counted, page
+        assert all(layout["yaxis"]["rangemode"] == "tozero" for layout in counted), page
 
 
 def test_board_range_picker(runtime: Any) -> None:

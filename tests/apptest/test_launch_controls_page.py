@@ -68,12 +68,12 @@ def test_every_admin_page_shows_the_banner_while_paused(shell_runtime: Any) -> N
 
 
 def test_the_rollback_plan_shows_the_switch_that_performs_each_step(golive_page_runtime: Any) -> None:  # noqa: F811
-    from tests.apptest.test_golive_pages import _as
+    from tests.conftest import page_direct_test
     from tests.integration.golive_fixtures import ADMIN
 
     switches.pause_switch("reconcile", reason="Downgrades doubled", actor=SystemCaller("lead@example.com"),
                           settings=golive_page_runtime.settings, uow=golive_page_runtime.uow())
-    at = _as(ADMIN, "golive")
+    at = page_direct_test("golive", ADMIN)
     assert not at.exception
     rollback = next(df.value for df in at.dataframe if "in the console" in df.value.columns)
     by_item = dict(zip(rollback["item"], rollback["in the console"], strict=True))

@@ -15,7 +15,7 @@ from db.models.base import utcnow
 from services import signoff
 from services.qa_matrix import CASE_IDS, code_version
 from services.runtime import Runtime, set_runtime
-from tests.conftest import REPO_ROOT, EmulatorHandle, app_test_for, choose, click, enter, identity_for, page_text
+from tests.conftest import EmulatorHandle, app_test_for, choose, click, enter, page_direct_test, page_text
 from tests.integration.golive_fixtures import ENG_LEAD, FakePreflightGateway, golive_settings, make_launch_ready
 from tests.integration.test_fraud_warnings import _sync, _warning
 
@@ -100,6 +100,7 @@ def nine_dollar_runtime(migrated_sqlite_url: str) -> Iterator[Runtime]:
 
 def test_preflight_price_check_reads_9_00_usd(nine_dollar_runtime: Runtime) -> None:
     at = app_test_for("golive", "admin")
+    click(at, "Run preflight")
     assert not at.exception
     text = page_text(at)
     assert "basic.monthly → price_basic_monthly: active, every month, 9.00 USD." in text
@@ -108,8 +109,6 @@ def test_preflight_price_check_reads_9_00_usd(nine_dollar_runtime: Runtime) -> N
 
 
 def test_signoff_record_and_summary_freeze_9_00_usd(nine_dollar_runtime: Runtime) -> None:
-    from streamlit.testing.v1 import AppTest
-
     make_launch_ready(nine_dollar_runtime, golive_at=utcnow() - timedelta(hours=2))  # the failure is in the window
     with nine_dollar_runtime.uow() as uow:
         for case_id in CASE_IDS:
@@ -118,11 +117,8 @@ def test_signoff_record_and_summary_freeze_9_00_usd(nine_dollar_runtime: Runtime
         uow.session.add(Invoice(id="in_open", stripe_customer_id="cus_1", status="open", amount_due=2900,
                                 currency="usd", plan="pro", payment_failed_at=utcnow() - timedelta(hours=1)))
         uow.commit()
-    at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "signoff.py"), default_timeout=30)
-    at.session_state["identity"] = identity_for(ENG_LEAD)
-    at.run()
-    next(b for b in at.button if b.label == "Sign off").click()
-    at.run()
+    at = page_direct_test("signoff", ENG_LEAD)
+    click(at, "Sign off")
     assert not at.exception
     assert "Signed as engineering lead" in page_text(at)
     frozen = "\n".join(at.dataframe[-1].value["message"])
@@ -198,12 +194,10 @@ def test_disputes_show_yen_unscaled_and_filter_amounts_in_the_chosen_currency(ru
     # 1,000 typed with JPY chosen means 1,000 yen: both the 5,000 JPY dispute and nothing in USD.
     next(t for t in at.text_input if t.label == "Currency").input("jpy")
     next(n for n in at.number_input if n.label == "Min amount").set_value(1000.0)
-    next(b for b in at.button if b.label == "Apply filters").click()
-    at.run()
+    click(at, "Apply filters")
     assert list(at.dataframe[0].value["dispute"]) == [yen]
     # An amount bound with no currency is not guessed at.
     next(t for t in at.text_input if t.label == "Currency").input("")
-    next(b for b in at.button if b.label == "Apply filters").click()
-    at.run()
+    click(at, "Apply filters")
     assert "Amount filter not applied: Choose a currency" in page_text(at)
     assert set(at.dataframe[0].value["dispute"]) == {yen, dollars}

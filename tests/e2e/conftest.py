@@ -156,6 +156,14 @@ def wait_until_idle(page: Any, timeout_ms: int = 60_000) -> None:
     )
 
 
+def press(page: Any, button: str, shows: str, timeout_ms: int = 60_000) -> None:
+    """Click the button named `button`, wait until the page shows `shows`, then until it is idle
+    (a click while the page still reruns can land on a widget that is being replaced)."""
+    page.get_by_role("button", name=button).click()
+    page.wait_for_selector(f"text={shows}", timeout=timeout_ms)
+    wait_until_idle(page)
+
+
 def screenshot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import open_page, screenshot, sign_in, wait_until_idle
+from tests.e2e.conftest import open_page, press, screenshot, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +36,8 @@ def test_answer_the_most_urgent_dispute(demo_server: Any, page: Any, tmp_path: P
     pdf = tmp_path / "receipt.pdf"
     pdf.write_bytes(b"%PDF-1.4\n% receipt for the disputed charge\n" + b"0" * 2048)
     page.locator("input[type='file']").set_input_files(str(pdf))
-    page.get_by_role("button", name="Upload file").click()
-    page.wait_for_selector("text=Attached receipt.pdf", timeout=60_000)
-    wait_until_idle(page)
-    page.get_by_role("button", name="Save draft").click()
-    page.wait_for_selector("text=Draft saved and staged", timeout=60_000)
-    wait_until_idle(page)
+    press(page, "Upload file", "Attached receipt.pdf")
+    press(page, "Save draft", "Draft saved and staged")
     page.get_by_role("button", name="Submit evidence…").click()
     dialog = page.get_by_role("dialog")
     dialog.wait_for()

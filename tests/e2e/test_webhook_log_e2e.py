@@ -16,7 +16,7 @@ import pytest
 from dotenv import dotenv_values
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import open_page, screenshot, sign_in, wait_until_idle
+from tests.e2e.conftest import open_page, press, screenshot, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -104,12 +104,8 @@ def test_the_secret_roll_stepper_checks_each_step(demo_server: Any, page: Any) -
     the stepper's state survives a reload (it is kept in the database)."""
     sign_in(page, demo_server, demo_server.admin_email)
     open_page(page, "Webhooks")
-    page.get_by_role("button", name="Start a secret roll").click()
-    page.wait_for_selector("text=Roll started", timeout=60_000)
-    wait_until_idle(page)
-    page.get_by_role("button", name="Check: add the new secret").click()
-    page.wait_for_selector("text=still holds only the old secret", timeout=60_000)
-    wait_until_idle(page)
+    press(page, "Start a secret roll", "Roll started")
+    press(page, "Check: add the new secret", "still holds only the old secret")
     screenshot(page, "webhook_secret_roll_step_1")
     page.reload()
     page.wait_for_selector("h1:has-text('Webhooks')", timeout=120_000)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import emulator as bench
+from benchmarks._common import stop_process
 
 
 def _run(name: str, process_port: int, rounds: int) -> bench.Result:
@@ -19,7 +20,7 @@ def test_the_emulator_answers_the_whole_workload() -> None:
     try:
         result = _run("emulator", port, rounds=2)
     finally:
-        bench.stop(process)
+        stop_process(process)
     failing = {name: tally.first_error for name, tally in result.calls.items() if tally.failed}
     assert not failing, failing
     assert result.answered() == {name for name, _ in bench.WORKLOAD}
@@ -40,7 +41,7 @@ def test_the_emulator_answers_every_call_localstripe_answers() -> None:
         try:
             results.append(_run(name, port, rounds=1))
         finally:
-            bench.stop(process)
+            stop_process(process)
     ours, peer = results
     assert peer.answered(), "localstripe answered nothing: the workload did not reach it"
     assert peer.answered() <= ours.answered(), sorted(peer.answered() - ours.answered())

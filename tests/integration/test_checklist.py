@@ -77,3 +77,29 @@ def test_non_admin_is_denied(migrated_url: str) -> None:
         assert (row.actor, row.result) == ("viewer@outside.io", "denied")
         item = uow.session.execute(select(ChecklistItem).where(ChecklistItem.key == "support_macros")).scalar_one()
         assert item.status == "open" and item.owner is None
+
+
+def test_db_upgrade_seeds_the_checklist_once(database_url: str, monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: object) -> None:
+    """The pages only read the checklist: `billing-ops db upgrade` (and `run`, the demo) seed it."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    monkeypatch.chdir(str(tmp_path))  # no stray .env
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    first = CliRunner().invoke(main, ["db", "upgrade"], catch_exceptions=False)
+    assert first.exit_code == 0 and f"{len(SEED_ITEMS)} go-live checklist item(s) added" in first.output
+    assert len(list_items(UnitOfWork(database_url))) == len(SEED_ITEMS)
+    again = CliRunner().invoke(main, ["db", "upgrade"], catch_exceptions=False)
+    assert again.exit_code == 0 and "added" not in again.output
+
+
+def test_signoff_readiness_reads_an_unseeded_checklist_as_open(migrated_url: str) -> None:
+    """Readiness is shown on the Sign-off page, so it seeds nothing: a missing item counts as open."""
+    from services.runtime import Runtime
+    from services.signoff import readiness_reasons
+
+    reasons = {reason.key for reason in readiness_reasons(Runtime(golive_settings(migrated_url)))}
+    assert "checklist:rollback_owner" in reasons
+    assert list_items(UnitOfWork(migrated_url)) == []  # still unseeded: nothing written

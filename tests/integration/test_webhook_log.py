@@ -175,6 +175,24 @@ def test_mark_resolved_is_audited_and_the_worker_never_retries_it(runtime_factor
     assert ok.details["previous"]["status"] == "failed" and "nothing to apply" in ok.details["reason"]
 
 
+def test_replay_from_the_log_refuses_in_words_when_it_fails_again(runtime_factory: Any, database_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = runtime_factory(DATABASE_URL=database_url)
+    working = event_handlers.HANDLERS["charge.refunded"]
+    _poison(runtime, monkeypatch)
+    kw: dict[str, Any] = {"actor": ADMIN_EMAIL, "settings": runtime.settings, "runtime": runtime}
+    with pytest.raises(webhook_log.WebhookLogError, match="evt_poison ran again and failed again"):
+        webhook_log.replay("evt_poison", uow=runtime.uow(), **kw)
+    with pytest.raises(webhook_log.WebhookLogError, match="No stored event evt_missing"):
+        webhook_log.replay("evt_missing", uow=runtime.uow(), **kw)
+    assert (_event_row(runtime, "evt_poison").status, _event_row(runtime, "evt_poison").attempts) == ("failed", 2)
+    monkeypatch.setitem(event_handlers.HANDLERS, "charge.refunded", working)  # fixed: the replay now processes it
+    assert webhook_log.replay("evt_poison", uow=runtime.uow(), **kw) is True
+    assert _event_row(runtime, "evt_poison").status == "processed"
+    assert [(a.result, a.target) for a in _audit(runtime, "webhooks.replay")] == [
+        ("error", "evt_poison"), ("refused", "evt_missing"), ("ok", "evt_poison")]
+
+
 def test_mark_resolved_refusals_change_nothing_and_are_audited(runtime_factory: Any, database_url: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = runtime_factory(DATABASE_URL=database_url)

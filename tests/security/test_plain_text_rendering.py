@@ -212,6 +212,7 @@ def test_audit_page_shows_actors_and_targets_literally(shell_runtime: Any) -> No
 
 
 def test_golive_and_qa_pages_show_notes_literally(runtime: Any, emulator: EmulatorHandle) -> None:
+    st.cache_data.clear()  # the page caches its checklist read; an earlier test's would hide this DB's
     checklist.seed_checklist(runtime.uow())
     item = checklist.list_items(runtime.uow())[0]
     checklist.update_item(item["key"], owner=HOSTILE_EMAIL, status="open", note=HOSTILE, actor=ADMIN_EMAIL,
@@ -240,7 +241,8 @@ def test_no_access_page_and_sidebar_show_the_identity_literally(shell_runtime: A
 
 
 def test_signoff_page_shows_the_signers_note_literally(migrated_sqlite_url: str) -> None:
-    from tests.apptest.test_golive_pages import _as, _passed_results
+    from tests.apptest.test_golive_pages import _passed_results
+    from tests.conftest import page_direct_test
     from tests.integration.golive_fixtures import ENG_LEAD, FakePreflightGateway, golive_settings, make_launch_ready
 
     runtime = Runtime(golive_settings(migrated_sqlite_url))
@@ -250,13 +252,13 @@ def test_signoff_page_shows_the_signers_note_literally(migrated_sqlite_url: str)
     try:
         make_launch_ready(runtime)
         _passed_results(runtime)
-        at = _as(ENG_LEAD, "signoff")
+        at = page_direct_test("signoff", ENG_LEAD)
         next(t for t in at.text_input if t.label == "Note (optional)").input(HOSTILE)
         next(b for b in at.button if b.label == "Sign off").click()
         at.run()
         assert "Signed as engineering lead" in page_text(at)
         st.cache_data.clear()
-        at = _as(ENG_LEAD, "signoff")
+        at = page_direct_test("signoff", ENG_LEAD)
         assert_inert(at, shows=[HOSTILE, ENG_LEAD], in_markdown=True)  # the record's signature line
     finally:
         st.cache_data.clear()
