@@ -101,7 +101,7 @@ class Invoice(Base):
 
 class Charge(Base):
     __tablename__ = "charges"
-    # Succeeded charges per day and per card brand (the dispute rates) from the index alone (migration 0011).
+    # Succeeded charges per day and per card brand (the dispute rates) from the index alone (migration 0010).
     __table_args__ = (Index("ix_charges_status_created_card_brand", "status", "created", "card_brand"),)
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # ch_...

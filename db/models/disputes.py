@@ -11,7 +11,7 @@ from db.models.base import Base, utcnow
 
 class Dispute(Base):
     __tablename__ = "disputes"
-    # The queue's pages and tiles read from this index alone (migration 0011).
+    # The queue's pages and tiles read from this index alone (migration 0010).
     __table_args__ = (Index("ix_disputes_status_due_by_currency_amount", "status", "due_by", "currency", "amount"),)
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # dp_...

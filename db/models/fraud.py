@@ -18,7 +18,7 @@ class FraudWarning(Base):
 
     __tablename__ = "fraud_warnings"
     # The queue reads each run of its order in order, and its tiles, from the first index; the
-    # funnel a period's warnings from the second (migration 0011).
+    # funnel a period's warnings from the second (migration 0010).
     __table_args__ = (
         Index("ix_fraud_warnings_queue", "status", "created", "actionable", "currency", "amount", "charge_id"),
         Index("ix_fraud_warnings_funnel", "created", "status", "decided_at", "currency", "charge_id", "id"),

@@ -1,7 +1,7 @@
 """disputes, fraud_warnings, charges: the indexes the queue pages read a page, their tiles and the rates from
 
-Revision ID: 0011
-Revises: 0009 (to be rechained onto 0010 when the branches merge)
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06 21:10:00
 
 The disputes queue reads each status's page in deadline order and its tiles (open, overdue, due
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0011'
+revision: str = '0010'
 down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
