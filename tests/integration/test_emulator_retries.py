@@ -166,3 +166,24 @@ def test_an_unpaid_subscription_keeps_invoicing_in_drafts_without_attempting_the
     assert finalized.status == "open" and finalized.attempted is False
     assert client.v1.invoices.pay(draft.id).status == "paid"
     assert client.v1.subscriptions.retrieve(subscription.id).status == "active"
+
+
+@pytest.mark.emulator_only(reason="the retry's moment is the emulator's even spread of Smart Retries")
+def test_no_retry_charges_while_no_payment_method_is_available(client: stripe.StripeClient) -> None:
+    clock, subscription, failed_at = _failing_renewal(client)
+    invoice = client.v1.invoices.retrieve(subscription.latest_invoice)
+    charges_before = len(client.v1.charges.list({"customer": subscription.customer}).data)
+    for pm in client.v1.payment_methods.list({"customer": subscription.customer, "type": "card"}).data:
+        client.v1.payment_methods.detach(pm.id)
+    # "Stripe doesn't retry payments when no payment method is available": the retry's moment passes
+    # without a new charge and the invoice stays open.
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": failed_at + SMART_GAP + 60})
+    invoice = client.v1.invoices.retrieve(invoice.id)
+    assert invoice.status == "open" and invoice.amount_paid == 0
+    assert len(client.v1.charges.list({"customer": subscription.customer}).data) == charges_before
+    # A new payment method: the next scheduled retry charges it.
+    card = client.v1.payment_methods.attach("pm_card_visa", {"customer": subscription.customer})
+    client.v1.customers.update(subscription.customer, {"invoice_settings": {"default_payment_method": card.id}})
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": failed_at + 3 * SMART_GAP})
+    assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(subscription.id).status == "active"
