@@ -158,7 +158,10 @@ class InvoicesMixin(CancellationMixin):
             invoice["attempt_count"] += 1
         if outcome == "succeeded":
             self._mark_paid(invoice, now)
-            if subscription is not None and subscription["status"] in ("incomplete", "past_due", "unpaid"):
+            # An unpaid subscription is active again only once its most recent invoice is paid.
+            reactivates = subscription is not None and (subscription["status"] in ("incomplete", "past_due") or (
+                subscription["status"] == "unpaid" and subscription.get("latest_invoice") == invoice["id"]))
+            if subscription is not None and reactivates:
                 before = self.snapshot(subscription)
                 subscription["status"] = "active"
                 self.emit_update("customer.subscription.updated", subscription, before, created=now)

@@ -20,7 +20,8 @@ What Stripe documents (docs.stripe.com/billing/revenue-recovery/smart-retries):
   a new payment method. Not modelled: the emulator's lost and stolen test cards are declined on
   attach and its 3-D Secure cards ask for authentication, so no renewal here ends in one of them.
 - An unpaid subscription's renewal invoices stay drafts with auto_advance off and are not attempted
-  (billing/clock.py); its open invoice has no further attempt.
+  (billing/clock.py); its open invoice has no further attempt, and only paying the most recent
+  invoice makes it active again.
 
 `/_emulator/billing/config` sets it, e.g. `{"retries": {"mode": "custom", "days": [3, 5, 7]},
 "after_retries": {"subscription": "unpaid", "invoice": "uncollectible"}}`.

@@ -159,8 +159,11 @@ def test_an_unpaid_subscription_keeps_invoicing_in_drafts_without_attempting_the
     assert client.v1.invoices.retrieve(first.id).attempt_count == 2  # no attempt on the old one either
     failed = [e.data.object.id for e in client.v1.events.list({"type": "invoice.payment_failed", "limit": 100}).data]
     assert draft.id not in failed
-    # Reactivating: new payment details, auto_advance back on, finalize and pay the latest invoice.
+    # Reactivating: new payment details, auto_advance back on, finalize and pay the latest invoice
+    # (paying only the older one leaves the subscription unpaid).
     client.v1.customers.update(subscription.customer, {"invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    assert client.v1.invoices.pay(first.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(subscription.id).status == "unpaid"
     client.v1.invoices.update(draft.id, {"auto_advance": True})
     finalized = client.v1.invoices.finalize_invoice(draft.id)
     assert finalized.status == "open" and finalized.attempted is False
