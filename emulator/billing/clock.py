@@ -81,7 +81,10 @@ class ClockMixin(InvoicePreviewMixin):
             each["current_period_end"] = self.period_end(each["price"], anchor, period_end)
         self.emit_update("customer.subscription.updated", subscription, before, created=period_end)
         lines = self.pending_prorations.pop(subscription["id"], []) + self._item_lines(subscription, period_end)
-        self._invoice_for(subscription, "subscription_cycle", lines, period_end, finalize=False)
+        # Stripe: an unpaid subscription's invoices keep being generated each cycle but stay drafts and
+        # aren't attempted; to reactivate, set auto_advance to true, finalize and pay them.
+        self._invoice_for(subscription, "subscription_cycle", lines, period_end, finalize=False,
+                          auto_advance=subscription["status"] != "unpaid")
 
     def _send_upcoming(self, subscription: Json, at: int) -> None:
         """invoice.upcoming, the configured number of days before renewal (its invoice has no id)."""

@@ -55,7 +55,7 @@ class InvoicesMixin(CancellationMixin):
         }
 
     def _invoice_for(self, subscription: Json, billing_reason: str, lines: list[Json], now: int, *,
-                     finalize: bool = True) -> Json:
+                     finalize: bool = True, auto_advance: bool = True) -> Json:
         total = sum(line["amount"] for line in lines)
         invoice_id = new_id("in")
         invoice = {
@@ -68,7 +68,7 @@ class InvoicesMixin(CancellationMixin):
             "amount_remaining": max(total, 0),
             "attempt_count": 0,
             "attempted": False,
-            "auto_advance": True,
+            "auto_advance": auto_advance,
             "billing_reason": billing_reason,
             "collection_method": "charge_automatically",
             "created": now,
@@ -102,7 +102,7 @@ class InvoicesMixin(CancellationMixin):
         self.put("invoice", invoice)
         self.invoices_by_subscription.setdefault(subscription["id"], []).append(invoice_id)
         subscription["latest_invoice"] = invoice_id
-        if not finalize:
+        if not finalize and auto_advance:
             # A renewal stays a draft for about an hour before Stripe finalizes it and attempts payment.
             invoice["automatically_finalizes_at"] = now + billing_calendar.RENEWAL_DRAFT_SECONDS
         self.emit("invoice.created", invoice, created=now)
@@ -158,7 +158,10 @@ class InvoicesMixin(CancellationMixin):
             invoice["attempt_count"] += 1
         if outcome == "succeeded":
             self._mark_paid(invoice, now)
-            if subscription is not None and subscription["status"] in ("incomplete", "past_due", "unpaid"):
+            # An unpaid subscription is active again only once its most recent invoice is paid.
+            reactivates = subscription is not None and (subscription["status"] in ("incomplete", "past_due") or (
+                subscription["status"] == "unpaid" and subscription.get("latest_invoice") == invoice["id"]))
+            if subscription is not None and reactivates:
                 before = self.snapshot(subscription)
                 subscription["status"] = "active"
                 self.emit_update("customer.subscription.updated", subscription, before, created=now)

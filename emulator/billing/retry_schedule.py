@@ -12,6 +12,17 @@ What Stripe documents (docs.stripe.com/billing/revenue-recovery/smart-retries):
   `status_details.uncollectible.reason = max_payment_attempts`). The emulator's default is to
   cancel the subscription (`cancellation_details.reason = payment_failed`) and leave the invoice open.
 
+- Stripe doesn't retry when no payment method is available: a due retry finds none (a detached
+  card is no longer the customer's) and creates no charge; the next one charges a new card.
+- After a non-retryable decline code (incorrect_number, lost_card, pickup_card, stolen_card,
+  revocation_of_authorization, revocation_of_all_authorizations, authentication_required,
+  highest_risk_level) retries stay scheduled and attempt_count increments but no charge is made until
+  a new payment method. Not modelled: the emulator's lost and stolen test cards are declined on
+  attach and its 3-D Secure cards ask for authentication, so no renewal here ends in one of them.
+- An unpaid subscription's renewal invoices stay drafts with auto_advance off and are not attempted
+  (billing/clock.py); its open invoice has no further attempt, and only paying the most recent
+  invoice makes it active again.
+
 `/_emulator/billing/config` sets it, e.g. `{"retries": {"mode": "custom", "days": [3, 5, 7]},
 "after_retries": {"subscription": "unpaid", "invoice": "uncollectible"}}`.
 """

@@ -87,7 +87,9 @@ class PaymentMethodsMixin(FilesMixin):
         if not pm_id:
             attached = [pm for pm in self.all("payment_method") if pm.get("customer") == customer_id]
             pm_id = attached[-1]["id"] if attached else None
-        return self.objects.get("payment_method", {}).get(pm_id) if pm_id else None
+        pm = self.objects.get("payment_method", {}).get(pm_id) if pm_id else None
+        # A detached card is no longer the customer's: no payment method is available then.
+        return pm if pm is not None and pm.get("customer") == customer_id else None
 
     @staticmethod
     def test_card_of(pm: Json) -> test_cards.TestCard:

@@ -136,3 +136,57 @@ def test_settings_outside_what_the_dashboard_offers_are_refused(emulator: Emulat
     assert caught.value.code == 400
     assert json.loads(caught.value.read())["error"]["param"] == param
     assert emulator.admin("billing/config", method="GET")["retries"]["mode"] == "smart"
+
+
+@pytest.mark.emulator_only(reason="sets the end of retries to unpaid through /_emulator/billing/config")
+def test_an_unpaid_subscription_keeps_invoicing_in_drafts_without_attempting_them(
+        client: stripe.StripeClient, emulator: EmulatorHandle) -> None:
+    emulator.admin("billing/config", {"retries": {"mode": "custom", "days": [1]},
+                                      "after_retries": {"subscription": "unpaid"}})
+    clock, subscription, failed_at = _failing_renewal(client)
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": failed_at + 2 * DAY})
+    first = client.v1.invoices.retrieve(subscription.latest_invoice)
+    assert client.v1.subscriptions.retrieve(subscription.id).status == "unpaid"
+    assert first.status == "open" and first.next_payment_attempt is None  # the latest invoice remains open
+    # The next cycle's invoice is generated but stays a draft, hours after it would have been attempted.
+    renewal = client.v1.subscriptions.retrieve(subscription.id)["items"].data[0].current_period_end
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": renewal + 3 * HOUR})
+    unpaid = client.v1.subscriptions.retrieve(subscription.id)
+    assert unpaid.status == "unpaid" and unpaid.latest_invoice != first.id
+    draft = client.v1.invoices.retrieve(str(unpaid.latest_invoice))
+    assert draft.billing_reason == "subscription_cycle" and draft.status == "draft"
+    assert draft.auto_advance is False and draft.attempted is False and draft.attempt_count == 0
+    assert client.v1.invoices.retrieve(first.id).attempt_count == 2  # no attempt on the old one either
+    failed = [e.data.object.id for e in client.v1.events.list({"type": "invoice.payment_failed", "limit": 100}).data]
+    assert draft.id not in failed
+    # Reactivating: new payment details, auto_advance back on, finalize and pay the latest invoice
+    # (paying only the older one leaves the subscription unpaid).
+    client.v1.customers.update(subscription.customer, {"invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    assert client.v1.invoices.pay(first.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(subscription.id).status == "unpaid"
+    client.v1.invoices.update(draft.id, {"auto_advance": True})
+    finalized = client.v1.invoices.finalize_invoice(draft.id)
+    assert finalized.status == "open" and finalized.attempted is False
+    assert client.v1.invoices.pay(draft.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(subscription.id).status == "active"
+
+
+@pytest.mark.emulator_only(reason="the retry's moment is the emulator's even spread of Smart Retries")
+def test_no_retry_charges_while_no_payment_method_is_available(client: stripe.StripeClient) -> None:
+    clock, subscription, failed_at = _failing_renewal(client)
+    invoice = client.v1.invoices.retrieve(subscription.latest_invoice)
+    charges_before = len(client.v1.charges.list({"customer": subscription.customer}).data)
+    for pm in client.v1.payment_methods.list({"customer": subscription.customer, "type": "card"}).data:
+        client.v1.payment_methods.detach(pm.id)
+    # "Stripe doesn't retry payments when no payment method is available": the retry's moment passes
+    # without a new charge and the invoice stays open.
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": failed_at + SMART_GAP + 60})
+    invoice = client.v1.invoices.retrieve(invoice.id)
+    assert invoice.status == "open" and invoice.amount_paid == 0
+    assert len(client.v1.charges.list({"customer": subscription.customer}).data) == charges_before
+    # A new payment method: the next scheduled retry charges it.
+    card = client.v1.payment_methods.attach("pm_card_visa", {"customer": subscription.customer})
+    client.v1.customers.update(subscription.customer, {"invoice_settings": {"default_payment_method": card.id}})
+    client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": failed_at + 3 * SMART_GAP})
+    assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(subscription.id).status == "active"
