@@ -188,17 +188,21 @@ class EventBackfill:
         in_flight: dict[Future[tuple[list[dict[str, Any]], bool]], Window] = {}
         gateway = self.runtime.gateway
         with ThreadPoolExecutor(self.threads, thread_name_prefix="sync-fetch") as pool:
+            def submit() -> None:
+                while pending and len(in_flight) < self.threads:
+                    window = pending.pop()
+                    in_flight[pool.submit(gateway.list_events_page, window.params())] = window
+
             try:
-                while pending or in_flight:
-                    while pending and len(in_flight) < self.threads:
-                        window = pending.pop()
-                        in_flight[pool.submit(gateway.list_events_page, window.params())] = window
+                submit()
+                while in_flight:
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
                         window = in_flight.pop(future)
                         events, has_more = future.result()
                         idle = len(pending) + len(in_flight) + 1 < self.threads
                         pending.extend(_next_windows(window, events, has_more, split=idle))
+                        submit()  # the next pages are on their way while this one is stored
                         self._store(events, [*pending, *in_flight.values()])
                         self.progress.seconds = time.monotonic() - started
                         self.progress.covered = self._covered([*pending, *in_flight.values()])
