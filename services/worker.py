@@ -1,6 +1,6 @@
 """`billing-ops worker`: processes stored events (with backoff) and runs reconciliation
-on its cron when RECONCILE_CRON_ENABLED. Safe to run several: events are claimed
-row by row and reconciliation holds a DB lease."""
+on its cron when RECONCILE_CRON_ENABLED. Safe to run several: events are claimed in batches,
+each row by one worker (services/event_processing.py), and reconciliation holds a DB lease."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from services.switches import switch_state
 from services.webhooks import process_pending
 
 POLL_SECONDS = 1.0
+# Events per poll; a full poll means a backlog, so the next one starts at once.
+POLL_BATCH = 1000
 
 
 def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = print,
@@ -33,7 +35,7 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
             echo(f"processing paused by {paused.by}: {paused.reason}; events wait in the backlog"
                  if paused.paused else "processing resumed")
             paused_seen = paused.paused
-        processed = process_pending(runtime)
+        processed = process_pending(runtime, limit=POLL_BATCH)
         if processed:
             echo(f"processed {processed} event(s)")
         if settings.reconcile_cron_enabled and time.monotonic() >= next_reconcile:
@@ -47,4 +49,5 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
                 echo(f"reconcile run: examined {report.examined}, applied {report.applied}, drift {report.drift}")
         if once:
             return
-        sleep(POLL_SECONDS)
+        if processed < POLL_BATCH:  # caught up (or only failures left): wait for new events
+            sleep(POLL_SECONDS)
