@@ -1,5 +1,5 @@
 """Processing stored events: claim a batch with one UPDATE ... RETURNING (a single row with a
-conditional UPDATE), apply their idempotent handlers in one transaction with a savepoint each,
+conditional UPDATE), apply their idempotent handlers in one transaction (a failing one alone),
 re-reading from Stripe only what can be stale (services/event_rereads.py), record the outcomes;
 failures back off and stay retryable; a replay goes through the same path.
 """
@@ -104,13 +104,24 @@ def _mark_failed(session: Any, row: Claimed, message: str) -> None:
         status="failed", last_error=message[:ERROR_TEXT_LIMIT], next_attempt_at=utcnow() + _backoff(row.attempts)))
 
 
-def _apply(runtime: Runtime, rows: list[Claimed]) -> int:
-    """Apply claimed events in one transaction, each in its own savepoint: a handler that fails
-    rolls back its event alone, which is marked failed (retryable, with backoff) beside the rest.
-    If the batch's transaction itself fails, each event is applied again in a transaction of its
-    own. Returns how many were processed."""
+class _HandlerFailed(Exception):
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+def _apply(runtime: Runtime, rows: list[Claimed], read: dict[tuple[str, str], Any] | None = None) -> int:
+    """Apply claimed events in one transaction (no savepoint per event: they cost a third of the
+    time). If a handler fails, the whole transaction rolls back and the batch is applied again as
+    the events before it, the failing event alone (rolled back, marked failed, retried with
+    backoff) and the events after it; what Stripe returned is kept (`read`), not asked again.
+    If the transaction itself fails, each event is applied again alone. Returns how many were
+    processed."""
     from services.event_handlers import handle_event
 
+    if not rows:
+        return 0
+    read = {} if read is None else read
     live = runtime.settings.stripe_mode == "live"
     done: dict[str, list[str]] = {"processed": [], "ignored": []}
     failed: dict[str, str] = {}
@@ -120,22 +131,25 @@ def _apply(runtime: Runtime, rows: list[Claimed]) -> int:
             # Backfilled events are followed by a full list pass, so they skip the re-reads.
             synced = {row.id for row in applicable if row.source == "sync"}
             rereading = [row.payload for row in applicable if row.id not in synced]
-            plan = rereads.ReadPlan()
+            plan = rereads.ReadPlan(read=read)
             rereads.stale_objects(uow.session, rereading, plan)
             wanted = rereads.planned_reads(uow.session, [row.payload for row in applicable], plan.stale,
-                                           lambda event: event["id"] not in synced)
+                                           lambda event: event["id"] not in synced) - read.keys()
             if wanted:  # a console without a key (or nothing to read) never touches the gateway
                 rereads.read_ahead(runtime.gateway, wanted, plan)
             with rereads.applying(plan):
-                for row in rows:
+                for index, row in enumerate(rows):
                     if row.livemode != live:
                         done["ignored"].append(row.id)
                         continue
                     try:
-                        with uow.session.begin_nested():
-                            handle_event(uow, row.payload, runtime, refetch=row.source != "sync")
+                        handle_event(uow, row.payload, runtime, refetch=row.source != "sync")
                         done["processed"].append(row.id)
-                    except Exception as error:  # this event alone is rolled back and retried later
+                    except Exception as error:
+                        if len(rows) > 1:
+                            raise _HandlerFailed(index) from error
+                        uow.session.rollback()  # the failed attempt changes nothing
+                        done["processed"].clear()
                         failed[row.id] = _error_text(error)
             moment = utcnow()
             if done["processed"]:
@@ -150,9 +164,13 @@ def _apply(runtime: Runtime, rows: list[Claimed]) -> int:
                 if row.id in failed:
                     _mark_failed(uow.session, row, failed[row.id])
             uow.commit()
+    except _HandlerFailed as failure:  # rolled back: around the bad event, then the bad event alone
+        bad = failure.index
+        return (_apply(runtime, rows[:bad], read) + _apply(runtime, [rows[bad]], read)
+                + _apply(runtime, rows[bad + 1:], read))
     except Exception as error:  # the transaction, not one handler: retry each event alone
         if len(rows) > 1:
-            return sum(_apply(runtime, [row]) for row in rows)
+            return sum(_apply(runtime, [row], read) for row in rows)
         logger.warning("processing %s failed: %s", rows[0].id, _error_text(error))
         with runtime.uow() as uow:
             _mark_failed(uow.session, rows[0], _error_text(error))
