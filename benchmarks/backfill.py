@@ -46,10 +46,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
+def start_emulator(state_file: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
+    state = ["--state", state_file] if state_file else []
     process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "emulator", "--port", str(port),
-                                "--rate-limit", "100000"], cwd=ROOT, stdout=subprocess.DEVNULL)
+                                "--rate-limit", "100000", *state], cwd=ROOT, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:

@@ -40,23 +40,22 @@ GOAL = 500
 BUDGET = STRIPE_RATE_LIMITS["test"] * RATE_LIMIT_SHARE
 
 
-def all_events(base: str) -> list[dict[str, Any]]:
-    """Every event the emulator holds, oldest first (read unthrottled, before the limit is on)."""
+def seeded_state(customers: int, path: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The emulator's seeded month built here, in this process, and saved for the emulator process
+    to load: reading 40k events back through the list endpoint would cost minutes of emulator
+    time. Returns every event (as the API shows it, oldest first) and the seeded prices."""
     import orjson
 
-    from services.stripe_gateway import StripeGateway
+    from emulator.fb_api import public
+    from emulator.fb_seed import seed_month
+    from emulator.server import EmulatorServer
 
-    gateway = StripeGateway(load_settings({"STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": base,
-                                           "STRIPE_RATE_LIMIT_PER_SECOND": "100000"}, env_file=None))
-    events: list[dict[str, Any]] = []
-    query: dict[str, Any] = {"limit": 100}
-    while True:
-        page = orjson.loads(gateway.client.raw_request("get", "/v1/events", **query).body)
-        events += page["data"]
-        if not page["has_more"]:
-            break
-        query["starting_after"] = page["data"][-1]["id"]
-    return sorted(events, key=lambda e: (e["created"], e["id"]))
+    server = EmulatorServer(port=0)
+    seeded = seed_month(server.engine, customers=customers, seed=5)
+    server.save_state(path)
+    server.httpd.server_close()
+    events = [orjson.loads(orjson.dumps(public(e))) for e in server.engine.events]
+    return sorted(events, key=lambda e: (e["created"], e["id"])), seeded
 
 
 def drain(base: str, database_url: str, backlog: list[dict[str, Any]], emulator_pid: int,
@@ -75,8 +74,10 @@ def drain(base: str, database_url: str, backlog: list[dict[str, Any]], emulator_
         from services import stripe_mapping
         from services.sync import _upsert_all
 
-        _upsert_all(runtime, "customers", gateway.list_customers(),
-                    lambda uow, obj, at: stripe_mapping.upsert_customer(uow, obj, observed_at=at), lambda _l: None, [])
+        def upsert(uow: Any, obj: dict[str, Any], at: int) -> None:
+            stripe_mapping.upsert_customer(uow, obj, observed_at=at)
+
+        _upsert_all(runtime, "customers", gateway.list_customers(), upsert, lambda _l: None, [])
     emulator_call(base, "requests", method="DELETE")
     gateway._record_times = True
     requests_before = gateway.stats.requests
@@ -125,26 +126,29 @@ def main() -> None:
     args = parser.parse_args()
     import json
 
-    process, base = start_emulator()
+    state_dir = tempfile.mkdtemp()
+    state_file = f"{state_dir}/emulator.json"
+    events, seeded = seeded_state(args.customers, state_file)
+    allowed = set(CONSOLE_EVENT_TYPES)
+    backlog = [e for e in events if e["type"] in allowed][: args.events]
+    process, base = start_emulator(state_file)
     try:
-        seeded = emulator_call(base, "seed", {"customers": args.customers, "seed": 5}, timeout=3600)
-        allowed = set(CONSOLE_EVENT_TYPES)
-        backlog = [e for e in all_events(base) if e["type"] in allowed][: args.events]
         emulator_call(base, "rate_limit", {"per_second": STRIPE_RATE_LIMITS["test"]})
         kinds: dict[str, int] = {}
         for event in backlog:
             kinds[event["type"].rsplit(".", 1)[0]] = kinds.get(event["type"].rsplit(".", 1)[0], 0) + 1
         print(f"backlog: {len(backlog):,} stored events ({', '.join(f'{k} {n:,}' for k, n in sorted(kinds.items()))})"
               f"; code from {args.tree or 'this checkout'}; goal {GOAL} events/s; gateway budget {BUDGET:.0f} req/s;"
-              f" load average {os.getloadavg()[0]:.1f}")
+              f" load average {os.getloadavg()[0]:.1f}", flush=True)
         mapping = json.dumps(seeded["prices"])
         with tempfile.TemporaryDirectory() as tmp:
-            print(line("SQLite", drain(base, f"sqlite:///{tmp}/drain.db", backlog, process.pid, mapping, args.cold)))
+            result = drain(base, f"sqlite:///{tmp}/drain.db", backlog, process.pid, mapping, args.cold)
+            print(line("SQLite", result), flush=True)
         if not args.no_postgres:
             with scratch_postgres("bench_drain") as url:
                 if url:
                     time.sleep(1.5)
-                    print(line("PostgreSQL", drain(base, url, backlog, process.pid, mapping, args.cold)))
+                    print(line("PostgreSQL", drain(base, url, backlog, process.pid, mapping, args.cold)), flush=True)
     finally:
         process.terminate()
         process.wait(timeout=10)
