@@ -22,7 +22,7 @@ from services.fraud_warnings import reopen_after_failed_refund
 from services.runtime import Runtime
 from services.smoke_test import record_checkout_completed
 from services.stripe_gateway import StripeGatewayError
-from services.stripe_objects import invoice_payment_intent, object_id
+from services.stripe_objects import invoice_payment_intent, item_price_id, object_id
 from services.webhook_counts import test_tags
 
 Event = dict[str, Any]
@@ -79,7 +79,6 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
     existing = uow.session.execute(
         select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
     ).scalar_one_or_none()
-    before = existing.plan if existing else None
     subscription, fresh = (
         _refetch("subscription", subscription_id, lambda: runtime.gateway.retrieve_subscription(subscription_id),
                  fallback)
@@ -88,13 +87,32 @@ def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str
     )
     _ensure_customer(uow, object_id(subscription.get("customer")), runtime)
     observed_at = stripe_mapping.fresh_observed_at(existing) if fresh else event["created"]
-    row = stripe_mapping.upsert_subscription(
+    stripe_mapping.upsert_subscription(
         uow, subscription, observed_at=observed_at, settings=runtime.settings, source_event_id=event["id"]
     )
-    if existing is not None and before != row.plan and row.plan is not None:
+    changed = _plan_change(event, runtime)
+    if changed is not None:
         m.record_metric(uow, m.PLAN_CHANGED, at=from_unix(event["created"]),
-                        tags={"from": before, "to": row.plan, **test_tags(event)},
+                        tags={"from": changed[0], "to": changed[1], **test_tags(event)},
                         dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
+
+
+def _plan_for(subscription: dict[str, Any], runtime: Runtime) -> str | None:
+    price = item_price_id(subscription)
+    mapped = runtime.settings.plan_for_price(price) if price else None
+    return mapped[0] if mapped else None
+
+
+def _plan_change(event: Event, runtime: Runtime) -> tuple[str | None, str] | None:
+    """(from, to) when the event itself says the plan changed: an update whose
+    `previous_attributes.items` held another plan's price. Read from the event, not from what
+    the DB held before, so the count does not depend on the order events arrive in."""
+    data = event.get("data") or {}
+    previous = data.get("previous_attributes") or {}
+    if "items" not in previous or not isinstance(previous["items"], dict):
+        return None
+    before, after = _plan_for({"items": previous["items"]}, runtime), _plan_for(data.get("object") or {}, runtime)
+    return (before, after) if after is not None and before != after else None
 
 
 def on_subscription(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
