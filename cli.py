@@ -255,13 +255,23 @@ def reconcile(apply_changes: bool, as_json: bool) -> None:
 @main.command()
 @click.option("--since", default=None, help="ISO date/time to backfill from (max 30 days back).")
 @click.option("--days", default=None, type=int, help="Backfill this many days (max 30).")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming an unfinished sync.")
 @friendly_errors
-def sync(since: str | None, days: int | None) -> None:
-    """Backfill from the Events API and list endpoints (missed webhooks, first install)."""
+def sync(since: str | None, days: int | None, fresh: bool) -> None:
+    """Backfill from the Events API and list endpoints (missed webhooks, first install); a sync
+    stopped part-way resumes where it stopped when run again with the same options."""
     from services.sync import run_sync
 
     runtime = _runtime()
-    summary = run_sync(runtime, since=since, days=days, progress=click.echo)
+    # The bar's length is the time range (there is no event count to ask for): its ETA assumes
+    # events spread evenly over the range, the line beside it gives the real count and rate.
+    with click.progressbar(length=1000, label="events", show_eta=True, show_pos=False, width=24,
+                           file=sys.stderr, item_show_func=lambda text: text) as bar:
+        def on_page(done: Any) -> None:
+            bar.update(int(done.covered * 1000) - bar.pos,
+                       f"{done.fetched:,} fetched, {done.per_second:,.0f}/s")
+
+        summary = run_sync(runtime, since=since, days=days, progress=click.echo, on_page=on_page, fresh=fresh)
     _print_json(summary)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund, UserSubscription
 from db.models.base import from_unix
 from db.session import UnitOfWork
+from services import event_rereads as rereads
 from services import metric_points as m
 from services import stripe_mapping
 from services.config import CONSOLE_EVENT_TYPES
@@ -21,28 +22,44 @@ from services.fraud_warnings import reopen_after_failed_refund
 from services.runtime import Runtime
 from services.smoke_test import record_checkout_completed
 from services.stripe_gateway import StripeGatewayError
-from services.stripe_objects import invoice_payment_intent, object_id
+from services.stripe_objects import invoice_payment_intent, item_price_id, object_id
 from services.webhook_counts import test_tags
 
 Event = dict[str, Any]
 Handler = Callable[[UnitOfWork, Event, Any, bool], None]
 
 
-def _refetch(fetch: Callable[[], dict[str, Any]], fallback: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Re-read an object from Stripe; a deleted object falls back to the event's copy."""
+def _refetch(kind: str, key: str, fetch: Callable[[], dict[str, Any]],
+             fallback: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Re-read an object from Stripe (or take what the batch read ahead, services/event_rereads.py);
+    a deleted object falls back to the event's copy."""
     try:
-        return fetch(), True
+        return rereads.read(kind, key, fetch), True
     except StripeGatewayError as error:
         if error.code == "resource_missing":
             return fallback, False
         raise
 
 
-def _current_state(uow: UnitOfWork, model: Any, obj: dict[str, Any], fetch: Callable[[], dict[str, Any]],
-                   event: Event, refetch: bool) -> tuple[dict[str, Any], int]:
+def _copy_may_be_stale(obj: dict[str, Any], refetch: bool) -> bool:
+    """Re-read the event's object only where its copy can be stale: always outside a batch (a
+    direct call), inside one only when the batch's plan says so (services/event_rereads.py)."""
+    plan = rereads.current_plan()
+    return refetch and (plan is None or not plan.copy_is_current(str(obj.get("id"))))
+
+
+def _carried(obj: dict[str, Any]) -> dict[str, Any]:
+    """The event's copy, or the newer copy a same-second sibling carries (the batch's plan)."""
+    plan = rereads.current_plan()
+    return plan.newest.get(str(obj.get("id")), obj) if plan is not None else obj
+
+
+def _current_state(uow: UnitOfWork, model: Any, kind: str, obj: dict[str, Any],
+                   fetch: Callable[[], dict[str, Any]], event: Event, refetch: bool) -> tuple[dict[str, Any], int]:
     """The state to store and its `observed_at`: Stripe's current object when re-read (the
     newest there is, so it wins), else the event's copy as of the event's time."""
-    current, fresh = _refetch(fetch, obj) if refetch else (obj, False)
+    current, fresh = (_refetch(kind, str(obj["id"]), fetch, obj) if _copy_may_be_stale(obj, refetch)
+                      else (_carried(obj), False))
     if not fresh:
         return current, int(event["created"])
     return current, stripe_mapping.fresh_observed_at(uow.session.get(model, obj["id"]))
@@ -51,30 +68,51 @@ def _current_state(uow: UnitOfWork, model: Any, obj: dict[str, Any], fetch: Call
 def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime) -> None:
     if not customer_id or uow.session.get(Customer, customer_id) is not None:
         return
-    customer, fresh = _refetch(lambda: runtime.gateway.retrieve_customer(customer_id), {"id": customer_id})
+    customer, fresh = _refetch("customer", customer_id, lambda: runtime.gateway.retrieve_customer(customer_id),
+                               {"id": customer_id})
     if fresh and not customer.get("deleted"):
         stripe_mapping.upsert_customer(uow, customer, observed_at=stripe_mapping.fresh_observed_at(None))
 
 
 def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
-                       runtime: Runtime, refetch: bool) -> None:
+                       runtime: Runtime, refetch: bool, *, carried: bool = True) -> None:
     existing = uow.session.execute(
         select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
     ).scalar_one_or_none()
-    before = existing.plan if existing else None
     subscription, fresh = (
-        _refetch(lambda: runtime.gateway.retrieve_subscription(subscription_id), fallback) if refetch
-        else (fallback, False)
+        _refetch("subscription", subscription_id, lambda: runtime.gateway.retrieve_subscription(subscription_id),
+                 fallback)
+        if (refetch and not carried) or (carried and _copy_may_be_stale(fallback, refetch))
+        else (_carried(fallback), False)
     )
     _ensure_customer(uow, object_id(subscription.get("customer")), runtime)
     observed_at = stripe_mapping.fresh_observed_at(existing) if fresh else event["created"]
-    row = stripe_mapping.upsert_subscription(
+    stripe_mapping.upsert_subscription(
         uow, subscription, observed_at=observed_at, settings=runtime.settings, source_event_id=event["id"]
     )
-    if existing is not None and before != row.plan and row.plan is not None:
+    changed = _plan_change(event, runtime)
+    if changed is not None:
         m.record_metric(uow, m.PLAN_CHANGED, at=from_unix(event["created"]),
-                        tags={"from": before, "to": row.plan, **test_tags(event)},
+                        tags={"from": changed[0], "to": changed[1], **test_tags(event)},
                         dedupe_key=f"{event['id']}:{m.PLAN_CHANGED}")
+
+
+def _plan_for(subscription: dict[str, Any], runtime: Runtime) -> str | None:
+    price = item_price_id(subscription)
+    mapped = runtime.settings.plan_for_price(price) if price else None
+    return mapped[0] if mapped else None
+
+
+def _plan_change(event: Event, runtime: Runtime) -> tuple[str | None, str] | None:
+    """(from, to) when the event itself says the plan changed: an update whose
+    `previous_attributes.items` held another plan's price. Read from the event, not from what
+    the DB held before, so the count does not depend on the order events arrive in."""
+    data = event.get("data") or {}
+    previous = data.get("previous_attributes") or {}
+    if "items" not in previous or not isinstance(previous["items"], dict):
+        return None
+    before, after = _plan_for({"items": previous["items"]}, runtime), _plan_for(data.get("object") or {}, runtime)
+    return (before, after) if after is not None and before != after else None
 
 
 def on_subscription(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
@@ -87,7 +125,7 @@ def on_checkout_completed(uow: UnitOfWork, event: Event, runtime: Runtime, refet
     _ensure_customer(uow, object_id(session.get("customer")), runtime)
     subscription_id = object_id(session.get("subscription"))
     if subscription_id:
-        _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime, True)
+        _sync_subscription(uow, subscription_id, {"id": subscription_id}, event, runtime, True, carried=False)
     record_checkout_completed(uow, session, event)  # the guided smoke test's session, if it is one
 
 
@@ -135,7 +173,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
     # The status can change several times in one second (action required, then paid):
     # the current state comes from Stripe, the dunning facts from the event itself.
     current, observed_at = _current_state(
-        uow, Invoice, invoice, lambda: runtime.gateway.retrieve_invoice(invoice["id"]), event, refetch)
+        uow, Invoice, "invoice", invoice, lambda: runtime.gateway.retrieve_invoice(invoice["id"]), event, refetch)
     row = stripe_mapping.upsert_invoice(uow, current, settings=runtime.settings, observed_at=observed_at)
     row.payment_intent_id = row.payment_intent_id or invoice_payment_intent(invoice)
     at = from_unix(event["created"])
@@ -167,9 +205,13 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
         return
     if not refetch and payload is None:
         return  # a backfill lists every charge afterwards
+    # A charge the event does not carry (a dispute's, a refund's) is always read; a carried one
+    # only where its copy can be stale.
+    read_it = refetch if payload is None else _copy_may_be_stale(payload, refetch)
+    known: dict[str, Any] = _carried(payload) if payload is not None else {"id": charge_id}
     charge, fresh = (
-        _refetch(lambda: runtime.gateway.retrieve_charge(charge_id), payload or {"id": charge_id}) if refetch
-        else (payload or {"id": charge_id}, False)
+        _refetch("charge", charge_id, lambda: runtime.gateway.retrieve_charge(charge_id), known)
+        if read_it else (known, False)
     )
     if not charge.get("amount") and not fresh:
         return
@@ -191,7 +233,7 @@ def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
     _sync_charge(uow, object_id(dispute.get("charge")), event, runtime, refetch)
     uow.session.flush()
     current, observed_at = _current_state(
-        uow, Dispute, dispute, lambda: runtime.gateway.retrieve_dispute(dispute["id"]), event, refetch)
+        uow, Dispute, "dispute", dispute, lambda: runtime.gateway.retrieve_dispute(dispute["id"]), event, refetch)
     stripe_mapping.upsert_dispute(uow, current, observed_at=observed_at)
 
 
@@ -200,8 +242,8 @@ def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refe
     _sync_charge(uow, object_id(warning.get("charge")), event, runtime, refetch)
     uow.session.flush()
     current, observed_at = _current_state(
-        uow, FraudWarning, warning, lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), event,
-        refetch)
+        uow, FraudWarning, "radar.early_fraud_warning", warning,
+        lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), event, refetch)
     stripe_mapping.upsert_fraud_warning(uow, current, observed_at=observed_at)
 
 
@@ -214,7 +256,7 @@ def on_refund(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) ->
     _sync_charge(uow, object_id(refund.get("charge")), event, runtime, refetch)
     uow.session.flush()
     current, observed_at = _current_state(
-        uow, Refund, refund, lambda: runtime.gateway.retrieve_refund(refund["id"]), event, refetch)
+        uow, Refund, "refund", refund, lambda: runtime.gateway.retrieve_refund(refund["id"]), event, refetch)
     row = stripe_mapping.upsert_refund(uow, current, observed_at=observed_at)
     uow.session.flush()
     reopen_after_failed_refund(uow, {"id": row.id, "status": row.status, "failure_reason": row.failure_reason})

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import IO, Any, TypeVar
 
+import orjson
 import stripe
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -371,6 +372,16 @@ class StripeGateway:
 
     def list_events(self, **params: Any) -> Iterator[dict[str, Any]]:
         return self._paginate(lambda q: self.client.v1.events.list(q), params)  # type: ignore[arg-type]
+
+    def list_events_page(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """One page of GET /v1/events (`limit`, `created`, `starting_after`) as plain dicts and
+        `has_more`. The backfill reads thousands of events: parsing the body once with orjson
+        instead of building SDK objects and converting them back is what keeps it under the
+        request budget rather than CPU-bound (same choke point: rate limit, retries, errors)."""
+        query = {"limit": LIST_PAGE_SIZE, **params}
+        response = self._call(lambda: self.client.raw_request("get", "/v1/events", **query), is_list=True)
+        page = orjson.loads(response.body)
+        return list(page["data"]), bool(page["has_more"])
 
     def list_webhook_endpoints(self) -> list[dict[str, Any]]:
         return list(self._paginate(lambda q: self.client.v1.webhook_endpoints.list(q), {}))  # type: ignore[arg-type]

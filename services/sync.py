@@ -12,13 +12,23 @@ from sqlalchemy import select
 
 from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, UserSubscription
 from services import stripe_mapping
-from services.observability import scrub_text_and_emails
+from services.event_backfill import (
+    FETCH_THREADS,
+    BackfillProgress,
+    EventBackfill,
+    Window,
+    clear_progress,
+    load_progress,
+    row_error,
+    save_progress,
+)
+from services.event_processing import process_pending
 from services.runtime import Runtime
-from services.webhooks import LIVEMODE_MISMATCH, SignatureError, check_event, ingest_event, livemode_matches
 
 # Stripe keeps events retrievable through the Events API for 30 days.
 EVENTS_RETENTION_DAYS = 30
 PROGRESS_EVERY = 500
+DRAIN_BATCH = 500
 
 
 def _since_ts(since: str | None, days: int | None, now: float) -> int:
@@ -38,39 +48,48 @@ def _since_ts(since: str | None, days: int | None, now: float) -> int:
     return oldest
 
 
-def _row_error(error: Exception) -> str:
-    """A short, safe reason for a row that could not be stored: the driver's first line (a
-    PostgreSQL DETAIL line can quote the value, so it is left out), secrets and emails scrubbed."""
-    cause = getattr(error, "orig", None) or error
-    first_line = (str(cause).strip().splitlines() or [""])[0]
-    reason = getattr(error, "reason", None) or first_line
-    return scrub_text_and_emails(f"{cause.__class__.__name__}: {reason}")[:200]
+_row_error = row_error
+
+
+def new_state(since_ts: int, *, options: dict[str, Any], now: float) -> dict[str, Any]:
+    """A fresh sync's progress: one window from `since_ts` with no upper bound (a test clock can
+    stamp events ahead of the wall clock); the first page narrows and splits it."""
+    return {"options": options, "since_ts": since_ts, "until_ts": int(now) + 1, "phase": "events",
+            "windows": [Window(since_ts).to_json()], "fetched": 0, "stored": 0, "pages": 0,
+            "started_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")}
+
+
+def _event_summary(done: BackfillProgress) -> str:
+    line = f"events: {done.fetched} read, {done.stored} new, {done.duplicate} already stored"
+    return line + (f", {done.failed} not stored" if done.failed else "")
 
 
 def sync_recent_events(
     runtime: Runtime, *, since_ts: int, progress: Callable[[str], None] = lambda _l: None,
-    failures: list[dict[str, str]] | None = None,
+    failures: list[dict[str, str]] | None = None, state: dict[str, Any] | None = None,
+    on_page: Callable[[BackfillProgress], None] = lambda _p: None, threads: int = FETCH_THREADS,
 ) -> dict[str, int]:
-    """Pull events created since `since_ts` (oldest first) and ingest each once. An event that
-    cannot be stored (or is from the other Stripe mode) is reported in `failures`, not fatal."""
-    events = list(runtime.gateway.list_events(created={"gte": since_ts}))
-    events.sort(key=lambda e: (e["created"], e["id"]))
-    outcomes = {"stored": 0, "duplicate": 0, "ignored": 0, "failed": 0}
-    for index, event in enumerate(events, start=1):
-        try:
-            check_event(event)
-            if not livemode_matches(event, runtime.settings):
-                raise SignatureError(LIVEMODE_MISMATCH)
-            outcomes[ingest_event(runtime, event, source="sync")] += 1
-        except Exception as error:  # one bad event must not stop the backfill
-            outcomes["failed"] += 1
-            if failures is not None:
-                failures.append({"kind": "events", "id": str(event.get("id"))[:255], "error": _row_error(error)})
-        if index % PROGRESS_EVERY == 0:
-            progress(f"events: {index}/{len(events)}")
-    line = f"events: {len(events)} read, {outcomes['stored']} new, {outcomes['duplicate']} already stored"
-    progress(line + (f", {outcomes['failed']} not stored" if outcomes["failed"] else ""))
-    return outcomes
+    """Fetch and store the events created since `since_ts` (pipelined pages, services/event_backfill.py).
+    An event that cannot be stored (or is from the other Stripe mode) is reported in `failures`,
+    not fatal. Nothing is processed here: the stored rows are the worker's backlog."""
+    run_state = state or new_state(since_ts, options={"since_ts": since_ts}, now=time.time())
+    done = EventBackfill(runtime, run_state, threads=threads, on_page=on_page).run()
+    if state is None:  # no caller to resume it: leave no progress behind
+        clear_progress(runtime)
+    if failures is not None:
+        failures.extend(done.failures)
+    progress(_event_summary(done))
+    return done.outcomes()
+
+
+def drain_backlog(runtime: Runtime, *, progress: Callable[[str], None] = lambda _l: None) -> int:
+    """Process what is due now (the backfilled events among it) in the worker's batches, oldest first."""
+    total = 0
+    while processed := process_pending(runtime, limit=DRAIN_BATCH):
+        total += processed
+        if total % PROGRESS_EVERY < processed:
+            progress(f"processed: {total}")
+    return total
 
 
 def _upsert_all(runtime: Runtime, label: str, objects: Any, upsert: Callable[[Any, dict[str, Any], int], None],
@@ -124,12 +143,40 @@ def _fresh(model: Any, upsert: Callable[..., Any]) -> Callable[[Any, dict[str, A
 
 
 def run_sync(runtime: Runtime, *, since: str | None, days: int | None,
-             progress: Callable[[str], None] = lambda _l: None) -> dict[str, Any]:
+             progress: Callable[[str], None] = lambda _l: None,
+             on_page: Callable[[BackfillProgress], None] = lambda _p: None, fresh: bool = False) -> dict[str, Any]:
+    """Events (resumable, see services/event_backfill.py), their processing, then the list
+    endpoints. A sync stopped part-way continues where it stopped when run again with the same
+    options (`fresh` starts over); a finished one leaves nothing behind, so the next starts fresh."""
     started = time.time()
+    options = {"since": since, "days": days}
     since_ts = _since_ts(since, days, started)
+    saved = load_progress(runtime)
+    if saved is not None and not fresh and saved.get("options") == options:
+        state = saved
+        since_ts = int(state["since_ts"])
+        progress(f"Resuming the sync started {state.get('started_at')}: {state.get('fetched', 0)} events "
+                 f"fetched so far, {len(state.get('windows') or [])} window(s) left")
+    else:
+        state = new_state(since_ts, options=options, now=started)
     progress(f"Backfilling events since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')}")
     failures: list[dict[str, str]] = []
-    events = sync_recent_events(runtime, since_ts=since_ts, progress=progress, failures=failures)
+    if state["phase"] == "events":
+        try:
+            events = sync_recent_events(runtime, since_ts=since_ts, progress=progress, failures=failures,
+                                        state=state, on_page=on_page)
+        except BaseException:  # Ctrl-C included: what is stored stays stored, the rest is resumable
+            progress(f"Stopped after {state.get('fetched', 0)} events; run the same sync again to continue "
+                     "where it stopped.")
+            raise
+        state.update(phase="objects", events=events)
+        with runtime.uow() as uow:
+            save_progress(uow, state)
+            uow.commit()
+    else:
+        events = dict(state.get("events") or {})
+    fetched_in = round(time.time() - started, 1)
+    processed = drain_backlog(runtime, progress=progress)
     gateway = runtime.gateway
     settings = runtime.settings
     counts = {
@@ -152,6 +199,8 @@ def run_sync(runtime: Runtime, *, since: str | None, days: int | None,
     if failures:
         progress(f"{len(failures)} rows not stored: " + ", ".join(f"{f['kind']} {f['id']}" for f in failures[:20])
                  + (" ..." if len(failures) > 20 else ""))
+    clear_progress(runtime)
     return {"events": events, "objects": counts, "seconds": round(time.time() - started, 1),
+            "events_seconds": fetched_in, "processed": processed,
             "since": datetime.fromtimestamp(since_ts, UTC).isoformat(timespec="seconds"),
             "not_stored": {"count": len(failures), "rows": failures}}

@@ -1,6 +1,6 @@
 """`billing-ops worker`: processes stored events (with backoff) and runs reconciliation
-on its cron when RECONCILE_CRON_ENABLED. Safe to run several: events are claimed
-row by row and reconciliation holds a DB lease."""
+on its cron when RECONCILE_CRON_ENABLED. Safe to run several: events are claimed in batches,
+each row by one worker (services/event_processing.py), and reconciliation holds a DB lease."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from services.webhooks import process_pending
 
 POLL_SECONDS = 1.0
 ALERT_CHECK_SECONDS = 60.0  # alerts are evaluated at most this often; each is sent at most once per hour
+# Events per poll; a full poll means a backlog, so the next one starts at once.
+POLL_BATCH = 1000
 
 
 def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = print,
@@ -36,7 +38,7 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
             echo(f"processing paused by {paused.by}: {paused.reason}; events wait in the backlog"
                  if paused.paused else "processing resumed")
             paused_seen = paused.paused
-        processed = process_pending(runtime)
+        processed = process_pending(runtime, limit=POLL_BATCH)
         if processed:
             echo(f"processed {processed} event(s)")
         if settings.reconcile_cron_enabled and time.monotonic() >= next_reconcile:
@@ -55,4 +57,5 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
                 echo(f"sent {sent} alert(s) to Sentry")
         if once:
             return
-        sleep(POLL_SECONDS)
+        if processed < POLL_BATCH:  # caught up (or only failures left): wait for new events
+            sleep(POLL_SECONDS)
