@@ -13,7 +13,6 @@ from app_pages import _shared as ui
 from app_pages._shared import plain, run_action
 from services import efw_funnel
 from services import fraud_warnings as efw
-from services.errors import ConsoleError
 from services.money import format_money as money
 from services.money import format_totals
 
@@ -164,13 +163,12 @@ else:
                       "refundable": money(r.remaining, r.currency)} for r in chosen_rows]
         st.dataframe(pd.DataFrame(table), hide_index=True)
         if st.button(f"{verb} {len(chosen_rows)} warning(s)", type="primary", disabled=not chosen_rows):
-            _close_bulk()
             bar = st.progress(0.0, text="Working…")
 
             def progress(done: int, total: int) -> None:
                 bar.progress(done / total, text=f"{done} of {total}")
 
-            try:
+            def run_bulk() -> list[efw.BulkOutcome]:
                 if verb == "Refund":
                     outcomes = efw.bulk_refund({r.id: r.remaining for r in chosen_rows}, actor=identity.email,
                                                settings=rt.settings, uow=rt.uow(), gateway=rt.gateway,
@@ -178,16 +176,18 @@ else:
                 else:
                     outcomes = efw.bulk_ignore([r.id for r in chosen_rows], reason=reason, actor=identity.email,
                                                settings=rt.settings, uow=rt.uow(), progress=progress)
-            except ConsoleError as error:
-                ui.flash_error("efw", error)
-            else:
                 st.session_state["efw_bulk_results"] = [
                     {"warning": o.efw_id, "result": "done" if o.ok else "refused", "detail": o.message}
                     for o in outcomes
                 ] + [{"warning": p.row.id, "result": "skipped", "detail": f"nothing sent: {p.skip_reason}"}
                      for p in planned if p.skip_reason]
-            clear_reads()
-            st.rerun()
+                return list(outcomes)
+
+            # The per-warning table below says which ones were refused; the flash gives the count.
+            ui.run_action("efw", run_bulk,
+                          lambda outcomes: f"{verb}: {sum(1 for o in outcomes if o.ok)} of {len(outcomes)} done.",
+                          before=_close_bulk, after=clear_reads,
+                          partly=lambda outcomes: not all(o.ok for o in outcomes))
 
     if st.button("Review bulk action…", disabled=not picked):
         st.session_state["efw_bulk"] = {"ids": picked, "action": bulk_action, "reason": bulk_reason}

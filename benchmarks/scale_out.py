@@ -18,7 +18,7 @@ per run. Events are pre-signed (HMAC-SHA256 over `t.payload`).
 - Exactly once: 4 receivers + 3 workers together on --events events; what wrk did not get
   acknowledged (its threads' first request is never sent, a timeout) is delivered again from Python, as
   Stripe redelivers; then wait for the drain and check every event stored once, processed once
-  (attempts 1, one Stripe re-read each, one effect row each) and the duplicates counted as sent.
+  (attempts 1, at most one Stripe re-read each, one effect row each) and the duplicates counted as sent.
 
 `--generator python` uses the httpx thread generator instead of wrk (labelled; on 2 cores it is the
 bottleneck). `--quick` is a small smoke run.
@@ -235,7 +235,7 @@ def full_run(fleet: Fleet, url: str, secret: str, emulator: str, args: argparse.
                  received_seconds=received_in, all_processed_seconds=drained_in,
                  server_errors=(redelivered.statuses if redelivered else {}))
     found["ok"] = (found["stored_once"] and found["statuses"] == {"processed": args.events}
-                   and found["attempts"] == {1: args.events} and found["stripe_reads"] == {1: args.events}
+                   and found["attempts"] == {1: args.events} and set(found["stripe_reads"]) <= {0, 1}
                    and found["effect_rows"] == args.events and total_ok == len(plan)
                    and found["duplicate_deliveries"] == total_ok - args.events == found["duplicate_points"]
                    and wrk_refused == 0)

@@ -2,7 +2,7 @@
 separate machines), on one fresh PostgreSQL database, with the Stripe emulator (its own process) as
 the workers' Stripe. Unique signed events, 10 % of them delivered a second time, every copy POSTed
 over TCP to a random receiver while the workers run. Then every event is stored once, acknowledged
-"stored" once, processed once (attempts 1, one Stripe re-read and one effect row each), and the
+"stored" once, processed once (attempts 1, at most one Stripe re-read and one effect row each), and the
 duplicates are counted as exactly the copies sent.
 
 N is SCALE_OUT_TEST_EVENTS (default 2,000; the code path is the same at any N): on today's shared
@@ -79,7 +79,9 @@ def test_four_receivers_three_workers_store_and_process_every_event_exactly_once
     assert found["stored"] == EVENTS and found["stored_once"] is True
     assert found["statuses"] == {"processed": EVENTS}
     assert found["attempts"] == {1: EVENTS}, found  # claimed once each: no second processing
-    assert found["stripe_reads"] == {1: EVENTS}, found  # one re-read per event; a second run would make two
+    # The worker re-reads an object only where the event's copy can be stale (services/event_rereads.py):
+    # each event here is its object's only one, so at most one read each; nothing read twice.
+    assert sum(found["stripe_reads"].values()) == EVENTS and set(found["stripe_reads"]) <= {0, 1}, found
     assert found["effect_rows"] == EVENTS  # an invoice or charge row for every event
     assert found["invoice_paid_points"] == found["invoices"]
     assert found["duplicate_deliveries"] == duplicates == found["duplicate_points"]
