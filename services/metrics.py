@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from db.models.base import utcnow
-from db.repositories import app_settings, webhook_events
 from db.repositories import metrics as metric_rows
+from db.repositories import settings as app_settings
+from db.repositories import webhook_events
 from db.session import UnitOfWork
 from services import audit, metric_rollup
 from services import metric_points as m

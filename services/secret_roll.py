@@ -27,7 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from db.models.base import utcnow
-from db.repositories import app_settings, webhook_events
+from db.repositories import settings as app_settings
+from db.repositories import webhook_events
 from db.session import UnitOfWork
 from services import audit, webhook_secrets
 from services.audit import privileged

@@ -1,5 +1,5 @@
 """`app_settings`: small keyed JSON values (kill switches, browser sessions and their handover
-tokens, the go-live time, the secret roll). One row per key."""
+tokens, the go-live time, alerts sent, the secret roll's state). One row per key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 
 from db.models import AppSetting
+from db.models.base import utcnow
 from db.session import UnitOfWork, rows_affected
 
 
@@ -42,3 +43,24 @@ def remove(uow: UnitOfWork, row: AppSetting) -> None:
 def delete_key(uow: UnitOfWork, key: str) -> int:
     """A conditional delete: of two racing callers only one removes the row (returns 1)."""
     return rows_affected(uow.session.execute(delete(AppSetting).where(AppSetting.key == key)))
+
+
+def value(uow: UnitOfWork, key: str) -> dict[str, Any]:
+    """The stored document (a copy), or {} when the key was never written."""
+    row = uow.session.get(AppSetting, key)
+    return dict(row.value) if row is not None else {}
+
+
+def put(uow: UnitOfWork, key: str, document: dict[str, Any], *, actor: str | None = None) -> AppSetting:
+    """Write the document under `key` (a new dict, so the JSON column is written), noting who
+    and when when an actor is given."""
+    row = uow.session.get(AppSetting, key)
+    if row is None:
+        row = AppSetting(key=key, value=document)
+        uow.session.add(row)
+    else:
+        row.value = document
+    if actor is not None:
+        row.updated_by = actor
+        row.updated_at = utcnow()
+    return row

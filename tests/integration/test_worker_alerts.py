@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from db.models.base import utcnow
-from db.repositories import app_settings
+from db.repositories import settings as app_settings
 from services import metric_points as m
 from services import metrics, worker
 from services.config import load_settings
