@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +68,14 @@ def peer(uow: UnitOfWork, query: str) -> int:
             .limit(search.DEFAULT_LIMIT)).scalars()))
 
 
+def _search(url: str, query: str) -> object:
+    return search.search(UnitOfWork(url), query)
+
+
+def _peer_search(url: str, query: str) -> object:
+    return peer(UnitOfWork(url), query)
+
+
 def run(label: str, url: str, customers: int, repeats: int) -> None:
     started = time.perf_counter()
     load(url, customers)
@@ -75,13 +84,13 @@ def run(label: str, url: str, customers: int, repeats: int) -> None:
     loaded = UnitOfWork(url)
     with loaded:
         assert loaded.session.execute(select(func.count()).select_from(Customer)).scalar_one() == customers
-        QUERIES["full email"] = loaded.session.execute(select(Customer.email).where(
-            Customer.id == "cus_00012345")).scalar_one()
+        QUERIES["full email"] = str(loaded.session.execute(select(Customer.email).where(
+            Customer.id == "cus_00012345")).scalar_one())
     print(f"{'query':<14} {'hits':>5} {'p50 ms':>8} {'p95 ms':>8} {'goal':>8}   {'peer p95 ms':>11}")
     for kind, query in QUERIES.items():
         hits = len(search.search(UnitOfWork(url), query))
-        p50, p95 = timed(lambda q=query: search.search(UnitOfWork(url), q), repeats)
-        _, peer_p95 = timed(lambda q=query: peer(UnitOfWork(url), q), max(5, repeats // 3))
+        p50, p95 = timed(partial(_search, url, query), repeats)
+        _, peer_p95 = timed(partial(_peer_search, url, query), max(5, repeats // 3))
         verdict = "ok" if p95 < GOAL_P95_MS else "MISS"
         print(f"{kind:<14} {hits:>5} {p50:>8.1f} {p95:>8.1f} {'<' + str(int(GOAL_P95_MS)):>8} {verdict:<4}"
               f"{peer_p95:>9.1f}")

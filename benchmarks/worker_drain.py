@@ -46,9 +46,9 @@ def seeded_state(customers: int, path: str) -> tuple[list[dict[str, Any]], dict[
     time. Returns every event (as the API shows it, oldest first) and the seeded prices."""
     import orjson
 
-    from emulator.fb_api import public
-    from emulator.fb_seed import seed_month
+    from emulator.seed import seed_month
     from emulator.server import EmulatorServer
+    from emulator.wire.routes import public
 
     server = EmulatorServer(port=0)
     seeded = seed_month(server.engine, customers=customers, seed=5)
