@@ -17,6 +17,7 @@ metadata `qa_run`/`qa_case`/`smoke_test` (services/webhook_counts.is_test_event'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,8 +81,11 @@ def success_rate(uow: UnitOfWork, gateway: StripeGateway | None, *, start: datet
     error = None
     if gateway is not None:
         try:
-            sessions = [s for s in gateway.list_checkout_sessions(
-                created={"gte": int(start.timestamp()), "lt": int(end.timestamp())}) if not is_test_object(s)]
+            # Stripe's `created` is whole seconds: [start, end) holds second T exactly when
+            # ceil(start) <= T < ceil(end). Flooring `end` (a range ending now) dropped every session
+            # created in the current second, so a board read right after a checkout showed 0 / 0.
+            window = {"gte": math.ceil(start.timestamp()), "lt": math.ceil(end.timestamp())}
+            sessions = [s for s in gateway.list_checkout_sessions(created=window) if not is_test_object(s)]
             created = len(sessions)
             completed = sum(1 for s in sessions if s.get("status") == "complete")
         except StripeGatewayError as failure:
