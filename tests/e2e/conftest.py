@@ -164,6 +164,26 @@ def press(page: Any, button: str, shows: str, timeout_ms: int = 60_000) -> None:
     wait_until_idle(page)
 
 
+def choose_option(page: Any, label: str, text: str, attempts: int = 3) -> None:
+    """Pick the option showing `text` in the selectbox labelled `label`, typing to filter it.
+    A rerun that lands while the list is open replaces it (the option detaches and the list
+    closes), so wait for the page to be idle first and reopen the list if that still happens."""
+    for attempt in range(attempts):
+        wait_until_idle(page)
+        page.locator("[data-testid='stSelectbox']").filter(has_text=label).last.click()
+        page.keyboard.type(text)
+        try:
+            page.get_by_role("option").filter(has_text=text).first.click(timeout=10_000)
+        except Exception:
+            if attempt == attempts - 1:
+                screenshot(page, f"picker_{label.lower().replace(' ', '_')}")
+                raise
+            page.keyboard.press("Escape")
+            continue
+        wait_until_idle(page)
+        return
+
+
 def screenshot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

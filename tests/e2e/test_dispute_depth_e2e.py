@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import open_page, screenshot, sign_in, wait_until_idle
+from tests.e2e.conftest import choose_option, open_page, screenshot, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -45,11 +45,7 @@ def test_ce3_dispute_timeline_submission_and_analytics(demo_server: Any, page: A
     target = _ce3_dispute(demo_server)
     sign_in(page, demo_server, demo_server.admin_email)
     open_page(page, "Disputes")
-    picker = page.locator("[data-testid='stSelectbox']").filter(has_text="Dispute").last
-    picker.click()
-    page.keyboard.type(target)
-    page.get_by_role("option").filter(has_text=target).first.click()
-    wait_until_idle(page)
+    choose_option(page, "Dispute", target)
     page.wait_for_selector("text=reason code", timeout=60_000)
     body = page.locator("body").inner_text()
     assert "10.4" in body and "Visa Compelling Evidence 3.0" in body

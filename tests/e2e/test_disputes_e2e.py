@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import open_page, press, screenshot, sign_in, wait_until_idle
+from tests.e2e.conftest import choose_option, open_page, press, screenshot, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -26,11 +26,7 @@ def test_answer_the_most_urgent_dispute(demo_server: Any, page: Any, tmp_path: P
             "order by due_by limit 1")).scalar()
     engine.dispose()
     assert target, "the demo has a dispute due soon"
-    picker = page.locator("[data-testid='stSelectbox']").filter(has_text="Dispute").last
-    picker.click()
-    page.keyboard.type(target)
-    page.get_by_role("option").filter(has_text=target).first.click()
-    wait_until_idle(page)
+    choose_option(page, "Dispute", target)
     assert target in (page.get_by_role("link", name="Open in Stripe").get_attribute("href") or "")
 
     pdf = tmp_path / "receipt.pdf"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import metric_value, open_page, screenshot, sign_in, wait_until_idle
+from tests.e2e.conftest import choose_option, metric_value, open_page, screenshot, sign_in, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +35,7 @@ def test_partial_refund_refund_and_block_undo_history(demo_server: Any, page: An
 
     # 1. A partial refund of 1.00 with the reason "duplicate".
     page.get_by_label(re.compile(r"^Partial refund")).fill("1.00")
-    page.locator("[data-testid='stSelectbox']").filter(has_text="Refund reason").first.click()
-    page.keyboard.type("duplicate")
-    try:
-        page.get_by_role("option").filter(has_text="duplicate").first.click()
-    except Exception:
-        screenshot(page, "efw_radar_reason_picker")
-        raise
+    choose_option(page, "Refund reason", "duplicate")
     page.get_by_role("button", name="Review partial refund").click()
     wait_until_idle(page)
     dialog = _dialog(page, "partial")
