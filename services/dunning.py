@@ -20,6 +20,7 @@ from db.models.base import utcnow
 from db.repositories import dunning as invoice_rows
 from db.session import UnitOfWork
 from services.money import format_money, format_totals
+from services.percentiles import nearest_rank
 
 
 @dataclass
@@ -29,6 +30,7 @@ class RecoverySummary:
     sca_entered: int = 0
     sca_completed: int = 0
     open_cases: int = 0
+    closed_unpaid: int = 0  # voided or marked uncollectible without being paid: neither recovered nor open
     open_amount: dict[str, int] = field(default_factory=dict)
     recovery_rate: float | None = None
     hours_to_recover_median: float | None = None
@@ -71,12 +73,13 @@ def recovery_summary(uow: UnitOfWork, *, since: datetime, until: datetime) -> Re
         elif invoice.status not in invoice_rows.SETTLED_STATUSES:
             result.open_cases += 1
             result.open_amount[invoice.currency] = result.open_amount.get(invoice.currency, 0) + invoice.amount_due
+        else:
+            result.closed_unpaid += 1
     if cases:
         result.recovery_rate = round(sum(1 for c in cases if c.recovered_at is not None) / len(cases), 4)
     if waits:
-        ordered = sorted(waits)
-        result.hours_to_recover_median = round(statistics.median(ordered), 2)
-        result.hours_to_recover_p90 = round(ordered[max(0, int(len(ordered) * 0.9) - 1)], 2)
+        result.hours_to_recover_median = round(statistics.median(waits), 2)
+        result.hours_to_recover_p90 = round(nearest_rank(waits, 90), 2)
     return result
 
 

@@ -92,7 +92,7 @@ def test_dunning_page_figures(runtime: Any) -> None:
     assert not at.exception and "Entered dunning" in text
     values = {x.label: x.value for x in at.metric}
     assert (values["Entered dunning"], values["Entered SCA"], values["SCA completed"]) == ("1", "1", "1")
-    assert values["Recovery rate"] == "50 %" and values["Still open"] == "1"
+    assert values["Recovery rate"] == "50 %" and values["Still open"] == "1" and values["Closed unpaid"] == "0"
     assert values["Median time to recover"] == "1 h"
     assert "in_open" in at.dataframe[-1].value.to_string()
     assert list(at.dataframe[-1].value["amount"]) == ["29.00 USD"] and "2900" not in page_text(at)

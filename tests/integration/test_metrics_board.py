@@ -172,6 +172,8 @@ def test_dunning_recovery_figures(migrated_url: str) -> None:
     assert (summary.sca_entered, summary.sca_completed) == (1, 1)
     assert summary.recovery_rate == 0.75 and summary.open_cases == 1 and summary.open_amount == {"usd": 2900}
     assert summary.hours_to_recover_median == 5.0  # 1 h, 5 h, 24 h
+    assert summary.hours_to_recover_p90 == 24.0  # nearest rank: the 3rd of 3 (was read as the 2nd)
+    assert summary.closed_unpaid == 0
     assert summary.by_method == {"retry": 1, "card_update": 1, "customer_action": 1}
     plans = {p["plan"]: p for p in dunning.by_plan(UnitOfWork(migrated_url), since=T0, until=T0 + timedelta(days=2))}
     assert (plans["pro"]["entered"], plans["pro"]["recovery_rate"]) == (2, 1.0)
@@ -182,6 +184,27 @@ def test_dunning_recovery_figures(migrated_url: str) -> None:
     still_open = dunning.open_cases(UnitOfWork(migrated_url), now=T0 + timedelta(hours=12))
     assert [(c["invoice"], c["kind"]) for c in still_open] == [("in_c", "dunning"), ("in_e", "SCA")]
     assert [c["amount"] for c in still_open] == ["29.00 USD", "29.00 USD"]  # as read, not minor units
+
+
+def test_dunning_cases_add_up_recovered_open_and_closed_unpaid(migrated_url: str) -> None:
+    """Every case that entered is recovered, still open or closed unpaid (void / uncollectible)."""
+    with UnitOfWork(migrated_url) as uow:
+        uow.session.add_all([
+            Invoice(id="in_paid", stripe_customer_id="cus_1", status="paid", amount_due=900, currency="usd",
+                    payment_failed_at=T0, recovered_at=T0 + timedelta(hours=2), recovery_method="retry"),
+            Invoice(id="in_open", stripe_customer_id="cus_1", status="open", amount_due=2900, currency="usd",
+                    payment_failed_at=T0),
+            Invoice(id="in_void", stripe_customer_id="cus_2", status="void", amount_due=900, currency="usd",
+                    action_required_at=T0),
+            Invoice(id="in_bad", stripe_customer_id="cus_3", status="uncollectible", amount_due=900,
+                    currency="usd", payment_failed_at=T0),
+        ])
+        uow.commit()
+    summary = dunning.recovery_summary(UnitOfWork(migrated_url), since=T0, until=T0 + timedelta(days=1))
+    recovered = summary.dunning_recovered + summary.sca_completed
+    assert (recovered, summary.open_cases, summary.closed_unpaid) == (1, 1, 2)
+    assert summary.dunning_entered + summary.sca_entered == recovered + summary.open_cases + summary.closed_unpaid
+    assert summary.open_amount == {"usd": 2900} and summary.recovery_rate == 0.25
 
 
 def test_seeded_month_through_the_pipeline_gives_exact_figures(runtime_factory: Any, emulator: Any) -> None:
