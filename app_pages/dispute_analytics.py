@@ -26,7 +26,9 @@ top = st.columns(4)
 top[0].metric("Amount lost", format_totals(result.amount_lost, empty="nothing"))
 top[1].metric("Dispute fees", format_totals(result.fees, empty="none reported"))
 top[2].metric("Amount won back", format_totals(result.amount_won, empty="nothing"))
-top[3].metric("Still at risk", format_totals(result.at_risk, empty="nothing"))
+top[3].metric("Still at risk", format_totals(result.at_risk, empty="nothing"),
+              help="Disputes opened in this period and not decided yet: needing a response or under review "
+                   "(the Disputes queue's Amount at risk counts only those still needing a response).")
 median, p90 = result.median_respond_hours, result.p90_respond_hours
 cols = st.columns(3)
 cols[0].metric("Time to respond (median)", f"{median:.1f} h" if median is not None else "no responses yet")

@@ -30,6 +30,7 @@ from db.repositories import disputes as disputes_repo
 from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
 from services import compelling_evidence as ce
+from services.percentiles import nearest_rank
 
 EARLY_WARNING = 0.0075
 APPROACH = 0.8  # warn when a rate reaches this share of a programme's ratio
@@ -132,9 +133,8 @@ class Analytics:
 
     @property
     def p90_respond_hours(self) -> float | None:
-        if len(self.respond_hours) < 2:
-            return self.respond_hours[0] if self.respond_hours else None
-        return statistics.quantiles(self.respond_hours, n=10, method="inclusive")[-1]
+        # Nearest rank, as the EFW funnel and Dunning & SCA state theirs: always one of the waits.
+        return nearest_rank(self.respond_hours, 90) if self.respond_hours else None
 
     @property
     def warnings(self) -> list[str]:
