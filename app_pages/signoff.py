@@ -59,9 +59,12 @@ if record is not None and record.complete:
 else:
     st.header("Readiness")
     if blocking:
-        st.error("Preflight has blocking failures: " + "; ".join(f"{b['id']}: {b['message']}" for b in blocking))
+        st.error("Preflight (run by this page, as a signature will run it) has blocking failures: "
+                 + "; ".join(f"{b['id']}: {b['message']}" for b in blocking))
     else:
-        st.success("Preflight: no blocking failures.")
+        # Not the recorded run on Preflight & checklist: this page runs the checks itself, as signing does.
+        st.success("Preflight (run by this page within the last minute, as a signature will run it): "
+                   "no blocking failures.")
     if qa_problems:
         st.error("QA matrix not green at this code version: " + "; ".join(qa_problems))
     else:

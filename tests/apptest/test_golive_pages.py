@@ -152,6 +152,8 @@ def test_signoff_page_refuses_until_green_then_freezes(golive_page_runtime: Runt
     at = page_direct_test("signoff", ENG_LEAD)
     assert not at.exception
     assert "QA matrix not green" in page_text(at)
+    # The page's own preflight run, not the recorded one (none is recorded here).
+    assert "Preflight (run by this page within the last minute" in page_text(at)
     click(at, "Sign off")
     assert "not green" in " ".join(e.value for e in at.error)
     _passed_results(golive_page_runtime)
