@@ -78,11 +78,12 @@ def charts() -> None:
         st.subheader(group)
         cols = st.columns(len(names))
         for col, name in zip(cols, names, strict=True):
-            col.metric(label(name), data.totals[name], help=f"metric {name}")
+            col.metric(label(name), f"{data.totals[name]:,}", help=f"metric {name}")
         if group == "Dunning and SCA":
             entered, recovered = data.totals[m.DUNNING_ENTERED], data.totals[m.DUNNING_RECOVERED]
-            st.metric("Recovery rate", percent(recovered / entered if entered else None),
-                      help="Recovered from dunning / entered dunning in this range")
+            st.metric("Dunning recovery rate", percent(recovered / entered if entered else None),
+                      help="Recovered from dunning / entered dunning in this range (SCA cases are on "
+                           "Dunning & SCA, whose recovery rate counts both)")
         frame = pd.DataFrame([{"hour": hour, "metric": label(name), "count": count}
                               for name in names for hour, count in data.series[name]])
         st.plotly_chart(_charts.counts(px.line(frame, x="hour", y="count", color="metric", markers=True)),
@@ -110,7 +111,7 @@ with st.expander("QA / test clocks (kept out of the figures and alerts above)"):
         names = [name for name, total in qa_board.totals.items() if total]
         qa_cols = st.columns(min(4, len(names)))
         for index, name in enumerate(names):
-            qa_cols[index % len(qa_cols)].metric(f"QA: {label(name)}", qa_board.totals[name])
+            qa_cols[index % len(qa_cols)].metric(f"QA: {label(name)}", f"{qa_board.totals[name]:,}")
 
 st.subheader("Snapshots")
 st.caption("A snapshot freezes the board from the go-live time (24 h) for sign-off; it never changes afterwards.")

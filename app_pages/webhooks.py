@@ -41,18 +41,18 @@ def health() -> None:
     statuses = webhooks.status_counts(rt.uow())
     cols = st.columns(4)
     cols[0].metric("Last event", "never" if age is None else f"{age / 60:.0f} min ago")
-    cols[1].metric(f"Received ({window})", counts.received,
+    cols[1].metric(f"Received ({window})", f"{counts.received:,}",
                    help="Webhook deliveries that passed verification: first copies and duplicates.")
-    cols[2].metric(f"Received, unique events ({window})", counts.unique)
-    cols[3].metric(f"Duplicates ({window})", counts.duplicates,
+    cols[2].metric(f"Received, unique events ({window})", f"{counts.unique:,}")
+    cols[3].metric(f"Duplicates ({window})", f"{counts.duplicates:,}",
                    help="Verified deliveries of an event id that was already stored.")
     cols = st.columns(4)
-    cols[0].metric(f"Ignored types ({window})", counts.ignored,
+    cols[0].metric(f"Ignored types ({window})", f"{counts.ignored:,}",
                    help="Verified events of a type the console does not handle (stored, not processed).")
-    cols[1].metric(f"Backfilled, Events API ({window})", counts.backfilled,
+    cols[1].metric(f"Backfilled, Events API ({window})", f"{counts.backfilled:,}",
                    help="Events stored by `billing-ops sync`; never counted as received deliveries.")
-    cols[2].metric(f"Invalid signatures ({window})", counts.invalid_signatures)
-    cols[3].metric("Failed / pending", statuses.get("failed", 0) + statuses.get("pending", 0))
+    cols[2].metric(f"Invalid signatures ({window})", f"{counts.invalid_signatures:,}")
+    cols[3].metric("Failed / pending", f"{statuses.get('failed', 0) + statuses.get('pending', 0):,}")
     if age is None:
         st.info("No events received yet. Check the endpoint registration below.")
     elif age > SILENCE_WARNING_MINUTES * 60:

@@ -37,7 +37,7 @@ def test_board_with_data_alert_and_snapshot(runtime: Any) -> None:
     # Tiles read as words: no raw or truncated metric names.
     assert all("stripe." not in x.label and "…" not in x.label and "invoice." not in x.label for x in at.metric)
     assert {"Plan changes", "Downgrades applied", "Invoice payment failures"} <= set(values)
-    assert values["Recovery rate"] == "n/a"  # nobody entered dunning in this range
+    assert values["Dunning recovery rate"] == "n/a"  # nobody entered dunning in this range
     [b for b in at.button if b.label == "Take snapshot"][0].click()
     at.run()
     assert "Snapshot 1 saved" in page_text(at)
