@@ -42,11 +42,11 @@ from services.plan_changes import (
     monthly_amount,
     record_plan_change,
 )
-from services.reconcile_rules import APPLY_DOWNGRADE, ActionReport, DueDowngrade, ReconcileError, ReconcileReport
+from services.reconcile_rules import APPLY_DOWNGRADE, ActionReport, DueDowngrade, ReconcileReport
 from services.runtime import Runtime
 from services.stripe_gateway import StripeGateway, StripeGatewayError
 from services.stripe_mapping import upsert_subscription
-from services.switches import Paused, SwitchState, refuse_if_paused, switch_state
+from services.switches import SwitchState, refuse_if_paused, switch_state
 from services.webhook_counts import QA_TRIGGER
 
 RECONCILE_LEASE = "reconcile"
@@ -294,11 +294,8 @@ def run_reconciliation(
     (ReconcileRefused, audited) while preflight-blocking configuration is missing, and an apply
     run (switches.Paused, audited) while the `reconcile` kill switch is on."""
     _refuse_if_misconfigured(settings, uow, apply=apply, trigger=trigger, actor=actor)
-    if apply:
-        try:
-            refuse_if_paused(uow, "reconcile", actor=actor, action="reconcile.apply")
-        except Paused as paused:  # the page and CLI already show a ReconcileError in one line
-            raise ReconcileError(str(paused)) from None
+    if apply:  # Paused is a ConsoleError: the page (run_action) and the CLI show it in one line as it is
+        refuse_if_paused(uow, "reconcile", actor=actor, action="reconcile.apply")
     now = int(time.time()) if now is None else int(now)
     lookahead = settings.reconcile_cron_lookahead_seconds
     run = _start_run(uow, apply=apply, trigger=trigger, actor=actor, lookahead=lookahead)

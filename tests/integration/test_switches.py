@@ -23,7 +23,7 @@ from db.models import AuditLog, ReconcileRun, StripeEvent
 from db.models.base import utcnow
 from services import event_handlers, metrics, switches, webhooks
 from services.audit import SystemCaller
-from services.reconciliation import ReconcileError, run_reconcile_cron, run_reconciliation
+from services.reconciliation import run_reconcile_cron, run_reconciliation
 from tests.conftest import REPO_ROOT, TEST_WEBHOOK_SECRETS
 from tests.integration.test_webhook_pipeline import event_body, sign
 from webhooks.app import create_app
@@ -96,7 +96,7 @@ def test_paused_reconcile_skips_the_cron_and_refuses_apply_but_not_dry_run(switc
         skipped = uow.session.execute(select(ReconcileRun)).scalar_one()
     assert skipped.mode == "skipped" and skipped.examined == 0
     assert "paused by lead@example.com" in (skipped.error or "") and "applied twice" in (skipped.error or "")
-    with pytest.raises(ReconcileError, match="paused by lead@example.com.*Downgrades applied twice"):
+    with pytest.raises(switches.Paused, match="paused by lead@example.com.*Downgrades applied twice"):
         run_reconciliation(settings=switch_runtime.settings, uow=switch_runtime.uow(),
                            gateway=switch_runtime.gateway, apply=True, actor="cli", trigger="manual")
     assert _audit(switch_runtime, "reconcile.apply")[-1][1] == "refused"
