@@ -11,6 +11,9 @@ a Streamlit script cannot set an HttpOnly cookie:
 CSRF: both need an `Origin` equal to the console's own origin (and, when the browser sends
 it, `Sec-Fetch-Site: same-origin`); the cookie is SameSite=Strict; and a session cookie is
 only ever minted from a single-use token that lives 60 seconds.
+
+Every refusal is audited (`services/refusal_audit.py`): the first of a kind per client at once,
+its repeats within a minute as one row with their count.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services import audit, sign_in, web_sessions
+from services import sign_in, web_sessions
 from services.runtime import get_runtime
 
 
@@ -42,12 +45,8 @@ def _client(request: Request) -> str | None:
 
 
 def _refuse(request: Request, action: str, reason: str) -> Response:
-    runtime = get_runtime()
-    uow = runtime.uow()
-    with uow:
-        audit.record(uow, actor="anonymous", action=action, result="denied",
-                     target=sign_in.client_key(_client(request)), details={"reason": reason})
-        uow.commit()
+    # Audited, but a flood of the same refusal from one client writes one row and a count per window.
+    get_runtime().refusal_audit.refuse(action=action, target=sign_in.client_key(_client(request)), reason=reason)
     return Response(status_code=403, content=f"refused: {reason}\n", media_type="text/plain")
 
 

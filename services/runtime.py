@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from db.session import UnitOfWork, get_engine
 from services.config import Settings, load_settings
+from services.refusal_audit import RefusalAudit
 from services.stripe_gateway import StripeGateway
 
 
@@ -39,6 +40,11 @@ class Runtime:
     @functools.cached_property
     def gateway(self) -> StripeGateway:
         return StripeGateway(self.settings)
+
+    @functools.cached_property
+    def refusal_audit(self) -> RefusalAudit:
+        """Refusals of outside requests, audited without a row per request (one per process)."""
+        return RefusalAudit(self.uow)
 
 
 _runtime: Runtime | None = None
