@@ -77,6 +77,16 @@ def test_part_of_a_name_with_like_wildcards_taken_literally(seeded: str) -> None
     assert _find(seeded, "r_") == [("customer", "cus_bob")]  # "_" is not a wildcard
 
 
+def test_a_word_that_is_an_email_prefix_and_a_name_finds_both(seeded: str) -> None:
+    with UnitOfWork(seeded) as uow:
+        uow.session.add(Customer(id="cus_adams", email="b.adams@example.net", name="Grace Adams"))
+        uow.commit()
+    found = _find(seeded, "ada")
+    assert found[0] == ("customer", "cus_ada")  # the email match first
+    assert ("customer", "cus_adams") in found  # and the name, not only when no email matched
+    assert found.count(("customer", "cus_ada")) == 1  # Ada is also a name match: listed once
+
+
 def test_hostile_or_huge_input_is_one_clear_refusal(seeded: str) -> None:
     assert _find(seeded, "   ") == []
     assert _find(seeded, "'; DROP TABLE customers; --") == []
