@@ -58,9 +58,10 @@ def render(engine: Engine, obj: Json, params: Json, *, is_list: bool = False) ->
         first = obj["data"][0] if obj.get("data") else None
         validation.check_expand(first.get("object") if isinstance(first, dict) else None, paths, is_list=True)
         paths = [p.removeprefix("data.") for p in paths if p.startswith("data.")]
-        obj = dict(obj)
-        obj["data"] = [expand(public(item), paths, engine.find) for item in obj["data"]]
-        return public(obj)
+        data = [expand(public(item), paths, engine.find) for item in obj["data"]]
+        if paths:  # an expanded object still holds its private keys
+            return public({**obj, "data": data})
+        return {k: data if k == "data" else public(v) for k, v in obj.items() if not k.startswith("_")}
     validation.check_expand(obj.get("object"), paths)
     return public(expand(public(obj), paths, lambda object_id: public(engine.find(object_id) or {}) or None))
 
