@@ -183,15 +183,16 @@ def receive(fleet: Fleet, url: str, receivers: int, secret: str, args: argparse.
 
 
 def drain(fleet: Fleet, url: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
-    backlog = status_counts(url).get("pending", 0)
+    counts = status_counts(url)
+    backlog, before = counts.get("pending", 0), counts.get("processed", 0)  # the re-read events' siblings
     processes = fleet.workers(workers)
     deadline = time.monotonic() + 120
-    while status_counts(url).get("processed", 0) == 0 and time.monotonic() < deadline:
+    while status_counts(url).get("processed", 0) == before and time.monotonic() < deadline:
         time.sleep(0.2)
-    start, began = status_counts(url).get("processed", 0), time.monotonic()
+    start, began = status_counts(url).get("processed", 0) - before, time.monotonic()
     cpu_before = sum(tree_cpu_seconds(p.pid) for p in processes)
     time.sleep(args.seconds)
-    done, elapsed = status_counts(url).get("processed", 0) - start, time.monotonic() - began
+    done, elapsed = status_counts(url).get("processed", 0) - before - start, time.monotonic() - began
     cpu = sum(tree_cpu_seconds(p.pid) for p in processes) - cpu_before
     fleet.stop(fleet.named("worker"))
     return {"workers": workers, "events_per_second": done / elapsed, "processed": done, "backlog": backlog,
