@@ -21,18 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.scale_out_fleet import (
-    REREAD_EVERY,
-    Fleet,
-    child_env,
-    deliver,
-    delivery_plan,
-    exactly_once,
-    make_events,
-    prepare_database,
-    store_earlier_deliveries,
-    wait_drained,
-)
+from benchmarks import scale_out_fleet as scale
 
 RECEIVERS = 4
 WORKERS = 3
@@ -41,9 +30,9 @@ EVENTS = int(os.environ.get("SCALE_OUT_TEST_EVENTS", "2000"))
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
+def fleet(tmp_path: Path) -> Iterator[scale.Fleet]:
     """The run's processes; every one of them is ended afterwards, whatever the outcome."""
-    running = Fleet(tmp_path)
+    running = scale.Fleet(tmp_path)
     try:
         yield running
     finally:
@@ -53,19 +42,19 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 @pytest.mark.postgres
 @pytest.mark.timeout(900)
 def test_four_receivers_three_workers_store_and_process_every_event_exactly_once(
-        postgres_url: str, fleet: Fleet) -> None:
+        postgres_url: str, fleet: scale.Fleet) -> None:
     secret = "whsec_" + secrets.token_hex(16)
-    prepare_database(postgres_url)
+    scale.prepare_database(postgres_url)
     emulator_base = fleet.emulator()
-    fleet.env = child_env(postgres_url, secret, emulator_base)
+    fleet.env = scale.child_env(postgres_url, secret, emulator_base)
     ports = fleet.receivers(RECEIVERS)
     fleet.workers(WORKERS)
-    events = make_events(EVENTS, secret, uuid.uuid4().hex[:6])
-    rereads = store_earlier_deliveries(postgres_url, events)
-    assert rereads == len(range(0, EVENTS, REREAD_EVERY))
-    plan, copies = delivery_plan(EVENTS, DUPLICATE_SHARE, RECEIVERS, seed=23)
+    events = scale.make_events(EVENTS, secret, uuid.uuid4().hex[:6])
+    rereads = scale.store_earlier_deliveries(postgres_url, events)
+    assert rereads == len(range(0, EVENTS, scale.REREAD_EVERY))
+    plan, copies = scale.delivery_plan(EVENTS, DUPLICATE_SHARE, RECEIVERS, seed=23)
 
-    delivered = deliver(plan, events, ports, threads=16, secret=secret)
+    delivered = scale.deliver(plan, events, ports, threads=16, secret=secret)
 
     logs = "\n".join(f"--- {name}\n{fleet.log_tail(name)}" for name in ("receiver0", "worker0"))
     # Every POST answered 200: no 5xx, no refusal; nothing left unanswered after redelivery.
@@ -78,8 +67,8 @@ def test_four_receivers_three_workers_store_and_process_every_event_exactly_once
     # A POST whose answer was lost is sent again (as Stripe would) and then counts as a copy too.
     assert copies <= duplicates <= copies + delivered.transport_errors
 
-    wait_drained(postgres_url, EVENTS)
-    found = exactly_once(postgres_url, events, emulator_base)
+    scale.wait_drained(postgres_url, EVENTS)
+    found = scale.exactly_once(postgres_url, events, emulator_base)
 
     assert found["stored"] == EVENTS and found["stored_once"] is True
     assert found["statuses"] == {"processed": EVENTS}
