@@ -28,3 +28,11 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 5) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def throughput_line(label: str, width: int, events: int, seconds: float, goal: float, *details: str) -> str:
+    """One result line: `label  N events in S s = R events/s · X× goal`, then each detail after ` · `."""
+    rate = events / seconds if seconds else 0.0
+    head = (f"{label:<{width}} {events:>7,} events in {seconds:7.2f} s = {rate:7,.0f} events/s"
+            f" · {rate / goal:5.2f}× goal")
+    return " · ".join((head, *details))

@@ -25,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import throughput_line  # noqa: E402
 from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from services.config import RATE_LIMIT_SHARE, STRIPE_RATE_LIMITS, load_settings  # noqa: E402
@@ -108,11 +109,11 @@ def run(base: str, database_url: str, threads: int, kind: type[EventBackfill], e
 
 
 def line(label: str, result: dict[str, Any]) -> str:
-    rate = result["events"] / result["seconds"]
-    return (f"{label:<28} {result['events']:>7,} events in {result['seconds']:6.2f} s = {rate:7,.0f} events/s"
-            f" · {rate / GOAL:5.2f}× goal · {rate / CEILING:4.0%} of ceiling · {result['requests']} requests"
-            f" (peak {result['peak']}/s, {result['retries']} retried 429/5xx) · CPU per page: ours"
-            f" {result['cpu_ms_per_page']:.0f} ms, emulator {result['emulator_cpu_ms_per_page']:.0f} ms")
+    share = result["events"] / result["seconds"] / CEILING if result["seconds"] else 0.0
+    return throughput_line(
+        label, 28, result["events"], result["seconds"], GOAL, f"{share:4.0%} of ceiling",
+        f"{result['requests']} requests (peak {result['peak']}/s, {result['retries']} retried 429/5xx)",
+        f"CPU per page: ours {result['cpu_ms_per_page']:.0f} ms, emulator {result['emulator_cpu_ms_per_page']:.0f} ms")
 
 
 def main() -> None:

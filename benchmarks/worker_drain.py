@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 if _tree:
     sys.path.insert(0, str(Path(_tree).resolve()))
 
+from benchmarks._common import throughput_line  # noqa: E402
 from benchmarks.backfill import cpu_seconds, peak_rate, start_emulator  # noqa: E402
 from benchmarks.scratch_postgres import scratch_postgres  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -109,11 +110,10 @@ def drain(base: str, database_url: str, backlog: list[dict[str, Any]], emulator_
 
 
 def line(label: str, result: dict[str, Any]) -> str:
-    rate = result["processed"] / result["seconds"]
-    return (f"{label:<12} {result['processed']:>7,} events in {result['seconds']:7.2f} s = {rate:7,.0f} events/s"
-            f" · {rate / GOAL:5.2f}× goal · {result['requests']:,} Stripe reads (peak {result['peak']}/s)"
-            f" · our CPU {result['cpu_us_per_event']:,.0f} µs/event · end state {result['statuses']}"
-            f"\n{'':<12} reads by endpoint: {result['reads']}")
+    return throughput_line(label, 12, result["processed"], result["seconds"], GOAL,
+                           f"{result['requests']:,} Stripe reads (peak {result['peak']}/s)",
+                           f"our CPU {result['cpu_us_per_event']:,.0f} µs/event",
+                           f"end state {result['statuses']}\n{'':<12} reads by endpoint: {result['reads']}")
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ class EmulatorServer:
             return
         with self.engine.lock:
             self.engine.objects = state["objects"]
-            self.engine.events = [self.engine.objects["event"][i] for i in state["events"]]
+            self.engine.load_events([self.engine.objects["event"][i] for i in state["events"]])
             self.engine.pending_prorations = state.get("pending_prorations", {})
             self.engine.invoices_by_subscription = state.get("invoices_by_subscription", {})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+from emulator.events.ordering import EventOrder
 from emulator.state import Json, State, new_id
 
 API_VERSION = "2026-10-28.endive"
@@ -28,6 +29,18 @@ def changed_fields(before: Json, after: Json) -> Json:
 
 
 class Events(State):
+    def reset(self) -> None:
+        with self.lock:
+            super().reset()
+            self.event_order = EventOrder()  # the events by created, for GET /v1/events
+
+    def load_events(self, events: list[Json]) -> None:
+        """Hold `events` (a saved state's, in creation order) and continue their `_seq`."""
+        self.events = events
+        self.event_order.rebuild(events)
+        self._seq = max([int(o.get("_seq", 0)) for kind in self.objects.values() for o in kind.values()],
+                        default=getattr(self, "_seq", 0))
+
     # --- events --------------------------------------------------------------------
     def emit(self, event_type: str, obj: Json, *, created: int, previous: Json | None = None) -> Json | None:
         if event_type in set(self.misbehave.get("suppress_events") or []):
@@ -52,7 +65,8 @@ class Events(State):
             "_delivery_success": None,
         }
         self.events.append(event)
-        self.put("event", event)
+        self.put("event", event)  # gives it its _seq
+        self.event_order.add(event)
         if self.on_event is not None:
             self.on_event(event)
         return event

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from emulator.engine import Engine
+from emulator.events.ordering import list_page
 from emulator.state import Json, new_id
 from emulator.wire.protocol import StripeApiError, check_params, list_object, to_bool
-from emulator.wire.routes import LIST_PARAMS, list_kind, public, retrieve, route
+from emulator.wire.routes import LIST_PARAMS, public, render, retrieve, route
 
 # --- events ------------------------------------------------------------------------------------------
 retrieve("/v1/events/{id}", "event")
@@ -23,12 +24,12 @@ def events_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
         raise StripeApiError(400, "You may only specify one of these parameters: type, types.", param="types")
     delivery = params.get("delivery_success")
     delivery_value = None if delivery in (None, "") else to_bool(delivery, "delivery_success")
-    return list_kind(
-        engine, "event", "/v1/events", params, {"type", "types", "delivery_success"},
-        lambda e: (not wanted_type or _type_matches(e["type"], wanted_type))
-        and (not types or any(_type_matches(e["type"], t) for t in types))
-        and (delivery_value is None or e.get("_delivery_success") is delivery_value),
-    )
+    check_params(params, LIST_PARAMS | {"type", "types", "delivery_success"})
+    listed = list_page(engine.event_order, engine.objects.get("event", {}), "/v1/events", params,
+                       lambda e: (not wanted_type or _type_matches(e["type"], wanted_type))
+                       and (not types or any(_type_matches(e["type"], t) for t in types))
+                       and (delivery_value is None or e.get("_delivery_success") is delivery_value))
+    return render(engine, listed, params, is_list=True)
 
 
 # --- webhook endpoints ---------------------------------------------------------------------------------

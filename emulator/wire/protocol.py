@@ -114,6 +114,21 @@ def to_int(value: Any, param: str, *, minimum: int | None = None) -> int:
     return number
 
 
+def created_bounds(value: Any, field: str = "created") -> dict[str, int] | None:
+    """A `created`-style param as bounds (gt/gte/lt/lte; an exact value is gte and lte), None when absent."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dict):
+        bounds = {op: to_int(v, f"{field}[{op}]") for op, v in value.items()}
+        for op in bounds:
+            if op not in ("gt", "gte", "lt", "lte"):
+                raise StripeApiError(400, f"Received unknown parameter: {field}[{op}]", code="parameter_unknown",
+                                     param=f"{field}[{op}]")
+        return bounds
+    exact = to_int(value, field)
+    return {"gte": exact, "lte": exact}
+
+
 def check_params(params: dict[str, Any], allowed: set[str], required: tuple[str, ...] = ()) -> None:
     """Unknown top-level params -> parameter_unknown; missing required -> parameter_missing."""
     for name in params:

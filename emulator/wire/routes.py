@@ -14,7 +14,7 @@ from typing import Any
 from emulator.engine import Engine
 from emulator.objects import validation
 from emulator.state import Json
-from emulator.wire.protocol import StripeApiError, check_params, expand, list_object, to_int
+from emulator.wire.protocol import StripeApiError, check_params, created_bounds, expand, list_object
 
 Handler = Callable[[Engine, dict[str, str], Json], Json]
 # (method, pattern, handler, number of {id} placeholders) in registration order.
@@ -58,29 +58,23 @@ def render(engine: Engine, obj: Json, params: Json, *, is_list: bool = False) ->
         first = obj["data"][0] if obj.get("data") else None
         validation.check_expand(first.get("object") if isinstance(first, dict) else None, paths, is_list=True)
         paths = [p.removeprefix("data.") for p in paths if p.startswith("data.")]
-        obj = dict(obj)
-        obj["data"] = [expand(public(item), paths, engine.find) for item in obj["data"]]
-        return public(obj)
+        data = [expand(public(item), paths, engine.find) for item in obj["data"]]
+        if paths:  # an expanded object still holds its private keys
+            return public({**obj, "data": data})
+        return {k: data if k == "data" else public(v) for k, v in obj.items() if not k.startswith("_")}
     validation.check_expand(obj.get("object"), paths)
     return public(expand(public(obj), paths, lambda object_id: public(engine.find(object_id) or {}) or None))
 
 
 def created_filter(items: list[Json], value: Any, field: str = "created") -> list[Json]:
-    if value in (None, ""):
+    bounds = created_bounds(value, field)
+    if bounds is None:
         return items
-    if isinstance(value, dict):
-        bounds = {op: to_int(v, f"{field}[{op}]") for op, v in value.items()}
-        for op in bounds:
-            if op not in ("gt", "gte", "lt", "lte"):
-                raise StripeApiError(400, f"Received unknown parameter: {field}[{op}]", code="parameter_unknown",
-                                     param=f"{field}[{op}]")
-        return [
-            i for i in items
-            if ("gt" not in bounds or i[field] > bounds["gt"]) and ("gte" not in bounds or i[field] >= bounds["gte"])
-            and ("lt" not in bounds or i[field] < bounds["lt"]) and ("lte" not in bounds or i[field] <= bounds["lte"])
-        ]
-    exact = to_int(value, field)
-    return [i for i in items if i[field] == exact]
+    return [
+        i for i in items
+        if ("gt" not in bounds or i[field] > bounds["gt"]) and ("gte" not in bounds or i[field] >= bounds["gte"])
+        and ("lt" not in bounds or i[field] < bounds["lt"]) and ("lte" not in bounds or i[field] <= bounds["lte"])
+    ]
 
 
 LIST_PARAMS = {"limit", "starting_after", "ending_before", "created"}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from emulator.engine import Engine
 from emulator.payments import test_cards
+from emulator.wire.protocol import StripeApiError
 
 
 def test_every_card_is_found_by_token_and_by_number() -> None:
@@ -15,7 +19,22 @@ def test_every_card_is_found_by_token_and_by_number() -> None:
                                                         test_cards.CARDS["pm_card_chargeDeclinedInsufficientFunds"])
     assert test_cards.lookup("4000000000005423")[0] == "pm_card_createIssuerFraudRecord"  # type: ignore[index]
     assert test_cards.lookup("4000002500003155")[0] == "pm_card_authenticationRequiredOnSetup"  # type: ignore[index]
-    assert test_cards.lookup("pm_card_createEarlyFraudWarning") is None  # not a Stripe token
+
+
+def test_the_early_fraud_warning_card_is_stripes_issuer_fraud_record_token() -> None:
+    efw = [token for token, card in test_cards.CARDS.items() if card.behaviour == "efw"]
+    assert efw == ["pm_card_createIssuerFraudRecord"]
+    assert test_cards.CARDS["pm_card_createIssuerFraudRecord"].number == "4000000000005423"
+
+
+@pytest.mark.parametrize("token", ["pm_card_unknownToken", "pm_card_visa_typo", "pm_card_"])
+def test_a_token_stripe_does_not_have_is_refused_with_stripes_error(token: str) -> None:
+    assert test_cards.lookup(token) is None and not test_cards.is_test_card(token)
+    with pytest.raises(StripeApiError) as refused:
+        Engine().card_payment_method(token)
+    assert refused.value.body == {"type": "invalid_request_error", "message": f"No such PaymentMethod: '{token}'",
+                                  "code": "resource_missing", "param": "payment_method",
+                                  "doc_url": "https://docs.stripe.com/error-codes/resource-missing"}
 
 
 def test_declining_cards_name_their_reason() -> None:
