@@ -7,7 +7,7 @@ Every function takes the open UnitOfWork and never commits (the service owns the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -16,6 +16,7 @@ from db.models import Charge, Dispute, FraudWarning
 from db.session import UnitOfWork, rows_affected
 
 # (warning, the charge's amount refunded, the charge's dispute id and status)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WarningRow = tuple[FraudWarning, int | None, str | None, str | None]
 
 
@@ -169,22 +170,39 @@ def reopen_refunded_by(uow: UnitOfWork, refund_id: str, values: dict[str, Any]) 
 
 
 # --- the funnel and the counts ------------------------------------------------------------------------
-def funnel_rows(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
-    """Warnings created in [since, until): (id, status, created, decided_at, currency, dispute id,
-    dispute status, dispute amount) with the newest dispute on the warning's charge, if any."""
+def funnel_statuses(uow: UnitOfWork, since: datetime, until: datetime) -> dict[str, int]:
+    """{status: warnings created in [since, until)}, counted from the funnel index alone."""
+    return {str(status): int(n) for status, n in uow.session.execute(
+        select(FraudWarning.status, func.count()).where(FraudWarning.created >= since, FraudWarning.created < until)
+        .group_by(FraudWarning.status)).all()}
+
+
+def funnel_decisions(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """(created, decided_at) of the warnings created in [since, until) that were refunded or ignored."""
+    return [(created, decided) for created, decided in uow.session.execute(
+        select(FraudWarning.created, FraudWarning.decided_at)
+        .where(FraudWarning.created >= since, FraudWarning.created < until,
+               FraudWarning.status.in_(("refunded", "ignored")), FraudWarning.decided_at.is_not(None)))
+        if created is not None and decided is not None]
+
+
+def funnel_disputes(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+    """Of the warnings created in [since, until) whose charge has a dispute: (warning id, its currency,
+    the newest dispute's status and amount). Only the disputed ones are read (a join, not a row per warning)."""
     rows = uow.session.execute(
-        select(FraudWarning.id, FraudWarning.status, FraudWarning.created, FraudWarning.decided_at,
-               FraudWarning.currency, Dispute.id, Dispute.status, Dispute.amount, Dispute.created)
-        .outerjoin(Dispute, Dispute.charge_id == FraudWarning.charge_id)
+        select(FraudWarning.id, FraudWarning.currency, Dispute.id, Dispute.status, Dispute.amount, Dispute.created)
+        .join(Dispute, Dispute.charge_id == FraudWarning.charge_id)
         .where(FraudWarning.created >= since, FraudWarning.created < until)
     ).all()
-    # A charge with several disputes joins once per dispute: keep the newest (no ORDER BY, no sort).
+    # A charge with several disputes joins once per dispute: keep the newest, by (created, id), a
+    # dispute with a creation time before one without.
     best: dict[str, tuple[Any, ...]] = {}
     for row in rows:
         kept = best.get(row[0])
-        if kept is None or (row[8] is not None and (kept[8] is None or (row[8], row[5]) > (kept[8], kept[5]))):
+        if kept is None or (row[5] is not None, row[5] or _EPOCH, row[2]) > (kept[5] is not None, kept[5] or _EPOCH,
+                                                                              kept[2]):
             best[row[0]] = tuple(row)
-    return [row[:8] for row in best.values()]
+    return [(efw_id, currency, status, amount) for efw_id, currency, _id, status, amount, _c in best.values()]
 
 
 def count_created_between(uow: UnitOfWork, since: datetime, until: datetime) -> int:
