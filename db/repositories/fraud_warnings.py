@@ -59,15 +59,11 @@ def queue_filter(*, statuses: Sequence[str] = (), fraud_types: Sequence[str] = (
     return and_(*conditions) if conditions else and_(True)
 
 
-def _disputed() -> ColumnElement[bool]:
-    """The warning's charge has a dispute (EXISTS of the charge id alone: answered from the index)."""
-    return select(Dispute.charge_id).where(Dispute.charge_id == FraudWarning.charge_id).exists()
-
-
 def _ours() -> ColumnElement[bool]:
-    """Still ours to act on: Stripe marks it actionable, the charge is not disputed and not fully refunded."""
-    return and_(FraudWarning.actionable.is_(True), ~_disputed(),
-                func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount)
+    """Still ours to act on: Stripe marks it actionable, the charge is not disputed and not fully refunded
+    (the charge's state as the database keeps it on the warning, migration 0011: read from the queue index)."""
+    return and_(FraudWarning.actionable.is_(True), FraudWarning.charge_disputed.is_(False),
+                FraudWarning.charge_amount_refunded < FraudWarning.amount)
 
 
 def queue_page(uow: UnitOfWork, where: ColumnElement[bool], *, limit: int, offset: int) -> list[WarningRow]:
@@ -110,24 +106,18 @@ def count(uow: UnitOfWork, where: ColumnElement[bool]) -> int:
 
 def open_tiles(uow: UnitOfWork, where: ColumnElement[bool]) -> list[tuple[Any, ...]]:
     """Open warnings matching `where`, grouped: (charge state disputed | refunded | open, actionable,
-    currency, count, amount still refundable)."""
+    currency, count, amount still refundable). One grouped read of the queue index: the charge's
+    state is kept on the warning (migration 0011), no charge or dispute is looked up."""
     state = case(
-        (_disputed(), "disputed"),
-        (func.coalesce(Charge.amount_refunded, 0) >= FraudWarning.amount, "refunded"),
+        (FraudWarning.charge_disputed.is_(True), "disputed"),
+        (FraudWarning.charge_amount_refunded >= FraudWarning.amount, "refunded"),
         else_="open",
-    )
-    per_warning = (
-        select(state.label("state"), FraudWarning.actionable.label("actionable"),
-               FraudWarning.currency.label("currency"),
-               (FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)).label("remaining"))
-        .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-        .where(FraudWarning.status == "open", where)
-        .subquery()
-    )
+    ).label("state")
     return [tuple(r) for r in uow.session.execute(
-        select(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency, func.count(),
-               func.sum(per_warning.c.remaining))
-        .group_by(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency)
+        select(state, FraudWarning.actionable, FraudWarning.currency, func.count(),
+               func.sum(FraudWarning.amount - FraudWarning.charge_amount_refunded))
+        .where(FraudWarning.status == "open", where)
+        .group_by(state, FraudWarning.actionable, FraudWarning.currency)
     ).all()]
 
 
