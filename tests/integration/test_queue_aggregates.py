@@ -8,7 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from db.models import Charge, Dispute, FraudWarning
 from db.repositories import disputes as disputes_repo
@@ -216,3 +216,21 @@ def test_dispute_tiles_equal_the_naive_count(migrated_url: str) -> None:
                 assert disputes_repo.count(uow, where) == sum(
                     1 for d in rows if (not statuses or d.status in statuses)
                     and (currency is None or d.currency == currency))
+
+
+def test_the_triggers_exist_at_head(migrated_url: str) -> None:
+    """A later SQLite batch migration that rebuilds charges, disputes or fraud_warnings drops their
+    triggers (migration 0011 says how to create them again): this fails until it does."""
+    with UnitOfWork(migrated_url) as uow:
+        if uow.session.get_bind().dialect.name == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        else:
+            query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+        names = set(uow.session.execute(text(query)).scalars())
+    assert {n for n in names if "fraud_warnings" in n} == (
+        {"trg_fraud_warnings_charge_state_insert", "trg_fraud_warnings_charge_state_update",
+         "trg_charges_fraud_warnings_insert", "trg_charges_fraud_warnings_update", "trg_charges_fraud_warnings_delete",
+         "trg_disputes_fraud_warnings_insert", "trg_disputes_fraud_warnings_update",
+         "trg_disputes_fraud_warnings_delete"} if "sqlite_master" in query else
+        {"trg_fraud_warnings_charge_state_insert", "trg_fraud_warnings_charge_state_update",
+         "trg_charges_fraud_warnings", "trg_disputes_fraud_warnings"})
