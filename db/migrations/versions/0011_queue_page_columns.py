@@ -15,11 +15,17 @@ The database keeps them, whoever writes (the event handlers, a sync, a fix by ha
 `charges` (insert, `amount_refunded` or `id` changed, delete), `disputes` (insert, `charge_id`
 changed, delete) and `fraud_warnings` (insert, `charge_id` changed) set exactly what the join reads:
 `charge_amount_refunded` = the charge's `amount_refunded`, 0 without a charge; `charge_disputed` =
-a dispute row has the warning's `charge_id`. On PostgreSQL each trigger first takes a transaction
-advisory lock on the charge id, so a warning stored while another transaction stores its charge or
-dispute reads that row once it is committed (SQLite has one writer at a time). The upgrade fills the
-columns of the existing rows. A later SQLite batch migration that rebuilds one of these three tables
-drops its triggers and must create them again (`create_triggers`).
+a dispute row has the warning's `charge_id`. SQLite has one writer at a time. On PostgreSQL a new
+warning and a new dispute first lock their charge row (FOR NO KEY UPDATE, as a charge update does),
+so concurrent writers of one charge are serialized and the later one sees the earlier once it is
+committed; a new charge row refreshes both columns of its warnings. What is left: before the charge
+row exists there is nothing to wait on, so a warning stored at the same moment as a dispute on its
+charge misses it until the charge row is written, and one stored at the same moment as the charge's
+first row misses a refund on it until the charge's amount_refunded next changes. (Transaction
+advisory locks would close that too, but take one lock-table slot per charge: a bulk write of 20k
+rows ran out of shared memory.) The upgrade fills the columns of the existing rows. A later SQLite
+batch migration that rebuilds one of these three tables drops its triggers and must create them
+again (`create_triggers`).
 """
 from collections.abc import Sequence
 
@@ -50,9 +56,10 @@ SQLITE_TRIGGERS = {
         END""",
     "trg_charges_fraud_warnings_insert": """
         CREATE TRIGGER trg_charges_fraud_warnings_insert AFTER INSERT ON charges
-        WHEN NEW.amount_refunded <> 0
         BEGIN
-            UPDATE fraud_warnings SET charge_amount_refunded = NEW.amount_refunded WHERE charge_id = NEW.id;
+            UPDATE fraud_warnings SET charge_amount_refunded = NEW.amount_refunded,
+                   charge_disputed = EXISTS (SELECT 1 FROM disputes d WHERE d.charge_id = NEW.id)
+            WHERE charge_id = NEW.id;
         END""",
     "trg_charges_fraud_warnings_update": """
         CREATE TRIGGER trg_charges_fraud_warnings_update AFTER UPDATE OF id, amount_refunded ON charges
@@ -92,27 +99,33 @@ SQLITE_TRIGGERS = {
 }
 
 POSTGRESQL_FUNCTIONS = {
-    # The warning's own row, before it is written: what its charge is now.
+    # The warning's own row, before it is written: what its charge is now. The charge row is locked
+    # first (as a charge update locks it), so a transaction changing the charge or adding a dispute
+    # to it at the same time is waited for and then seen, or waits for this one and then sees it.
     "fraud_warnings_charge_state": """
         CREATE FUNCTION fraud_warnings_charge_state() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM pg_advisory_xact_lock(hashtext(NEW.charge_id));
+            PERFORM 1 FROM charges c WHERE c.id = NEW.charge_id FOR NO KEY UPDATE;
             SELECT COALESCE((SELECT c.amount_refunded FROM charges c WHERE c.id = NEW.charge_id), 0),
                    EXISTS (SELECT 1 FROM disputes d WHERE d.charge_id = NEW.charge_id)
               INTO NEW.charge_amount_refunded, NEW.charge_disputed;
             RETURN NEW;
         END $$""",
+    # A new charge row also brings its warnings' dispute flag up to date (a warning and a dispute
+    # stored before their charge had no charge row to wait on).
     "charges_fraud_warnings": """
         CREATE FUNCTION charges_fraud_warnings() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF TG_OP <> 'INSERT' THEN
                 IF TG_OP = 'DELETE' OR OLD.id IS DISTINCT FROM NEW.id THEN
-                    PERFORM pg_advisory_xact_lock(hashtext(OLD.id));
                     UPDATE fraud_warnings SET charge_amount_refunded = 0 WHERE charge_id = OLD.id;
                 END IF;
             END IF;
-            IF TG_OP <> 'DELETE' THEN
-                PERFORM pg_advisory_xact_lock(hashtext(NEW.id));
+            IF TG_OP = 'INSERT' THEN
+                UPDATE fraud_warnings SET charge_amount_refunded = NEW.amount_refunded,
+                       charge_disputed = EXISTS (SELECT 1 FROM disputes d WHERE d.charge_id = NEW.id)
+                WHERE charge_id = NEW.id;
+            ELSIF TG_OP = 'UPDATE' THEN
                 UPDATE fraud_warnings SET charge_amount_refunded = NEW.amount_refunded
                 WHERE charge_id = NEW.id AND charge_amount_refunded IS DISTINCT FROM NEW.amount_refunded;
             END IF;
@@ -124,14 +137,13 @@ POSTGRESQL_FUNCTIONS = {
             IF TG_OP <> 'INSERT' THEN
                 IF OLD.charge_id IS NOT NULL
                    AND (TG_OP = 'DELETE' OR OLD.charge_id IS DISTINCT FROM NEW.charge_id) THEN
-                    PERFORM pg_advisory_xact_lock(hashtext(OLD.charge_id));
                     UPDATE fraud_warnings
                     SET charge_disputed = EXISTS (SELECT 1 FROM disputes d WHERE d.charge_id = OLD.charge_id)
                     WHERE charge_id = OLD.charge_id;
                 END IF;
             END IF;
             IF TG_OP <> 'DELETE' AND NEW.charge_id IS NOT NULL THEN
-                PERFORM pg_advisory_xact_lock(hashtext(NEW.charge_id));
+                PERFORM 1 FROM charges c WHERE c.id = NEW.charge_id FOR NO KEY UPDATE;
                 UPDATE fraud_warnings SET charge_disputed = true
                 WHERE charge_id = NEW.charge_id AND NOT charge_disputed;
             END IF;
