@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from db.models import Charge, Dispute, FraudWarning
 from db.session import UnitOfWork, rows_affected
 
-# (warning, the charge's amount refunded, the charge's dispute id and status)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# (warning, the charge's amount refunded, the charge's dispute id and status)
 WarningRow = tuple[FraudWarning, int | None, str | None, str | None]
 
 
