@@ -2,14 +2,24 @@
 not read them again: the queues and their tiles, the filter choices, the charts, and the charge
 as Stripe has it now. Keyed by database (or Stripe account) so tests and environments never
 share a result; every page action clears them (`clear`), so what an action changed shows at
-once, and a webhook's change shows within the TTL."""
+once, and a webhook's change shows within the TTL.
+
+`later` (billing-DB reads, on PostgreSQL) and `from_stripe` (live Stripe reads) start a read on a
+small thread pool and return its future, so a page can start the reads it shows further down
+(the charts, the funnel) and the live Stripe read before it needs them: their database and
+network waits overlap the page's own work instead of adding up. The thread runs with the
+session's script context, so the reads go through the same caches."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from app_pages._shared import runtime
 from db.models.base import utcnow
@@ -19,6 +29,31 @@ from services import fraud_warnings as efw
 QUEUE_TTL_SECONDS = 15  # the queues and their tiles
 CHART_TTL_SECONDS = 60  # filter choices, monitoring warnings, the dispute-rate chart, the funnel
 LIVE_TTL_SECONDS = 30  # a charge read live from Stripe
+P = ParamSpec("P")
+T = TypeVar("T")
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="queue-reads")
+
+
+def later(read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+    """Start the billing-DB read `read` now on the pool (with this session's script context); its
+    result when asked. On SQLite it runs here and now: every transaction there begins IMMEDIATE
+    (db/session.py), so reads on two connections would wait on each other's lock."""
+    if _database().startswith("sqlite"):
+        done: Future[T] = Future()
+        done.set_result(read(*args, **kwargs))
+        return done
+    return from_stripe(read, *args, **kwargs)
+
+
+def from_stripe(read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+    """Start `read`, which does not touch the billing DB (a live Stripe read), on the pool now."""
+    context = get_script_run_ctx(suppress_warning=True)
+
+    def run() -> T:
+        add_script_run_ctx(threading.current_thread(), context)
+        return read(*args, **kwargs)
+
+    return _POOL.submit(run)
 
 
 def _database() -> str:

@@ -130,7 +130,21 @@ chosen = st.selectbox("Dispute", options, index=options.index(linked.id) if link
                                                  f"{d.customer_email or 'unknown'}" for d in shown if d.id == i))
 if st.query_params.get("dispute") != chosen:
     st.query_params["dispute"] = chosen
-context = dispute_queue.get_context(rt.uow(), chosen, rt.gateway, live_charge=reads.live_charge)
+# The charge as Stripe has it now is asked for first, then the reads shown at the foot of the page
+# are started, so Stripe's round trip overlaps them and the context's (app_pages/_queue_reads.py).
+chosen_charge = next((d.charge_id for d in shown if d.id == chosen), None)
+live_charge_later = reads.from_stripe(reads.live_charge, chosen_charge) if chosen_charge else None
+programme_warnings_later = reads.later(reads.programme_warnings)
+dispute_rates_later = reads.later(reads.dispute_rates, 30)
+
+
+def _live_charge(charge_id: str) -> dispute_queue.LiveCharge:
+    if live_charge_later is not None and charge_id == chosen_charge:
+        return live_charge_later.result()
+    return reads.live_charge(charge_id)
+
+
+context = dispute_queue.get_context(rt.uow(), chosen, rt.gateway, live_charge=_live_charge)
 dispute = context.dispute
 st.subheader(f"{money(dispute.amount, dispute.currency)} · {plain(dispute.reason or 'general')} · "
              f"{plain(dispute.status)}")
@@ -285,10 +299,10 @@ if history:
 panels.timeline_panel(rt, dispute.id)
 
 st.subheader("Dispute rate")
-for programme_warning in reads.programme_warnings():
+for programme_warning in programme_warnings_later.result():
     st.warning(programme_warning)
 panels.analytics_link(page_file("dispute-analytics"))
-series = reads.dispute_rates(30)
+series = dispute_rates_later.result()
 chart_days = [p["day"] for p in series]
 # The thresholds are dotted traces across the chart: plotly's add_hline costs more than the rest of the
 # page's rerun together (it re-lays out the axes per line).

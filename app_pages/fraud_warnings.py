@@ -28,6 +28,11 @@ st.caption("Issuers warn before most fraud disputes. Refunding an actionable war
            "and its fee; each refund is re-checked live at Stripe first and sent exactly once.")
 
 ui.show_flash("efw", refused="Nothing was changed")
+# The funnel at the foot of the page is read beside the queue (app_pages/_queue_reads.py); its period
+# widget keeps its value in the session.
+FUNNEL_PERIODS = [7, 30, 90]
+funnel_days = st.session_state.get("efw_funnel_days", 30)
+funnel_later = reads.later(reads.funnel, funnel_days)
 
 with st.form("efw_filters"):
     cols = st.columns(5)
@@ -202,8 +207,8 @@ if bulk_results:
 
 # --- the funnel ---------------------------------------------------------------------------------
 st.subheader("Funnel")
-days = st.selectbox("Period", [7, 30, 90], index=1, format_func=lambda d: f"last {d} days")
-result = reads.funnel(days)
+days = st.selectbox("Period", FUNNEL_PERIODS, index=1, format_func=lambda d: f"last {d} days", key="efw_funnel_days")
+result = funnel_later.result() if days == funnel_days else reads.funnel(days)
 if result.total == 0:
     st.info("No early fraud warnings in this period.")
 else:

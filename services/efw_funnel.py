@@ -8,7 +8,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
@@ -38,37 +37,29 @@ class Funnel:
 
 
 def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
-    """Of the EFWs created in [since, until): what was decided, and which became disputes."""
+    """Of the EFWs created in [since, until): what was decided, and which became disputes.
+
+    Counted in SQL (statuses from the funnel index; only the decided warnings' times and only the
+    disputed warnings' newest disputes are read), not a row per warning."""
     with uow:
-        rows = efw_repo.funnel_rows(uow, since, until)
-    result = Funnel()
-    seen: set[Any] = set()
-    waits: list[float] = []
-    for efw_id, status, created, decided_at, currency, dispute_id, dispute_status, dispute_amount in rows:
-        # A charge with more than one dispute row would repeat its EFW; count each EFW once.
-        if efw_id in seen:
-            continue
-        seen.add(efw_id)
-        result.total += 1
-        if status == "refunded":
-            result.refunded += 1
-        elif status == "ignored":
-            result.ignored += 1
+        statuses = efw_repo.funnel_statuses(uow, since, until)
+        decisions = efw_repo.funnel_decisions(uow, since, until)
+        disputed = efw_repo.funnel_disputes(uow, since, until)
+    result = Funnel(total=sum(statuses.values()), refunded=statuses.get("refunded", 0),
+                    ignored=statuses.get("ignored", 0))
+    result.open = result.total - result.refunded - result.ignored
+    waits = [(decided_at - created).total_seconds() / 3600 for created, decided_at in decisions]
+    for _efw_id, currency, dispute_status, dispute_amount in disputed:
+        result.became_disputes += 1
+        if dispute_status == "won":
+            result.disputes_won += 1
+        elif dispute_status == "lost":
+            result.disputes_lost += 1
+            result.dispute_cost[currency] = result.dispute_cost.get(currency, 0) + int(dispute_amount or 0)
+            result.dispute_cost[DISPUTE_FEE_CURRENCY] = (result.dispute_cost.get(DISPUTE_FEE_CURRENCY, 0)
+                                                         + DISPUTE_FEE_MINOR_UNITS)
         else:
-            result.open += 1
-        if decided_at is not None and created is not None and status in ("refunded", "ignored"):
-            waits.append((decided_at - created).total_seconds() / 3600)
-        if dispute_id:
-            result.became_disputes += 1
-            if dispute_status == "won":
-                result.disputes_won += 1
-            elif dispute_status == "lost":
-                result.disputes_lost += 1
-                result.dispute_cost[currency] = result.dispute_cost.get(currency, 0) + int(dispute_amount or 0)
-                result.dispute_cost[DISPUTE_FEE_CURRENCY] = (result.dispute_cost.get(DISPUTE_FEE_CURRENCY, 0)
-                                                             + DISPUTE_FEE_MINOR_UNITS)
-            else:
-                result.disputes_pending += 1
+            result.disputes_pending += 1
     if waits:
         result.hours_to_decision_median = round(statistics.median(waits), 1)
         result.hours_to_decision_p90 = round(nearest_rank(waits, 90), 1)

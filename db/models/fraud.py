@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, Text, UniqueConstraint
+from sqlalchemy import Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, utcnow
@@ -17,10 +17,11 @@ class FraudWarning(Base):
     """
 
     __tablename__ = "fraud_warnings"
-    # The queue reads each run of its order in order, and its tiles, from the first index; the
-    # funnel a period's warnings from the second (migration 0010).
+    # The queue reads each run of its order in order, and its tiles, from the first index (migration
+    # 0011); the funnel a period's warnings from the second (0010).
     __table_args__ = (
-        Index("ix_fraud_warnings_queue", "status", "created", "actionable", "currency", "amount", "charge_id"),
+        Index("ix_fraud_warnings_queue_state", "status", "created", "actionable", "charge_disputed",
+              "charge_amount_refunded", "currency", "amount", "charge_id"),
         Index("ix_fraud_warnings_funnel", "created", "status", "decided_at", "currency", "charge_id", "id"),
     )
 
@@ -45,6 +46,10 @@ class FraudWarning(Base):
     stripe_updated: Mapped[int] = mapped_column(default=0)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The charge as the queue needs it, kept by the database's triggers (migration 0011), never
+    # written here: its amount_refunded (0 without a charge) and whether a dispute names it.
+    charge_amount_refunded: Mapped[int] = mapped_column(default=0, server_default="0")
+    charge_disputed: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class RadarBlock(Base):

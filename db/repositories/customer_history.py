@@ -104,7 +104,11 @@ def charge_ids_with_fingerprint(uow: UnitOfWork, fingerprint: str, *, limit: int
 def charge_ids_with_email(uow: UnitOfWork, email: str, *, limit: int) -> list[str]:
     """Charges of the customers with this email, newest first. Index lookups: the email as stored
     and lowercased (Stripe keeps the case the customer typed)."""
-    customers_ = select(Customer.id).where(Customer.email.in_({email, email.lower()}))
+    # The customers first: as a subquery, SQLite walks every charge by date looking for them.
+    customers_ = list(uow.session.execute(select(Customer.id).where(Customer.email.in_({email, email.lower()})))
+                      .scalars())
+    if not customers_:
+        return []
     return list(uow.session.execute(select(Charge.id).where(Charge.stripe_customer_id.in_(customers_))
                                     .order_by(Charge.created.desc()).limit(limit)).scalars())
 

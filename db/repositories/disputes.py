@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from db.models import AuditLog, Charge, Dispute, DisputeEvidenceDraft, DisputeEvidenceFile, StripeEvent
 from db.repositories._days import counts_by_day
@@ -108,23 +108,24 @@ def count(uow: UnitOfWork, where: ColumnElement[bool]) -> int:
 
 def queue_tiles(uow: UnitOfWork, where: ColumnElement[bool], open_statuses: Sequence[str],
                 now: datetime) -> QueueTiles:
-    """The tiles over the open disputes that match the page's filters: one pass for the deadlines
-    and one for the amounts at risk per currency."""
+    """The tiles over the open disputes that match the page's filters: one grouped pass for the
+    count and the amounts at risk per currency, and the deadlines as three range counts along
+    (status, due_by) (a CASE per row costs three times the pass on SQLite)."""
     is_open = Dispute.status.in_(open_statuses)
     in_24h, in_72h = now + timedelta(hours=24), now + timedelta(hours=72)
     rows = uow.session.execute(
-        select(
-            Dispute.currency,
-            func.count(),
-            func.sum(case((Dispute.due_by < now, 1), else_=0)),
-            func.sum(case((and_(Dispute.due_by >= now, Dispute.due_by < in_24h), 1), else_=0)),
-            func.sum(case((and_(Dispute.due_by >= now, Dispute.due_by < in_72h), 1), else_=0)),
-            func.sum(Dispute.amount),
-        ).where(is_open, where).group_by(Dispute.currency)
+        select(Dispute.currency, func.count(), func.sum(Dispute.amount)).where(is_open, where)
+        .group_by(Dispute.currency)
     ).all()
-    return QueueTiles(sum(int(r[1] or 0) for r in rows), sum(int(r[2] or 0) for r in rows),
-                      sum(int(r[3] or 0) for r in rows), sum(int(r[4] or 0) for r in rows),
-                      {r[0]: int(r[5] or 0) for r in rows})
+
+    def due(*between: ColumnElement[bool]) -> Any:
+        return select(func.count()).select_from(Dispute).where(is_open, where, *between).scalar_subquery()
+
+    overdue, due_24h, due_72h = uow.session.execute(select(
+        due(Dispute.due_by < now), due(Dispute.due_by >= now, Dispute.due_by < in_24h),
+        due(Dispute.due_by >= now, Dispute.due_by < in_72h))).one()
+    return QueueTiles(sum(int(r[1] or 0) for r in rows), int(overdue or 0), int(due_24h or 0), int(due_72h or 0),
+                      {r[0]: int(r[2] or 0) for r in rows})
 
 
 # --- a dispute's neighbours --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Every function takes the open UnitOfWork and never commits (the service owns the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from db.models import Charge, Dispute, FraudWarning
 from db.session import UnitOfWork, rows_affected
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # (warning, the charge's amount refunded, the charge's dispute id and status)
 WarningRow = tuple[FraudWarning, int | None, str | None, str | None]
 
@@ -58,15 +59,11 @@ def queue_filter(*, statuses: Sequence[str] = (), fraud_types: Sequence[str] = (
     return and_(*conditions) if conditions else and_(True)
 
 
-def _disputed() -> ColumnElement[bool]:
-    """The warning's charge has a dispute (EXISTS of the charge id alone: answered from the index)."""
-    return select(Dispute.charge_id).where(Dispute.charge_id == FraudWarning.charge_id).exists()
-
-
 def _ours() -> ColumnElement[bool]:
-    """Still ours to act on: Stripe marks it actionable, the charge is not disputed and not fully refunded."""
-    return and_(FraudWarning.actionable.is_(True), ~_disputed(),
-                func.coalesce(Charge.amount_refunded, 0) < FraudWarning.amount)
+    """Still ours to act on: Stripe marks it actionable, the charge is not disputed and not fully refunded
+    (the charge's state as the database keeps it on the warning, migration 0011: read from the queue index)."""
+    return and_(FraudWarning.actionable.is_(True), FraudWarning.charge_disputed.is_(False),
+                FraudWarning.charge_amount_refunded < FraudWarning.amount)
 
 
 def queue_page(uow: UnitOfWork, where: ColumnElement[bool], *, limit: int, offset: int) -> list[WarningRow]:
@@ -109,24 +106,18 @@ def count(uow: UnitOfWork, where: ColumnElement[bool]) -> int:
 
 def open_tiles(uow: UnitOfWork, where: ColumnElement[bool]) -> list[tuple[Any, ...]]:
     """Open warnings matching `where`, grouped: (charge state disputed | refunded | open, actionable,
-    currency, count, amount still refundable)."""
+    currency, count, amount still refundable). One grouped read of the queue index: the charge's
+    state is kept on the warning (migration 0011), no charge or dispute is looked up."""
     state = case(
-        (_disputed(), "disputed"),
-        (func.coalesce(Charge.amount_refunded, 0) >= FraudWarning.amount, "refunded"),
+        (FraudWarning.charge_disputed.is_(True), "disputed"),
+        (FraudWarning.charge_amount_refunded >= FraudWarning.amount, "refunded"),
         else_="open",
-    )
-    per_warning = (
-        select(state.label("state"), FraudWarning.actionable.label("actionable"),
-               FraudWarning.currency.label("currency"),
-               (FraudWarning.amount - func.coalesce(Charge.amount_refunded, 0)).label("remaining"))
-        .outerjoin(Charge, Charge.id == FraudWarning.charge_id)
-        .where(FraudWarning.status == "open", where)
-        .subquery()
-    )
+    ).label("state")
     return [tuple(r) for r in uow.session.execute(
-        select(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency, func.count(),
-               func.sum(per_warning.c.remaining))
-        .group_by(per_warning.c.state, per_warning.c.actionable, per_warning.c.currency)
+        select(state, FraudWarning.actionable, FraudWarning.currency, func.count(),
+               func.sum(FraudWarning.amount - FraudWarning.charge_amount_refunded))
+        .where(FraudWarning.status == "open", where)
+        .group_by(state, FraudWarning.actionable, FraudWarning.currency)
     ).all()]
 
 
@@ -169,22 +160,39 @@ def reopen_refunded_by(uow: UnitOfWork, refund_id: str, values: dict[str, Any]) 
 
 
 # --- the funnel and the counts ------------------------------------------------------------------------
-def funnel_rows(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
-    """Warnings created in [since, until): (id, status, created, decided_at, currency, dispute id,
-    dispute status, dispute amount) with the newest dispute on the warning's charge, if any."""
+def funnel_statuses(uow: UnitOfWork, since: datetime, until: datetime) -> dict[str, int]:
+    """{status: warnings created in [since, until)}, counted from the funnel index alone."""
+    return {str(status): int(n) for status, n in uow.session.execute(
+        select(FraudWarning.status, func.count()).where(FraudWarning.created >= since, FraudWarning.created < until)
+        .group_by(FraudWarning.status)).all()}
+
+
+def funnel_decisions(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """(created, decided_at) of the warnings created in [since, until) that were refunded or ignored."""
+    return [(created, decided) for created, decided in uow.session.execute(
+        select(FraudWarning.created, FraudWarning.decided_at)
+        .where(FraudWarning.created >= since, FraudWarning.created < until,
+               FraudWarning.status.in_(("refunded", "ignored")), FraudWarning.decided_at.is_not(None)))
+        if created is not None and decided is not None]
+
+
+def funnel_disputes(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+    """Of the warnings created in [since, until) whose charge has a dispute: (warning id, its currency,
+    the newest dispute's status and amount). Only the disputed ones are read (a join, not a row per warning)."""
     rows = uow.session.execute(
-        select(FraudWarning.id, FraudWarning.status, FraudWarning.created, FraudWarning.decided_at,
-               FraudWarning.currency, Dispute.id, Dispute.status, Dispute.amount, Dispute.created)
-        .outerjoin(Dispute, Dispute.charge_id == FraudWarning.charge_id)
+        select(FraudWarning.id, FraudWarning.currency, Dispute.id, Dispute.status, Dispute.amount, Dispute.created)
+        .join(Dispute, Dispute.charge_id == FraudWarning.charge_id)
         .where(FraudWarning.created >= since, FraudWarning.created < until)
     ).all()
-    # A charge with several disputes joins once per dispute: keep the newest (no ORDER BY, no sort).
+    # A charge with several disputes joins once per dispute: keep the newest, by (created, id), a
+    # dispute with a creation time before one without.
     best: dict[str, tuple[Any, ...]] = {}
     for row in rows:
         kept = best.get(row[0])
-        if kept is None or (row[8] is not None and (kept[8] is None or (row[8], row[5]) > (kept[8], kept[5]))):
+        if kept is None or (row[5] is not None, row[5] or _EPOCH, row[2]) > (kept[5] is not None, kept[5] or _EPOCH,
+                                                                              kept[2]):
             best[row[0]] = tuple(row)
-    return [row[:8] for row in best.values()]
+    return [(efw_id, currency, status, amount) for efw_id, currency, _id, status, amount, _c in best.values()]
 
 
 def count_created_between(uow: UnitOfWork, since: datetime, until: datetime) -> int:
