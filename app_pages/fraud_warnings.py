@@ -219,9 +219,12 @@ else:
     figure.update_layout(title=f"Early fraud warnings, last {days} days", height=320)
     st.plotly_chart(figure, width="stretch")
     decided = st.columns(3)
-    decided[0].metric("Refunded", result.refunded)
+    decided[0].metric("Refunded", result.refunded,
+                      help=f"From this console, or the charge fully refunded elsewhere ({result.refunded_elsewhere})")
     decided[1].metric("Ignored", result.ignored)
-    decided[2].metric("Still open", result.open)
+    decided[2].metric("Still open", result.open,
+                      help="Undecided, and the charge neither disputed nor fully refunded (the Open tile above, "
+                           f"for this period); {result.open_disputed} undecided became disputes")
     stats = st.columns(4)
     stats[0].metric("Became disputes", result.became_disputes,
                     help=f"won {result.disputes_won}, lost {result.disputes_lost}, pending {result.disputes_pending}")

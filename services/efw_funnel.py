@@ -3,14 +3,13 @@ what the disputes cost (amount lost plus Stripe's fee) and how long decisions to
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from db.repositories import fraud_warnings as efw_repo
 from db.session import UnitOfWork
+from services.percentiles import nearest_rank
 
 # What a lost dispute costs beyond the amount: the network fee Stripe charges (USD 15 by default).
 # The fee is in its own currency, not the disputed charge's (1500 is 15.00 USD, but would be 1,500 JPY).
@@ -23,9 +22,11 @@ DISPUTE_FEE_CURRENCY = "usd"
 class Funnel:
     # the decisions, and how long they took
     total: int = 0
-    refunded: int = 0
+    refunded: int = 0  # refunded from the console, or the charge fully refunded elsewhere
+    refunded_elsewhere: int = 0  # of those: still open here, the charge fully refunded (e.g. the Dashboard)
     ignored: int = 0
-    open: int = 0
+    open: int = 0  # still open: neither decided nor resolved at Stripe (the queue's Open tile)
+    open_disputed: int = 0  # undecided here, the charge disputed: answered on the Disputes page instead
     hours_to_decision_median: float | None = None
     hours_to_decision_p90: float | None = None
     # the warnings whose charge was disputed anyway, and what the lost ones cost
@@ -45,9 +46,21 @@ def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
         statuses = efw_repo.funnel_statuses(uow, since, until)
         decisions = efw_repo.funnel_decisions(uow, since, until)
         disputed = efw_repo.funnel_disputes(uow, since, until)
-    result = Funnel(total=sum(statuses.values()), refunded=statuses.get("refunded", 0),
-                    ignored=statuses.get("ignored", 0))
-    result.open = result.total - result.refunded - result.ignored
+    # Decided here first; an undecided warning is then what its charge says, as on the queue's tiles:
+    # disputed, fully refunded (elsewhere), or still open. warnings = refunded + ignored + open + open_disputed.
+    result = Funnel(total=sum(statuses.values()))
+    for (status, charge_state), n in statuses.items():
+        if status == "refunded":
+            result.refunded += n
+        elif status == "ignored":
+            result.ignored += n
+        elif charge_state == "disputed":
+            result.open_disputed += n
+        elif charge_state == "refunded":
+            result.refunded += n
+            result.refunded_elsewhere += n
+        else:
+            result.open += n
     waits = [(decided_at - created).total_seconds() / 3600 for created, decided_at in decisions]
     for _efw_id, currency, dispute_status, dispute_amount in disputed:
         result.became_disputes += 1
@@ -65,11 +78,3 @@ def funnel(uow: UnitOfWork, *, since: datetime, until: datetime) -> Funnel:
         result.hours_to_decision_p90 = round(nearest_rank(waits, 90), 1)
     return result
 
-
-def nearest_rank(values: Sequence[float], percentile: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least `percentile`% of values at or below it."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
-    return ordered[rank - 1]

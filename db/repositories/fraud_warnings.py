@@ -104,15 +104,21 @@ def count(uow: UnitOfWork, where: ColumnElement[bool]) -> int:
     return int(uow.session.execute(select(func.count()).select_from(FraudWarning).where(where)).scalar() or 0)
 
 
-def open_tiles(uow: UnitOfWork, where: ColumnElement[bool]) -> list[tuple[Any, ...]]:
-    """Open warnings matching `where`, grouped: (charge state disputed | refunded | open, actionable,
-    currency, count, amount still refundable). One grouped read of the queue index: the charge's
-    state is kept on the warning (migration 0011), no charge or dispute is looked up."""
-    state = case(
+def _charge_state() -> Any:
+    """What the warning's charge says (kept on the warning, migration 0011): disputed, fully
+    refunded, or open; the queue's tiles and the funnel use the same rule."""
+    return case(
         (FraudWarning.charge_disputed.is_(True), "disputed"),
         (FraudWarning.charge_amount_refunded >= FraudWarning.amount, "refunded"),
         else_="open",
     ).label("state")
+
+
+def open_tiles(uow: UnitOfWork, where: ColumnElement[bool]) -> list[tuple[Any, ...]]:
+    """Open warnings matching `where`, grouped: (charge state disputed | refunded | open, actionable,
+    currency, count, amount still refundable). One grouped read of the queue index: the charge's
+    state is kept on the warning (migration 0011), no charge or dispute is looked up."""
+    state = _charge_state()
     return [tuple(r) for r in uow.session.execute(
         select(state, FraudWarning.actionable, FraudWarning.currency, func.count(),
                func.sum(FraudWarning.amount - FraudWarning.charge_amount_refunded))
@@ -160,11 +166,14 @@ def reopen_refunded_by(uow: UnitOfWork, refund_id: str, values: dict[str, Any]) 
 
 
 # --- the funnel and the counts ------------------------------------------------------------------------
-def funnel_statuses(uow: UnitOfWork, since: datetime, until: datetime) -> dict[str, int]:
-    """{status: warnings created in [since, until)}, counted from the funnel index alone."""
-    return {str(status): int(n) for status, n in uow.session.execute(
-        select(FraudWarning.status, func.count()).where(FraudWarning.created >= since, FraudWarning.created < until)
-        .group_by(FraudWarning.status)).all()}
+def funnel_statuses(uow: UnitOfWork, since: datetime, until: datetime) -> dict[tuple[str, str], int]:
+    """{(status, charge state): warnings created in [since, until)}, the charge state as the queue's
+    tiles read it (disputed | refunded | open), counted in one grouped read."""
+    state = _charge_state()
+    return {(str(status), str(charge)): int(n) for status, charge, n in uow.session.execute(
+        select(FraudWarning.status, state, func.count())
+        .where(FraudWarning.created >= since, FraudWarning.created < until)
+        .group_by(FraudWarning.status, state)).all()}
 
 
 def funnel_decisions(uow: UnitOfWork, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:

@@ -15,6 +15,7 @@ from db.repositories import disputes as disputes_repo
 from db.session import UnitOfWork
 from services import efw_funnel
 from services import fraud_warnings as efw
+from services.percentiles import nearest_rank
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EFW_STATUSES = ("open", "open", "refunding", "refunded", "ignored")
@@ -152,17 +153,26 @@ def test_the_triggers_follow_every_change_of_the_charge_and_its_disputes(migrate
 
 
 def _naive_funnel(url: str, since: datetime, until: datetime) -> efw_funnel.Funnel:
-    """The funnel as it was computed before issue 23: every warning of the period with its newest dispute."""
-    warnings, _charges, disputes = _rows(url)
+    """The funnel computed the slow way: every warning of the period with its charge and newest dispute."""
+    warnings, charges, disputes = _rows(url)
     result = efw_funnel.Funnel()
     waits: list[float] = []
     for w in warnings:
         if w.created is None or not since <= w.created < until:
             continue
         result.total += 1
-        result.refunded += w.status == "refunded"
-        result.ignored += w.status == "ignored"
-        result.open += w.status not in ("refunded", "ignored")
+        charge_refunded = charges[w.charge_id].amount_refunded if w.charge_id in charges else 0
+        if w.status == "refunded":
+            result.refunded += 1
+        elif w.status == "ignored":
+            result.ignored += 1
+        elif disputes.get(w.charge_id):
+            result.open_disputed += 1
+        elif charge_refunded >= w.amount:
+            result.refunded += 1
+            result.refunded_elsewhere += 1
+        else:
+            result.open += 1
         if w.decided_at is not None and w.status in ("refunded", "ignored"):
             waits.append((w.decided_at - w.created).total_seconds() / 3600)
         mine = disputes.get(w.charge_id) or []
@@ -182,7 +192,7 @@ def _naive_funnel(url: str, since: datetime, until: datetime) -> efw_funnel.Funn
         import statistics
 
         result.hours_to_decision_median = round(statistics.median(waits), 1)
-        result.hours_to_decision_p90 = round(efw_funnel.nearest_rank(waits, 90), 1)
+        result.hours_to_decision_p90 = round(nearest_rank(waits, 90), 1)
     return result
 
 
@@ -193,6 +203,7 @@ def test_efw_funnel_equals_the_naive_count(migrated_url: str) -> None:
         fast = efw_funnel.funnel(UnitOfWork(migrated_url), since=since, until=until)
         assert fast == _naive_funnel(migrated_url, since, until), days
         assert fast.total and fast.became_disputes and fast.hours_to_decision_median is not None
+        assert fast.total == fast.refunded + fast.ignored + fast.open + fast.open_disputed
 
 
 def test_dispute_tiles_equal_the_naive_count(migrated_url: str) -> None:
@@ -234,3 +245,19 @@ def test_the_triggers_exist_at_head(migrated_url: str) -> None:
          "trg_disputes_fraud_warnings_delete"} if "sqlite_master" in query else
         {"trg_fraud_warnings_charge_state_insert", "trg_fraud_warnings_charge_state_update",
          "trg_charges_fraud_warnings", "trg_disputes_fraud_warnings"})
+
+
+def test_efw_funnel_counts_a_charge_refunded_elsewhere_as_refunded_not_open(migrated_url: str) -> None:
+    with UnitOfWork(migrated_url) as uow:
+        uow.session.add_all([
+            Charge(id="ch_dash", amount=900, amount_refunded=900, currency="usd", status="succeeded"),
+            Charge(id="ch_part", amount=900, amount_refunded=100, currency="usd", status="succeeded"),
+            FraudWarning(id="issfr_dash", charge_id="ch_dash", amount=900, currency="usd", actionable=False,
+                         created=NOW - timedelta(hours=2), status="open"),
+            FraudWarning(id="issfr_part", charge_id="ch_part", amount=900, currency="usd", actionable=True,
+                         created=NOW - timedelta(hours=1), status="open"),
+        ])
+        uow.commit()
+    result = efw_funnel.funnel(UnitOfWork(migrated_url), since=NOW - timedelta(days=1), until=NOW)
+    # Refunded in the Dashboard: resolved, not "still open"; a partial refund leaves it open.
+    assert (result.total, result.refunded, result.refunded_elsewhere, result.open) == (2, 1, 1, 1)

@@ -3,9 +3,6 @@ decision, and bulk runs that keep going past a failing row."""
 
 from __future__ import annotations
 
-import pytest
-
-from services import efw_funnel
 from services import fraud_warnings as efw
 
 
@@ -23,20 +20,6 @@ def test_keys_for_partial_refunds_retries_and_blocks_follow_the_intent() -> None
     assert efw._partial_refund_key("issfr_1", 0, 1500) == efw._partial_refund_key("issfr_1", 0, 1500)
     assert efw._partial_refund_key("issfr_1", 1500, 1500) == "refund:efw:issfr_1:partial:1500:1500"
     assert block_key("issfr_1", "email", 2) == "block:efw:issfr_1:email:2"
-
-
-@pytest.mark.parametrize(
-    ("values", "percentile", "expected"),
-    [([4.0], 90, 4.0), ([1, 2, 3, 4, 5], 90, 5), ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90, 9),
-     ([10, 1, 5], 50, 5), ([3, 1, 2], 0, 1)],
-)
-def test_nearest_rank(values: list[float], percentile: float, expected: float) -> None:
-    assert efw_funnel.nearest_rank(values, percentile) == expected
-
-
-def test_nearest_rank_needs_values() -> None:
-    with pytest.raises(ValueError):
-        efw_funnel.nearest_rank([], 90)
 
 
 def test_bulk_keeps_going_past_failures_and_reports_progress() -> None:
