@@ -9,11 +9,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund, UserSubscription
+from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund
 from db.models.base import from_unix
 from db.session import UnitOfWork
+from services import event_batch_rows as batch_rows
 from services import event_rereads as rereads
 from services import metric_points as m
 from services import stripe_mapping
@@ -62,11 +61,11 @@ def _current_state(uow: UnitOfWork, model: Any, kind: str, obj: dict[str, Any],
                       else (_carried(obj), False))
     if not fresh:
         return current, int(event["created"])
-    return current, stripe_mapping.fresh_observed_at(uow.session.get(model, obj["id"]))
+    return current, stripe_mapping.fresh_observed_at(batch_rows.get(uow.session, model, str(obj["id"])))
 
 
 def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime) -> None:
-    if not customer_id or uow.session.get(Customer, customer_id) is not None:
+    if not customer_id or batch_rows.get(uow.session, Customer, customer_id) is not None:
         return
     customer, fresh = _refetch("customer", customer_id, lambda: runtime.gateway.retrieve_customer(customer_id),
                                {"id": customer_id})
@@ -76,9 +75,7 @@ def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime)
 
 def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
                        runtime: Runtime, refetch: bool, *, carried: bool = True) -> None:
-    existing = uow.session.execute(
-        select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
-    ).scalar_one_or_none()
+    existing = batch_rows.subscription(uow.session, subscription_id)
     subscription, fresh = (
         _refetch("subscription", subscription_id, lambda: runtime.gateway.retrieve_subscription(subscription_id),
                  fallback)
@@ -195,7 +192,6 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
         row.paid_at = row.paid_at or paid_at
         # Both events arrive for every paid invoice: count the invoice once.
         m.record_metric(uow, m.INVOICE_PAID, at=row.paid_at, tags=tags, dedupe_key=f"invoice:{row.id}:{m.INVOICE_PAID}")
-    uow.session.flush()
     _derive_recovery(uow, row, runtime, test_tags(event))
 
 
@@ -216,7 +212,7 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
     if not charge.get("amount") and not fresh:
         return
     _ensure_customer(uow, object_id(charge.get("customer")), runtime)
-    stored = uow.session.get(Charge, charge_id)
+    stored = batch_rows.get(uow.session, Charge, charge_id)
     observed_at = stripe_mapping.fresh_observed_at(stored) if fresh else int(event["created"])
     stripe_mapping.upsert_charge(uow, charge, observed_at=observed_at)
     for refund in ((charge.get("refunds") or {}).get("data") or []):

@@ -1,0 +1,153 @@
+"""The billing-DB rows a batch of events touches, loaded up front: one SELECT per table for the
+batch's customers, subscriptions, invoices, charges, disputes, early fraud warnings and refunds,
+instead of a `session.get` (a query and an autoflush) per event and per lookup.
+
+While a batch is applied (`loaded`), the mappers (services/stripe_mapping.py) and the handlers
+(services/event_handlers.py) look rows up here: a row the batch loaded, or added since, comes from
+memory; anything else is read as before (`session.get`) and remembered, a missing row as None.
+The rows are the session's own objects, so the out-of-order rule (`stripe_updated`) reads exactly
+what it read before. `raw` (the Stripe object as JSON) is not loaded: the mappers only ever
+replace it. Outside a batch every lookup is the plain `session.get` it always was.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, defer
+
+from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund, UserSubscription
+from services.stripe_objects import object_id
+
+# The model of each object kind an event carries (services/event_rereads.carried_kind).
+MODEL_BY_KIND: dict[str, Any] = {
+    "invoice": Invoice, "charge": Charge, "dispute": Dispute, "radar.early_fraud_warning": FraudWarning,
+    "refund": Refund,
+}
+_CHUNK = 500  # ids per IN list
+
+
+class BatchRows:
+    """The rows one batch's session holds, by (model, id); subscriptions by their Stripe id."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.rows: dict[tuple[Any, str], Any] = {}
+        self.subscriptions: dict[str, UserSubscription | None] = {}
+
+    def prefetch(self, events: Sequence[dict[str, Any]]) -> None:
+        from services.event_rereads import carried_kind
+
+        wanted: dict[Any, set[str]] = {}
+        subscriptions: set[str] = set()
+
+        def want(model: Any, key: Any) -> None:
+            if key:
+                wanted.setdefault(model, set()).add(str(key))
+
+        for event in events:
+            obj = (event.get("data") or {}).get("object") or {}
+            kind = carried_kind(str(event.get("type") or ""))
+            if kind == "subscription" and obj.get("id"):
+                subscriptions.add(str(obj["id"]))
+            elif kind in MODEL_BY_KIND:
+                want(MODEL_BY_KIND[kind], obj.get("id"))
+            elif str(event.get("type") or "").startswith("checkout.session.") and object_id(obj.get("subscription")):
+                subscriptions.add(str(object_id(obj.get("subscription"))))
+            want(Customer, object_id(obj.get("customer")))
+            if kind != "charge":
+                want(Charge, object_id(obj.get("charge")))
+            for refund in ((obj.get("refunds") or {}).get("data") or []) if kind == "charge" else []:
+                want(Refund, refund.get("id"))
+        for model, ids in wanted.items():
+            for chunk in _chunks(ids - {key for m, key in self.rows if m is model}):
+                found = {row.id: row for row in self.session.execute(
+                    select(model).where(model.id.in_(chunk)).options(defer(model.raw))).scalars()}
+                self.rows.update(((model, key), found.get(key)) for key in chunk)
+        for chunk in _chunks(subscriptions - set(self.subscriptions)):
+            found_subscriptions = {row.stripe_subscription_id: row for row in self.session.execute(
+                select(UserSubscription).where(UserSubscription.stripe_subscription_id.in_(chunk))
+                .options(defer(UserSubscription.raw))).scalars()}
+            self.subscriptions.update((key, found_subscriptions.get(key)) for key in chunk)
+
+    def get(self, model: Any, key: str) -> Any | None:
+        try:
+            return self.rows[(model, key)]
+        except KeyError:
+            row = self.rows[(model, key)] = self.session.get(model, key)
+            return row
+
+    def subscription(self, stripe_subscription_id: str) -> UserSubscription | None:
+        try:
+            return self.subscriptions[stripe_subscription_id]
+        except KeyError:
+            row = self.subscriptions[stripe_subscription_id] = self.session.execute(
+                select(UserSubscription).where(UserSubscription.stripe_subscription_id == stripe_subscription_id)
+            ).scalar_one_or_none()
+            return row
+
+    def add(self, row: Any) -> None:
+        if isinstance(row, UserSubscription):
+            self.subscriptions[row.stripe_subscription_id] = row
+        else:
+            self.rows[(type(row), row.id)] = row
+
+    def forget(self) -> None:
+        """After a rollback: what was loaded or added may no longer be so."""
+        self.rows.clear()
+        self.subscriptions.clear()
+
+
+def _chunks(keys: set[str]) -> Iterator[list[str]]:
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _CHUNK):
+        yield ordered[start:start + _CHUNK]
+
+
+_current: contextvars.ContextVar[BatchRows | None] = contextvars.ContextVar("batch_rows", default=None)
+
+
+def _batch(session: Session) -> BatchRows | None:
+    rows = _current.get()
+    return rows if rows is not None and rows.session is session else None
+
+
+@contextmanager
+def loaded(session: Session, events: Sequence[dict[str, Any]]) -> Iterator[BatchRows]:
+    """Load the batch's rows into `session` and serve lookups from them inside the block."""
+    rows = BatchRows(session)
+    rows.prefetch(events)
+    token = _current.set(rows)
+    try:
+        yield rows
+    finally:
+        _current.reset(token)
+
+
+def get(session: Session, model: Any, key: str) -> Any | None:
+    """`session.get(model, key)`, from the batch's rows while one is applied."""
+    rows = _batch(session)
+    return rows.get(model, key) if rows is not None else session.get(model, key)
+
+
+def subscription(session: Session, stripe_subscription_id: str) -> UserSubscription | None:
+    """The subscription row by its Stripe id, from the batch's rows while one is applied."""
+    rows = _batch(session)
+    if rows is not None:
+        return rows.subscription(stripe_subscription_id)
+    found: UserSubscription | None = session.execute(
+        select(UserSubscription).where(UserSubscription.stripe_subscription_id == stripe_subscription_id)
+    ).scalar_one_or_none()
+    return found
+
+
+def add(session: Session, row: Any) -> None:
+    """`session.add(row)`, and the batch's later lookups find it."""
+    session.add(row)
+    rows = _batch(session)
+    if rows is not None:
+        rows.add(row)
