@@ -145,9 +145,16 @@ def subscription(session: Session, stripe_subscription_id: str) -> UserSubscript
     return found
 
 
+def active(session: Session) -> bool:
+    """True while a batch's rows serve `session`'s lookups (a row added is found without a flush)."""
+    return _batch(session) is not None
+
+
 def add(session: Session, row: Any) -> None:
-    """`session.add(row)`, and the batch's later lookups find it."""
-    session.add(row)
+    """`session.add(row)` (a row the session holds already is left as it is), and the batch's later
+    lookups find it."""
+    if row not in session:
+        session.add(row)
     rows = _batch(session)
     if rows is not None:
         rows.add(row)

@@ -64,6 +64,13 @@ def _current_state(uow: UnitOfWork, model: Any, kind: str, obj: dict[str, Any],
     return current, stripe_mapping.fresh_observed_at(batch_rows.get(uow.session, model, str(obj["id"])))
 
 
+def _flush(uow: UnitOfWork) -> None:
+    """Write what the handler changed so far, so the lookups after it see it; in a batch they are
+    served from its rows (services/event_batch_rows.py), and the batch is written once."""
+    if not batch_rows.active(uow.session):
+        uow.session.flush()
+
+
 def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime) -> None:
     if not customer_id or batch_rows.get(uow.session, Customer, customer_id) is not None:
         return
@@ -227,7 +234,7 @@ def on_charge(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) ->
 def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     dispute = event["data"]["object"]
     _sync_charge(uow, object_id(dispute.get("charge")), event, runtime, refetch)
-    uow.session.flush()
+    _flush(uow)
     current, observed_at = _current_state(
         uow, Dispute, "dispute", dispute, lambda: runtime.gateway.retrieve_dispute(dispute["id"]), event, refetch)
     stripe_mapping.upsert_dispute(uow, current, observed_at=observed_at)
@@ -236,7 +243,7 @@ def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
 def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     warning = event["data"]["object"]
     _sync_charge(uow, object_id(warning.get("charge")), event, runtime, refetch)
-    uow.session.flush()
+    _flush(uow)
     current, observed_at = _current_state(
         uow, FraudWarning, "radar.early_fraud_warning", warning,
         lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), event, refetch)
@@ -250,11 +257,11 @@ def on_refund(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) ->
     by a refund that failed is open again."""
     refund = event["data"]["object"]
     _sync_charge(uow, object_id(refund.get("charge")), event, runtime, refetch)
-    uow.session.flush()
+    _flush(uow)
     current, observed_at = _current_state(
         uow, Refund, "refund", refund, lambda: runtime.gateway.retrieve_refund(refund["id"]), event, refetch)
     row = stripe_mapping.upsert_refund(uow, current, observed_at=observed_at)
-    uow.session.flush()
+    _flush(uow)
     reopen_after_failed_refund(uow, {"id": row.id, "status": row.status, "failure_reason": row.failure_reason})
 
 
