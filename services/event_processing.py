@@ -171,9 +171,10 @@ def _apply(runtime: Runtime, rows: list[Claimed], prepared: _Prepared | None = N
         plan = prepared.plan
         with runtime.uow() as uow:
             # The batch's rows loaded in one query per table, its metric points written together.
+            # Written once at the end (no autoflush: the lookups are served from the batch's rows).
             with (rereads.applying(plan),
                   batch_rows.loaded(uow.session, [row.payload for row in rows if row.livemode == live]) as loaded,
-                  metric_points.batched(uow) as points):
+                  metric_points.batched(uow) as points, uow.session.no_autoflush):
                 for index, row in enumerate(rows):
                     if row.livemode != live:
                         done["ignored"].append(row.id)
@@ -189,6 +190,8 @@ def _apply(runtime: Runtime, rows: list[Claimed], prepared: _Prepared | None = N
                         points.clear()
                         done["processed"].clear()
                         failed[row.id] = _error_text(error)
+                if len(rows) > 1:
+                    loaded.check_unchanged()  # a concurrent change: applied again one at a time
             metric_points.record_metrics(uow, points)
             moment = utcnow()
             if done["processed"]:

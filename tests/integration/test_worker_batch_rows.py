@@ -245,3 +245,38 @@ def test_a_failing_event_in_a_batch_leaves_nothing_and_stays_retryable(runtime_f
         assert row is not None and (row.status, row.attempts) == ("processed", 2)
         # The replay counted nothing twice.
         assert len(uow.session.execute(select(MetricPoint.id).where(_APPLIED)).all()) == 4
+
+
+def test_a_row_another_worker_changes_during_the_batch_is_not_overwritten(
+        runtime_factory: Any, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL (SQLite's writers are serial): the batch loaded ch_c before another transaction
+    committed a newer state; the batch notices before it writes and applies its events one at a
+    time, where the older event loses as it always did."""
+    runtime = runtime_factory(DATABASE_URL=postgres_url)
+    webhooks.store_events(runtime, [event("evt_c0", "charge.succeeded", charge("ch_c"), created=T + 10)])
+    assert webhooks.process_pending(runtime) == 1
+    webhooks.store_events(runtime, [
+        event("evt_c1", "charge.updated", charge("ch_c", amount_refunded=100), created=T + 20),
+        event("evt_d1", "charge.succeeded", charge("ch_d"), created=T + 21),
+    ])
+    original = event_handlers.HANDLERS["charge.succeeded"]
+    meddled: list[str] = []
+
+    def meddling(uow: Any, payload: Any, rt: Any, refetch: bool) -> None:
+        if not meddled:  # another worker commits a newer ch_c while this batch runs
+            meddled.append(payload["id"])
+            with rt.uow() as other:
+                other.session.execute(update(Charge).where(Charge.id == "ch_c")
+                                      .values(amount_refunded=999, stripe_updated=T + 30))
+                other.commit()
+        original(uow, payload, rt, refetch)
+
+    monkeypatch.setitem(event_handlers.HANDLERS, "charge.succeeded", meddling)
+    monkeypatch.setitem(event_handlers.HANDLERS, "charge.updated", meddling)
+    assert webhooks.process_pending(runtime) == 2
+    assert meddled == ["evt_c1"]
+    with runtime.uow() as uow:
+        row = uow.session.get(Charge, "ch_c")
+        assert row is not None and (row.amount_refunded, row.stripe_updated) == (999, T + 30)
+        assert uow.session.get(Charge, "ch_d") is not None
+        assert {r.status for r in uow.session.execute(select(StripeEvent)).scalars()} == {"processed"}
