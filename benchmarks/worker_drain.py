@@ -8,7 +8,10 @@ drain that re-read one object per event could not pass 20 events/s, which is whe
 before batching stood. `--tree DIR` runs another checkout's code (e.g. an export of an older
 commit) for a before/after figure.
 
-    python3 benchmarks/worker_drain.py [--customers 3600] [--events 20000] [--no-postgres]
+    python3 benchmarks/worker_drain.py [--customers 3600] [--events 20000] [--no-postgres] [--profile PREFIX]
+
+`--profile PREFIX` writes a cProfile of each drain (the main thread) to PREFIX.sqlite.prof and
+PREFIX.postgres.prof (`python3 -m pstats`).
 """
 
 from __future__ import annotations
