@@ -199,6 +199,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
         row.paid_at = row.paid_at or paid_at
         # Both events arrive for every paid invoice: count the invoice once.
         m.record_metric(uow, m.INVOICE_PAID, at=row.paid_at, tags=tags, dedupe_key=f"invoice:{row.id}:{m.INVOICE_PAID}")
+    _flush(uow)
     _derive_recovery(uow, row, runtime, test_tags(event))
 
 
