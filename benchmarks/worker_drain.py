@@ -8,7 +8,10 @@ drain that re-read one object per event could not pass 20 events/s, which is whe
 before batching stood. `--tree DIR` runs another checkout's code (e.g. an export of an older
 commit) for a before/after figure.
 
-    python3 benchmarks/worker_drain.py [--customers 3600] [--events 20000] [--no-postgres]
+    python3 benchmarks/worker_drain.py [--customers 3600] [--events 20000] [--no-postgres] [--profile PREFIX]
+
+`--profile PREFIX` writes a cProfile of each drain (the main thread) to PREFIX.sqlite.prof and
+PREFIX.postgres.prof (`python3 -m pstats`).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def seeded_state(customers: int, path: str) -> tuple[list[dict[str, Any]], dict[
 
 
 def drain(base: str, database_url: str, backlog: list[dict[str, Any]], emulator_pid: int,
-          mapping: str, cold: bool) -> dict[str, Any]:
+          mapping: str, cold: bool, profile: str | None = None) -> dict[str, Any]:
     settings = load_settings({"DATABASE_URL": database_url, "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": base,
                               "STRIPE_MODE": "test", "STRIPE_MAX_RETRIES": "5",
                               "STRIPE_PLAN_PRICE_MAPPING_TEST": mapping}, env_file=None)
@@ -83,6 +86,12 @@ def drain(base: str, database_url: str, backlog: list[dict[str, Any]], emulator_
     gateway._record_times = True
     requests_before = gateway.stats.requests
     cpu, emulator_cpu = cpu_seconds(), cpu_seconds(emulator_pid)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started = time.monotonic()
     processed = 0
     while True:  # the worker's loop without its idle sleep
@@ -91,6 +100,9 @@ def drain(base: str, database_url: str, backlog: list[dict[str, Any]], emulator_
         if not done:
             break
     seconds = time.monotonic() - started
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
     cpu, emulator_cpu = cpu_seconds() - cpu, cpu_seconds(emulator_pid) - emulator_cpu
     from sqlalchemy import func, select
 
@@ -123,6 +135,8 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--cold", action="store_true", help="start from an empty billing DB (no customers known)")
     parser.add_argument("--tree", default=None, help="run this checkout's services/ and db/ instead")
+    parser.add_argument("--profile", default=None, metavar="PREFIX",
+                        help="cProfile the drain (the main thread) into PREFIX.sqlite.prof / PREFIX.postgres.prof")
     args = parser.parse_args()
     import json
 
@@ -142,13 +156,16 @@ def main() -> None:
               f" load average {os.getloadavg()[0]:.1f}", flush=True)
         mapping = json.dumps(seeded["prices"])
         with tempfile.TemporaryDirectory() as tmp:
-            result = drain(base, f"sqlite:///{tmp}/drain.db", backlog, process.pid, mapping, args.cold)
+            result = drain(base, f"sqlite:///{tmp}/drain.db", backlog, process.pid, mapping, args.cold,
+                           f"{args.profile}.sqlite.prof" if args.profile else None)
             print(line("SQLite", result), flush=True)
         if not args.no_postgres:
             with scratch_postgres("bench_drain") as url:
                 if url:
                     time.sleep(1.5)
-                    print(line("PostgreSQL", drain(base, url, backlog, process.pid, mapping, args.cold)), flush=True)
+                    result = drain(base, url, backlog, process.pid, mapping, args.cold,
+                                   f"{args.profile}.postgres.prof" if args.profile else None)
+                    print(line("PostgreSQL", result), flush=True)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund, UserSubscription
+from db.models import Charge, Customer, Dispute, FraudWarning, Invoice, Refund
 from db.models.base import from_unix
 from db.session import UnitOfWork
+from services import event_batch_rows as batch_rows
 from services import event_rereads as rereads
 from services import metric_points as m
 from services import stripe_mapping
@@ -62,11 +61,18 @@ def _current_state(uow: UnitOfWork, model: Any, kind: str, obj: dict[str, Any],
                       else (_carried(obj), False))
     if not fresh:
         return current, int(event["created"])
-    return current, stripe_mapping.fresh_observed_at(uow.session.get(model, obj["id"]))
+    return current, stripe_mapping.fresh_observed_at(batch_rows.get(uow.session, model, str(obj["id"])))
+
+
+def _flush(uow: UnitOfWork) -> None:
+    """Write what the handler changed so far, so the lookups after it see it; in a batch they are
+    served from its rows (services/event_batch_rows.py), and the batch is written once."""
+    if not batch_rows.active(uow.session):
+        uow.session.flush()
 
 
 def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime) -> None:
-    if not customer_id or uow.session.get(Customer, customer_id) is not None:
+    if not customer_id or batch_rows.get(uow.session, Customer, customer_id) is not None:
         return
     customer, fresh = _refetch("customer", customer_id, lambda: runtime.gateway.retrieve_customer(customer_id),
                                {"id": customer_id})
@@ -76,9 +82,7 @@ def _ensure_customer(uow: UnitOfWork, customer_id: str | None, runtime: Runtime)
 
 def _sync_subscription(uow: UnitOfWork, subscription_id: str, fallback: dict[str, Any], event: Event,
                        runtime: Runtime, refetch: bool, *, carried: bool = True) -> None:
-    existing = uow.session.execute(
-        select(UserSubscription).where(UserSubscription.stripe_subscription_id == subscription_id)
-    ).scalar_one_or_none()
+    existing = batch_rows.subscription(uow.session, subscription_id)
     subscription, fresh = (
         _refetch("subscription", subscription_id, lambda: runtime.gateway.retrieve_subscription(subscription_id),
                  fallback)
@@ -195,7 +199,7 @@ def on_invoice(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
         row.paid_at = row.paid_at or paid_at
         # Both events arrive for every paid invoice: count the invoice once.
         m.record_metric(uow, m.INVOICE_PAID, at=row.paid_at, tags=tags, dedupe_key=f"invoice:{row.id}:{m.INVOICE_PAID}")
-    uow.session.flush()
+    _flush(uow)
     _derive_recovery(uow, row, runtime, test_tags(event))
 
 
@@ -216,7 +220,7 @@ def _sync_charge(uow: UnitOfWork, charge_id: str | None, event: Event, runtime: 
     if not charge.get("amount") and not fresh:
         return
     _ensure_customer(uow, object_id(charge.get("customer")), runtime)
-    stored = uow.session.get(Charge, charge_id)
+    stored = batch_rows.get(uow.session, Charge, charge_id)
     observed_at = stripe_mapping.fresh_observed_at(stored) if fresh else int(event["created"])
     stripe_mapping.upsert_charge(uow, charge, observed_at=observed_at)
     for refund in ((charge.get("refunds") or {}).get("data") or []):
@@ -231,7 +235,7 @@ def on_charge(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) ->
 def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     dispute = event["data"]["object"]
     _sync_charge(uow, object_id(dispute.get("charge")), event, runtime, refetch)
-    uow.session.flush()
+    _flush(uow)
     current, observed_at = _current_state(
         uow, Dispute, "dispute", dispute, lambda: runtime.gateway.retrieve_dispute(dispute["id"]), event, refetch)
     stripe_mapping.upsert_dispute(uow, current, observed_at=observed_at)
@@ -240,7 +244,7 @@ def on_dispute(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -
 def on_early_fraud_warning(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) -> None:
     warning = event["data"]["object"]
     _sync_charge(uow, object_id(warning.get("charge")), event, runtime, refetch)
-    uow.session.flush()
+    _flush(uow)
     current, observed_at = _current_state(
         uow, FraudWarning, "radar.early_fraud_warning", warning,
         lambda: runtime.gateway.retrieve_early_fraud_warning(warning["id"]), event, refetch)
@@ -254,11 +258,11 @@ def on_refund(uow: UnitOfWork, event: Event, runtime: Runtime, refetch: bool) ->
     by a refund that failed is open again."""
     refund = event["data"]["object"]
     _sync_charge(uow, object_id(refund.get("charge")), event, runtime, refetch)
-    uow.session.flush()
+    _flush(uow)
     current, observed_at = _current_state(
         uow, Refund, "refund", refund, lambda: runtime.gateway.retrieve_refund(refund["id"]), event, refetch)
     row = stripe_mapping.upsert_refund(uow, current, observed_at=observed_at)
-    uow.session.flush()
+    _flush(uow)
     reopen_after_failed_refund(uow, {"id": row.id, "status": row.status, "failure_reason": row.failure_reason})
 
 

@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Text, cast, or_, select, update
 
 from db.models import StripeEvent
 from db.models.base import utcnow
 from db.session import UnitOfWork
-from services import audit, prometheus
+from services import audit, metric_points, prometheus
+from services import event_batch_rows as batch_rows
 from services import event_rereads as rereads
 from services.audit import privileged
 from services.config import Settings
+from services.fast_json import loads_text
 from services.observability import scrub_text_and_emails
 from services.runtime import Runtime
 from services.webhook_signature import LIVEMODE_MISMATCH
@@ -71,8 +73,16 @@ class Claimed:
     created: datetime
 
 
-_CLAIMED_COLUMNS = (StripeEvent.id, StripeEvent.payload, StripeEvent.source, StripeEvent.livemode,
+# The payload comes back as its JSON text, decoded by orjson (a few times faster than the JSON
+# type's json.loads, and the claim decodes every event of the backlog).
+_CLAIMED_COLUMNS = (StripeEvent.id, cast(StripeEvent.payload, Text), StripeEvent.source, StripeEvent.livemode,
                     StripeEvent.attempts, StripeEvent.created)
+
+
+def _claimed(row: Any) -> Claimed:
+    event_id, payload, source, livemode, attempts, created = row
+    return Claimed(event_id, loads_text(payload) if isinstance(payload, str | bytes) else payload, source,
+                   livemode, attempts, created)
 
 
 def _due(now: datetime) -> Any:
@@ -91,7 +101,7 @@ def _claim_batch(runtime: Runtime, now: datetime, limit: int) -> list[Claimed]:
              .values(status="processing", attempts=StripeEvent.attempts + 1, next_attempt_at=now + PROCESSING_LEASE)
              .returning(*_CLAIMED_COLUMNS))
     with runtime.uow() as uow:
-        rows = [Claimed(*row) for row in uow.session.execute(claim, execution_options={"synchronize_session": False})]
+        rows = [_claimed(row) for row in uow.session.execute(claim, execution_options={"synchronize_session": False})]
         uow.commit()
     return sorted(rows, key=lambda r: (r.created, r.id))
 
@@ -160,7 +170,11 @@ def _apply(runtime: Runtime, rows: list[Claimed], prepared: _Prepared | None = N
             prepared = _Prepared(prepared.plan)
         plan = prepared.plan
         with runtime.uow() as uow:
-            with rereads.applying(plan):
+            # The batch's rows loaded in one query per table, its metric points written together.
+            # Written once at the end (no autoflush: the lookups are served from the batch's rows).
+            with (rereads.applying(plan),
+                  batch_rows.loaded(uow.session, [row.payload for row in rows if row.livemode == live]) as loaded,
+                  metric_points.batched(uow) as points, uow.session.no_autoflush):
                 for index, row in enumerate(rows):
                     if row.livemode != live:
                         done["ignored"].append(row.id)
@@ -172,8 +186,13 @@ def _apply(runtime: Runtime, rows: list[Claimed], prepared: _Prepared | None = N
                         if len(rows) > 1:
                             raise _HandlerFailed(index) from error
                         uow.session.rollback()  # the failed attempt changes nothing
+                        loaded.forget()
+                        points.clear()
                         done["processed"].clear()
                         failed[row.id] = _error_text(error)
+                if len(rows) > 1:
+                    loaded.check_unchanged()  # a concurrent change: applied again one at a time
+            metric_points.record_metrics(uow, points)
             moment = utcnow()
             if done["processed"]:
                 uow.session.execute(update(StripeEvent).where(StripeEvent.id.in_(done["processed"])).values(
@@ -221,7 +240,7 @@ def process_event(runtime: Runtime, event_id: str, *, now: datetime | None = Non
         return False
     with runtime.uow() as uow:
         row = uow.session.execute(select(*_CLAIMED_COLUMNS).where(StripeEvent.id == event_id)).one()
-    return _apply(runtime, [Claimed(*row)]) == 1
+    return _apply(runtime, [_claimed(row)]) == 1
 
 
 def process_pending(runtime: Runtime, *, limit: int = 100, now: datetime | None = None) -> int:

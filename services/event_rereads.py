@@ -24,10 +24,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from db.models import Customer, StripeEvent
+from services.fast_json import loads_text
 from services.stripe_gateway import StripeGateway
 from services.stripe_objects import object_id
 
@@ -132,10 +133,18 @@ def stale_objects(session: Session, events: Sequence[dict[str, Any]], plan: Read
     wanted = [event_id for _s, event_ids in newest.values() if len(event_ids) > 1 for event_id in event_ids]
     if not wanted:
         return
+    # The batch's own events are decoded already; the others are read as JSON text for orjson.
+    mine = {str(e["id"]): e for e in events if e.get("id")}
     tied: dict[str, list[dict[str, Any]]] = {}
-    for obj_id, payload in session.execute(select(StripeEvent.object_id, StripeEvent.payload)
-                                           .where(StripeEvent.id.in_(wanted))).all():
-        tied.setdefault(obj_id, []).append(payload)
+    for event_id in wanted:
+        if event_id in mine:
+            event = mine[event_id]
+            tied.setdefault(str(event["data"]["object"].get("id")), []).append(event)
+    others = [event_id for event_id in wanted if event_id not in mine]
+    if others:
+        for obj_id, text in session.execute(select(StripeEvent.object_id, cast(StripeEvent.payload, Text))
+                                            .where(StripeEvent.id.in_(others))).all():
+            tied.setdefault(str(obj_id), []).append(loads_text(text))
     for obj_id, payloads in tied.items():
         copies = [p["data"]["object"] for p in payloads]
         if all(c == copies[0] for c in copies[1:]):

@@ -97,6 +97,25 @@ def metric_row(
     return {"name": name, "at": at or utcnow(), "value": value, "tags": marked, "dedupe_key": dedupe_key}
 
 
+# Set by `batched`: the unit of work whose points wait to be written together, and the points.
+_PENDING: ContextVar[tuple[UnitOfWork, list[dict[str, Any]]] | None] = ContextVar("metric_points_pending",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def batched(uow: UnitOfWork) -> Iterator[list[dict[str, Any]]]:
+    """Inside the block, `record_metric` on `uow` only collects its point (and says True); the caller
+    writes them with `record_metrics(uow, points)` before it commits, or drops them (`points.clear()`)
+    when it rolls back. One multi-row statement for a batch of events instead of one per point: the
+    unique dedupe_key still decides which go in, and the rollup gets the same sums."""
+    points: list[dict[str, Any]] = []
+    token = _PENDING.set((uow, points))
+    try:
+        yield points
+    finally:
+        _PENDING.reset(token)
+
+
 def record_metric(
     uow: UnitOfWork,
     name: str,
@@ -110,6 +129,10 @@ def record_metric(
     The unique key decides, so two workers replaying one event at once still count it once.
     The point's hour in the rollup (services/metric_rollup.py) goes up with it."""
     row = metric_row(name, at=at, value=value, tags=tags, dedupe_key=dedupe_key)
+    pending = _PENDING.get()
+    if pending is not None and pending[0] is uow:
+        pending[1].append(row)  # written with the batch's others by `batched` (its dedupe_key decides then)
+        return True
     inserted = metric_rows.insert_point(uow, row)
     if inserted:
         metric_rollup.add_points(uow, [row])

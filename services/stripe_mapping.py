@@ -26,6 +26,7 @@ from db.models import (
 )
 from db.models.base import Base, from_unix, utcnow
 from db.session import UnitOfWork
+from services import event_batch_rows as batch_rows
 from services.config import Settings
 from services.stripe_objects import invoice_subscription_id, item_id, item_price_id, object_id, subscription_period
 
@@ -37,10 +38,14 @@ ACTIVE_SUBSCRIPTION_STATUSES = frozenset({"active", "trialing"})
 
 
 def _get_or_new(uow: UnitOfWork, model: type[ModelT], key: Any, **lookup: Any) -> tuple[ModelT, bool]:
-    if lookup:
+    # While a batch of events is applied, from the rows it loaded up front (services/event_batch_rows.py).
+    row: Any
+    if model is UserSubscription and set(lookup) == {"stripe_subscription_id"}:
+        row = batch_rows.subscription(uow.session, lookup["stripe_subscription_id"])
+    elif lookup:
         row = uow.session.execute(select(model).filter_by(**lookup)).scalar_one_or_none()
     else:
-        row = uow.session.get(model, key)
+        row = batch_rows.get(uow.session, model, key)
     if row is not None:
         return row, False
     # Added to the session by the caller once filled in, so an autoflush
@@ -79,7 +84,7 @@ def upsert_customer(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -
     row.created = from_unix(obj.get("created"))
     row.raw = obj
     row.stripe_updated = observed_at
-    uow.session.add(row)
+    batch_rows.add(uow.session, row)
     return row
 
 
@@ -112,12 +117,12 @@ def upsert_subscription(
     row.raw = obj
     row.stripe_updated = observed_at
     if row.user_id is None:
-        customer = uow.session.get(Customer, row.stripe_customer_id)
+        customer = batch_rows.get(uow.session, Customer, row.stripe_customer_id)
         row.user_id = customer.user_id if customer else None
 
     if not is_new and previous_plan != row.plan and row.plan is not None:
         _record_plan_change(uow, row, previous_plan, "observed", observed_at, source_event_id)
-    uow.session.add(row)
+    batch_rows.add(uow.session, row)
     return row
 
 
@@ -179,7 +184,7 @@ def upsert_invoice(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int, se
     row.hosted_invoice_url = obj.get("hosted_invoice_url")
     row.raw = obj
     row.stripe_updated = observed_at
-    uow.session.add(row)
+    batch_rows.add(uow.session, row)
     return row
 
 
@@ -212,7 +217,7 @@ def upsert_charge(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> 
     row.created = from_unix(obj.get("created"))
     row.raw = obj
     row.stripe_updated = observed_at
-    uow.session.add(row)
+    batch_rows.add(uow.session, row)
     return row
 
 
@@ -230,14 +235,14 @@ def upsert_refund(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) -> 
     row.status = obj.get("status")
     row.created = from_unix(obj.get("created"))
     row.raw = obj
-    uow.session.add(row)
+    batch_rows.add(uow.session, row)
     return row
 
 
 def _customer_email(uow: UnitOfWork, customer_id: str | None) -> str | None:
     if not customer_id:
         return None
-    customer = uow.session.get(Customer, customer_id)
+    customer = batch_rows.get(uow.session, Customer, customer_id)
     return customer.email if customer else None
 
 
@@ -247,7 +252,7 @@ def upsert_dispute(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) ->
         return row
     charge_field = obj.get("charge")
     charge_id = _id(charge_field)
-    charge = uow.session.get(Charge, charge_id) if charge_id else None
+    charge = batch_rows.get(uow.session, Charge, charge_id) if charge_id else None
     customer_id = (
         _id(charge_field.get("customer")) if isinstance(charge_field, dict) else None
     ) or (charge.stripe_customer_id if charge else None)
@@ -275,7 +280,7 @@ def upsert_dispute(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: int) ->
     row.stripe_updated = observed_at
     if charge is not None:
         charge.disputed = True
-    uow.session.add(row)
+    batch_rows.add(uow.session, row)
     return row
 
 
@@ -289,7 +294,7 @@ def upsert_fraud_warning(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: i
         return row
     charge_field = obj.get("charge")
     charge_id = _id(charge_field) or ""
-    charge = uow.session.get(Charge, charge_id) if charge_id else None
+    charge = batch_rows.get(uow.session, Charge, charge_id) if charge_id else None
     if isinstance(charge_field, dict):
         amount = int(charge_field.get("amount") or 0)
         currency = charge_field.get("currency") or "usd"
@@ -309,6 +314,6 @@ def upsert_fraud_warning(uow: UnitOfWork, obj: dict[str, Any], *, observed_at: i
     row.created = from_unix(obj.get("created"))
     row.raw = obj
     row.stripe_updated = observed_at
-    uow.session.add(row)
+    batch_rows.add(uow.session, row)
     return row
 
