@@ -10,7 +10,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Text, cast, or_, select, update
 
@@ -26,6 +26,9 @@ from services.fast_json import loads_text
 from services.observability import scrub_text_and_emails
 from services.runtime import Runtime
 from services.webhook_signature import LIVEMODE_MISMATCH
+
+if TYPE_CHECKING:  # services.switches imports this module's neighbours at import time
+    from services.switches import SwitchState
 
 logger = logging.getLogger(__name__)
 
@@ -243,17 +246,30 @@ def process_event(runtime: Runtime, event_id: str, *, now: datetime | None = Non
     return _apply(runtime, [_claimed(row)]) == 1
 
 
-def process_pending(runtime: Runtime, *, limit: int = 100, now: datetime | None = None) -> int:
+@dataclass(frozen=True)
+class Poll:
+    """One poll of the backlog: whether processing is paused, how many events it claimed (processed,
+    failed or ignored alike) and how many it processed. A worker waits only when it claimed less
+    than it asked for: failures and ignored types in a full poll still mean a backlog."""
+
+    paused: SwitchState
+    claimed: int
+    processed: int
+
+
+def poll_pending(runtime: Runtime, *, limit: int = 100, now: datetime | None = None) -> Poll:
     """Process due events oldest first (pending, failed past their backoff, expired claims), in
     claimed batches of up to CLAIM_BATCH; nothing while the `processing` kill switch is on
-    (checked once per call). Returns how many were processed."""
+    (read once per poll)."""
     from services.switches import switch_state
 
     moment = now or utcnow()
-    if switch_state(runtime.uow(), "processing").paused:
-        return 0
+    state = switch_state(runtime.uow(), "processing")
+    if state.paused:
+        return Poll(state, 0, 0)
     processed = 0
     claimed = _claim_batch(runtime, moment, min(CLAIM_BATCH, limit))
+    total_claimed = len(claimed)
     left = limit - len(claimed)
     with ThreadPoolExecutor(1, thread_name_prefix="event-read-ahead") as pool:
         prepared: _Prepared | None = _prepare(runtime, claimed, pool=pool) if claimed else None
@@ -261,13 +277,19 @@ def process_pending(runtime: Runtime, *, limit: int = 100, now: datetime | None 
             # The next batch is claimed and its Stripe reads started before this one is applied.
             following = _claim_batch(runtime, moment, min(CLAIM_BATCH, left)) if left > 0 else []
             left -= len(following)
+            total_claimed += len(following)
             try:
                 ahead = _prepare(runtime, following, pool=pool) if following else None
             except Exception:  # noqa: BLE001 (its _apply prepares it again, and handles what fails)
                 ahead = None
             processed += _apply(runtime, claimed, prepared)
             claimed, prepared = following, ahead
-    return processed
+    return Poll(state, total_claimed, processed)
+
+
+def process_pending(runtime: Runtime, *, limit: int = 100, now: datetime | None = None) -> int:
+    """`poll_pending`, returning how many events were processed."""
+    return poll_pending(runtime, limit=limit, now=now).processed
 
 
 @privileged("webhooks.replay")

@@ -9,10 +9,9 @@ import socket
 import time
 from collections.abc import Callable
 
+from services.event_processing import poll_pending
 from services.metrics import check_alerts
 from services.runtime import Runtime
-from services.switches import switch_state
-from services.webhooks import process_pending
 
 POLL_SECONDS = 1.0
 ALERT_CHECK_SECONDS = 60.0  # alerts are evaluated at most this often; each is sent at most once per hour
@@ -33,14 +32,14 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
             if settings.reconcile_cron_enabled else "; reconciliation cron disabled"))
     paused_seen = False
     while True:
-        paused = switch_state(runtime.uow(), "processing")
+        poll = poll_pending(runtime, limit=POLL_BATCH)  # reads the processing switch once
+        paused = poll.paused
         if paused.paused != paused_seen:  # say so once per change, not every poll
             echo(f"processing paused by {paused.by}: {paused.reason}; events wait in the backlog"
                  if paused.paused else "processing resumed")
             paused_seen = paused.paused
-        processed = process_pending(runtime, limit=POLL_BATCH)
-        if processed:
-            echo(f"processed {processed} event(s)")
+        if poll.processed:
+            echo(f"processed {poll.processed} event(s)")
         if settings.reconcile_cron_enabled and time.monotonic() >= next_reconcile:
             next_reconcile = time.monotonic() + settings.reconcile_cron_interval_seconds
             try:
@@ -57,5 +56,7 @@ def run_worker(runtime: Runtime, *, once: bool, echo: Callable[[str], None] = pr
                 echo(f"sent {sent} alert(s) to Sentry")
         if once:
             return
-        if processed < POLL_BATCH:  # caught up (or only failures left): wait for new events
+        # Caught up, or paused: wait for new events. A full poll goes again at once, even when some
+        # of its events failed or were of ignored types (they were claimed: the backlog is there).
+        if poll.claimed < POLL_BATCH:
             sleep(POLL_SECONDS)

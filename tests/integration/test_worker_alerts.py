@@ -55,3 +55,44 @@ def test_worker_sends_alerts_once_per_interval(migrated_url: str, monkeypatch: p
     assert sent == sent_keys
     with runtime.uow() as uow:
         assert sorted(app_settings.value(uow, metrics.ALERTS_SENT_KEY)) == sorted(sent_keys)
+
+
+def test_a_full_poll_of_failing_events_goes_on_without_waiting(migrated_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog whose events fail is still a backlog: the worker waits only after a poll that
+    claimed less than it asked for (it used to wait after any poll that processed less)."""
+    from services import event_handlers, event_processing, webhooks
+
+    runtime = Runtime(load_settings({"DATABASE_URL": migrated_url}, env_file=None))
+    monkeypatch.setattr(worker, "POLL_BATCH", 4)
+    monkeypatch.setattr(worker, "ALERT_CHECK_SECONDS", 3600.0)
+
+    def breaks(*_args: Any) -> None:
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setitem(event_handlers.HANDLERS, "charge.succeeded", breaks)
+    created = int(utcnow().timestamp()) - 60
+    webhooks.store_events(runtime, [
+        {"id": f"evt_fail_{i}", "object": "event", "type": "charge.succeeded", "created": created + i,
+         "livemode": False, "api_version": "2026-10-28.endive",
+         "data": {"object": {"id": f"ch_fail_{i}", "object": "charge", "amount": 100, "currency": "usd"}}}
+        for i in range(6)])
+    polls: list[int] = []
+    original_poll = event_processing.poll_pending
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        poll = original_poll(*args, **kwargs)
+        polls.append(poll.claimed)
+        return poll
+
+    monkeypatch.setattr(worker, "poll_pending", counted)
+    waits: list[int] = []
+
+    def sleep(_seconds: float) -> None:
+        waits.append(len(polls))
+        raise Stop
+
+    with pytest.raises(Stop):
+        worker.run_worker(runtime, once=False, echo=lambda _line: None, sleep=sleep)
+    # 4 claimed (all failed): straight on; then 2 claimed, fewer than asked: now it waits.
+    assert polls == [4, 2] and waits == [2]
