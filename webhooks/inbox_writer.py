@@ -22,22 +22,24 @@ from services.webhooks import store_events
 
 class InboxWriter:
     """Group commit for the receiver. Request handlers hand verified events to a writer
-    thread (four on PostgreSQL), which stores everything waiting in one transaction and then
+    thread (two on PostgreSQL), which stores everything waiting in one transaction and then
     resolves each request's future. Concurrent deliveries share a commit instead of queuing one by one
     for SQLite's write lock (whose busy handler sleeps up to 100 ms a turn) or for
     PostgreSQL's WAL flush; a lone delivery is written at once, never held back."""
 
     MAX_BATCH = 256
+    POSTGRES_WRITERS = 2
 
     def __init__(self, runtime: Runtime, *, threads: int | None = None) -> None:
         self._runtime = runtime
         self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
             queue.SimpleQueue()
-        # PostgreSQL: four writers (four connections), so batches' round trips (and the thread
-        # wake-ups around them) overlap instead of every delivery waiting for the whole chain in
-        # turn; 4 beat 2, and 2 beat 1, in benchmarks/README.md. SQLite writes one transaction at a
-        # time anyway: one writer.
-        self._thread_count = threads or (4 if runtime.engine.dialect.name == "postgresql" else 1)
+        # PostgreSQL: two writers (two connections), so one batch is gathered and sent while the
+        # other's statement runs; more writers take smaller batches (PostgreSQL's per-statement
+        # cost and the per-batch Python then fall on fewer events) and add thread switches and GIL
+        # hand-offs, one writer leaves the loop waiting for the whole chain in turn
+        # (benchmarks/README.md). SQLite writes one transaction at a time anyway: one writer.
+        self._thread_count = threads or (self.POSTGRES_WRITERS if runtime.engine.dialect.name == "postgresql" else 1)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         # Each writer thread's own connection (and SQLite lock file), kept between batches (no
@@ -45,6 +47,7 @@ class InboxWriter:
         # batch starts on a fresh one.
         self._local = threading.local()
         self._lock_path = _sqlite_writer_lock_path(runtime.engine)
+        self._postgres = runtime.engine.dialect.name == "postgresql"
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
@@ -125,6 +128,14 @@ class InboxWriter:
             self._local.connection, self._local.unit = connection, unit
         return unit
 
+    def write(self, events: list[dict[str, Any]]) -> list[str]:
+        """Store one batch on this thread's connection: the outcomes once it is committed."""
+        unit = self._unit_of_work()
+        if self._postgres:
+            # The one statement straight on the autocommit connection: no Session per batch.
+            return store_events(self._runtime, events, source="webhook", connection=self._local.connection)
+        return store_events(self._runtime, events, source="webhook", uow=unit)
+
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
         """On SQLite, receiver processes (serve-webhooks --workers) take turns through a file lock:
@@ -152,8 +163,7 @@ class InboxWriter:
     def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         try:
             with self._turn():
-                outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook",
-                                        uow=self._unit_of_work())
+                outcomes = self.write([event for event, _ in batch])
         except Exception as error:  # the requests answer 5xx, so Stripe redelivers
             self._drop_connection()
             if len(batch) > 1:
