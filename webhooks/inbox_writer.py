@@ -32,8 +32,11 @@ class InboxWriter:
 
     def __init__(self, runtime: Runtime, *, threads: int | None = None) -> None:
         self._runtime = runtime
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
+        # Items are lists of deliveries (what one event-loop iteration handed over), or None (stop).
+        self._queue: queue.SimpleQueue[list[tuple[dict[str, Any], Future[str] | _LoopWaiter]] | None] = \
             queue.SimpleQueue()
+        # Per event loop, the deliveries handed over during its current iteration (flushed at its end).
+        self._handed: dict[asyncio.AbstractEventLoop, list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]] = {}
         # PostgreSQL: two writers (two connections), so one batch is gathered and sent while the
         # other's statement runs; more writers take smaller batches (PostgreSQL's per-statement
         # cost and the per-batch Python then fall on fewer events) and add thread switches and GIL
@@ -52,17 +55,29 @@ class InboxWriter:
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
         future: Future[str] = Future()
-        self._enqueue(event, future)
+        self._enqueue([(event, future)])
         return future
 
     async def store(self, event: dict[str, Any]) -> str:
         """The outcome once the row is committed (or the error raised), for a caller on an event
-        loop: the writer wakes each loop once per batch rather than once per request."""
-        waiter = _LoopWaiter(asyncio.get_running_loop())
-        self._enqueue(event, waiter)
+        loop. The deliveries verified in one iteration of the loop reach the writer together, at
+        the end of that iteration (one queue put, one writer wake-up, not one per request), and
+        the writer wakes each loop once per batch rather than once per request."""
+        loop = asyncio.get_running_loop()
+        waiter = _LoopWaiter(loop)
+        handed = self._handed.get(loop)
+        if handed is None:
+            handed = self._handed[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        handed.append((event, waiter))
         return await waiter.future
 
-    def _enqueue(self, event: dict[str, Any], waiter: Future[str] | _LoopWaiter) -> None:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        handed = self._handed.pop(loop, [])
+        for start in range(0, len(handed), self.MAX_BATCH):
+            self._enqueue(handed[start:start + self.MAX_BATCH])
+
+    def _enqueue(self, items: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         with self._lock:
             if len(self._threads) < self._thread_count or not all(t.is_alive() for t in self._threads):
                 self._threads = [t for t in self._threads if t.is_alive()]
@@ -70,7 +85,7 @@ class InboxWriter:
                     thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
                     thread.start()
                     self._threads.append(thread)
-            self._queue.put((event, waiter))
+            self._queue.put(items)
 
     def close(self) -> None:
         """Store what is queued, then stop the thread."""
@@ -96,7 +111,7 @@ class InboxWriter:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
+            batch = list(item)
             stopping = False
             while len(batch) < self.MAX_BATCH:
                 try:
@@ -106,7 +121,7 @@ class InboxWriter:
                 if more is None:
                     stopping = True
                     break
-                batch.append(more)
+                batch += more
             for _, future in batch:
                 # From here a request that gave up (client gone, server stopping) can no longer
                 # cancel its future; its event is stored anyway and a redelivery is a duplicate.
