@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="receiver processes for ours, the ceiling and a peer")
     parser.add_argument("--quick", action="store_true", help="smoke run: SQLite only, 1 s, 4 connections, 1 process")
     parser.add_argument("--ours-workers", type=lambda v: [int(w) for w in v.split(",")], default=None,
-                        help="receiver processes for ours, one run each (e.g. 1,2,4; default: --workers)")
+                        help="receiver processes for ours, one run each (e.g. 1,2,4; default: 1 and --workers)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer (a quicker look at ours)")
@@ -491,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.connections, args.workers, args.no_postgres = 1.0, 4, 1, True
-    args.ours_workers = args.ours_workers or [args.workers]
+    # Ours with its default of one process (serve-webhooks --workers 1) and with the peers' count.
+    args.ours_workers = args.ours_workers or sorted({1, args.workers})
     if args.generator == "wrk" and shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk (or --generator python)")
         return 2
