@@ -57,7 +57,8 @@ def _object_id(event: dict[str, Any]) -> str | None:
 
 
 def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: str = "webhook",
-                 uow: UnitOfWork | None = None, connection: Connection | None = None) -> list[str]:
+                 uow: UnitOfWork | None = None, connection: Connection | None = None,
+                 open_uow: UnitOfWork | None = None) -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
@@ -67,7 +68,8 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     statement (`_store_postgres`); SQLite: multi-row statements in one transaction.
     `uow` lets the receiver's writer reuse its own connection on SQLite; on PostgreSQL it passes
     `connection`, its own in autocommit, where the one statement is the transaction (no Session,
-    no BEGIN or COMMIT per batch)."""
+    no BEGIN or COMMIT per batch). `open_uow`: a unit of work its caller has entered and keeps (the
+    writer on SQLite): each batch is a transaction of its Session, committed, the Session not closed."""
     allowed_types = runtime.settings.stripe_webhook_allowed_events
     now = utcnow()
     postgres = runtime.engine.dialect.name == "postgresql"
@@ -91,6 +93,9 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     if postgres and connection is not None:
         inserted = _store_postgres(connection, events, rows, first_copy, copies_of, source=source, at=now)
         connection.commit()  # in autocommit the statement has committed; this closes SQLAlchemy's autobegin
+    elif open_uow is not None and not postgres:
+        inserted = _store_sqlite(open_uow, events, rows, first_copy, source=source, at=now)
+        open_uow.commit()
     else:
         with uow or runtime.uow() as unit:
             if postgres:

@@ -140,6 +140,8 @@ class InboxWriter:
                 # COMMIT round trips around it.
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             unit = UnitOfWork(connection, audit_key=self._runtime.settings.audit_key_bytes)
+            if not self._postgres:
+                unit.__enter__()  # one Session for the thread's batches (each its own transaction)
             self._local.connection, self._local.unit = connection, unit
         return unit
 
@@ -149,7 +151,7 @@ class InboxWriter:
         if self._postgres:
             # The one statement straight on the autocommit connection: no Session per batch.
             return store_events(self._runtime, events, source="webhook", connection=self._local.connection)
-        return store_events(self._runtime, events, source="webhook", uow=unit)
+        return store_events(self._runtime, events, source="webhook", open_uow=unit)
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -170,7 +172,11 @@ class InboxWriter:
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
+        unit = getattr(self._local, "unit", None)
         self._local.connection = self._local.unit = None
+        if unit is not None and not self._postgres:
+            with contextlib.suppress(Exception):
+                unit.session.close()  # rolls back whatever the failed batch left open
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.close()
