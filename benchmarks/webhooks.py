@@ -128,6 +128,39 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def thread_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(main threads, other threads) CPU so far over a process and its descendants: in a receiver
+    process the main thread runs the event loop, the others are its writer threads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                seconds = (int(fields[11]) + int(fields[12])) / ticks
+                if int(task.name) == current:
+                    main += seconds
+                else:
+                    other += seconds
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return main, other
+
+
+def postgres_commits(database_url: str) -> int:
+    """Transactions committed in this database so far (pg_stat_database; each of ours is one batch)."""
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def postgres_backend_cpu_seconds(database_url: str) -> float:
     """CPU used so far by the PostgreSQL backends connected to this database (same machine, /proc):
     read while the server under test still holds its connections, so it is their whole lifetime."""
@@ -336,13 +369,22 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
     drive = drive_wrk if args.generator == "wrk" else drive_python
     with serve(kind, workers, database_url) as (port, pid):
         cpu_before = tree_cpu_seconds(pid)
+        split_before = thread_cpu_seconds(pid)
+        postgres = bool(database_url) and database != "SQLite"
+        commits_before = postgres_commits(str(database_url)) if postgres else 0
         with profiled(pid, args.profile, f"{kind}-{database.lower()}-{workers}proc", args.duration,
                       enabled=kind == "ours"):
             summary = drive(port, directory, connections, args.duration, cycle=cycle)
         cpu = tree_cpu_seconds(pid) - cpu_before
+        split_after = thread_cpu_seconds(pid)
+        loop_cpu, other_cpu = (after - before for after, before in zip(split_after, split_before, strict=True))
         database_cpu = postgres_backend_cpu_seconds(database_url) if database_url and database != "SQLite" else None
         acked, refused, sent = _answered_ids(summary, ids)
         checks: dict[str, Any] = {}
+        if postgres:
+            time.sleep(1.1)  # backends report their transaction counts at most once a second
+            commits = postgres_commits(str(database_url)) - commits_before
+            checks["events_per_commit"] = round(len(acked) / commits, 1) if commits else None
         if kind == "ours" and database_url:
             checks.update(redelivery_race(port, database_url, copies=8 if args.quick else 32))
     if kind == "ours" and database_url:
@@ -352,6 +394,9 @@ def run_target(kind: str, label: str, database: str, database_url: str | None, a
     seconds = summary["duration_us"] / 1e6
     count = summary["requests"] if cycle else len(acked)
     checks["server_cpu_us_per_event"] = round(cpu / count * 1e6) if count else None
+    if count and kind == "ours":
+        checks["loop_thread_cpu_us_per_event"] = round(loop_cpu / count * 1e6)
+        checks["other_threads_cpu_us_per_event"] = round(other_cpu / count * 1e6)
     if database_cpu is not None and count:
         checks["postgres_cpu_us_per_event"] = round(database_cpu / count * 1e6)
     shutil.rmtree(directory, ignore_errors=True)
@@ -437,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="receiver processes for ours, the ceiling and a peer")
     parser.add_argument("--quick", action="store_true", help="smoke run: SQLite only, 1 s, 4 connections, 1 process")
     parser.add_argument("--ours-workers", type=lambda v: [int(w) for w in v.split(",")], default=None,
-                        help="receiver processes for ours, one run each (e.g. 1,2,4; default: --workers)")
+                        help="receiver processes for ours, one run each (e.g. 1,2,4; default: 1 and --workers)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer (a quicker look at ours)")
@@ -446,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.connections, args.workers, args.no_postgres = 1.0, 4, 1, True
-    args.ours_workers = args.ours_workers or [args.workers]
+    # Ours with its default of one process (serve-webhooks --workers 1) and with the peers' count.
+    args.ours_workers = args.ours_workers or sorted({1, args.workers})
     if args.generator == "wrk" and shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk (or --generator python)")
         return 2

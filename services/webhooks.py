@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 
 from db.models import StripeEvent
 from db.models.base import from_unix, utcnow
@@ -57,7 +57,8 @@ def _object_id(event: dict[str, Any]) -> str | None:
 
 
 def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: str = "webhook",
-                 uow: UnitOfWork | None = None) -> list[str]:
+                 uow: UnitOfWork | None = None, connection: Connection | None = None,
+                 open_uow: UnitOfWork | None = None) -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
@@ -65,8 +66,10 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate.
     PostgreSQL: the batch, its duplicate counts, its metric points and their rollup are one
     statement (`_store_postgres`); SQLite: multi-row statements in one transaction.
-    `uow` lets the receiver's writer reuse its own connection (in autocommit on PostgreSQL,
-    where the one statement is the transaction)."""
+    `uow` lets the receiver's writer reuse its own connection on SQLite; on PostgreSQL it passes
+    `connection`, its own in autocommit, where the one statement is the transaction (no Session,
+    no BEGIN or COMMIT per batch). `open_uow`: a unit of work its caller has entered and keeps (the
+    writer on SQLite): each batch is a transaction of its Session, committed, the Session not closed."""
     allowed_types = runtime.settings.stripe_webhook_allowed_events
     now = utcnow()
     postgres = runtime.engine.dialect.name == "postgresql"
@@ -87,12 +90,20 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
             # Which configured secrets verified it (fingerprints; the webhook delivery log shows them).
             "signed_with": getattr(event, "signed_with", None),
         })
-    with uow or runtime.uow() as unit:
-        if postgres:
-            inserted = _store_postgres(unit, events, rows, first_copy, copies_of, source=source, at=now)
-        else:
-            inserted = _store_sqlite(unit, events, rows, first_copy, source=source, at=now)
-        unit.commit()
+    if postgres and connection is not None:
+        inserted = _store_postgres(connection, events, rows, first_copy, copies_of, source=source, at=now)
+        connection.commit()  # in autocommit the statement has committed; this closes SQLAlchemy's autobegin
+    elif open_uow is not None and not postgres:
+        inserted = _store_sqlite(open_uow, events, rows, first_copy, source=source, at=now)
+        open_uow.commit()
+    else:
+        with uow or runtime.uow() as unit:
+            if postgres:
+                inserted = _store_postgres(unit.session.connection(), events, rows, first_copy, copies_of,
+                                           source=source, at=now)
+            else:
+                inserted = _store_sqlite(unit, events, rows, first_copy, source=source, at=now)
+            unit.commit()
     outcomes = [_outcome(event, index, first_copy, inserted, allowed_types) for index, event in enumerate(events)]
     webhook_counts.count_in_process(outcomes, source=source)
     return outcomes
@@ -166,7 +177,7 @@ _STORE_POSTGRES = (
 )
 
 
-def _store_postgres(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: list[dict[str, Any]],
+def _store_postgres(connection: Connection, events: Sequence[dict[str, Any]], rows: list[dict[str, Any]],
                     first_copy: dict[str, int], copies_of: dict[str, int], *, source: str, at: datetime) -> set[str]:
     # Sorted by id, so two receivers storing overlapping batches lock the rows in the same order.
     batch = sorted(({"id": row["id"], "type": row["type"], "created": row["created"], "livemode": row["livemode"],
@@ -191,7 +202,7 @@ def _store_postgres(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: li
     # threads of one receiver do not queue on the same hour's row lock through each other's commit.
     params = {"events": dumps_text(batch), "points": dumps_text(points), "source": source, "received_at": at,
               "shard": threading.get_native_id() % metric_rollup.SHARDS}
-    result = unit.session.connection().exec_driver_sql(_STORE_POSTGRES, params)
+    result = connection.exec_driver_sql(_STORE_POSTGRES, params)
     return {row[0] for row in result}
 
 

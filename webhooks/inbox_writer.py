@@ -22,22 +22,27 @@ from services.webhooks import store_events
 
 class InboxWriter:
     """Group commit for the receiver. Request handlers hand verified events to a writer
-    thread (four on PostgreSQL), which stores everything waiting in one transaction and then
+    thread (two on PostgreSQL), which stores everything waiting in one transaction and then
     resolves each request's future. Concurrent deliveries share a commit instead of queuing one by one
     for SQLite's write lock (whose busy handler sleeps up to 100 ms a turn) or for
     PostgreSQL's WAL flush; a lone delivery is written at once, never held back."""
 
     MAX_BATCH = 256
+    POSTGRES_WRITERS = 2
 
     def __init__(self, runtime: Runtime, *, threads: int | None = None) -> None:
         self._runtime = runtime
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[str] | _LoopWaiter] | None] = \
+        # Items are lists of deliveries (what one event-loop iteration handed over), or None (stop).
+        self._queue: queue.SimpleQueue[list[tuple[dict[str, Any], Future[str] | _LoopWaiter]] | None] = \
             queue.SimpleQueue()
-        # PostgreSQL: four writers (four connections), so batches' round trips (and the thread
-        # wake-ups around them) overlap instead of every delivery waiting for the whole chain in
-        # turn; 4 beat 2, and 2 beat 1, in benchmarks/README.md. SQLite writes one transaction at a
-        # time anyway: one writer.
-        self._thread_count = threads or (4 if runtime.engine.dialect.name == "postgresql" else 1)
+        # Per event loop, the deliveries handed over during its current iteration (flushed at its end).
+        self._handed: dict[asyncio.AbstractEventLoop, list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]] = {}
+        # PostgreSQL: two writers (two connections), so one batch is gathered and sent while the
+        # other's statement runs; more writers take smaller batches (PostgreSQL's per-statement
+        # cost and the per-batch Python then fall on fewer events) and add thread switches and GIL
+        # hand-offs, one writer leaves the loop waiting for the whole chain in turn
+        # (benchmarks/README.md). SQLite writes one transaction at a time anyway: one writer.
+        self._thread_count = threads or (self.POSTGRES_WRITERS if runtime.engine.dialect.name == "postgresql" else 1)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         # Each writer thread's own connection (and SQLite lock file), kept between batches (no
@@ -45,21 +50,34 @@ class InboxWriter:
         # batch starts on a fresh one.
         self._local = threading.local()
         self._lock_path = _sqlite_writer_lock_path(runtime.engine)
+        self._postgres = runtime.engine.dialect.name == "postgresql"
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
         future: Future[str] = Future()
-        self._enqueue(event, future)
+        self._enqueue([(event, future)])
         return future
 
     async def store(self, event: dict[str, Any]) -> str:
         """The outcome once the row is committed (or the error raised), for a caller on an event
-        loop: the writer wakes each loop once per batch rather than once per request."""
-        waiter = _LoopWaiter(asyncio.get_running_loop())
-        self._enqueue(event, waiter)
+        loop. The deliveries verified in one iteration of the loop reach the writer together, at
+        the end of that iteration (one queue put, one writer wake-up, not one per request), and
+        the writer wakes each loop once per batch rather than once per request."""
+        loop = asyncio.get_running_loop()
+        waiter = _LoopWaiter(loop)
+        handed = self._handed.get(loop)
+        if handed is None:
+            handed = self._handed[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        handed.append((event, waiter))
         return await waiter.future
 
-    def _enqueue(self, event: dict[str, Any], waiter: Future[str] | _LoopWaiter) -> None:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        handed = self._handed.pop(loop, [])
+        for start in range(0, len(handed), self.MAX_BATCH):
+            self._enqueue(handed[start:start + self.MAX_BATCH])
+
+    def _enqueue(self, items: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         with self._lock:
             if len(self._threads) < self._thread_count or not all(t.is_alive() for t in self._threads):
                 self._threads = [t for t in self._threads if t.is_alive()]
@@ -67,7 +85,7 @@ class InboxWriter:
                     thread = threading.Thread(target=self._run, name="webhook-inbox-writer", daemon=True)
                     thread.start()
                     self._threads.append(thread)
-            self._queue.put((event, waiter))
+            self._queue.put(items)
 
     def close(self) -> None:
         """Store what is queued, then stop the thread."""
@@ -93,7 +111,7 @@ class InboxWriter:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
+            batch = list(item)
             stopping = False
             while len(batch) < self.MAX_BATCH:
                 try:
@@ -103,7 +121,7 @@ class InboxWriter:
                 if more is None:
                     stopping = True
                     break
-                batch.append(more)
+                batch += more
             for _, future in batch:
                 # From here a request that gave up (client gone, server stopping) can no longer
                 # cancel its future; its event is stored anyway and a redelivery is a duplicate.
@@ -122,8 +140,18 @@ class InboxWriter:
                 # COMMIT round trips around it.
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             unit = UnitOfWork(connection, audit_key=self._runtime.settings.audit_key_bytes)
+            if not self._postgres:
+                unit.__enter__()  # one Session for the thread's batches (each its own transaction)
             self._local.connection, self._local.unit = connection, unit
         return unit
+
+    def write(self, events: list[dict[str, Any]]) -> list[str]:
+        """Store one batch on this thread's connection: the outcomes once it is committed."""
+        unit = self._unit_of_work()
+        if self._postgres:
+            # The one statement straight on the autocommit connection: no Session per batch.
+            return store_events(self._runtime, events, source="webhook", connection=self._local.connection)
+        return store_events(self._runtime, events, source="webhook", open_uow=unit)
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -144,7 +172,11 @@ class InboxWriter:
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
+        unit = getattr(self._local, "unit", None)
         self._local.connection = self._local.unit = None
+        if unit is not None and not self._postgres:
+            with contextlib.suppress(Exception):
+                unit.session.close()  # rolls back whatever the failed batch left open
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.close()
@@ -152,8 +184,7 @@ class InboxWriter:
     def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         try:
             with self._turn():
-                outcomes = store_events(self._runtime, [event for event, _ in batch], source="webhook",
-                                        uow=self._unit_of_work())
+                outcomes = self.write([event for event, _ in batch])
         except Exception as error:  # the requests answer 5xx, so Stripe redelivers
             self._drop_connection()
             if len(batch) > 1:

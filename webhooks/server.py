@@ -3,7 +3,9 @@ timeouts. uvicorn bounds open connections (`limit_concurrency`), idle keep-alive
 the listen backlog itself; it has no deadline for a request's headers, so a connection that
 opens and sends nothing (or trickles its headers) would stay open until the fd limit. The
 protocol below closes such a connection after WEBHOOK_HEADER_TIMEOUT_SECONDS and refuses
-headers over WEBHOOK_MAX_HEADER_BYTES (h11 has that limit built in; httptools does not)."""
+headers over WEBHOOK_MAX_HEADER_BYTES (h11 has that limit built in; httptools does not).
+It also writes a response whose body comes in one message (every answer the receiver gives)
+in one transport write, where uvicorn writes the status line and headers, then the body."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import functools
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from services.config import Settings, load_settings
 
@@ -36,6 +38,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.header_timeout = self.header_timeout or timeout
             self.max_header_bytes = self.max_header_bytes or max_bytes
         self._header_deadline: asyncio.TimerHandle | None = None
+        # When the headers now arriving began (None between requests). One timer per connection
+        # checks it, re-armed only when it fires, instead of a timer set and cancelled per request.
+        self._headers_since: float | None = None
         self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -60,8 +65,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._disarm_header_deadline()
+        self._headers_since = None  # the timer, if it fires before the next request, lapses
         super().on_headers_complete()
+        cycle = self.cycle
+        if type(cycle) is RequestResponseCycle:
+            # Its task has not run yet, so the app gets this class's send.
+            cycle.__class__ = WholeResponseCycle
 
     def _count_header_bytes(self, n: int) -> None:
         self._header_bytes += n
@@ -70,19 +79,90 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise httptools.HttpParserError("request headers too large")
 
     def _arm_header_deadline(self) -> None:
-        self._disarm_header_deadline()
-        if self.header_timeout:
+        if not self.header_timeout:
+            return
+        self._headers_since = self.loop.time()
+        if self._header_deadline is None:
             self._header_deadline = self.loop.call_later(self.header_timeout, self._header_deadline_passed)
 
     def _disarm_header_deadline(self) -> None:
+        self._headers_since = None
         if self._header_deadline is not None:
             self._header_deadline.cancel()
             self._header_deadline = None
 
     def _header_deadline_passed(self) -> None:
         self._header_deadline = None
-        if not self.transport.is_closing():
+        since, timeout = self._headers_since, self.header_timeout
+        if since is None or not timeout:
+            return  # no headers arriving: the next request's first byte arms it again
+        left = since + timeout - self.loop.time()
+        if left > 0:  # these headers began after the timer was set: wait out their own deadline
+            self._header_deadline = self.loop.call_later(left, self._header_deadline_passed)
+        elif not self.transport.is_closing():
             self.transport.close()
+
+
+class _HeldWrites:
+    """Stands in for the transport while uvicorn formats one whole response: keeps its writes
+    (and a close) so they go out as one write afterwards."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.parts: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def close(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing or self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class WholeResponseCycle(RequestResponseCycle):
+    """uvicorn's request cycle, but `http.response.start` is held until the first body message:
+    when that is the whole body, uvicorn's own send formats both into one write (one send
+    syscall, one TCP segment for a small answer, instead of two); anything else is sent as
+    uvicorn sends it."""
+
+    _held_start: Any = None
+
+    async def send(self, message: Any) -> None:
+        held = self._held_start
+        if held is None:
+            if message["type"] == "http.response.start" and not self.response_started and not self.disconnected:
+                self._held_start = message
+                return
+            await super().send(message)
+            return
+        if message["type"] == "http.response.start":
+            # Nothing is written yet, so a later start wins: uvicorn's 500 for an app that
+            # failed between its start and its body.
+            self._held_start = message
+            return
+        self._held_start = None
+        if message["type"] != "http.response.body" or message.get("more_body", False):
+            await super().send(held)
+            await super().send(message)
+            return
+        transport = self.transport
+        writes = _HeldWrites(transport)
+        self.transport = writes  # type: ignore[assignment]
+        try:
+            await super().send(held)
+            await super().send(message)
+        finally:
+            self.transport = transport
+            if writes.parts:
+                transport.write(b"".join(writes.parts))
+            if writes.closing:
+                transport.close()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
