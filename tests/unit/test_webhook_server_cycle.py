@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -45,6 +47,24 @@ def _cycle(transport: _Transport, *, keep_alive: bool = True) -> tuple[WholeResp
     return cycle, completed
 
 
+def _run(answer: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """asyncio.run on a thread of its own: earlier tests in the same process (Playwright's sync API,
+    AppTest) can leave an event loop running on the main thread, where asyncio.run refuses."""
+    failures: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            asyncio.run(answer())
+        except BaseException as error:  # noqa: BLE001 (re-raised on the test's thread)
+            failures.append(error)
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
 def _start(status: int = 200, length: int = 2) -> dict[str, Any]:
     return {"type": "http.response.start", "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]}
@@ -59,7 +79,7 @@ def test_a_whole_response_is_one_write() -> None:
         assert transport.writes == []  # the head waits for its body
         await cycle.send({"type": "http.response.body", "body": b"{}"})
 
-    asyncio.run(answer())
+    _run(answer)
     assert len(transport.writes) == 1
     head, _, body = transport.writes[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 2" in head and body == b"{}"
@@ -74,7 +94,7 @@ def test_without_keep_alive_the_close_follows_the_one_write() -> None:
         await cycle.send(_start(413))
         await cycle.send({"type": "http.response.body", "body": b"{}"})
 
-    asyncio.run(answer())
+    _run(answer)
     assert transport.events == ["write", "close"]
     assert transport.writes[0].startswith(b"HTTP/1.1 413 ") and b"connection: close" in transport.writes[0]
 
@@ -88,7 +108,7 @@ def test_a_streamed_body_is_sent_as_uvicorn_sends_it() -> None:
         await cycle.send({"type": "http.response.body", "body": b"ab", "more_body": True})
         await cycle.send({"type": "http.response.body", "body": b"cd"})
 
-    asyncio.run(answer())
+    _run(answer)
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK") and transport.writes[1:] == [b"ab", b"cd"]
     assert completed == ["done"]
 
@@ -103,6 +123,6 @@ def test_a_second_start_before_any_body_wins() -> None:
         await cycle.send(_start(200))
         await cycle.send_500_response()
 
-    asyncio.run(answer())
+    _run(answer)
     assert len(transport.writes) == 1 and transport.writes[0].startswith(b"HTTP/1.1 500 ")
     assert transport.closed  # the 500 says connection: close
