@@ -12,7 +12,7 @@ LABELS: dict[str, str] = {
     m.WEBHOOK_DUPLICATE: "Duplicate deliveries",
     m.WEBHOOK_IGNORED: "Ignored event types",
     m.WEBHOOK_INVALID_SIGNATURE: "Invalid signatures",
-    m.EVENTS_BACKFILLED: "Backfilled events (Events API)",
+    m.EVENTS_BACKFILLED: "Backfilled (Events API)",  # short enough for a board tile at the default width
     m.SUBSCRIPTION_PREVIEW: "Plan-change previews",
     m.SUBSCRIPTION_CHANGE: "Plan changes",
     m.PLAN_CHANGED: "Plan changes confirmed by Stripe",
