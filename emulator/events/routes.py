@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from emulator.engine import Engine
 from emulator.events.ordering import list_page
 from emulator.state import Json, new_id
@@ -16,19 +18,25 @@ def _type_matches(event_type: str, pattern: str) -> bool:
     return event_type == pattern or (pattern.endswith("*") and event_type.startswith(pattern[:-1]))
 
 
-@route("GET", "/v1/events")
-def events_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+def event_filter(params: Json) -> Callable[[Json], bool]:
+    """Which events a list request asks for (`type` or `types`, with `*` wildcards, and
+    `delivery_success`); refuses both type parameters at once, as Stripe does."""
     wanted_type = params.get("type")
     types = params.get("types") or []
     if wanted_type and types:
         raise StripeApiError(400, "You may only specify one of these parameters: type, types.", param="types")
     delivery = params.get("delivery_success")
     delivery_value = None if delivery in (None, "") else to_bool(delivery, "delivery_success")
+    return lambda e: ((not wanted_type or _type_matches(e["type"], wanted_type))
+                      and (not types or any(_type_matches(e["type"], t) for t in types))
+                      and (delivery_value is None or e.get("_delivery_success") is delivery_value))
+
+
+@route("GET", "/v1/events")
+def events_list(engine: Engine, _m: dict[str, str], params: Json) -> Json:
+    wanted = event_filter(params)
     check_params(params, LIST_PARAMS | {"type", "types", "delivery_success"})
-    listed = list_page(engine.event_order, engine.objects.get("event", {}), "/v1/events", params,
-                       lambda e: (not wanted_type or _type_matches(e["type"], wanted_type))
-                       and (not types or any(_type_matches(e["type"], t) for t in types))
-                       and (delivery_value is None or e.get("_delivery_success") is delivery_value))
+    listed = list_page(engine.event_order, engine.objects.get("event", {}), "/v1/events", params, wanted)
     return render(engine, listed, params, is_list=True)
 
 
