@@ -156,13 +156,21 @@ def reset(runtime: Any) -> None:
     seed_known_customer(runtime)
 
 
-def test_a_mixed_batch_leaves_what_the_events_one_at_a_time_leave(runtime_factory: Any, database_url: str,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def stored_mixed_batch(runtime_factory: Any, database_url: str,
+                       monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[dict[str, Any]]]:
+    """A runtime on `database_url` with Stripe stubbed, the known customer seeded and
+    `mixed_events()` stored, not processed yet."""
     runtime = runtime_factory(DATABASE_URL=database_url)
     stub_stripe(runtime, monkeypatch)
     seed_known_customer(runtime)
     events = mixed_events()
     webhooks.store_events(runtime, events)
+    return runtime, events
+
+
+def test_a_mixed_batch_leaves_what_the_events_one_at_a_time_leave(runtime_factory: Any, database_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime, events = stored_mixed_batch(runtime_factory, database_url, monkeypatch)
     applied: list[str] = []
     for kind, handler in list(event_handlers.HANDLERS.items()):
         def counting(uow: Any, payload: Any, rt: Any, refetch: bool, handler: Any = handler) -> None:
@@ -215,11 +223,7 @@ def test_an_older_event_never_overwrites_newer_stored_state(runtime_factory: Any
 
 def test_a_failing_event_in_a_batch_leaves_nothing_and_stays_retryable(runtime_factory: Any, database_url: str,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = runtime_factory(DATABASE_URL=database_url)
-    stub_stripe(runtime, monkeypatch)
-    seed_known_customer(runtime)
-    events = mixed_events()
-    webhooks.store_events(runtime, events)
+    runtime, events = stored_mixed_batch(runtime_factory, database_url, monkeypatch)
     original = event_handlers.HANDLERS["invoice.paid"]
 
     def breaks(uow: Any, payload: Any, rt: Any, refetch: bool) -> None:
