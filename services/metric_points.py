@@ -152,7 +152,17 @@ def record_metrics(uow: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
         return
     from services import sqlite_bulk
 
-    metric_rollup.add_points(uow, sqlite_bulk.insert_points(uow.session, rows))
+    record_metrics_sqlite(sqlite_bulk.session_execute(uow.session), rows)
+
+
+def record_metrics_sqlite(execute: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """record_metrics on SQLite through a sqlite_bulk.Execute (a Session's connection, or the
+    receiver writer's own sqlite3 connection): the points that went in, then their hours."""
+    from services import sqlite_bulk
+
+    ordered = metric_rollup.hour_sums(sqlite_bulk.insert_points(execute, rows))
+    if ordered:
+        sqlite_bulk.add_to_rollup(execute, ordered, shard=metric_rollup.shard())
 
 
 # SQL: tagged as QA / test-clock activity, and its opposite (db/repositories/metrics.py).

@@ -21,8 +21,8 @@ from db.repositories.metrics import rebuild_rollup as rebuild
 from db.session import UnitOfWork
 
 # The rollup's reads and its rebuild, beside the rule that fills it.
-__all__ = ["HOUR", "SHARDS", "TEST_TAG", "add_points", "hour_of", "hourly_sums", "is_test", "raw_aggregate",
-           "rebuild", "rollup", "shard", "test_points"]
+__all__ = ["HOUR", "SHARDS", "TEST_TAG", "add_points", "hour_of", "hour_sums", "hourly_sums", "is_test",
+           "raw_aggregate", "rebuild", "rollup", "shard", "test_points"]
 
 HOUR = timedelta(hours=1)
 # Each writing process adds to shard (pid % SHARDS): concurrent receivers and workers on one
@@ -45,19 +45,24 @@ def shard() -> int:
     return os.getpid() % SHARDS
 
 
-def add_points(uow: UnitOfWork, points: Iterable[Mapping[str, Any]]) -> None:
-    """Add inserted points (name, at, value, tags) to their hours' rows."""
+def hour_sums(points: Iterable[Mapping[str, Any]]) -> list[tuple[tuple[datetime, str, bool], int]]:
+    """Inserted points (name, at, value, tags) summed per (hour, name, test), sorted: two
+    transactions touching the same rollup rows then lock them in the same order."""
     sums: dict[tuple[datetime, str, bool], int] = {}
     for point in points:
         key = (hour_of(point["at"]), point["name"], is_test(point.get("tags")))
         sums[key] = sums.get(key, 0) + int(point["value"])
-    if not sums:
+    return sorted(sums.items())
+
+
+def add_points(uow: UnitOfWork, points: Iterable[Mapping[str, Any]]) -> None:
+    """Add inserted points (name, at, value, tags) to their hours' rows."""
+    ordered = hour_sums(points)
+    if not ordered:
         return
-    # Sorted, so two transactions touching the same rows lock them in the same order.
-    ordered = sorted(sums.items())
     if dialect_name(uow) == "postgresql":
         metric_rows.add_to_hours_postgres(uow, ordered, shard=shard())
     else:
         from services import sqlite_bulk
 
-        sqlite_bulk.add_to_rollup(uow.session, ordered, shard=shard())
+        sqlite_bulk.add_to_rollup(sqlite_bulk.session_execute(uow.session), ordered, shard=shard())

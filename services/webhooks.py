@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
-from db.models import StripeEvent
 from db.models.base import from_unix, utcnow
 from db.session import UnitOfWork
 from services import metric_points, metric_rollup, prometheus, webhook_counts
@@ -58,7 +57,7 @@ def _object_id(event: dict[str, Any]) -> str | None:
 
 def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: str = "webhook",
                  uow: UnitOfWork | None = None, connection: Connection | None = None,
-                 open_uow: UnitOfWork | None = None) -> list[str]:
+                 sqlite_connection: Any = None) -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
@@ -68,8 +67,10 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     statement (`_store_postgres`); SQLite: multi-row statements in one transaction.
     `uow` lets the receiver's writer reuse its own connection on SQLite; on PostgreSQL it passes
     `connection`, its own in autocommit, where the one statement is the transaction (no Session,
-    no BEGIN or COMMIT per batch). `open_uow`: a unit of work its caller has entered and keeps (the
-    writer on SQLite): each batch is a transaction of its Session, committed, the Session not closed."""
+    no BEGIN or COMMIT per batch). `sqlite_connection`: the writer's own sqlite3 connection on
+    SQLite (in autocommit, with the engine's PRAGMAs): the batch is BEGIN IMMEDIATE, its
+    statements, COMMIT on it, with no Session (SQLAlchemy's per-batch work was more than SQLite's
+    own for a small batch); any error rolls it back and is raised."""
     allowed_types = runtime.settings.stripe_webhook_allowed_events
     now = utcnow()
     postgres = runtime.engine.dialect.name == "postgresql"
@@ -93,16 +94,25 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     if postgres and connection is not None:
         inserted = _store_postgres(connection, events, rows, first_copy, copies_of, source=source, at=now)
         connection.commit()  # in autocommit the statement has committed; this closes SQLAlchemy's autobegin
-    elif open_uow is not None and not postgres:
-        inserted = _store_sqlite(open_uow, events, rows, first_copy, source=source, at=now)
-        open_uow.commit()
+    elif sqlite_connection is not None and not postgres:
+        sqlite_connection.execute("BEGIN IMMEDIATE")
+        try:
+            inserted = _store_sqlite(sqlite_connection.execute, events, rows, first_copy, source=source, at=now)
+            sqlite_connection.execute("COMMIT")
+        except BaseException:
+            if sqlite_connection.in_transaction:
+                sqlite_connection.execute("ROLLBACK")
+            raise
     else:
         with uow or runtime.uow() as unit:
             if postgres:
                 inserted = _store_postgres(unit.session.connection(), events, rows, first_copy, copies_of,
                                            source=source, at=now)
             else:
-                inserted = _store_sqlite(unit, events, rows, first_copy, source=source, at=now)
+                from services import sqlite_bulk
+
+                inserted = _store_sqlite(sqlite_bulk.session_execute(unit.session), events, rows, first_copy,
+                                         source=source, at=now)
             unit.commit()
     outcomes = [_outcome(event, index, first_copy, inserted, allowed_types) for index, event in enumerate(events)]
     webhook_counts.count_in_process(outcomes, source=source)
@@ -116,14 +126,15 @@ def _outcome(event: dict[str, Any], index: int, first_copy: dict[str, int], inse
     return "duplicate"
 
 
-def _store_sqlite(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: list[dict[str, Any]],
+def _store_sqlite(execute: Any, events: Sequence[dict[str, Any]], rows: list[dict[str, Any]],
                   first_copy: dict[str, int], *, source: str, at: datetime) -> set[str]:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id, an UPDATE per id already there, then the
-    metric points: one transaction (SQLite has one writer at a time; the statements are local calls)."""
+    metric points and their hours: one transaction, the caller's (SQLite has one writer at a time;
+    the statements are local calls). `execute`: sqlite_bulk.Execute."""
     from services import sqlite_bulk
 
     pending = {row["id"] for row in rows if row["status"] == "pending"}
-    inserted = sqlite_bulk.insert_events(unit.session, rows, [row["payload_json"] for row in rows])
+    inserted = sqlite_bulk.insert_events(execute, rows, [row["payload_json"] for row in rows])
     copies: dict[str, int] = {}
     metric_rows: list[dict[str, Any]] = []
     for index, event in enumerate(events):
@@ -133,10 +144,9 @@ def _store_sqlite(unit: UnitOfWork, events: Sequence[dict[str, Any]], rows: list
             copies[event["id"]] = copies.get(event["id"], 0) + 1
         # What counts as received, duplicate, ignored or backfilled: services/webhook_counts.py.
         metric_rows += webhook_counts.delivery_metric_rows(event, outcome, source=source, at=at)
-    for event_id, count in copies.items():
-        unit.session.execute(update(StripeEvent).where(StripeEvent.id == event_id)
-                             .values(duplicate_deliveries=StripeEvent.duplicate_deliveries + count))
-    metric_points.record_metrics(unit, metric_rows)
+    sqlite_bulk.add_duplicate_deliveries(execute, copies)
+    if metric_rows:
+        metric_points.record_metrics_sqlite(execute, metric_rows)
     return inserted
 
 

@@ -13,9 +13,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Connection
-
-from db.session import UnitOfWork
 from services.runtime import Runtime
 from services.webhooks import store_events
 
@@ -130,28 +127,27 @@ class InboxWriter:
             if stopping:
                 return
 
-    def _unit_of_work(self) -> UnitOfWork:
-        unit: UnitOfWork | None = getattr(self._local, "unit", None)
-        if unit is None:
-            connection: Connection = self._runtime.engine.connect()
-            if self._runtime.engine.dialect.name == "postgresql":
-                # store_events is one statement there: in autocommit it is its own transaction
-                # (durable when it returns, synchronous_commit as configured), with no BEGIN and
-                # COMMIT round trips around it.
-                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            unit = UnitOfWork(connection, audit_key=self._runtime.settings.audit_key_bytes)
-            if not self._postgres:
-                unit.__enter__()  # one Session for the thread's batches (each its own transaction)
-            self._local.connection, self._local.unit = connection, unit
-        return unit
+    def _connection(self) -> Any:
+        """This thread's connection: on PostgreSQL a SQLAlchemy Connection in autocommit, where
+        store_events is one statement and so its own transaction (durable when it returns,
+        synchronous_commit as configured) with no BEGIN and COMMIT round trips; on SQLite the
+        pool's sqlite3 connection itself (the engine's PRAGMAs applied), each batch BEGIN
+        IMMEDIATE .. COMMIT on it with no Session."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            if self._postgres:
+                connection = self._runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                connection = self._runtime.engine.raw_connection()
+            self._local.connection = connection
+        return connection
 
     def write(self, events: list[dict[str, Any]]) -> list[str]:
         """Store one batch on this thread's connection: the outcomes once it is committed."""
-        unit = self._unit_of_work()
+        connection = self._connection()
         if self._postgres:
-            # The one statement straight on the autocommit connection: no Session per batch.
-            return store_events(self._runtime, events, source="webhook", connection=self._local.connection)
-        return store_events(self._runtime, events, source="webhook", open_uow=unit)
+            return store_events(self._runtime, events, source="webhook", connection=connection)
+        return store_events(self._runtime, events, source="webhook", sqlite_connection=connection.driver_connection)
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -172,14 +168,10 @@ class InboxWriter:
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
-        unit = getattr(self._local, "unit", None)
-        self._local.connection = self._local.unit = None
-        if unit is not None and not self._postgres:
-            with contextlib.suppress(Exception):
-                unit.session.close()  # rolls back whatever the failed batch left open
+        self._local.connection = None
         if connection is not None:
             with contextlib.suppress(Exception):
-                connection.close()
+                connection.close()  # back to the pool, which rolls back whatever a failed batch left open
 
     def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         try:

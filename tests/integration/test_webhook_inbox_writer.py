@@ -48,15 +48,21 @@ def _metric_count(runtime: Any, name: str) -> int:
 
 class _CommitGate:
     """Counts commits and holds the first INSERT into stripe_events until released, so the
-    test can queue deliveries while a commit is in flight."""
+    test can queue deliveries while a commit is in flight. On PostgreSQL the writer's statements
+    go through SQLAlchemy (engine events); on SQLite it runs them on the pool's sqlite3 connection
+    itself, so the gate watches that connection's statements (sqlite3's trace callback runs as
+    each one starts, on the thread running it)."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.commits = 0
         self.first_insert_reached = threading.Event()
         self.release = threading.Event()
+        self._traced: list[Any] = []
         sa_event.listen(engine, "commit", self._on_commit)
         sa_event.listen(engine, "before_cursor_execute", self._on_execute)
+        if engine.dialect.name == "sqlite":
+            sa_event.listen(engine.pool, "checkout", self._on_checkout)
 
     def _on_commit(self, _conn: Any) -> None:
         self.commits += 1
@@ -67,9 +73,23 @@ class _CommitGate:
             self.first_insert_reached.set()
             assert self.release.wait(10)
 
+    def _on_checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        def trace(statement: str) -> None:
+            if statement == "COMMIT":
+                self.commits += 1
+            self._on_execute(None, None, statement)
+
+        dbapi_connection.set_trace_callback(trace)
+        self._traced.append(dbapi_connection)
+
     def remove(self) -> None:
         sa_event.remove(self.engine, "commit", self._on_commit)
         sa_event.remove(self.engine, "before_cursor_execute", self._on_execute)
+        if self.engine.dialect.name == "sqlite":
+            sa_event.remove(self.engine.pool, "checkout", self._on_checkout)
+        for connection in self._traced:
+            with contextlib.suppress(Exception):
+                connection.set_trace_callback(None)
 
 
 @contextlib.contextmanager

@@ -191,20 +191,37 @@ def test_a_raising_handler_leaves_the_event_retryable(runtime_factory: Any, data
     assert count(runtime, Invoice) == 1
 
 
-def test_crash_before_commit_never_answers_2xx(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from db.session import UnitOfWork
+def test_crash_before_commit_never_answers_2xx(runtime: Any) -> None:
+    import sqlite3
 
-    def broken_commit(self: UnitOfWork) -> None:
-        raise RuntimeError("power cut")
+    from sqlalchemy import event as sa_event
 
+    # The receiver's writer runs its batch on the pool's sqlite3 connection: SQLite itself refuses
+    # the COMMIT (an authorizer denying it) while `crashing` is set, after the rows were inserted.
+    crashing = [True]
+
+    def refuse_commit(action: int, arg1: str | None, *_args: Any) -> int:
+        if crashing[0] and action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def on_checkout(dbapi_connection: Any, *_args: Any) -> None:
+        dbapi_connection.set_authorizer(refuse_commit)
+
+    assert runtime.engine.dialect.name == "sqlite"
+    sa_event.listen(runtime.engine.pool, "checkout", on_checkout)
     body = json.dumps(_failed_invoice_event("evt_crash")).encode()
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
-        monkeypatch.setattr(UnitOfWork, "commit", broken_commit)
-        crashed = test_client.post("/billing/webhook", content=body, headers={"Stripe-Signature": sign(body, PRIMARY)})
-        monkeypatch.undo()
-        assert crashed.status_code == 500
-        assert count(runtime, StripeEvent) == 0
-        retried = test_client.post("/billing/webhook", content=body, headers={"Stripe-Signature": sign(body, PRIMARY)})
+    try:
+        with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+            crashed = test_client.post("/billing/webhook", content=body,
+                                       headers={"Stripe-Signature": sign(body, PRIMARY)})
+            crashing[0] = False
+            assert crashed.status_code == 500
+            assert count(runtime, StripeEvent) == 0
+            retried = test_client.post("/billing/webhook", content=body,
+                                       headers={"Stripe-Signature": sign(body, PRIMARY)})
+    finally:
+        sa_event.remove(runtime.engine.pool, "checkout", on_checkout)
     assert retried.status_code == 200 and retried.json()["status"] == "stored"
     assert [r.status for r in rows(runtime, StripeEvent)] == ["pending"]  # stored; the worker processes it
     assert webhooks.process_pending(runtime) == 1
