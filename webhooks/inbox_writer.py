@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
+from db.wal_checkpointer import WalCheckpointer, hand_off_checkpoints, restore_checkpoints
 from services.runtime import Runtime
 from services.webhooks import store_events
 
@@ -46,7 +47,10 @@ class InboxWriter:
         # pool checkout or pre-ping round trip per batch); dropped after any error, so the next
         # batch starts on a fresh one.
         self._local = threading.local()
-        self._lock_path = _sqlite_writer_lock_path(runtime.engine)
+        database = _sqlite_database_path(runtime.engine)
+        self._lock_path = f"{database}.writer-lock" if database else None
+        # SQLite file: WAL checkpoints run beside the writer, not inside its commits (db/wal_checkpointer.py).
+        self._checkpointer = WalCheckpointer(database) if database else None
         self._postgres = runtime.engine.dialect.name == "postgresql"
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
@@ -92,6 +96,8 @@ class InboxWriter:
                 self._queue.put(None)  # each writer stops at the first None it takes
         for thread in threads:
             thread.join()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def _run(self) -> None:
         try:
@@ -139,6 +145,9 @@ class InboxWriter:
                 connection = self._runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             else:
                 connection = self._runtime.engine.raw_connection()
+                if self._checkpointer is not None:
+                    hand_off_checkpoints(connection.driver_connection)
+                    self._checkpointer.start()
             self._local.connection = connection
         return connection
 
@@ -171,6 +180,8 @@ class InboxWriter:
         self._local.connection = None
         if connection is not None:
             with contextlib.suppress(Exception):
+                if not self._postgres:
+                    restore_checkpoints(connection.driver_connection)  # as the pool's other users expect
                 connection.close()  # back to the pool, which rolls back whatever a failed batch left open
 
     def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
@@ -226,12 +237,12 @@ def _fail(future: asyncio.Future[str], error: Exception) -> None:
         future.set_exception(error)
 
 
-def _sqlite_writer_lock_path(engine: Any) -> str | None:
-    """`<database file>.writer-lock` for a SQLite file database, else None."""
+def _sqlite_database_path(engine: Any) -> str | None:
+    """The file of a SQLite file database, else None."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    return f"{url.database}.writer-lock"
+    return str(url.database)
 
 
 def _settle(future: Future[str] | _LoopWaiter, *, outcome: str | None = None,
