@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     webhook_header_timeout_seconds: float = Field(10.0, gt=0, validation_alias="WEBHOOK_HEADER_TIMEOUT_SECONDS")
     webhook_max_header_bytes: int = Field(16384, ge=1024, validation_alias="WEBHOOK_MAX_HEADER_BYTES")
     webhook_backlog: int = Field(2048, gt=0, validation_alias="WEBHOOK_BACKLOG")
+    # serve-webhooks stores deliveries through a writer process of each receiver process's own
+    # (webhooks/writer_process.py), so the database work does not share the event loop's
+    # interpreter lock; false: writer threads in the receiver process.
+    webhook_writer_process: bool = Field(True, validation_alias="WEBHOOK_WRITER_PROCESS")
     # Policy text used to draft dispute evidence.
     refund_policy_text: str = Field(
         "Refunds are available within 14 days of a charge on request to support.",

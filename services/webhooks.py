@@ -57,7 +57,7 @@ def _object_id(event: dict[str, Any]) -> str | None:
 
 def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: str = "webhook",
                  uow: UnitOfWork | None = None, connection: Connection | None = None,
-                 sqlite_connection: Any = None) -> list[str]:
+                 sqlite_connection: Any = None, count: bool = True) -> list[str]:
     """Store verified events in one transaction; the outcome per event is stored | duplicate | ignored.
 
     Only a normal return means the rows are committed (the receiver answers 2xx after it);
@@ -70,7 +70,8 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     no BEGIN or COMMIT per batch). `sqlite_connection`: the writer's own sqlite3 connection on
     SQLite (in autocommit, with the engine's PRAGMAs): the batch is BEGIN IMMEDIATE, its
     statements, COMMIT on it, with no Session (SQLAlchemy's per-batch work was more than SQLite's
-    own for a small batch); any error rolls it back and is raised."""
+    own for a small batch); any error rolls it back and is raised. `count=False`: not counted in
+    this process's /metrics (the receiver's writer process: the receiver counts what it answers)."""
     allowed_types = runtime.settings.stripe_webhook_allowed_events
     now = utcnow()
     postgres = runtime.engine.dialect.name == "postgresql"
@@ -115,7 +116,8 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
                                          source=source, at=now)
             unit.commit()
     outcomes = [_outcome(event, index, first_copy, inserted, allowed_types) for index, event in enumerate(events)]
-    webhook_counts.count_in_process(outcomes, source=source)
+    if count:
+        webhook_counts.count_in_process(outcomes, source=source)
     return outcomes
 
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -22,13 +22,22 @@ from starlette.types import Receive, Scope, Send
 from services import metric_points, prometheus, webhooks
 from webhooks.inbox_writer import InboxWriter
 from webhooks.rejections import RejectionCounter
+from webhooks.writer_process import ProcessWriter
 
 logger = logging.getLogger(__name__)
 WEBHOOK_PATHS = ("/billing/webhook", "/api/subscription/webhook")
 
 
-def create_app(runtime: Any) -> ReceiverApp:
+def create_app(runtime: Any, *, writer_process: bool = False) -> ReceiverApp:
+    """`writer_process`: store through a writer process of this receiver's own
+    (webhooks/writer_process.py; what serve-webhooks runs, WEBHOOK_WRITER_PROCESS) rather than
+    writer threads in this process (InboxWriter). An in-memory SQLite database, which another
+    process cannot open, always uses the threads."""
     inbox = InboxWriter(runtime)
+    database = runtime.engine.url.database
+    in_memory = runtime.engine.dialect.name == "sqlite" and database in (None, "", ":memory:")
+    process_writer = ProcessWriter(runtime.settings, f"{database}.writer-lock" if runtime.engine.dialect.name
+                                   == "sqlite" else None) if writer_process and not in_memory else None
     rejections = RejectionCounter(runtime)
 
     def check_database() -> float | None:
@@ -54,14 +63,20 @@ def create_app(runtime: Any) -> ReceiverApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if process_writer is not None:
+            await process_writer.start()
         yield
+        if process_writer is not None:
+            await process_writer.close()
         # Deliveries already verified are stored, and refusals counted, before the process exits.
         await asyncio.to_thread(inbox.close)
         await asyncio.to_thread(rejections.close)
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.rejections = rejections
-    return ReceiverApp(runtime, inbox, rejections, app)
+    receiver = ReceiverApp(runtime, inbox, rejections, app, store=process_writer.store if process_writer else None)
+    receiver.process_writer = process_writer
+    return receiver
 
 
 async def _not_reached(_request: Request) -> Response:
@@ -75,12 +90,15 @@ class ReceiverApp:
     delivery; everything else (GET /healthz and /metrics, 404/405, the lifespan) goes to Starlette."""
 
     def __init__(self, runtime: Any, inbox: InboxWriter, rejections: RejectionCounter,
-                 fallback: Starlette) -> None:
+                 fallback: Starlette, *, store: Callable[[dict[str, Any]], Awaitable[str]] | None = None) -> None:
         self.runtime = runtime
         self.inbox = inbox
+        # The outcome once the event is committed: the writer process's, else the writer threads'.
+        self.store = store or inbox.store
         self.rejections = rejections
         self.fallback = fallback
         self.state = fallback.state
+        self.process_writer: ProcessWriter | None = None
         self._secrets_for: Any = None
         self._secrets: list[str] = []
 
@@ -148,7 +166,7 @@ class ReceiverApp:
         # Commit before answering (an error here is a 500, so Stripe redelivers); the effects
         # run after the response, or in the worker.
         try:
-            outcome = await self.inbox.store(event)
+            outcome = await self.store(event)
         except Exception:
             logger.exception("could not store webhook event %s", event["id"])
             await _answer(send, 500, {"error": "the event could not be stored; it will be redelivered"})
@@ -196,4 +214,4 @@ def create_app_from_env() -> ReceiverApp:
     runtime = Runtime(load_settings())
     configure_logging(settings=runtime.settings)  # scrubs this deployment's own secret values too
     init_sentry(runtime.settings)
-    return create_app(runtime)
+    return create_app(runtime, writer_process=runtime.settings.webhook_writer_process)

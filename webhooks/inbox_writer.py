@@ -158,23 +158,6 @@ class InboxWriter:
             return store_events(self._runtime, events, source="webhook", connection=connection)
         return store_events(self._runtime, events, source="webhook", sqlite_connection=connection.driver_connection)
 
-    @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """On SQLite, receiver processes (serve-webhooks --workers) take turns through a file lock:
-        a blocked writer wakes the moment the other commits, instead of SQLite's busy handler
-        sleeping (up to 100 ms a try) while it waits for the write lock."""
-        if self._lock_path is None:
-            yield
-            return
-        lock_file = getattr(self._local, "lock_file", None)
-        if lock_file is None:
-            lock_file = self._local.lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept by the thread)
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
         self._local.connection = None
@@ -186,7 +169,7 @@ class InboxWriter:
 
     def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         try:
-            with self._turn():
+            with writer_turn(self._lock_path, self._local):
                 outcomes = self.write([event for event, _ in batch])
         except Exception as error:  # the requests answer 5xx, so Stripe redelivers
             self._drop_connection()
@@ -205,6 +188,25 @@ class InboxWriter:
                 _settle(future, outcome=outcome)
         for loop, answers in waiting.items():
             _call_soon(loop, _answer_all, answers)
+
+
+@contextlib.contextmanager
+def writer_turn(lock_path: str | None, holder: Any) -> Iterator[None]:
+    """On SQLite, receiver processes (serve-webhooks --workers, and their writer processes) take
+    turns through a file lock: a blocked writer wakes the moment the other commits, instead of
+    SQLite's busy handler sleeping (up to 100 ms a try) while it waits for the write lock.
+    `holder` keeps the open lock file between batches (its `lock_file` attribute)."""
+    if lock_path is None:
+        yield
+        return
+    lock_file = getattr(holder, "lock_file", None)
+    if lock_file is None:
+        lock_file = holder.lock_file = open(lock_path, "a+b")  # noqa: SIM115 (kept by its holder)
+    fcntl.flock(lock_file, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 class _LoopWaiter:
