@@ -29,6 +29,7 @@ import select
 import signal
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -191,6 +192,8 @@ def child_main(sock: socket.socket, settings: Any, lock_path: str | None) -> Non
     # Ctrl-C reaches the whole process group: the child finishes what it was sent and stops when
     # the receiver closes the socket (or exits), never before.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # its name in ps and top (Linux), beside the receiver's
+        Path("/proc/self/comm").write_text("webhook-writer")
     from db.wal_checkpointer import WalCheckpointer
     from services.observability import configure_logging
     from services.runtime import Runtime
