@@ -21,11 +21,10 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
 
-from db.models import MetricPoint, StripeEvent
 from services import metric_points, webhooks
 from tests.conftest import TEST_WEBHOOK_SECRETS
+from tests.integration.inbox_rows import metric_count, stored_events
 from webhooks.app import create_app
 from webhooks.inbox_writer import InboxWriter
 
@@ -33,17 +32,6 @@ from webhooks.inbox_writer import InboxWriter
 def _event(event_id: str, event_type: str = "invoice.paid") -> dict[str, Any]:
     return {"id": event_id, "object": "event", "type": event_type, "created": int(time.time()), "livemode": False,
             "data": {"object": {"id": f"in_{event_id}", "object": "invoice"}}}
-
-
-def _stored(runtime: Any) -> dict[str, tuple[str, int]]:
-    with runtime.uow() as uow:
-        rows = uow.session.execute(select(StripeEvent.id, StripeEvent.status, StripeEvent.duplicate_deliveries))
-        return {event_id: (status, duplicates) for event_id, status, duplicates in rows}
-
-
-def _metric_count(runtime: Any, name: str) -> int:
-    with runtime.uow() as uow:
-        return int(uow.session.execute(select(func.count()).where(MetricPoint.name == name)).scalar_one())
 
 
 class _CommitGate:
@@ -121,12 +109,12 @@ def test_deliveries_queued_behind_a_commit_share_the_next_one(runtime_factory: A
         assert [f.result(10) for f in queued] == ["stored"] * 10
         assert again.result(10) == "duplicate" and ignored.result(10) == "ignored"
         assert gate.commits == 2  # the first delivery's commit, then one for the twelve queued behind it
-    stored = _stored(runtime)
+    stored = stored_events(runtime)
     assert len(stored) == 12  # evt_first, ten queued, the ignored one
     assert stored["evt_q3"] == ("pending", 1) and stored["evt_product"] == ("ignored", 0)
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 13  # every verified delivery, the copy too
-    assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 1
-    assert _metric_count(runtime, metric_points.WEBHOOK_IGNORED) == 1
+    assert metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 13  # every verified delivery, the copy too
+    assert metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 1
+    assert metric_count(runtime, metric_points.WEBHOOK_IGNORED) == 1
 
 
 @pytest.mark.postgres
@@ -147,9 +135,9 @@ def test_on_postgresql_a_second_writer_commits_while_the_first_is_held(runtime_f
         gate.release.set()
         gate.remove()
         writer.close()
-    assert sorted(_stored(runtime)) == ["evt_free_0", "evt_free_1", "evt_free_2", "evt_free_3", "evt_free_4",
+    assert sorted(stored_events(runtime)) == ["evt_free_0", "evt_free_1", "evt_free_2", "evt_free_3", "evt_free_4",
                                         "evt_held"]
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 6
+    assert metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 6
 
 
 def test_an_event_the_database_refuses_fails_alone(runtime_factory: Any, database_url: str,
@@ -170,8 +158,9 @@ def test_an_event_the_database_refuses_fails_alone(runtime_factory: Any, databas
         assert batch[0].result(10) == "stored" and batch[2].result(10) == "stored"
         with pytest.raises(RuntimeError, match="refused"):
             batch[1].result(10)
-    assert sorted(_stored(runtime)) == ["evt_a", "evt_b", "evt_c"]  # the poison event is not stored, so Stripe retries
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 3
+    # The poison event is not stored, so Stripe retries it.
+    assert sorted(stored_events(runtime)) == ["evt_a", "evt_b", "evt_c"]
+    assert metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 3
 
 
 def test_a_request_that_gave_up_while_queued_is_still_stored(runtime_factory: Any, database_url: str) -> None:
@@ -182,7 +171,7 @@ def test_a_request_that_gave_up_while_queued_is_still_stored(runtime_factory: An
         gate.release.set()
         assert first.result(10) == "stored" and waiting.result(10) == "stored"
         assert writer.submit(_event("evt_later")).result(10) == "stored"  # the writer carried on
-    assert sorted(_stored(runtime)) == ["evt_abandoned", "evt_first", "evt_later", "evt_waiting"]
+    assert sorted(stored_events(runtime)) == ["evt_abandoned", "evt_first", "evt_later", "evt_waiting"]
 
 
 def test_close_stores_what_is_queued(runtime_factory: Any, database_url: str) -> None:
@@ -191,7 +180,7 @@ def test_close_stores_what_is_queued(runtime_factory: Any, database_url: str) ->
     futures = [writer.submit(_event(f"evt_close_{i}")) for i in range(50)]
     writer.close()
     assert all(f.done() for f in futures) and {f.result() for f in futures} == {"stored"}
-    assert len(_stored(runtime)) == 50
+    assert len(stored_events(runtime)) == 50
     # A closed writer starts a fresh thread on the next delivery.
     assert writer.submit(_event("evt_after_close")).result(10) == "stored"
     writer.close()
@@ -234,7 +223,7 @@ def test_concurrent_http_deliveries_through_the_live_receiver(runtime_factory: A
         thread.join(timeout=10)
     assert {code for code, _ in answers} == {200}
     assert sorted(status for _, status in answers) == ["duplicate"] * 16 + ["stored"] * 16
-    stored = _stored(runtime)
+    stored = stored_events(runtime)
     assert len(stored) == 16 and all(value == ("pending", 1) for value in stored.values())
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 32  # deliveries: 16 first copies + 16 copies
-    assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 16
+    assert metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 32  # deliveries: 16 first copies + 16 copies
+    assert metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 16

@@ -23,11 +23,10 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import func, select
 
-from db.models import MetricPoint, StripeEvent
 from services import metric_points, prometheus
 from tests.conftest import TEST_WEBHOOK_SECRETS
+from tests.integration.inbox_rows import metric_count, stored_events
 from webhooks.app import ReceiverApp, create_app
 
 
@@ -68,17 +67,6 @@ def _deliver(url: str, event: dict[str, Any]) -> httpx.Response:
     return httpx.post(url, content=body, headers={"Stripe-Signature": signature}, timeout=30)
 
 
-def _stored(runtime: Any) -> dict[str, tuple[str, int]]:
-    with runtime.uow() as uow:
-        rows = uow.session.execute(select(StripeEvent.id, StripeEvent.status, StripeEvent.duplicate_deliveries))
-        return {event_id: (status, duplicates) for event_id, status, duplicates in rows}
-
-
-def _metric_count(runtime: Any, name: str) -> int:
-    with runtime.uow() as uow:
-        return int(uow.session.execute(select(func.count()).where(MetricPoint.name == name)).scalar_one())
-
-
 def test_concurrent_deliveries_through_the_writer_process(runtime_factory: Any, database_url: str) -> None:
     """32 clients at once: 16 distinct events, each delivered twice."""
     runtime = runtime_factory(DATABASE_URL=database_url)
@@ -97,10 +85,10 @@ def test_concurrent_deliveries_through_the_writer_process(runtime_factory: Any, 
         child = app.process_writer.pid
     assert {code for code, _ in answers} == {200}
     assert sorted(status for _, status in answers) == ["duplicate"] * 16 + ["stored"] * 16
-    stored = _stored(runtime)
+    stored = stored_events(runtime)
     assert len(stored) == 16 and all(value == ("pending", 1) for value in stored.values())
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 32
-    assert _metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 16
+    assert metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 32
+    assert metric_count(runtime, metric_points.WEBHOOK_DUPLICATE) == 16
     # Counted in the receiver's own /metrics (the child counts nothing of its own).
     assert prometheus.WEBHOOK_RECEIVED._value.get() - received_before == 32
     # Shut down with the server: the child has exited.
@@ -124,8 +112,9 @@ def test_an_event_the_database_refuses_fails_alone(runtime_factory: Any, sqlite_
                              pool.map(deliver, ("evt_ok_a", "evt_poison", "evt_ok_b")), strict=True))
         assert codes == {"evt_ok_a": 200, "evt_poison": 500, "evt_ok_b": 200}
         assert _deliver(url, _event("evt_after")).status_code == 200  # the child carried on
-    assert sorted(_stored(runtime)) == ["evt_after", "evt_ok_a", "evt_ok_b"]  # the refused one is retried by Stripe
-    assert _metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 3
+    # The refused one is not stored: Stripe retries it.
+    assert sorted(stored_events(runtime)) == ["evt_after", "evt_ok_a", "evt_ok_b"]
+    assert metric_count(runtime, metric_points.WEBHOOK_RECEIVED) == 3
 
 
 def test_a_writer_process_that_dies_fails_what_it_had_then_a_new_one_stores(runtime_factory: Any,
@@ -147,11 +136,11 @@ def test_a_writer_process_that_dies_fails_what_it_had_then_a_new_one_stores(runt
                 os.kill(first_child, signal.SIGKILL)
                 assert pending.result(30).status_code == 500  # Stripe will redeliver it
             fcntl.flock(lock_file, fcntl.LOCK_UN)
-        assert "evt_during" not in _stored(runtime)
+        assert "evt_during" not in stored_events(runtime)
         redelivered = _deliver(url, _event("evt_during"))
         assert redelivered.status_code == 200 and redelivered.json()["status"] == "stored"
         assert app.process_writer.pid not in (None, first_child)
-    assert sorted(_stored(runtime)) == ["evt_before", "evt_during"]
+    assert sorted(stored_events(runtime)) == ["evt_before", "evt_during"]
 
 
 def _alive(pid: int) -> bool:
