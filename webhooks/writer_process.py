@@ -7,10 +7,11 @@ core with the other half idle (benchmarks/README.md). Here each receiver process
 writer process at start-up, joined by a socketpair: the event loop writes every batch it
 verified in one iteration as one frame (asyncio's transport, never blocking the loop) and reads
 the answers as they come (a protocol on the same loop: no thread, no cross-thread wake-up);
-the child reads whatever has arrived, stores it in one transaction on one of its writer
-threads (services.webhooks.store_events, the same code as InboxWriter's: two on PostgreSQL, one
-on SQLite, which take turns with other receiver processes through the same file lock) and
-answers with each event's outcome. The 2xx is still sent only after the child has committed.
+the child, single-threaded, reads whatever has arrived, stores it in one transaction
+(services.webhooks.store_events, the same code as InboxWriter's; on SQLite it takes turns with
+other receiver processes' writers through the same file lock, and its WAL checkpoints run on a
+thread beside it) and answers with each event's outcome. The 2xx is still sent only after the
+child has committed.
 
 If the child dies, every delivery it had not answered fails (a 500: Stripe redelivers, and a
 row the child did commit is then a duplicate, stored once) and the next delivery starts a new
