@@ -65,10 +65,10 @@ def store_events(runtime: Runtime, events: Sequence[dict[str, Any]], *, source: 
     event twice in one batch) only bumps `duplicate_deliveries` and counts a duplicate.
     PostgreSQL: the batch, its duplicate counts, its metric points and their rollup are one
     statement (`_store_postgres`); SQLite: multi-row statements in one transaction.
-    `uow` lets the receiver's writer reuse its own connection on SQLite; on PostgreSQL it passes
-    `connection`, its own in autocommit, where the one statement is the transaction (no Session,
-    no BEGIN or COMMIT per batch). `sqlite_connection`: the writer's own sqlite3 connection on
-    SQLite (in autocommit, with the engine's PRAGMAs): the batch is BEGIN IMMEDIATE, its
+    `uow`: a unit of work the caller opened (else one of its own). The receiver's writers pass their
+    own connection instead: on PostgreSQL `connection`, in autocommit, where the one statement is
+    the transaction (no Session, no BEGIN or COMMIT per batch); on SQLite `sqlite_connection`, their
+    sqlite3 connection (in autocommit, with the engine's PRAGMAs): the batch is BEGIN IMMEDIATE, its
     statements, COMMIT on it, with no Session (SQLAlchemy's per-batch work was more than SQLite's
     own for a small batch); any error rolls it back and is raised. `count=False`: not counted in
     this process's /metrics (the receiver's writer process: the receiver counts what it answers)."""

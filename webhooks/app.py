@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services import metric_points, prometheus, webhooks
-from webhooks.inbox_writer import InboxWriter
+from webhooks.inbox_writer import InboxWriter, sqlite_database_path, writer_lock_path
 from webhooks.rejections import RejectionCounter
 from webhooks.writer_process import ProcessWriter
 
@@ -34,10 +34,9 @@ def create_app(runtime: Any, *, writer_process: bool = False) -> ReceiverApp:
     writer threads in this process (InboxWriter). An in-memory SQLite database, which another
     process cannot open, always uses the threads."""
     inbox = InboxWriter(runtime)
-    database = runtime.engine.url.database
-    in_memory = runtime.engine.dialect.name == "sqlite" and database in (None, "", ":memory:")
-    process_writer = ProcessWriter(runtime.settings, f"{database}.writer-lock" if runtime.engine.dialect.name
-                                   == "sqlite" else None) if writer_process and not in_memory else None
+    in_memory = runtime.engine.dialect.name == "sqlite" and sqlite_database_path(runtime.engine) is None
+    process_writer = (ProcessWriter(runtime.settings, writer_lock_path(runtime.engine))
+                      if writer_process and not in_memory else None)
     rejections = RejectionCounter(runtime)
 
     def check_database() -> float | None:
@@ -74,9 +73,7 @@ def create_app(runtime: Any, *, writer_process: bool = False) -> ReceiverApp:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.rejections = rejections
-    receiver = ReceiverApp(runtime, inbox, rejections, app, store=process_writer.store if process_writer else None)
-    receiver.process_writer = process_writer
-    return receiver
+    return ReceiverApp(runtime, inbox, rejections, app, process_writer=process_writer)
 
 
 async def _not_reached(_request: Request) -> Response:
@@ -90,15 +87,15 @@ class ReceiverApp:
     delivery; everything else (GET /healthz and /metrics, 404/405, the lifespan) goes to Starlette."""
 
     def __init__(self, runtime: Any, inbox: InboxWriter, rejections: RejectionCounter,
-                 fallback: Starlette, *, store: Callable[[dict[str, Any]], Awaitable[str]] | None = None) -> None:
+                 fallback: Starlette, *, process_writer: ProcessWriter | None = None) -> None:
         self.runtime = runtime
         self.inbox = inbox
+        self.process_writer = process_writer
         # The outcome once the event is committed: the writer process's, else the writer threads'.
-        self.store = store or inbox.store
+        self.store = process_writer.store if process_writer is not None else inbox.store
         self.rejections = rejections
         self.fallback = fallback
         self.state = fallback.state
-        self.process_writer: ProcessWriter | None = None
         self._secrets_for: Any = None
         self._secrets: list[str] = []
 

@@ -47,11 +47,10 @@ class InboxWriter:
         # pool checkout or pre-ping round trip per batch); dropped after any error, so the next
         # batch starts on a fresh one.
         self._local = threading.local()
-        database = _sqlite_database_path(runtime.engine)
-        self._lock_path = f"{database}.writer-lock" if database else None
+        database = sqlite_database_path(runtime.engine)
+        self._lock_path = writer_lock_path(runtime.engine)
         # SQLite file: WAL checkpoints run beside the writer, not inside its commits (db/wal_checkpointer.py).
         self._checkpointer = WalCheckpointer(database) if database else None
-        self._postgres = runtime.engine.dialect.name == "postgresql"
 
     def submit(self, event: dict[str, Any]) -> Future[str]:
         """The future resolves to the outcome once the row is committed, or to the error."""
@@ -134,43 +133,24 @@ class InboxWriter:
                 return
 
     def _connection(self) -> Any:
-        """This thread's connection: on PostgreSQL a SQLAlchemy Connection in autocommit, where
-        store_events is one statement and so its own transaction (durable when it returns,
-        synchronous_commit as configured) with no BEGIN and COMMIT round trips; on SQLite the
-        pool's sqlite3 connection itself (the engine's PRAGMAs applied), each batch BEGIN
-        IMMEDIATE .. COMMIT on it with no Session."""
+        """This thread's connection (open_writer_connection), opened on its first batch."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            if self._postgres:
-                connection = self._runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                connection = self._runtime.engine.raw_connection()
-                if self._checkpointer is not None:
-                    hand_off_checkpoints(connection.driver_connection)
-                    self._checkpointer.start()
-            self._local.connection = connection
+            connection = self._local.connection = open_writer_connection(self._runtime)
+            if self._checkpointer is not None:
+                self._checkpointer.start()
         return connection
-
-    def write(self, events: list[dict[str, Any]]) -> list[str]:
-        """Store one batch on this thread's connection: the outcomes once it is committed."""
-        connection = self._connection()
-        if self._postgres:
-            return store_events(self._runtime, events, source="webhook", connection=connection)
-        return store_events(self._runtime, events, source="webhook", sqlite_connection=connection.driver_connection)
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
         self._local.connection = None
         if connection is not None:
-            with contextlib.suppress(Exception):
-                if not self._postgres:
-                    restore_checkpoints(connection.driver_connection)  # as the pool's other users expect
-                connection.close()  # back to the pool, which rolls back whatever a failed batch left open
+            close_writer_connection(self._runtime, connection)
 
     def _store(self, batch: list[tuple[dict[str, Any], Future[str] | _LoopWaiter]]) -> None:
         try:
-            with writer_turn(self._lock_path, self._local):
-                outcomes = self.write([event for event, _ in batch])
+            outcomes = write_batch(self._runtime, self._connection(), [event for event, _ in batch],
+                                   self._lock_path, self._local)
         except Exception as error:  # the requests answer 5xx, so Stripe redelivers
             self._drop_connection()
             if len(batch) > 1:
@@ -188,6 +168,40 @@ class InboxWriter:
                 _settle(future, outcome=outcome)
         for loop, answers in waiting.items():
             _call_soon(loop, _answer_all, answers)
+
+
+def open_writer_connection(runtime: Runtime) -> Any:
+    """A writer's own connection, kept between batches (no pool checkout or pre-ping round trip
+    per batch): on PostgreSQL a SQLAlchemy Connection in autocommit, where store_events is one
+    statement and so its own transaction (durable when it returns, synchronous_commit as
+    configured) with no BEGIN and COMMIT round trips; on SQLite the pool's sqlite3 connection
+    itself (the engine's PRAGMAs applied), each batch BEGIN IMMEDIATE .. COMMIT on it with no
+    Session, its checkpoints handed to a WalCheckpointer."""
+    if runtime.engine.dialect.name == "postgresql":
+        return runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    connection = runtime.engine.raw_connection()
+    hand_off_checkpoints(connection.driver_connection)
+    return connection
+
+
+def close_writer_connection(runtime: Runtime, connection: Any) -> None:
+    """Back to the pool (which rolls back whatever a failed batch left open), on SQLite with
+    SQLite's own checkpoints again, as the pool's other users expect."""
+    with contextlib.suppress(Exception):
+        if runtime.engine.dialect.name != "postgresql":
+            restore_checkpoints(connection.driver_connection)
+        connection.close()
+
+
+def write_batch(runtime: Runtime, connection: Any, events: list[dict[str, Any]], lock_path: str | None,
+                holder: Any, *, count: bool = True) -> list[str]:
+    """Store one batch on a writer's connection (open_writer_connection), in its turn on SQLite:
+    the outcomes once it is committed. `count=False`: not in this process's /metrics."""
+    if runtime.engine.dialect.name == "postgresql":
+        return store_events(runtime, events, source="webhook", connection=connection, count=count)
+    with writer_turn(lock_path, holder):
+        return store_events(runtime, events, source="webhook", sqlite_connection=connection.driver_connection,
+                            count=count)
 
 
 @contextlib.contextmanager
@@ -239,12 +253,18 @@ def _fail(future: asyncio.Future[str], error: Exception) -> None:
         future.set_exception(error)
 
 
-def _sqlite_database_path(engine: Any) -> str | None:
-    """The file of a SQLite file database, else None."""
+def sqlite_database_path(engine: Any) -> str | None:
+    """The file of a SQLite file database, else None (PostgreSQL, or SQLite in memory)."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return str(url.database)
+
+
+def writer_lock_path(engine: Any) -> str | None:
+    """The file SQLite writers take turns on (writer_turn), else None."""
+    database = sqlite_database_path(engine)
+    return f"{database}.writer-lock" if database else None
 
 
 def _settle(future: Future[str] | _LoopWaiter, *, outcome: str | None = None,

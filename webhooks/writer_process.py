@@ -199,14 +199,15 @@ def child_main(sock: socket.socket, settings: Any, lock_path: str | None) -> Non
     from services.observability import configure_logging
     from services.runtime import Runtime
     from services.webhook_signature import VerifiedEvent
+    from webhooks.inbox_writer import close_writer_connection, open_writer_connection, sqlite_database_path
 
     runtime = Runtime(settings)
     configure_logging(settings=settings)
     holder = threading.local()
-    connection = _open_connection(runtime)
-    checkpointer = None
-    if runtime.engine.dialect.name != "postgresql":
-        checkpointer = WalCheckpointer(str(runtime.engine.url.database))
+    connection = open_writer_connection(runtime)
+    database = sqlite_database_path(runtime.engine)
+    checkpointer = WalCheckpointer(database) if database else None
+    if checkpointer is not None:
         checkpointer.start()
     buffer = bytearray()
     try:
@@ -226,8 +227,7 @@ def child_main(sock: socket.socket, settings: Any, lock_path: str | None) -> Non
     finally:
         if checkpointer is not None:
             checkpointer.stop()
-        with contextlib.suppress(Exception):
-            connection.close()
+        close_writer_connection(runtime, connection)
         with contextlib.suppress(OSError):
             sock.close()
 
@@ -252,19 +252,14 @@ def _arrived(sock: socket.socket, buffer: bytearray) -> list[Any] | None:
 def _store(runtime: Any, connection: Any, events: list[Any], lock_path: str | None,
            holder: Any) -> tuple[list[tuple[str | None, str | None]], Any]:
     """Each event's (outcome, None) or (None, error); the connection to use next."""
-    from services.webhooks import store_events
-    from webhooks.inbox_writer import writer_turn
+    from webhooks.inbox_writer import close_writer_connection, open_writer_connection, write_batch
 
     try:
-        if runtime.engine.dialect.name == "postgresql":
-            outcomes = store_events(runtime, events, source="webhook", connection=connection, count=False)
-        else:
-            with writer_turn(lock_path, holder):
-                outcomes = store_events(runtime, events, source="webhook",
-                                        sqlite_connection=connection.driver_connection, count=False)
+        outcomes = write_batch(runtime, connection, events, lock_path, holder, count=False)
         return [(outcome, None) for outcome in outcomes], connection
     except Exception as error:
-        connection = _fresh_connection(runtime, connection)
+        close_writer_connection(runtime, connection)  # a fresh one for what comes next
+        connection = open_writer_connection(runtime)
         if len(events) == 1:
             logger.warning("the webhook writer could not store an event: %s", type(error).__name__)
             return [(None, type(error).__name__)], connection
@@ -273,22 +268,3 @@ def _store(runtime: Any, connection: Any, events: list[Any], lock_path: str | No
         result, connection = _store(runtime, connection, [event], lock_path, holder)
         results += result
     return results, connection
-
-
-def _open_connection(runtime: Any) -> Any:
-    """As InboxWriter's threads do: PostgreSQL in autocommit (store_events is one statement,
-    its own transaction), SQLite the pool's sqlite3 connection with checkpoints handed off."""
-    from db.wal_checkpointer import hand_off_checkpoints
-
-    if runtime.engine.dialect.name == "postgresql":
-        return runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    connection = runtime.engine.raw_connection()
-    hand_off_checkpoints(connection.driver_connection)
-    return connection
-
-
-def _fresh_connection(runtime: Any, connection: Any) -> Any:
-    """After an error: the old connection dropped (rolling back whatever it left open), a new one."""
-    with contextlib.suppress(Exception):
-        connection.close()
-    return _open_connection(runtime)
