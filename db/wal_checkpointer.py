@@ -17,12 +17,16 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 # The writer's connection checkpoints itself only past this many WAL pages (about 40 MB at 4 KiB).
 BACKSTOP_PAGES = 10_000
+# A file's mtime comes from a coarse clock (a few ms a tick): a checkpoint that began this long
+# after the WAL's last write surely saw all of it.
+_SETTLED_NS = 50_000_000
 
 
 def hand_off_checkpoints(dbapi_connection: Any) -> None:
@@ -38,10 +42,12 @@ def restore_checkpoints(dbapi_connection: Any) -> None:
 
 class WalCheckpointer:
     """Checkpoints `database`'s WAL from a thread of its own while it is past `threshold_bytes`
-    and has been written since the last checkpoint (checked every `interval` seconds, one stat()
-    each). After a complete checkpoint the next writer starts the WAL file over from its first
-    frame, but the file keeps its size: under steady writes this checkpoints every interval (a
-    few hundred frames at a time), and not at all while nothing is written."""
+    and holds frames no checkpoint has copied yet (checked every `interval` seconds, one stat()
+    each): it is skipped only when the WAL has not been written since a checkpoint that copied
+    every frame and began well after that write. After a complete checkpoint the next writer
+    starts the WAL file over from its first frame, but the file keeps its size: under steady
+    writes this checkpoints every interval (a few hundred frames at a time), and not at all once
+    nothing is written."""
 
     def __init__(self, database: str, *, threshold_bytes: int = 4 * 1024 * 1024, interval: float = 0.02,
                  busy_timeout_ms: int = 30_000) -> None:
@@ -72,22 +78,24 @@ class WalCheckpointer:
     def _run(self) -> None:
         wal = f"{self.database}-wal"
         connection: sqlite3.Connection | None = None
-        checkpointed_at: int | None = None  # the WAL's mtime when last checkpointed
+        covered_mtime: int | None = None  # the WAL's mtime when a checkpoint last copied all of it
         try:
             while not self._stop.wait(self.interval):
                 try:
                     stat = os.stat(wal)
                 except FileNotFoundError:
                     continue
-                if stat.st_size <= self.threshold_bytes or stat.st_mtime_ns == checkpointed_at:
+                if stat.st_size <= self.threshold_bytes or stat.st_mtime_ns == covered_mtime:
                     continue
-                checkpointed_at = stat.st_mtime_ns
                 try:
                     if connection is None:
                         connection = sqlite3.connect(self.database, isolation_level=None,
                                                      timeout=self.busy_timeout_ms / 1000, check_same_thread=False)
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    started = time.time_ns()
+                    busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
+                    complete = busy == 0 and frames == copied and started - stat.st_mtime_ns > _SETTLED_NS
+                    covered_mtime = stat.st_mtime_ns if complete else None
                 except sqlite3.Error as error:  # the writer's backstop still checkpoints; try again later
                     logger.warning("WAL checkpoint of the database failed: %s", type(error).__name__)
                     if connection is not None:

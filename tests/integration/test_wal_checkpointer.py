@@ -52,14 +52,17 @@ def test_the_checkpointer_moves_committed_pages_into_the_database_file(tmp_path:
     try:
         for _ in range(39):
             commit_a_batch()
-        assert _wait_for(lambda: _rows_in_database_file(path) == 1600)
-        assert checkpointer.checkpoints >= 1
-        # Nothing written since: the checkpointer leaves the WAL alone.
-        settled = checkpointer.checkpoints
-        time.sleep(0.1)
-        assert checkpointer.checkpoints == settled
+
+        def settled() -> bool:  # nothing written any more: the checkpointer leaves the WAL alone
+            before = checkpointer.checkpoints
+            time.sleep(0.1)
+            return checkpointer.checkpoints == before
+
+        assert _wait_for(settled)
     finally:
-        checkpointer.stop()
+        checkpointer.stop()  # stopped before the file is read as immutable: nothing writes it meanwhile
+    assert checkpointer.checkpoints >= 1
+    assert _rows_in_database_file(path) == 1600
     restore_checkpoints(writer)
     assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     writer.close()
